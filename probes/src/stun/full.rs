@@ -1,0 +1,1 @@
+//! Full decoding through `stun_codec` (placeholder until the differential work lands).

@@ -1,0 +1,4 @@
+//! One module per subcommand: flags, the call into the engine, rendering.
+
+pub(crate) mod serve;
+pub(crate) mod stun;

@@ -1,0 +1,40 @@
+//! `stunmap`: which NetBird paths are open from here, how the NAT maps and filters, and whether
+//! peers will connect directly or only through a relay.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod exit;
+
+/// Packet-level STUN/TURN/relay probe engine.
+#[derive(Debug, Parser)]
+#[command(name = "stunmap", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Probe STUN servers with Binding requests: mapped address, RTT, loss.
+    Stun(cmd::stun::Args),
+    /// Run a STUN Binding reflector (UDP and TCP) on one port or a range of ports.
+    Serve(cmd::serve::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return exit::clap_error(e),
+    };
+    let result = match cli.command {
+        Command::Stun(args) => cmd::stun::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
+    };
+    match result {
+        Ok(code) => code.into(),
+        Err(e) => exit::report(&e),
+    }
+}
