@@ -5,4 +5,10 @@
 //! `now`, incoming datagrams and random transaction ids in, and drains transmits, timeouts and
 //! results out. That keeps every state machine deterministic and testable on simulated time.
 
+pub mod binding;
+pub mod machine;
 pub mod stun;
+
+mod serde_util;
+
+pub use machine::{Ignored, LocalSocket, Probe, Retransmit, Transmit};
