@@ -51,7 +51,7 @@ impl<'b> MessageWriter<'b> {
             .extend_from_slice(&(value.len() as u16).to_be_bytes());
         self.buf.extend_from_slice(value);
         let pad = (4 - value.len() % 4) % 4;
-        self.buf.extend_from_slice(&[0u8; 3][..pad]);
+        self.buf.resize(self.buf.len() + pad, 0);
         self.set_length();
         self
     }
