@@ -11,4 +11,4 @@ pub mod stun;
 
 mod serde_util;
 
-pub use machine::{Ignored, LocalSocket, Probe, Retransmit, Transmit};
+pub use machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};

@@ -86,6 +86,34 @@ pub trait Probe {
 
     /// Take the output once done (later calls return `None`).
     fn take_output(&mut self) -> Option<Self::Output>;
+
+    /// Stop early (Ctrl-C, global deadline). A probe that holds state on a server (a TURN
+    /// allocation) starts releasing it and returns `true`: the engine keeps driving it, for a
+    /// bounded time, until it is done. The default returns `false`: nothing to clean up, and
+    /// the engine drops the probe as abandoned.
+    fn cancel(&mut self, _now: Instant) -> bool {
+        false
+    }
+
+    /// How many probe-private local sockets ([`LocalSocket::Private`] 0..n) this probe sends
+    /// from, and toward which destination (so the engine can learn the routed source address).
+    /// The engine binds them before the first [`Probe::poll_transmit`].
+    fn private_sockets(&self) -> Option<PrivateSockets> {
+        None
+    }
+
+    /// The engine reports the local address of each socket the probe uses: for a wildcard
+    /// bind, the IP is the source address the OS routes toward the probe's destination.
+    fn handle_local_addr(&mut self, _socket: LocalSocket, _addr: SocketAddr) {}
+}
+
+/// A request for probe-private sockets, see [`Probe::private_sockets`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrivateSockets {
+    /// Number of distinct local ports.
+    pub count: u8,
+    /// A destination the probe will talk to (chooses the address family and source route).
+    pub toward: SocketAddr,
 }
 
 /// Retransmission policy, RFC 8489 §6.2.1: send at 0, RTO, 3·RTO, 7·RTO … (the interval doubles)
