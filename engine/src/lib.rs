@@ -1,1 +1,15 @@
-//! Engine
+//! The async runtime of stunmap: the only crate with sockets, clocks and tasks.
+//!
+//! It drives the sans-IO probe machines of `probes` over batched UDP (`quinn-udp`: recvmmsg and
+//! GRO on receive, GSO on send), routes replies to probes by STUN transaction id, keeps their
+//! timers, enforces the run's limits (packet rate, in-flight cap, deadline) and reports events
+//! as they happen. See ARCHITECTURE.md for the drive loop and its invariants.
+
+pub mod driver;
+pub mod rate;
+pub mod stats;
+pub mod tcp;
+pub mod udp;
+
+pub use driver::{Cancel, CancelHandle, Counters, EngineError, Event, Limits, RunReport, run};
+pub use rate::Rate;

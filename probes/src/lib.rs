@@ -7,6 +7,7 @@
 
 pub mod binding;
 pub mod machine;
+pub mod reflector;
 pub mod stun;
 
 mod serde_util;

@@ -9,6 +9,7 @@
 pub mod attr;
 pub mod encode;
 pub mod full;
+pub mod stream;
 pub mod view;
 
 use std::fmt;

@@ -1,0 +1,857 @@
+//! The drive loop: runs any number of sans-IO [`Probe`]s over shared UDP sockets.
+//!
+//! One task owns everything (no locks on the hot path). Each turn of the loop:
+//! 1. receive every queued datagram (batched), route it by STUN transaction id to its probe;
+//! 2. fire expired timers (`handle_timeout`);
+//! 3. let probes with work transmit, as far as the token bucket allows, then admit new probes
+//!    while the in-flight cap and the bucket allow;
+//! 4. flush the send batch;
+//! 5. sleep until a socket is readable, the next timer, the next token, or cancellation.
+//!
+//! Invariants: a probe is in the transaction table exactly while it is in flight; every probe
+//! admitted ends in exactly one `Finished` or `Abandoned` event; a probe's timer is re-armed
+//! only when it is not waiting for a token, so the loop never spins on a past deadline.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use probes::stun::TransactionId;
+use probes::stun::view::check_header;
+use probes::{Ignored, LocalSocket, Probe};
+use tokio::sync::{mpsc, watch};
+
+use crate::rate::{Rate, TokenBucket};
+use crate::udp::{RecvBuffers, UdpEndpoint, routed_source};
+
+/// Limits of one run, all of them a network engineer's to set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Limits {
+    /// Packet rate cap (every datagram counts, retransmissions included); `None` is unlimited.
+    pub rate: Option<Rate>,
+    /// Probes in flight at once.
+    pub max_in_flight: usize,
+    /// Wall-clock cap on the whole run; when reached the run stops as if cancelled.
+    pub deadline: Option<Duration>,
+    /// After cancellation, how long probes that have cleanup to do (TURN deallocation) may
+    /// keep running.
+    pub drain: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            rate: Some(Rate::POLITE),
+            max_in_flight: 1024,
+            deadline: None,
+            drain: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What happened to a probe; `probe` is its index in the input order.
+#[derive(Debug)]
+pub enum Event<O> {
+    /// The probe was admitted and will transmit.
+    Started {
+        /// Input index.
+        probe: usize,
+    },
+    /// A datagram was sent for the probe (`attempt` > 0 is a retransmission).
+    Transmitted {
+        /// Input index.
+        probe: usize,
+        /// 0 first, n-th retransmission.
+        attempt: u8,
+    },
+    /// The probe finished with its output.
+    Finished {
+        /// Input index.
+        probe: usize,
+        /// What it concluded.
+        output: O,
+    },
+    /// The probe was dropped unfinished (cancellation, deadline, socket error).
+    Abandoned {
+        /// Input index.
+        probe: usize,
+    },
+}
+
+/// Counters of one run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    /// Probes admitted.
+    pub probes_started: u64,
+    /// Probes that produced an output.
+    pub probes_finished: u64,
+    /// Probes dropped unfinished.
+    pub probes_abandoned: u64,
+    /// Datagrams handed to the kernel.
+    pub datagrams_sent: u64,
+    /// Of which retransmissions.
+    pub retransmissions: u64,
+    /// Datagrams received on the engine's sockets.
+    pub datagrams_received: u64,
+    /// Received but not STUN (bad header): junk, never trusted.
+    pub malformed: u64,
+    /// STUN, but no probe in flight owns the transaction id.
+    pub unmatched: u64,
+    /// Rejected by a probe: wrong source address.
+    pub unexpected_source: u64,
+    /// Rejected by a probe: FINGERPRINT mismatch.
+    pub bad_fingerprint: u64,
+    /// Rejected by a probe: duplicate or late reply.
+    pub duplicates: u64,
+    /// Rejected by a probe for another reason (not a response, wrong method …).
+    pub rejected_other: u64,
+    /// Send calls that failed (other than a full queue).
+    pub send_errors: u64,
+}
+
+/// How the run ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct RunReport {
+    /// Counters.
+    pub counters: Counters,
+    /// Stopped by cancellation (Ctrl-C).
+    pub interrupted: bool,
+    /// Stopped by the global deadline.
+    pub deadline_reached: bool,
+    /// Wall-clock duration of the run, seconds.
+    pub elapsed: f64,
+}
+
+/// Errors that end a run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// A socket could not be created or bound.
+    #[error("cannot bind a UDP socket on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// The event loop's socket failed.
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Cancels a run from elsewhere (a signal handler, a test).
+#[derive(Clone, Debug)]
+pub struct CancelHandle(Arc<watch::Sender<bool>>);
+
+/// The run's side of a [`CancelHandle`].
+#[derive(Clone, Debug)]
+pub struct Cancel(watch::Receiver<bool>);
+
+impl CancelHandle {
+    /// Request cancellation.
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Cancel {
+    /// A connected pair.
+    pub fn new() -> (CancelHandle, Cancel) {
+        let (tx, rx) = watch::channel(false);
+        (CancelHandle(Arc::new(tx)), Cancel(rx))
+    }
+
+    /// A token that never fires.
+    pub fn never() -> Cancel {
+        Cancel::new().1
+    }
+
+    /// Whether cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    async fn cancelled(&mut self) {
+        while !*self.0.borrow_and_update() {
+            if self.0.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// Cancel on SIGINT or SIGTERM (Unix) / Ctrl-C elsewhere. Must be called inside a runtime.
+pub fn cancel_on_signals(handle: CancelHandle) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        handle.cancel();
+    });
+}
+
+/// A datagram that arrived on a probe-private socket.
+struct PrivateDatagram {
+    key: SlotKey,
+    socket: LocalSocket,
+    from: SocketAddr,
+    data: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct SlotKey {
+    index: u32,
+    generation: u32,
+}
+
+struct Slot<P> {
+    probe: P,
+    input_index: usize,
+    generation: u32,
+    tids: Vec<TransactionId>,
+    timer: Option<Instant>,
+    queued: bool,
+    cleaning_up: bool,
+    private: Vec<(Arc<UdpEndpoint>, tokio::task::JoinHandle<()>)>,
+}
+
+impl<P> Drop for Slot<P> {
+    fn drop(&mut self) {
+        for (_, task) in &self.private {
+            task.abort();
+        }
+    }
+}
+
+/// A pending outgoing datagram in the send batch.
+#[derive(Clone, Copy)]
+struct Pending {
+    socket: SocketSel,
+    destination: SocketAddr,
+    start: usize,
+    len: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SocketSel {
+    V4,
+    V6,
+    Private(SlotKey, u8),
+}
+
+/// Datagrams queued before the batch is flushed (bounds the delay between a probe's `now` and
+/// the actual send).
+const SEND_BATCH: usize = 64;
+/// Receive batches per socket per loop turn before timers and sends get a turn.
+const RECV_TURNS: usize = 8;
+/// Depth of the queue from private-socket readers; datagrams beyond it are dropped (and a
+/// flood cannot grow memory).
+const PRIVATE_QUEUE: usize = 1024;
+
+struct Driver<P: Probe, F> {
+    slots: Vec<Option<Slot<P>>>,
+    free: Vec<u32>,
+    next_generation: u32,
+    table: HashMap<TransactionId, SlotKey>,
+    timers: BinaryHeap<Reverse<(Instant, SlotKey)>>,
+    ready: VecDeque<SlotKey>,
+    bucket: Option<TokenBucket>,
+    v4: Option<UdpEndpoint>,
+    v6: Option<UdpEndpoint>,
+    recv_buf: Option<RecvBuffers>,
+    send_buf: Vec<u8>,
+    pending: Vec<Pending>,
+    private_tx: mpsc::Sender<PrivateDatagram>,
+    counters: Counters,
+    in_flight: usize,
+    on_event: F,
+}
+
+/// Run `probes` to completion (or cancellation / deadline), reporting every event to
+/// `on_event` as it happens. Returns the run's counters and how it ended.
+pub async fn run<P, I, F>(
+    probes: I,
+    limits: Limits,
+    mut cancel: Cancel,
+    on_event: F,
+) -> Result<RunReport, EngineError>
+where
+    P: Probe,
+    I: IntoIterator<Item = P>,
+    F: FnMut(Event<P::Output>),
+{
+    let start = Instant::now();
+    let (private_tx, mut private_rx) = mpsc::channel(PRIVATE_QUEUE);
+    let mut d = Driver {
+        slots: Vec::new(),
+        free: Vec::new(),
+        next_generation: 0,
+        table: HashMap::new(),
+        timers: BinaryHeap::new(),
+        ready: VecDeque::new(),
+        bucket: limits.rate.map(|r| TokenBucket::new(r, start)),
+        v4: None,
+        v6: None,
+        recv_buf: Some(RecvBuffers::default()),
+        send_buf: Vec::with_capacity(SEND_BATCH * 128),
+        pending: Vec::with_capacity(SEND_BATCH),
+        private_tx,
+        counters: Counters::default(),
+        in_flight: 0,
+        on_event,
+    };
+    let mut source = probes.into_iter().enumerate();
+    let mut exhausted = false;
+    let mut report = RunReport::default();
+    let deadline_at = limits.deadline.map(|dl| start + dl);
+    let mut drain_until: Option<Instant> = None;
+
+    loop {
+        let now = Instant::now();
+        if drain_until.is_none() {
+            let timed_out = deadline_at.is_some_and(|t| now >= t);
+            if cancel.is_cancelled() || timed_out {
+                report.interrupted = cancel.is_cancelled();
+                report.deadline_reached = timed_out && !report.interrupted;
+                d.cancel_all(now);
+                drain_until = Some(now + limits.drain);
+            }
+        }
+        if drain_until.is_some_and(|t| now >= t) {
+            d.abandon_all();
+        }
+
+        d.receive_all(now)?;
+        while let Ok(p) = private_rx.try_recv() {
+            d.deliver_private(now, p);
+        }
+        d.fire_timers(now);
+        d.serve_ready(now);
+        if drain_until.is_none() {
+            while !exhausted && d.in_flight < limits.max_in_flight && d.ready.is_empty() {
+                if !d.token_available(now) {
+                    break;
+                }
+                match source.next() {
+                    Some((index, probe)) => d.admit(now, index, probe)?,
+                    None => exhausted = true,
+                }
+            }
+        }
+        d.flush().await?;
+
+        if d.in_flight == 0 && (exhausted || drain_until.is_some()) {
+            break;
+        }
+
+        // More can be done right away: yield (so other tasks run) and go round again.
+        let can_admit = drain_until.is_none()
+            && !exhausted
+            && d.in_flight < limits.max_in_flight
+            && d.ready.is_empty();
+        let tokens = d.token_available(Instant::now());
+        if tokens && (can_admit || !d.ready.is_empty()) {
+            tokio::task::yield_now().await;
+            continue;
+        }
+
+        let mut wake = d.timers.peek().map(|Reverse((t, _))| *t);
+        if (can_admit || !d.ready.is_empty()) && !tokens {
+            if let Some(b) = d.bucket.as_mut() {
+                let t = b.ready_at(Instant::now());
+                wake = Some(wake.map_or(t, |w| w.min(t)));
+            }
+        }
+        for t in [deadline_at.filter(|_| drain_until.is_none()), drain_until]
+            .into_iter()
+            .flatten()
+        {
+            wake = Some(wake.map_or(t, |w| w.min(t)));
+        }
+        let sleep = async {
+            match wake {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let draining = drain_until.is_some();
+        tokio::select! {
+            r = readable(d.v4.as_ref()) => r?,
+            r = readable(d.v6.as_ref()) => r?,
+            Some(p) = private_rx.recv() => d.deliver_private(Instant::now(), p),
+            _ = sleep => {}
+            _ = cancel.cancelled(), if !draining => {}
+        }
+    }
+    report.counters = d.counters;
+    report.elapsed = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+async fn readable(ep: Option<&UdpEndpoint>) -> io::Result<()> {
+    match ep {
+        Some(ep) => ep.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
+    fn slot(&mut self, key: SlotKey) -> Option<&mut Slot<P>> {
+        self.slots
+            .get_mut(key.index as usize)?
+            .as_mut()
+            .filter(|s| s.generation == key.generation)
+    }
+
+    fn token_available(&mut self, now: Instant) -> bool {
+        match self.bucket.as_mut() {
+            Some(b) => b.ready_at(now) <= now,
+            None => true,
+        }
+    }
+
+    fn admit(&mut self, now: Instant, input_index: usize, probe: P) -> Result<(), EngineError> {
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let generation = self.next_generation;
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let key = SlotKey { index, generation };
+        let mut slot = Slot {
+            probe,
+            input_index,
+            generation,
+            tids: Vec::new(),
+            timer: None,
+            queued: false,
+            cleaning_up: false,
+            private: Vec::new(),
+        };
+        if let Some(req) = slot.probe.private_sockets() {
+            let source_ip = routed_source(&req.toward).ok();
+            for n in 0..req.count {
+                let ep =
+                    UdpEndpoint::ephemeral_for(&req.toward).map_err(|e| EngineError::Bind {
+                        addr: crate::udp::wildcard_for(&req.toward),
+                        source: e,
+                    })?;
+                let mut local = ep.local_addr();
+                if let Some(ip) = source_ip {
+                    local.set_ip(ip);
+                }
+                slot.probe.handle_local_addr(LocalSocket::Private(n), local);
+                let ep = Arc::new(ep);
+                let task = spawn_private_reader(ep.clone(), key, n, self.private_tx.clone());
+                slot.private.push((ep, task));
+            }
+        }
+        if let Some(s) = self.slots.get_mut(index as usize) {
+            *s = Some(slot);
+        }
+        self.in_flight += 1;
+        self.counters.probes_started += 1;
+        (self.on_event)(Event::Started { probe: input_index });
+        self.service(now, key);
+        Ok(())
+    }
+
+    /// Let the probe transmit (within the rate limit), then re-arm its timer or finish it.
+    fn service(&mut self, now: Instant, key: SlotKey) {
+        loop {
+            if !self.token_available(now) {
+                if let Some(slot) = self.slot(key) {
+                    if !slot.queued {
+                        slot.queued = true;
+                        self.ready.push_back(key);
+                    }
+                }
+                return;
+            }
+            let Some(slot) = self
+                .slots
+                .get_mut(key.index as usize)
+                .and_then(Option::as_mut)
+            else {
+                return;
+            };
+            if slot.generation != key.generation {
+                return;
+            }
+            let start = self.send_buf.len();
+            let Some(t) = slot.probe.poll_transmit(now, &mut self.send_buf) else {
+                break;
+            };
+            if !slot.tids.contains(&t.transaction_id) {
+                slot.tids.push(t.transaction_id);
+                self.table.insert(t.transaction_id, key);
+            }
+            let socket = match t.local {
+                LocalSocket::Default if t.destination.is_ipv4() => SocketSel::V4,
+                LocalSocket::Default => SocketSel::V6,
+                LocalSocket::Private(n) => SocketSel::Private(key, n),
+            };
+            let input_index = slot.input_index;
+            self.pending.push(Pending {
+                socket,
+                destination: t.destination,
+                start,
+                len: self.send_buf.len() - start,
+            });
+            if let Some(b) = self.bucket.as_mut() {
+                b.take(now);
+            }
+            self.counters.datagrams_sent += 1;
+            if t.attempt > 0 {
+                self.counters.retransmissions += 1;
+            }
+            (self.on_event)(Event::Transmitted {
+                probe: input_index,
+                attempt: t.attempt,
+            });
+        }
+        self.rearm_or_finish(now, key);
+    }
+
+    fn rearm_or_finish(&mut self, now: Instant, key: SlotKey) {
+        let Some(slot) = self.slot(key) else { return };
+        if slot.probe.is_done() {
+            self.finish(key);
+            return;
+        }
+        let next = slot.probe.poll_timeout().map(|t| {
+            // A probe asking for a time already past would make the loop spin: nudge it.
+            if t <= now {
+                now + Duration::from_millis(1)
+            } else {
+                t
+            }
+        });
+        if next != slot.timer {
+            slot.timer = next;
+            if let Some(t) = next {
+                self.timers.push(Reverse((t, key)));
+            }
+        }
+    }
+
+    fn finish(&mut self, key: SlotKey) {
+        let Some(cell) = self.slots.get_mut(key.index as usize) else {
+            return;
+        };
+        let Some(mut slot) = cell.take_if(|s| s.generation == key.generation) else {
+            return;
+        };
+        for tid in &slot.tids {
+            self.table.remove(tid);
+        }
+        self.free.push(key.index);
+        self.in_flight -= 1;
+        match slot.probe.take_output() {
+            Some(output) => {
+                self.counters.probes_finished += 1;
+                (self.on_event)(Event::Finished {
+                    probe: slot.input_index,
+                    output,
+                });
+            }
+            None => {
+                self.counters.probes_abandoned += 1;
+                (self.on_event)(Event::Abandoned {
+                    probe: slot.input_index,
+                });
+            }
+        }
+    }
+
+    fn abandon(&mut self, key: SlotKey) {
+        let Some(cell) = self.slots.get_mut(key.index as usize) else {
+            return;
+        };
+        let Some(slot) = cell.take_if(|s| s.generation == key.generation) else {
+            return;
+        };
+        for tid in &slot.tids {
+            self.table.remove(tid);
+        }
+        self.free.push(key.index);
+        self.in_flight -= 1;
+        self.counters.probes_abandoned += 1;
+        (self.on_event)(Event::Abandoned {
+            probe: slot.input_index,
+        });
+    }
+
+    fn live_keys(&self) -> Vec<SlotKey> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.as_ref().map(|s| SlotKey {
+                    index: i as u32,
+                    generation: s.generation,
+                })
+            })
+            .collect()
+    }
+
+    fn cancel_all(&mut self, now: Instant) {
+        for key in self.live_keys() {
+            let Some(slot) = self.slot(key) else { continue };
+            if slot.probe.cancel(now) {
+                slot.cleaning_up = true;
+                self.service(now, key);
+            } else {
+                self.abandon(key);
+            }
+        }
+    }
+
+    fn abandon_all(&mut self) {
+        for key in self.live_keys() {
+            self.abandon(key);
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(slot) = self.slot(key) else { continue };
+            if slot.timer != Some(t) {
+                continue; // stale entry
+            }
+            slot.timer = None;
+            slot.probe.handle_timeout(now);
+            if !slot.queued {
+                self.service(now, key);
+            }
+        }
+    }
+
+    fn serve_ready(&mut self, now: Instant) {
+        while self.token_available(now) {
+            let Some(key) = self.ready.pop_front() else {
+                break;
+            };
+            if let Some(slot) = self.slot(key) {
+                slot.queued = false;
+                self.service(now, key);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, now: Instant, key: SlotKey, from: SocketAddr, data: &[u8]) {
+        let Some(slot) = self.slot(key) else {
+            self.counters.unmatched += 1;
+            return;
+        };
+        let result = slot.probe.handle_input(now, from, data);
+        let queued = slot.queued;
+        let c = &mut self.counters;
+        match result {
+            Ok(()) => {}
+            Err(Ignored::Malformed(_)) => c.malformed += 1,
+            Err(Ignored::UnknownTransaction) => c.unmatched += 1,
+            Err(Ignored::UnexpectedSource) => c.unexpected_source += 1,
+            Err(Ignored::BadFingerprint) => c.bad_fingerprint += 1,
+            Err(Ignored::Late) => c.duplicates += 1,
+            Err(_) => c.rejected_other += 1,
+        }
+        if !queued {
+            self.service(now, key);
+        }
+    }
+
+    fn on_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.counters.datagrams_received += 1;
+        let tid = match check_header(data) {
+            Ok((_, tid)) => tid,
+            Err(_) => {
+                self.counters.malformed += 1;
+                return;
+            }
+        };
+        match self.table.get(&tid).copied() {
+            Some(key) => self.dispatch(now, key, from, data),
+            None => self.counters.unmatched += 1,
+        }
+    }
+
+    fn receive_all(&mut self, now: Instant) -> Result<(), EngineError> {
+        let Some(mut rb) = self.recv_buf.take() else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        'families: for v6 in [false, true] {
+            for _ in 0..RECV_TURNS {
+                let ep = if v6 {
+                    self.v6.as_ref()
+                } else {
+                    self.v4.as_ref()
+                };
+                let Some(ep) = ep else { break };
+                match rb.recv(ep) {
+                    Ok(n) => {
+                        for (from, d) in rb.datagrams(n) {
+                            self.on_datagram(now, from, d);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // An ICMP error queued on the socket can surface as a receive error.
+                    Err(e) if is_icmp_error(&e) => continue,
+                    Err(e) => {
+                        result = Err(e.into());
+                        break 'families;
+                    }
+                }
+            }
+        }
+        self.recv_buf = Some(rb);
+        result
+    }
+
+    fn deliver_private(&mut self, now: Instant, p: PrivateDatagram) {
+        self.counters.datagrams_received += 1;
+        let _ = p.socket;
+        self.dispatch(now, p.key, p.from, &p.data);
+    }
+
+    fn endpoint(&mut self, sel: SocketSel) -> io::Result<Option<&UdpEndpoint>> {
+        Ok(match sel {
+            SocketSel::V4 => {
+                if self.v4.is_none() {
+                    self.v4 = Some(UdpEndpoint::bind(
+                        "0.0.0.0:0".parse().map_err(io::Error::other)?,
+                    )?);
+                }
+                self.v4.as_ref()
+            }
+            SocketSel::V6 => {
+                if self.v6.is_none() {
+                    self.v6 = Some(UdpEndpoint::bind(
+                        "[::]:0".parse().map_err(io::Error::other)?,
+                    )?);
+                }
+                self.v6.as_ref()
+            }
+            SocketSel::Private(key, n) => self
+                .slot(key)
+                .and_then(|s| s.private.get(usize::from(n)))
+                .map(|(ep, _)| &**ep),
+        })
+    }
+
+    async fn flush(&mut self) -> Result<(), EngineError> {
+        let pending = std::mem::take(&mut self.pending);
+        let buf = std::mem::take(&mut self.send_buf);
+        let mut i = 0;
+        while let Some(p) = pending.get(i).copied() {
+            // GSO: a run of equal-size datagrams to one destination from one socket.
+            let mut run = 1;
+            while let Some(q) = pending.get(i + run) {
+                if q.socket == p.socket
+                    && q.destination == p.destination
+                    && q.len == p.len
+                    && q.start == p.start + run * p.len
+                {
+                    run += 1;
+                } else {
+                    break;
+                }
+            }
+            let ep = match self.endpoint(p.socket) {
+                Ok(Some(ep)) => ep,
+                Ok(None) => {
+                    self.counters.send_errors += run as u64;
+                    i += run;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let run = run.min(ep.max_gso_segments()).max(1);
+            let Some(bytes) = buf.get(p.start..p.start + run * p.len) else {
+                i += run;
+                continue;
+            };
+            let seg = (run > 1).then_some(p.len);
+            loop {
+                match ep.try_send(p.destination, bytes, seg) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => ep.writable().await?,
+                    Err(_) => {
+                        self.counters.send_errors += run as u64;
+                        break;
+                    }
+                }
+            }
+            i += run;
+        }
+        self.pending = pending;
+        self.pending.clear();
+        self.send_buf = buf;
+        self.send_buf.clear();
+        Ok(())
+    }
+}
+
+fn spawn_private_reader(
+    ep: Arc<UdpEndpoint>,
+    key: SlotKey,
+    n_sock: u8,
+    tx: mpsc::Sender<PrivateDatagram>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut bufs = RecvBuffers::default();
+        loop {
+            if ep.readable().await.is_err() {
+                return;
+            }
+            let n = match bufs.recv(&ep) {
+                Ok(n) => n,
+                Err(_) => continue,
+            };
+            for (from, data) in bufs.datagrams(n) {
+                // A full queue drops the datagram: a flood cannot grow memory.
+                let _ = tx.try_send(PrivateDatagram {
+                    key,
+                    socket: LocalSocket::Private(n_sock),
+                    from,
+                    data: data.to_vec(),
+                });
+            }
+        }
+    })
+}
+
+fn is_icmp_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
+}

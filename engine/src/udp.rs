@@ -1,0 +1,177 @@
+//! A non-blocking UDP socket with batched receive (recvmmsg/GRO through `quinn-udp`) and
+//! GSO-batched sends where consecutive datagrams go to one destination with one size.
+
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use quinn_udp::{RecvMeta, UdpSocketState};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
+
+/// Datagrams received per `recvmmsg` call.
+pub const RECV_BATCH: usize = quinn_udp::BATCH_SIZE;
+/// Bytes per receive buffer: a full GRO train of maximum-size datagrams fits.
+const RECV_BUF: usize = 64 * 1024;
+
+/// A bound UDP socket registered with tokio.
+#[derive(Debug)]
+pub struct UdpEndpoint {
+    socket: tokio::net::UdpSocket,
+    state: UdpSocketState,
+    local: SocketAddr,
+}
+
+impl UdpEndpoint {
+    /// Bind to `addr` (port 0 for an ephemeral port). IPv6 sockets are v6-only. Socket
+    /// buffers are raised (best effort) so a burst of replies is not dropped by the kernel.
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            sock.set_only_v6(true)?;
+        }
+        sock.set_nonblocking(true)?;
+        let _ = sock.set_recv_buffer_size(4 << 20);
+        let _ = sock.set_send_buffer_size(4 << 20);
+        sock.bind(&addr.into())?;
+        let state = UdpSocketState::new((&sock).into())?;
+        let std: std::net::UdpSocket = sock.into();
+        let local = std.local_addr()?;
+        let socket = tokio::net::UdpSocket::from_std(std)?;
+        Ok(Self {
+            socket,
+            state,
+            local,
+        })
+    }
+
+    /// An ephemeral socket of `dest`'s family on the wildcard address.
+    pub fn ephemeral_for(dest: &SocketAddr) -> io::Result<Self> {
+        Self::bind(wildcard_for(dest))
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Wait until the socket may be readable.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.socket.readable().await
+    }
+
+    /// Wait until the socket may be writable.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.socket.writable().await
+    }
+
+    /// Receive a batch without blocking; `WouldBlock` when nothing is queued.
+    pub fn try_recv(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        self.socket.try_io(Interest::READABLE, || {
+            self.state.recv((&self.socket).into(), bufs, meta)
+        })
+    }
+
+    /// Send one datagram, or a GSO train when `segment_size` is set, without blocking.
+    pub fn try_send(
+        &self,
+        destination: SocketAddr,
+        contents: &[u8],
+        segment_size: Option<usize>,
+    ) -> io::Result<()> {
+        let t = quinn_udp::Transmit {
+            destination,
+            ecn: None,
+            contents,
+            segment_size,
+            src_ip: None,
+        };
+        self.socket.try_io(Interest::WRITABLE, || {
+            self.state.try_send((&self.socket).into(), &t)
+        })
+    }
+
+    /// How many equal-size datagrams one GSO send may carry (1 without GSO).
+    pub fn max_gso_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+
+    /// Send one datagram, waiting for buffer space if the kernel queue is full.
+    pub async fn send_to(&self, destination: SocketAddr, contents: &[u8]) -> io::Result<()> {
+        loop {
+            match self.try_send(destination, contents, None) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                other => return other,
+            }
+        }
+    }
+}
+
+/// `0.0.0.0:0` or `[::]:0` to match `dest`'s family.
+pub fn wildcard_for(dest: &SocketAddr) -> SocketAddr {
+    match dest {
+        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    }
+}
+
+/// The source address the OS would use toward `dest`: connects a throwaway UDP socket (no
+/// datagram is sent) and reads its local address.
+pub fn routed_source(dest: &SocketAddr) -> io::Result<IpAddr> {
+    let s = std::net::UdpSocket::bind(wildcard_for(dest))?;
+    s.connect(dest)?;
+    Ok(s.local_addr()?.ip())
+}
+
+/// Receive buffers for one socket: [`RECV_BATCH`] buffers of 64 KiB.
+#[derive(Debug)]
+pub struct RecvBuffers {
+    storage: Vec<u8>,
+    meta: Vec<RecvMeta>,
+}
+
+impl Default for RecvBuffers {
+    fn default() -> Self {
+        Self {
+            storage: vec![0; RECV_BATCH * RECV_BUF],
+            meta: vec![RecvMeta::default(); RECV_BATCH],
+        }
+    }
+}
+
+impl RecvBuffers {
+    /// Receive one batch from `ep` without blocking; returns how many buffers were filled
+    /// (read them with [`RecvBuffers::datagrams`]).
+    pub fn recv(&mut self, ep: &UdpEndpoint) -> io::Result<usize> {
+        let mut slices: Vec<IoSliceMut<'_>> = self
+            .storage
+            .chunks_mut(RECV_BUF)
+            .map(IoSliceMut::new)
+            .collect();
+        ep.try_recv(&mut slices, &mut self.meta)
+    }
+
+    /// The datagrams of the last `n` filled buffers, GRO trains split at their stride.
+    pub fn datagrams(&self, n: usize) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        self.meta
+            .iter()
+            .take(n)
+            .enumerate()
+            .flat_map(move |(i, meta)| {
+                let start = i * RECV_BUF;
+                let buf = self
+                    .storage
+                    .get(start..start + meta.len.min(RECV_BUF))
+                    .unwrap_or(&[]);
+                let stride = if meta.stride == 0 {
+                    buf.len().max(1)
+                } else {
+                    meta.stride
+                };
+                buf.chunks(stride).map(move |d| (meta.addr, d))
+            })
+    }
+}

@@ -1,0 +1,292 @@
+//! The Binding server side (what `stunmap serve` answers), RFC 8489 §6.3 and RFC 5780 §6.
+//!
+//! A server has a primary address and, optionally, an alternate IP and an alternate port. The
+//! four combinations are its sockets. A Binding request is answered with XOR-MAPPED-ADDRESS
+//! (and MAPPED-ADDRESS for RFC 3489 clients' sake, RFC 8489 §14.1), RESPONSE-ORIGIN and, when
+//! the alternate address and port both exist, OTHER-ADDRESS (RFC 5780 §7.4); a CHANGE-REQUEST is
+//! honoured by answering from the changed socket (RFC 5780 §6.1). Anything that is not a
+//! well-formed Binding request gets no answer; a request carrying unknown
+//! comprehension-required attributes gets a 420 (RFC 8489 §6.3.1).
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::stun::attr::{self, ChangeRequest};
+use crate::stun::view::{Fingerprint, StunView};
+use crate::stun::{Class, MessageType, MessageWriter, Method};
+
+/// Which of the server's sockets a reply leaves from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// Alternate IP instead of the primary one.
+    pub alt_ip: bool,
+    /// Alternate port instead of the primary one.
+    pub alt_port: bool,
+}
+
+/// The server's addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerAddrs {
+    /// IP the request arrived on.
+    pub primary_ip: IpAddr,
+    /// Port the request arrived on.
+    pub primary_port: u16,
+    /// The alternate IP, RFC 5780 §6.
+    pub alt_ip: Option<IpAddr>,
+    /// The alternate port, RFC 5780 §6.
+    pub alt_port: Option<u16>,
+}
+
+impl ServerAddrs {
+    /// The socket address of `origin`, if the server has it.
+    pub fn addr(&self, origin: Origin) -> Option<SocketAddr> {
+        let ip = if origin.alt_ip {
+            self.alt_ip?
+        } else {
+            self.primary_ip
+        };
+        let port = if origin.alt_port {
+            self.alt_port?
+        } else {
+            self.primary_port
+        };
+        Some(SocketAddr::new(ip, port))
+    }
+
+    /// OTHER-ADDRESS: the alternate IP with the alternate port, RFC 5780 §7.4.
+    pub fn other_address(&self) -> Option<SocketAddr> {
+        self.addr(Origin {
+            alt_ip: true,
+            alt_port: true,
+        })
+    }
+}
+
+/// What to do with a received datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send the bytes appended to the output buffer from this origin to the client.
+    Reply(Origin),
+    /// Send nothing.
+    Drop(DropReason),
+}
+
+/// Why nothing was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// Not a STUN message.
+    Malformed,
+    /// Not a Binding request (responses, indications, other methods).
+    NotBindingRequest,
+    /// FINGERPRINT present and wrong, RFC 8489 §14.7.
+    BadFingerprint,
+    /// CHANGE-REQUEST asks for an address this server does not have, RFC 5780 §6.1: answered
+    /// with nothing rather than a misleading reply from the wrong socket.
+    CannotChange,
+}
+
+/// Answer one datagram from `client` that arrived at `server`, appending any reply to `out`.
+pub fn respond(
+    data: &[u8],
+    client: SocketAddr,
+    server: &ServerAddrs,
+    software: Option<&str>,
+    out: &mut Vec<u8>,
+) -> Action {
+    let Ok(view) = StunView::parse(data) else {
+        return Action::Drop(DropReason::Malformed);
+    };
+    let ty = view.message_type();
+    if ty.class != Class::Request || ty.method != Method::BINDING {
+        return Action::Drop(DropReason::NotBindingRequest);
+    }
+    if view.fingerprint() == Fingerprint::Invalid {
+        return Action::Drop(DropReason::BadFingerprint);
+    }
+    let tid = view.transaction_id();
+    let origin_here = Origin {
+        alt_ip: false,
+        alt_port: false,
+    };
+    if let Some(unknown) = view.unknown_comprehension_required() {
+        if unknown != attr::CHANGE_REQUEST {
+            let mut w = MessageWriter::new(out, MessageType::BINDING_ERROR, &tid);
+            w.error_code(420, "Unknown Attribute");
+            w.attr(attr::UNKNOWN_ATTRIBUTES, &unknown.to_be_bytes());
+            if let Some(s) = software {
+                w.software(s);
+            }
+            w.fingerprint();
+            return Action::Reply(origin_here);
+        }
+    }
+    let change = view
+        .attributes()
+        .find(|(k, _)| *k == attr::CHANGE_REQUEST)
+        .and_then(|(_, v)| ChangeRequest::from_value(v))
+        .unwrap_or_default();
+    let origin = Origin {
+        alt_ip: change.change_ip,
+        alt_port: change.change_port,
+    };
+    let Some(from) = server.addr(origin) else {
+        return Action::Drop(DropReason::CannotChange);
+    };
+    let mut w = MessageWriter::new(out, MessageType::BINDING_SUCCESS, &tid);
+    w.xor_address(attr::XOR_MAPPED_ADDRESS, &client);
+    w.address(attr::MAPPED_ADDRESS, &client);
+    w.address(attr::RESPONSE_ORIGIN, &from);
+    if let Some(other) = server.other_address() {
+        w.address(attr::OTHER_ADDRESS, &other);
+    }
+    if let Some(s) = software {
+        w.software(s);
+    }
+    w.fingerprint();
+    Action::Reply(origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stun::TransactionId;
+    use crate::stun::encode::BindingRequest;
+
+    fn server(alt: bool) -> ServerAddrs {
+        ServerAddrs {
+            primary_ip: "198.18.0.10".parse().unwrap(),
+            primary_port: 3478,
+            alt_ip: alt.then(|| "198.18.0.11".parse().unwrap()),
+            alt_port: alt.then_some(3479),
+        }
+    }
+
+    fn request(change: Option<ChangeRequest>) -> Vec<u8> {
+        let mut b = Vec::new();
+        BindingRequest {
+            transaction_id: TransactionId([8; 12]),
+            software: None,
+            change_request: change,
+            fingerprint: true,
+        }
+        .encode(&mut b);
+        b
+    }
+
+    #[test]
+    fn plain_request_gets_mapped_address_and_origin() {
+        let client: SocketAddr = "100.64.0.2:5555".parse().unwrap();
+        let mut out = Vec::new();
+        let a = respond(&request(None), client, &server(true), Some("srv"), &mut out);
+        assert_eq!(
+            a,
+            Action::Reply(Origin {
+                alt_ip: false,
+                alt_port: false
+            })
+        );
+        let v = StunView::parse(&out).unwrap();
+        assert_eq!(v.message_type(), MessageType::BINDING_SUCCESS);
+        assert_eq!(v.transaction_id(), TransactionId([8; 12]));
+        assert_eq!(v.xor_mapped_address(), Some(Ok(client)));
+        assert_eq!(v.mapped_address(), Some(Ok(client)));
+        assert_eq!(
+            v.response_origin(),
+            Some(Ok("198.18.0.10:3478".parse().unwrap()))
+        );
+        assert_eq!(
+            v.other_address(),
+            Some(Ok("198.18.0.11:3479".parse().unwrap()))
+        );
+        assert_eq!(v.fingerprint(), Fingerprint::Valid);
+    }
+
+    #[test]
+    fn change_request_picks_the_socket_and_origin_says_so() {
+        let client: SocketAddr = "100.64.0.2:5555".parse().unwrap();
+        for (ip, port, from) in [
+            (true, true, "198.18.0.11:3479"),
+            (false, true, "198.18.0.10:3479"),
+            (true, false, "198.18.0.11:3478"),
+        ] {
+            let mut out = Vec::new();
+            let cr = ChangeRequest {
+                change_ip: ip,
+                change_port: port,
+            };
+            let a = respond(&request(Some(cr)), client, &server(true), None, &mut out);
+            assert_eq!(
+                a,
+                Action::Reply(Origin {
+                    alt_ip: ip,
+                    alt_port: port
+                })
+            );
+            let v = StunView::parse(&out).unwrap();
+            assert_eq!(v.response_origin(), Some(Ok(from.parse().unwrap())));
+        }
+    }
+
+    #[test]
+    fn without_alternate_no_other_address_and_change_is_refused() {
+        let client: SocketAddr = "100.64.0.2:5555".parse().unwrap();
+        let mut out = Vec::new();
+        respond(&request(None), client, &server(false), None, &mut out);
+        assert_eq!(StunView::parse(&out).unwrap().other_address(), None);
+        let mut out = Vec::new();
+        let cr = ChangeRequest {
+            change_ip: true,
+            change_port: false,
+        };
+        assert_eq!(
+            respond(&request(Some(cr)), client, &server(false), None, &mut out),
+            Action::Drop(DropReason::CannotChange)
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn non_requests_and_junk_are_dropped() {
+        let client: SocketAddr = "100.64.0.2:5555".parse().unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            respond(b"hello", client, &server(true), None, &mut out),
+            Action::Drop(DropReason::Malformed)
+        );
+        let mut resp = Vec::new();
+        respond(&request(None), client, &server(true), None, &mut resp);
+        assert_eq!(
+            respond(&resp, client, &server(true), None, &mut out),
+            Action::Drop(DropReason::NotBindingRequest)
+        );
+        let mut bad = request(None);
+        let n = bad.len();
+        bad[n - 1] ^= 1;
+        assert_eq!(
+            respond(&bad, client, &server(true), None, &mut out),
+            Action::Drop(DropReason::BadFingerprint)
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn unknown_required_attribute_gets_420() {
+        let mut b = Vec::new();
+        let mut w = MessageWriter::new(
+            &mut b,
+            MessageType::BINDING_REQUEST,
+            &TransactionId([1; 12]),
+        );
+        w.attr(0x7ABC, &[0; 4]);
+        w.finish();
+        let mut out = Vec::new();
+        respond(
+            &b,
+            "100.64.0.2:1".parse().unwrap(),
+            &server(false),
+            None,
+            &mut out,
+        );
+        let v = StunView::parse(&out).unwrap();
+        assert_eq!(v.error_code().unwrap().unwrap().code, 420);
+    }
+}
