@@ -1,5 +1,5 @@
 //! Exit codes (documented in the README): 0 success, 1 degraded, 2 unreachable/blocked,
-//! 64 usage error (EX_USAGE), 70 internal error (EX_SOFTWARE).
+//! 64 usage error (EX_USAGE), 70 internal error (EX_SOFTWARE), 130 interrupted.
 
 use std::process::ExitCode;
 
@@ -14,6 +14,8 @@ pub(crate) enum Outcome {
     Blocked = 2,
     /// Bad flags or arguments.
     Usage = 64,
+    /// Stopped by SIGINT/SIGTERM; partial results were still printed (128 + SIGINT).
+    Interrupted = 130,
     /// A bug or an environment failure.
     Internal = 70,
 }

@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod exit;
+mod progress;
+mod serve;
+mod target;
 
 /// Packet-level STUN/TURN/relay probe engine.
 #[derive(Debug, Parser)]

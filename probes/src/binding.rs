@@ -109,7 +109,8 @@ pub struct BindingOutcome {
     pub source: Option<SocketAddr>,
     /// Success, error or timeout.
     pub status: BindingStatus,
-    /// Round-trip time (see the module docs for what it measures).
+    /// Round-trip time (see the module docs for what it measures), seconds in JSON.
+    #[serde(with = "crate::serde_util::opt_secs")]
     pub rtt: Option<Duration>,
     /// True when the response followed a retransmission (Karn's algorithm).
     pub rtt_ambiguous: bool,

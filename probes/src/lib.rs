@@ -8,8 +8,9 @@
 pub mod binding;
 pub mod machine;
 pub mod reflector;
+pub mod schedule;
 pub mod stun;
 
-mod serde_util;
+pub mod serde_util;
 
 pub use machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};

@@ -1,11 +1,139 @@
-//! `stunmap serve`.
+//! `stunmap serve`: a STUN Binding reflector to deploy at your own edge, so an egress can be
+//! tested against a server you control (on the ports you choose).
 
-use crate::exit::Outcome;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::exit::{Outcome, usage};
+use crate::serve::{ServeConfig, ServeStats, serve};
+use crate::target::parse_ports;
 
 /// Flags of `stunmap serve`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+#[command(after_long_help = "\
+A whole port range (e.g. 443-65535) needs two file descriptors per port. Rather than tens of \
+thousands of sockets, listen on one port and let the kernel redirect the range to it:
 
-pub(crate) fn run(_args: Args) -> anyhow::Result<Outcome> {
-    Err(crate::exit::usage("not built yet"))
+  stunmap serve --listen 0.0.0.0:3478
+  nft add table inet stunmap
+  nft add chain inet stunmap pre '{ type nat hook prerouting priority dstnat; }'
+  nft add rule inet stunmap pre udp dport 443-65535 redirect to :3478
+  nft add rule inet stunmap pre tcp dport 443-65535 redirect to :3478
+
+(Exclude the ports your host already serves, e.g. 22, from the rule.)")]
+pub(crate) struct Args {
+    /// ADDR:PORT or ADDR:PORT-PORT to listen on (repeat for IPv4 and IPv6), e.g.
+    /// 0.0.0.0:3478, [::]:3478, 127.0.0.1:21000-21999.
+    #[arg(long, required = true, value_name = "ADDR:PORT[-PORT]")]
+    listen: Vec<String>,
+    /// Second IP of this host for RFC 5780 (answers CHANGE-REQUEST and sends OTHER-ADDRESS
+    /// when --alt-port is set too).
+    #[arg(long, value_name = "ADDR2")]
+    alt_address: Option<IpAddr>,
+    /// Alternate port for RFC 5780.
+    #[arg(long, value_name = "PORT2")]
+    alt_port: Option<u16>,
+    /// UDP only (no STUN over TCP listeners).
+    #[arg(long)]
+    no_tcp: bool,
+    /// SOFTWARE attribute in responses ("" for none).
+    #[arg(long, default_value = concat!("stunmap ", env!("CARGO_PKG_VERSION")))]
+    software: String,
+    /// Maximum concurrent TCP connections.
+    #[arg(long, default_value_t = 512)]
+    max_tcp: usize,
+    /// Seconds before an idle TCP connection is closed.
+    #[arg(long, default_value_t = 10)]
+    tcp_idle: u64,
+    /// Stop after this many seconds (for scripted tests and demos).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<u64>,
+}
+
+fn parse_listen(s: &str) -> Result<(IpAddr, (u16, u16))> {
+    let bad = || {
+        usage(format!(
+            "bad --listen {s:?}: expected ADDR:PORT or ADDR:PORT-PORT"
+        ))
+    };
+    let (ip, ports) = if let Some(rest) = s.strip_prefix('[') {
+        let (ip, tail) = rest.split_once("]:").ok_or_else(bad)?;
+        (ip, tail)
+    } else {
+        s.rsplit_once(':').ok_or_else(bad)?
+    };
+    let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+    Ok((ip, parse_ports(ports)?))
+}
+
+pub(crate) fn run(args: Args) -> Result<Outcome> {
+    let listen: Vec<_> = args
+        .listen
+        .iter()
+        .map(|s| parse_listen(s))
+        .collect::<Result<_>>()?;
+    if let Some(alt) = args.alt_address {
+        if !listen.iter().any(|(ip, _)| ip.is_ipv4() == alt.is_ipv4()) {
+            return Err(usage(
+                "--alt-address must be of the same family as a --listen address",
+            ));
+        }
+        if listen
+            .iter()
+            .any(|(ip, _)| *ip == alt || ip.is_unspecified())
+        {
+            return Err(usage(
+                "--alt-address needs a specific primary address (not 0.0.0.0/[::]) that differs from it",
+            ));
+        }
+    }
+    if let Some(p) = args.alt_port {
+        if p == 0 || listen.iter().any(|(_, (a, b))| (*a..=*b).contains(&p)) {
+            return Err(usage(
+                "--alt-port must be a non-zero port outside the --listen range",
+            ));
+        }
+    }
+    let cfg = ServeConfig {
+        listen,
+        alt_ip: args.alt_address,
+        alt_port: args.alt_port,
+        tcp: !args.no_tcp,
+        software: (!args.software.is_empty()).then(|| args.software.clone()),
+        max_tcp: args.max_tcp.max(1),
+        tcp_idle: Duration::from_secs(args.tcp_idle.max(1)),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let stats = Arc::new(ServeStats::default());
+        let server = serve(cfg, stats, |addrs: &[SocketAddr]| {
+            let shown: Vec<String> = addrs.iter().take(8).map(ToString::to_string).collect();
+            let more = addrs.len().saturating_sub(8);
+            eprintln!(
+                "stunmap serve: listening on {}{}",
+                shown.join(" "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        });
+        tokio::select! {
+            r = server => r?,
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match args.duration {
+                    Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+        Ok(Outcome::Ok)
+    })
 }
