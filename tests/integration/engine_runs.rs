@@ -1,0 +1,294 @@
+//! The engine driven directly: many concurrent transactions on one socket, RFC 5780
+//! CHANGE-REQUEST answered from the alternate socket, timeouts and cancellation.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use engine::{Cancel, Event, Limits};
+use probes::Retransmit;
+use probes::binding::{BindingConfig, BindingStatus, BindingTransaction, SourceCheck};
+use probes::stun::TransactionId;
+use probes::stun::attr::ChangeRequest;
+
+use crate::common::{free_port, free_port_range, serve};
+
+fn tid(i: u64) -> TransactionId {
+    let mut t = [0u8; 12];
+    t[..8].copy_from_slice(&i.to_be_bytes());
+    t[8..].copy_from_slice(&[0xA5; 4]);
+    TransactionId(t)
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn thousands_of_transactions_on_one_socket_all_demultiplexed() {
+    let base = free_port_range("127.0.0.1", 10);
+    let _s = serve(&[
+        "--listen",
+        &format!("127.0.0.1:{base}-{}", base + 9),
+        "--no-tcp",
+    ]);
+    let n = 5000u64;
+    let config = BindingConfig {
+        retransmit: Retransmit {
+            rto: Duration::from_millis(200),
+            ..Retransmit::default()
+        },
+        ..BindingConfig::default()
+    };
+    let probes = (0..n).map(|i| {
+        let dest: SocketAddr = format!("127.0.0.1:{}", base + (i % 10) as u16)
+            .parse()
+            .unwrap();
+        BindingTransaction::new(tid(i), dest, config)
+    });
+    let limits = Limits {
+        rate: None,
+        max_in_flight: 1000,
+        ..Limits::default()
+    };
+    let mut done = vec![false; n as usize];
+    let mut ok = 0;
+    let report = rt()
+        .block_on(engine::run(probes, limits, Cancel::never(), |ev| {
+            if let Event::Finished { probe, output } = ev {
+                assert!(!done[probe], "probe {probe} finished twice");
+                done[probe] = true;
+                assert_eq!(output.transaction_id, tid(probe as u64));
+                let expected_port = base + (probe as u64 % 10) as u16;
+                assert_eq!(output.destination.port(), expected_port);
+                if let BindingStatus::Success(r) = &output.status {
+                    assert_eq!(r.response_origin.unwrap().port(), expected_port);
+                    ok += 1;
+                }
+            }
+        }))
+        .unwrap();
+    assert!(done.iter().all(|d| *d));
+    assert_eq!(report.counters.probes_started, n);
+    assert_eq!(report.counters.probes_finished, n);
+    assert_eq!(report.counters.unmatched, 0);
+    // Loopback can drop under a burst; retransmission must recover every one.
+    assert_eq!(ok, n, "{:?}", report.counters);
+}
+
+#[test]
+fn change_request_is_answered_from_the_alternate_socket() {
+    let port = free_port("127.0.0.1");
+    let alt = free_port("127.0.0.1");
+    let _s = serve(&[
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--alt-address",
+        "127.0.0.2",
+        "--alt-port",
+        &alt.to_string(),
+        "--no-tcp",
+    ]);
+    let dest: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cases = [
+        (
+            ChangeRequest {
+                change_ip: true,
+                change_port: true,
+            },
+            format!("127.0.0.2:{alt}"),
+        ),
+        (
+            ChangeRequest {
+                change_ip: false,
+                change_port: true,
+            },
+            format!("127.0.0.1:{alt}"),
+        ),
+        (
+            ChangeRequest {
+                change_ip: true,
+                change_port: false,
+            },
+            format!("127.0.0.2:{port}"),
+        ),
+    ];
+    let probes: Vec<_> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (cr, _))| {
+            let cfg = BindingConfig {
+                change_request: Some(*cr),
+                source_check: SourceCheck::Any,
+                retransmit: Retransmit {
+                    rto: Duration::from_millis(100),
+                    rc: 3,
+                    rm: 4,
+                    deadline: None,
+                },
+                ..BindingConfig::default()
+            };
+            BindingTransaction::new(tid(i as u64), dest, cfg)
+        })
+        .collect();
+    let mut seen = 0;
+    rt().block_on(engine::run(
+        probes,
+        Limits::default(),
+        Cancel::never(),
+        |ev| {
+            if let Event::Finished { probe, output } = ev {
+                let want: SocketAddr = cases[probe].1.parse().unwrap();
+                assert_eq!(output.source, Some(want), "case {probe}");
+                let BindingStatus::Success(r) = output.status else {
+                    panic!("case {probe}: {:?}", output.status)
+                };
+                assert_eq!(r.response_origin, Some(want));
+                seen += 1;
+            }
+        },
+    ))
+    .unwrap();
+    assert_eq!(seen, 3);
+}
+
+#[test]
+fn silent_destinations_time_out_on_schedule_and_count_retransmissions() {
+    let port = free_port("127.0.0.1");
+    let dest: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // RTO 50 ms, Rc 3, Rm 2: sends at 0, 50, 150; gives up at 250 ms.
+    let cfg = BindingConfig {
+        retransmit: Retransmit {
+            rto: Duration::from_millis(50),
+            rc: 3,
+            rm: 2,
+            deadline: None,
+        },
+        ..BindingConfig::default()
+    };
+    let probes: Vec<_> = (0..20)
+        .map(|i| BindingTransaction::new(tid(i), dest, cfg))
+        .collect();
+    let start = Instant::now();
+    let mut timeouts = 0;
+    let report = rt()
+        .block_on(engine::run(
+            probes,
+            Limits {
+                rate: None,
+                ..Limits::default()
+            },
+            Cancel::never(),
+            |ev| {
+                if let Event::Finished { output, .. } = ev {
+                    assert_eq!(output.status, BindingStatus::Timeout);
+                    assert_eq!(output.transmissions, 3);
+                    timeouts += 1;
+                }
+            },
+        ))
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(timeouts, 20);
+    assert_eq!(report.counters.datagrams_sent, 60);
+    assert_eq!(report.counters.retransmissions, 40);
+    assert!(
+        took >= Duration::from_millis(250),
+        "gave up early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[test]
+fn cancellation_abandons_in_flight_probes_promptly() {
+    let port = free_port("127.0.0.1");
+    let dest: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let probes: Vec<_> = (0..100)
+        .map(|i| BindingTransaction::new(tid(i), dest, BindingConfig::default()))
+        .collect();
+    let (handle, cancel) = Cancel::new();
+    let start = Instant::now();
+    let mut abandoned = 0;
+    let report = rt()
+        .block_on(async {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                handle.cancel();
+            });
+            engine::run(
+                probes,
+                Limits {
+                    rate: None,
+                    ..Limits::default()
+                },
+                cancel,
+                |ev| {
+                    if let Event::Abandoned { .. } = ev {
+                        abandoned += 1;
+                    }
+                },
+            )
+            .await
+        })
+        .unwrap();
+    assert!(report.interrupted);
+    assert_eq!(abandoned, 100);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn global_deadline_stops_the_run() {
+    let port = free_port("127.0.0.1");
+    let dest: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let probes: Vec<_> = (0..10)
+        .map(|i| BindingTransaction::new(tid(i), dest, BindingConfig::default()))
+        .collect();
+    let limits = Limits {
+        rate: None,
+        deadline: Some(Duration::from_millis(300)),
+        ..Limits::default()
+    };
+    let start = Instant::now();
+    let report = rt()
+        .block_on(engine::run(probes, limits, Cancel::never(), |_| {}))
+        .unwrap();
+    assert!(report.deadline_reached);
+    assert!(!report.interrupted);
+    assert_eq!(report.counters.probes_abandoned, 10);
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn rate_limit_paces_the_run() {
+    let port = free_port("127.0.0.1");
+    let _s = serve(&["--listen", &format!("127.0.0.1:{port}"), "--no-tcp"]);
+    let dest: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let probes: Vec<_> = (0..60)
+        .map(|i| BindingTransaction::new(tid(i), dest, BindingConfig::default()))
+        .collect();
+    // 100 pps with a burst of 10: 60 packets need at least (60 - 10) / 100 = 0.5 s.
+    let limits = Limits {
+        rate: Some(engine::Rate {
+            pps: 100,
+            burst: 10,
+        }),
+        ..Limits::default()
+    };
+    let start = Instant::now();
+    let report = rt()
+        .block_on(engine::run(probes, limits, Cancel::never(), |_| {}))
+        .unwrap();
+    let took = start.elapsed();
+    assert_eq!(report.counters.probes_finished, 60);
+    assert!(
+        took >= Duration::from_millis(480),
+        "too fast for the cap: {took:?}"
+    );
+    assert!(took < Duration::from_millis(1500), "too slow: {took:?}");
+}
