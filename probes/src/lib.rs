@@ -5,4 +5,5 @@
 //! `now`, incoming datagrams and random transaction ids in, and drains transmits, timeouts and
 //! results out. That keeps every state machine deterministic and testable on simulated time.
 
+pub mod hostfw;
 pub mod stun;
