@@ -191,6 +191,17 @@ fn trusted_zone_fix(iface: &str) -> String {
 fn tunnel_fix(m: Manager, eval: &Evaluation, o: &Options) -> Fix {
     let i = &o.interface;
     let command = match m {
+        // An explicit UFW deny decided: UFW appends new rules, so the allow must go above it.
+        Manager::Ufw
+            if eval
+                .deciding
+                .as_ref()
+                .is_some_and(|d| d.chain.starts_with("ufw-user-")) =>
+        {
+            format!(
+                "sudo ufw insert 1 allow in on {i}   (UFW rules apply in order: the allow must come before the deny)"
+            )
+        }
         Manager::Ufw => format!(
             "sudo ufw allow in on {i}   (or, narrower: sudo ufw allow in on {i} from {})",
             o.subnet

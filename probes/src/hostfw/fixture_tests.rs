@@ -165,6 +165,13 @@ fn ufw_deny_before_netbird_accept_wins() {
         "{}",
         deciding(tcp)
     );
+    assert!(
+        tcp.fix
+            .as_ref()
+            .unwrap()
+            .command
+            .starts_with("sudo ufw insert 1 allow in on wt0")
+    );
     // The NetBird accept is in INPUT after the jump into UFW's chains: never reached.
     let u = of(&r, FindingKind::Ufw)[0];
     assert!(deciding(u).contains("DENY IN"));
