@@ -226,6 +226,8 @@ pub struct Evaluation {
 const MAX_LEAVES: usize = 256;
 /// Deepest jump stack followed (the kernel's own limit is in this order too).
 const MAX_DEPTH: usize = 64;
+/// Deepest nesting of undecided forks followed (bounds recursion).
+const MAX_FORK_DEPTH: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tri {
@@ -422,6 +424,8 @@ struct Walker<'a> {
     rs: &'a Ruleset,
     pkt: &'a Packet,
     leaves: Vec<Leaf>,
+    /// Forks currently open (recursion depth of [`Walker::walk`]).
+    forks: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -509,83 +513,98 @@ impl Walker<'_> {
             };
             match match_rule(self.pkt, rule) {
                 Tri::No => top.next += 1,
-                Tri::Yes => {
-                    self.apply(base, stack, assumed, frame.chain, rule);
-                    return;
-                }
+                // Whether or not it matched, a rule without a verdict changes nothing.
+                Tri::Maybe if rule.action == Action::Continue => top.next += 1,
+                Tri::Yes => match self.apply(stack, &assumed, frame.chain, rule) {
+                    Next::Done => return,
+                    Next::Go(s) => stack = s,
+                },
                 Tri::Maybe => {
                     top.next += 1;
                     // Fork: first the walk where the rule matched, then the one where it did not.
                     let d = self.rule_decision(frame.chain, rule);
                     let mut a = assumed.clone();
                     a.push((d.clone(), true));
+                    if self.forks >= MAX_FORK_DEPTH {
+                        let by = self.decision(
+                            base,
+                            Decider::Limit {
+                                reason: "too many undecided rules to follow".into(),
+                            },
+                        );
+                        self.leaf(Verdict::Uncertain, by, &a);
+                        return;
+                    }
                     let mut s = stack.clone();
                     if let Some(t) = s.last_mut() {
                         t.next = frame.next;
                     }
-                    self.apply(base, s, a, frame.chain, rule);
+                    if let Next::Go(s) = self.apply(s, &a, frame.chain, rule) {
+                        self.forks += 1;
+                        self.walk(base, s, a);
+                        self.forks -= 1;
+                    }
                     assumed.push((d, false));
                 }
             }
         }
     }
 
-    /// The rule at `stack.top().next` matched: apply its action and carry on.
+    /// The rule at `stack.top().next` matched: record a verdict, or return where to go on.
     fn apply(
         &mut self,
-        base: usize,
         mut stack: Vec<Frame>,
-        assumed: Vec<(Decision, bool)>,
+        assumed: &[(Decision, bool)],
         chain: usize,
         rule: &Rule,
-    ) {
+    ) -> Next {
         // Step past the rule.
         if let Some(t) = stack.last_mut() {
             t.next += 1;
         }
-        let here = self.rule_decision(chain, rule);
-        match &rule.action {
-            Action::Accept => self.leaf(Verdict::Accept, here, &assumed),
-            Action::Drop => self.leaf(Verdict::Drop, here, &assumed),
-            Action::Reject => self.leaf(Verdict::Reject, here, &assumed),
-            Action::Unknown(_) => self.leaf(Verdict::Uncertain, here, &assumed),
-            Action::Continue => self.walk(base, stack, assumed),
+        let verdict = match &rule.action {
+            Action::Accept => Verdict::Accept,
+            Action::Drop => Verdict::Drop,
+            Action::Reject => Verdict::Reject,
+            Action::Unknown(_) => Verdict::Uncertain,
+            Action::Continue => return Next::Go(stack),
             Action::Return => {
                 stack.pop();
-                self.walk(base, stack, assumed);
+                return Next::Go(stack);
             }
             Action::Jump(target) | Action::Goto(target) => {
-                let Some(idx) = self.find_chain(chain, target) else {
-                    let by = self.decision(
-                        chain,
-                        Decider::Limit {
-                            reason: format!("jump to missing chain {target}"),
-                        },
-                    );
-                    self.leaf(Verdict::Uncertain, by, &assumed);
-                    return;
+                let reason = match self.find_chain(chain, target) {
+                    None => format!("jump to missing chain {target}"),
+                    Some(_) if stack.len() >= MAX_DEPTH => "jumps nested too deep (loop?)".into(),
+                    Some(idx) => {
+                        if matches!(rule.action, Action::Goto(_)) {
+                            stack.pop();
+                        }
+                        stack.push(Frame {
+                            chain: idx,
+                            next: 0,
+                        });
+                        return Next::Go(stack);
+                    }
                 };
-                if stack.len() >= MAX_DEPTH {
-                    let by = self.decision(
-                        chain,
-                        Decider::Limit {
-                            reason: "jumps nested too deep (loop?)".into(),
-                        },
-                    );
-                    self.leaf(Verdict::Uncertain, by, &assumed);
-                    return;
-                }
-                if matches!(rule.action, Action::Goto(_)) {
-                    stack.pop();
-                }
-                stack.push(Frame {
-                    chain: idx,
-                    next: 0,
-                });
-                self.walk(base, stack, assumed);
+                let by = self.decision(chain, Decider::Limit { reason });
+                self.leaf(Verdict::Uncertain, by, assumed);
+                return Next::Done;
             }
-        }
+        };
+        let here = self.rule_decision(chain, rule);
+        self.leaf(verdict, here, assumed);
+        Next::Done
     }
+}
+
+/// What to do after a matching rule.
+#[derive(Debug)]
+enum Next {
+    /// A verdict was recorded.
+    Done,
+    /// Go on from this stack.
+    Go(Vec<Frame>),
 }
 
 fn hook_applies(c: &Chain, pkt: &Packet) -> Option<i32> {
@@ -612,6 +631,7 @@ pub fn evaluate(rs: &Ruleset, pkt: &Packet) -> Evaluation {
             rs,
             pkt,
             leaves: Vec::new(),
+            forks: 0,
         };
         w.walk(
             idx,
@@ -707,5 +727,64 @@ pub fn evaluate(rs: &Ruleset, pkt: &Packet) -> Evaluation {
         deciding,
         chains: steps,
         uncertain_rules,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hostfw::iptables_save;
+
+    fn tcp_on_wt0() -> Packet {
+        let vpn = Cidr::parse("100.64.0.0/10").unwrap();
+        Packet {
+            family: IpFamily::V4,
+            iif: IfaceSpec::Named("wt0".into()),
+            saddr: AddrSpec {
+                within: vpn,
+                local: false,
+            },
+            daddr: AddrSpec {
+                within: vpn,
+                local: true,
+            },
+            l4: L4::Tcp {
+                dport: PortRange::single(8080),
+            },
+        }
+    }
+
+    #[test]
+    fn long_chains_and_loops_do_not_overflow_or_hang() {
+        let mut text = String::from("*filter\n:INPUT DROP [0:0]\n:a - [0:0]\n:b - [0:0]\n");
+        for _ in 0..20_000 {
+            text.push_str("-A INPUT -m set --match-set x src -j LOG\n");
+        }
+        for _ in 0..100 {
+            text.push_str("-A INPUT -m set --match-set x src -j a\n");
+        }
+        text.push_str("-A a -j b\n-A b -j a\nCOMMIT\n");
+        let rs = iptables_save::parse(&text, IpFamily::V4).unwrap().ruleset;
+        let e = evaluate(&rs, &tcp_on_wt0());
+        assert_eq!(e.verdict, Verdict::Uncertain);
+        assert!(!e.uncertain_rules.is_empty());
+    }
+
+    #[test]
+    fn goto_return_and_policy() {
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n:a - [0:0]\n:b - [0:0]\n\
+            -A INPUT -j a\n-A INPUT -j DROP\n-A a -g b\n-A a -j ACCEPT\n-A b -j RETURN\nCOMMIT\n";
+        let rs = iptables_save::parse(text, IpFamily::V4).unwrap().ruleset;
+        // goto b, RETURN from b goes back to INPUT (not a), so the DROP decides.
+        let e = evaluate(&rs, &tcp_on_wt0());
+        assert_eq!(e.verdict, Verdict::Drop);
+        assert!(matches!(&e.deciding.unwrap().by, Decider::Rule { pos, .. } if pos.index == 2));
+    }
+
+    #[test]
+    fn no_input_chain_accepts() {
+        let e = evaluate(&Ruleset::default(), &tcp_on_wt0());
+        assert_eq!(e.verdict, Verdict::Accept);
+        assert!(e.deciding.is_none());
     }
 }
