@@ -25,6 +25,9 @@ enum Command {
     Stun(cmd::stun::Args),
     /// Run a STUN Binding reflector (UDP and TCP) on one port or a range of ports.
     Serve(cmd::serve::Args),
+    /// Diagnose the host firewall: does inbound VPN traffic on the tunnel interface (and
+    /// WireGuard UDP on flat networks) get through, which rule decides, and the fix.
+    Host(cmd::host::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Stun(args) => cmd::stun::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Host(args) => cmd::host::run(args),
     };
     match result {
         Ok(code) => code.into(),

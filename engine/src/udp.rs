@@ -194,7 +194,10 @@ impl UdpEndpoint {
         let addrs: Vec<socket2::SockAddr> = items.iter().map(|(a, _)| (*a).into()).collect();
         let mut iovs: Vec<libc::iovec> = items
             .iter()
-            .map(|(_, d)| libc::iovec { iov_base: d.as_ptr() as *mut libc::c_void, iov_len: d.len() })
+            .map(|(_, d)| libc::iovec {
+                iov_base: d.as_ptr() as *mut libc::c_void,
+                iov_len: d.len(),
+            })
             .collect();
         let mut hdrs: Vec<libc::mmsghdr> = addrs
             .iter()
@@ -214,9 +217,18 @@ impl UdpEndpoint {
             // SAFETY: every header points at an address and an iovec that outlive the call
             // (`addrs`, `iovs`, and the caller's `items`), and the count is the vector's length.
             let r = unsafe {
-                libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, libc::MSG_DONTWAIT)
+                libc::sendmmsg(
+                    fd,
+                    hdrs.as_mut_ptr(),
+                    hdrs.len() as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
             };
-            if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
+            if r < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(r as usize)
+            }
         })
     }
 

@@ -1,4 +1,5 @@
 //! One module per subcommand: flags, the call into the engine, rendering.
 
+pub(crate) mod host;
 pub(crate) mod serve;
 pub(crate) mod stun;

@@ -1,0 +1,736 @@
+//! From parsed inputs to findings, each with its verdict, the deciding rule and the fix.
+//!
+//! Kernel rules (iptables, nftables) decide verdicts. UFW's status and firewalld's zone explain
+//! them and choose the fix; on their own (no kernel rules read) they are reported as blocking
+//! when they would block, since nothing better is known.
+
+use serde::Serialize;
+
+use super::eval::{AddrSpec, Evaluation, IfaceSpec, L4, Packet, Verdict, evaluate};
+use super::firewalld::ZoneOfInterface;
+use super::iptables_save::{Backend, Dump};
+use super::model::{Cidr, IpFamily, PortRange, RuleSource, Ruleset, TableFamily};
+use super::ufw::UfwStatus;
+use super::windows::WinRule;
+
+/// What the user asked about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Tunnel interface (`wt0`).
+    pub interface: String,
+    /// VPN subnet (`100.64.0.0/10`).
+    pub subnet: Cidr,
+    /// Service port used for the TCP and UDP probes over the tunnel.
+    pub service_port: u16,
+    /// WireGuard port range for the flat-network check (49152–65535).
+    pub wg_range: PortRange,
+    /// WireGuard's default port (51820).
+    pub wg_port: u16,
+    /// Physical interface peers reach this host on, if known.
+    pub uplink: Option<String>,
+    /// Peers reach this host without NAT: dropped WireGuard UDP blocks P2P.
+    pub flat_network: bool,
+}
+
+/// Everything read, already parsed.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    /// `iptables-save`.
+    pub iptables: Option<Dump>,
+    /// `ip6tables-save`.
+    pub ip6tables: Option<Dump>,
+    /// `nft -j list ruleset`.
+    pub nft: Option<Ruleset>,
+    /// `ufw status verbose`.
+    pub ufw: Option<UfwStatus>,
+    /// `firewall-cmd --get-zone-of-interface`.
+    pub firewalld: Option<ZoneOfInterface>,
+    /// Windows export.
+    pub windows: Option<Vec<WinRule>>,
+}
+
+/// What a finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// New inbound traffic on the tunnel interface from the VPN subnet.
+    Tunnel,
+    /// WireGuard UDP arriving on the physical interface (flat networks).
+    FlatNetworkUdp,
+    /// UFW's own view.
+    Ufw,
+    /// firewalld's zone for the tunnel interface.
+    FirewalldZone,
+    /// Windows: inbound allow rule for the tunnel interface or the NetBird program.
+    WindowsInterfaceRule,
+    /// Windows: inbound UDP rule for P2P on flat networks.
+    WindowsP2pRule,
+    /// Nothing could be evaluated.
+    NoRules,
+}
+
+/// How bad it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Traffic passes.
+    Ok,
+    /// Traffic is blocked.
+    Blocked,
+    /// Depends on rules the evaluator could not decide.
+    Uncertain,
+    /// Blocked, but it only matters in some setups (flat networks), or a configuration smell
+    /// the kernel rules currently override.
+    Advisory,
+    /// Nothing to judge.
+    Info,
+}
+
+/// A fix: the command and what it costs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fix {
+    /// Command(s) to run.
+    pub command: String,
+    /// Security caveat, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caveat: Option<String>,
+}
+
+/// One finding.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    /// Kind.
+    pub kind: FindingKind,
+    /// What was checked, in words.
+    pub subject: String,
+    /// Status.
+    pub status: Status,
+    /// Packet verdict (kernel-rule findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// The deciding rule or policy, as text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deciding: Option<String>,
+    /// Rules that left the verdict undecided.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub uncertain_rules: Vec<String>,
+    /// Full evaluation (kernel-rule findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
+    /// The fix, when something blocks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<Fix>,
+}
+
+impl Finding {
+    fn plain(
+        kind: FindingKind,
+        subject: String,
+        status: Status,
+        deciding: Option<String>,
+        fix: Option<Fix>,
+    ) -> Self {
+        Finding {
+            kind,
+            subject,
+            status,
+            verdict: None,
+            deciding,
+            uncertain_rules: Vec::new(),
+            evaluation: None,
+            fix,
+        }
+    }
+}
+
+/// The report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// Tunnel interface.
+    pub interface: String,
+    /// VPN subnet.
+    pub subnet: Cidr,
+    /// Findings in order.
+    pub findings: Vec<Finding>,
+    /// Whether any finding blocks traffic.
+    pub blocked: bool,
+}
+
+/// Which manager to phrase the fix for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Manager {
+    Ufw,
+    Firewalld,
+    Nft,
+    Iptables,
+}
+
+fn manager(inputs: &Inputs, rs: &Ruleset) -> Manager {
+    let ufw_chains = rs.chains.iter().any(|c| c.name.starts_with("ufw-"));
+    if inputs.ufw.as_ref().is_some_and(|u| u.active) || ufw_chains {
+        Manager::Ufw
+    } else if matches!(
+        inputs.firewalld,
+        Some(ZoneOfInterface::Zone(_) | ZoneOfInterface::NoZone)
+    ) || rs.chains.iter().any(|c| c.table == "firewalld")
+    {
+        Manager::Firewalld
+    } else if rs.chains.iter().any(|c| c.source == RuleSource::Nft) {
+        Manager::Nft
+    } else {
+        Manager::Iptables
+    }
+}
+
+fn trusted_zone_fix(iface: &str) -> String {
+    format!(
+        "sudo firewall-cmd --permanent --zone=trusted --add-interface={iface} && sudo firewall-cmd --reload"
+    )
+}
+
+fn tunnel_fix(m: Manager, eval: &Evaluation, o: &Options) -> Fix {
+    let i = &o.interface;
+    let command = match m {
+        // An explicit UFW deny decided: UFW appends new rules, so the allow must go above it.
+        Manager::Ufw
+            if eval
+                .deciding
+                .as_ref()
+                .is_some_and(|d| d.chain.starts_with("ufw-user-")) =>
+        {
+            format!(
+                "sudo ufw insert 1 allow in on {i}   (UFW rules apply in order: the allow must come before the deny)"
+            )
+        }
+        Manager::Ufw => format!(
+            "sudo ufw allow in on {i}   (or, narrower: sudo ufw allow in on {i} from {})",
+            o.subnet
+        ),
+        Manager::Firewalld => trusted_zone_fix(i),
+        Manager::Nft | Manager::Iptables => blocking_base(eval).map_or_else(
+            || format!("sudo iptables -I INPUT -i {i} -j ACCEPT"),
+            |(src, fam, table, chain)| match src {
+                RuleSource::Nft => {
+                    format!("sudo nft insert rule {fam} {table} {chain} iifname \"{i}\" accept")
+                }
+                RuleSource::Iptables => {
+                    format!("sudo iptables -t {table} -I {chain} -i {i} -j ACCEPT")
+                }
+                RuleSource::Ip6tables => {
+                    format!("sudo ip6tables -t {table} -I {chain} -i {i} -j ACCEPT")
+                }
+            },
+        ),
+    };
+    Fix {
+        command,
+        caveat: Some(format!(
+            "{i} only carries traffic already authenticated and decrypted by WireGuard; this opens no port to the internet"
+        )),
+    }
+}
+
+fn flat_fix(m: Manager, eval: &Evaluation, o: &Options) -> Fix {
+    let r = o.wg_range;
+    let command = match m {
+        Manager::Ufw => format!("sudo ufw allow in proto udp to any port {}:{}", r.lo, r.hi),
+        Manager::Firewalld => format!(
+            "sudo firewall-cmd --permanent --add-port={}-{}/udp && sudo firewall-cmd --reload",
+            r.lo, r.hi
+        ),
+        Manager::Nft | Manager::Iptables => blocking_base(eval).map_or_else(
+            || {
+                format!(
+                    "sudo iptables -I INPUT -p udp --dport {}:{} -j ACCEPT",
+                    r.lo, r.hi
+                )
+            },
+            |(src, fam, table, chain)| match src {
+                RuleSource::Nft => format!(
+                    "sudo nft insert rule {fam} {table} {chain} udp dport {}-{} accept",
+                    r.lo, r.hi
+                ),
+                RuleSource::Iptables => format!(
+                    "sudo iptables -t {table} -I {chain} -p udp --dport {}:{} -j ACCEPT",
+                    r.lo, r.hi
+                ),
+                RuleSource::Ip6tables => format!(
+                    "sudo ip6tables -t {table} -I {chain} -p udp --dport {}:{} -j ACCEPT",
+                    r.lo, r.hi
+                ),
+            },
+        ),
+    };
+    Fix {
+        command,
+        caveat: Some(
+            "only needed when peers reach this host without NAT (flat office network, routed VLAN). It accepts UDP \
+             to every port in the range from anyone who can reach this host: Linux cannot scope the rule to the \
+             NetBird process as Windows can. Weigh it against staying on the relay."
+                .to_owned(),
+        ),
+    }
+}
+
+/// The base chain that blocked: where an accept rule has to go.
+fn blocking_base(eval: &Evaluation) -> Option<(RuleSource, TableFamily, String, String)> {
+    let step = eval
+        .chains
+        .iter()
+        .find(|s| s.verdict.blocks())
+        .or_else(|| eval.chains.iter().find(|s| s.verdict == Verdict::Uncertain))?;
+    Some((
+        step.decided_by.source,
+        step.decided_by.family.clone(),
+        step.table.clone(),
+        step.base_chain.clone(),
+    ))
+}
+
+/// Merge the kernel rule sources, dropping the nft view of tables iptables-nft owns (its `xt`
+/// expressions are opaque there; the iptables-save view of the same rules is exact).
+pub fn combined_ruleset(inputs: &Inputs) -> Ruleset {
+    let mut rs = Ruleset::default();
+    let mut owned: Vec<(TableFamily, String)> = Vec::new();
+    for (dump, fam) in [
+        (&inputs.iptables, TableFamily::Ip),
+        (&inputs.ip6tables, TableFamily::Ip6),
+    ] {
+        if let Some(d) = dump {
+            if d.backend == Backend::NfTables {
+                owned.extend(d.tables.iter().map(|t| (fam.clone(), t.clone())));
+            }
+            rs.extend(d.ruleset.clone());
+        }
+    }
+    if let Some(n) = &inputs.nft {
+        let mut n = n.clone();
+        n.chains
+            .retain(|c| !owned.iter().any(|(f, t)| *f == c.family && *t == c.table));
+        rs.extend(n);
+    }
+    rs
+}
+
+fn status_of(v: Verdict) -> Status {
+    match v {
+        Verdict::Accept => Status::Ok,
+        Verdict::Drop | Verdict::Reject => Status::Blocked,
+        Verdict::Uncertain => Status::Uncertain,
+    }
+}
+
+fn kernel_finding(
+    kind: FindingKind,
+    subject: String,
+    eval: Evaluation,
+    fix: impl FnOnce(&Evaluation) -> Fix,
+    advisory: bool,
+) -> Finding {
+    let mut status = status_of(eval.verdict);
+    if advisory && status == Status::Blocked {
+        status = Status::Advisory;
+    }
+    let deciding = Some(match &eval.deciding {
+        Some(d) => d.to_string(),
+        None => "no chain on the input hook: nothing filters".to_owned(),
+    });
+    let fix = (status != Status::Ok).then(|| fix(&eval));
+    Finding {
+        kind,
+        subject,
+        status,
+        verdict: Some(eval.verdict),
+        deciding,
+        uncertain_rules: eval
+            .uncertain_rules
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        evaluation: Some(eval),
+        fix,
+    }
+}
+
+/// Run every check the inputs allow.
+pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
+    let mut findings = Vec::new();
+    let rs = combined_ruleset(inputs);
+    let have_kernel =
+        inputs.iptables.is_some() || inputs.ip6tables.is_some() || inputs.nft.is_some();
+    let m = manager(inputs, &rs);
+    let family = if o.subnet.is_v4() {
+        IpFamily::V4
+    } else {
+        IpFamily::V6
+    };
+    let any = Cidr::new(o.subnet.addr(), 0).unwrap_or(o.subnet);
+    let i = &o.interface;
+
+    if have_kernel {
+        let tunnel = |l4: L4| Packet {
+            family,
+            iif: IfaceSpec::Named(i.clone()),
+            saddr: AddrSpec {
+                within: o.subnet,
+                local: false,
+            },
+            daddr: AddrSpec {
+                within: o.subnet,
+                local: true,
+            },
+            l4,
+        };
+        let sp = PortRange::single(o.service_port);
+        for (what, l4) in [
+            ("ping (ICMP echo)".to_owned(), L4::Echo),
+            (
+                format!("TCP to port {}", o.service_port),
+                L4::Tcp { dport: sp },
+            ),
+            (
+                format!("UDP to port {}", o.service_port),
+                L4::Udp { dport: sp },
+            ),
+        ] {
+            let eval = evaluate(&rs, &tunnel(l4));
+            let subject = format!("new inbound {what} on {i} from {}", o.subnet);
+            findings.push(kernel_finding(
+                FindingKind::Tunnel,
+                subject,
+                eval,
+                |e| tunnel_fix(m, e, o),
+                false,
+            ));
+        }
+        let uplink = match &o.uplink {
+            Some(u) => IfaceSpec::Named(u.clone()),
+            None => IfaceSpec::Unnamed {
+                not: vec![i.clone(), "lo".to_owned()],
+            },
+        };
+        let on = o
+            .uplink
+            .clone()
+            .unwrap_or_else(|| "the physical interface".to_owned());
+        let wg_default = PortRange::single(o.wg_port);
+        for ports in [wg_default, o.wg_range] {
+            let pkt = Packet {
+                family,
+                iif: uplink.clone(),
+                saddr: AddrSpec {
+                    within: any,
+                    local: false,
+                },
+                daddr: AddrSpec {
+                    within: any,
+                    local: true,
+                },
+                l4: L4::Udp { dport: ports },
+            };
+            let eval = evaluate(&rs, &pkt);
+            let subject =
+                format!("new inbound WireGuard UDP to port {ports} on {on} (flat network, no NAT)");
+            findings.push(kernel_finding(
+                FindingKind::FlatNetworkUdp,
+                subject,
+                eval,
+                |e| flat_fix(m, e, o),
+                !o.flat_network,
+            ));
+        }
+    }
+
+    if let Some(u) = &inputs.ufw {
+        findings.push(ufw_finding(u, o, have_kernel));
+    }
+    if let Some(z) = &inputs.firewalld {
+        findings.push(firewalld_finding(z, o, have_kernel));
+    }
+    if let Some(w) = &inputs.windows {
+        findings.extend(windows_findings(w, o));
+    }
+    if findings.is_empty() {
+        findings.push(Finding::plain(
+            FindingKind::NoRules,
+            "no firewall source was read".to_owned(),
+            Status::Info,
+            None,
+            None,
+        ));
+    }
+    let blocked = findings.iter().any(|f| f.status == Status::Blocked);
+    Report {
+        interface: o.interface.clone(),
+        subnet: o.subnet,
+        findings,
+        blocked,
+    }
+}
+
+fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> Finding {
+    let i = &o.interface;
+    let subject = format!("UFW rules for {i}");
+    if !u.active {
+        return Finding::plain(
+            FindingKind::Ufw,
+            "UFW is inactive".to_owned(),
+            Status::Ok,
+            None,
+            None,
+        );
+    }
+    // The first rule that concerns the tunnel's traffic: one on the interface, or one from any
+    // source / the VPN subnet without an interface.
+    let concerns = |r: &&super::ufw::UfwRule| {
+        let iface_ok = r.interface().is_none_or(|x| x == i);
+        let from_ok = r.from.starts_with("Anywhere")
+            || Cidr::parse(&r.from).is_some_and(|c| c.overlaps(&o.subnet));
+        let to_all = r.to.starts_with("Anywhere");
+        iface_ok && from_ok && to_all && (r.allows_in() || r.denies_in())
+    };
+    let first = u.rules.iter().find(concerns);
+    let default_deny = u.default_incoming.as_deref().is_none_or(|d| d != "allow");
+    let blocked_status = if have_kernel {
+        Status::Advisory
+    } else {
+        Status::Blocked
+    };
+    let fix = Some(Fix {
+        command: format!(
+            "sudo ufw allow in on {i}   (or, narrower: sudo ufw allow in on {i} from {})",
+            o.subnet
+        ),
+        caveat: None,
+    });
+    match first {
+        Some(r) if r.allows_in() => Finding::plain(
+            FindingKind::Ufw,
+            subject,
+            Status::Ok,
+            Some(format!(
+                "ufw rule [{}] (line {}): {}",
+                r.number, r.line, r.text
+            )),
+            None,
+        ),
+        Some(r) => Finding::plain(
+            FindingKind::Ufw,
+            format!("{subject}: a deny rule comes before any allow for {i}"),
+            blocked_status,
+            Some(format!(
+                "ufw rule [{}] (line {}): {}",
+                r.number, r.line, r.text
+            )),
+            Some(Fix {
+                command: format!(
+                    "sudo ufw insert 1 allow in on {i}   (UFW rules are evaluated in order; put the allow above the deny)"
+                ),
+                caveat: None,
+            }),
+        ),
+        None if default_deny => Finding::plain(
+            FindingKind::Ufw,
+            format!(
+                "{subject}: none; default incoming policy is {}",
+                u.default_incoming.as_deref().unwrap_or("deny")
+            ),
+            blocked_status,
+            Some("ufw default policy (incoming)".to_owned()),
+            fix,
+        ),
+        None => Finding::plain(
+            FindingKind::Ufw,
+            subject,
+            Status::Ok,
+            Some("ufw default policy allow (incoming)".into()),
+            None,
+        ),
+    }
+}
+
+fn firewalld_finding(z: &ZoneOfInterface, o: &Options, have_kernel: bool) -> Finding {
+    let i = &o.interface;
+    let blocked_status = if have_kernel {
+        Status::Advisory
+    } else {
+        Status::Blocked
+    };
+    let fix = Some(Fix {
+        command: trusted_zone_fix(i),
+        caveat: None,
+    });
+    match z {
+        ZoneOfInterface::Zone(name) if name == "trusted" => Finding::plain(
+            FindingKind::FirewalldZone,
+            format!("firewalld zone of {i}: trusted"),
+            Status::Ok,
+            None,
+            None,
+        ),
+        ZoneOfInterface::Zone(name) => Finding::plain(
+            FindingKind::FirewalldZone,
+            format!("firewalld zone of {i}: {name} (only that zone's services are accepted)"),
+            blocked_status,
+            Some(format!("firewalld zone {name}")),
+            fix,
+        ),
+        ZoneOfInterface::NoZone => Finding::plain(
+            FindingKind::FirewalldZone,
+            format!("firewalld zone of {i}: none, so the default zone applies"),
+            blocked_status,
+            Some("firewalld default zone".to_owned()),
+            fix,
+        ),
+        ZoneOfInterface::NotRunning => Finding::plain(
+            FindingKind::FirewalldZone,
+            "firewalld is not running".to_owned(),
+            Status::Info,
+            None,
+            None,
+        ),
+    }
+}
+
+fn win_text(r: &WinRule) -> String {
+    format!(
+        "rule #{} \"{}\" (Enabled={}, Direction={}, Action={}, Profile={}, InterfaceAlias={}, Program={}, Protocol={}, LocalPort={})",
+        r.index,
+        r.display_name,
+        if r.enabled { "True" } else { "False" },
+        if r.inbound { "Inbound" } else { "Outbound" },
+        if r.allow { "Allow" } else { "Block" },
+        r.profile,
+        if r.interface_alias.is_empty() {
+            "Any".to_owned()
+        } else {
+            r.interface_alias.join(",")
+        },
+        r.program.as_deref().unwrap_or("Any"),
+        r.protocol.as_deref().unwrap_or("Any"),
+        if r.local_port.is_empty() {
+            "Any".to_owned()
+        } else {
+            r.local_port.join(",")
+        },
+    )
+}
+
+fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<Finding> {
+    let i = &o.interface;
+    let exe = "netbird.exe";
+    let mut out = Vec::new();
+    let for_tunnel =
+        |r: &&WinRule| r.inbound && (r.names_interface(i) || r.is_program(exe)) && r.all_traffic();
+    // Windows: an enabled block rule wins over any allow rule.
+    let block = rules
+        .iter()
+        .filter(|r| r.enabled && !r.allow)
+        .find(for_tunnel);
+    let allow = rules
+        .iter()
+        .filter(|r| r.enabled && r.allow)
+        .find(for_tunnel);
+    let disabled = rules
+        .iter()
+        .filter(|r| !r.enabled && r.allow)
+        .find(for_tunnel);
+    let fix = Fix {
+        command: format!(
+            "New-NetFirewallRule -DisplayName \"NetBird\" -Direction Inbound -InterfaceAlias \"{i}\" -Action Allow"
+        ),
+        caveat: None,
+    };
+    let subject = format!("Windows inbound allow rule for {i} or {exe}");
+    out.push(match (block, allow, disabled) {
+        (Some(b), _, _) => Finding::plain(
+            FindingKind::WindowsInterfaceRule,
+            format!("{subject}: an enabled block rule overrides it"),
+            Status::Blocked,
+            Some(win_text(b)),
+            Some(Fix {
+                command: format!(
+                    "Disable or remove the block rule \"{}\" (check Group Policy if it comes back)",
+                    b.display_name
+                ),
+                caveat: None,
+            }),
+        ),
+        (None, Some(a), _) => Finding::plain(
+            FindingKind::WindowsInterfaceRule,
+            subject,
+            Status::Ok,
+            Some(win_text(a)),
+            None,
+        ),
+        (None, None, Some(d)) => Finding::plain(
+            FindingKind::WindowsInterfaceRule,
+            format!("{subject}: exists but is disabled"),
+            Status::Blocked,
+            Some(win_text(d)),
+            Some(Fix {
+                command: format!("Enable-NetFirewallRule -DisplayName \"{}\"", d.display_name),
+                caveat: None,
+            }),
+        ),
+        (None, None, None) => Finding::plain(
+            FindingKind::WindowsInterfaceRule,
+            format!("{subject}: missing (Group Policy may have removed it)"),
+            Status::Blocked,
+            None,
+            Some(fix),
+        ),
+    });
+    let p2p = |r: &&WinRule| {
+        r.inbound
+            && r.allow
+            && r.on_interface("")
+            && (r.program.is_none() || r.is_program(exe))
+            && r.covers_udp(o.wg_range)
+    };
+    let enabled = rules.iter().filter(|r| r.enabled).find(p2p);
+    let disabled = rules.iter().filter(|r| !r.enabled).find(p2p);
+    let status = if o.flat_network {
+        Status::Blocked
+    } else {
+        Status::Advisory
+    };
+    let p2p_fix = Fix {
+        command: format!(
+            "New-NetFirewallRule -DisplayName \"NetBird P2P\" -Direction Inbound -Action Allow -Protocol UDP -LocalPort {}-{} -Program \"C:\\Program Files\\Netbird\\netbird.exe\"",
+            o.wg_range.lo, o.wg_range.hi
+        ),
+        caveat: Some(
+            "only needed when peers reach this host without NAT; scoped to the NetBird program"
+                .to_owned(),
+        ),
+    };
+    let subject = format!(
+        "Windows inbound UDP {} rule for P2P on flat networks",
+        o.wg_range
+    );
+    out.push(match (enabled, disabled) {
+        (Some(r), _) => Finding::plain(
+            FindingKind::WindowsP2pRule,
+            subject,
+            Status::Ok,
+            Some(win_text(r)),
+            None,
+        ),
+        (None, Some(r)) => Finding::plain(
+            FindingKind::WindowsP2pRule,
+            format!("{subject}: exists but is disabled"),
+            status,
+            Some(win_text(r)),
+            Some(p2p_fix),
+        ),
+        (None, None) => Finding::plain(
+            FindingKind::WindowsP2pRule,
+            format!("{subject}: missing"),
+            status,
+            None,
+            Some(p2p_fix),
+        ),
+    });
+    out
+}

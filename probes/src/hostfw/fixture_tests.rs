@@ -1,0 +1,337 @@
+//! Verdicts on rulesets saved from the real tools (see `probes/tests/fixtures/hostfw/README.md`).
+
+use super::diagnose::{Inputs, Options, Report, Status, diagnose};
+use super::eval::{Decider, Verdict};
+use super::model::{Cidr, IpFamily, PortRange, RuleSource};
+use super::{FindingKind, firewalld, iptables_save, nft_json, ufw, windows};
+
+macro_rules! fixture {
+    ($name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/hostfw/",
+            $name
+        ))
+    };
+}
+
+fn opts() -> Options {
+    Options {
+        interface: "wt0".into(),
+        subnet: Cidr::parse("100.64.0.0/10").unwrap(),
+        service_port: 8080,
+        wg_range: PortRange {
+            lo: 49152,
+            hi: 65535,
+        },
+        wg_port: 51820,
+        uplink: None,
+        flat_network: false,
+    }
+}
+
+fn ipt(text: &str) -> Option<iptables_save::Dump> {
+    Some(iptables_save::parse(text, IpFamily::V4).unwrap())
+}
+
+/// Findings of a kind, in order: tunnel = [icmp, tcp, udp], flat = [51820, range].
+fn of(r: &Report, kind: FindingKind) -> Vec<&super::Finding> {
+    r.findings.iter().filter(|f| f.kind == kind).collect()
+}
+
+fn deciding(f: &super::Finding) -> &str {
+    f.deciding.as_deref().unwrap()
+}
+
+#[test]
+fn ufw_default_deny_drops_tunnel_tcp_by_input_policy() {
+    let inputs = Inputs {
+        iptables: ipt(fixture!("ufw-default-iptables-save.txt")),
+        ufw: Some(ufw::parse(fixture!("ufw-default-status.txt")).unwrap()),
+        ..Inputs::default()
+    };
+    let r = diagnose(&inputs, &opts());
+    assert!(r.blocked);
+    let t = of(&r, FindingKind::Tunnel);
+    // UFW accepts ping in ufw-before-input (icmp type 8), and nothing else.
+    assert_eq!(t[0].verdict, Some(Verdict::Accept));
+    assert!(
+        deciding(t[0]).contains("chain ufw-before-input, rule 8"),
+        "{}",
+        deciding(t[0])
+    );
+    assert!(
+        deciding(t[0]).ends_with("-A ufw-before-input -p icmp -m icmp --icmp-type 8 -j ACCEPT")
+    );
+    for f in &t[1..] {
+        assert_eq!(f.verdict, Some(Verdict::Drop));
+        assert_eq!(
+            deciding(f),
+            "iptables table filter chain INPUT: policy DROP (no rule matched)"
+        );
+        assert!(
+            f.fix
+                .as_ref()
+                .unwrap()
+                .command
+                .starts_with("sudo ufw allow in on wt0")
+        );
+    }
+    let flat = of(&r, FindingKind::FlatNetworkUdp);
+    assert_eq!(flat.len(), 2);
+    for f in flat {
+        assert_eq!(f.verdict, Some(Verdict::Drop));
+        // Only a problem on flat networks unless --flat-network says so.
+        assert_eq!(f.status, Status::Advisory);
+        let fix = f.fix.as_ref().unwrap();
+        assert_eq!(
+            fix.command,
+            "sudo ufw allow in proto udp to any port 49152:65535"
+        );
+        assert!(fix.caveat.as_ref().unwrap().contains("cannot scope"));
+    }
+    assert_eq!(of(&r, FindingKind::Ufw)[0].status, Status::Advisory);
+}
+
+#[test]
+fn ufw_allow_in_on_wt0_accepts() {
+    let inputs = Inputs {
+        iptables: ipt(fixture!("ufw-allow-wt0-iptables-save.txt")),
+        ip6tables: Some(
+            iptables_save::parse(fixture!("ufw-allow-wt0-ip6tables-save.txt"), IpFamily::V6)
+                .unwrap(),
+        ),
+        ufw: Some(ufw::parse(fixture!("ufw-allow-wt0-status.txt")).unwrap()),
+        ..Inputs::default()
+    };
+    let r = diagnose(&inputs, &opts());
+    assert!(!r.blocked);
+    let t = of(&r, FindingKind::Tunnel);
+    for f in &t[1..] {
+        assert_eq!(f.verdict, Some(Verdict::Accept));
+        assert_eq!(
+            deciding(f),
+            "iptables table filter chain ufw-user-input, rule 1 (line 100): -A ufw-user-input -i wt0 -j ACCEPT"
+        );
+        assert!(f.fix.is_none());
+    }
+    let u = of(&r, FindingKind::Ufw)[0];
+    assert_eq!(u.status, Status::Ok);
+    assert!(deciding(u).contains("Anywhere on wt0"));
+}
+
+#[test]
+fn ufw_flat_network_rule_accepts_wireguard_udp() {
+    let mut o = opts();
+    o.flat_network = true;
+    let inputs = Inputs {
+        iptables: ipt(fixture!("ufw-flat-iptables-save.txt")),
+        ..Inputs::default()
+    };
+    let r = diagnose(&inputs, &o);
+    for f in of(&r, FindingKind::FlatNetworkUdp) {
+        assert_eq!(f.verdict, Some(Verdict::Accept), "{f:?}");
+        assert!(
+            deciding(f)
+                .ends_with("-A ufw-user-input -p udp -m multiport --dports 49152:65535 -j ACCEPT")
+        );
+    }
+    // The same host without the rule, on a flat network: blocking.
+    let inputs = Inputs {
+        iptables: ipt(fixture!("ufw-default-iptables-save.txt")),
+        ..Inputs::default()
+    };
+    let r = diagnose(&inputs, &o);
+    assert!(
+        of(&r, FindingKind::FlatNetworkUdp)
+            .iter()
+            .all(|f| f.status == Status::Blocked)
+    );
+}
+
+#[test]
+fn ufw_deny_before_netbird_accept_wins() {
+    let inputs = Inputs {
+        iptables: ipt(fixture!("ufw-deny-before-netbird-iptables-save.txt")),
+        ufw: Some(ufw::parse(fixture!("ufw-deny-before-netbird-status.txt")).unwrap()),
+        ..Inputs::default()
+    };
+    let r = diagnose(&inputs, &opts());
+    assert!(r.blocked);
+    let tcp = of(&r, FindingKind::Tunnel)[1];
+    assert_eq!(tcp.verdict, Some(Verdict::Drop));
+    assert!(
+        deciding(tcp).ends_with("rule 1 (line 103): -A ufw-user-input -s 100.64.0.0/10 -j DROP"),
+        "{}",
+        deciding(tcp)
+    );
+    assert!(
+        tcp.fix
+            .as_ref()
+            .unwrap()
+            .command
+            .starts_with("sudo ufw insert 1 allow in on wt0")
+    );
+    // The NetBird accept is in INPUT after the jump into UFW's chains: never reached.
+    let u = of(&r, FindingKind::Ufw)[0];
+    assert!(deciding(u).contains("DENY IN"));
+    assert!(
+        u.fix
+            .as_ref()
+            .unwrap()
+            .command
+            .starts_with("sudo ufw insert 1 allow in on wt0")
+    );
+    // From an unknown LAN source the deny may or may not match; both ways end in a drop.
+    let flat = of(&r, FindingKind::FlatNetworkUdp)[0];
+    assert_eq!(flat.verdict, Some(Verdict::Drop));
+    assert!(flat.uncertain_rules.is_empty());
+}
+
+#[test]
+fn nft_drop_in_any_base_chain_wins_over_netbird_accept() {
+    let inputs = Inputs {
+        nft: Some(nft_json::parse(fixture!("nft-netbird-vs-inet-drop.json")).unwrap()),
+        ..Inputs::default()
+    };
+    let r = diagnose(&inputs, &opts());
+    assert!(r.blocked);
+    let tcp = of(&r, FindingKind::Tunnel)[1];
+    assert_eq!(tcp.verdict, Some(Verdict::Drop));
+    assert_eq!(
+        deciding(tcp),
+        "nft table inet filter chain input: policy drop (no rule matched)"
+    );
+    let ev = tcp.evaluation.as_ref().unwrap();
+    // The NetBird chain (priority -1) accepted first; the inet chain (priority 0) dropped.
+    assert_eq!(ev.chains.len(), 2);
+    assert_eq!(ev.chains[0].verdict, Verdict::Accept);
+    assert_eq!(ev.chains[0].priority, -1);
+    assert!(
+        matches!(&ev.chains[0].decided_by.by, Decider::Rule { pos, .. } if pos.handle == Some(2))
+    );
+    assert_eq!(
+        tcp.fix.as_ref().unwrap().command,
+        "sudo nft insert rule inet filter input iifname \"wt0\" accept"
+    );
+    // 51820 is inside the accepted 51000-51999; the whole ephemeral range only partly.
+    let flat = of(&r, FindingKind::FlatNetworkUdp);
+    assert_eq!(flat[0].verdict, Some(Verdict::Accept));
+    assert_eq!(flat[1].verdict, Some(Verdict::Uncertain));
+    assert!(flat[1].uncertain_rules[0].ends_with("udp dport 51000-51999 accept"));
+
+    let fixed = Inputs {
+        nft: Some(nft_json::parse(fixture!("nft-netbird-inet-fixed.json")).unwrap()),
+        ..Inputs::default()
+    };
+    let r = diagnose(&fixed, &opts());
+    let tcp = of(&r, FindingKind::Tunnel)[1];
+    assert_eq!(tcp.verdict, Some(Verdict::Accept));
+    assert_eq!(
+        deciding(tcp),
+        "nft table inet filter chain input, rule 5 (handle 10): iifname \"wt0\" accept comment \"stunmap fix\""
+    );
+    assert!(!r.blocked);
+}
+
+#[test]
+fn iptables_nft_tables_in_nft_json_are_opaque_but_reported_honestly() {
+    // nft's view of UFW's rules (iptables-nft) hides conntrack/addrtype in `xt` expressions.
+    let alone = Inputs {
+        nft: Some(nft_json::parse(fixture!("ufw-default-nft.json")).unwrap()),
+        ..Inputs::default()
+    };
+    let r = diagnose(&alone, &opts());
+    let tcp = of(&r, FindingKind::Tunnel)[1];
+    assert_eq!(tcp.verdict, Some(Verdict::Uncertain));
+    assert!(
+        tcp.uncertain_rules
+            .iter()
+            .any(|u| u.contains("xt match conntrack")),
+        "{:?}",
+        tcp.uncertain_rules
+    );
+    // With iptables-save alongside, the exact iptables view replaces nft's copy of the same tables.
+    let both = Inputs {
+        nft: alone.nft.clone(),
+        iptables: ipt(fixture!("ufw-default-iptables-save.txt")),
+        ..Inputs::default()
+    };
+    let r = diagnose(&both, &opts());
+    let tcp = of(&r, FindingKind::Tunnel)[1];
+    assert_eq!(tcp.verdict, Some(Verdict::Drop));
+    assert!(
+        tcp.evaluation
+            .as_ref()
+            .unwrap()
+            .chains
+            .iter()
+            .all(|c| c.decided_by.source == RuleSource::Iptables)
+    );
+}
+
+#[test]
+fn firewalld_zone_findings() {
+    let z = |t| Inputs {
+        firewalld: Some(firewalld::parse(t).unwrap()),
+        ..Inputs::default()
+    };
+    let r = diagnose(&z(fixture!("firewalld-zone-trusted.txt")), &opts());
+    assert_eq!(r.findings[0].status, Status::Ok);
+    let r = diagnose(&z(fixture!("firewalld-zone-public.txt")), &opts());
+    assert_eq!(r.findings[0].status, Status::Blocked);
+    assert_eq!(
+        r.findings[0].fix.as_ref().unwrap().command,
+        "sudo firewall-cmd --permanent --zone=trusted --add-interface=wt0 && sudo firewall-cmd --reload"
+    );
+    let r = diagnose(&z(fixture!("firewalld-zone-none.txt")), &opts());
+    assert!(r.findings[0].subject.contains("default zone"));
+    assert!(r.blocked);
+}
+
+#[test]
+fn windows_export_with_and_without_rule() {
+    let w = |t: &str| Inputs {
+        windows: Some(windows::parse(t.as_bytes()).unwrap()),
+        ..Inputs::default()
+    };
+    let r = diagnose(&w(fixture!("windows-firewall-with-rule.json")), &opts());
+    assert!(!r.blocked);
+    assert!(
+        r.findings.iter().all(|f| f.status == Status::Ok),
+        "{:?}",
+        r.findings
+    );
+    assert!(deciding(&r.findings[0]).contains("\"NetBird\""));
+    assert!(deciding(&r.findings[1]).contains("netbird.exe"));
+
+    let r = diagnose(&w(fixture!("windows-firewall-without-rule.json")), &opts());
+    assert!(r.blocked);
+    let f = &r.findings[0];
+    assert!(f.subject.ends_with("exists but is disabled"));
+    assert_eq!(
+        f.fix.as_ref().unwrap().command,
+        "Enable-NetFirewallRule -DisplayName \"NetBird\""
+    );
+    assert_eq!(r.findings[1].status, Status::Advisory);
+    assert!(
+        r.findings[1]
+            .fix
+            .as_ref()
+            .unwrap()
+            .command
+            .contains("-LocalPort 49152-65535")
+    );
+}
+
+#[test]
+fn report_serializes() {
+    let inputs = Inputs {
+        iptables: ipt(fixture!("ufw-default-iptables-save.txt")),
+        ..Inputs::default()
+    };
+    let v = serde_json::to_value(diagnose(&inputs, &opts())).unwrap();
+    assert_eq!(v["findings"][1]["verdict"], "drop");
+    assert_eq!(v["findings"][1]["evaluation"]["deciding"]["kind"], "policy");
+    assert_eq!(v["subnet"], "100.64.0.0/10");
+}

@@ -1,0 +1,113 @@
+//! Host firewall diagnosis: does this host's own firewall let VPN traffic in?
+//!
+//! NetBird peers can show "Connected" and still not reach each other when the host firewall
+//! drops what arrives on the tunnel interface (UFW's default-deny ahead of NetBird's rules,
+//! firewalld putting `wt0` in a restrictive zone), or, on flat networks without NAT, the raw
+//! WireGuard UDP arriving on the physical interface.
+//!
+//! This module reads what the tools print — `iptables-save`, `nft -j list ruleset`,
+//! `ufw status verbose`, `firewall-cmd --get-zone-of-interface`, and a Windows firewall export —
+//! into one small rule model ([`model`]), walks a described packet through the input hook
+//! ([`eval`]), and turns the results into findings with the fix ([`diagnose`]). It performs no
+//! I/O: the caller hands in the text.
+
+pub mod diagnose;
+pub mod eval;
+pub mod firewalld;
+pub mod iptables_save;
+pub mod model;
+pub mod nft_json;
+pub mod ufw;
+pub mod windows;
+
+pub use diagnose::{Finding, FindingKind, Fix, Inputs, Options, Report, Status, diagnose};
+pub use eval::{Evaluation, Packet, Verdict, evaluate};
+pub use model::{Cidr, PortRange, Ruleset};
+
+use serde::Serialize;
+
+/// The formats this module reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputFormat {
+    /// `iptables-save` / `ip6tables-save` text.
+    IptablesSave,
+    /// `nft -j list ruleset`.
+    NftJson,
+    /// `ufw status verbose`.
+    UfwStatus,
+    /// `firewall-cmd --get-zone-of-interface=IF`.
+    FirewalldZone,
+    /// The PowerShell export documented in [`windows`].
+    WindowsExport,
+}
+
+impl std::fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InputFormat::IptablesSave => "iptables-save output",
+            InputFormat::NftJson => "nft JSON ruleset",
+            InputFormat::UfwStatus => "ufw status output",
+            InputFormat::FirewalldZone => "firewall-cmd zone output",
+            InputFormat::WindowsExport => "Windows firewall export",
+        })
+    }
+}
+
+/// Why a saved ruleset could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostFwError {
+    /// A line of a text format could not be understood.
+    #[error("{format}, line {line}: {detail}")]
+    Syntax {
+        /// Format being read.
+        format: InputFormat,
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A JSON document did not parse.
+    #[error("{format}: invalid JSON at line {line}, column {column}: {detail}")]
+    Json {
+        /// Format being read.
+        format: InputFormat,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message.
+        detail: String,
+    },
+    /// The JSON parsed but an element does not have the expected shape.
+    #[error("{format}: {path}: {detail}")]
+    Shape {
+        /// Format being read.
+        format: InputFormat,
+        /// Where in the document (`nftables[12].rule.expr[0]`).
+        path: String,
+        /// What was expected.
+        detail: String,
+    },
+    /// The bytes are not text in a supported encoding (UTF-8, UTF-16 with BOM).
+    #[error("{format}: not UTF-8 or UTF-16 text")]
+    Encoding {
+        /// Format being read.
+        format: InputFormat,
+    },
+}
+
+impl HostFwError {
+    pub(crate) fn json(format: InputFormat, e: &serde_json::Error) -> Self {
+        HostFwError::Json {
+            format,
+            line: e.line(),
+            column: e.column(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod fixture_tests;
