@@ -39,6 +39,19 @@ pub struct Limits {
     /// After cancellation, how long probes that have cleanup to do (TURN deallocation) may
     /// keep running.
     pub drain: Duration,
+    /// How datagrams to many destinations are handed to the kernel.
+    pub send_path: SendPath,
+}
+
+/// The send system call strategy (measured in BENCHMARKS.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SendPath {
+    /// `sendmmsg` for datagrams to different destinations, GSO for runs to one destination.
+    #[default]
+    Batched,
+    /// One `sendmsg` per datagram (quinn-udp), GSO for runs to one destination.
+    PerPacket,
 }
 
 impl Default for Limits {
@@ -48,6 +61,7 @@ impl Default for Limits {
             max_in_flight: 1024,
             deadline: None,
             drain: Duration::from_secs(2),
+            send_path: SendPath::Batched,
         }
     }
 }
@@ -282,6 +296,7 @@ struct Driver<P: Probe, F> {
     private_tx: mpsc::Sender<PrivateDatagram>,
     counters: Counters,
     in_flight: usize,
+    send_path: SendPath,
     on_event: F,
 }
 
@@ -316,6 +331,7 @@ where
         private_tx,
         counters: Counters::default(),
         in_flight: 0,
+        send_path: limits.send_path,
         on_event,
     };
     let mut source = probes.into_iter().enumerate();
@@ -740,7 +756,7 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
         self.dispatch(now, p.key, p.from, &p.data);
     }
 
-    fn endpoint(&mut self, sel: SocketSel) -> io::Result<Option<&UdpEndpoint>> {
+    fn endpoint(&mut self, sel: SocketSel) -> Result<Option<&UdpEndpoint>, EngineError> {
         Ok(match sel {
             SocketSel::V4 => {
                 if self.v4.is_none() {
@@ -768,53 +784,109 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
     async fn flush(&mut self) -> Result<(), EngineError> {
         let pending = std::mem::take(&mut self.pending);
         let buf = std::mem::take(&mut self.send_buf);
-        let mut i = 0;
-        while let Some(p) = pending.get(i).copied() {
-            // GSO: a run of equal-size datagrams to one destination from one socket.
-            let mut run = 1;
-            while let Some(q) = pending.get(i + run) {
-                if q.socket == p.socket
-                    && q.destination == p.destination
-                    && q.len == p.len
-                    && q.start == p.start + run * p.len
-                {
-                    run += 1;
-                } else {
-                    break;
-                }
-            }
-            let ep = match self.endpoint(p.socket) {
-                Ok(Some(ep)) => ep,
-                Ok(None) => {
-                    self.counters.send_errors += run as u64;
-                    i += run;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let run = run.min(ep.max_gso_segments()).max(1);
-            let Some(bytes) = buf.get(p.start..p.start + run * p.len) else {
-                i += run;
-                continue;
-            };
-            let seg = (run > 1).then_some(p.len);
-            loop {
-                match ep.try_send(p.destination, bytes, seg) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => ep.writable().await?,
-                    Err(_) => {
-                        self.counters.send_errors += run as u64;
-                        break;
-                    }
-                }
-            }
-            i += run;
-        }
+        let result = self.flush_batch(&pending, &buf).await;
         self.pending = pending;
         self.pending.clear();
         self.send_buf = buf;
         self.send_buf.clear();
+        result
+    }
+
+    /// Send `pending` (whose bytes are in `buf`): a run of equal-size datagrams to one
+    /// destination goes as one GSO send; other datagrams from one socket go through
+    /// `sendmmsg` up to 64 at a time (or one `sendmsg` each with [`SendPath::PerPacket`]).
+    async fn flush_batch(&mut self, pending: &[Pending], buf: &[u8]) -> Result<(), EngineError> {
+        let mut i = 0;
+        while let Some(p) = pending.get(i).copied() {
+            let gso_max = match self.endpoint(p.socket)? {
+                Some(ep) => ep.max_gso_segments(),
+                None => {
+                    self.counters.send_errors += 1;
+                    i += 1;
+                    continue;
+                }
+            };
+            // Length of a GSO run starting at i.
+            let mut run = 1;
+            while run < gso_max {
+                match pending.get(i + run) {
+                    Some(q)
+                        if q.socket == p.socket
+                            && q.destination == p.destination
+                            && q.len == p.len
+                            && q.start == p.start + run * p.len =>
+                    {
+                        run += 1
+                    }
+                    _ => break,
+                }
+            }
+            if run > 1 || self.send_path == SendPath::PerPacket {
+                let bytes = buf.get(p.start..p.start + run * p.len).unwrap_or(&[]);
+                let seg = (run > 1).then_some(p.len);
+                self.send_one(p.socket, p.destination, bytes, seg, run)
+                    .await?;
+                i += run;
+                continue;
+            }
+            // A sendmmsg batch: following datagrams from the same socket that do not start a
+            // GSO run of their own.
+            let mut items: Vec<(SocketAddr, &[u8])> = Vec::with_capacity(crate::udp::SEND_MMSG);
+            let mut j = i;
+            while let Some(q) = pending.get(j) {
+                if q.socket != p.socket || items.len() == crate::udp::SEND_MMSG {
+                    break;
+                }
+                items.push((
+                    q.destination,
+                    buf.get(q.start..q.start + q.len).unwrap_or(&[]),
+                ));
+                j += 1;
+            }
+            let mut done = 0;
+            while done < items.len() {
+                let Some(ep) = self.endpoint(p.socket)? else {
+                    break;
+                };
+                match ep.try_send_many(items.get(done..).unwrap_or(&[])) {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => ep.writable().await?,
+                    Err(_) => {
+                        // The first datagram failed (e.g. EACCES, unreachable): count it and
+                        // go on with the rest.
+                        self.counters.send_errors += 1;
+                        done += 1;
+                    }
+                }
+            }
+            i = j;
+        }
         Ok(())
+    }
+
+    async fn send_one(
+        &mut self,
+        sel: SocketSel,
+        destination: SocketAddr,
+        bytes: &[u8],
+        segment: Option<usize>,
+        datagrams: usize,
+    ) -> Result<(), EngineError> {
+        let Some(ep) = self.endpoint(sel)? else {
+            self.counters.send_errors += datagrams as u64;
+            return Ok(());
+        };
+        loop {
+            match ep.try_send(destination, bytes, segment) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ep.writable().await?,
+                Err(_) => {
+                    self.counters.send_errors += datagrams as u64;
+                    return Ok(());
+                }
+            }
+        }
     }
 }
 

@@ -11,5 +11,7 @@ pub mod stats;
 pub mod tcp;
 pub mod udp;
 
-pub use driver::{Cancel, CancelHandle, Counters, EngineError, Event, Limits, RunReport, run};
+pub use driver::{
+    Cancel, CancelHandle, Counters, EngineError, Event, Limits, RunReport, SendPath, run,
+};
 pub use rate::Rate;
