@@ -7,6 +7,7 @@
 
 pub mod binding;
 pub mod machine;
+pub mod nat;
 pub mod stun;
 
 mod serde_util;
