@@ -1355,3 +1355,671 @@ fn verdict(reports: &[Option<&NatReport>], m: &Measurements, relay: &RelayPaths)
         peers,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::BindingOutcome;
+    use crate::stun::TransactionId;
+
+    const P: &str = "192.0.2.10:3478";
+    const O: &str = "192.0.2.11:3479";
+    const LOCAL: &str = "10.0.0.2:40001";
+    const PUBLIC: &str = "198.51.100.1:40001";
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn outcome(dest: &str, status: BindingStatus, source: Option<&str>) -> BindingOutcome {
+        BindingOutcome {
+            transaction_id: TransactionId([1; 12]),
+            destination: a(dest),
+            source: source.map(a),
+            status,
+            rtt: None,
+            rtt_ambiguous: false,
+            transmissions: 1,
+        }
+    }
+
+    fn resp(mapped: &str, other: Option<&str>, origin: Option<&str>) -> BindingResponse {
+        BindingResponse {
+            xor_mapped: Some(a(mapped)),
+            mapped: Some(a(mapped)),
+            other_address: other.map(a),
+            response_origin: origin.map(a),
+            software: Some("test".into()),
+            fingerprint: true,
+            unknown_attribute: None,
+        }
+    }
+
+    /// A reply from `from` (also its RESPONSE-ORIGIN) mapping to `mapped`.
+    fn ok(dest: &str, from: &str, mapped: &str) -> Option<BindingOutcome> {
+        Some(outcome(
+            dest,
+            BindingStatus::Success(resp(mapped, Some(O), Some(from))),
+            Some(from),
+        ))
+    }
+
+    fn silent(dest: &str) -> Option<BindingOutcome> {
+        Some(outcome(dest, BindingStatus::Timeout, None))
+    }
+
+    /// RFC 5780 measurements of an EIM NAT with the given filtering replies.
+    fn eim(
+        filt_ii: Option<BindingOutcome>,
+        filt_iii: Option<BindingOutcome>,
+    ) -> FamilyMeasurements {
+        FamilyMeasurements {
+            discovery: Some(DiscoveryMeasurements {
+                server: Some(a(P)),
+                local_mapping: Some(a(LOCAL)),
+                mapping_i: ok(P, P, PUBLIC),
+                mapping_ii: ok("192.0.2.11:3478", "192.0.2.11:3478", PUBLIC),
+                mapping_iii: ok(O, O, PUBLIC),
+                filtering_ii: filt_ii,
+                filtering_iii: filt_iii,
+                hairpin: Some(HairpinResult::NotReceived),
+                ..DiscoveryMeasurements::default()
+            }),
+            multi: None,
+            local_addresses: vec![a(LOCAL).ip()],
+        }
+    }
+
+    fn report(m: &FamilyMeasurements) -> NatReport {
+        classify_family(Family::Ipv4, m)
+    }
+
+    fn v4(m: FamilyMeasurements, relay: RelayPaths) -> Classification {
+        classify(&Measurements {
+            ipv4: Some(m),
+            ipv6: None,
+            relay,
+        })
+    }
+
+    // --- Pair table: every row, RFC 4787 + RFC 8445 rules (see pair_outcome) ---
+
+    #[test]
+    fn pair_table_every_row() {
+        use PairOutcome::{Direct as D, Relayed as R};
+        let t = [
+            NatType::OPEN,
+            NatType::RESTRICTED_CONE,
+            NatType::PORT_RESTRICTED_CONE,
+            NatType::ADDRESS_DEPENDENT,
+            NatType::SYMMETRIC,
+            NatType::UdpBlocked,
+        ];
+        // rows: me; columns: peer (same order as `t`)
+        let expected = [
+            [D, D, D, D, D, R], // open / full cone: everyone with UDP reaches it
+            [D, D, D, D, D, R], // restricted cone: lets a symmetric peer's new port in
+            [D, D, D, R, R, R], // port-restricted: only with EIM peers
+            [D, D, R, R, R, R], // ADM: needs an EIM peer that filters by address at most
+            [D, D, R, R, R, R], // symmetric: same
+            [R, R, R, R, R, R], // UDP blocked: always relay
+        ];
+        for (i, me) in t.iter().enumerate() {
+            for (j, peer) in t.iter().enumerate() {
+                assert_eq!(
+                    pair_outcome(*me, *peer),
+                    expected[i][j],
+                    "me {me}, peer {peer}"
+                );
+                assert_eq!(
+                    pair_outcome(*me, *peer),
+                    pair_outcome(*peer, *me),
+                    "symmetric"
+                );
+            }
+        }
+        assert_eq!(NatType::TABLE.map(|(t, _)| t), t);
+    }
+
+    #[test]
+    fn pair_with_unknowns_is_uncertain_only_when_it_matters() {
+        let eim_unknown = NatType::udp(Mapping::EndpointIndependent, Filtering::Unknown);
+        // Against an EIM peer every filtering works.
+        assert_eq!(
+            pair_outcome(eim_unknown, NatType::PORT_RESTRICTED_CONE),
+            PairOutcome::Direct
+        );
+        // Against a symmetric peer it depends on the filtering.
+        assert_eq!(
+            pair_outcome(eim_unknown, NatType::SYMMETRIC),
+            PairOutcome::Uncertain
+        );
+        let varies = NatType::udp(
+            Mapping::VariesByDestination,
+            Filtering::AddressAndPortDependent,
+        );
+        assert_eq!(
+            pair_outcome(varies, NatType::SYMMETRIC),
+            PairOutcome::Relayed
+        );
+        let unknown = NatType::udp(Mapping::Unknown, Filtering::Unknown);
+        assert_eq!(pair_outcome(unknown, NatType::OPEN), PairOutcome::Direct);
+        assert_eq!(
+            pair_outcome(unknown, NatType::SYMMETRIC),
+            PairOutcome::Uncertain
+        );
+    }
+
+    #[test]
+    fn apdm_with_permissive_filtering_still_punches_to_an_address_filtering_peer() {
+        // Rule 1 with EIF on one side, rule 2 with ADF on the other: the model is not a lookup
+        // table of the common cases.
+        let a = NatType::udp(
+            Mapping::AddressAndPortDependent,
+            Filtering::EndpointIndependent,
+        );
+        let b = NatType::udp(
+            Mapping::AddressAndPortDependent,
+            Filtering::AddressDependent,
+        );
+        assert_eq!(pair_outcome(a, b), PairOutcome::Direct);
+    }
+
+    // --- Filtering and its trust rules ---
+
+    #[test]
+    fn filtering_classes_from_rfc5780_replies() {
+        let eif = report(&eim(ok(P, O, PUBLIC), silent(P)));
+        assert_eq!(eif.filtering, Some(Filtering::EndpointIndependent));
+        assert_eq!(eif.mapping, Some(Mapping::EndpointIndependent));
+        assert_eq!(eif.mapping_method, MappingMethod::Rfc5780);
+
+        let adf = report(&eim(silent(P), ok(P, "192.0.2.10:3479", PUBLIC)));
+        assert_eq!(adf.filtering, Some(Filtering::AddressDependent));
+
+        let apdf = report(&eim(silent(P), silent(P)));
+        assert_eq!(apdf.filtering, Some(Filtering::AddressAndPortDependent));
+        assert_eq!(apdf.nat_type, NatType::PORT_RESTRICTED_CONE);
+        assert_eq!(apdf.hairpinning, Some(false));
+        assert_eq!(apdf.port_preservation, Some(true));
+    }
+
+    #[test]
+    fn trust_changed_reply_from_the_primary_is_not_eif() {
+        // The server ignored CHANGE-REQUEST and answered from P: proves nothing.
+        let r = report(&eim(ok(P, P, PUBLIC), silent(P)));
+        assert_eq!(r.filtering, Some(Filtering::Unknown));
+        assert!(matches!(
+            r.notes.as_slice(),
+            [Note::ChangedReplyUntrusted {
+                test: ChangeTest::IpAndPort,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn trust_response_origin_must_name_the_changed_address() {
+        // Right source, but RESPONSE-ORIGIN says the primary.
+        let lying = Some(outcome(
+            P,
+            BindingStatus::Success(resp(PUBLIC, Some(O), Some(P))),
+            Some(O),
+        ));
+        let r = report(&eim(lying, silent(P)));
+        assert_eq!(r.filtering, Some(Filtering::Unknown));
+        // Change-port reply claiming the wrong origin.
+        let lying3 = Some(outcome(
+            P,
+            BindingStatus::Success(resp(PUBLIC, Some(O), Some(O))),
+            Some("192.0.2.10:3479"),
+        ));
+        let r = report(&eim(silent(P), lying3));
+        assert_eq!(r.filtering, Some(Filtering::Unknown));
+    }
+
+    #[test]
+    fn trust_missing_response_origin_is_judged_by_source_with_a_note() {
+        let bare = Some(outcome(
+            P,
+            BindingStatus::Success(resp(PUBLIC, Some(O), None)),
+            Some(O),
+        ));
+        let r = report(&eim(bare, silent(P)));
+        assert_eq!(r.filtering, Some(Filtering::EndpointIndependent));
+        assert!(r.notes.contains(&Note::NoResponseOrigin {
+            test: ChangeTest::IpAndPort
+        }));
+    }
+
+    #[test]
+    fn trust_other_address_on_the_same_ip() {
+        let mut m = eim(ok(P, "192.0.2.10:3479", PUBLIC), silent(P));
+        let d = m.discovery.as_mut().unwrap();
+        d.mapping_i = Some(outcome(
+            P,
+            BindingStatus::Success(resp(PUBLIC, Some("192.0.2.10:3479"), Some(P))),
+            Some(P),
+        ));
+        d.mapping_ii = ok(P, P, PUBLIC);
+        d.mapping_iii = ok("192.0.2.10:3479", "192.0.2.10:3479", PUBLIC);
+        let r = report(&m);
+        assert_eq!(r.filtering, Some(Filtering::Unknown));
+        assert_eq!(r.mapping, Some(Mapping::Unknown));
+        assert!(r.notes.contains(&Note::EimOrAdm));
+        // A different mapping for another port of the same IP is still port dependence.
+        m.discovery.as_mut().unwrap().mapping_iii =
+            ok("192.0.2.10:3479", "192.0.2.10:3479", "198.51.100.1:5000");
+        assert_eq!(report(&m).mapping, Some(Mapping::AddressAndPortDependent));
+    }
+
+    #[test]
+    fn trust_silence_proves_nothing_when_the_other_address_is_dead() {
+        let mut m = eim(silent(P), silent(P));
+        let d = m.discovery.as_mut().unwrap();
+        d.mapping_iii = silent(O);
+        let r = report(&m);
+        assert_eq!(r.filtering, Some(Filtering::Unknown));
+        assert!(r.notes.contains(&Note::OtherAddressSilent { other: a(O) }));
+    }
+
+    #[test]
+    fn trust_change_request_error_is_unknown() {
+        let err = Some(outcome(
+            P,
+            BindingStatus::Error {
+                code: 420,
+                reason: "Unknown Attribute".into(),
+            },
+            Some(P),
+        ));
+        let r = report(&eim(err, silent(P)));
+        assert_eq!(r.filtering, Some(Filtering::Unknown));
+        assert!(r.notes.contains(&Note::ChangeRequestRejected {
+            test: ChangeTest::IpAndPort,
+            code: 420
+        }));
+    }
+
+    // --- Mapping ---
+
+    #[test]
+    fn mapping_classes_from_rfc5780() {
+        let mut m = eim(silent(P), silent(P));
+        let d = m.discovery.as_mut().unwrap();
+        d.mapping_ii = ok("192.0.2.11:3478", "192.0.2.11:3478", "198.51.100.1:2");
+        d.mapping_iii = ok(O, O, "198.51.100.1:2");
+        assert_eq!(report(&m).mapping, Some(Mapping::AddressDependent));
+        m.discovery.as_mut().unwrap().mapping_iii = ok(O, O, "198.51.100.1:3");
+        assert_eq!(report(&m).mapping, Some(Mapping::AddressAndPortDependent));
+        m.discovery.as_mut().unwrap().mapping_iii = silent(O);
+        assert_eq!(report(&m).mapping, Some(Mapping::VariesByDestination));
+    }
+
+    fn multi(results: &[(&str, Option<&str>)]) -> FamilyMeasurements {
+        FamilyMeasurements {
+            discovery: None,
+            multi: Some(MultiMeasurements {
+                local: Some(a(LOCAL)),
+                results: results
+                    .iter()
+                    .map(|(d, m)| match m {
+                        Some(m) => outcome(d, BindingStatus::Success(resp(m, None, None)), Some(d)),
+                        None => outcome(d, BindingStatus::Timeout, None),
+                    })
+                    .collect(),
+            }),
+            local_addresses: vec![],
+        }
+    }
+
+    #[test]
+    fn mapping_from_several_plain_servers() {
+        let (x, y) = ("198.51.100.1:1", "198.51.100.1:2");
+        let r = report(&multi(&[
+            ("192.0.2.1:3478", Some(x)),
+            ("192.0.2.2:3478", Some(x)),
+        ]));
+        assert_eq!(r.mapping, Some(Mapping::EndpointIndependent));
+        assert_eq!(r.mapping_method, MappingMethod::MultiServer);
+        assert_eq!(r.filtering, Some(Filtering::Unknown));
+        assert!(r.notes.contains(&Note::FilteringNeedsRfc5780));
+
+        let r = report(&multi(&[
+            ("192.0.2.1:3478", Some(x)),
+            ("192.0.2.1:19302", Some(y)),
+        ]));
+        assert_eq!(r.mapping, Some(Mapping::AddressAndPortDependent));
+
+        let r = report(&multi(&[
+            ("192.0.2.1:3478", Some(x)),
+            ("192.0.2.1:19302", Some(x)),
+            ("192.0.2.2:3478", Some(y)),
+        ]));
+        assert_eq!(r.mapping, Some(Mapping::AddressDependent));
+
+        let r = report(&multi(&[
+            ("192.0.2.1:3478", Some(x)),
+            ("192.0.2.2:3478", Some(y)),
+        ]));
+        assert_eq!(r.mapping, Some(Mapping::VariesByDestination));
+
+        let r = report(&multi(&[
+            ("192.0.2.1:3478", Some(x)),
+            ("192.0.2.1:19302", Some(x)),
+        ]));
+        assert_eq!(r.mapping, Some(Mapping::Unknown));
+        assert!(r.notes.contains(&Note::OneServerIp));
+
+        let r = report(&multi(&[
+            ("192.0.2.1:3478", Some(x)),
+            ("192.0.2.2:3478", None),
+        ]));
+        assert_eq!(
+            r.mapping,
+            Some(Mapping::Unknown),
+            "one answer is not a comparison"
+        );
+    }
+
+    #[test]
+    fn conflicting_methods_are_noted() {
+        let mut m = eim(silent(P), silent(P));
+        m.multi = multi(&[
+            ("192.0.2.1:3478", Some("198.51.100.1:1")),
+            ("192.0.2.1:19302", Some("198.51.100.1:2")),
+        ])
+        .multi;
+        let r = report(&m);
+        assert_eq!(r.mapping, Some(Mapping::EndpointIndependent));
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| matches!(n, Note::MappingConflict { .. }))
+        );
+    }
+
+    // --- No NAT, ALG, UDP ---
+
+    #[test]
+    fn no_nat_is_not_a_filtering_class() {
+        let mut m = eim(silent(P), silent(P));
+        let d = m.discovery.as_mut().unwrap();
+        d.mapping_i = ok(P, P, LOCAL);
+        d.mapping_ii = ok("192.0.2.11:3478", "192.0.2.11:3478", LOCAL);
+        d.mapping_iii = ok(O, O, LOCAL);
+        let r = report(&m);
+        assert_eq!(r.nat, NatPresence::Absent);
+        assert_eq!((r.mapping, r.filtering), (None, None));
+        assert_eq!(
+            r.firewall_filtering,
+            Some(Filtering::AddressAndPortDependent)
+        );
+        assert_eq!(r.hairpinning, None);
+        assert_eq!(r.port_preservation, None);
+        assert_eq!(r.nat_type, NatType::PORT_RESTRICTED_CONE);
+        // Wildcard-bound socket: recognised through the host's address list.
+        let d = m.discovery.as_mut().unwrap();
+        d.local_mapping = Some(a("0.0.0.0:40001"));
+        assert_eq!(report(&m).nat, NatPresence::Absent);
+        m.local_addresses.clear();
+        assert_eq!(report(&m).nat, NatPresence::Unknown);
+    }
+
+    #[test]
+    fn port_rewrite_on_own_ip_counts_as_nat() {
+        let mut m = eim(silent(P), silent(P));
+        m.discovery.as_mut().unwrap().mapping_i = ok(P, P, "10.0.0.2:9999");
+        let r = report(&m);
+        assert_eq!(r.nat, NatPresence::Present);
+        assert_eq!(r.port_preservation, Some(false));
+    }
+
+    #[test]
+    fn alg_rewriting_mapped_address_is_flagged() {
+        let mut m = eim(silent(P), silent(P));
+        let mut r1 = resp(PUBLIC, Some(O), Some(P));
+        r1.mapped = Some(a(LOCAL));
+        m.discovery.as_mut().unwrap().mapping_i =
+            Some(outcome(P, BindingStatus::Success(r1), Some(P)));
+        let r = report(&m);
+        assert!(r.alg_detected);
+        assert!(r.notes.iter().any(|n| matches!(n, Note::Alg { .. })));
+        // The XOR form is the one believed.
+        assert_eq!(r.public_address, Some(a(PUBLIC)));
+    }
+
+    fn blocked() -> FamilyMeasurements {
+        FamilyMeasurements {
+            discovery: Some(DiscoveryMeasurements {
+                server: Some(a(P)),
+                mapping_i: silent(P),
+                filtering_ii: silent(P),
+                filtering_iii: silent(P),
+                ..DiscoveryMeasurements::default()
+            }),
+            multi: None,
+            local_addresses: vec![],
+        }
+    }
+
+    #[test]
+    fn udp_blocked_relay_over_tcp_works() {
+        let c = v4(
+            blocked(),
+            RelayPaths {
+                turn_udp: Some(false),
+                turn_tcp: Some(true),
+                ..RelayPaths::default()
+            },
+        );
+        assert_eq!(c.ipv4.as_ref().unwrap().udp, UdpStatus::Blocked);
+        assert_eq!(c.verdict.level, Level::RelayOnly);
+        assert_eq!(
+            c.verdict.headline,
+            "Relay only (UDP blocked) — relay path TURN/TCP 443 works"
+        );
+        assert!(c.verdict.fixes.iter().any(|f| f.commands.iter().any(|c| c
+            == "nft add rule inet filter output ip daddr 192.0.2.10 udp dport { 80, 443, 3478, 5555 } accept")));
+        assert!(
+            c.verdict
+                .peers
+                .iter()
+                .all(|p| p.outcome == PairOutcome::Relayed)
+        );
+    }
+
+    #[test]
+    fn udp_blocked_and_relay_unreachable_is_blocked() {
+        let c = v4(
+            blocked(),
+            RelayPaths {
+                turn_udp: Some(false),
+                turn_tcp: Some(false),
+                turn_tls: Some(false),
+                relay_tcp443: Some(false),
+            },
+        );
+        assert_eq!(c.verdict.level, Level::Blocked);
+        assert_eq!(c.verdict.headline, "Blocked: no path to the relay");
+        assert!(c.verdict.fixes.iter().any(|f| f.title.contains("TCP 443")));
+    }
+
+    #[test]
+    fn udp_blocked_relay_untested() {
+        let c = v4(blocked(), RelayPaths::default());
+        assert_eq!(c.verdict.level, Level::RelayOnly);
+        assert!(c.verdict.headline.contains("relay path not tested"));
+    }
+
+    #[test]
+    fn udp_only_to_one_port_means_relay() {
+        let mut m = eim(silent(P), silent(P));
+        m.discovery.as_mut().unwrap().mapping_iii = silent(O);
+        m.discovery.as_mut().unwrap().mapping_ii = ok("192.0.2.11:3478", "192.0.2.11:3478", PUBLIC);
+        let mut m2 = m.clone();
+        m2.multi = multi(&[("192.0.2.11:5555", None)]).multi;
+        let c = v4(
+            m,
+            RelayPaths {
+                turn_udp: Some(true),
+                ..RelayPaths::default()
+            },
+        );
+        assert_eq!(
+            c.ipv4.as_ref().unwrap().udp,
+            UdpStatus::PortsRestricted {
+                open: vec![3478],
+                blocked: vec![3479]
+            }
+        );
+        assert_eq!(c.verdict.level, Level::RelayOnly);
+        assert_eq!(
+            c.verdict.headline,
+            "Relay only (outbound UDP only to port 3478) — relay path TURN/UDP works"
+        );
+        let r2 = report(&m2);
+        assert_eq!(
+            r2.udp,
+            UdpStatus::PortsRestricted {
+                open: vec![3478],
+                blocked: vec![3479, 5555]
+            }
+        );
+    }
+
+    // --- Verdict levels ---
+
+    #[test]
+    fn verdict_levels_by_nat_type() {
+        let c = v4(eim(ok(P, O, PUBLIC), silent(P)), RelayPaths::default());
+        assert_eq!(c.verdict.level, Level::Direct);
+        assert_eq!(c.verdict.headline, "Direct P2P likely");
+
+        let c = v4(eim(silent(P), silent(P)), RelayPaths::default());
+        assert_eq!(c.verdict.level, Level::DirectWithEim);
+        assert_eq!(
+            c.verdict.headline,
+            "Direct only with peers on endpoint-independent NATs"
+        );
+        assert_eq!(
+            c.verdict
+                .peers
+                .iter()
+                .map(|p| p.outcome)
+                .collect::<Vec<_>>(),
+            [
+                PairOutcome::Direct,
+                PairOutcome::Direct,
+                PairOutcome::Direct,
+                PairOutcome::Relayed,
+                PairOutcome::Relayed,
+                PairOutcome::Relayed
+            ]
+        );
+
+        let mut m = eim(silent(P), silent(P));
+        let d = m.discovery.as_mut().unwrap();
+        d.mapping_ii = ok("192.0.2.11:3478", "192.0.2.11:3478", "198.51.100.1:2");
+        d.mapping_iii = ok(O, O, "198.51.100.1:3");
+        let c = v4(
+            m,
+            RelayPaths {
+                relay_tcp443: Some(false),
+                turn_udp: Some(false),
+                turn_tcp: Some(false),
+                turn_tls: Some(false),
+            },
+        );
+        assert_eq!(c.verdict.level, Level::DirectWithPermissivePeers);
+        assert!(
+            c.verdict
+                .fixes
+                .iter()
+                .any(|f| f.title.contains("RFC 4787 REQ-1"))
+        );
+        assert!(
+            c.verdict
+                .reasons
+                .iter()
+                .any(|r| r.contains("relay is unreachable"))
+        );
+    }
+
+    #[test]
+    fn verdict_unknown_behaviour() {
+        let c = v4(
+            multi(&[("192.0.2.1:3478", Some(PUBLIC))]),
+            RelayPaths::default(),
+        );
+        assert_eq!(c.verdict.level, Level::Unknown);
+    }
+
+    #[test]
+    fn flat_network_fix_for_a_filtering_host_without_nat() {
+        let mut m = eim(silent(P), silent(P));
+        let d = m.discovery.as_mut().unwrap();
+        d.mapping_i = ok(P, P, LOCAL);
+        let c = v4(m, RelayPaths::default());
+        let fix = c
+            .verdict
+            .fixes
+            .iter()
+            .find(|f| f.title.contains("flat networks"))
+            .unwrap();
+        assert!(
+            fix.commands
+                .contains(&"ufw allow in proto udp to any port 49152:65535".to_owned())
+        );
+        assert!(fix.caveat.as_deref().unwrap().contains("relay fallback"));
+        assert!(c.verdict.reasons.iter().any(|r| r.contains("no NAT")));
+    }
+
+    #[test]
+    fn best_family_wins() {
+        let c = classify(&Measurements {
+            ipv4: Some(blocked()),
+            ipv6: Some(eim(ok(P, O, PUBLIC), silent(P))),
+            relay: RelayPaths::default(),
+        });
+        assert_eq!(c.ipv4.unwrap().udp, UdpStatus::Blocked);
+        assert_eq!(c.verdict.level, Level::Direct);
+        assert!(
+            c.verdict
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("IPv4: no STUN"))
+        );
+    }
+
+    #[test]
+    fn nothing_measured() {
+        let c = classify(&Measurements::default());
+        assert_eq!(c.verdict.level, Level::Unknown);
+        assert_eq!(c.verdict.headline, "Nothing measured");
+    }
+
+    #[test]
+    fn results_are_serializable() {
+        fn ser<T: serde::Serialize>() {}
+        ser::<Classification>();
+        ser::<Measurements>();
+        fn de<T: serde::de::DeserializeOwned>() {}
+        de::<NatType>();
+        de::<Fix>();
+        de::<PeerRow>();
+    }
+
+    #[test]
+    fn every_note_has_a_sentence() {
+        let notes = [
+            Note::NoOtherAddress,
+            Note::EimOrAdm,
+            Note::NoNat,
+            Note::PortBlocked { destination: a(O) },
+        ];
+        for n in notes {
+            assert!(n.to_string().len() > 20);
+        }
+    }
+}

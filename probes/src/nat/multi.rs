@@ -160,3 +160,68 @@ impl Probe for MultiServer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Retransmit;
+    use crate::nat::classify::{Family, FamilyMeasurements, Mapping, classify_family};
+    use crate::nat::sim::{
+        Filter, Map, NatSpec, Net, OTHER, PRIMARY, ServerQuirks, World, counter_ids, t0,
+    };
+    use std::time::Duration;
+
+    fn destinations() -> Vec<SocketAddr> {
+        let (p, o): (SocketAddr, SocketAddr) = (PRIMARY.parse().unwrap(), OTHER.parse().unwrap());
+        vec![
+            p,
+            SocketAddr::new(p.ip(), o.port()),
+            SocketAddr::new(o.ip(), p.port()),
+            o,
+        ]
+    }
+
+    fn mapping(net: Net) -> Mapping {
+        let q = ServerQuirks {
+            no_other: true,
+            ..ServerQuirks::default()
+        };
+        let mut world = World::new(net, q);
+        let rt = Retransmit {
+            rto: Duration::from_millis(100),
+            rc: 3,
+            rm: 4,
+            deadline: None,
+        };
+        let mut probe = MultiServer::new(&destinations(), rt, counter_ids());
+        probe.set_local_addr(world.local(MULTI_SOCKET));
+        let (m, took) = world.run(&mut probe, t0());
+        assert_eq!(m.results.len(), 4);
+        assert!(took < Duration::from_millis(800));
+        let fm = FamilyMeasurements {
+            discovery: None,
+            multi: Some(m),
+            local_addresses: vec![world.client_ip()],
+        };
+        classify_family(Family::Ipv4, &fm).mapping.unwrap()
+    }
+
+    #[test]
+    fn compares_mappings_across_servers() {
+        let nat = |m| Net::Nat(NatSpec::new(m, Filter::Apdf));
+        assert_eq!(mapping(nat(Map::Eim)), Mapping::EndpointIndependent);
+        assert_eq!(mapping(nat(Map::Adm)), Mapping::AddressDependent);
+        assert_eq!(mapping(nat(Map::Apdm)), Mapping::AddressAndPortDependent);
+    }
+
+    #[test]
+    fn output_only_once_and_only_when_done() {
+        let mut probe = MultiServer::with_default_timing(&destinations(), counter_ids());
+        assert!(!probe.is_done());
+        assert!(probe.take_output().is_none());
+        let mut empty = MultiServer::with_default_timing(&[], counter_ids());
+        assert!(empty.is_done());
+        assert!(empty.take_output().is_some());
+        assert!(empty.take_output().is_none());
+    }
+}
