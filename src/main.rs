@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Probe STUN servers with Binding requests: mapped address, RTT, loss.
     Stun(cmd::stun::Args),
+    /// NAT mapping/filtering behaviour (RFC 5780) and the P2P-vs-relay verdict.
+    Nat(cmd::nat::Args),
     /// Run a STUN Binding reflector (UDP and TCP) on one port or a range of ports.
     Serve(cmd::serve::Args),
     /// Diagnose the host firewall: does inbound VPN traffic on the tunnel interface (and
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Stun(args) => cmd::stun::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Nat(args) => cmd::nat::run(args),
         Command::Host(args) => cmd::host::run(args),
     };
     match result {

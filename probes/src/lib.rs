@@ -8,6 +8,7 @@
 pub mod binding;
 pub mod hostfw;
 pub mod machine;
+pub mod nat;
 pub mod reflector;
 pub mod schedule;
 pub mod stun;

@@ -7,7 +7,12 @@
     clippy::panic
 )]
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod common;
 mod coturn_interop;
 mod engine_runs;
+mod lab_reference;
+mod nat_lab;
 mod serve_and_stun;

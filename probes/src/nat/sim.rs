@@ -1,0 +1,355 @@
+//! Test-only network: a client, an optional NAT that maps and filters per RFC 4787, and an RFC
+//! 5780 server on two IPs × two ports, stepped on simulated time. Lets the probes be checked
+//! against every NAT mode without sockets.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use crate::machine::{LocalSocket, Probe};
+use crate::stun::attr::{self, ChangeRequest};
+use crate::stun::{Class, MessageType, MessageWriter, Method, StunView, TransactionId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Map {
+    Eim,
+    Adm,
+    Apdm,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Filter {
+    Eif,
+    Adf,
+    Apdf,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NatSpec {
+    pub(crate) map: Map,
+    pub(crate) filter: Filter,
+    pub(crate) preserve_ports: bool,
+    pub(crate) hairpin: bool,
+    /// Rewrite MAPPED-ADDRESS in replies (an ALG that only knows the plain form).
+    pub(crate) alg: bool,
+}
+
+impl NatSpec {
+    pub(crate) fn new(map: Map, filter: Filter) -> Self {
+        Self {
+            map,
+            filter,
+            preserve_ports: true,
+            hairpin: false,
+            alg: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Net {
+    Nat(NatSpec),
+    NoNat,
+    UdpBlocked,
+    /// Linux-style MASQUERADE plus an egress filter that lets UDP out only to this port.
+    UdpOnlyTo(u16),
+}
+
+/// How the server misbehaves.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ServerQuirks {
+    /// Advertise OTHER-ADDRESS on the primary IP.
+    pub(crate) other_same_ip: bool,
+    /// Ignore CHANGE-REQUEST: always answer from the address the request reached.
+    pub(crate) ignore_change: bool,
+    /// RESPONSE-ORIGIN always claims the primary address.
+    pub(crate) wrong_origin: bool,
+    /// No OTHER-ADDRESS at all (a plain RFC 8489 server).
+    pub(crate) no_other: bool,
+}
+
+pub(crate) const CLIENT_PRIVATE: &str = "10.0.0.2";
+pub(crate) const CLIENT_PUBLIC: &str = "203.0.113.7";
+pub(crate) const NAT_PUBLIC: &str = "198.51.100.1";
+pub(crate) const PRIMARY: &str = "192.0.2.10:3478";
+pub(crate) const OTHER: &str = "192.0.2.11:3479";
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+struct Binding {
+    internal: SocketAddr,
+    key: Option<SocketAddr>,
+    external_port: u16,
+    contacted: Vec<SocketAddr>,
+}
+
+pub(crate) struct World {
+    net: Net,
+    quirks: ServerQuirks,
+    client_ip: IpAddr,
+    nat_ip: IpAddr,
+    bindings: Vec<Binding>,
+    next_port: u16,
+    queue: Vec<(Instant, SocketAddr, Vec<u8>)>,
+    pub(crate) sent: usize,
+}
+
+impl World {
+    pub(crate) fn new(net: Net, quirks: ServerQuirks) -> Self {
+        let client = match net {
+            Net::NoNat => CLIENT_PUBLIC,
+            _ => CLIENT_PRIVATE,
+        };
+        Self {
+            net,
+            quirks,
+            client_ip: client.parse().unwrap(),
+            nat_ip: NAT_PUBLIC.parse().unwrap(),
+            bindings: Vec::new(),
+            next_port: 61000,
+            queue: Vec::new(),
+            sent: 0,
+        }
+    }
+
+    pub(crate) fn client_ip(&self) -> IpAddr {
+        self.client_ip
+    }
+
+    /// Local port of a private socket.
+    pub(crate) fn local(&self, s: LocalSocket) -> SocketAddr {
+        let port = match s {
+            LocalSocket::Default => 40000,
+            LocalSocket::Private(n) => 40001 + u16::from(n),
+        };
+        SocketAddr::new(self.client_ip, port)
+    }
+
+    fn spec(&self) -> Option<NatSpec> {
+        match self.net {
+            Net::Nat(s) => Some(s),
+            Net::UdpOnlyTo(_) => Some(NatSpec::new(Map::Eim, Filter::Apdf)),
+            Net::NoNat | Net::UdpBlocked => None,
+        }
+    }
+
+    /// Outbound translation, RFC 4787 §4.1.
+    fn outbound(&mut self, src: SocketAddr, dst: SocketAddr) -> SocketAddr {
+        let Some(spec) = self.spec() else { return src };
+        let key = match spec.map {
+            Map::Eim => None,
+            Map::Adm => Some(SocketAddr::new(dst.ip(), 0)),
+            Map::Apdm => Some(dst),
+        };
+        let idx = match self
+            .bindings
+            .iter()
+            .position(|b| b.internal == src && b.key == key)
+        {
+            Some(i) => i,
+            None => {
+                let taken = |p: u16| self.bindings.iter().any(|b| b.external_port == p);
+                let port = if spec.preserve_ports && !taken(src.port()) {
+                    src.port()
+                } else {
+                    let mut p = self.next_port;
+                    while taken(p) {
+                        p += 7;
+                    }
+                    self.next_port = p + 7;
+                    p
+                };
+                self.bindings.push(Binding {
+                    internal: src,
+                    key,
+                    external_port: port,
+                    contacted: Vec::new(),
+                });
+                self.bindings.len() - 1
+            }
+        };
+        let b = &mut self.bindings[idx];
+        if !b.contacted.contains(&dst) {
+            b.contacted.push(dst);
+        }
+        SocketAddr::new(self.nat_ip, b.external_port)
+    }
+
+    /// Inbound filtering, RFC 4787 §5.
+    fn inbound(&self, src: SocketAddr, dst: SocketAddr) -> Option<SocketAddr> {
+        let Some(spec) = self.spec() else {
+            return (dst.ip() == self.client_ip).then_some(dst);
+        };
+        if dst.ip() != self.nat_ip {
+            return None;
+        }
+        let b = self
+            .bindings
+            .iter()
+            .find(|b| b.external_port == dst.port())?;
+        let ok = match spec.filter {
+            Filter::Eif => true,
+            Filter::Adf => b.contacted.iter().any(|c| c.ip() == src.ip()),
+            Filter::Apdf => b.contacted.contains(&src),
+        };
+        ok.then_some(b.internal)
+    }
+
+    fn server_addrs(&self) -> [SocketAddr; 4] {
+        let (p, o) = (sa(PRIMARY), sa(OTHER));
+        [
+            p,
+            SocketAddr::new(p.ip(), o.port()),
+            SocketAddr::new(o.ip(), p.port()),
+            o,
+        ]
+    }
+
+    /// The RFC 5780 server: answers a Binding request that reached `at` from `from`.
+    fn serve(&self, at: SocketAddr, from: SocketAddr, req: &[u8]) -> Option<(SocketAddr, Vec<u8>)> {
+        if !self.server_addrs().contains(&at) {
+            return None;
+        }
+        let v = StunView::parse(req).ok()?;
+        let ty = v.message_type();
+        if ty.class != Class::Request || ty.method != Method::BINDING {
+            return None;
+        }
+        let change = v
+            .attributes()
+            .find(|(k, _)| *k == attr::CHANGE_REQUEST)
+            .and_then(|(_, val)| ChangeRequest::from_value(val))
+            .unwrap_or_default();
+        let (p, o) = (sa(PRIMARY), sa(OTHER));
+        // RFC 5780 §6.1: change IP / change port swap to the other of the two values.
+        let alt_ip = if at.ip() == p.ip() { o.ip() } else { p.ip() };
+        let alt_port = if at.port() == p.port() {
+            o.port()
+        } else {
+            p.port()
+        };
+        let src = if self.quirks.ignore_change {
+            at
+        } else {
+            SocketAddr::new(
+                if change.change_ip { alt_ip } else { at.ip() },
+                if change.change_port {
+                    alt_port
+                } else {
+                    at.port()
+                },
+            )
+        };
+        let tid: TransactionId = v.transaction_id();
+        let mut out = Vec::new();
+        let mut w = MessageWriter::new(&mut out, MessageType::BINDING_SUCCESS, &tid);
+        w.xor_address(attr::XOR_MAPPED_ADDRESS, &from);
+        let plain = match self.spec() {
+            Some(s) if s.alg => SocketAddr::new(self.client_ip, from.port()),
+            _ => from,
+        };
+        w.address(attr::MAPPED_ADDRESS, &plain);
+        if !self.quirks.no_other {
+            let other = if self.quirks.other_same_ip {
+                SocketAddr::new(p.ip(), o.port())
+            } else {
+                o
+            };
+            w.address(attr::OTHER_ADDRESS, &other);
+        }
+        let origin = if self.quirks.wrong_origin { p } else { src };
+        w.address(attr::RESPONSE_ORIGIN, &origin);
+        w.software("sim 5780");
+        w.fingerprint();
+        Some((src, out))
+    }
+
+    fn send(&mut self, now: Instant, local: LocalSocket, dst: SocketAddr, data: Vec<u8>) {
+        self.sent += 1;
+        let src = self.local(local);
+        match self.net {
+            Net::UdpBlocked => return,
+            Net::UdpOnlyTo(p) if dst.port() != p => return,
+            _ => {}
+        }
+        let translated = self.outbound(src, dst);
+        let rtt = Duration::from_millis(20);
+        // Hairpin (RFC 4787 §6): to our own public address.
+        if dst.ip() == self.nat_ip || dst.ip() == self.client_ip {
+            let hairpins = match self.spec() {
+                Some(s) => s.hairpin,
+                None => true,
+            };
+            if hairpins && self.inbound_any(dst) {
+                self.queue.push((now + rtt / 2, translated, data));
+            }
+            return;
+        }
+        let Some((from, reply)) = self.serve(dst, translated, &data) else {
+            return;
+        };
+        if self.inbound(from, translated).is_some() {
+            self.queue.push((now + rtt, from, reply));
+        }
+    }
+
+    fn inbound_any(&self, dst: SocketAddr) -> bool {
+        match self.spec() {
+            Some(_) => self.bindings.iter().any(|b| b.external_port == dst.port()),
+            None => true,
+        }
+    }
+
+    /// Drive `probe` to completion; returns its output and the simulated duration.
+    pub(crate) fn run<P: Probe>(&mut self, probe: &mut P, t0: Instant) -> (P::Output, Duration) {
+        let mut now = t0;
+        let mut buf = Vec::new();
+        for _ in 0..100_000 {
+            loop {
+                buf.clear();
+                let Some(t) = probe.poll_transmit(now, &mut buf) else {
+                    break;
+                };
+                self.send(now, t.local, t.destination, buf.clone());
+            }
+            let (due, later): (Vec<_>, Vec<_>) =
+                self.queue.drain(..).partition(|(at, _, _)| *at <= now);
+            self.queue = later;
+            for (_, from, data) in due {
+                let _ = probe.handle_input(now, from, &data);
+            }
+            if probe.is_done() {
+                let out = probe.take_output().unwrap();
+                return (out, now - t0);
+            }
+            let next = [
+                probe.poll_timeout(),
+                self.queue.iter().map(|(at, _, _)| *at).min(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("probe stalled: no timeout and nothing in flight");
+            now = now.max(next);
+            probe.handle_timeout(now);
+        }
+        panic!("simulation did not finish");
+    }
+}
+
+/// Deterministic transaction ids for tests.
+pub(crate) fn counter_ids() -> Box<dyn FnMut() -> TransactionId + Send> {
+    let mut n: u32 = 0;
+    Box::new(move || {
+        n += 1;
+        let mut id = [0x5a; 12];
+        id[8..].copy_from_slice(&n.to_be_bytes());
+        TransactionId(id)
+    })
+}
+
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn t0() -> Instant {
+    Instant::now()
+}

@@ -1,0 +1,365 @@
+//! `stunmap nat`: NAT mapping and filtering behaviour (RFC 5780, RFC 4787) against one or
+//! more STUN servers, and the P2P-vs-relay verdict that follows.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use engine::{Cancel, Event, Limits};
+use probes::nat::classify::{
+    Classification, FamilyMeasurements, Level, Measurements, NatReport, classify,
+};
+use probes::nat::discovery::{
+    DiscoveryConfig, DiscoveryMeasurements, NatDiscovery, TransactionIdSource,
+};
+use probes::nat::multi::{MultiMeasurements, MultiServer};
+use probes::stun::TransactionId;
+use probes::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
+use rand::RngCore;
+use serde::Serialize;
+
+use crate::exit::{Outcome, usage};
+use crate::target::{Family, TargetSpec, resolve};
+
+/// Flags of `stunmap nat`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// STUN servers: the first of each address family is used for the RFC 5780 tests (it
+    /// should send OTHER-ADDRESS); all of them are compared for the mapping (HOST[:PORT],
+    /// default port 3478).
+    #[arg(required = true, value_name = "SERVER")]
+    servers: Vec<String>,
+    /// Initial retransmission timeout in milliseconds (each test gives up after 11 RTOs).
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    rto: u64,
+    /// Skip the hairpinning test.
+    #[arg(long)]
+    no_hairpin: bool,
+    /// Only IPv4.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Only IPv6.
+    #[arg(short = '6')]
+    ipv6: bool,
+    /// Machine-readable output (schema `stunmap.nat/1`).
+    #[arg(long)]
+    json: bool,
+}
+
+/// The two probes of one family, run side by side in one engine run.
+enum NatProbe {
+    Discovery(Box<NatDiscovery>),
+    Multi(MultiServer),
+}
+
+enum NatOutput {
+    Discovery(Box<DiscoveryMeasurements>),
+    Multi(MultiMeasurements),
+}
+
+macro_rules! each {
+    ($self:expr, $p:ident => $e:expr) => {
+        match $self {
+            NatProbe::Discovery($p) => $e,
+            NatProbe::Multi($p) => $e,
+        }
+    };
+}
+
+impl Probe for NatProbe {
+    type Output = NatOutput;
+
+    fn handle_input(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), Ignored> {
+        each!(self, p => p.handle_input(now, from, data))
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        each!(self, p => p.handle_timeout(now))
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        each!(self, p => p.poll_transmit(now, buf))
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        each!(self, p => p.poll_timeout())
+    }
+    fn is_done(&self) -> bool {
+        each!(self, p => p.is_done())
+    }
+    fn take_output(&mut self) -> Option<NatOutput> {
+        match self {
+            NatProbe::Discovery(p) => p.take_output().map(|m| NatOutput::Discovery(Box::new(m))),
+            NatProbe::Multi(p) => p.take_output().map(NatOutput::Multi),
+        }
+    }
+    fn private_sockets(&self) -> Option<PrivateSockets> {
+        each!(self, p => p.private_sockets())
+    }
+    fn handle_local_addr(&mut self, socket: LocalSocket, addr: SocketAddr) {
+        each!(self, p => p.handle_local_addr(socket, addr))
+    }
+}
+
+fn id_source() -> TransactionIdSource {
+    // A per-source generator seeded from the OS (the thread-local one is not `Send`).
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+    Box::new(move || {
+        let mut t = [0u8; 12];
+        rng.fill_bytes(&mut t);
+        TransactionId(t)
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    schema: &'static str,
+    servers: Vec<SocketAddr>,
+    interrupted: bool,
+    elapsed_seconds: f64,
+    #[serde(flatten)]
+    classification: Classification,
+    measurements: Measurements,
+}
+
+pub(crate) fn run(args: Args) -> Result<Outcome> {
+    if args.rto == 0 {
+        return Err(usage("--rto must be at least 1 ms"));
+    }
+    let specs: Vec<TargetSpec> = args
+        .servers
+        .iter()
+        .map(|t| TargetSpec::parse(t, 3478))
+        .collect::<Result<_>>()?;
+    if specs.iter().any(|s| s.ports.0 != s.ports.1) {
+        return Err(usage("stunmap nat takes single ports, not ranges"));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run_async(args, specs))
+}
+
+/// Measure NAT behaviour toward `servers` (already resolved) and classify it. Used by `nat`
+/// and, later, by `check`.
+pub(crate) async fn measure(
+    servers: &[SocketAddr],
+    rto: Duration,
+    hairpin: bool,
+    cancel: Cancel,
+) -> Result<(Measurements, bool)> {
+    let retransmit = Retransmit {
+        rto,
+        ..DiscoveryConfig::DEFAULT_RETRANSMIT
+    };
+    let mut probes = Vec::new();
+    // (family is v4, kind) for each probe, to put outputs back together.
+    let mut kinds = Vec::new();
+    for v4 in [true, false] {
+        let fam: Vec<SocketAddr> = servers
+            .iter()
+            .copied()
+            .filter(|s| s.is_ipv4() == v4)
+            .collect();
+        let Some(first) = fam.first().copied() else {
+            continue;
+        };
+        let cfg = DiscoveryConfig {
+            retransmit,
+            hairpinning: hairpin,
+            ..DiscoveryConfig::new(first)
+        };
+        probes.push(NatProbe::Discovery(Box::new(NatDiscovery::new(
+            cfg,
+            id_source(),
+        ))));
+        kinds.push(v4);
+        probes.push(NatProbe::Multi(MultiServer::new(
+            &fam,
+            retransmit,
+            id_source(),
+        )));
+        kinds.push(v4);
+    }
+    let mut v4 = FamilyMeasurements::default();
+    let mut v6 = FamilyMeasurements::default();
+    let (mut any4, mut any6) = (false, false);
+    let limits = Limits {
+        deadline: Some(rto * 40),
+        ..Limits::default()
+    };
+    let report = engine::run(probes, limits, cancel, |ev| {
+        if let Event::Finished { probe, output } = ev {
+            let is_v4 = kinds.get(probe).copied().unwrap_or(true);
+            let fam = if is_v4 { &mut v4 } else { &mut v6 };
+            if is_v4 {
+                any4 = true
+            } else {
+                any6 = true
+            }
+            match output {
+                NatOutput::Discovery(m) => fam.discovery = Some(*m),
+                NatOutput::Multi(m) => fam.multi = Some(m),
+            }
+        }
+    })
+    .await?;
+    for (fam, v4) in [(&mut v4, true), (&mut v6, false)] {
+        fam.local_addresses = local_addresses(fam, servers, v4);
+    }
+    let m = Measurements {
+        ipv4: (any4 || servers.iter().any(SocketAddr::is_ipv4)).then_some(v4),
+        ipv6: (any6 || servers.iter().any(SocketAddr::is_ipv6)).then_some(v6),
+        ..Measurements::default()
+    };
+    Ok((m, report.interrupted))
+}
+
+/// The host's source addresses toward the servers (what the OS routes from), used to tell
+/// "no NAT" (mapped address is our own) from a NAT.
+fn local_addresses(fam: &FamilyMeasurements, servers: &[SocketAddr], v4: bool) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = servers
+        .iter()
+        .filter(|s| s.is_ipv4() == v4)
+        .filter_map(|s| engine::udp::routed_source(s).ok())
+        .collect();
+    if let Some(d) = &fam.discovery {
+        ips.extend(d.local_mapping.map(|a| a.ip()));
+    }
+    ips.retain(|ip| !ip.is_unspecified());
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+async fn run_async(args: Args, specs: Vec<TargetSpec>) -> Result<Outcome> {
+    let family = Family::from_flags(args.ipv4, args.ipv6);
+    let mut servers = Vec::new();
+    for s in &specs {
+        for ip in resolve(&s.host, family).await? {
+            servers.push(SocketAddr::new(ip, s.ports.0));
+        }
+    }
+    let (handle, cancel) = Cancel::new();
+    engine::driver::cancel_on_signals(handle);
+    let start = Instant::now();
+    let (measurements, interrupted) = measure(
+        &servers,
+        Duration::from_millis(args.rto),
+        !args.no_hairpin,
+        cancel,
+    )
+    .await?;
+    let classification = classify(&measurements);
+    let report = Report {
+        schema: "stunmap.nat/1",
+        servers,
+        interrupted,
+        elapsed_seconds: start.elapsed().as_secs_f64(),
+        classification,
+        measurements,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_human(&report);
+    }
+    Ok(if report.interrupted {
+        Outcome::Interrupted
+    } else {
+        level_outcome(report.classification.verdict.level)
+    })
+}
+
+/// Exit status of a verdict level: 0 direct, 1 degraded (partial or relay only), 2 blocked.
+pub(crate) fn level_outcome(level: Level) -> Outcome {
+    match level {
+        Level::Direct => Outcome::Ok,
+        Level::Blocked => Outcome::Blocked,
+        _ => Outcome::Degraded,
+    }
+}
+
+fn print_family(r: &NatReport) {
+    let name = match r.family {
+        probes::nat::classify::Family::Ipv4 => "IPv4",
+        probes::nat::classify::Family::Ipv6 => "IPv6",
+    };
+    println!("{name}: {}", r.nat_type);
+    if let Some(a) = r.public_address {
+        println!("  public address     {a}");
+    }
+    println!("  NAT                {:?}", r.nat);
+    if let Some(m) = r.mapping {
+        println!(
+            "  mapping            {} ({:?})",
+            m.short(),
+            r.mapping_method
+        );
+    }
+    if let Some(f) = r.filtering {
+        println!("  filtering          {}", f.short());
+    }
+    if let Some(f) = r.firewall_filtering {
+        println!(
+            "  firewall filtering {} (no NAT; a stateful firewall filters)",
+            f.short()
+        );
+    }
+    if let Some(h) = r.hairpinning {
+        println!("  hairpinning        {}", if h { "yes" } else { "no" });
+    }
+    if let Some(p) = r.port_preservation {
+        println!("  port preservation  {}", if p { "yes" } else { "no" });
+    }
+    if r.alg_detected {
+        println!(
+            "  ALG                MAPPED-ADDRESS differs from XOR-MAPPED-ADDRESS: an ALG rewrites STUN"
+        );
+    }
+    if let Some(s) = &r.server_software {
+        println!("  server             {s}");
+    }
+    for n in &r.notes {
+        println!("  note: {n}");
+    }
+}
+
+fn print_human(report: &Report) {
+    let v = &report.classification.verdict;
+    if report.interrupted {
+        println!("INTERRUPTED: partial results follow");
+    }
+    println!("{}", v.headline);
+    println!();
+    for r in [&report.classification.ipv4, &report.classification.ipv6]
+        .into_iter()
+        .flatten()
+    {
+        print_family(r);
+    }
+    if !v.reasons.is_empty() {
+        println!();
+        println!("Why:");
+        for r in &v.reasons {
+            println!("  - {r}");
+        }
+    }
+    if !v.peers.is_empty() {
+        println!();
+        println!("With a peer behind …");
+        for p in &v.peers {
+            println!("  {:<44} {:?}", p.label, p.outcome);
+        }
+    }
+    if !v.fixes.is_empty() {
+        println!();
+        println!("Fixes:");
+        for f in &v.fixes {
+            println!("  {}", f.title);
+            for c in &f.commands {
+                println!("      {c}");
+            }
+            if let Some(c) = &f.caveat {
+                println!("    caveat: {c}");
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The namespace lab checked against an independent reference before stunmap's own probes are
+//! run in it: coturn's `turnutils_natdiscovery` must see each NAT mode as LAB.md says it is.
+
+use crate::lab_or_skip;
+use crate::support;
+
+use std::process::Output;
+use std::time::Instant;
+
+use crate::support::lab::{CLIENT_IP, Lab, NatMode, Ns, PUBLIC_IP_1};
+
+/// coturn's clients can hang on filtered paths: always under `timeout`.
+fn natdiscovery(lab: &Lab) -> String {
+    let start = Instant::now();
+    let out: Output = lab
+        .exec_in(
+            Ns::Client,
+            &[
+                "timeout",
+                "40",
+                "turnutils_natdiscovery",
+                "-m",
+                "-f",
+                PUBLIC_IP_1,
+            ],
+        )
+        .expect("run turnutils_natdiscovery");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "natdiscovery in {:?} took {:?}:\n{text}",
+        lab.mode(),
+        start.elapsed()
+    );
+    text
+}
+
+fn reference_lab(mode: NatMode) -> Option<Lab> {
+    let mut lab = match Lab::new(mode) {
+        Ok(lab) => lab,
+        Err(support::lab::LabError::Skip(why)) => {
+            support::lab::report_skip(&format!("lab::{mode:?}"), &why);
+            return None;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    if std::process::Command::new("turnserver")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        support::lab::report_skip(
+            &format!("lab::{mode:?}"),
+            "coturn (turnserver) not installed",
+        );
+        return None;
+    }
+    lab.start_coturn(3478).expect("start coturn");
+    Some(lab)
+}
+
+#[test]
+fn masquerade_is_eim_with_apdf() {
+    let Some(lab) = reference_lab(NatMode::Masquerade) else {
+        return;
+    };
+    let out = natdiscovery(&lab);
+    assert!(
+        out.contains("NAT with Endpoint Independent Mapping!"),
+        "{out}"
+    );
+    assert!(
+        out.contains("NAT with Address and Port Dependent Filtering!"),
+        "{out}"
+    );
+}
+
+#[test]
+fn random_fully_is_apdm() {
+    let Some(lab) = reference_lab(NatMode::MasqueradeRandomFully) else {
+        return;
+    };
+    let out = natdiscovery(&lab);
+    assert!(
+        out.contains("NAT with Address and Port Dependent Mapping!"),
+        "{out}"
+    );
+    assert!(
+        out.contains("NAT with Address and Port Dependent Filtering!"),
+        "{out}"
+    );
+}
+
+#[test]
+fn nftables_full_cone_is_eim_with_eif() {
+    let Some(lab) = reference_lab(NatMode::FullCone) else {
+        return;
+    };
+    let out = natdiscovery(&lab);
+    assert!(
+        out.contains("NAT with Endpoint Independent Mapping!"),
+        "{out}"
+    );
+    assert!(
+        out.contains("NAT with Endpoint Independent Filtering!"),
+        "{out}"
+    );
+}
+
+#[test]
+fn no_nat_shows_the_client_address() {
+    let Some(lab) = reference_lab(NatMode::NoNat) else {
+        return;
+    };
+    let out = natdiscovery(&lab);
+    // coturn never says "no NAT" for a wildcard-bound socket (LAB.md): compare ourselves.
+    assert!(
+        out.contains(&format!("UDP reflexive addr: {CLIENT_IP}:")),
+        "{out}"
+    );
+}
+
+/// A TCP connect to `ip:port` from the client namespace, with bash's /dev/tcp.
+fn tcp_connects(lab: &Lab, ip: &str, port: u16) -> bool {
+    lab.exec_in(
+        Ns::Client,
+        &[
+            "timeout",
+            "3",
+            "bash",
+            "-c",
+            &format!("exec 3<>/dev/tcp/{ip}/{port}"),
+        ],
+    )
+    .map(|o| o.status.success())
+    .unwrap_or(false)
+}
+
+/// One Binding round trip with coturn's client; false on timeout. The client prints the
+/// reflexive address and may then hang waiting for RFC 5780 extras, so only its output counts.
+fn stun_answers(lab: &Lab, port: u16) -> bool {
+    lab.exec_in(
+        Ns::Client,
+        &[
+            "timeout",
+            "5",
+            "turnutils_stunclient",
+            "-p",
+            &port.to_string(),
+            PUBLIC_IP_1,
+        ],
+    )
+    .map(|o| String::from_utf8_lossy(&o.stdout).contains("UDP reflexive addr"))
+    .unwrap_or(false)
+}
+
+#[test]
+fn udp_blocked_but_tcp_443_open() {
+    let mut lab = lab_or_skip!(NatMode::UdpBlockedTcp443Open);
+    // coturn on 443 (UDP and TCP): the TURN/TCP 443 relay path.
+    lab.start_coturn(443).expect("start coturn on 443");
+    assert!(tcp_connects(&lab, PUBLIC_IP_1, 443), "TCP 443 must pass");
+    assert!(!stun_answers(&lab, 443), "UDP must be dropped");
+}
+
+#[test]
+fn udp_only_to_3478() {
+    let mut lab = lab_or_skip!(NatMode::UdpOnly3478);
+    lab.start_coturn(3478).expect("start coturn");
+    assert!(stun_answers(&lab, 3478), "UDP 3478 must pass");
+    assert!(!stun_answers(&lab, 3479), "UDP 3479 must be dropped");
+    assert!(
+        !tcp_connects(&lab, PUBLIC_IP_1, 3478),
+        "TCP must be dropped"
+    );
+}
+
+#[test]
+fn teardown_removes_the_namespaces() {
+    let names = {
+        let Some(lab) = Lab::new(NatMode::Masquerade)
+            .map_err(|e| support::lab::report_skip("lab::teardown", &e.to_string()))
+            .ok()
+        else {
+            return;
+        };
+        [Ns::Client, Ns::Router, Ns::Public].map(|n| lab.ns_name(n))
+    };
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let list = String::from_utf8_lossy(&list.stdout);
+    for n in names {
+        assert!(!list.contains(&n), "{n} left behind");
+    }
+}
+
+#[test]
+fn teardown_happens_after_a_panic() {
+    let names = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let inner = names.clone();
+    let r = std::thread::spawn(move || {
+        let Ok(lab) = Lab::new(NatMode::FullCone) else {
+            return;
+        };
+        inner
+            .lock()
+            .unwrap()
+            .extend([Ns::Client, Ns::Router, Ns::Public].map(|n| lab.ns_name(n)));
+        panic!("deliberate");
+    })
+    .join();
+    let names = names.lock().unwrap().clone();
+    if names.is_empty() {
+        support::lab::report_skip("lab::teardown_after_panic", "lab unavailable");
+        return;
+    }
+    assert!(r.is_err());
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let list = String::from_utf8_lossy(&list.stdout);
+    for n in names {
+        assert!(!list.contains(&n), "{n} left behind");
+    }
+}
