@@ -27,6 +27,9 @@ enum Command {
     Nat(cmd::nat::Args),
     /// Run a STUN Binding reflector (UDP and TCP) on one port or a range of ports.
     Serve(cmd::serve::Args),
+    /// Measure the engine on this machine: transactions/s against a raw sendmmsg loop, and
+    /// memory per in-flight transaction (loopback only).
+    Bench(cmd::bench::Args),
     /// Diagnose the host firewall: does inbound VPN traffic on the tunnel interface (and
     /// WireGuard UDP on flat networks) get through, which rule decides, and the fix.
     Host(cmd::host::Args),
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Nat(args) => cmd::nat::run(args),
         Command::Host(args) => cmd::host::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(code) => code.into(),

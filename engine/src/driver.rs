@@ -240,16 +240,20 @@ struct Slot<P> {
     probe: P,
     input_index: usize,
     generation: u32,
-    tids: Vec<TransactionId>,
+    /// The probe's first transaction id inline (most probes have exactly one), the rest in
+    /// `more_tids`: no heap allocation per Binding transaction.
+    first_tid: Option<TransactionId>,
+    more_tids: Vec<TransactionId>,
     timer: Option<Instant>,
     queued: bool,
     cleaning_up: bool,
-    private: Vec<(Arc<UdpEndpoint>, tokio::task::JoinHandle<()>)>,
+    /// Probe-private sockets and their reader tasks (a boxed slice: 16 bytes when unused).
+    private: Box<[(Arc<UdpEndpoint>, tokio::task::JoinHandle<()>)]>,
 }
 
 impl<P> Drop for Slot<P> {
     fn drop(&mut self) {
-        for (_, task) in &self.private {
+        for (_, task) in self.private.iter() {
             task.abort();
         }
     }
@@ -362,7 +366,11 @@ where
         d.fire_timers(now);
         d.serve_ready(now);
         if drain_until.is_none() {
-            while !exhausted && d.in_flight < limits.max_in_flight && d.ready.is_empty() {
+            while !exhausted
+                && d.in_flight < limits.max_in_flight
+                && d.ready.is_empty()
+                && d.batch_has_room()
+            {
                 if !d.token_available(now) {
                     break;
                 }
@@ -384,7 +392,11 @@ where
             && d.in_flight < limits.max_in_flight
             && d.ready.is_empty();
         let tokens = d.token_available(Instant::now());
-        if tokens && (can_admit || !d.ready.is_empty()) {
+        let timers_due = d
+            .timers
+            .peek()
+            .is_some_and(|Reverse((t, _))| *t <= Instant::now());
+        if timers_due || (tokens && (can_admit || !d.ready.is_empty())) {
             tokio::task::yield_now().await;
             continue;
         }
@@ -459,13 +471,15 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
             probe,
             input_index,
             generation,
-            tids: Vec::new(),
+            first_tid: None,
+            more_tids: Vec::new(),
             timer: None,
             queued: false,
             cleaning_up: false,
-            private: Vec::new(),
+            private: Box::new([]),
         };
         if let Some(req) = slot.probe.private_sockets() {
+            let mut private = Vec::with_capacity(usize::from(req.count));
             let source_ip = routed_source(&req.toward).ok();
             for n in 0..req.count {
                 let ep =
@@ -480,8 +494,9 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
                 slot.probe.handle_local_addr(LocalSocket::Private(n), local);
                 let ep = Arc::new(ep);
                 let task = spawn_private_reader(ep.clone(), key, n, self.private_tx.clone());
-                slot.private.push((ep, task));
+                private.push((ep, task));
             }
+            slot.private = private.into_boxed_slice();
         }
         if let Some(s) = self.slots.get_mut(index as usize) {
             *s = Some(slot);
@@ -519,9 +534,15 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
             let Some(t) = slot.probe.poll_transmit(now, &mut self.send_buf) else {
                 break;
             };
-            if !slot.tids.contains(&t.transaction_id) {
-                slot.tids.push(t.transaction_id);
-                self.table.insert(t.transaction_id, key);
+            let tid = t.transaction_id;
+            let known = slot.first_tid == Some(tid) || slot.more_tids.contains(&tid);
+            if !known {
+                if slot.first_tid.is_none() {
+                    slot.first_tid = Some(tid);
+                } else {
+                    slot.more_tids.push(tid);
+                }
+                self.table.insert(tid, key);
             }
             let socket = match t.local {
                 LocalSocket::Default if t.destination.is_ipv4() => SocketSel::V4,
@@ -579,7 +600,7 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
         let Some(mut slot) = cell.take_if(|s| s.generation == key.generation) else {
             return;
         };
-        for tid in &slot.tids {
+        for tid in slot.first_tid.iter().chain(&slot.more_tids) {
             self.table.remove(tid);
         }
         self.free.push(key.index);
@@ -608,7 +629,7 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
         let Some(slot) = cell.take_if(|s| s.generation == key.generation) else {
             return;
         };
-        for tid in &slot.tids {
+        for tid in slot.first_tid.iter().chain(&slot.more_tids) {
             self.table.remove(tid);
         }
         self.free.push(key.index);
@@ -650,8 +671,17 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
         }
     }
 
+    /// Whether the send batch can take more before it must be flushed (keeps the time between
+    /// a probe's `now` and the actual send short, and the batch's memory bounded).
+    fn batch_has_room(&self) -> bool {
+        self.pending.len() < SEND_BATCH
+    }
+
     fn fire_timers(&mut self, now: Instant) {
-        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
+        while self.batch_has_room() {
+            let Some(Reverse((t, key))) = self.timers.peek().copied() else {
+                break;
+            };
             if t > now {
                 break;
             }
@@ -669,7 +699,7 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
     }
 
     fn serve_ready(&mut self, now: Instant) {
-        while self.token_available(now) {
+        while self.batch_has_room() && self.token_available(now) {
             let Some(key) = self.ready.pop_front() else {
                 break;
             };

@@ -7,6 +7,7 @@
 //! flagged `ambiguous`; statistics leave ambiguous samples out.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::machine::{Ignored, LocalSocket, Probe, Retransmit, Transmit};
@@ -128,17 +129,20 @@ enum State {
     Done,
 }
 
-/// A Binding transaction. Small on purpose (the engine keeps thousands in flight): the request
-/// is re-encoded on each retransmission rather than stored.
+/// A Binding transaction. Small on purpose (the engine keeps up to hundreds of thousands in
+/// flight; BENCHMARKS.md has the measured bytes per transaction): the request is re-encoded on
+/// each retransmission rather than stored, the configuration is shared, and the time of the
+/// latest transmission is kept as an offset from the first.
 #[derive(Debug)]
 pub struct BindingTransaction {
     tid: TransactionId,
     destination: SocketAddr,
-    config: BindingConfig,
+    config: Arc<BindingConfig>,
     state: State,
     attempts: u8,
     first_sent: Option<Instant>,
-    last_sent: Option<Instant>,
+    /// Microseconds from `first_sent` to the latest transmission (saturating at ~71 minutes).
+    last_sent_offset_us: u32,
     output: Option<Box<BindingOutcome>>,
 }
 
@@ -146,6 +150,15 @@ impl BindingTransaction {
     /// A transaction to `destination` with the caller's random `tid` (RFC 8489 §5: uniformly
     /// random).
     pub fn new(tid: TransactionId, destination: SocketAddr, config: BindingConfig) -> Self {
+        Self::with_shared_config(tid, destination, Arc::new(config))
+    }
+
+    /// The same with a configuration shared by many transactions (what a large run uses).
+    pub fn with_shared_config(
+        tid: TransactionId,
+        destination: SocketAddr,
+        config: Arc<BindingConfig>,
+    ) -> Self {
         Self {
             tid,
             destination,
@@ -153,9 +166,14 @@ impl BindingTransaction {
             state: State::Idle,
             attempts: 0,
             first_sent: None,
-            last_sent: None,
+            last_sent_offset_us: 0,
             output: None,
         }
+    }
+
+    fn last_sent(&self) -> Option<Instant> {
+        let first = self.first_sent?;
+        first.checked_add(Duration::from_micros(u64::from(self.last_sent_offset_us)))
     }
 
     /// The transaction id.
@@ -172,7 +190,7 @@ impl BindingTransaction {
         let ambiguous = self.attempts > 1;
         let rtt = match status {
             BindingStatus::Timeout => None,
-            _ => self.last_sent.map(|t| now.saturating_duration_since(t)),
+            _ => self.last_sent().map(|t| now.saturating_duration_since(t)),
         };
         self.output = Some(Box::new(BindingOutcome {
             transaction_id: self.tid,
@@ -288,10 +306,9 @@ impl Probe for BindingTransaction {
         .encode(buf);
         let attempt = self.attempts;
         self.attempts = self.attempts.saturating_add(1);
-        if self.first_sent.is_none() {
-            self.first_sent = Some(now);
-        }
-        self.last_sent = Some(now);
+        let first = *self.first_sent.get_or_insert(now);
+        self.last_sent_offset_us =
+            u32::try_from(now.saturating_duration_since(first).as_micros()).unwrap_or(u32::MAX);
         self.state = State::Waiting;
         Some(Transmit {
             destination: self.destination,

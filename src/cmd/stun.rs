@@ -256,6 +256,7 @@ async fn run_udp(
         },
         ..BindingConfig::default()
     };
+    let config = std::sync::Arc::new(config);
     let limits = Limits {
         rate: Some(Rate {
             pps: args.rate,
@@ -278,7 +279,7 @@ async fn run_udp(
         let at = start + interval * round;
         Some(Delayed::new(
             at,
-            BindingTransaction::new(TransactionId(tid), target, config),
+            BindingTransaction::with_shared_config(TransactionId(tid), target, config.clone()),
         ))
     });
     let report = engine::run(probes, limits, cancel, |ev| match ev {
