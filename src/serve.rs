@@ -65,37 +65,6 @@ pub(crate) fn socket_addrs(cfg: &ServeConfig) -> Vec<SocketAddr> {
     out
 }
 
-/// Raise the soft RLIMIT_NOFILE to the hard limit and return the resulting soft limit.
-pub(crate) fn raise_nofile() -> u64 {
-    #[cfg(unix)]
-    {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
-        unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-                return 1024;
-            }
-            if lim.rlim_cur < lim.rlim_max {
-                let want = libc::rlimit {
-                    rlim_cur: lim.rlim_max,
-                    rlim_max: lim.rlim_max,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                    lim.rlim_cur = lim.rlim_max;
-                }
-            }
-        }
-        lim.rlim_cur
-    }
-    #[cfg(not(unix))]
-    {
-        u64::MAX
-    }
-}
-
 /// Bind everything, then serve until the future is dropped. `ready` receives the bound
 /// addresses once all sockets are up.
 pub(crate) async fn serve(
@@ -106,7 +75,7 @@ pub(crate) async fn serve(
     let addrs = socket_addrs(&cfg);
     let per_socket = if cfg.tcp { 2 } else { 1 };
     let needed = addrs.len() as u64 * per_socket + cfg.max_tcp as u64 + 64;
-    let limit = raise_nofile();
+    let limit = engine::fd::raise_nofile();
     if needed > limit {
         return Err(crate::exit::usage(format!(
             "{} listening sockets plus {} TCP connections need ~{needed} file descriptors but \

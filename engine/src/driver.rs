@@ -317,7 +317,7 @@ where
     I: IntoIterator<Item = P>,
     F: FnMut(Event<P::Output>),
 {
-    let start = Instant::now();
+    let start = clock_now();
     let (private_tx, mut private_rx) = mpsc::channel(PRIVATE_QUEUE);
     let mut d = Driver {
         slots: Vec::new(),
@@ -345,7 +345,7 @@ where
     let mut drain_until: Option<Instant> = None;
 
     loop {
-        let now = Instant::now();
+        let now = clock_now();
         if drain_until.is_none() {
             let timed_out = deadline_at.is_some_and(|t| now >= t);
             if cancel.is_cancelled() || timed_out {
@@ -391,11 +391,11 @@ where
             && !exhausted
             && d.in_flight < limits.max_in_flight
             && d.ready.is_empty();
-        let tokens = d.token_available(Instant::now());
+        let tokens = d.token_available(clock_now());
         let timers_due = d
             .timers
             .peek()
-            .is_some_and(|Reverse((t, _))| *t <= Instant::now());
+            .is_some_and(|Reverse((t, _))| *t <= clock_now());
         if timers_due || (tokens && (can_admit || !d.ready.is_empty())) {
             tokio::task::yield_now().await;
             continue;
@@ -404,7 +404,7 @@ where
         let mut wake = d.timers.peek().map(|Reverse((t, _))| *t);
         if (can_admit || !d.ready.is_empty()) && !tokens {
             if let Some(b) = d.bucket.as_mut() {
-                let t = b.ready_at(Instant::now());
+                let t = b.ready_at(clock_now());
                 wake = Some(wake.map_or(t, |w| w.min(t)));
             }
         }
@@ -424,14 +424,20 @@ where
         tokio::select! {
             r = readable(d.v4.as_ref()) => r?,
             r = readable(d.v6.as_ref()) => r?,
-            Some(p) = private_rx.recv() => d.deliver_private(Instant::now(), p),
+            Some(p) = private_rx.recv() => d.deliver_private(clock_now(), p),
             _ = sleep => {}
             _ = cancel.cancelled(), if !draining => {}
         }
     }
     report.counters = d.counters;
-    report.elapsed = start.elapsed().as_secs_f64();
+    report.elapsed = clock_now().saturating_duration_since(start).as_secs_f64();
     Ok(report)
+}
+
+/// The engine's clock: tokio's, so tests can run the whole drive loop on paused (virtual)
+/// time; in normal runs it is the monotonic clock.
+fn clock_now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn readable(ep: Option<&UdpEndpoint>) -> io::Result<()> {

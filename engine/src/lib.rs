@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod driver;
+pub mod fd;
 pub mod rate;
 pub mod stats;
 pub mod tcp;

@@ -71,9 +71,13 @@ pub(crate) struct Args {
 struct TargetReport {
     target: SocketAddr,
     transport: &'static str,
+    /// Transactions started (including unfinished ones).
     sent: u64,
     answered: u64,
     retransmitted: u64,
+    /// Started but stopped before an answer or a timeout (Ctrl-C, --deadline).
+    unfinished: u64,
+    /// Fraction of finished transactions without an answer.
     loss: f64,
     rtt: Option<RttSummary>,
     /// Distinct reflexive addresses seen (more than one: the mapping changed mid-run).
@@ -101,6 +105,7 @@ impl TargetReport {
             sent: 0,
             answered: 0,
             retransmitted: 0,
+            unfinished: 0,
             loss: 0.0,
             rtt: None,
             mapped: Vec::new(),
@@ -143,7 +148,7 @@ impl TargetReport {
     }
 
     fn finish(&mut self) {
-        self.sent = self.stats.sent;
+        self.sent = self.stats.sent + self.unfinished;
         self.answered = self.stats.answered;
         self.retransmitted = self.stats.retransmitted;
         self.loss = self.stats.loss();
@@ -282,16 +287,30 @@ async fn run_udp(
             BindingTransaction::with_shared_config(TransactionId(tid), target, config.clone()),
         ))
     });
+    // Probes that have transmitted and not yet finished: an abandoned one of these was really
+    // sent (a paced probe abandoned before its start time was not). Bounded by the in-flight cap.
+    let mut on_the_wire = std::collections::HashSet::new();
     let report = engine::run(probes, limits, cancel, |ev| match ev {
         Event::Finished { probe, output } => {
+            on_the_wire.remove(&probe);
             if let Some(r) = reports.get_mut(probe % n) {
                 r.add(&output);
             }
             progress.inc();
         }
-        Event::Abandoned { .. } => progress.inc(),
-        Event::Transmitted { attempt, .. } if attempt > 0 => progress.retransmit(),
-        _ => {}
+        Event::Abandoned { probe } => {
+            if on_the_wire.remove(&probe) {
+                if let Some(r) = reports.get_mut(probe % n) {
+                    r.unfinished += 1;
+                }
+            }
+            progress.inc();
+        }
+        Event::Transmitted { probe, attempt: 0 } => {
+            on_the_wire.insert(probe);
+        }
+        Event::Transmitted { .. } => progress.retransmit(),
+        Event::Started { .. } => {}
     })
     .await?;
     Ok(report)
@@ -310,7 +329,8 @@ async fn run_tcp(
     let deadline = args
         .deadline
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
-    let concurrency = args.max_in_flight.clamp(1, 256);
+    // One socket per connection: stay inside the descriptor limit.
+    let concurrency = engine::fd::tcp_budget(args.max_in_flight.clamp(1, 256));
     let mut rng = rand::rng();
     'rounds: for round in 0..args.count {
         if round > 0 {
@@ -425,6 +445,12 @@ fn print_human(report: &Report) {
                 String::new()
             }
         );
+        if t.unfinished > 0 {
+            println!(
+                "  {} unfinished when the run stopped (not counted as loss)",
+                t.unfinished
+            );
+        }
         if let Some(c) = &t.connect {
             println!("  tcp {c}");
         }

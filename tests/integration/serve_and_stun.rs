@@ -198,3 +198,46 @@ fn port_range_target_probes_every_port() {
     assert_eq!(v["engine"]["unmatched"], 0);
     assert_eq!(v["engine"]["datagrams_sent"], 60);
 }
+
+#[test]
+fn sigint_stops_the_run_promptly_and_the_json_says_interrupted() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let port = free_port("127.0.0.1");
+    let child = Command::new(crate::common::bin())
+        .args([
+            "stun",
+            &format!("127.0.0.1:{port}"),
+            "--count",
+            "1000",
+            "--interval",
+            "10",
+            "--timeout",
+            "5000",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let sent_at = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let took = sent_at.elapsed();
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["interrupted"], true);
+    let sent = v["targets"][0]["sent"].as_u64().unwrap();
+    assert!(sent > 0 && sent < 1000, "partial results: {sent}");
+}
