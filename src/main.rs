@@ -23,6 +23,9 @@ struct Cli {
 enum Command {
     /// Probe STUN servers with Binding requests: mapped address, RTT, loss.
     Stun(cmd::stun::Args),
+    /// Which UDP ports of a STUN/TURN server answer and which part of a TCP port range gets
+    /// through (sampled or full), with middleboxes told apart from the server.
+    Sweep(cmd::sweep::Args),
     /// NAT mapping/filtering behaviour (RFC 5780) and the P2P-vs-relay verdict.
     Nat(cmd::nat::Args),
     /// Run a STUN Binding reflector (UDP and TCP) on one port or a range of ports.
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Stun(args) => cmd::stun::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Nat(args) => cmd::nat::run(args),
+        Command::Sweep(args) => cmd::sweep::run(args),
         Command::Host(args) => cmd::host::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     };

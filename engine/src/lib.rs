@@ -9,7 +9,10 @@ pub mod bench;
 pub mod driver;
 pub mod fd;
 pub mod rate;
+pub mod scan;
 pub mod stats;
+#[cfg(target_os = "linux")]
+pub mod syn;
 pub mod tcp;
 pub mod udp;
 

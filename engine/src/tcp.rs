@@ -117,7 +117,7 @@ pub async fn binding_over_tcp(
     result
 }
 
-async fn exchange(
+pub(crate) async fn exchange(
     mut stream: TcpStream,
     mut tx: BindingTransaction,
     deadline: Instant,

@@ -12,6 +12,7 @@ pub mod nat;
 pub mod reflector;
 pub mod schedule;
 pub mod stun;
+pub mod sweep;
 
 pub mod serde_util;
 

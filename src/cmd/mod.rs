@@ -5,3 +5,4 @@ pub(crate) mod host;
 pub(crate) mod nat;
 pub(crate) mod serve;
 pub(crate) mod stun;
+pub(crate) mod sweep;

@@ -1,0 +1,436 @@
+//! Raw SYN sweep (IPv4, Linux): SYNs from a raw socket, answers read from the same socket with
+//! their IP headers, so the TTL and IP ID of every SYN-ACK and RST can be compared. A reset
+//! injected by a middlebox usually arrives with another TTL than the target's own packets.
+//!
+//! Needs root or CAP_NET_RAW. The kernel answers the target's SYN-ACKs with a RST (no socket of
+//! ours owns the source port), which also tears the half-open connection down at the target.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use probes::sweep::{StunOverTcp, TcpPortResult, TcpState};
+use tokio::io::unix::AsyncFd;
+
+use crate::driver::Cancel;
+use crate::rate::{Rate, TokenBucket};
+
+/// One answer seen on the raw socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RawAnswer {
+    /// Target port.
+    pub port: u16,
+    /// SYN-ACK (open) or RST (refused).
+    pub syn_ack: bool,
+    /// IP TTL of the answer.
+    pub ttl: u8,
+    /// IP identification field of the answer.
+    pub ip_id: u16,
+}
+
+/// What the raw sweep found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RawReport {
+    /// Per-port results (no STUN check in raw mode).
+    pub results: Vec<TcpPortResult>,
+    /// Every answer with its IP header fields.
+    pub answers: Vec<RawAnswer>,
+    /// TTLs of SYN-ACKs, distinct, ascending.
+    pub syn_ack_ttls: Vec<u8>,
+    /// TTLs of RSTs, distinct, ascending.
+    pub rst_ttls: Vec<u8>,
+    /// Ports whose RST came with a TTL no SYN-ACK had: likely injected on the path.
+    pub injected_suspects: Vec<u16>,
+    /// Sentences for the report.
+    pub notes: Vec<String>,
+    /// Stopped by Ctrl-C.
+    pub interrupted: bool,
+}
+
+/// Whether a raw TCP socket can be opened here.
+pub fn check_privileges() -> Result<(), String> {
+    raw_socket().map(drop).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::EACCES) {
+            "needs root or CAP_NET_RAW (run with sudo, or `setcap cap_net_raw+ep` on the binary)"
+                .to_string()
+        } else {
+            format!("cannot open a raw socket: {e}")
+        }
+    })
+}
+
+fn raw_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_TCP,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// RFC 1071 one's-complement sum over 16-bit words.
+fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        if let [a, b] = c {
+            sum += u32::from(u16::from_be_bytes([*a, *b]));
+        }
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(u16::from_be_bytes([*last, 0]));
+    }
+    sum
+}
+
+fn csum_fold(mut sum: u32) -> u16 {
+    while sum > 0xFFFF {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A 20-byte TCP SYN (RFC 9293 §3.1) with the checksum over the IPv4 pseudo-header.
+fn syn_segment(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> [u8; 20] {
+    let mut t = [0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[12] = 5 << 4; // data offset: 5 words
+    t[13] = 0x02; // SYN
+    t[14..16].copy_from_slice(&1024u16.to_be_bytes()); // window
+    let mut pseudo = [0u8; 12];
+    pseudo[0..4].copy_from_slice(&src.octets());
+    pseudo[4..8].copy_from_slice(&dst.octets());
+    pseudo[9] = libc::IPPROTO_TCP as u8;
+    pseudo[10..12].copy_from_slice(&20u16.to_be_bytes());
+    let sum = csum_fold(csum_add(csum_add(0, &pseudo), &t));
+    t[16..18].copy_from_slice(&sum.to_be_bytes());
+    t
+}
+
+/// A keyed sequence number per port, so answers can be matched without per-port state.
+fn seq_for(key: u32, port: u16) -> u32 {
+    let mut x = u64::from(key) << 16 | u64::from(port);
+    x = (x ^ (x >> 33)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x = (x ^ (x >> 33)).wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    (x ^ (x >> 33)) as u32
+}
+
+/// Parse an IPv4 packet with a TCP segment as the raw socket delivers it. Returns (source IP,
+/// TTL, IP ID, source port, destination port, flags, ack).
+fn parse(pkt: &[u8]) -> Option<(Ipv4Addr, u8, u16, u16, u16, u8, u32)> {
+    let vihl = *pkt.first()?;
+    if vihl >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(vihl & 0x0F) * 4;
+    if ihl < 20 || *pkt.get(9)? != libc::IPPROTO_TCP as u8 {
+        return None;
+    }
+    let ip_id = u16::from_be_bytes([*pkt.get(4)?, *pkt.get(5)?]);
+    let ttl = *pkt.get(8)?;
+    let src = Ipv4Addr::new(*pkt.get(12)?, *pkt.get(13)?, *pkt.get(14)?, *pkt.get(15)?);
+    let tcp = pkt.get(ihl..)?;
+    let sport = u16::from_be_bytes([*tcp.first()?, *tcp.get(1)?]);
+    let dport = u16::from_be_bytes([*tcp.get(2)?, *tcp.get(3)?]);
+    let ack = u32::from_be_bytes([*tcp.get(8)?, *tcp.get(9)?, *tcp.get(10)?, *tcp.get(11)?]);
+    let flags = *tcp.get(13)?;
+    Some((src, ttl, ip_id, sport, dport, flags, ack))
+}
+
+/// SYN-sweep `ports` of `ip`. Unanswered ports get one more SYN, then count as filtered after
+/// `timeout`.
+pub async fn syn_scan(
+    ip: IpAddr,
+    ports: &[u16],
+    timeout: Duration,
+    rate: Option<Rate>,
+    cancel: Cancel,
+) -> io::Result<RawReport> {
+    let IpAddr::V4(dst) = ip else {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "--raw supports IPv4 targets only",
+        ));
+    };
+    let IpAddr::V4(src) = crate::udp::routed_source(&SocketAddr::new(ip, 9))? else {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no IPv4 source address",
+        ));
+    };
+    // SAFETY: the descriptor is owned by the OwnedFd moved into the AsyncFd, which keeps it
+    // open for as long as it is registered.
+    let fd =
+        unsafe { AsyncFd::register(raw_socket()?) }.map_err(|e| io::Error::other(e.to_string()))?;
+    // A source port from the ephemeral range, held by a bound (unlistening) TCP socket so no
+    // other connection of this host uses it meanwhile.
+    let holder = std::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(src), 0))?;
+    let sport = holder.local_addr()?.port();
+    let key: u32 = rand::random();
+    let dest = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(dst.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let start = Instant::now();
+    let mut bucket = rate.map(|r| TokenBucket::new(r, start));
+    let mut answers: HashMap<u16, (RawAnswer, Duration)> = HashMap::new();
+    let mut report = RawReport::default();
+    let mut buf = vec![0u8; 65536];
+    for round in 0..2u8 {
+        let todo: Vec<u16> = ports
+            .iter()
+            .copied()
+            .filter(|p| !answers.contains_key(p))
+            .collect();
+        let mut next = todo.iter().peekable();
+        let mut last_send = Instant::now();
+        loop {
+            if cancel.is_cancelled() {
+                report.interrupted = true;
+                break;
+            }
+            // Send what the rate allows.
+            while let Some(&&port) = next.peek() {
+                if let Some(b) = bucket.as_mut() {
+                    if !b.take(Instant::now()) {
+                        break;
+                    }
+                }
+                let seg = syn_segment(src, dst, sport, port, seq_for(key, port));
+                // SAFETY: `seg` and `dest` are live for the call; lengths are theirs.
+                let r = unsafe {
+                    libc::sendto(
+                        fd.get_ref().as_raw_fd(),
+                        seg.as_ptr() as *const libc::c_void,
+                        seg.len(),
+                        0,
+                        &dest as *const libc::sockaddr_in as *const libc::sockaddr,
+                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    )
+                };
+                if r < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        break;
+                    }
+                    return Err(e);
+                }
+                next.next();
+                last_send = Instant::now();
+            }
+            // Read every answer queued.
+            loop {
+                // SAFETY: `buf` is live and writable for its length.
+                let n = unsafe {
+                    libc::recv(
+                        fd.get_ref().as_raw_fd(),
+                        buf.as_mut_ptr() as *mut libc::c_void,
+                        buf.len(),
+                        0,
+                    )
+                };
+                if n < 0 {
+                    break;
+                }
+                let Some((from, ttl, ip_id, tport, to, flags, ack)) =
+                    parse(buf.get(..n as usize).unwrap_or(&[]))
+                else {
+                    continue;
+                };
+                // Only answers to our SYNs: from the target, to our port, ACKing our sequence.
+                if from != dst || to != sport || flags & 0x10 == 0 {
+                    continue;
+                }
+                if ack != seq_for(key, tport).wrapping_add(1) {
+                    continue;
+                }
+                let syn_ack = flags & 0x12 == 0x12;
+                let rst = flags & 0x04 != 0;
+                if (syn_ack || rst) && !answers.contains_key(&tport) {
+                    answers.insert(
+                        tport,
+                        (
+                            RawAnswer {
+                                port: tport,
+                                syn_ack,
+                                ttl,
+                                ip_id,
+                            },
+                            start.elapsed(),
+                        ),
+                    );
+                }
+            }
+            let all_sent = next.peek().is_none();
+            let waited = last_send.elapsed() >= timeout.min(Duration::from_secs(3));
+            let all_answered = todo.iter().all(|p| answers.contains_key(p));
+            if all_sent && (all_answered || waited) {
+                break;
+            }
+            // Wait for readability, the next token, or the timeout.
+            let wake = match (all_sent, bucket.as_mut()) {
+                (false, Some(b)) => b.ready_at(Instant::now()),
+                (false, None) => Instant::now(),
+                (true, _) => last_send + timeout,
+            };
+            tokio::select! {
+                r = fd.readable() => { if let Ok(mut g) = r { g.clear_ready(); } }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+        if report.interrupted || round == 1 {
+            break;
+        }
+    }
+    drop(holder);
+    for &port in ports {
+        let r = match answers.get(&port) {
+            Some((a, t)) => TcpPortResult {
+                port,
+                state: if a.syn_ack {
+                    TcpState::Open
+                } else {
+                    TcpState::Refused
+                },
+                connect_time: Some(*t),
+                stun: StunOverTcp::NotTried,
+            },
+            None => TcpPortResult {
+                port,
+                state: TcpState::Filtered,
+                connect_time: None,
+                stun: StunOverTcp::NotTried,
+            },
+        };
+        report.results.push(r);
+    }
+    let mut list: Vec<RawAnswer> = answers.values().map(|(a, _)| *a).collect();
+    list.sort_by_key(|a| a.port);
+    analyse(&mut report, list);
+    Ok(report)
+}
+
+/// Compare the IP headers of SYN-ACKs and RSTs: the target's own packets share one initial TTL
+/// and arrive after the same number of hops; a RST with a TTL no SYN-ACK shows came from
+/// elsewhere.
+fn analyse(report: &mut RawReport, answers: Vec<RawAnswer>) {
+    let mut syn: Vec<u8> = answers
+        .iter()
+        .filter(|a| a.syn_ack)
+        .map(|a| a.ttl)
+        .collect();
+    let mut rst: Vec<u8> = answers
+        .iter()
+        .filter(|a| !a.syn_ack)
+        .map(|a| a.ttl)
+        .collect();
+    syn.sort_unstable();
+    syn.dedup();
+    rst.sort_unstable();
+    rst.dedup();
+    if !syn.is_empty() {
+        report.injected_suspects = answers
+            .iter()
+            .filter(|a| !a.syn_ack && !syn.contains(&a.ttl))
+            .map(|a| a.port)
+            .collect();
+    }
+    if !report.injected_suspects.is_empty() {
+        report.notes.push(format!(
+            "{} resets arrived with TTL {:?} while the target's SYN-ACKs have TTL {:?}: resets are \
+             likely injected by a device on the path, not sent by the target",
+            report.injected_suspects.len(),
+            rst,
+            syn
+        ));
+    } else if rst.len() > 1 {
+        report.notes.push(format!(
+            "resets arrived with several TTLs {rst:?}: more than one device answers for the target"
+        ));
+    }
+    report.syn_ack_ttls = syn;
+    report.rst_ttls = rst;
+    report.answers = answers;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syn_checksum_verifies() {
+        let src = Ipv4Addr::new(192, 0, 2, 1);
+        let dst = Ipv4Addr::new(198, 51, 100, 7);
+        let seg = syn_segment(src, dst, 40000, 443, 0x1234_5678);
+        let mut pseudo = [0u8; 12];
+        pseudo[0..4].copy_from_slice(&src.octets());
+        pseudo[4..8].copy_from_slice(&dst.octets());
+        pseudo[9] = 6;
+        pseudo[10..12].copy_from_slice(&20u16.to_be_bytes());
+        // Summing everything including the checksum gives all ones.
+        assert_eq!(csum_fold(csum_add(csum_add(0, &pseudo), &seg)), 0);
+        assert_eq!(seg[13], 0x02);
+    }
+
+    #[test]
+    fn parse_rejects_short_and_non_tcp() {
+        assert!(parse(&[]).is_none());
+        assert!(parse(&[0x45; 19]).is_none());
+        let mut p = [0u8; 40];
+        p[0] = 0x45;
+        p[9] = 17;
+        assert!(parse(&p).is_none());
+        p[9] = 6;
+        p[8] = 63;
+        p[20..22].copy_from_slice(&443u16.to_be_bytes());
+        p[33] = 0x12;
+        let (_, ttl, _, sport, _, flags, _) = parse(&p).unwrap();
+        assert_eq!((ttl, sport, flags), (63, 443, 0x12));
+    }
+
+    #[test]
+    fn reset_with_foreign_ttl_is_flagged() {
+        let mut r = RawReport::default();
+        analyse(
+            &mut r,
+            vec![
+                RawAnswer {
+                    port: 443,
+                    syn_ack: true,
+                    ttl: 60,
+                    ip_id: 0,
+                },
+                RawAnswer {
+                    port: 444,
+                    syn_ack: false,
+                    ttl: 60,
+                    ip_id: 0,
+                },
+                RawAnswer {
+                    port: 8000,
+                    syn_ack: false,
+                    ttl: 63,
+                    ip_id: 0,
+                },
+            ],
+        );
+        assert_eq!(r.injected_suspects, vec![8000]);
+        assert_eq!(r.syn_ack_ttls, vec![60]);
+        assert_eq!(r.rst_ttls, vec![60, 63]);
+        assert!(r.notes[0].contains("injected"));
+    }
+}
