@@ -251,7 +251,7 @@ pub async fn udp_binding_connected(
     }
     Ok(match tx.take_output() {
         Some(b) if !matches!(b.status, BindingStatus::Timeout) => {
-            UdpPortOutcome::Answered { binding: b }
+            UdpPortOutcome::Answered { binding: Box::new(b) }
         }
         _ => UdpPortOutcome::Silent,
     })
