@@ -5,6 +5,7 @@
 //! timers, enforces the run's limits (packet rate, in-flight cap, deadline) and reports events
 //! as they happen. See ARCHITECTURE.md for the drive loop and its invariants.
 
+pub mod control;
 pub mod driver;
 pub mod rate;
 pub mod stats;

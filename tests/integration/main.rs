@@ -8,6 +8,7 @@
 )]
 
 mod common;
+mod control;
 mod coturn_interop;
 mod engine_runs;
 mod serve_and_stun;

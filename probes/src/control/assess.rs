@@ -447,7 +447,7 @@ fn assess_relay(r: &mut EndpointReport, out: &mut Vec<Problem>) -> Status {
     let result = race(ws_best, quic_best);
     let winner = result.winner;
     r.race = Some(result);
-    if quic_best.is_none() && !r.quic.is_empty() {
+    if quic_best.is_none() && ws_best.is_some() && !r.quic.is_empty() {
         let (summary, fix) = quic_problem(r);
         out.push(Problem {
             kind: ProblemKind::Quic,
@@ -456,7 +456,7 @@ fn assess_relay(r: &mut EndpointReport, out: &mut Vec<Problem>) -> Status {
             fix,
         });
     }
-    if ws_best.is_none() && !r.paths.is_empty() {
+    if ws_best.is_none() && quic_best.is_some() && !r.paths.is_empty() {
         out.push(Problem {
             kind: ProblemKind::WebSocket,
             severity: Severity::Degraded,

@@ -290,7 +290,7 @@ pub enum DnsVerdict {
     Ok,
     /// Addresses were given with `--resolve`; DNS was not asked.
     Overridden,
-    /// The name resolves to an unspecified or loopback address: a DNS filter's sinkhole.
+    /// The name resolves to the unspecified address (0.0.0.0, ::): a DNS filter's sinkhole.
     Sinkhole {
         /// The sinkhole addresses.
         addresses: Vec<IpAddr>,
@@ -329,9 +329,12 @@ impl DnsVerdict {
     }
 }
 
-/// Whether an address is what DNS filters answer for a blocked name.
+/// Whether an address is what DNS filters answer for a blocked name: the unspecified address
+/// (`0.0.0.0`, `::`), the default of Pi-hole, AdGuard and most blocklist resolvers. Loopback
+/// answers are not taken as a sinkhole on their own (a lab or a local relay may live there);
+/// for a name with a published list they show up as differing from it.
 pub fn is_sinkhole(ip: IpAddr) -> bool {
-    ip.is_unspecified() || ip.is_loopback()
+    ip.is_unspecified()
 }
 
 /// Judge the two lookups of a name against its published addresses (empty: none known).
