@@ -448,6 +448,66 @@ fn intercepting_chain_is_tls_inspection() {
         "{summary}"
     );
     assert_eq!(code, 1);
+
+    // Human output: the verdict on the path's line, then the problem and its fix.
+    let ca = pki.ca_file.display().to_string();
+    let target = format!("api.netbird.test:{port}");
+    let out = stunmap(&[
+        "control",
+        "--no-proxy",
+        "--ca",
+        &ca,
+        "--resolve",
+        "api.netbird.test:127.0.0.1",
+        "--management",
+        &target,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("management api.netbird.test"), "{text}");
+    assert!(
+        text.contains("· TLS inspection by Evil Inspection CA ·"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[degraded]") && text.contains("fix: exempt api.netbird.test"),
+        "{text}"
+    );
+    assert!(text.contains("status: DEGRADED"), "{text}");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn each_family_is_probed_separately() {
+    let rt = runtime();
+    let pki = pki();
+    // The server listens on IPv4 only; the name also resolves to ::1.
+    let port = start_tls(&rt, &pki.good, &[b"h2", b"http/1.1"], Ws::Accept);
+    let (code, v) = control(
+        &pki,
+        &[
+            "--resolve",
+            &format!("signal.netbird.test:{port}:[::1]"),
+            "--signal",
+            &format!("signal.netbird.test:{port}"),
+        ],
+    );
+    let e = endpoint(&v);
+    assert_eq!(e["ipv6"]["addresses"][0], "::1", "{v:#}");
+    let paths = e["paths"].as_array().unwrap();
+    assert_eq!(paths.len(), 2);
+    assert_eq!(paths[0]["family"], "ipv4");
+    assert_eq!(paths[0]["grpc"]["name"], "UNIMPLEMENTED");
+    assert_eq!(paths[1]["family"], "ipv6");
+    assert_eq!(paths[1]["failure"]["step"], "tcp");
+    let family = e["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "family")
+        .expect("a family problem");
+    assert_eq!(family["severity"], "info");
+    assert_eq!(e["status"], "ok");
+    assert_eq!(code, 0);
 }
 
 #[test]
