@@ -327,6 +327,33 @@ pub enum ControlError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Peer-controlled bytes never panic a parser.
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
+            let _ = dns::parse_response(&bytes);
+            let _ = x509::names(&bytes);
+            let _ = http::parse_head(&bytes);
+            let _ = http::page_title(&bytes);
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = ResolveOverride::parse(&text);
+            let _ = EndpointSpec::parse(Role::Relay, &text);
+            let _ = http::ProxyUrl::parse(&text);
+        }
+
+        /// Every prefix of a DER walk that nests correctly is accepted or refused, never a panic,
+        /// also with headers that announce huge lengths.
+        #[test]
+        fn der_lengths(tag in any::<u8>(), len in any::<u32>(), tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut b = vec![0x30, 0x84];
+            b.extend_from_slice(&len.to_be_bytes());
+            b.push(tag);
+            b.extend_from_slice(&tail);
+            let _ = x509::names(&b);
+        }
+    }
 
     #[test]
     fn endpoints_parse() {
