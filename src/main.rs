@@ -36,6 +36,9 @@ enum Command {
     /// Diagnose the host firewall: does inbound VPN traffic on the tunnel interface (and
     /// WireGuard UDP on flat networks) get through, which rule decides, and the fix.
     Host(cmd::host::Args),
+    /// Check the control plane and relay over TCP/443 (and QUIC on UDP/443): DNS, TLS and
+    /// interception, ALPN, gRPC, WebSocket, QUIC, HTTP proxies.
+    Control(cmd::control::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Sweep(args) => cmd::sweep::run(args),
         Command::Host(args) => cmd::host::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Control(args) => cmd::control::run(args),
     };
     match result {
         Ok(code) => code.into(),

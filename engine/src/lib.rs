@@ -6,6 +6,7 @@
 //! as they happen. See ARCHITECTURE.md for the drive loop and its invariants.
 
 pub mod bench;
+pub mod control;
 pub mod driver;
 pub mod fd;
 pub mod rate;

@@ -250,9 +250,9 @@ pub async fn udp_binding_connected(
         }
     }
     Ok(match tx.take_output() {
-        Some(b) if !matches!(b.status, BindingStatus::Timeout) => {
-            UdpPortOutcome::Answered { binding: Box::new(b) }
-        }
+        Some(b) if !matches!(b.status, BindingStatus::Timeout) => UdpPortOutcome::Answered {
+            binding: Box::new(b),
+        },
         _ => UdpPortOutcome::Silent,
     })
 }

@@ -11,6 +11,7 @@
 mod support;
 
 mod common;
+mod control;
 mod coturn_interop;
 mod engine_runs;
 mod lab_reference;
