@@ -28,6 +28,11 @@ enum Command {
     /// Diagnose the host firewall: does inbound VPN traffic on the tunnel interface (and
     /// WireGuard UDP on flat networks) get through, which rule decides, and the fix.
     Host(cmd::host::Args),
+    /// Probe a TURN server: Allocate over UDP, TCP or TLS with long-term or REST credentials,
+    /// then release the allocation.
+    Turn(cmd::turn::Args),
+    /// Benchmark relay latency through a real TURN allocation, per transport.
+    Relay(cmd::relay::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +44,8 @@ fn main() -> ExitCode {
         Command::Stun(args) => cmd::stun::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Host(args) => cmd::host::run(args),
+        Command::Turn(args) => cmd::turn::run(args),
+        Command::Relay(args) => cmd::relay::run(args),
     };
     match result {
         Ok(code) => code.into(),

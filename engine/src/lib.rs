@@ -8,6 +8,7 @@
 pub mod driver;
 pub mod rate;
 pub mod stats;
+pub mod stream;
 pub mod tcp;
 pub mod udp;
 

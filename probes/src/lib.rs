@@ -11,6 +11,7 @@ pub mod machine;
 pub mod reflector;
 pub mod schedule;
 pub mod stun;
+pub mod turn;
 
 pub mod serde_util;
 

@@ -11,3 +11,4 @@ mod common;
 mod coturn_interop;
 mod engine_runs;
 mod serve_and_stun;
+mod turn;

@@ -1,0 +1,1 @@
+//! Relay round-trip benchmark (placeholder, filled in below).
