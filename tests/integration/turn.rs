@@ -153,3 +153,147 @@ fn usage_errors() {
         assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn relay_rtt_through_real_allocations_per_transport() {
+    if !have("turnserver") || !have("openssl") {
+        return;
+    }
+    let lab = coturn_lab(TurnAuth::Static, true);
+    let tls_port = lab.tls_port.unwrap().to_string();
+    let out = stunmap_env(
+        &[
+            "relay",
+            &format!("turn:127.0.0.1:{}", lab.port),
+            "--user",
+            "test",
+            "--transports",
+            "udp,tcp,tls",
+            "--tls-port",
+            &tls_port,
+            "--ca-file",
+            &lab.cert(),
+            "--count",
+            "50",
+            "--rate",
+            "200",
+            "--size",
+            "200",
+            "--linger",
+            "300",
+            "--json",
+        ],
+        PW,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    no_secret_in(&out, "secret\"");
+    let j = json(&out);
+    let runs = j["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    for (run, t) in runs.iter().zip(["udp", "tcp", "tls"]) {
+        assert_eq!(run["transport"], t);
+        let r = &run["result"];
+        assert_eq!(r["status"]["kind"], "allocated", "{run}");
+        assert_eq!(r["channel_bind"]["kind"], "ok", "{run}");
+        // Every packet came back through the relay, byte for byte.
+        assert_eq!(r["sent"], 50, "{run}");
+        assert_eq!(r["received"], 50, "{run}");
+        assert_eq!(r["corrupted"], 0);
+        assert_eq!(r["duplicates"], 0);
+        assert_eq!(run["loss"], 0.0);
+        assert_eq!(run["relay_rtt"]["samples"], 50);
+        assert!(run["relay_rtt"]["median"].as_f64().unwrap() > 0.0);
+        assert_eq!(run["direct_rtt"]["samples"], 5, "{run}");
+        assert_eq!(r["release"]["kind"], "released", "{run}");
+    }
+    assert_eq!(lab.allocations_made(), 3);
+    lab.assert_no_allocations_left();
+}
+
+#[test]
+fn relay_with_indications_and_rest_credentials() {
+    if !have("turnserver") {
+        return;
+    }
+    let lab = coturn_lab(TurnAuth::RestSecret("k3y"), false);
+    let out = stunmap_env(
+        &[
+            "relay",
+            &format!("turn:127.0.0.1:{}?transport=tcp", lab.port),
+            "--user",
+            "bob",
+            "--mode",
+            "indication",
+            "--count",
+            "20",
+            "--rate",
+            "200",
+            "--linger",
+            "300",
+            "--json",
+        ],
+        &[("STUNMAP_TURN_SECRET", "k3y")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let j = json(&out);
+    let r = &j["runs"][0]["result"];
+    assert_eq!(r["received"], 20, "{j}");
+    assert!(r["channel_bind"].is_null());
+    lab.assert_no_allocations_left();
+}
+
+#[test]
+fn sigint_mid_benchmark_still_releases_every_allocation() {
+    if !have("turnserver") {
+        return;
+    }
+    let lab = coturn_lab(TurnAuth::Static, false);
+    for transport in ["udp", "tcp"] {
+        let child = std::process::Command::new(crate::common::bin())
+            .args([
+                "relay",
+                &format!("turn:127.0.0.1:{}?transport={transport}", lab.port),
+                "--user",
+                "test",
+                "--count",
+                "5000",
+                "--rate",
+                "100",
+                "--json",
+            ])
+            .env("STUNMAP_TURN_PASSWORD", "secret")
+            .env_remove("STUNMAP_TURN_SECRET")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the loop runs: coturn logged the channel binding.
+        let start = std::time::Instant::now();
+        let binds = |log: &str| log.matches("CHANNEL_BIND processed, success").count();
+        let before = if transport == "udp" { 0 } else { 1 };
+        while binds(&lab.log()) <= before {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "no channel bound\n{}",
+                lab.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: sending a signal to our own child process, which is still running (not
+        // waited for yet).
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+        let j = json(&out);
+        assert_eq!(j["interrupted"], true);
+        let r = &j["runs"][0]["result"];
+        assert_eq!(r["cancelled"], true, "{j}");
+        let sent = r["sent"].as_u64().unwrap();
+        assert!(sent > 0 && sent < 5000, "{j}");
+        assert_eq!(r["release"]["kind"], "released", "{j}");
+    }
+    assert_eq!(lab.allocations_made(), 2);
+    lab.assert_no_allocations_left();
+}
