@@ -39,6 +39,11 @@ enum Command {
     /// Check the control plane and relay over TCP/443 (and QUIC on UDP/443): DNS, TLS and
     /// interception, ALPN, gRPC, WebSocket, QUIC, HTTP proxies.
     Control(cmd::control::Args),
+    /// Probe a TURN server: Allocate over UDP, TCP or TLS with long-term or REST credentials,
+    /// then release the allocation.
+    Turn(cmd::turn::Args),
+    /// Benchmark relay latency through a real TURN allocation, per transport.
+    Relay(cmd::relay::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +59,8 @@ fn main() -> ExitCode {
         Command::Host(args) => cmd::host::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Control(args) => cmd::control::run(args),
+        Command::Turn(args) => cmd::turn::run(args),
+        Command::Relay(args) => cmd::relay::run(args),
     };
     match result {
         Ok(code) => code.into(),

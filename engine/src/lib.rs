@@ -12,6 +12,7 @@ pub mod fd;
 pub mod rate;
 pub mod scan;
 pub mod stats;
+pub mod stream;
 #[cfg(target_os = "linux")]
 pub mod syn;
 pub mod tcp;

@@ -14,6 +14,7 @@ pub mod reflector;
 pub mod schedule;
 pub mod stun;
 pub mod sweep;
+pub mod turn;
 
 pub mod serde_util;
 

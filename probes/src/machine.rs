@@ -60,6 +60,13 @@ pub enum Ignored {
     /// The transaction already finished; a duplicate or late reply.
     #[error("duplicate or late response")]
     Late,
+    /// MESSAGE-INTEGRITY(-SHA256) wrong, or missing from a success response to an authenticated
+    /// request (RFC 8489 §9.2.5): never trusted.
+    #[error("MESSAGE-INTEGRITY missing or wrong")]
+    BadIntegrity,
+    /// Data the probe did not expect on its socket (not STUN, not ChannelData it can use).
+    #[error("unexpected data")]
+    Unexpected,
 }
 
 /// A probe state machine, RFC 8489 §6.2-style: sans-IO, driven from outside.

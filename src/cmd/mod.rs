@@ -4,6 +4,8 @@ pub(crate) mod bench;
 pub(crate) mod control;
 pub(crate) mod host;
 pub(crate) mod nat;
+pub(crate) mod relay;
 pub(crate) mod serve;
 pub(crate) mod stun;
 pub(crate) mod sweep;
+pub(crate) mod turn;

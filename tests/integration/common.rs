@@ -1,7 +1,7 @@
 //! Process helpers: spawn `stunmap serve` and coturn on loopback, find free ports, run the CLI.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -184,4 +184,212 @@ fn binding_request() -> Vec<u8> {
     }
     .encode(&mut b);
     b
+}
+
+/// Run the CLI with extra environment variables (and without any inherited TURN secrets).
+pub(crate) fn stunmap_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("60")
+        .arg(bin())
+        .args(args)
+        .env_remove("STUNMAP_TURN_PASSWORD")
+        .env_remove("STUNMAP_TURN_SECRET");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run stunmap")
+}
+
+/// How a [`TurnLab`] authenticates.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TurnAuth {
+    /// lt-cred-mech with the static user `test:secret`, realm `lab`.
+    Static,
+    /// use-auth-secret (TURN REST) with this shared secret, realm `lab`.
+    RestSecret(&'static str),
+}
+
+/// A coturn for TURN tests on loopback: UDP and TCP on `port`, TLS on `tls_port` (when
+/// openssl is there to make a certificate at test time), loopback peers allowed (the relay
+/// tests' peers are on loopback), verbose log to a file so allocations can be audited.
+pub(crate) struct TurnLab {
+    pub(crate) port: u16,
+    pub(crate) tls_port: Option<u16>,
+    pub(crate) dir: PathBuf,
+    guard: Guard,
+}
+
+impl Drop for TurnLab {
+    fn drop(&mut self) {
+        let _ = self.guard.0.kill();
+        let _ = self.guard.0.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Start a [`TurnLab`]. `tls` asks for a TLS listener (needs openssl).
+pub(crate) fn coturn_lab(auth: TurnAuth, tls: bool) -> TurnLab {
+    let port = free_port("127.0.0.1");
+    let dir = std::env::temp_dir().join(format!("stunmap-turnlab-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |f: &str| dir.join(f).display().to_string();
+    let mut args: Vec<String> = vec![
+        "-n".into(),
+        "-v".into(),
+        "--listening-ip=127.0.0.1".into(),
+        format!("--listening-port={port}"),
+        "--no-dtls".into(),
+        "--no-cli".into(),
+        "--fingerprint".into(),
+        "--realm=lab".into(),
+        "--allow-loopback-peers".into(),
+        "--min-port=49152".into(),
+        "--max-port=65000".into(),
+        format!("--userdb={}", p("turndb")),
+        format!("--pidfile={}", p("pid")),
+        format!("--log-file={}", p("log")),
+        "--simple-log".into(),
+        "--no-stdout-log".into(),
+    ];
+    match auth {
+        TurnAuth::Static => {
+            args.push("--lt-cred-mech".into());
+            args.push("--user=test:secret".into());
+        }
+        TurnAuth::RestSecret(s) => {
+            args.push("--use-auth-secret".into());
+            args.push(format!("--static-auth-secret={s}"));
+        }
+    }
+    let tls_port = if tls {
+        let tls_port = free_port("127.0.0.1");
+        // A self-signed leaf (CA:FALSE) for 127.0.0.1, trusted by the client through --ca-file.
+        let ok = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .args(["-keyout", &p("key.pem"), "-out", &p("cert.pem")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run openssl")
+            .success();
+        assert!(ok, "openssl could not make a certificate");
+        args.push(format!("--tls-listening-port={tls_port}"));
+        args.push(format!("--cert={}", p("cert.pem")));
+        args.push(format!("--pkey={}", p("key.pem")));
+        Some(tls_port)
+    } else {
+        args.push("--no-tls".into());
+        None
+    };
+    let child = Command::new("turnserver")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn turnserver");
+    let guard = Guard(child);
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let req = binding_request();
+    let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 1500];
+    loop {
+        probe.send_to(&req, target).unwrap();
+        if probe.recv_from(&mut buf).is_ok() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "coturn did not start"
+        );
+    }
+    if let Some(tp) = tls_port {
+        while TcpStream::connect(("127.0.0.1", tp)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "no TLS listener");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    TurnLab {
+        port,
+        tls_port,
+        dir,
+        guard,
+    }
+}
+
+impl TurnLab {
+    pub(crate) fn cert(&self) -> String {
+        self.dir.join("cert.pem").display().to_string()
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// Sessions (allocations) coturn logged as created, as released by a Refresh with
+    /// LIFETIME 0, and as deleted.
+    fn sessions(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let log = self.log();
+        let mut new = Vec::new();
+        let mut released = Vec::new();
+        let mut deleted = Vec::new();
+        for line in log.lines() {
+            let Some(rest) = line.split("session ").nth(1) else {
+                continue;
+            };
+            let Some((id, what)) = rest.split_once(": ") else {
+                continue;
+            };
+            if what.starts_with("new,") {
+                new.push(id.to_string());
+            } else if what.starts_with("refreshed,")
+                && what.trim_end().split(", ").any(|f| f == "lifetime=0")
+            {
+                released.push(id.to_string());
+            } else if what.starts_with("delete:") {
+                deleted.push(id.to_string());
+            }
+        }
+        (new, released, deleted)
+    }
+
+    /// Number of allocations coturn logged as created.
+    pub(crate) fn allocations_made(&self) -> usize {
+        self.sessions().0.len()
+    }
+
+    /// Assert that coturn holds none of our allocations: every allocation it created was
+    /// released by our Refresh LIFETIME 0 and then deleted by the server (coturn deletes a
+    /// released UDP allocation about a second later; a leaked one would stay for its whole
+    /// lifetime).
+    pub(crate) fn assert_no_allocations_left(&self) {
+        let start = Instant::now();
+        loop {
+            let (new, released, deleted) = self.sessions();
+            let unreleased: Vec<_> = new.iter().filter(|s| !released.contains(s)).collect();
+            assert!(
+                unreleased.is_empty(),
+                "allocations never released with LIFETIME 0: {unreleased:?}\n{}",
+                self.log()
+            );
+            let alive: Vec<_> = new.iter().filter(|s| !deleted.contains(s)).collect();
+            if alive.is_empty() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(6),
+                "coturn still holds allocations {alive:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }

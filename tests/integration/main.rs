@@ -17,3 +17,4 @@ mod engine_runs;
 mod lab_reference;
 mod nat_lab;
 mod serve_and_stun;
+mod turn;

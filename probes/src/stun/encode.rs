@@ -129,6 +129,34 @@ impl<'b> MessageWriter<'b> {
         self
     }
 
+    /// Append an attribute of `len` bytes whose value is computed over the message before it,
+    /// with the header's length field already counting the new attribute: the rule of
+    /// MESSAGE-INTEGRITY (RFC 8489 §14.5) and MESSAGE-INTEGRITY-SHA256 (§14.6). `compute`
+    /// returns the value; it is cut or zero-padded to `len`.
+    pub fn attr_over_message(
+        &mut self,
+        kind: u16,
+        len: usize,
+        compute: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> &mut Self {
+        let before = self.buf.len();
+        self.attr_with(kind, len, |_| {});
+        let value = self
+            .buf
+            .get(self.start..before)
+            .map(compute)
+            .unwrap_or_default();
+        if let Some(slot) = self.buf.get_mut(before + 4..before + 4 + len) {
+            for (o, v) in slot
+                .iter_mut()
+                .zip(value.iter().chain(std::iter::repeat(&0)))
+            {
+                *o = *v;
+            }
+        }
+        self
+    }
+
     /// The message's transaction id.
     pub fn transaction_id(&self) -> TransactionId {
         self.buf

@@ -1,0 +1,418 @@
+//! Drive ONE sans-IO [`Probe`] over a TCP or TLS connection (TURN over TCP/TLS, RFC 8656 §3.1,
+//! RFC 6062 §2 for the framing).
+//!
+//! Transmits on [`LocalSocket::Default`] go down the stream as they are (the probe already
+//! padded ChannelData to four bytes, RFC 8656 §12.5); transmits on [`LocalSocket::Private`]
+//! leave from plain UDP sockets bound for the probe (a relay benchmark's peer socket). What
+//! arrives on the stream is cut into STUN messages and ChannelData messages by
+//! [`probes::turn::channel::StreamFramer`] and handed to the probe as coming from the server.
+//!
+//! Every write is bounded by `io_timeout`; reads wait at most until the probe's next timeout;
+//! the connection and the TLS handshake each have `connect_timeout`. Cancellation
+//! ([`Cancel`]) asks the probe to `cancel`; a probe with cleanup to do (a TURN allocation to
+//! release) keeps running for at most `drain`. If the stream breaks, the probe is told to
+//! cancel and its timers are fast-forwarded without I/O so it still produces its output (with
+//! the failure visible in it, e.g. a release that timed out).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use probes::turn::channel::StreamFramer;
+use probes::{LocalSocket, Probe};
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::driver::Cancel;
+use crate::tcp::{ConnectOutcome, classify_connect_error};
+use crate::udp::{routed_source, wildcard_for};
+
+/// Errors preparing a stream run (bad TLS settings). What happens on the wire is reported in
+/// [`StreamRun`], not as an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The extra CA file could not be read or holds no certificate.
+    #[error("cannot use CA file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The TLS configuration was refused by rustls.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The host is not a valid TLS server name.
+    #[error("{host:?} is not a valid TLS server name")]
+    ServerName {
+        /// The host.
+        host: String,
+    },
+}
+
+/// Plain TCP or TLS.
+#[derive(Clone, Debug)]
+pub enum Security {
+    /// TCP.
+    Plain,
+    /// TLS over TCP, verified against `config`'s roots for `server_name`.
+    Tls {
+        /// The name (or IP) the certificate must match.
+        server_name: ServerName<'static>,
+        /// rustls client configuration.
+        config: Arc<rustls::ClientConfig>,
+    },
+}
+
+impl Security {
+    /// TLS with the webpki roots plus, optionally, the certificates of a PEM file (a private
+    /// CA, or a self-signed server certificate in a lab), using ring.
+    pub fn tls(host: &str, extra_ca: Option<&std::path::Path>) -> Result<Self, StreamError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = extra_ca {
+            let err = |reason: String| StreamError::CaFile {
+                path: path.display().to_string(),
+                reason,
+            };
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| err(e.to_string()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| err(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(err("no certificate in the file".into()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| err(e.to_string()))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let server_name = ServerName::try_from(host.to_string())
+            .map_err(|_| StreamError::ServerName { host: host.into() })?;
+        Ok(Security::Tls {
+            server_name,
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Timeouts of a stream run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// TCP connect, and separately the TLS handshake.
+    pub connect_timeout: Duration,
+    /// Each write.
+    pub io_timeout: Duration,
+    /// After cancellation, how long a probe with cleanup may keep running.
+    pub drain: Duration,
+    /// Cap on the whole run (then it stops as if cancelled).
+    pub deadline: Option<Duration>,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(5),
+            drain: Duration::from_secs(2),
+            deadline: None,
+        }
+    }
+}
+
+/// What a stream run produced.
+#[derive(Debug)]
+pub struct StreamRun<O> {
+    /// The probe's output (`None` when it could not finish, e.g. no connection).
+    pub output: Option<O>,
+    /// How the connection went.
+    pub connect: ConnectOutcome,
+    /// TLS version and cipher suite, when TLS.
+    pub tls: Option<String>,
+    /// Why the stream ended early, if it did.
+    pub error: Option<String>,
+    /// Cancelled (Ctrl-C).
+    pub interrupted: bool,
+    /// The global deadline was reached.
+    pub deadline_reached: bool,
+}
+
+/// How often the loop looks at the cancellation flag.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+/// Iterations allowed when fast-forwarding a probe whose stream broke.
+const FAST_FORWARD_STEPS: usize = 1000;
+
+/// Run `probe` over a new connection to `server`.
+pub async fn run_stream<P: Probe>(
+    mut probe: P,
+    server: SocketAddr,
+    security: Security,
+    opts: StreamOptions,
+    cancel: Cancel,
+) -> StreamRun<P::Output> {
+    let start = Instant::now();
+    let mut run = StreamRun {
+        output: None,
+        connect: ConnectOutcome::Timeout,
+        tls: None,
+        error: None,
+        interrupted: false,
+        deadline_reached: false,
+    };
+    let tcp = match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(server)).await {
+        Err(_) => return run,
+        Ok(Err(e)) => {
+            run.connect = classify_connect_error(&e);
+            return run;
+        }
+        Ok(Ok(s)) => s,
+    };
+    run.connect = ConnectOutcome::Connected {
+        time: start.elapsed(),
+    };
+    let _ = tcp.set_nodelay(true);
+    if let Ok(local) = tcp.local_addr() {
+        probe.handle_local_addr(LocalSocket::Default, local);
+    }
+    match security {
+        Security::Plain => drive(probe, server, tcp, opts, cancel, start, run).await,
+        Security::Tls {
+            server_name,
+            config,
+        } => {
+            let connector = tokio_rustls::TlsConnector::from(config);
+            match tokio::time::timeout(opts.connect_timeout, connector.connect(server_name, tcp))
+                .await
+            {
+                Err(_) => {
+                    run.error = Some("TLS handshake timed out".into());
+                    run
+                }
+                Ok(Err(e)) => {
+                    run.error = Some(format!("TLS handshake failed: {e}"));
+                    run
+                }
+                Ok(Ok(tls)) => {
+                    let (_, conn) = tls.get_ref();
+                    run.tls = Some(
+                        format!(
+                            "{:?} {:?}",
+                            conn.protocol_version()
+                                .map_or_else(|| "?".to_string(), |v| format!("{v:?}")),
+                            conn.negotiated_cipher_suite()
+                                .map_or_else(|| "?".to_string(), |c| format!("{:?}", c.suite()))
+                        )
+                        .replace('"', ""),
+                    );
+                    drive(probe, server, tls, opts, cancel, start, run).await
+                }
+            }
+        }
+    }
+}
+
+struct UdpDatagram {
+    from: SocketAddr,
+    data: Vec<u8>,
+}
+
+async fn bind_private<P: Probe>(
+    probe: &mut P,
+    tx: &mpsc::Sender<UdpDatagram>,
+) -> io::Result<Vec<(Arc<UdpSocket>, tokio::task::JoinHandle<()>)>> {
+    let mut out = Vec::new();
+    let Some(req) = probe.private_sockets() else {
+        return Ok(out);
+    };
+    let source = routed_source(&req.toward).ok();
+    for n in 0..req.count {
+        let sock = Arc::new(UdpSocket::bind(wildcard_for(&req.toward)).await?);
+        let mut local = sock.local_addr()?;
+        if let Some(ip) = source {
+            local.set_ip(ip);
+        }
+        probe.handle_local_addr(LocalSocket::Private(n), local);
+        let reader = sock.clone();
+        let tx = tx.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                match reader.recv_from(&mut buf).await {
+                    Ok((len, from)) => {
+                        let data = buf.get(..len).unwrap_or(&[]).to_vec();
+                        // A full queue drops the datagram: memory stays bounded.
+                        let _ = tx.try_send(UdpDatagram { from, data });
+                    }
+                    // ICMP errors surface here; keep reading.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                }
+            }
+        });
+        out.push((sock, task));
+    }
+    Ok(out)
+}
+
+async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
+    mut probe: P,
+    server: SocketAddr,
+    stream: S,
+    opts: StreamOptions,
+    cancel: Cancel,
+    start: Instant,
+    mut run: StreamRun<P::Output>,
+) -> StreamRun<P::Output> {
+    let (tx, mut rx) = mpsc::channel::<UdpDatagram>(1024);
+    let udp = match bind_private(&mut probe, &tx).await {
+        Ok(s) => s,
+        Err(e) => {
+            run.error = Some(format!("cannot bind a UDP socket: {e}"));
+            return run;
+        }
+    };
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut framer = StreamFramer::new();
+    let mut rbuf = vec![0u8; 65536];
+    let mut out = Vec::with_capacity(2048);
+    let deadline_at = opts.deadline.map(|d| start + d);
+    let mut drain_until: Option<Instant> = None;
+    let mut broken = false;
+    loop {
+        let now = Instant::now();
+        if drain_until.is_none() {
+            let timed_out = deadline_at.is_some_and(|t| now >= t);
+            if cancel.is_cancelled() || timed_out {
+                run.interrupted = cancel.is_cancelled();
+                run.deadline_reached = timed_out && !run.interrupted;
+                if !probe.cancel(now) {
+                    break;
+                }
+                drain_until = Some(now + opts.drain);
+            }
+        }
+        if drain_until.is_some_and(|t| now >= t) {
+            break;
+        }
+        if probe.poll_timeout().is_some_and(|t| t <= now) {
+            probe.handle_timeout(now);
+        }
+        // Transmit everything due.
+        loop {
+            out.clear();
+            let Some(t) = probe.poll_transmit(Instant::now(), &mut out) else {
+                break;
+            };
+            match t.local {
+                LocalSocket::Default => {
+                    match tokio::time::timeout(opts.io_timeout, wr.write_all(&out)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            run.error = Some(format!("write failed: {e}"));
+                            broken = true;
+                        }
+                        Err(_) => {
+                            run.error = Some("write timed out".into());
+                            broken = true;
+                        }
+                    }
+                }
+                LocalSocket::Private(n) => {
+                    if let Some((sock, _)) = udp.get(usize::from(n)) {
+                        let _ = sock.try_send_to(&out, t.destination);
+                    }
+                }
+            }
+            if broken {
+                break;
+            }
+        }
+        if broken || probe.is_done() {
+            break;
+        }
+        let mut wake = probe.poll_timeout();
+        for t in [deadline_at.filter(|_| drain_until.is_none()), drain_until]
+            .into_iter()
+            .flatten()
+        {
+            wake = Some(wake.map_or(t, |w| w.min(t)));
+        }
+        let poll_cancel = Instant::now() + CANCEL_POLL;
+        let wake = wake.map_or(poll_cancel, |w| w.min(poll_cancel));
+        tokio::select! {
+            r = rd.read(&mut rbuf) => match r {
+                Ok(0) => {
+                    run.error = Some(format!(
+                        "server closed the connection ({} bytes of an unfinished message)",
+                        framer.buffered()
+                    ));
+                    broken = true;
+                }
+                Ok(n) => {
+                    framer.push(rbuf.get(..n).unwrap_or(&[]));
+                    loop {
+                        match framer.next_frame() {
+                            Ok(Some(frame)) => {
+                                let _ = probe.handle_input(Instant::now(), server, frame.bytes());
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                run.error = Some(e.to_string());
+                                broken = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    run.error = Some(format!("read failed: {e}"));
+                    broken = true;
+                }
+            },
+            Some(d) = rx.recv() => {
+                let _ = probe.handle_input(Instant::now(), d.from, &d.data);
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        if broken {
+            break;
+        }
+    }
+    if broken && !probe.is_done() {
+        fast_forward(&mut probe);
+    }
+    for (_, task) in &udp {
+        task.abort();
+    }
+    let _ = tokio::time::timeout(opts.io_timeout, wr.shutdown()).await;
+    run.output = probe.take_output();
+    run
+}
+
+/// The stream is gone: cancel the probe and run its timers out without I/O, so it concludes
+/// (reporting the requests that never got an answer).
+fn fast_forward<P: Probe>(probe: &mut P) {
+    let mut now = Instant::now();
+    probe.cancel(now);
+    let mut scratch = Vec::new();
+    for _ in 0..FAST_FORWARD_STEPS {
+        if probe.is_done() {
+            return;
+        }
+        while probe.poll_transmit(now, &mut scratch).is_some() {
+            scratch.clear();
+        }
+        match probe.poll_timeout() {
+            Some(t) => now = now.max(t),
+            None => now += Duration::from_secs(1),
+        }
+        probe.handle_timeout(now);
+    }
+}
