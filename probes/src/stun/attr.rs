@@ -144,9 +144,15 @@ pub fn decode_address(value: &[u8]) -> Result<SocketAddr, AddressError> {
         (FAMILY_IPV6, [_, _, p0, p1, rest @ ..]) if rest.len() == 16 => {
             let mut octets = [0u8; 16];
             octets.copy_from_slice(rest);
-            Ok(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(octets)), u16::from_be_bytes([*p0, *p1])))
+            Ok(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::from(octets)),
+                u16::from_be_bytes([*p0, *p1]),
+            ))
         }
-        (FAMILY_IPV4 | FAMILY_IPV6, _) => Err(AddressError::BadLength { family, len: value.len() }),
+        (FAMILY_IPV4 | FAMILY_IPV6, _) => Err(AddressError::BadLength {
+            family,
+            len: value.len(),
+        }),
         _ => Err(AddressError::UnknownFamily(family)),
     }
 }
@@ -209,7 +215,9 @@ pub(crate) fn write_address(out: &mut [u8], addr: &SocketAddr) {
 }
 
 /// Flags of CHANGE-REQUEST, RFC 5780 §7.2.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct ChangeRequest {
     /// "change IP" flag (0x4).
     pub change_ip: bool,
@@ -226,7 +234,10 @@ impl ChangeRequest {
     /// Read the flags; other bits are ignored as RFC 5780 §7.2 requires.
     pub fn from_value(value: &[u8]) -> Option<Self> {
         let v = u32::from_be_bytes(value.try_into().ok()?);
-        Some(Self { change_ip: v & 4 != 0, change_port: v & 2 != 0 })
+        Some(Self {
+            change_ip: v & 4 != 0,
+            change_port: v & 2 != 0,
+        })
     }
 }
 
@@ -263,9 +274,15 @@ pub fn decode_error_code(value: &[u8]) -> Result<ErrorCode<'_>, ErrorCodeError> 
     };
     let class = class & 0x07;
     if !(3..=6).contains(&class) || *number > 99 {
-        return Err(ErrorCodeError::OutOfRange { class, number: *number });
+        return Err(ErrorCodeError::OutOfRange {
+            class,
+            number: *number,
+        });
     }
-    Ok(ErrorCode { code: u16::from(class) * 100 + u16::from(*number), reason })
+    Ok(ErrorCode {
+        code: u16::from(class) * 100 + u16::from(*number),
+        reason,
+    })
 }
 
 #[cfg(test)]
@@ -275,7 +292,10 @@ mod tests {
     #[test]
     fn xor_is_an_involution_for_both_families() {
         let tid = TransactionId([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
-        for a in ["192.0.2.1:32853", "[2001:db8:1234:5678:11:2233:4455:6677]:32853"] {
+        for a in [
+            "192.0.2.1:32853",
+            "[2001:db8:1234:5678:11:2233:4455:6677]:32853",
+        ] {
             let a: SocketAddr = a.parse().unwrap();
             assert_ne!(xor_address(a, &tid), a);
             assert_eq!(xor_address(xor_address(a, &tid), &tid), a);
@@ -284,9 +304,18 @@ mod tests {
 
     #[test]
     fn address_rejects_wrong_lengths_and_families() {
-        assert_eq!(decode_address(&[0, 1, 0, 1, 1, 2, 3]), Err(AddressError::BadLength { family: 1, len: 7 }));
-        assert_eq!(decode_address(&[0, 2, 0, 1, 1, 2, 3, 4]), Err(AddressError::BadLength { family: 2, len: 8 }));
-        assert_eq!(decode_address(&[0, 3, 0, 1, 1, 2, 3, 4]), Err(AddressError::UnknownFamily(3)));
+        assert_eq!(
+            decode_address(&[0, 1, 0, 1, 1, 2, 3]),
+            Err(AddressError::BadLength { family: 1, len: 7 })
+        );
+        assert_eq!(
+            decode_address(&[0, 2, 0, 1, 1, 2, 3, 4]),
+            Err(AddressError::BadLength { family: 2, len: 8 })
+        );
+        assert_eq!(
+            decode_address(&[0, 3, 0, 1, 1, 2, 3, 4]),
+            Err(AddressError::UnknownFamily(3))
+        );
         assert_eq!(decode_address(&[]), Err(AddressError::UnknownFamily(0)));
         let a = decode_address(&[0, 1, 0x12, 0x34, 10, 0, 0, 1]).unwrap();
         assert_eq!(a, "10.0.0.1:4660".parse().unwrap());
@@ -304,21 +333,36 @@ mod tests {
 
     #[test]
     fn error_code_bounds() {
-        assert_eq!(decode_error_code(&[0, 0, 4, 1, b'x']).unwrap(), ErrorCode { code: 401, reason: b"x" });
+        assert_eq!(
+            decode_error_code(&[0, 0, 4, 1, b'x']).unwrap(),
+            ErrorCode {
+                code: 401,
+                reason: b"x"
+            }
+        );
         assert_eq!(decode_error_code(&[0, 0, 4]), Err(ErrorCodeError::Short));
         assert_eq!(
             decode_error_code(&[0, 0, 2, 0]),
-            Err(ErrorCodeError::OutOfRange { class: 2, number: 0 })
+            Err(ErrorCodeError::OutOfRange {
+                class: 2,
+                number: 0
+            })
         );
         assert_eq!(
             decode_error_code(&[0, 0, 4, 100]),
-            Err(ErrorCodeError::OutOfRange { class: 4, number: 100 })
+            Err(ErrorCodeError::OutOfRange {
+                class: 4,
+                number: 100
+            })
         );
     }
 
     #[test]
     fn change_request_flags() {
-        let c = ChangeRequest { change_ip: true, change_port: true };
+        let c = ChangeRequest {
+            change_ip: true,
+            change_port: true,
+        };
         assert_eq!(c.to_u32(), 6);
         assert_eq!(ChangeRequest::from_value(&6u32.to_be_bytes()), Some(c));
         assert_eq!(ChangeRequest::from_value(&[0, 0, 6]), None);

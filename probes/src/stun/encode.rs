@@ -47,10 +47,11 @@ impl<'b> MessageWriter<'b> {
     pub fn attr(&mut self, kind: u16, value: &[u8]) -> &mut Self {
         let value = value.get(..usize::from(u16::MAX)).unwrap_or(value);
         self.buf.extend_from_slice(&kind.to_be_bytes());
-        self.buf.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(value.len() as u16).to_be_bytes());
         self.buf.extend_from_slice(value);
         let pad = (4 - value.len() % 4) % 4;
-        self.buf.extend_from_slice(&[0u8; 3][..pad]);
+        self.buf.resize(self.buf.len() + pad, 0);
         self.set_length();
         self
     }
@@ -70,7 +71,9 @@ impl<'b> MessageWriter<'b> {
     /// A MAPPED-ADDRESS-style attribute (MAPPED-ADDRESS, OTHER-ADDRESS, RESPONSE-ORIGIN),
     /// RFC 8489 §14.1, RFC 5780 §7.3–7.4.
     pub fn address(&mut self, kind: u16, addr: &SocketAddr) -> &mut Self {
-        self.attr_with(kind, attr::address_len(addr), |out| attr::write_address(out, addr))
+        self.attr_with(kind, attr::address_len(addr), |out| {
+            attr::write_address(out, addr)
+        })
     }
 
     /// An XOR-MAPPED-ADDRESS-style attribute (XOR-MAPPED-ADDRESS, XOR-PEER-ADDRESS,
@@ -128,7 +131,10 @@ impl<'b> MessageWriter<'b> {
 
     /// The message's transaction id.
     pub fn transaction_id(&self) -> TransactionId {
-        self.buf.get(self.start..).and_then(TransactionId::peek).unwrap_or(TransactionId([0; 12]))
+        self.buf
+            .get(self.start..)
+            .and_then(TransactionId::peek)
+            .unwrap_or(TransactionId([0; 12]))
     }
 
     /// The bytes of this message written so far.
@@ -183,7 +189,10 @@ mod tests {
         let req = BindingRequest {
             transaction_id: TransactionId([0xAB; 12]),
             software: Some("stunmap"),
-            change_request: Some(ChangeRequest { change_ip: true, change_port: false }),
+            change_request: Some(ChangeRequest {
+                change_ip: true,
+                change_port: false,
+            }),
             fingerprint: true,
         };
         let mut buf = vec![0xEE; 3];
@@ -197,7 +206,10 @@ mod tests {
         let v = StunView::parse(msg).unwrap();
         assert_eq!(v.fingerprint(), Fingerprint::Valid);
         let attrs: Vec<_> = v.attributes().map(|(k, _)| k).collect();
-        assert_eq!(attrs, vec![attr::SOFTWARE, attr::CHANGE_REQUEST, attr::FINGERPRINT]);
+        assert_eq!(
+            attrs,
+            vec![attr::SOFTWARE, attr::CHANGE_REQUEST, attr::FINGERPRINT]
+        );
         let (_, cr) = v.attributes().nth(1).unwrap();
         assert_eq!(ChangeRequest::from_value(cr), req.change_request);
     }
@@ -206,17 +218,31 @@ mod tests {
     fn software_is_cut_at_127_characters() {
         let long = "é".repeat(200);
         let mut buf = Vec::new();
-        let mut w = MessageWriter::new(&mut buf, MessageType::BINDING_REQUEST, &TransactionId([0; 12]));
+        let mut w = MessageWriter::new(
+            &mut buf,
+            MessageType::BINDING_REQUEST,
+            &TransactionId([0; 12]),
+        );
         w.software(&long);
         let n = w.finish();
         let v = StunView::parse(&buf[..n]).unwrap();
-        assert_eq!(std::str::from_utf8(v.software().unwrap()).unwrap().chars().count(), 127);
+        assert_eq!(
+            std::str::from_utf8(v.software().unwrap())
+                .unwrap()
+                .chars()
+                .count(),
+            127
+        );
     }
 
     #[test]
     fn error_code_round_trip() {
         let mut buf = Vec::new();
-        let mut w = MessageWriter::new(&mut buf, MessageType::BINDING_ERROR, &TransactionId([0; 12]));
+        let mut w = MessageWriter::new(
+            &mut buf,
+            MessageType::BINDING_ERROR,
+            &TransactionId([0; 12]),
+        );
         w.error_code(420, "Unknown Attribute");
         w.finish();
         let v = StunView::parse(&buf).unwrap();

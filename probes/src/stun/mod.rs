@@ -149,7 +149,10 @@ impl MessageType {
     pub fn from_u16(t: u16) -> Self {
         let method = (t & 0x000F) | ((t & 0x00E0) >> 1) | ((t & 0x3E00) >> 2);
         let class = ((t >> 4) & 1) | ((t >> 7) & 2);
-        Self { class: Class::from_bits(class), method: Method(method) }
+        Self {
+            class: Class::from_bits(class),
+            method: Method(method),
+        }
     }
 }
 
@@ -169,8 +172,14 @@ mod tests {
         assert_eq!(MessageType::BINDING_REQUEST.to_u16(), 0x0001);
         assert_eq!(MessageType::BINDING_SUCCESS.to_u16(), 0x0101);
         assert_eq!(MessageType::BINDING_ERROR.to_u16(), 0x0111);
-        assert_eq!(MessageType::new(Class::Request, Method::ALLOCATE).to_u16(), 0x0003);
-        assert_eq!(MessageType::new(Class::Indication, Method::DATA).to_u16(), 0x0017);
+        assert_eq!(
+            MessageType::new(Class::Request, Method::ALLOCATE).to_u16(),
+            0x0003
+        );
+        assert_eq!(
+            MessageType::new(Class::Indication, Method::DATA).to_u16(),
+            0x0017
+        );
     }
 
     #[test]

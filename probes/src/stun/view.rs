@@ -117,9 +117,15 @@ pub fn check_header(buf: &[u8]) -> Result<(MessageType, TransactionId), ParseErr
     }
     let actual = buf.len() - HEADER_LEN;
     if usize::from(len) != actual {
-        return Err(ParseError::LengthMismatch { declared: len, actual });
+        return Err(ParseError::LengthMismatch {
+            declared: len,
+            actual,
+        });
     }
-    Ok((MessageType::from_u16(u16::from_be_bytes([t0, t1])), TransactionId(tid)))
+    Ok((
+        MessageType::from_u16(u16::from_be_bytes([t0, t1])),
+        TransactionId(tid),
+    ))
 }
 
 impl<'a> StunView<'a> {
@@ -166,7 +172,10 @@ impl<'a> StunView<'a> {
                         if slot.start == 0 {
                             // Lossless: `start` < buf.len() <= 20 + 65535 and `len` came from
                             // a u16.
-                            *slot = Slot { start: start as u32, len: len as u16 };
+                            *slot = Slot {
+                                start: start as u32,
+                                len: len as u16,
+                            };
                         }
                     }
                 } else if attr::is_comprehension_required(kind)
@@ -236,19 +245,23 @@ impl<'a> StunView<'a> {
     /// Iterate over every attribute as `(type, value)`, in order. The walk was validated by
     /// [`StunView::parse`], so the iterator yields every attribute.
     pub fn attributes(&self) -> Attributes<'a> {
-        Attributes { rest: self.buf.get(HEADER_LEN..).unwrap_or(&[]) }
+        Attributes {
+            rest: self.buf.get(HEADER_LEN..).unwrap_or(&[]),
+        }
     }
 
     /// XOR-MAPPED-ADDRESS, RFC 8489 §14.2.
     pub fn xor_mapped_address(&self) -> Option<Result<SocketAddr, AddressError>> {
         let tid = self.transaction_id();
-        self.value(attr::XOR_MAPPED_ADDRESS).map(|v| attr::decode_xor_address(v, &tid))
+        self.value(attr::XOR_MAPPED_ADDRESS)
+            .map(|v| attr::decode_xor_address(v, &tid))
     }
 
     /// XOR-RELAYED-ADDRESS, RFC 8656 §18.5.
     pub fn xor_relayed_address(&self) -> Option<Result<SocketAddr, AddressError>> {
         let tid = self.transaction_id();
-        self.value(attr::XOR_RELAYED_ADDRESS).map(|v| attr::decode_xor_address(v, &tid))
+        self.value(attr::XOR_RELAYED_ADDRESS)
+            .map(|v| attr::decode_xor_address(v, &tid))
     }
 
     /// MAPPED-ADDRESS, RFC 8489 §14.1.
@@ -353,7 +366,10 @@ mod tests {
     fn response(tid: TransactionId) -> Vec<u8> {
         let mut buf = Vec::new();
         let mut w = MessageWriter::new(&mut buf, MessageType::BINDING_SUCCESS, &tid);
-        w.xor_address(attr::XOR_MAPPED_ADDRESS, &"192.0.2.1:32853".parse().unwrap());
+        w.xor_address(
+            attr::XOR_MAPPED_ADDRESS,
+            &"192.0.2.1:32853".parse().unwrap(),
+        );
         w.software("test");
         w.fingerprint();
         buf
@@ -364,19 +380,31 @@ mod tests {
         let tid = TransactionId([3; 12]);
         let good = response(tid);
         assert!(StunView::parse(&good).is_ok());
-        assert_eq!(StunView::parse(&good[..19]).unwrap_err(), ParseError::TooShort(19));
+        assert_eq!(
+            StunView::parse(&good[..19]).unwrap_err(),
+            ParseError::TooShort(19)
+        );
         let mut bad = good.clone();
         bad[0] |= 0x80;
         assert_eq!(StunView::parse(&bad).unwrap_err(), ParseError::NotStun);
         let mut bad = good.clone();
         bad[4] = 0;
-        assert!(matches!(StunView::parse(&bad).unwrap_err(), ParseError::BadCookie(_)));
+        assert!(matches!(
+            StunView::parse(&bad).unwrap_err(),
+            ParseError::BadCookie(_)
+        ));
         let mut bad = good.clone();
         bad[3] = bad[3].wrapping_add(1);
-        assert!(matches!(StunView::parse(&bad).unwrap_err(), ParseError::UnalignedLength(_)));
+        assert!(matches!(
+            StunView::parse(&bad).unwrap_err(),
+            ParseError::UnalignedLength(_)
+        ));
         let mut bad = good.clone();
         bad.extend_from_slice(&[0; 4]);
-        assert!(matches!(StunView::parse(&bad).unwrap_err(), ParseError::LengthMismatch { .. }));
+        assert!(matches!(
+            StunView::parse(&bad).unwrap_err(),
+            ParseError::LengthMismatch { .. }
+        ));
     }
 
     #[test]
@@ -390,7 +418,10 @@ mod tests {
         buf[23] = 8;
         assert_eq!(
             StunView::parse(&buf).unwrap_err(),
-            ParseError::AttributeOverrun { kind: attr::SOFTWARE, offset: 20 }
+            ParseError::AttributeOverrun {
+                kind: attr::SOFTWARE,
+                offset: 20
+            }
         );
     }
 
@@ -399,9 +430,15 @@ mod tests {
         let tid = TransactionId([9; 12]);
         let buf = response(tid);
         let v = StunView::parse(&buf).unwrap();
-        assert_eq!(v.message_type(), MessageType::new(Class::SuccessResponse, Method::BINDING));
+        assert_eq!(
+            v.message_type(),
+            MessageType::new(Class::SuccessResponse, Method::BINDING)
+        );
         assert_eq!(v.transaction_id(), tid);
-        assert_eq!(v.xor_mapped_address(), Some(Ok("192.0.2.1:32853".parse().unwrap())));
+        assert_eq!(
+            v.xor_mapped_address(),
+            Some(Ok("192.0.2.1:32853".parse().unwrap()))
+        );
         assert_eq!(v.software(), Some(&b"test"[..]));
         assert_eq!(v.fingerprint(), Fingerprint::Valid);
         assert_eq!(v.mapped_address(), None);
@@ -415,14 +452,20 @@ mod tests {
         let mut buf = response(tid);
         let n = buf.len();
         buf[n - 1] ^= 1;
-        assert_eq!(StunView::parse(&buf).unwrap().fingerprint(), Fingerprint::Invalid);
+        assert_eq!(
+            StunView::parse(&buf).unwrap().fingerprint(),
+            Fingerprint::Invalid
+        );
 
         let mut buf = Vec::new();
         let mut w = MessageWriter::new(&mut buf, MessageType::BINDING_SUCCESS, &tid);
         w.fingerprint();
         w.software("after");
         w.finish();
-        assert_eq!(StunView::parse(&buf).unwrap().fingerprint(), Fingerprint::Invalid);
+        assert_eq!(
+            StunView::parse(&buf).unwrap().fingerprint(),
+            Fingerprint::Invalid
+        );
     }
 
     #[test]
@@ -458,7 +501,10 @@ mod tests {
         w.software("first");
         w.software("second");
         w.finish();
-        assert_eq!(StunView::parse(&buf).unwrap().software(), Some(&b"first"[..]));
+        assert_eq!(
+            StunView::parse(&buf).unwrap().software(),
+            Some(&b"first"[..])
+        );
     }
 
     #[test]
