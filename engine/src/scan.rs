@@ -10,7 +10,7 @@ use probes::binding::{BindingConfig, BindingOutcome, BindingStatus, BindingTrans
 use probes::stun::TransactionId;
 use probes::sweep::{StunOverTcp, TcpPortResult, TcpState};
 use probes::{Probe, Retransmit};
-use tokio::net::{TcpSocket, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::task::JoinSet;
 
 use crate::driver::Cancel;
@@ -62,66 +62,13 @@ pub fn connect_error_state(e: &io::Error) -> TcpState {
     }
 }
 
-async fn probe_tcp_port(addr: SocketAddr, cfg: TcpScanConfig, tid: TransactionId) -> TcpPortResult {
-    let start = Instant::now();
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    };
-    let mut result = TcpPortResult {
-        port: addr.port(),
-        state: TcpState::Filtered,
-        connect_time: None,
-        stun: StunOverTcp::NotTried,
-    };
-    let Ok(socket) = socket else {
-        return result;
-    };
-    // Close with a reset rather than lingering in TIME_WAIT: a sweep opens many connections,
-    // and an abortive close (SO_LINGER 0) never blocks.
-    let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
-    let stream = match tokio::time::timeout(cfg.connect_timeout, socket.connect(addr)).await {
-        Err(_) => return result,
-        Ok(Err(e)) => {
-            result.state = connect_error_state(&e);
-            if result.state != TcpState::Filtered {
-                result.connect_time = Some(start.elapsed());
-            }
-            return result;
-        }
-        Ok(Ok(s)) => s,
-    };
-    result.state = TcpState::Open;
-    result.connect_time = Some(start.elapsed());
-    if cfg.stun {
-        let _ = stream.set_nodelay(true);
-        let config = BindingConfig {
-            retransmit: Retransmit {
-                rto: cfg.stun_timeout,
-                rc: 1,
-                rm: 1,
-                deadline: Some(cfg.stun_timeout),
-            },
-            ..BindingConfig::default()
-        };
-        let deadline = Instant::now() + cfg.stun_timeout;
-        let (outcome, _) =
-            crate::tcp::exchange(stream, BindingTransaction::new(tid, addr, config), deadline)
-                .await;
-        result.stun = match outcome.status {
-            BindingStatus::Success(r) => StunOverTcp::Answered {
-                software: r.software,
-            },
-            BindingStatus::Error { .. } => StunOverTcp::Answered { software: None },
-            BindingStatus::Timeout => StunOverTcp::NoStun,
-        };
-    }
-    result
-}
-
 /// Connect to every port of `ports` on `ip`, at most `cfg.concurrency` at once and within the
 /// descriptor budget, calling `on_result` as each finishes. Returns whether it was cancelled.
+///
+/// The connects run on a blocking thread that drives non-blocking sockets with `poll(2)`
+/// (socket, connect, one shared poll, getsockopt, close: no per-socket event-loop
+/// registration), which is what makes a large sweep fast. Open connections are handed back to
+/// async tasks for the STUN check through a bounded channel, so descriptors stay bounded.
 pub async fn tcp_scan(
     ip: IpAddr,
     ports: &[u16],
@@ -130,61 +77,290 @@ pub async fn tcp_scan(
     mut new_tid: impl FnMut() -> TransactionId,
     mut on_result: impl FnMut(TcpPortResult),
 ) -> bool {
-    let window = crate::fd::tcp_budget(cfg.concurrency.max(1));
-    let mut bucket = cfg.rate.map(|r| TokenBucket::new(r, Instant::now()));
-    let mut set = JoinSet::new();
+    let budget = crate::fd::tcp_budget(cfg.concurrency.max(1).saturating_mul(2));
+    let window = (budget / 2).max(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u16, Connected)>(window);
+    let ports_owned = ports.to_vec();
+    let sweep_cancel = cancel.clone();
+    let sweeper = tokio::task::spawn_blocking(move || {
+        connect_many_blocking(
+            ip,
+            &ports_owned,
+            cfg.connect_timeout,
+            window,
+            cfg.rate,
+            &sweep_cancel,
+            |port, c| tx.blocking_send((port, c)).is_ok(),
+        )
+    });
+    let mut stun_set: JoinSet<TcpPortResult> = JoinSet::new();
+    let mut channel_open = true;
+    while channel_open || !stun_set.is_empty() {
+        tokio::select! {
+            msg = rx.recv(), if channel_open && stun_set.len() < window => match msg {
+                None => channel_open = false,
+                Some((port, Connected::Open { time, stream })) => {
+                    let addr = SocketAddr::new(ip, port);
+                    match (cfg.stun, tokio::net::TcpStream::from_std(stream)) {
+                        (true, Ok(stream)) => {
+                            let tid = new_tid();
+                            stun_set.spawn(stun_check(addr, stream, time, cfg.stun_timeout, tid));
+                        }
+                        _ => on_result(TcpPortResult {
+                            port,
+                            state: TcpState::Open,
+                            connect_time: Some(time),
+                            stun: StunOverTcp::NotTried,
+                        }),
+                    }
+                }
+                Some((port, Connected::Closed { state, time })) => on_result(TcpPortResult {
+                    port,
+                    state,
+                    connect_time: time,
+                    stun: StunOverTcp::NotTried,
+                }),
+            },
+            Some(r) = stun_set.join_next(), if !stun_set.is_empty() => {
+                if let Ok(r) = r {
+                    on_result(r);
+                }
+            }
+        }
+    }
+    matches!(sweeper.await, Ok(true)) || cancel.is_cancelled()
+}
+
+async fn stun_check(
+    addr: SocketAddr,
+    stream: tokio::net::TcpStream,
+    time: Duration,
+    timeout: Duration,
+    tid: TransactionId,
+) -> TcpPortResult {
+    let _ = stream.set_nodelay(true);
+    let config = BindingConfig {
+        retransmit: Retransmit {
+            rto: timeout,
+            rc: 1,
+            rm: 1,
+            deadline: Some(timeout),
+        },
+        ..BindingConfig::default()
+    };
+    let deadline = Instant::now() + timeout;
+    let (outcome, _) =
+        crate::tcp::exchange(stream, BindingTransaction::new(tid, addr, config), deadline).await;
+    TcpPortResult {
+        port: addr.port(),
+        state: TcpState::Open,
+        connect_time: Some(time),
+        stun: match outcome.status {
+            BindingStatus::Success(r) => StunOverTcp::Answered {
+                software: r.software,
+            },
+            BindingStatus::Error { .. } => StunOverTcp::Answered { software: None },
+            BindingStatus::Timeout => StunOverTcp::NoStun,
+        },
+    }
+}
+
+/// The outcome of one connect in [`connect_many_blocking`].
+#[derive(Debug)]
+pub enum Connected {
+    /// The handshake completed; the connected (non-blocking) socket.
+    Open {
+        /// Time to the SYN-ACK.
+        time: Duration,
+        /// The connection, for a STUN check (closing it is the receiver's business).
+        stream: std::net::TcpStream,
+    },
+    /// Refused, unreachable or filtered.
+    Closed {
+        /// Which.
+        state: TcpState,
+        /// Time to the RST or ICMP error (none for a timeout).
+        time: Option<Duration>,
+    },
+}
+
+/// Connect to every port of `ports` on `ip` from the calling (blocking) thread, with at most
+/// `window` connects in flight, each given `timeout`; `each(port, outcome)` is called as they
+/// finish and returns `false` to stop. Returns whether it was cancelled.
+#[cfg(unix)]
+pub fn connect_many_blocking(
+    ip: IpAddr,
+    ports: &[u16],
+    timeout: Duration,
+    window: usize,
+    rate: Option<Rate>,
+    cancel: &Cancel,
+    mut each: impl FnMut(u16, Connected) -> bool,
+) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    struct InFlight {
+        fd: OwnedFd,
+        port: u16,
+        started: Instant,
+    }
+    let domain = if ip.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let mut bucket = rate.map(|r| TokenBucket::new(r, Instant::now()));
     let mut next = ports.iter();
     let mut exhausted = false;
+    let mut flight: Vec<InFlight> = Vec::with_capacity(window);
+    let mut pollfds: Vec<libc::pollfd> = Vec::with_capacity(window);
     loop {
         if cancel.is_cancelled() {
-            set.abort_all();
             return true;
         }
-        while !exhausted && set.len() < window {
+        // Start connects while the window and the rate allow.
+        while !exhausted && flight.len() < window {
             if let Some(b) = bucket.as_mut() {
-                let now = Instant::now();
-                if !b.take(now) {
-                    let at = b.ready_at(now);
-                    if set.is_empty() {
-                        tokio::time::sleep_until(at.into()).await;
-                        continue;
-                    }
+                if !b.take(Instant::now()) {
                     break;
                 }
             }
-            match next.next() {
-                Some(p) => {
-                    set.spawn(probe_tcp_port(SocketAddr::new(ip, *p), cfg, new_tid()));
+            let Some(&port) = next.next() else {
+                exhausted = true;
+                break;
+            };
+            let addr: socket2::SockAddr = SocketAddr::new(ip, port).into();
+            let started = Instant::now();
+            // SAFETY: plain socket(2); checked below.
+            let raw = unsafe {
+                libc::socket(
+                    domain,
+                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    0,
+                )
+            };
+            if raw < 0 {
+                // Out of descriptors or similar: report and go on.
+                if !each(
+                    port,
+                    Connected::Closed {
+                        state: TcpState::Filtered,
+                        time: None,
+                    },
+                ) {
+                    return false;
                 }
-                None => exhausted = true,
+                continue;
+            }
+            // SAFETY: a fresh descriptor we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // SAFETY: `addr` is a valid socket address of its stated length.
+            let r = unsafe {
+                libc::connect(
+                    fd.as_raw_fd(),
+                    addr.as_ptr() as *const libc::sockaddr,
+                    addr.len(),
+                )
+            };
+            let outcome = if r == 0 {
+                Some(open(fd, started))
+            } else {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINPROGRESS) {
+                    flight.push(InFlight { fd, port, started });
+                    None
+                } else {
+                    Some(Connected::Closed {
+                        state: connect_error_state(&e),
+                        time: Some(started.elapsed()),
+                    })
+                }
+            };
+            if let Some(o) = outcome {
+                if !each(port, o) {
+                    return false;
+                }
             }
         }
-        if set.is_empty() {
+        if flight.is_empty() {
+            if exhausted {
+                return false;
+            }
+            // Waiting for a token.
+            if let Some(b) = bucket.as_mut() {
+                let now = Instant::now();
+                std::thread::sleep(b.ready_at(now).saturating_duration_since(now));
+            }
+            continue;
+        }
+        // One poll over every connect in flight, until the earliest deadline (or the next
+        // token, when more can start).
+        pollfds.clear();
+        pollfds.extend(flight.iter().map(|f| libc::pollfd {
+            fd: f.fd.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        }));
+        let now = Instant::now();
+        let earliest = flight
+            .iter()
+            .map(|f| f.started + timeout)
+            .min()
+            .unwrap_or(now);
+        let mut wake = earliest;
+        if !exhausted && flight.len() < window {
+            if let Some(b) = bucket.as_mut() {
+                wake = wake.min(b.ready_at(now));
+            }
+        }
+        let wait_ms = wake.saturating_duration_since(now).as_millis().min(100) as libc::c_int;
+        // SAFETY: `pollfds` is a live array of `len` pollfd structs.
+        let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, wait_ms) };
+        if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return false;
         }
-        // Wake for a finished connect, or for the next token when the window has room.
-        let room = !exhausted && set.len() < window;
-        let token_wait = async {
-            match bucket.as_mut() {
-                Some(b) if room => {
-                    tokio::time::sleep_until(b.ready_at(Instant::now()).into()).await
-                }
-                _ => std::future::pending().await,
+        let now = Instant::now();
+        let mut i = 0;
+        while i < flight.len() {
+            let revents = pollfds.get(i).map_or(0, |p| p.revents);
+            let expired = flight.get(i).is_some_and(|f| now >= f.started + timeout);
+            if revents == 0 && !expired {
+                i += 1;
+                continue;
             }
-        };
-        tokio::select! {
-            r = set.join_next() => {
-                if let Some(Ok(r)) = r {
-                    on_result(r);
+            let f = flight.swap_remove(i);
+            // Keep `pollfds` aligned with `flight`.
+            pollfds.swap_remove(i);
+            let outcome = if revents == 0 {
+                Connected::Closed {
+                    state: TcpState::Filtered,
+                    time: None,
                 }
-                while let Some(r) = set.try_join_next() {
-                    if let Ok(r) = r {
-                        on_result(r);
-                    }
+            } else {
+                match socket2::SockRef::from(&f.fd).take_error() {
+                    Ok(None) => open(f.fd, f.started),
+                    Ok(Some(e)) | Err(e) => Connected::Closed {
+                        state: connect_error_state(&e),
+                        time: Some(f.started.elapsed()),
+                    },
                 }
+            };
+            if !each(f.port, outcome) {
+                return false;
             }
-            _ = token_wait => {}
         }
+    }
+}
+
+#[cfg(unix)]
+fn open(fd: std::os::fd::OwnedFd, started: Instant) -> Connected {
+    let time = started.elapsed();
+    // Close with a reset, not a lingering FIN, when the receiver drops it: a sweep opens many
+    // connections (SO_LINGER 0 never blocks).
+    let _ = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO));
+    Connected::Open {
+        time,
+        stream: std::net::TcpStream::from(fd),
     }
 }
 

@@ -74,7 +74,187 @@ fn raw_socket() -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` is a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Every TCP segment the host receives is copied to a raw TCP socket: give it room for a
+    // whole burst of answers (FORCE is allowed with CAP_NET_ADMIN; the plain option is capped
+    // by net.core.rmem_max).
+    let size: libc::c_int = 32 << 20;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: a valid int option value of the right length.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &size as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+    }
+    Ok(fd)
+}
+
+/// SYNs handed to one `sendmmsg`.
+const SEND_BATCH: usize = 256;
+/// Packets read per `recvmmsg`.
+const RECV_BATCH: usize = 64;
+/// Bytes kept of each packet: IP and TCP headers with options fit.
+const RECV_SNAP: usize = 128;
+
+/// Attach a classic BPF program so the kernel passes only IPv4 packets from `from` to TCP
+/// port `port` (a raw TCP socket otherwise receives a copy of every TCP segment the host
+/// gets, our own loopback SYNs included).
+fn attach_filter(fd: std::os::fd::RawFd, from: Ipv4Addr, port: u16) -> io::Result<()> {
+    // Offsets are into the IPv4 header; `ldxb 4*([0]&0xf)` loads the header length.
+    let prog = [
+        libc::sock_filter {
+            code: 0x20,
+            jt: 0,
+            jf: 0,
+            k: 12,
+        }, // ld [12]: source address
+        libc::sock_filter {
+            code: 0x15,
+            jt: 0,
+            jf: 4,
+            k: u32::from(from),
+        }, // jeq from
+        libc::sock_filter {
+            code: 0xb1,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }, // ldxb 4*([0]&0xf)
+        libc::sock_filter {
+            code: 0x48,
+            jt: 0,
+            jf: 0,
+            k: 2,
+        }, // ldh [x+2]: TCP destination port
+        libc::sock_filter {
+            code: 0x15,
+            jt: 0,
+            jf: 1,
+            k: u32::from(port),
+        }, // jeq port
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0xFFFF,
+        }, // accept
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }, // drop
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut _,
+    };
+    // SAFETY: `fprog` points at `prog`, both live for the call; the kernel copies the program.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &fprog as *const libc::sock_fprog as *const libc::c_void,
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Send SYN segments to `dest` with one `sendmmsg`; returns how many the kernel took.
+fn send_syns(
+    fd: std::os::fd::RawFd,
+    segs: &[[u8; 20]],
+    dest: &libc::sockaddr_in,
+) -> io::Result<usize> {
+    if segs.is_empty() {
+        return Ok(0);
+    }
+    let mut iovs: Vec<libc::iovec> = segs
+        .iter()
+        .map(|s| libc::iovec {
+            iov_base: s.as_ptr() as *mut libc::c_void,
+            iov_len: s.len(),
+        })
+        .collect();
+    let mut hdrs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: all-zero is a valid mmsghdr.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_name = dest as *const libc::sockaddr_in as *mut libc::c_void;
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    // SAFETY: every header points at `dest`, an iovec in `iovs` and a segment in `segs`, all
+    // live for the call; the count is the vector's length.
+    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, 0) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Read up to [`RECV_BATCH`] packets (each cut to [`RECV_SNAP`] bytes) without blocking and
+/// call `each` on them; returns how many were read.
+fn recv_batch(
+    fd: std::os::fd::RawFd,
+    bufs: &mut [[u8; RECV_SNAP]; RECV_BATCH],
+    mut each: impl FnMut(&[u8]),
+) -> usize {
+    let mut iovs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        })
+        .collect();
+    let mut hdrs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: all-zero is a valid mmsghdr.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    // SAFETY: headers point into `iovs`/`bufs`, live for the call.
+    let r = unsafe {
+        libc::recvmmsg(
+            fd,
+            hdrs.as_mut_ptr(),
+            hdrs.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if r <= 0 {
+        return 0;
+    }
+    let n = r as usize;
+    for (h, b) in hdrs.iter().zip(bufs.iter()).take(n) {
+        let len = (h.msg_len as usize).min(RECV_SNAP);
+        each(b.get(..len).unwrap_or(&[]));
+    }
+    n
 }
 
 /// RFC 1071 one's-complement sum over 16-bit words.
@@ -174,8 +354,18 @@ pub async fn syn_scan(
         unsafe { AsyncFd::register(raw_socket()?) }.map_err(|e| io::Error::other(e.to_string()))?;
     // A source port from the ephemeral range, held by a bound (unlistening) TCP socket so no
     // other connection of this host uses it meanwhile.
-    let holder = std::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(src), 0))?;
-    let sport = holder.local_addr()?.port();
+    // It must not be one of the swept ports (on loopback a SYN to itself would be read as
+    // an answer): rebind until it is not, holding the rejected ones until then.
+    let mut rejected = Vec::new();
+    let (holder, sport) = loop {
+        let l = std::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(src), 0))?;
+        let p = l.local_addr()?.port();
+        if !ports.contains(&p) || rejected.len() >= 64 {
+            break (l, p);
+        }
+        rejected.push(l);
+    };
+    drop(rejected);
     let key: u32 = rand::random();
     let dest = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
@@ -189,7 +379,8 @@ pub async fn syn_scan(
     let mut bucket = rate.map(|r| TokenBucket::new(r, start));
     let mut answers: HashMap<u16, (RawAnswer, Duration)> = HashMap::new();
     let mut report = RawReport::default();
-    let mut buf = vec![0u8; 65536];
+    let mut rbufs = [[0u8; RECV_SNAP]; RECV_BATCH];
+    attach_filter(fd.get_ref().as_raw_fd(), dst, sport)?;
     for round in 0..2u8 {
         let todo: Vec<u16> = ports
             .iter()
@@ -203,54 +394,50 @@ pub async fn syn_scan(
                 report.interrupted = true;
                 break;
             }
-            // Send what the rate allows.
+            // Send what the rate allows, a batch at a time so answers are read in between.
+            let mut segs: Vec<[u8; 20]> = Vec::with_capacity(SEND_BATCH);
             while let Some(&&port) = next.peek() {
+                if segs.len() == SEND_BATCH {
+                    break;
+                }
                 if let Some(b) = bucket.as_mut() {
                     if !b.take(Instant::now()) {
                         break;
                     }
                 }
-                let seg = syn_segment(src, dst, sport, port, seq_for(key, port));
-                // SAFETY: `seg` and `dest` are live for the call; lengths are theirs.
-                let r = unsafe {
-                    libc::sendto(
-                        fd.get_ref().as_raw_fd(),
-                        seg.as_ptr() as *const libc::c_void,
-                        seg.len(),
-                        0,
-                        &dest as *const libc::sockaddr_in as *const libc::sockaddr,
-                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    )
-                };
-                if r < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        break;
-                    }
-                    return Err(e);
-                }
+                segs.push(syn_segment(src, dst, sport, port, seq_for(key, port)));
                 next.next();
+            }
+            let mut sent = 0;
+            while sent < segs.len() {
+                match send_syns(
+                    fd.get_ref().as_raw_fd(),
+                    segs.get(sent..).unwrap_or(&[]),
+                    &dest,
+                ) {
+                    Ok(n) => sent += n.max(1),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        // The queue is full: wait until the socket drains.
+                        if let Ok(mut g) = fd.writable().await {
+                            g.clear_ready();
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if !segs.is_empty() {
                 last_send = Instant::now();
             }
-            // Read every answer queued.
-            loop {
-                // SAFETY: `buf` is live and writable for its length.
-                let n = unsafe {
-                    libc::recv(
-                        fd.get_ref().as_raw_fd(),
-                        buf.as_mut_ptr() as *mut libc::c_void,
-                        buf.len(),
-                        0,
-                    )
-                };
-                if n < 0 {
-                    break;
+            // Read every answer queued (the kernel filter passes only packets from the
+            // target to our source port).
+            let mut got: Vec<(Ipv4Addr, u8, u16, u16, u16, u8, u32)> = Vec::new();
+            while recv_batch(fd.get_ref().as_raw_fd(), &mut rbufs, |pkt| {
+                if let Some(p) = parse(pkt) {
+                    got.push(p);
                 }
-                let Some((from, ttl, ip_id, tport, to, flags, ack)) =
-                    parse(buf.get(..n as usize).unwrap_or(&[]))
-                else {
-                    continue;
-                };
+            }) > 0
+            {}
+            for (from, ttl, ip_id, tport, to, flags, ack) in got {
                 // Only answers to our SYNs: from the target, to our port, ACKing our sequence.
                 if from != dst || to != sport || flags & 0x10 == 0 {
                     continue;
@@ -277,14 +464,19 @@ pub async fn syn_scan(
             }
             let all_sent = next.peek().is_none();
             let waited = last_send.elapsed() >= timeout.min(Duration::from_secs(3));
-            let all_answered = todo.iter().all(|p| answers.contains_key(p));
+            // `ports` has no duplicates and only swept ports are recorded.
+            let all_answered = answers.len() >= ports.len();
             if all_sent && (all_answered || waited) {
                 break;
             }
             // Wait for readability, the next token, or the timeout.
             let wake = match (all_sent, bucket.as_mut()) {
                 (false, Some(b)) => b.ready_at(Instant::now()),
-                (false, None) => Instant::now(),
+                (false, None) => {
+                    // More to send right away: let other tasks run, then go on.
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 (true, _) => last_send + timeout,
             };
             tokio::select! {

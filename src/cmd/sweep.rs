@@ -314,5 +314,5 @@ fn print_human(r: &Report, full: bool) {
             println!("     {line}");
         }
     }
-    println!("     ({:.1} s)", r.elapsed_seconds);
+    println!("     ({:.2} s)", r.elapsed_seconds);
 }

@@ -17,4 +17,5 @@ mod engine_runs;
 mod lab_reference;
 mod nat_lab;
 mod serve_and_stun;
+mod sweep_lab;
 mod turn;
