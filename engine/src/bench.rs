@@ -197,3 +197,115 @@ pub fn peak_rss_bytes() -> Option<u64> {
     }
     Some(u64::try_from(u.ru_maxrss).ok()? * 1024)
 }
+
+/// How [`blast`] hands datagrams to the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlastPath {
+    /// GSO: one send call carries up to the kernel's segment limit of equal-size datagrams.
+    Gso,
+    /// `sendmmsg`: up to 64 datagrams per call, each with its own header.
+    Mmsg,
+    /// One `sendmsg` per datagram.
+    PerPacket,
+}
+
+/// What [`blast`] measured.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct BlastResult {
+    /// The send path.
+    pub path: BlastPath,
+    /// Datagrams handed to the kernel.
+    pub sent: u64,
+    /// Datagrams the receiver read (GRO trains split at their stride).
+    pub received: u64,
+    /// Seconds from the first send until the receiver stopped seeing datagrams.
+    pub elapsed: f64,
+}
+
+impl BlastResult {
+    /// Received datagrams per second.
+    pub fn rate(&self) -> f64 {
+        if self.elapsed > 0.0 {
+            self.received as f64 / self.elapsed
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Send `count` datagrams of `size` bytes to one loopback socket as fast as `path` allows,
+/// and count what a GRO-enabled receiver gets (the relay benchmark's shape: a burst to one
+/// destination).
+pub async fn blast(count: u64, size: usize, path: BlastPath) -> io::Result<BlastResult> {
+    use crate::udp::{RecvBuffers, UdpEndpoint};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+    let rx = Arc::new(UdpEndpoint::bind(lo)?);
+    let dest = rx.local_addr();
+    let tx = UdpEndpoint::bind(lo)?;
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let reader = rx.clone();
+    let recv_task = tokio::spawn(async move {
+        let mut bufs = RecvBuffers::default();
+        let mut last = Instant::now();
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), reader.readable()).await {
+                Err(_) => return last,
+                Ok(Err(_)) => return last,
+                Ok(Ok(())) => {}
+            }
+            while let Ok(n) = bufs.recv(&reader) {
+                counter.fetch_add(bufs.datagrams(n).count() as u64, Ordering::Relaxed);
+                last = Instant::now();
+            }
+        }
+    });
+    let payload = vec![0x5Au8; size.max(1)];
+    let gso = tx.max_gso_segments().clamp(1, 64);
+    let train: Vec<u8> = payload
+        .iter()
+        .copied()
+        .cycle()
+        .take(payload.len() * gso)
+        .collect();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < count {
+        let left = (count - sent) as usize;
+        let r = match path {
+            BlastPath::Gso => {
+                let n = left.min(gso);
+                let bytes = train.get(..n * payload.len()).unwrap_or(&train);
+                tx.try_send(dest, bytes, (n > 1).then_some(payload.len()))
+                    .map(|()| n)
+            }
+            BlastPath::Mmsg => {
+                let items: Vec<(SocketAddr, &[u8])> = (0..left.min(crate::udp::SEND_MMSG))
+                    .map(|_| (dest, payload.as_slice()))
+                    .collect();
+                tx.try_send_many(&items)
+            }
+            BlastPath::PerPacket => tx.try_send(dest, &payload, None).map(|()| 1),
+        };
+        match r {
+            Ok(n) => sent += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => tx.writable().await?,
+            Err(e) => return Err(e),
+        }
+        // Let the receiver run now and then on a single-threaded runtime.
+        if sent % 4096 < 64 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let last = recv_task.await.map_err(io::Error::other)?;
+    Ok(BlastResult {
+        path,
+        sent,
+        received: received.load(Ordering::Relaxed),
+        elapsed: last.saturating_duration_since(start).as_secs_f64(),
+    })
+}

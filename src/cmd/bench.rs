@@ -38,6 +38,13 @@ pub(crate) struct Args {
     /// the resident memory per transaction (0 to skip).
     #[arg(long, default_value_t = 100_000)]
     memory: usize,
+    /// Datagrams for the one-destination burst comparison (GSO vs sendmmsg vs sendmsg; 0 to
+    /// skip).
+    #[arg(long, default_value_t = 1_000_000)]
+    blast: u64,
+    /// Datagram size for the burst comparison, bytes.
+    #[arg(long, default_value_t = 100)]
+    blast_size: usize,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -70,6 +77,8 @@ struct Report {
     rounds: u32,
     paths: Vec<PathResult>,
     memory: Option<MemoryResult>,
+    blast_size: usize,
+    blast: Vec<engine::bench::BlastResult>,
     peak_rss_bytes: Option<u64>,
 }
 
@@ -180,6 +189,20 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
     } else {
         None
     };
+    let mut blast = Vec::new();
+    if args.blast > 0 {
+        use engine::bench::{BlastPath, blast as run_blast};
+        for path in [BlastPath::Gso, BlastPath::Mmsg, BlastPath::PerPacket] {
+            let mut best: Option<engine::bench::BlastResult> = None;
+            for _ in 0..args.rounds {
+                let r = rt.block_on(run_blast(args.blast, args.blast_size, path))?;
+                if best.is_none_or(|b| r.rate() > b.rate()) {
+                    best = Some(r);
+                }
+            }
+            blast.extend(best);
+        }
+    }
     let report = Report {
         schema: "stunmap.bench/1",
         ports: args.ports,
@@ -188,6 +211,8 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         rounds: args.rounds,
         paths,
         memory,
+        blast_size: args.blast_size,
+        blast,
         peak_rss_bytes: engine::bench::peak_rss_bytes(),
     };
     if args.json {
@@ -331,6 +356,21 @@ fn print_human(r: &Report) {
             m.bytes_per_transaction,
             m.size_of_binding_transaction
         );
+    }
+    if !r.blast.is_empty() {
+        println!(
+            "one destination, {}-byte datagrams (best of {} rounds):",
+            r.blast_size, r.rounds
+        );
+        for b in &r.blast {
+            println!(
+                "  {:<12} {:>12.0} datagrams/s received ({} of {} sent)",
+                format!("{:?}", b.path),
+                b.rate(),
+                b.received,
+                b.sent
+            );
+        }
     }
     if let Some(p) = r.peak_rss_bytes {
         println!(
