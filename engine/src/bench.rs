@@ -58,27 +58,24 @@ pub fn raw_loop(
     let fd = sock.as_raw_fd();
     let addrs: Vec<socket2::SockAddr> = targets.iter().map(|a| (*a).into()).collect();
 
-    let mut out = vec![0u8; BATCH * 64];
-    let mut lens = [0usize; BATCH];
     let mut inbuf = vec![0u8; BATCH * 2048];
     let mut result = RawResult::default();
     let mut outstanding = 0usize;
     let start = Instant::now();
     let mut next = 0u64;
     while next < total || outstanding > 0 {
-        // Fill the window.
-        while outstanding < window && next < total {
+        // Fill the window, in whole batches once it is primed (a refill of one or two
+        // datagrams per call would cost the baseline syscalls the engine does not pay).
+        while next < total && (outstanding == 0 || outstanding + BATCH.min(window) <= window) {
             let n = (window - outstanding)
                 .min(BATCH)
                 .min((total - next) as usize);
-            let mut enc = Vec::with_capacity(64);
-            let mut iovs: Vec<libc::iovec> = Vec::with_capacity(n);
-            let mut hdrs: Vec<libc::mmsghdr> = Vec::with_capacity(n);
-            for (i, slot) in out.chunks_mut(64).take(n).enumerate() {
-                let seq = next + i as u64;
+            let mut enc = Vec::with_capacity(n * 64);
+            let mut bounds = Vec::with_capacity(n);
+            for i in 0..n as u64 {
                 let mut tid = [0u8; 12];
-                tid[..8].copy_from_slice(&seq.to_be_bytes());
-                enc.clear();
+                tid[..8].copy_from_slice(&(next + i).to_be_bytes());
+                let start = enc.len();
                 BindingRequest {
                     transaction_id: TransactionId(tid),
                     software: Some("stunmap-bench"),
@@ -86,92 +83,51 @@ pub fn raw_loop(
                     fingerprint: true,
                 }
                 .encode(&mut enc);
-                let len = enc.len().min(slot.len());
-                if let (Some(dst), Some(src), Some(l)) =
-                    (slot.get_mut(..len), enc.get(..len), lens.get_mut(i))
-                {
-                    dst.copy_from_slice(src);
-                    *l = len;
-                }
+                bounds.push(start..enc.len());
             }
-            for (i, slot) in out.chunks_mut(64).take(n).enumerate() {
-                iovs.push(libc::iovec {
-                    iov_base: slot.as_mut_ptr() as *mut libc::c_void,
-                    iov_len: lens.get(i).copied().unwrap_or(0),
-                });
-            }
-            for (i, iov) in iovs.iter_mut().enumerate() {
-                let seq = next + i as u64;
-                let Some(addr) = addrs.get((seq % addrs.len() as u64) as usize) else {
-                    break;
-                };
-                // SAFETY: all-zero is a valid mmsghdr.
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
-                h.msg_hdr.msg_namelen = addr.len();
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                hdrs.push(h);
-            }
-            // SAFETY: headers point into `addrs`, `iovs` and `out`, all alive for the call.
-            let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, 0) };
-            if r < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let r = r as usize;
+            let items: Vec<(&socket2::SockAddr, &[u8])> = bounds
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    let addr = addrs.get(((next + i as u64) % addrs.len() as u64) as usize)?;
+                    Some((addr, enc.get(r.clone())?))
+                })
+                .collect();
+            let r = crate::mmsg::send_many(fd, &items, 0)?;
             next += r as u64;
             result.sent += r as u64;
             outstanding += r;
         }
-        // Receive what has come back.
-        let mut iovs: Vec<libc::iovec> = inbuf
-            .chunks_mut(2048)
-            .map(|c| libc::iovec {
-                iov_base: c.as_mut_ptr() as *mut libc::c_void,
-                iov_len: c.len(),
-            })
-            .collect();
-        let mut hdrs: Vec<libc::mmsghdr> = iovs
-            .iter_mut()
-            .map(|iov| {
-                // SAFETY: all-zero is a valid mmsghdr; the source address is not asked for.
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
-        // SAFETY: headers point into `iovs`/`inbuf`, alive for the call.
-        let r = unsafe {
-            libc::recvmmsg(
-                fd,
-                hdrs.as_mut_ptr(),
-                hdrs.len() as libc::c_uint,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) {
+        // Receive what has come back (blocks up to `stall` for the first one).
+        match crate::mmsg::recv_many(fd, &mut inbuf, 2048, libc::MSG_WAITFORONE) {
+            // The receive timeout passed with nothing: what is outstanding is lost.
+            Ok(lens) if lens.is_empty() => {
+                outstanding = 0;
+                if next >= total {
+                    break;
+                }
+            }
+            Ok(lens) => {
+                for (len, d) in lens.iter().zip(inbuf.chunks(2048)) {
+                    if d.get(..*len).is_some_and(|d| check_header(d).is_ok()) {
+                        result.received += 1;
+                        outstanding = outstanding.saturating_sub(1);
+                    }
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 // Stalled: what is outstanding is lost.
                 outstanding = 0;
                 if next >= total {
                     break;
                 }
-                continue;
             }
-            return Err(e);
-        }
-        for (h, chunk) in hdrs.iter().zip(inbuf.chunks(2048)).take(r as usize) {
-            let len = h.msg_len as usize;
-            if chunk.get(..len).is_some_and(|d| check_header(d).is_ok()) {
-                result.received += 1;
-                outstanding = outstanding.saturating_sub(1);
-            }
+            Err(e) => return Err(e),
         }
     }
     result.elapsed = start.elapsed().as_secs_f64();

@@ -9,6 +9,8 @@ pub mod bench;
 pub mod control;
 pub mod driver;
 pub mod fd;
+#[cfg(target_os = "linux")]
+pub mod mmsg;
 pub mod rate;
 pub mod scan;
 pub mod stats;

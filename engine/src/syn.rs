@@ -178,83 +178,11 @@ fn attach_filter(fd: std::os::fd::RawFd, from: Ipv4Addr, port: u16) -> io::Resul
 fn send_syns(
     fd: std::os::fd::RawFd,
     segs: &[[u8; 20]],
-    dest: &libc::sockaddr_in,
+    dest: &socket2::SockAddr,
 ) -> io::Result<usize> {
-    if segs.is_empty() {
-        return Ok(0);
-    }
-    let mut iovs: Vec<libc::iovec> = segs
-        .iter()
-        .map(|s| libc::iovec {
-            iov_base: s.as_ptr() as *mut libc::c_void,
-            iov_len: s.len(),
-        })
-        .collect();
-    let mut hdrs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: all-zero is a valid mmsghdr.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_name = dest as *const libc::sockaddr_in as *mut libc::c_void;
-            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
-    // SAFETY: every header points at `dest`, an iovec in `iovs` and a segment in `segs`, all
-    // live for the call; the count is the vector's length.
-    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, 0) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
-}
-
-/// Read up to [`RECV_BATCH`] packets (each cut to [`RECV_SNAP`] bytes) without blocking and
-/// call `each` on them; returns how many were read.
-fn recv_batch(
-    fd: std::os::fd::RawFd,
-    bufs: &mut [[u8; RECV_SNAP]; RECV_BATCH],
-    mut each: impl FnMut(&[u8]),
-) -> usize {
-    let mut iovs: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr() as *mut libc::c_void,
-            iov_len: b.len(),
-        })
-        .collect();
-    let mut hdrs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: all-zero is a valid mmsghdr.
-            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            h
-        })
-        .collect();
-    // SAFETY: headers point into `iovs`/`bufs`, live for the call.
-    let r = unsafe {
-        libc::recvmmsg(
-            fd,
-            hdrs.as_mut_ptr(),
-            hdrs.len() as libc::c_uint,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        )
-    };
-    if r <= 0 {
-        return 0;
-    }
-    let n = r as usize;
-    for (h, b) in hdrs.iter().zip(bufs.iter()).take(n) {
-        let len = (h.msg_len as usize).min(RECV_SNAP);
-        each(b.get(..len).unwrap_or(&[]));
-    }
-    n
+    let items: Vec<(&socket2::SockAddr, &[u8])> =
+        segs.iter().map(|s| (dest, s.as_slice())).collect();
+    crate::mmsg::send_many(fd, &items, 0)
 }
 
 /// RFC 1071 one's-complement sum over 16-bit words.
@@ -367,19 +295,12 @@ pub async fn syn_scan(
     };
     drop(rejected);
     let key: u32 = rand::random();
-    let dest = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(dst.octets()),
-        },
-        sin_zero: [0; 8],
-    };
+    let dest = socket2::SockAddr::from(SocketAddr::new(IpAddr::V4(dst), 0));
     let start = Instant::now();
     let mut bucket = rate.map(|r| TokenBucket::new(r, start));
     let mut answers: HashMap<u16, (RawAnswer, Duration)> = HashMap::new();
     let mut report = RawReport::default();
-    let mut rbufs = [[0u8; RECV_SNAP]; RECV_BATCH];
+    let mut rbuf = vec![0u8; RECV_SNAP * RECV_BATCH];
     attach_filter(fd.get_ref().as_raw_fd(), dst, sport)?;
     for round in 0..2u8 {
         let todo: Vec<u16> = ports
@@ -431,12 +352,20 @@ pub async fn syn_scan(
             // Read every answer queued (the kernel filter passes only packets from the
             // target to our source port).
             let mut got: Vec<(Ipv4Addr, u8, u16, u16, u16, u8, u32)> = Vec::new();
-            while recv_batch(fd.get_ref().as_raw_fd(), &mut rbufs, |pkt| {
-                if let Some(p) = parse(pkt) {
-                    got.push(p);
+            loop {
+                let lens = crate::mmsg::recv_many(
+                    fd.get_ref().as_raw_fd(),
+                    &mut rbuf,
+                    RECV_SNAP,
+                    libc::MSG_DONTWAIT,
+                )?;
+                if lens.is_empty() {
+                    break;
                 }
-            }) > 0
-            {}
+                for (len, pkt) in lens.iter().zip(rbuf.chunks(RECV_SNAP)) {
+                    got.extend(parse(pkt.get(..*len).unwrap_or(&[])));
+                }
+            }
             for (from, ttl, ip_id, tport, to, flags, ack) in got {
                 // Only answers to our SYNs: from the target, to our port, ACKing our sequence.
                 if from != dst || to != sport || flags & 0x10 == 0 {

@@ -188,47 +188,12 @@ impl UdpEndpoint {
     pub fn try_send_many(&self, items: &[(SocketAddr, &[u8])]) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
         let items = items.get(..items.len().min(SEND_MMSG)).unwrap_or(items);
-        if items.is_empty() {
-            return Ok(0);
-        }
         let addrs: Vec<socket2::SockAddr> = items.iter().map(|(a, _)| (*a).into()).collect();
-        let mut iovs: Vec<libc::iovec> = items
-            .iter()
-            .map(|(_, d)| libc::iovec {
-                iov_base: d.as_ptr() as *mut libc::c_void,
-                iov_len: d.len(),
-            })
-            .collect();
-        let mut hdrs: Vec<libc::mmsghdr> = addrs
-            .iter()
-            .zip(iovs.iter_mut())
-            .map(|(addr, iov)| {
-                // SAFETY: mmsghdr is a plain C struct for which all-zero is a valid value.
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
-                h.msg_hdr.msg_namelen = addr.len();
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
+        let batch: Vec<(&socket2::SockAddr, &[u8])> =
+            addrs.iter().zip(items).map(|(a, (_, d))| (a, *d)).collect();
         let fd = self.socket.as_raw_fd();
         self.socket.try_io(Interest::WRITABLE, || {
-            // SAFETY: every header points at an address and an iovec that outlive the call
-            // (`addrs`, `iovs`, and the caller's `items`), and the count is the vector's length.
-            let r = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    hdrs.as_mut_ptr(),
-                    hdrs.len() as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if r < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(r as usize)
-            }
+            crate::mmsg::send_many(fd, &batch, libc::MSG_DONTWAIT)
         })
     }
 
