@@ -9,6 +9,7 @@ pub mod bench;
 pub mod control;
 pub mod driver;
 pub mod fd;
+pub mod portmap;
 pub mod rate;
 pub mod scan;
 pub mod stats;

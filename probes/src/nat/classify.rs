@@ -1539,7 +1539,11 @@ fn verdict(reports: &[Option<&NatReport>], m: &Measurements, relay: &RelayPaths)
             pm.gateway.map(|g| format!(" {g}")).unwrap_or_default(),
             pm.protocols().join(", ")
         ));
-        if matches!(
+        if pm.gateway_has_no_public_address() {
+            reasons.push(
+                "but NAT-PMP reports a network failure: the gateway has no public address itself (double NAT?), so its mappings do not make this host reachable".into(),
+            );
+        } else if matches!(
             level,
             Level::DirectWithEim | Level::DirectWithPermissivePeers
         ) {
@@ -2243,5 +2247,172 @@ mod tests {
         for n in notes {
             assert!(n.to_string().len() > 20);
         }
+    }
+
+    // --- Binding lifetime and port mapping ---
+
+    fn trial(planned: u64, outcome: TrialOutcome) -> Trial {
+        Trial {
+            planned_idle: Duration::from_secs(planned),
+            idle: Some(Duration::from_secs(planned)),
+            mapped: Some(a(PUBLIC)),
+            rtt: Some(Duration::from_millis(500)),
+            outcome,
+        }
+    }
+
+    fn lifetime(trials: Vec<Trial>) -> LifetimeMeasurements {
+        LifetimeMeasurements {
+            server: a(P),
+            max_idle: Duration::from_secs(120),
+            trials,
+        }
+    }
+
+    #[test]
+    fn lifetime_bounds_come_from_the_first_expiry() {
+        use TrialOutcome::*;
+        let m = lifetime(vec![
+            trial(0, Alive),
+            trial(10, Alive),
+            trial(20, Alive),
+            trial(30, Expired),
+            trial(40, Skipped),
+        ]);
+        assert_eq!(
+            binding_lifetime(&m),
+            BindingLifetimeResult::Bounded {
+                survives_at_least: Duration::from_secs(20),
+                expires_within: Duration::from_millis(30_500),
+                recommended_keepalive: Duration::from_secs(13),
+            }
+        );
+        // An answer after the first expiry (a non-monotonic NAT or a lost trigger) does not
+        // raise the lower bound past the upper one.
+        let odd = lifetime(vec![trial(0, Alive), trial(10, Expired), trial(20, Alive)]);
+        let BindingLifetimeResult::Bounded {
+            survives_at_least, ..
+        } = binding_lifetime(&odd)
+        else {
+            panic!()
+        };
+        assert_eq!(survives_at_least, Duration::ZERO);
+        // Control failures.
+        for (outcome, reason) in [
+            (NotOpened, LifetimeUnknown::NoMapping),
+            (Expired, LifetimeUnknown::ResponsePortUnsupported),
+            (Error, LifetimeUnknown::ResponsePortUnsupported),
+        ] {
+            assert_eq!(
+                binding_lifetime(&lifetime(vec![trial(0, outcome), trial(10, Skipped)])),
+                BindingLifetimeResult::Unknown { reason }
+            );
+        }
+        assert_eq!(
+            recommended_keepalive(Duration::from_millis(2900)),
+            Duration::from_millis(1900)
+        );
+    }
+
+    #[test]
+    fn short_lifetime_warns_about_the_wireguard_keepalive() {
+        use TrialOutcome::*;
+        let mut fm = eim(ok(P, O, PUBLIC), silent(P));
+        fm.lifetime = Some(lifetime(vec![
+            trial(0, Alive),
+            trial(15, Alive),
+            trial(20, Expired),
+        ]));
+        let c = v4(fm, RelayPaths::default());
+        let r = c.ipv4.as_ref().unwrap();
+        assert!(matches!(
+            r.binding_lifetime,
+            Some(BindingLifetimeResult::Bounded { .. })
+        ));
+        let reasons = c.verdict.reasons.join("\n");
+        assert!(
+            reasons.contains("survive ≥ 15 s and expire ≤ 20 s"),
+            "{reasons}"
+        );
+        assert!(reasons.contains("WireGuard keepalive"), "{reasons}");
+
+        let mut fm = eim(ok(P, O, PUBLIC), silent(P));
+        fm.lifetime = Some(lifetime(vec![trial(0, Alive), trial(120, Alive)]));
+        let c = v4(fm, RelayPaths::default());
+        let reasons = c.verdict.reasons.join("\n");
+        assert!(reasons.contains("survive ≥ 120 s"), "{reasons}");
+        assert!(!reasons.contains("WireGuard keepalive"), "{reasons}");
+    }
+
+    fn symmetric() -> FamilyMeasurements {
+        // APDM: mapping II differs from I and III from II.
+        let mut fm = eim(silent(P), silent(P));
+        if let Some(d) = fm.discovery.as_mut() {
+            d.mapping_ii = ok("192.0.2.11:3478", "192.0.2.11:3478", "198.51.100.1:40002");
+            d.mapping_iii = ok(O, O, "198.51.100.1:40003");
+        }
+        fm
+    }
+
+    fn with_portmap(fm: FamilyMeasurements, pm: PortMapping) -> Classification {
+        classify(&Measurements {
+            ipv4: Some(fm),
+            ipv6: None,
+            relay: RelayPaths::default(),
+            port_mapping: Some(pm),
+        })
+    }
+
+    #[test]
+    fn port_mapping_upgrades_the_symmetric_wording() {
+        use crate::nat::portmap::ProtocolStatus;
+        let gw = Some(std::net::Ipv4Addr::new(192, 168, 1, 1));
+        let pm = PortMapping {
+            gateway: gw,
+            nat_pmp: ProtocolStatus::Available {
+                external: Some("198.51.100.1".parse().unwrap()),
+                epoch: 5,
+            },
+            ..PortMapping::default()
+        };
+        let c = with_portmap(symmetric(), pm.clone());
+        assert_eq!(c.verdict.level, Level::DirectWithPermissivePeers);
+        assert!(
+            c.verdict.headline.contains("port mapping"),
+            "{}",
+            c.verdict.headline
+        );
+        let reasons = c.verdict.reasons.join("\n");
+        assert!(
+            reasons.contains("offers port mapping (NAT-PMP, external address 198.51.100.1)"),
+            "{reasons}"
+        );
+        assert!(reasons.contains("symmetric NATs can reach it"), "{reasons}");
+
+        // A gateway without a public address of its own: said, and no upgrade.
+        let double = PortMapping {
+            nat_pmp: ProtocolStatus::Refused {
+                code: 3,
+                meaning: "network failure",
+            },
+            pcp: ProtocolStatus::Available {
+                external: None,
+                epoch: 1,
+            },
+            ..pm
+        };
+        let c = with_portmap(symmetric(), double);
+        assert!(!c.verdict.headline.contains("port mapping"));
+        assert!(c.verdict.reasons.join("\n").contains("network failure"));
+
+        // Nothing offered.
+        let none = PortMapping {
+            gateway: gw,
+            nat_pmp: ProtocolStatus::Unreachable,
+            pcp: ProtocolStatus::Unreachable,
+            ..PortMapping::default()
+        };
+        let c = with_portmap(symmetric(), none);
+        assert!(c.verdict.reasons.join("\n").contains("no port mapping"));
     }
 }

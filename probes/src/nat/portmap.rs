@@ -408,6 +408,25 @@ fn element<'a>(body: &'a str, name: &str) -> Option<&'a str> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The default gateway
+
+/// The IPv4 default gateway from the text of Linux's `/proc/net/route`: the first line with
+/// destination and mask 0 and the RTF_GATEWAY flag. Addresses there are the kernel's `u32`
+/// printed in hex in host byte order, so the bytes in memory order are the address.
+pub fn default_gateway_from_proc_route(text: &str) -> Option<Ipv4Addr> {
+    const RTF_UP: u32 = 0x1;
+    const RTF_GATEWAY: u32 = 0x2;
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let hex = |i: usize| f.get(i).and_then(|v| u32::from_str_radix(v, 16).ok());
+        let (dest, gw, flags, mask) = (hex(1)?, hex(2)?, hex(3)?, hex(7)?);
+        let default =
+            dest == 0 && mask == 0 && flags & (RTF_UP | RTF_GATEWAY) == RTF_UP | RTF_GATEWAY;
+        (default && gw != 0).then(|| Ipv4Addr::from(gw.to_ne_bytes()))
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // Results
 
 /// What one of NAT-PMP or PCP said.
@@ -507,6 +526,19 @@ impl PortMapping {
     /// Whether any protocol offers port mapping.
     pub fn available(&self) -> bool {
         self.nat_pmp.available() || self.pcp.available() || self.upnp.available()
+    }
+
+    /// Whether the gateway said it cannot map to a public address: NAT-PMP's "network
+    /// failure" (RFC 6886 §3.5), which miniupnpd, for one, sends when its own external address
+    /// is private or reserved (double NAT). Mappings from such a gateway do not reach peers.
+    pub fn gateway_has_no_public_address(&self) -> bool {
+        matches!(self.nat_pmp, ProtocolStatus::Refused { code: 3, .. })
+    }
+
+    /// Available and not known to be useless (see
+    /// [`PortMapping::gateway_has_no_public_address`]).
+    pub fn usable(&self) -> bool {
+        self.available() && !self.gateway_has_no_public_address()
     }
 
     /// The protocols available, by name.
@@ -748,6 +780,28 @@ mod tests {
             Err(PortmapError::HttpStatus { status: 404 })
         );
         assert!(http_body(b"HTTP/1.1 200 OK\r\n").is_err());
+    }
+
+    #[test]
+    fn gateway_from_proc_net_route() {
+        let gw = u32::from_ne_bytes([100, 64, 0, 1]);
+        let net = u32::from_ne_bytes([100, 64, 0, 0]);
+        let mask = u32::from_ne_bytes([255, 255, 255, 0]);
+        let text = format!(
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+             lan0\t{net:08X}\t00000000\t0001\t0\t0\t0\t{mask:08X}\t0\t0\t0\n\
+             lan0\t00000000\t{gw:08X}\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+        );
+        assert_eq!(
+            default_gateway_from_proc_route(&text),
+            Some(Ipv4Addr::new(100, 64, 0, 1))
+        );
+        // No default route, a route that is down, junk.
+        let header = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n";
+        let down = format!("{header}eth0\t00000000\t{gw:08X}\t0002\t0\t0\t0\t00000000\n");
+        assert_eq!(default_gateway_from_proc_route(&down), None);
+        assert_eq!(default_gateway_from_proc_route(header), None);
+        assert_eq!(default_gateway_from_proc_route("x\ny z\n"), None);
     }
 
     #[test]
