@@ -155,6 +155,7 @@ fn fast_encode(buf: &mut Vec<u8>) -> usize {
         transaction_id: TransactionId(TID),
         software: Some(SOFTWARE),
         change_request: None,
+        response_port: None,
         fingerprint: true,
     }
     .encode(buf)

@@ -26,7 +26,8 @@ enum Command {
     /// Which UDP ports of a STUN/TURN server answer and which part of a TCP port range gets
     /// through (sampled or full), with middleboxes told apart from the server.
     Sweep(cmd::sweep::Args),
-    /// NAT mapping/filtering behaviour (RFC 5780) and the P2P-vs-relay verdict.
+    /// NAT mapping/filtering behaviour (RFC 5780), gateway port mapping (NAT-PMP, PCP, UPnP),
+    /// optionally the binding lifetime, and the P2P-vs-relay verdict.
     Nat(cmd::nat::Args),
     /// Run a STUN Binding reflector (UDP and TCP) on one port or a range of ports.
     Serve(cmd::serve::Args),

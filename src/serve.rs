@@ -204,12 +204,12 @@ async fn udp_loop(
         for (client, data) in bufs.datagrams(n) {
             out.clear();
             match respond(data, client, &server, software.as_deref(), &mut out) {
-                Action::Reply(origin) => {
+                Action::Reply { from: origin, to } => {
                     stats.udp_requests.fetch_add(1, Ordering::Relaxed);
                     let from = reply_socket(&sockets, &server, origin).unwrap_or(&ep);
                     // A full send queue or an ICMP error for one client must not stop the
                     // server: the reply is dropped like any lost datagram.
-                    let _ = from.try_send(client, &out, None);
+                    let _ = from.try_send(to, &out, None);
                 }
                 Action::Drop(_) => {
                     stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
@@ -291,7 +291,8 @@ async fn tcp_conn(
                 Err(_) => return Ok(()),
             };
             out.clear();
-            if let Action::Reply(_) = respond(&msg, client, &server, software.as_deref(), &mut out)
+            if let Action::Reply { .. } =
+                respond(&msg, client, &server, software.as_deref(), &mut out)
             {
                 stats.tcp_requests.fetch_add(1, Ordering::Relaxed);
                 stream.write_all(&out).await?;

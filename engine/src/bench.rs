@@ -80,6 +80,7 @@ pub fn raw_loop(
                     transaction_id: TransactionId(tid),
                     software: Some("stunmap-bench"),
                     change_request: None,
+                    response_port: None,
                     fingerprint: true,
                 }
                 .encode(&mut enc);

@@ -11,6 +11,7 @@ pub mod driver;
 pub mod fd;
 #[cfg(target_os = "linux")]
 pub mod mmsg;
+pub mod portmap;
 pub mod rate;
 pub mod scan;
 pub mod stats;

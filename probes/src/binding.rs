@@ -36,6 +36,9 @@ pub struct BindingConfig {
     pub software: Option<&'static str>,
     /// CHANGE-REQUEST flags, RFC 5780 §7.2.
     pub change_request: Option<ChangeRequest>,
+    /// RESPONSE-PORT, RFC 5780 §7.5: ask the server to answer to this port on our IP (the
+    /// response then arrives on whichever local socket owns that mapping).
+    pub response_port: Option<u16>,
     /// Accepted response sources.
     pub source_check: SourceCheck,
     /// Local socket to send from.
@@ -48,6 +51,7 @@ impl Default for BindingConfig {
             retransmit: Retransmit::default(),
             software: Some(concat!("stunmap ", env!("CARGO_PKG_VERSION"))),
             change_request: None,
+            response_port: None,
             source_check: SourceCheck::Destination,
             local: LocalSocket::Default,
         }
@@ -301,6 +305,7 @@ impl Probe for BindingTransaction {
             transaction_id: self.tid,
             software: self.config.software,
             change_request: self.config.change_request,
+            response_port: self.config.response_port,
             fingerprint: true,
         }
         .encode(buf);

@@ -4,7 +4,9 @@
 //! four combinations are its sockets. A Binding request is answered with XOR-MAPPED-ADDRESS
 //! (and MAPPED-ADDRESS for RFC 3489 clients' sake, RFC 8489 §14.1), RESPONSE-ORIGIN and, when
 //! the alternate address and port both exist, OTHER-ADDRESS (RFC 5780 §7.4); a CHANGE-REQUEST is
-//! honoured by answering from the changed socket (RFC 5780 §6.1). Anything that is not a
+//! honoured by answering from the changed socket (RFC 5780 §6.1), and a RESPONSE-PORT by
+//! answering to that port on the client's IP (RFC 5780 §6.2, §7.5: the binding-lifetime test
+//! of §4.6 relies on it). Anything that is not a
 //! well-formed Binding request gets no answer; a request carrying unknown
 //! comprehension-required attributes gets a 420 (RFC 8489 §6.3.1).
 
@@ -64,8 +66,15 @@ impl ServerAddrs {
 /// What to do with a received datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Send the bytes appended to the output buffer from this origin to the client.
-    Reply(Origin),
+    /// Send the bytes appended to the output buffer from socket `from` to `to`: the client's
+    /// address, or its IP with the port of a RESPONSE-PORT (RFC 5780 §7.5). Over a stream the
+    /// reply goes back on the connection whatever `to` says (RESPONSE-PORT concerns UDP).
+    Reply {
+        /// The server socket the reply leaves from.
+        from: Origin,
+        /// Where the reply goes.
+        to: SocketAddr,
+    },
     /// Send nothing.
     Drop(DropReason),
 }
@@ -116,9 +125,31 @@ pub fn respond(
                 w.software(s);
             }
             w.fingerprint();
-            return Action::Reply(origin_here);
+            return Action::Reply {
+                from: origin_here,
+                to: client,
+            };
         }
     }
+    // RFC 5780 §7.5: the port the response goes to, on the request's source IP. A value that
+    // is not 4 bytes or names port 0 is refused with 400 (RFC 8489 §6.3.1 calls for 400 on a
+    // malformed request).
+    let to = match view.response_port() {
+        None => client,
+        Some(Some(port)) if port != 0 => SocketAddr::new(client.ip(), port),
+        Some(_) => {
+            let mut w = MessageWriter::new(out, MessageType::BINDING_ERROR, &tid);
+            w.error_code(400, "Bad Request");
+            if let Some(s) = software {
+                w.software(s);
+            }
+            w.fingerprint();
+            return Action::Reply {
+                from: origin_here,
+                to: client,
+            };
+        }
+    };
     let change = view
         .attributes()
         .find(|(k, _)| *k == attr::CHANGE_REQUEST)
@@ -142,7 +173,7 @@ pub fn respond(
         w.software(s);
     }
     w.fingerprint();
-    Action::Reply(origin)
+    Action::Reply { from: origin, to }
 }
 
 #[cfg(test)]
@@ -161,11 +192,16 @@ mod tests {
     }
 
     fn request(change: Option<ChangeRequest>) -> Vec<u8> {
+        request_to(change, None)
+    }
+
+    fn request_to(change: Option<ChangeRequest>, response_port: Option<u16>) -> Vec<u8> {
         let mut b = Vec::new();
         BindingRequest {
             transaction_id: TransactionId([8; 12]),
             software: None,
             change_request: change,
+            response_port,
             fingerprint: true,
         }
         .encode(&mut b);
@@ -179,10 +215,13 @@ mod tests {
         let a = respond(&request(None), client, &server(true), Some("srv"), &mut out);
         assert_eq!(
             a,
-            Action::Reply(Origin {
-                alt_ip: false,
-                alt_port: false
-            })
+            Action::Reply {
+                from: Origin {
+                    alt_ip: false,
+                    alt_port: false
+                },
+                to: client
+            }
         );
         let v = StunView::parse(&out).unwrap();
         assert_eq!(v.message_type(), MessageType::BINDING_SUCCESS);
@@ -216,13 +255,89 @@ mod tests {
             let a = respond(&request(Some(cr)), client, &server(true), None, &mut out);
             assert_eq!(
                 a,
-                Action::Reply(Origin {
-                    alt_ip: ip,
-                    alt_port: port
-                })
+                Action::Reply {
+                    from: Origin {
+                        alt_ip: ip,
+                        alt_port: port
+                    },
+                    to: client
+                }
             );
             let v = StunView::parse(&out).unwrap();
             assert_eq!(v.response_origin(), Some(Ok(from.parse().unwrap())));
+        }
+    }
+
+    #[test]
+    fn response_port_redirects_the_reply_to_the_clients_ip() {
+        // RFC 5780 §4.6: a second socket asks for the answer on the first socket's mapped port;
+        // the reply leaves from the socket the request reached (no CHANGE-REQUEST).
+        let client: SocketAddr = "100.64.0.2:5555".parse().unwrap();
+        let mut out = Vec::new();
+        let a = respond(
+            &request_to(None, Some(40001)),
+            client,
+            &server(true),
+            None,
+            &mut out,
+        );
+        let here = Origin {
+            alt_ip: false,
+            alt_port: false,
+        };
+        assert_eq!(
+            a,
+            Action::Reply {
+                from: here,
+                to: "100.64.0.2:40001".parse().unwrap()
+            }
+        );
+        let v = StunView::parse(&out).unwrap();
+        assert_eq!(v.message_type(), MessageType::BINDING_SUCCESS);
+        // XOR-MAPPED-ADDRESS still names the request's source.
+        assert_eq!(v.xor_mapped_address(), Some(Ok(client)));
+
+        // With CHANGE-REQUEST too: the origin follows CHANGE-REQUEST, the port RESPONSE-PORT.
+        let cr = ChangeRequest {
+            change_ip: false,
+            change_port: true,
+        };
+        let a = respond(
+            &request_to(Some(cr), Some(40001)),
+            client,
+            &server(true),
+            None,
+            &mut Vec::new(),
+        );
+        assert_eq!(
+            a,
+            Action::Reply {
+                from: Origin {
+                    alt_ip: false,
+                    alt_port: true
+                },
+                to: "100.64.0.2:40001".parse().unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_response_port_gets_400() {
+        let client: SocketAddr = "100.64.0.2:5555".parse().unwrap();
+        for value in [&[0u8, 0, 0, 0][..], &[1, 2][..]] {
+            let mut b = Vec::new();
+            let mut w = MessageWriter::new(
+                &mut b,
+                MessageType::BINDING_REQUEST,
+                &TransactionId([3; 12]),
+            );
+            w.attr(attr::RESPONSE_PORT, value);
+            w.finish();
+            let mut out = Vec::new();
+            let a = respond(&b, client, &server(true), None, &mut out);
+            assert!(matches!(a, Action::Reply { to, .. } if to == client));
+            let v = StunView::parse(&out).unwrap();
+            assert_eq!(v.error_code().unwrap().unwrap().code, 400);
         }
     }
 

@@ -12,7 +12,9 @@ use probes::nat::classify::{
 use probes::nat::discovery::{
     DiscoveryConfig, DiscoveryMeasurements, NatDiscovery, TransactionIdSource,
 };
+use probes::nat::lifetime::{BindingLifetime, LifetimeConfig, LifetimeMeasurements};
 use probes::nat::multi::{MultiMeasurements, MultiServer};
+use probes::nat::portmap::{PortMapping, ProtocolStatus, UpnpStatus};
 use probes::stun::TransactionId;
 use probes::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
 use rand::RngCore;
@@ -35,6 +37,24 @@ pub(crate) struct Args {
     /// Skip the hairpinning test.
     #[arg(long)]
     no_hairpin: bool,
+    /// Also measure how long the NAT keeps an idle UDP mapping (RFC 5780 §4.6): a long test,
+    /// up to --lifetime-max plus a few seconds. Needs a server that honours RESPONSE-PORT
+    /// (RFC 5780 §7.5), such as `stunmap serve`.
+    #[arg(long)]
+    lifetime: bool,
+    /// Longest idle time the lifetime test tries, in seconds.
+    #[arg(
+        long,
+        default_value_t = 120,
+        value_name = "SECS",
+        requires = "lifetime"
+    )]
+    lifetime_max: u64,
+    /// Do not ask the default gateway about NAT-PMP, PCP and UPnP IGD port mapping (asked by
+    /// default: one UDP request each to the gateway's port 5351 and one SSDP search on the
+    /// LAN, concurrently with the STUN tests, about one second).
+    #[arg(long)]
+    no_portmap: bool,
     /// Only IPv4.
     #[arg(short = '4', conflicts_with = "ipv6")]
     ipv4: bool,
@@ -122,6 +142,9 @@ struct Report {
 pub(crate) fn run(args: Args) -> Result<Outcome> {
     if args.rto == 0 {
         return Err(usage("--rto must be at least 1 ms"));
+    }
+    if args.lifetime && !(1..=3600).contains(&args.lifetime_max) {
+        return Err(usage("--lifetime-max must be 1 to 3600 seconds"));
     }
     let specs: Vec<TargetSpec> = args
         .servers
@@ -212,6 +235,48 @@ pub(crate) async fn measure(
     Ok((m, report.interrupted))
 }
 
+/// Measure the binding lifetime (RFC 5780 §4.6) toward the first server of each family, up to
+/// `max_idle`; returns (IPv4, IPv6).
+pub(crate) async fn measure_lifetime(
+    servers: &[SocketAddr],
+    max_idle: Duration,
+    rto: Duration,
+    cancel: Cancel,
+) -> Result<(Option<LifetimeMeasurements>, Option<LifetimeMeasurements>)> {
+    let retransmit = Retransmit {
+        rto,
+        ..DiscoveryConfig::DEFAULT_RETRANSMIT
+    };
+    let firsts: Vec<SocketAddr> = [true, false]
+        .into_iter()
+        .filter_map(|v4| servers.iter().copied().find(|s| s.is_ipv4() == v4))
+        .collect();
+    let probes = firsts.iter().map(|s| {
+        let cfg = LifetimeConfig {
+            retransmit,
+            ..LifetimeConfig::new(*s, max_idle)
+        };
+        BindingLifetime::new(cfg, id_source())
+    });
+    let (mut v4, mut v6) = (None, None);
+    let limits = Limits {
+        // The longest idle time, then one silent schedule for its trigger, with room.
+        deadline: Some(max_idle + retransmit.give_up_after() * 2 + Duration::from_secs(2)),
+        ..Limits::default()
+    };
+    engine::run(probes, limits, cancel, |ev| {
+        if let Event::Finished { output, .. } = ev {
+            if output.server.is_ipv4() {
+                v4 = Some(output);
+            } else {
+                v6 = Some(output);
+            }
+        }
+    })
+    .await?;
+    Ok((v4, v6))
+}
+
 /// The host's source addresses toward the servers (what the OS routes from), used to tell
 /// "no NAT" (mapped address is our own) from a NAT.
 fn local_addresses(fam: &FamilyMeasurements, servers: &[SocketAddr], v4: bool) -> Vec<IpAddr> {
@@ -240,13 +305,40 @@ async fn run_async(args: Args, specs: Vec<TargetSpec>) -> Result<Outcome> {
     let (handle, cancel) = Cancel::new();
     engine::driver::cancel_on_signals(handle);
     let start = Instant::now();
-    let (measurements, interrupted) = measure(
-        &servers,
-        Duration::from_millis(args.rto),
-        !args.no_hairpin,
-        cancel,
-    )
-    .await?;
+    let rto = Duration::from_millis(args.rto);
+    let lifetime = async {
+        if args.lifetime {
+            let max = Duration::from_secs(args.lifetime_max);
+            measure_lifetime(&servers, max, rto, cancel.clone())
+                .await
+                .map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let portmap = async {
+        if args.no_portmap {
+            None
+        } else {
+            Some(engine::portmap::probe_gateway(None, engine::portmap::DEFAULT_BUDGET).await)
+        }
+    };
+    let (main, lifetime, port_mapping) = tokio::join!(
+        measure(&servers, rto, !args.no_hairpin, cancel.clone()),
+        lifetime,
+        portmap
+    );
+    let (mut measurements, interrupted) = main?;
+    if let Some((v4, v6)) = lifetime? {
+        if let Some(f) = measurements.ipv4.as_mut() {
+            f.lifetime = v4;
+        }
+        if let Some(f) = measurements.ipv6.as_mut() {
+            f.lifetime = v6;
+        }
+    }
+    measurements.port_mapping = port_mapping;
+    let interrupted = interrupted || cancel.is_cancelled();
     let classification = classify(&measurements);
     let report = Report {
         schema: "stunmap.nat/1",
@@ -314,12 +406,65 @@ fn print_family(r: &NatReport) {
             "  ALG                MAPPED-ADDRESS differs from XOR-MAPPED-ADDRESS: an ALG rewrites STUN"
         );
     }
+    if let Some(l) = &r.binding_lifetime {
+        println!("  binding lifetime   {l}");
+    }
     if let Some(s) = &r.server_software {
         println!("  server             {s}");
     }
     for n in &r.notes {
         println!("  note: {n}");
     }
+}
+
+fn print_port_mapping(pm: &PortMapping) {
+    println!();
+    let Some(gw) = pm.gateway else {
+        println!("Port mapping: no IPv4 default gateway");
+        return;
+    };
+    println!("Port mapping on gateway {gw}:");
+    for (name, st) in [("NAT-PMP", &pm.nat_pmp), ("PCP", &pm.pcp)] {
+        let text = match st {
+            ProtocolStatus::Available { external, epoch } => format!(
+                "available{} (epoch {epoch} s)",
+                external
+                    .map(|a| format!(", external address {a}"))
+                    .unwrap_or_default()
+            ),
+            ProtocolStatus::Refused { code, meaning } => format!("refused: {meaning} ({code})"),
+            ProtocolStatus::NatPmpOnly => "no (the gateway speaks only NAT-PMP)".into(),
+            ProtocolStatus::Unreachable => "no (port 5351 closed)".into(),
+            ProtocolStatus::NoAnswer => "no answer".into(),
+            ProtocolStatus::Malformed => "unreadable answers".into(),
+            ProtocolStatus::NotTested => "not tested".into(),
+        };
+        println!("  {name:<18} {text}");
+    }
+    let upnp = match &pm.upnp {
+        UpnpStatus::Available {
+            location, services, ..
+        } => {
+            let names: Vec<&str> = services
+                .iter()
+                .map(|s| {
+                    s.service_type
+                        .rsplit_once(":service:")
+                        .map_or(s.service_type.as_str(), |(_, n)| n)
+                })
+                .collect();
+            format!("available: {} at {location}", names.join(", "))
+        }
+        UpnpStatus::NoWanService { location } => {
+            format!("a device answered ({location}) but offers no WAN connection service")
+        }
+        UpnpStatus::DescriptionFailed { location, reason } => {
+            format!("a device answered but its description failed ({location}: {reason})")
+        }
+        UpnpStatus::NoAnswer => "no answer to the SSDP search".into(),
+        UpnpStatus::NotTested => "not tested".into(),
+    };
+    println!("  {:<18} {upnp}", "UPnP IGD");
 }
 
 fn print_human(report: &Report) {
@@ -334,6 +479,9 @@ fn print_human(report: &Report) {
         .flatten()
     {
         print_family(r);
+    }
+    if let Some(pm) = &report.measurements.port_mapping {
+        print_port_mapping(pm);
     }
     if !v.reasons.is_empty() {
         println!();

@@ -180,6 +180,7 @@ fn binding_request() -> Vec<u8> {
         transaction_id: probes::stun::TransactionId([7; 12]),
         software: None,
         change_request: None,
+        response_port: None,
         fingerprint: true,
     }
     .encode(&mut b);

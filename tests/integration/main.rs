@@ -16,6 +16,7 @@ mod coturn_interop;
 mod engine_runs;
 mod lab_reference;
 mod nat_lab;
+mod nat_more_lab;
 mod serve_and_stun;
 mod sweep_lab;
 mod turn;

@@ -28,10 +28,13 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use crate::binding::{BindingOutcome, BindingResponse, BindingStatus};
 use crate::nat::discovery::{DiscoveryMeasurements, HairpinResult, success};
+use crate::nat::lifetime::{LifetimeMeasurements, Trial, TrialOutcome};
 use crate::nat::multi::MultiMeasurements;
+use crate::nat::portmap::PortMapping;
 
 /// Mapping behaviour, RFC 4787 §4.1 (RFC 5780 §4.3 measures it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -295,6 +298,9 @@ pub enum Family {
 /// What was measured in one address family.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FamilyMeasurements {
+    /// Binding lifetime test (RFC 5780 §4.6), if run (`--lifetime`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<LifetimeMeasurements>,
     /// RFC 5780 discovery against one server, if one was run.
     pub discovery: Option<DiscoveryMeasurements>,
     /// Multi-server comparison, if run.
@@ -348,6 +354,9 @@ pub struct Measurements {
     pub ipv6: Option<FamilyMeasurements>,
     /// Relay reachability.
     pub relay: RelayPaths,
+    /// Port mapping protocols on the default gateway (NAT-PMP, PCP, UPnP IGD), if asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_mapping: Option<PortMapping>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -615,6 +624,9 @@ pub struct NatReport {
     /// The type used for the pair table.
     pub nat_type: NatType,
     /// Limits and observations.
+    /// How long an idle mapping lives (RFC 5780 §4.6), when the lifetime test ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binding_lifetime: Option<BindingLifetimeResult>,
     pub notes: Vec<Note>,
 }
 
@@ -996,6 +1008,7 @@ pub fn classify_family(family: Family, m: &FamilyMeasurements) -> NatReport {
         alg_detected: false,
         server_software: None,
         nat_type: NatType::UdpBlocked,
+        binding_lifetime: m.lifetime.as_ref().map(binding_lifetime),
         notes: Vec::new(),
     };
     if matches!(udp, UdpStatus::Blocked | UdpStatus::NotTested) {
@@ -1079,6 +1092,158 @@ pub fn classify_family(family: Family, m: &FamilyMeasurements) -> NatReport {
     }
     report.notes = notes;
     report
+}
+
+// ---------------------------------------------------------------------------------------------
+// Binding lifetime
+
+/// Why the binding lifetime is unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LifetimeUnknown {
+    /// The Binding that opens the zero-idle control mapping got no answer.
+    NoMapping,
+    /// The zero-idle control got no answer through its mapping: the server does not support
+    /// RESPONSE-PORT (RFC 5780 §7.5), ignores it, or rejects it.
+    ResponsePortUnsupported,
+    /// Nothing conclusive (no trial ran to the end).
+    Inconclusive,
+}
+
+/// How long the NAT keeps an idle UDP mapping, from [`LifetimeMeasurements`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum BindingLifetimeResult {
+    /// The mapping survived `survives_at_least` of idleness and was gone after
+    /// `expires_within`.
+    Bounded {
+        /// Lower bound, seconds in JSON.
+        #[serde(with = "crate::serde_util::secs")]
+        survives_at_least: Duration,
+        /// Upper bound, seconds in JSON.
+        #[serde(with = "crate::serde_util::secs")]
+        expires_within: Duration,
+        /// A keepalive interval that keeps the mapping: 2/3 of the lower bound.
+        #[serde(with = "crate::serde_util::secs")]
+        recommended_keepalive: Duration,
+    },
+    /// The mapping survived the longest idle time tried.
+    AtLeast {
+        /// The longest idle time survived, seconds in JSON.
+        #[serde(with = "crate::serde_util::secs")]
+        survives_at_least: Duration,
+        /// 2/3 of it.
+        #[serde(with = "crate::serde_util::secs")]
+        recommended_keepalive: Duration,
+    },
+    /// Not measurable with this server or path.
+    Unknown {
+        /// Why.
+        reason: LifetimeUnknown,
+    },
+}
+
+/// The keepalive recommended for a mapping that lives at least `lower`: 2/3 of it (a margin
+/// for timer slop and a lost keepalive), whole seconds from 3 s up, 100 ms steps below.
+pub fn recommended_keepalive(lower: Duration) -> Duration {
+    let ms = lower.as_millis().saturating_mul(2) / 3;
+    let ms = u64::try_from(ms).unwrap_or(u64::MAX);
+    if ms >= 3000 {
+        Duration::from_secs(ms / 1000)
+    } else {
+        Duration::from_millis(ms / 100 * 100)
+    }
+}
+
+/// Judge a lifetime test. The first idle time that expired gives the upper bound (its measured
+/// idle time plus the round trip that opened the mapping, the most the mapping can have been
+/// idle when the trigger's answer reached the NAT); the longest shorter idle time that was
+/// answered gives the lower bound. See `probes::nat::lifetime` for the method.
+pub fn binding_lifetime(m: &LifetimeMeasurements) -> BindingLifetimeResult {
+    let unknown = |reason| BindingLifetimeResult::Unknown { reason };
+    let Some(control) = m.trials.first() else {
+        return unknown(LifetimeUnknown::Inconclusive);
+    };
+    match control.outcome {
+        TrialOutcome::Alive => {}
+        TrialOutcome::NotOpened => return unknown(LifetimeUnknown::NoMapping),
+        TrialOutcome::Expired | TrialOutcome::Error => {
+            return unknown(LifetimeUnknown::ResponsePortUnsupported);
+        }
+        TrialOutcome::Skipped => return unknown(LifetimeUnknown::Inconclusive),
+    }
+    let idle = |t: &Trial| t.idle.unwrap_or(t.planned_idle);
+    let expired = m
+        .trials
+        .iter()
+        .filter(|t| t.outcome == TrialOutcome::Expired)
+        .min_by_key(|t| t.planned_idle);
+    // An error response that reached us came through the idle mapping: it was alive.
+    let alive = m
+        .trials
+        .iter()
+        .filter(|t| matches!(t.outcome, TrialOutcome::Alive | TrialOutcome::Error))
+        .filter(|t| expired.is_none_or(|e| t.planned_idle < e.planned_idle))
+        .map(idle)
+        .max()
+        .unwrap_or_default();
+    match expired {
+        Some(e) => BindingLifetimeResult::Bounded {
+            survives_at_least: alive,
+            expires_within: idle(e) + e.rtt.unwrap_or_default(),
+            recommended_keepalive: recommended_keepalive(alive),
+        },
+        None => BindingLifetimeResult::AtLeast {
+            survives_at_least: alive,
+            recommended_keepalive: recommended_keepalive(alive),
+        },
+    }
+}
+
+/// The usual WireGuard persistent keepalive (NetBird's default), for the lifetime warning.
+pub const WIREGUARD_KEEPALIVE: Duration = Duration::from_secs(25);
+
+fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 10.0 {
+        format!("{s:.0} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+impl fmt::Display for BindingLifetimeResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindingLifetimeResult::Bounded {
+                survives_at_least,
+                expires_within,
+                recommended_keepalive,
+            } => write!(
+                f,
+                "idle mappings survive ≥ {} and expire ≤ {}: keepalive below {}",
+                secs(*survives_at_least),
+                secs(*expires_within),
+                secs(*recommended_keepalive)
+            ),
+            BindingLifetimeResult::AtLeast {
+                survives_at_least,
+                recommended_keepalive,
+            } => write!(
+                f,
+                "idle mappings survive ≥ {} (the longest idle time tried): keepalive below {} is safe",
+                secs(*survives_at_least),
+                secs(*recommended_keepalive)
+            ),
+            BindingLifetimeResult::Unknown { reason } => f.write_str(match reason {
+                LifetimeUnknown::NoMapping => "unknown: the server did not answer",
+                LifetimeUnknown::ResponsePortUnsupported => {
+                    "unknown: the server does not honour RESPONSE-PORT (RFC 5780 §7.5)"
+                }
+                LifetimeUnknown::Inconclusive => "unknown: no trial finished",
+            }),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1221,6 +1386,30 @@ fn verdict(reports: &[Option<&NatReport>], m: &Measurements, relay: &RelayPaths)
         .copied()
         .filter(|r| r.udp != UdpStatus::NotTested)
         .collect();
+    for r in reports.iter().flatten() {
+        let fam = family_name(r.family);
+        match r.binding_lifetime {
+            Some(
+                l @ BindingLifetimeResult::Bounded {
+                    survives_at_least,
+                    expires_within,
+                    ..
+                },
+            ) => {
+                reasons.push(format!("{fam}: {l}"));
+                if survives_at_least < WIREGUARD_KEEPALIVE {
+                    reasons.push(format!(
+                        "{fam}: the NAT drops idle UDP mappings after {}–{}, sooner than the usual {} WireGuard keepalive: direct connections will break when idle unless the keepalive is shorter",
+                        secs(survives_at_least),
+                        secs(expires_within),
+                        secs(WIREGUARD_KEEPALIVE)
+                    ));
+                }
+            }
+            Some(l) => reasons.push(format!("{fam}: {l}")),
+            None => {}
+        }
+    }
     for r in &tested {
         let fam = family_name(r.family);
         match &r.udp {
@@ -1339,6 +1528,38 @@ fn verdict(reports: &[Option<&NatReport>], m: &Measurements, relay: &RelayPaths)
         }
     };
 
+    let mut headline = headline;
+    if let Some(pm) = m.port_mapping.as_ref().filter(|p| p.available()) {
+        let external = pm
+            .external_address()
+            .map(|a| format!(", external address {a}"))
+            .unwrap_or_default();
+        reasons.push(format!(
+            "the gateway{} offers port mapping ({}{external})",
+            pm.gateway.map(|g| format!(" {g}")).unwrap_or_default(),
+            pm.protocols().join(", ")
+        ));
+        if pm.gateway_has_no_public_address() {
+            reasons.push(
+                "but NAT-PMP reports a network failure: the gateway has no public address itself (double NAT?), so its mappings do not make this host reachable".into(),
+            );
+        } else if matches!(
+            level,
+            Level::DirectWithEim | Level::DirectWithPermissivePeers
+        ) {
+            headline.push_str(
+                " (the gateway offers port mapping: a client that requests a mapping is reachable directly, even from symmetric NATs)",
+            );
+            reasons.push(
+                "a port mapped through NAT-PMP, PCP or UPnP is endpoint-independent and unfiltered, so peers behind symmetric NATs can reach it; the table below assumes no mapping is requested".into(),
+            );
+        }
+    } else if let Some(pm) = &m.port_mapping {
+        if pm.gateway.is_some() {
+            reasons.push("the gateway offers no port mapping (NAT-PMP, PCP, UPnP IGD)".into());
+        }
+    }
+
     let peers = NatType::TABLE
         .iter()
         .map(|(t, label)| PeerRow {
@@ -1414,6 +1635,7 @@ mod tests {
         filt_iii: Option<BindingOutcome>,
     ) -> FamilyMeasurements {
         FamilyMeasurements {
+            lifetime: None,
             discovery: Some(DiscoveryMeasurements {
                 server: Some(a(P)),
                 local_mapping: Some(a(LOCAL)),
@@ -1436,6 +1658,7 @@ mod tests {
 
     fn v4(m: FamilyMeasurements, relay: RelayPaths) -> Classification {
         classify(&Measurements {
+            port_mapping: None,
             ipv4: Some(m),
             ipv6: None,
             relay,
@@ -1658,6 +1881,7 @@ mod tests {
 
     fn multi(results: &[(&str, Option<&str>)]) -> FamilyMeasurements {
         FamilyMeasurements {
+            lifetime: None,
             discovery: None,
             multi: Some(MultiMeasurements {
                 local: Some(a(LOCAL)),
@@ -1791,6 +2015,7 @@ mod tests {
 
     fn blocked() -> FamilyMeasurements {
         FamilyMeasurements {
+            lifetime: None,
             discovery: Some(DiscoveryMeasurements {
                 server: Some(a(P)),
                 mapping_i: silent(P),
@@ -1978,6 +2203,7 @@ mod tests {
     #[test]
     fn best_family_wins() {
         let c = classify(&Measurements {
+            port_mapping: None,
             ipv4: Some(blocked()),
             ipv6: Some(eim(ok(P, O, PUBLIC), silent(P))),
             relay: RelayPaths::default(),
@@ -2021,5 +2247,172 @@ mod tests {
         for n in notes {
             assert!(n.to_string().len() > 20);
         }
+    }
+
+    // --- Binding lifetime and port mapping ---
+
+    fn trial(planned: u64, outcome: TrialOutcome) -> Trial {
+        Trial {
+            planned_idle: Duration::from_secs(planned),
+            idle: Some(Duration::from_secs(planned)),
+            mapped: Some(a(PUBLIC)),
+            rtt: Some(Duration::from_millis(500)),
+            outcome,
+        }
+    }
+
+    fn lifetime(trials: Vec<Trial>) -> LifetimeMeasurements {
+        LifetimeMeasurements {
+            server: a(P),
+            max_idle: Duration::from_secs(120),
+            trials,
+        }
+    }
+
+    #[test]
+    fn lifetime_bounds_come_from_the_first_expiry() {
+        use TrialOutcome::*;
+        let m = lifetime(vec![
+            trial(0, Alive),
+            trial(10, Alive),
+            trial(20, Alive),
+            trial(30, Expired),
+            trial(40, Skipped),
+        ]);
+        assert_eq!(
+            binding_lifetime(&m),
+            BindingLifetimeResult::Bounded {
+                survives_at_least: Duration::from_secs(20),
+                expires_within: Duration::from_millis(30_500),
+                recommended_keepalive: Duration::from_secs(13),
+            }
+        );
+        // An answer after the first expiry (a non-monotonic NAT or a lost trigger) does not
+        // raise the lower bound past the upper one.
+        let odd = lifetime(vec![trial(0, Alive), trial(10, Expired), trial(20, Alive)]);
+        let BindingLifetimeResult::Bounded {
+            survives_at_least, ..
+        } = binding_lifetime(&odd)
+        else {
+            panic!()
+        };
+        assert_eq!(survives_at_least, Duration::ZERO);
+        // Control failures.
+        for (outcome, reason) in [
+            (NotOpened, LifetimeUnknown::NoMapping),
+            (Expired, LifetimeUnknown::ResponsePortUnsupported),
+            (Error, LifetimeUnknown::ResponsePortUnsupported),
+        ] {
+            assert_eq!(
+                binding_lifetime(&lifetime(vec![trial(0, outcome), trial(10, Skipped)])),
+                BindingLifetimeResult::Unknown { reason }
+            );
+        }
+        assert_eq!(
+            recommended_keepalive(Duration::from_millis(2900)),
+            Duration::from_millis(1900)
+        );
+    }
+
+    #[test]
+    fn short_lifetime_warns_about_the_wireguard_keepalive() {
+        use TrialOutcome::*;
+        let mut fm = eim(ok(P, O, PUBLIC), silent(P));
+        fm.lifetime = Some(lifetime(vec![
+            trial(0, Alive),
+            trial(15, Alive),
+            trial(20, Expired),
+        ]));
+        let c = v4(fm, RelayPaths::default());
+        let r = c.ipv4.as_ref().unwrap();
+        assert!(matches!(
+            r.binding_lifetime,
+            Some(BindingLifetimeResult::Bounded { .. })
+        ));
+        let reasons = c.verdict.reasons.join("\n");
+        assert!(
+            reasons.contains("survive ≥ 15 s and expire ≤ 20 s"),
+            "{reasons}"
+        );
+        assert!(reasons.contains("WireGuard keepalive"), "{reasons}");
+
+        let mut fm = eim(ok(P, O, PUBLIC), silent(P));
+        fm.lifetime = Some(lifetime(vec![trial(0, Alive), trial(120, Alive)]));
+        let c = v4(fm, RelayPaths::default());
+        let reasons = c.verdict.reasons.join("\n");
+        assert!(reasons.contains("survive ≥ 120 s"), "{reasons}");
+        assert!(!reasons.contains("WireGuard keepalive"), "{reasons}");
+    }
+
+    fn symmetric() -> FamilyMeasurements {
+        // APDM: mapping II differs from I and III from II.
+        let mut fm = eim(silent(P), silent(P));
+        if let Some(d) = fm.discovery.as_mut() {
+            d.mapping_ii = ok("192.0.2.11:3478", "192.0.2.11:3478", "198.51.100.1:40002");
+            d.mapping_iii = ok(O, O, "198.51.100.1:40003");
+        }
+        fm
+    }
+
+    fn with_portmap(fm: FamilyMeasurements, pm: PortMapping) -> Classification {
+        classify(&Measurements {
+            ipv4: Some(fm),
+            ipv6: None,
+            relay: RelayPaths::default(),
+            port_mapping: Some(pm),
+        })
+    }
+
+    #[test]
+    fn port_mapping_upgrades_the_symmetric_wording() {
+        use crate::nat::portmap::ProtocolStatus;
+        let gw = Some(std::net::Ipv4Addr::new(192, 168, 1, 1));
+        let pm = PortMapping {
+            gateway: gw,
+            nat_pmp: ProtocolStatus::Available {
+                external: Some("198.51.100.1".parse().unwrap()),
+                epoch: 5,
+            },
+            ..PortMapping::default()
+        };
+        let c = with_portmap(symmetric(), pm.clone());
+        assert_eq!(c.verdict.level, Level::DirectWithPermissivePeers);
+        assert!(
+            c.verdict.headline.contains("port mapping"),
+            "{}",
+            c.verdict.headline
+        );
+        let reasons = c.verdict.reasons.join("\n");
+        assert!(
+            reasons.contains("offers port mapping (NAT-PMP, external address 198.51.100.1)"),
+            "{reasons}"
+        );
+        assert!(reasons.contains("symmetric NATs can reach it"), "{reasons}");
+
+        // A gateway without a public address of its own: said, and no upgrade.
+        let double = PortMapping {
+            nat_pmp: ProtocolStatus::Refused {
+                code: 3,
+                meaning: "network failure",
+            },
+            pcp: ProtocolStatus::Available {
+                external: None,
+                epoch: 1,
+            },
+            ..pm
+        };
+        let c = with_portmap(symmetric(), double);
+        assert!(!c.verdict.headline.contains("port mapping"));
+        assert!(c.verdict.reasons.join("\n").contains("network failure"));
+
+        // Nothing offered.
+        let none = PortMapping {
+            gateway: gw,
+            nat_pmp: ProtocolStatus::Unreachable,
+            pcp: ProtocolStatus::Unreachable,
+            ..PortMapping::default()
+        };
+        let c = with_portmap(symmetric(), none);
+        assert!(c.verdict.reasons.join("\n").contains("no port mapping"));
     }
 }

@@ -290,6 +290,7 @@ impl NatDiscovery {
             retransmit: self.config.retransmit,
             software: self.config.software,
             change_request,
+            response_port: None,
             source_check,
             local,
         };
@@ -490,6 +491,7 @@ mod tests {
         }
         let (m, took) = world.run(&mut probe, t0());
         let fm = FamilyMeasurements {
+            lifetime: None,
             discovery: Some(m.clone()),
             multi: None,
             local_addresses: vec![world.client_ip()],
@@ -691,6 +693,7 @@ mod tests {
             transaction_id: TransactionId([9; 12]),
             software: None,
             change_request: None,
+            response_port: None,
             fingerprint: false,
         }
         .encode(&mut other);

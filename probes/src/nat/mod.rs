@@ -2,6 +2,8 @@
 //!
 //! - [`discovery`]: RFC 5780 §4 tests against one server with OTHER-ADDRESS, as one probe.
 //! - [`multi`]: the fallback for plain STUN servers: compare mapped addresses across servers.
+//! - [`lifetime`]: how long the NAT keeps an idle mapping (RFC 5780 §4.6), as one probe.
+//! - [`portmap`]: NAT-PMP, PCP and UPnP IGD codecs (whether the gateway maps ports on request).
 //! - [`classify`]: a pure function from measurements to a [`NatReport`] per address family, a
 //!   [`Verdict`] (direct P2P or relay) and the peer-pair table ([`pair_outcome`]).
 //!
@@ -10,7 +12,9 @@
 
 pub mod classify;
 pub mod discovery;
+pub mod lifetime;
 pub mod multi;
+pub mod portmap;
 
 #[cfg(test)]
 mod sim;
@@ -20,4 +24,5 @@ pub use classify::{
     classify, classify_family, pair_outcome,
 };
 pub use discovery::{DiscoveryConfig, DiscoveryMeasurements, NatDiscovery};
+pub use lifetime::{BindingLifetime, LifetimeConfig, LifetimeMeasurements};
 pub use multi::{MultiMeasurements, MultiServer};

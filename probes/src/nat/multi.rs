@@ -210,6 +210,7 @@ mod tests {
         assert_eq!(m.results.len(), 4);
         assert!(took < Duration::from_millis(800));
         let fm = FamilyMeasurements {
+            lifetime: None,
             discovery: None,
             multi: Some(m),
             local_addresses: vec![world.client_ip()],

@@ -2,6 +2,7 @@
 //! 5780 server on two IPs × two ports, stepped on simulated time. Lets the probes be checked
 //! against every NAT mode without sockets.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,11 @@ pub(crate) struct NatSpec {
     pub(crate) hairpin: bool,
     /// Rewrite MAPPED-ADDRESS in replies (an ALG that only knows the plain form).
     pub(crate) alg: bool,
+    /// How long an idle mapping lives (RFC 4787 §4.3); `None`: forever.
+    pub(crate) lifetime: Option<Duration>,
+    /// Whether inbound packets refresh a mapping (RFC 4787 §4.3 REQ-6 leaves it open; Linux
+    /// conntrack does).
+    pub(crate) inbound_refresh: bool,
 }
 
 impl NatSpec {
@@ -41,6 +47,8 @@ impl NatSpec {
             preserve_ports: true,
             hairpin: false,
             alg: false,
+            lifetime: None,
+            inbound_refresh: true,
         }
     }
 }
@@ -65,6 +73,13 @@ pub(crate) struct ServerQuirks {
     pub(crate) wrong_origin: bool,
     /// No OTHER-ADDRESS at all (a plain RFC 8489 server).
     pub(crate) no_other: bool,
+    /// Answer to the request's source even when it carries RESPONSE-PORT.
+    pub(crate) ignore_response_port: bool,
+    /// Reject RESPONSE-PORT with 420, as an RFC 8489 server without RFC 5780 must.
+    pub(crate) reject_response_port: bool,
+    /// Lose the first datagram sent from the shared socket (the lifetime test must not take
+    /// one lost trigger for an expired mapping).
+    pub(crate) drop_first_from_default: bool,
 }
 
 pub(crate) const CLIENT_PRIVATE: &str = "10.0.0.2";
@@ -82,6 +97,7 @@ struct Binding {
     key: Option<SocketAddr>,
     external_port: u16,
     contacted: Vec<SocketAddr>,
+    last_active: Instant,
 }
 
 pub(crate) struct World {
@@ -91,7 +107,13 @@ pub(crate) struct World {
     nat_ip: IpAddr,
     bindings: Vec<Binding>,
     next_port: u16,
-    queue: Vec<(Instant, SocketAddr, Vec<u8>)>,
+    /// (arrival time, source, internal destination, bytes).
+    queue: Vec<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
+    /// Transaction ids the probe declared on its transmits: like the engine, the world hands a
+    /// datagram that reaches the shared socket to the probe only if it carries one of them
+    /// (private sockets deliver everything).
+    declared: HashSet<TransactionId>,
+    dropped_once: bool,
     pub(crate) sent: usize,
 }
 
@@ -109,6 +131,8 @@ impl World {
             bindings: Vec::new(),
             next_port: 61000,
             queue: Vec::new(),
+            declared: HashSet::new(),
+            dropped_once: false,
             sent: 0,
         }
     }
@@ -134,9 +158,17 @@ impl World {
         }
     }
 
+    /// Forget mappings idle for longer than the NAT's lifetime (RFC 4787 §4.3).
+    fn expire(&mut self, now: Instant) {
+        if let Some(life) = self.spec().and_then(|s| s.lifetime) {
+            self.bindings.retain(|b| now < b.last_active + life);
+        }
+    }
+
     /// Outbound translation, RFC 4787 §4.1.
-    fn outbound(&mut self, src: SocketAddr, dst: SocketAddr) -> SocketAddr {
+    fn outbound(&mut self, now: Instant, src: SocketAddr, dst: SocketAddr) -> SocketAddr {
         let Some(spec) = self.spec() else { return src };
+        self.expire(now);
         let key = match spec.map {
             Map::Eim => None,
             Map::Adm => Some(SocketAddr::new(dst.ip(), 0)),
@@ -165,34 +197,40 @@ impl World {
                     key,
                     external_port: port,
                     contacted: Vec::new(),
+                    last_active: now,
                 });
                 self.bindings.len() - 1
             }
         };
         let b = &mut self.bindings[idx];
+        b.last_active = now;
         if !b.contacted.contains(&dst) {
             b.contacted.push(dst);
         }
         SocketAddr::new(self.nat_ip, b.external_port)
     }
 
-    /// Inbound filtering, RFC 4787 §5.
-    fn inbound(&self, src: SocketAddr, dst: SocketAddr) -> Option<SocketAddr> {
+    /// Inbound filtering, RFC 4787 §5: the internal address the packet is delivered to.
+    fn inbound(&mut self, now: Instant, src: SocketAddr, dst: SocketAddr) -> Option<SocketAddr> {
         let Some(spec) = self.spec() else {
             return (dst.ip() == self.client_ip).then_some(dst);
         };
         if dst.ip() != self.nat_ip {
             return None;
         }
+        self.expire(now);
         let b = self
             .bindings
-            .iter()
+            .iter_mut()
             .find(|b| b.external_port == dst.port())?;
         let ok = match spec.filter {
             Filter::Eif => true,
             Filter::Adf => b.contacted.iter().any(|c| c.ip() == src.ip()),
             Filter::Apdf => b.contacted.contains(&src),
         };
+        if ok && spec.inbound_refresh {
+            b.last_active = now;
+        }
         ok.then_some(b.internal)
     }
 
@@ -206,8 +244,14 @@ impl World {
         ]
     }
 
-    /// The RFC 5780 server: answers a Binding request that reached `at` from `from`.
-    fn serve(&self, at: SocketAddr, from: SocketAddr, req: &[u8]) -> Option<(SocketAddr, Vec<u8>)> {
+    /// The RFC 5780 server: answers a Binding request that reached `at` from `from`; returns
+    /// the reply's source, destination and bytes.
+    fn serve(
+        &self,
+        at: SocketAddr,
+        from: SocketAddr,
+        req: &[u8],
+    ) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
         if !self.server_addrs().contains(&at) {
             return None;
         }
@@ -243,6 +287,19 @@ impl World {
         };
         let tid: TransactionId = v.transaction_id();
         let mut out = Vec::new();
+        // RFC 5780 §7.5.
+        let mut to = from;
+        if let Some(port) = v.response_port() {
+            if self.quirks.reject_response_port {
+                let mut w = MessageWriter::new(&mut out, MessageType::BINDING_ERROR, &tid);
+                w.error_code(420, "Unknown Attribute");
+                w.fingerprint();
+                return Some((at, from, out));
+            }
+            if !self.quirks.ignore_response_port {
+                to = SocketAddr::new(from.ip(), port?);
+            }
+        }
         let mut w = MessageWriter::new(&mut out, MessageType::BINDING_SUCCESS, &tid);
         w.xor_address(attr::XOR_MAPPED_ADDRESS, &from);
         let plain = match self.spec() {
@@ -262,7 +319,7 @@ impl World {
         w.address(attr::RESPONSE_ORIGIN, &origin);
         w.software("sim 5780");
         w.fingerprint();
-        Some((src, out))
+        Some((src, to, out))
     }
 
     fn send(&mut self, now: Instant, local: LocalSocket, dst: SocketAddr, data: Vec<u8>) {
@@ -273,7 +330,14 @@ impl World {
             Net::UdpOnlyTo(p) if dst.port() != p => return,
             _ => {}
         }
-        let translated = self.outbound(src, dst);
+        if self.quirks.drop_first_from_default
+            && local == LocalSocket::Default
+            && !self.dropped_once
+        {
+            self.dropped_once = true;
+            return;
+        }
+        let translated = self.outbound(now, src, dst);
         let rtt = Duration::from_millis(20);
         // Hairpin (RFC 4787 §6): to our own public address.
         if dst.ip() == self.nat_ip || dst.ip() == self.client_ip {
@@ -281,43 +345,60 @@ impl World {
                 Some(s) => s.hairpin,
                 None => true,
             };
-            if hairpins && self.inbound_any(dst) {
-                self.queue.push((now + rtt / 2, translated, data));
+            if let Some(internal) = self.inbound_any(dst).filter(|_| hairpins) {
+                self.queue.push((now + rtt / 2, translated, internal, data));
             }
             return;
         }
-        let Some((from, reply)) = self.serve(dst, translated, &data) else {
+        let Some((from, to, reply)) = self.serve(dst, translated, &data) else {
             return;
         };
-        if self.inbound(from, translated).is_some() {
-            self.queue.push((now + rtt, from, reply));
+        // The reply crosses the path half an RTT later: the NAT judges it then.
+        let arrive = now + rtt / 2;
+        if let Some(internal) = self.inbound(arrive, from, to) {
+            self.queue.push((now + rtt, from, internal, reply));
         }
     }
 
-    fn inbound_any(&self, dst: SocketAddr) -> bool {
+    fn inbound_any(&self, dst: SocketAddr) -> Option<SocketAddr> {
         match self.spec() {
-            Some(_) => self.bindings.iter().any(|b| b.external_port == dst.port()),
-            None => true,
+            Some(_) => self
+                .bindings
+                .iter()
+                .find(|b| b.external_port == dst.port())
+                .map(|b| b.internal),
+            None => Some(dst),
         }
+    }
+
+    /// Whether the engine would hand a datagram that reached `internal` to the probe.
+    fn routed(&self, internal: SocketAddr, data: &[u8]) -> bool {
+        if internal != self.local(LocalSocket::Default) {
+            return true;
+        }
+        StunView::parse(data).is_ok_and(|v| self.declared.contains(&v.transaction_id()))
     }
 
     /// Drive `probe` to completion; returns its output and the simulated duration.
     pub(crate) fn run<P: Probe>(&mut self, probe: &mut P, t0: Instant) -> (P::Output, Duration) {
         let mut now = t0;
         let mut buf = Vec::new();
-        for _ in 0..100_000 {
+        for _ in 0..1_000_000 {
             loop {
                 buf.clear();
                 let Some(t) = probe.poll_transmit(now, &mut buf) else {
                     break;
                 };
+                self.declared.insert(t.transaction_id);
                 self.send(now, t.local, t.destination, buf.clone());
             }
             let (due, later): (Vec<_>, Vec<_>) =
-                self.queue.drain(..).partition(|(at, _, _)| *at <= now);
+                self.queue.drain(..).partition(|(at, _, _, _)| *at <= now);
             self.queue = later;
-            for (_, from, data) in due {
-                let _ = probe.handle_input(now, from, &data);
+            for (_, from, internal, data) in due {
+                if self.routed(internal, &data) {
+                    let _ = probe.handle_input(now, from, &data);
+                }
             }
             if probe.is_done() {
                 let out = probe.take_output().unwrap();
@@ -325,7 +406,7 @@ impl World {
             }
             let next = [
                 probe.poll_timeout(),
-                self.queue.iter().map(|(at, _, _)| *at).min(),
+                self.queue.iter().map(|(at, _, _, _)| *at).min(),
             ]
             .into_iter()
             .flatten()

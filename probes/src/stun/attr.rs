@@ -241,6 +241,22 @@ impl ChangeRequest {
     }
 }
 
+/// RESPONSE-PORT, RFC 5780 §7.5: the port a Binding response is to be sent to (on the
+/// request's source IP). The value is the port in the first two bytes and two bytes of padding.
+pub fn encode_response_port(port: u16) -> [u8; 4] {
+    let [hi, lo] = port.to_be_bytes();
+    [hi, lo, 0, 0]
+}
+
+/// Read a RESPONSE-PORT value (RFC 5780 §7.5): `None` unless it is exactly four bytes. The
+/// padding bytes are ignored.
+pub fn decode_response_port(value: &[u8]) -> Option<u16> {
+    match value {
+        [hi, lo, _, _] => Some(u16::from_be_bytes([*hi, *lo])),
+        _ => None,
+    }
+}
+
 /// An ERROR-CODE value, RFC 8489 §14.8: class × 100 + number, with a UTF-8 reason phrase.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ErrorCode<'a> {

@@ -97,6 +97,11 @@ impl<'b> MessageWriter<'b> {
         self.attr(attr::CHANGE_REQUEST, &change.to_u32().to_be_bytes())
     }
 
+    /// RESPONSE-PORT, RFC 5780 §7.5.
+    pub fn response_port(&mut self, port: u16) -> &mut Self {
+        self.attr(attr::RESPONSE_PORT, &attr::encode_response_port(port))
+    }
+
     /// A 32-bit attribute such as LIFETIME (RFC 8656 §18.2).
     pub fn u32_attr(&mut self, kind: u16, value: u32) -> &mut Self {
         self.attr(kind, &value.to_be_bytes())
@@ -177,7 +182,7 @@ impl<'b> MessageWriter<'b> {
 }
 
 /// The Binding request stunmap sends, RFC 8489 §6.1 and §14: SOFTWARE, optional CHANGE-REQUEST
-/// (RFC 5780 §7.2), FINGERPRINT.
+/// (RFC 5780 §7.2), optional RESPONSE-PORT (RFC 5780 §7.5), FINGERPRINT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BindingRequest<'s> {
     /// The transaction id (random, supplied by the caller).
@@ -186,6 +191,9 @@ pub struct BindingRequest<'s> {
     pub software: Option<&'s str>,
     /// CHANGE-REQUEST flags; `None` leaves the attribute out.
     pub change_request: Option<ChangeRequest>,
+    /// RESPONSE-PORT; `None` leaves the attribute out. A server that supports it answers to
+    /// this port on the request's source IP (the binding-lifetime test, RFC 5780 §4.6).
+    pub response_port: Option<u16>,
     /// Whether to append FINGERPRINT.
     pub fingerprint: bool,
 }
@@ -199,6 +207,9 @@ impl BindingRequest<'_> {
         }
         if let Some(c) = self.change_request {
             w.change_request(c);
+        }
+        if let Some(p) = self.response_port {
+            w.response_port(p);
         }
         if self.fingerprint {
             w.fingerprint();
@@ -221,6 +232,7 @@ mod tests {
                 change_ip: true,
                 change_port: false,
             }),
+            response_port: None,
             fingerprint: true,
         };
         let mut buf = vec![0xEE; 3];
@@ -240,6 +252,25 @@ mod tests {
         );
         let (_, cr) = v.attributes().nth(1).unwrap();
         assert_eq!(ChangeRequest::from_value(cr), req.change_request);
+    }
+
+    #[test]
+    fn response_port_is_a_padded_16_bit_value() {
+        let req = BindingRequest {
+            transaction_id: TransactionId([1; 12]),
+            software: None,
+            change_request: None,
+            response_port: Some(0xBEEF),
+            fingerprint: false,
+        };
+        let mut buf = Vec::new();
+        assert_eq!(req.encode(&mut buf), 28);
+        let v = StunView::parse(&buf).unwrap();
+        let (kind, value) = v.attributes().next().unwrap();
+        assert_eq!(kind, attr::RESPONSE_PORT);
+        assert_eq!(value, &[0xBE, 0xEF, 0, 0]);
+        assert_eq!(v.response_port(), Some(Some(0xBEEF)));
+        assert_eq!(attr::decode_response_port(&[1, 2, 3]), None);
     }
 
     #[test]

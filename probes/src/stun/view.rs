@@ -279,6 +279,13 @@ impl<'a> StunView<'a> {
         self.value(attr::RESPONSE_ORIGIN).map(attr::decode_address)
     }
 
+    /// RESPONSE-PORT, RFC 5780 §7.5: `Some(None)` when present but not four bytes long.
+    pub fn response_port(&self) -> Option<Option<u16>> {
+        self.attributes()
+            .find(|(k, _)| *k == attr::RESPONSE_PORT)
+            .map(|(_, v)| attr::decode_response_port(v))
+    }
+
     /// ERROR-CODE, RFC 8489 §14.8.
     pub fn error_code(&self) -> Option<Result<ErrorCode<'a>, ErrorCodeError>> {
         self.value(attr::ERROR_CODE).map(attr::decode_error_code)

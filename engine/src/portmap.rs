@@ -1,0 +1,226 @@
+//! Ask the IPv4 default gateway whether it maps ports on request: NAT-PMP (RFC 6886), PCP
+//! (RFC 6887) and UPnP IGD (SSDP, then the device description over HTTP). The three run
+//! concurrently under one time budget; the codecs and result types are
+//! `probes::nat::portmap`. Nothing here creates a mapping.
+//!
+//! Only the gateway is believed: SSDP answers from other hosts, or pointing to a description
+//! on another host, are counted and ignored (anyone on the LAN can answer a multicast search).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use probes::nat::portmap::{
+    self, NATPMP_EXTERNAL_REQUEST, PCP_PORT, PortMapping, ProtocolStatus, SSDP_GROUP, UpnpStatus,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::{Instant, timeout_at};
+
+/// The whole budget of [`probe_gateway`] when the caller has no opinion: NAT-PMP and PCP
+/// answer within a LAN round trip, and UPnP devices within MX = 1 s of the search.
+pub const DEFAULT_BUDGET: Duration = Duration::from_millis(1200);
+
+/// The description of a device is small (a few KiB); more is not read.
+const MAX_DESCRIPTION: usize = 64 * 1024;
+
+/// The IPv4 default gateway of this network namespace (Linux: `/proc/net/route`).
+pub fn default_gateway_v4() -> Option<Ipv4Addr> {
+    let text = std::fs::read_to_string("/proc/net/route").ok()?;
+    portmap::default_gateway_from_proc_route(&text)
+}
+
+/// Ask the default gateway (or `gateway`, when given) about NAT-PMP, PCP and UPnP IGD, all
+/// within `budget`.
+pub async fn probe_gateway(gateway: Option<Ipv4Addr>, budget: Duration) -> PortMapping {
+    let Some(gw) = gateway.or_else(default_gateway_v4) else {
+        return PortMapping::default();
+    };
+    let deadline = Instant::now() + budget;
+    let (nat_pmp, pcp, (upnp, ignored_answers)) =
+        tokio::join!(nat_pmp(gw, deadline), pcp(gw, deadline), upnp(gw, deadline));
+    PortMapping {
+        gateway: Some(gw),
+        nat_pmp,
+        pcp,
+        upnp,
+        ignored_answers,
+    }
+}
+
+/// Send `request` to the gateway's port 5351 with RFC 6886 §3.1's schedule (250 ms, doubling)
+/// until an answer `parse` accepts arrives or the deadline passes.
+async fn exchange<T>(
+    gw: Ipv4Addr,
+    deadline: Instant,
+    request: impl Fn(IpAddr) -> Vec<u8>,
+    parse: impl Fn(&[u8]) -> Option<T>,
+) -> Result<Option<T>, ProtocolStatus> {
+    let sock = UdpSocket::bind("0.0.0.0:0")
+        .await
+        .map_err(|_| ProtocolStatus::NoAnswer)?;
+    // Connected: only the gateway's port 5351 is heard, and an ICMP port unreachable surfaces
+    // as ECONNREFUSED.
+    sock.connect(SocketAddr::new(IpAddr::V4(gw), PCP_PORT))
+        .await
+        .map_err(|_| ProtocolStatus::Unreachable)?;
+    let local = sock
+        .local_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let req = request(local);
+    let mut wait = Duration::from_millis(250);
+    let mut buf = [0u8; 1100];
+    let mut malformed = false;
+    loop {
+        if let Err(e) = sock.send(&req).await {
+            return Err(status_of(&e));
+        }
+        let resend = (Instant::now() + wait).min(deadline);
+        loop {
+            match timeout_at(resend, sock.recv(&mut buf)).await {
+                Err(_) => break,
+                Ok(Err(e)) => return Err(status_of(&e)),
+                Ok(Ok(n)) => match parse(buf.get(..n).unwrap_or(&[])) {
+                    Some(t) => return Ok(Some(t)),
+                    None => malformed = true,
+                },
+            }
+        }
+        if Instant::now() >= deadline {
+            return if malformed {
+                Err(ProtocolStatus::Malformed)
+            } else {
+                Ok(None)
+            };
+        }
+        wait *= 2;
+    }
+}
+
+fn status_of(e: &io::Error) -> ProtocolStatus {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        ProtocolStatus::Unreachable
+    } else {
+        ProtocolStatus::NoAnswer
+    }
+}
+
+async fn nat_pmp(gw: Ipv4Addr, deadline: Instant) -> ProtocolStatus {
+    let r = exchange(
+        gw,
+        deadline,
+        |_| NATPMP_EXTERNAL_REQUEST.to_vec(),
+        |b| portmap::parse_natpmp_external(b).ok(),
+    )
+    .await;
+    match r {
+        Ok(Some(r)) => PortMapping::nat_pmp_status(&r),
+        Ok(None) => ProtocolStatus::NoAnswer,
+        Err(s) => s,
+    }
+}
+
+async fn pcp(gw: Ipv4Addr, deadline: Instant) -> ProtocolStatus {
+    let r = exchange(
+        gw,
+        deadline,
+        |local| portmap::pcp_announce_request(local).to_vec(),
+        |b| portmap::parse_pcp_response(b).ok(),
+    )
+    .await;
+    match r {
+        Ok(Some(r)) => PortMapping::pcp_status(&r),
+        Ok(None) => ProtocolStatus::NoAnswer,
+        Err(s) => s,
+    }
+}
+
+/// SSDP search, then the description of the first answer from the gateway.
+async fn upnp(gw: Ipv4Addr, deadline: Instant) -> (UpnpStatus, u32) {
+    let mut ignored = 0;
+    let Ok(sock) = UdpSocket::bind("0.0.0.0:0").await else {
+        return (UpnpStatus::NoAnswer, ignored);
+    };
+    // UPnP Device Architecture 1.1 §1.3.2: TTL 2 by default.
+    let _ = sock.set_multicast_ttl_v4(2);
+    let search = portmap::ssdp_search(1);
+    let mut buf = vec![0u8; 4096];
+    // Two copies, 100 ms apart, against loss (UDA 1.1 suggests sending more than once).
+    for copy in 0..2u8 {
+        if sock.send_to(search.as_bytes(), SSDP_GROUP).await.is_err() {
+            return (UpnpStatus::NoAnswer, ignored);
+        }
+        let until = if copy == 0 {
+            (Instant::now() + Duration::from_millis(100)).min(deadline)
+        } else {
+            deadline
+        };
+        loop {
+            let (n, from) = match timeout_at(until, sock.recv_from(&mut buf)).await {
+                Err(_) | Ok(Err(_)) => break,
+                Ok(Ok(x)) => x,
+            };
+            let Ok(answer) = portmap::parse_ssdp_answer(buf.get(..n).unwrap_or(&[])) else {
+                continue;
+            };
+            let url = portmap::parse_http_url(answer.location);
+            let from_gw = from.ip() == IpAddr::V4(gw);
+            let Some(url) = url
+                .ok()
+                .filter(|u| from_gw && u.addr.ip() == IpAddr::V4(gw))
+            else {
+                ignored += 1;
+                continue;
+            };
+            let location = answer.location.to_owned();
+            let server = answer.server.map(str::to_owned);
+            // The description gets its own second: the search may have used the budget.
+            let fetch_deadline = deadline.max(Instant::now() + Duration::from_secs(1));
+            let status = match fetch(&url, fetch_deadline).await {
+                Ok(body) => {
+                    let services = portmap::igd_services(&body);
+                    if services.is_empty() {
+                        UpnpStatus::NoWanService { location }
+                    } else {
+                        UpnpStatus::Available {
+                            location,
+                            server,
+                            services,
+                        }
+                    }
+                }
+                Err(reason) => UpnpStatus::DescriptionFailed { location, reason },
+            };
+            return (status, ignored);
+        }
+    }
+    (UpnpStatus::NoAnswer, ignored)
+}
+
+/// GET the description; the body, or why not.
+async fn fetch(url: &portmap::HttpUrl, deadline: Instant) -> Result<Vec<u8>, String> {
+    let work = async {
+        let mut s = TcpStream::connect(url.addr)
+            .await
+            .map_err(|e| format!("connect {}: {e}", url.addr))?;
+        s.write_all(portmap::http_get(url).as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut resp = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            if n == 0 || resp.len() >= MAX_DESCRIPTION {
+                break;
+            }
+            resp.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+        }
+        portmap::http_body(&resp)
+            .map(<[u8]>::to_vec)
+            .map_err(|e| e.to_string())
+    };
+    timeout_at(deadline, work)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}
