@@ -716,12 +716,19 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
         }
     }
 
-    fn dispatch(&mut self, now: Instant, key: SlotKey, from: SocketAddr, data: &[u8]) {
+    fn dispatch(
+        &mut self,
+        now: Instant,
+        key: SlotKey,
+        socket: LocalSocket,
+        from: SocketAddr,
+        data: &[u8],
+    ) {
         let Some(slot) = self.slot(key) else {
             self.counters.unmatched += 1;
             return;
         };
-        let result = slot.probe.handle_input(now, from, data);
+        let result = slot.probe.handle_input_on(now, socket, from, data);
         let queued = slot.queued;
         let c = &mut self.counters;
         match result {
@@ -748,7 +755,7 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
             }
         };
         match self.table.get(&tid).copied() {
-            Some(key) => self.dispatch(now, key, from, data),
+            Some(key) => self.dispatch(now, key, LocalSocket::Default, from, data),
             None => self.counters.unmatched += 1,
         }
     }
@@ -788,8 +795,7 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
 
     fn deliver_private(&mut self, now: Instant, p: PrivateDatagram) {
         self.counters.datagrams_received += 1;
-        let _ = p.socket;
-        self.dispatch(now, p.key, p.from, &p.data);
+        self.dispatch(now, p.key, p.socket, p.from, &p.data);
     }
 
     fn endpoint(&mut self, sel: SocketSel) -> Result<Option<&UdpEndpoint>, EngineError> {

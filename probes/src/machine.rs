@@ -77,6 +77,21 @@ pub trait Probe {
     /// A datagram arrived from `from` at time `now`.
     fn handle_input(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), Ignored>;
 
+    /// The same, told which local socket the datagram arrived on: [`LocalSocket::Default`] for
+    /// the shared socket (where the engine routes by declared transaction id), the probe's own
+    /// number for a private one. Probes that care where an answer landed (a reply that should
+    /// have gone elsewhere) override this; the default ignores the socket.
+    fn handle_input_on(
+        &mut self,
+        now: Instant,
+        socket: LocalSocket,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), Ignored> {
+        let _ = socket;
+        self.handle_input(now, from, data)
+    }
+
     /// The time from [`Probe::poll_timeout`] was reached (calling it early is harmless).
     fn handle_timeout(&mut self, now: Instant);
 

@@ -32,6 +32,16 @@ impl<P: Probe> Probe for Delayed<P> {
         self.inner.handle_input(now, from, data)
     }
 
+    fn handle_input_on(
+        &mut self,
+        now: Instant,
+        socket: LocalSocket,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), Ignored> {
+        self.inner.handle_input_on(now, socket, from, data)
+    }
+
     fn handle_timeout(&mut self, now: Instant) {
         if now >= self.start {
             self.inner.handle_timeout(now);

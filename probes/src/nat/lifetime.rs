@@ -26,12 +26,12 @@
 //!
 //! # Why the trigger leaves from the shared socket
 //!
-//! The engine hands a probe everything that arrives on its private sockets, but a datagram on
-//! the shared socket only if it carries a transaction id the probe declared on a transmit. The
-//! trigger is sent from the shared socket and declares a *decoy* id, not the id in the
-//! request. So its answer reaches the probe only through a private socket, that is through the
-//! idle mapping, and a server that ignores RESPONSE-PORT (answering the trigger socket) is seen
-//! as silence, which trial 0 turns into "unsupported" instead of "every mapping lives".
+//! The trigger is sent from the shared socket, so its answer can reach the probe two ways: on
+//! the idle mapping's private socket (RESPONSE-PORT honoured, and the mapping still there) or
+//! back on the shared socket (the server ignored RESPONSE-PORT). The engine says which
+//! (`handle_input_on`): an answer on the shared socket is not evidence that the mapping lives
+//! and is ignored, so such a server is seen as silence, which trial 0 turns into
+//! "unsupported" instead of "every mapping lives".
 //!
 //! # Timing
 //!
@@ -51,7 +51,7 @@ use crate::binding::{
 };
 use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
 use crate::nat::discovery::{DiscoveryConfig, TransactionIdSource};
-use crate::stun::{StunView, TransactionId};
+use crate::stun::StunView;
 
 /// The socket triggers leave from (see the module docs for why it is the shared one).
 pub const TRIGGER_SOCKET: LocalSocket = LocalSocket::Default;
@@ -180,7 +180,6 @@ enum Stage {
 struct Slot {
     trial: Trial,
     opened_at: Option<Instant>,
-    decoy: TransactionId,
     stage: Stage,
 }
 
@@ -226,7 +225,6 @@ impl BindingLifetime {
                         outcome: TrialOutcome::Skipped,
                     },
                     opened_at: None,
-                    decoy: ids(),
                     stage: Stage::Opening(BindingTransaction::new(ids(), config.server, cfg)),
                 }
             })
@@ -371,6 +369,30 @@ impl Probe for BindingLifetime {
         r
     }
 
+    fn handle_input_on(
+        &mut self,
+        now: Instant,
+        socket: LocalSocket,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), Ignored> {
+        // A trigger's answer on the shared socket means the server ignored RESPONSE-PORT: it
+        // says nothing about the idle mapping (see the module docs).
+        if socket == LocalSocket::Default {
+            let tid = StunView::parse(data)
+                .map_err(Ignored::Malformed)?
+                .transaction_id();
+            let is_trigger = self
+                .slots
+                .iter()
+                .any(|s| matches!(&s.stage, Stage::Triggering(tx) if tx.transaction_id() == tid));
+            if is_trigger {
+                return Err(Ignored::UnexpectedSource);
+            }
+        }
+        self.handle_input(now, from, data)
+    }
+
     fn handle_timeout(&mut self, now: Instant) {
         self.last_now = Some(now);
         for slot in &mut self.slots {
@@ -391,13 +413,11 @@ impl Probe for BindingLifetime {
                     }
                 }
                 Stage::Triggering(tx) => {
-                    if let Some(mut t) = tx.poll_transmit(now, buf) {
+                    if let Some(t) = tx.poll_transmit(now, buf) {
                         if t.attempt == 0 {
                             slot.trial.idle =
                                 slot.opened_at.map(|o| now.saturating_duration_since(o));
                         }
-                        // The decoy: see the module docs.
-                        t.transaction_id = slot.decoy;
                         return Some(t);
                     }
                 }
@@ -600,7 +620,7 @@ mod tests {
 
     #[test]
     fn a_server_ignoring_response_port_is_not_believed() {
-        // It answers the trigger socket; the probe never hears it (decoy id), so the control
+        // It answers the trigger socket; the answer lands on the shared socket, not the mapping, so the control
         // fails instead of every mapping looking alive.
         let q = ServerQuirks {
             ignore_response_port: true,

@@ -371,12 +371,19 @@ impl World {
         }
     }
 
-    /// Whether the engine would hand a datagram that reached `internal` to the probe.
-    fn routed(&self, internal: SocketAddr, data: &[u8]) -> bool {
+    /// The socket a datagram that reached `internal` arrives on, if the engine would hand it to
+    /// the probe (private sockets: always; the shared one: by declared transaction id).
+    fn routed(&self, internal: SocketAddr, data: &[u8]) -> Option<LocalSocket> {
         if internal != self.local(LocalSocket::Default) {
-            return true;
+            let n = internal
+                .port()
+                .checked_sub(40001)
+                .and_then(|n| u8::try_from(n).ok())?;
+            return Some(LocalSocket::Private(n));
         }
-        StunView::parse(data).is_ok_and(|v| self.declared.contains(&v.transaction_id()))
+        StunView::parse(data)
+            .is_ok_and(|v| self.declared.contains(&v.transaction_id()))
+            .then_some(LocalSocket::Default)
     }
 
     /// Drive `probe` to completion; returns its output and the simulated duration.
@@ -396,8 +403,8 @@ impl World {
                 self.queue.drain(..).partition(|(at, _, _, _)| *at <= now);
             self.queue = later;
             for (_, from, internal, data) in due {
-                if self.routed(internal, &data) {
-                    let _ = probe.handle_input(now, from, &data);
+                if let Some(socket) = self.routed(internal, &data) {
+                    let _ = probe.handle_input_on(now, socket, from, &data);
                 }
             }
             if probe.is_done() {
