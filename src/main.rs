@@ -5,9 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod check;
 mod cmd;
 mod exit;
 mod progress;
+mod report;
 mod serve;
 mod target;
 
@@ -21,6 +23,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole probe on a profile (NetBird Cloud by default): DNS, control plane and relay,
+    /// every STUN/TURN port, the TCP sample, NAT behaviour and relay RTT, with the verdict first.
+    Check(Box<cmd::check::Args>),
     /// Probe STUN servers with Binding requests: mapped address, RTT, loss.
     Stun(cmd::stun::Args),
     /// Which UDP ports of a STUN/TURN server answer and which part of a TCP port range gets
@@ -52,6 +57,7 @@ fn main() -> ExitCode {
         Err(e) => return exit::clap_error(e),
     };
     let result = match cli.command {
+        Command::Check(args) => cmd::check::run(*args),
         Command::Stun(args) => cmd::stun::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Nat(args) => cmd::nat::run(args),

@@ -1,6 +1,7 @@
 //! One module per subcommand: flags, the call into the engine, rendering.
 
 pub(crate) mod bench;
+pub(crate) mod check;
 pub(crate) mod control;
 pub(crate) mod host;
 pub(crate) mod nat;
