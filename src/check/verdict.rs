@@ -103,6 +103,8 @@ pub(crate) fn judge(
     resolved: &HashMap<String, Vec<IpAddr>>,
 ) -> (Verdict, Vec<Fix>) {
     let mut reasons: Vec<String> = Vec::new();
+    // Port findings, also appended to the classifier's headline.
+    let mut port_reasons: Vec<String> = Vec::new();
     let mut fixes: Vec<Fix> = Vec::new();
 
     // Names.
@@ -211,7 +213,7 @@ pub(crate) fn judge(
             v
         };
         if !blocked.is_empty() {
-            reasons.push(format!(
+            port_reasons.push(format!(
                 "{}: UDP port{} {} blocked",
                 s.name,
                 if blocked.len() == 1 { "" } else { "s" },
@@ -229,7 +231,7 @@ pub(crate) fn judge(
     for sample in samples {
         let dropped = sample.ports.iter().filter(|p| !passes(p.state)).count();
         if dropped > 0 {
-            reasons.push(format!(
+            port_reasons.push(format!(
                 "{}: {dropped} of {} sampled TCP ports in {}-{} are dropped",
                 sample.service,
                 sample.ports.len(),
@@ -259,6 +261,13 @@ pub(crate) fn judge(
         });
     }
 
+    if !port_reasons.is_empty() && status != State::Blocked {
+        if let Some(h) = &mut headline {
+            h.push_str(", but ");
+            h.push_str(&port_reasons.join("; "));
+        }
+    }
+    reasons.extend(port_reasons);
     if nothing_resolves {
         status = State::Blocked;
         level = Level::Blocked;
