@@ -644,7 +644,18 @@ pub(crate) async fn run(cfg: CheckConfig, cancel: Cancel, sink: Sink) -> CheckRe
                 &b.host,
             ))
         });
-        s.state = State::combine(s.checks.iter().map(|r| r.state));
+        // DNS is a step towards the real checks: it decides the state only when nothing else ran.
+        let main: Vec<State> = s
+            .checks
+            .iter()
+            .filter(|r| r.probe != "dns" && r.state != State::Skipped)
+            .map(|r| r.state)
+            .collect();
+        s.state = if main.is_empty() {
+            State::combine(s.checks.iter().map(|r| r.state))
+        } else {
+            State::combine(main.into_iter())
+        };
     }
     samples.sort_by_key(|s| (s.service.clone(), s.range_start));
     let interrupted = ctx.cancel.is_cancelled() && !deadline_hit.load(Ordering::SeqCst);

@@ -160,6 +160,7 @@ pub(crate) fn judge(
     let mut headline = nat.map(|c| c.verdict.headline.clone());
 
     // Control plane: without management or signal, no peer connects at all.
+    let mut dead: Vec<&str> = Vec::new();
     for s in services {
         if matches!(s.kind, ServiceKind::Management | ServiceKind::Signal)
             && s.state == State::Blocked
@@ -172,13 +173,15 @@ pub(crate) fn judge(
                 .map(|r| r.detail.clone())
                 .unwrap_or_default();
             reasons.push(format!("{} cannot be used: {why}", s.name));
-            if headline.is_some() || !nothing_resolves {
-                headline = Some(format!(
-                    "Blocked: the {} service cannot be reached, so peers cannot log in or connect",
-                    s.name
-                ));
-            }
+            dead.push(&s.name);
         }
+    }
+    if !dead.is_empty() && !nothing_resolves {
+        headline = Some(format!(
+            "Blocked: the {} service{} cannot be reached, so peers cannot log in or connect",
+            dead.join(" and "),
+            if dead.len() == 1 { "" } else { "s" }
+        ));
     }
     for p in control_problems {
         // Unresolved names already have their fix above.

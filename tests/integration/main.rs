@@ -10,6 +10,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod check;
 mod common;
 mod control;
 mod coturn_interop;
