@@ -26,6 +26,9 @@ enum Command {
     /// The whole probe on a profile (NetBird Cloud by default): DNS, control plane and relay,
     /// every STUN/TURN port, the TCP sample, NAT behaviour and relay RTT, with the verdict first.
     Check(Box<cmd::check::Args>),
+    /// The whole check against a lab stunmap starts on loopback (its own STUN reflector and,
+    /// where coturn is installed, a TURN server): every section of the report, filled in.
+    Demo(cmd::demo::Args),
     /// Probe STUN servers with Binding requests: mapped address, RTT, loss.
     Stun(cmd::stun::Args),
     /// Which UDP ports of a STUN/TURN server answer and which part of a TCP port range gets
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Check(args) => cmd::check::run(*args),
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Stun(args) => cmd::stun::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Nat(args) => cmd::nat::run(args),

@@ -488,12 +488,16 @@ pub(crate) async fn run(cfg: CheckConfig, cancel: Cancel, sink: Sink) -> CheckRe
                     let (ctx, service, host) = (ctx.clone(), s.clone(), h.to_string());
                     tasks.spawn(async move { turn_udp(&ctx, i, &service, host, ip, &udp).await });
                 }
-                for (port, transport) in s
+                // Allocate over TCP on each single port and the first port of each range, once.
+                let mut stream_ports: Vec<(u16, TurnTransport)> = s
                     .tcp
                     .iter()
                     .map(|r| (r.start, TurnTransport::Tcp))
                     .chain(s.tls.iter().map(|p| (*p, TurnTransport::Tls)))
-                {
+                    .collect();
+                stream_ports.sort_by_key(|(p, t)| (*p, *t == TurnTransport::Tls));
+                stream_ports.dedup();
+                for (port, transport) in stream_ports {
                     let (ctx, service, host) = (ctx.clone(), s.clone(), h.clone());
                     tasks.spawn(async move {
                         let row =
@@ -1120,13 +1124,12 @@ async fn tcp_sample(
         state,
         rtt_seconds: None,
         detail: format!(
-            "{lo}-{hi}: {} of {} sampled ports get through ({} open, {} refused by the server, {} filtered); {}",
+            "{lo}-{hi}: {} of {} sampled ports get through ({} open, {} refused by the server, {} filtered)",
             summary.open + summary.refused,
             results.len(),
             summary.open,
             summary.refused,
             blocked,
-            summary.text
         ),
     };
     ctx.emit_row(service, &row);

@@ -619,3 +619,31 @@ fn embedded_profile_against_the_lab_with_resolve() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn demo_fills_every_section_and_tears_down() {
+    let start = Instant::now();
+    let out = Command::new("timeout")
+        .args(["60", bin(), "demo", "--json"])
+        .env_remove("STUNMAP_TURN_PASSWORD")
+        .env_remove("STUNMAP_TURN_SECRET")
+        .output()
+        .unwrap();
+    let v = json(&out);
+    validate(&v);
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert_eq!(v["profile"]["name"], "demo");
+    assert_eq!(rows(service(&v, "stun"), "stun")[0]["state"], "ok");
+    assert!(v["nat"]["verdict"].is_object());
+    if have("turnserver") {
+        assert_eq!(out.status.code(), Some(0), "{:#}", v["verdict"]);
+        assert_eq!(service(&v, "turn")["state"], "ok");
+        assert!(!v["tcp_samples"][0]["ports"].as_array().unwrap().is_empty());
+        assert!(v["relay_rtt"][0]["rtt"]["median"].as_f64().unwrap() > 0.0);
+    }
+    // The lab is gone: the demo's reflector port no longer answers.
+    let port = rows(service(&v, "stun"), "stun")[0]["port"]
+        .as_u64()
+        .unwrap() as u16;
+    assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok());
+}
