@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod check;
 mod cmd;
 mod exit;
+mod metrics;
 mod progress;
 mod report;
 mod serve;

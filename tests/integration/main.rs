@@ -17,5 +17,6 @@ mod coturn_interop;
 mod engine_runs;
 mod lab_reference;
 mod nat_lab;
+mod prometheus;
 mod serve_and_stun;
 mod turn;
