@@ -5,9 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod check;
 mod cmd;
 mod exit;
+mod metrics;
 mod progress;
+mod report;
 mod serve;
 mod target;
 
@@ -21,6 +24,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole probe on a profile (NetBird Cloud by default): DNS, control plane and relay,
+    /// every STUN/TURN port, the TCP sample, NAT behaviour and relay RTT, with the verdict first.
+    Check(Box<cmd::check::Args>),
+    /// The whole check against a lab stunmap starts on loopback (its own STUN reflector and,
+    /// where coturn is installed, a TURN server): every section of the report, filled in.
+    Demo(cmd::demo::Args),
     /// Probe STUN servers with Binding requests: mapped address, RTT, loss.
     Stun(cmd::stun::Args),
     /// Which UDP ports of a STUN/TURN server answer and which part of a TCP port range gets
@@ -53,6 +62,8 @@ fn main() -> ExitCode {
         Err(e) => return exit::clap_error(e),
     };
     let result = match cli.command {
+        Command::Check(args) => cmd::check::run(*args),
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Stun(args) => cmd::stun::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Nat(args) => cmd::nat::run(args),

@@ -1,7 +1,9 @@
 //! One module per subcommand: flags, the call into the engine, rendering.
 
 pub(crate) mod bench;
+pub(crate) mod check;
 pub(crate) mod control;
+pub(crate) mod demo;
 pub(crate) mod host;
 pub(crate) mod nat;
 pub(crate) mod relay;

@@ -1,6 +1,8 @@
 //! `stunmap serve`: a STUN Binding reflector to deploy at your own edge, so an egress can be
 //! tested against a server you control (on the ports you choose).
 
+use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +29,11 @@ thousands of sockets, listen on one port and let the kernel redirect the range t
 pub(crate) struct Args {
     /// ADDR:PORT or ADDR:PORT-PORT to listen on (repeat for IPv4 and IPv6), e.g.
     /// 0.0.0.0:3478, [::]:3478, 127.0.0.1:21000-21999.
-    #[arg(long, required = true, value_name = "ADDR:PORT[-PORT]")]
+    #[arg(
+        long,
+        required_unless_present = "metrics",
+        value_name = "ADDR:PORT[-PORT]"
+    )]
     listen: Vec<String>,
     /// Second IP of this host for RFC 5780 (answers CHANGE-REQUEST and sends OTHER-ADDRESS
     /// when --alt-port is set too).
@@ -51,6 +57,52 @@ pub(crate) struct Args {
     /// Stop after this many seconds (for scripted tests and demos).
     #[arg(long, value_name = "SECS")]
     duration: Option<u64>,
+    /// Serve HTTP on ADDR:PORT like Prometheus' blackbox_exporter: /probe?module=NAME&target=IP
+    /// runs a check and answers with its metrics, /metrics has stunmap's own counters.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
+    /// A /probe module: NAME=PROFILE.toml (repeatable); `netbird-cloud` (the embedded profile)
+    /// is always there.
+    #[arg(long, value_name = "NAME=FILE", requires = "metrics")]
+    module: Vec<String>,
+    /// Timeout of each step of a /probe check, milliseconds.
+    #[arg(long, default_value_t = 2000, value_name = "MS", requires = "metrics")]
+    probe_timeout: u64,
+    #[command(flatten)]
+    auth: super::turn::AuthArgs,
+}
+
+/// The /probe modules: the embedded profile and every --module.
+fn modules(args: &Args) -> Result<BTreeMap<String, crate::check::run::CheckConfig>> {
+    let tuning = super::check::TuningArgs {
+        timeout: args.probe_timeout.max(1),
+        ..super::check::TuningArgs::default()
+    };
+    let mut out = BTreeMap::new();
+    let (cfg, _) =
+        super::check::build_config(&super::check::SourceArgs::default(), &tuning, &args.auth)?;
+    out.insert(cfg.profile.name.clone(), cfg);
+    for m in &args.module {
+        let Some((name, file)) = m.split_once('=') else {
+            return Err(usage(format!("--module {m:?}: expected NAME=PROFILE.toml")));
+        };
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(usage(format!(
+                "--module {m:?}: NAME may hold letters, digits, '-', '_', '.'"
+            )));
+        }
+        let src = super::check::SourceArgs {
+            profile: Some(file.into()),
+            ..super::check::SourceArgs::default()
+        };
+        let (cfg, _) = super::check::build_config(&src, &tuning, &args.auth)?;
+        out.insert(name.to_string(), cfg);
+    }
+    Ok(out)
 }
 
 fn parse_listen(s: &str) -> Result<(IpAddr, (u16, u16))> {
@@ -109,23 +161,70 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let modules = match args.metrics {
+        Some(_) => Some(modules(&args)?),
+        None => None,
+    };
     rt.block_on(async {
         let stats = Arc::new(ServeStats::default());
-        let server = serve(cfg, stats, |addrs: &[SocketAddr]| {
-            let shown: Vec<String> = addrs.iter().take(8).map(ToString::to_string).collect();
-            let more = addrs.len().saturating_sub(8);
-            eprintln!(
-                "stunmap serve: listening on {}{}",
-                shown.join(" "),
-                if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
+        let metrics = match (args.metrics, modules) {
+            (Some(addr), Some(modules)) => {
+                let listener = crate::metrics::bind(addr).await?;
+                let reflector = (!cfg.listen.is_empty()).then(|| stats.clone());
+                let msg = format!(
+                    "stunmap serve: metrics on http://{}/metrics, probes on /probe?module={}",
+                    listener.local_addr()?,
+                    modules.keys().cloned().collect::<Vec<_>>().join("|")
+                );
+                let server = Arc::new(crate::metrics::MetricsServer::new(modules, reflector));
+                Some((crate::metrics::run(listener, server), msg))
+            }
+            _ => None,
+        };
+        // The reflector's "listening" line comes first (scripts wait for it), then this one.
+        let (metrics, metrics_msg) = match metrics {
+            Some((m, msg)) => (Some(m), Some(msg)),
+            None => (None, None),
+        };
+        if cfg.listen.is_empty() {
+            if let Some(m) = &metrics_msg {
+                // Not eprintln!: a closed stderr (a parent that read the first line) must not panic.
+                let _ = writeln!(std::io::stderr(), "{m}");
+            }
+        }
+        let metrics = async move {
+            match metrics {
+                Some(m) => m.await,
+                None => std::future::pending().await,
+            }
+        };
+        let has_reflector = !cfg.listen.is_empty();
+        let server = async move {
+            if !has_reflector {
+                return std::future::pending().await;
+            }
+            serve(cfg, stats, |addrs: &[SocketAddr]| {
+                let shown: Vec<String> = addrs.iter().take(8).map(ToString::to_string).collect();
+                let more = addrs.len().saturating_sub(8);
+                eprintln!(
+                    "stunmap serve: listening on {}{}",
+                    shown.join(" "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                );
+                if let Some(m) = &metrics_msg {
+                    // Not eprintln!: a closed stderr (a parent that read the first line) must not panic.
+                    let _ = writeln!(std::io::stderr(), "{m}");
                 }
-            );
-        });
+            })
+            .await
+        };
         tokio::select! {
             r = server => r?,
+            r = metrics => r?,
             _ = tokio::signal::ctrl_c() => {}
             _ = async {
                 match args.duration {

@@ -50,7 +50,7 @@ pub(crate) struct AuthArgs {
     rest_ttl: u64,
     /// Extra CA certificates (PEM) trusted for turns:, besides the webpki roots.
     #[arg(long, value_name = "FILE")]
-    ca_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 fn first_line(path: &PathBuf, what: &str) -> Result<String> {

@@ -10,6 +10,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod check;
 mod common;
 mod control;
 mod coturn_interop;
@@ -17,6 +18,7 @@ mod engine_runs;
 mod lab_reference;
 mod nat_lab;
 mod nat_more_lab;
+mod prometheus;
 mod serve_and_stun;
 mod sweep_lab;
 mod turn;

@@ -18,11 +18,7 @@ pub fn system_nameservers() -> Vec<SocketAddr> {
 }
 
 /// Look up A and AAAA for `name`.
-pub(crate) async fn lookup(
-    name: &str,
-    nameservers: &[SocketAddr],
-    timeout: Duration,
-) -> (Lookup, Lookup) {
+pub async fn lookup(name: &str, nameservers: &[SocketAddr], timeout: Duration) -> (Lookup, Lookup) {
     tokio::join!(
         query(name, RecordType::A, nameservers, timeout),
         query(name, RecordType::Aaaa, nameservers, timeout)

@@ -24,7 +24,7 @@ use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-pub use dns::system_nameservers;
+pub use dns::{lookup, system_nameservers};
 pub use tls::Roots;
 
 use tls::{Target, fail, open};
