@@ -15,6 +15,7 @@ mod common;
 mod control;
 mod coturn_interop;
 mod engine_runs;
+mod hostile;
 mod lab_reference;
 mod nat_lab;
 mod serve_and_stun;
