@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build every fuzz target and run it for a bounded number of executions, seeded from
-# fuzz/corpus_seed/<target>/. Fails (non-zero exit) on the first crash, leak or timeout.
+# fuzz/corpus_seed/<target>/ (and the captured coturn responses in fuzz/corpus_seed/coturn/ for
+# the STUN/TURN targets). Fails (non-zero exit) on the first crash, leak or timeout.
 #
 #   fuzz/ci-smoke.sh                 # 20000 runs per target
 #   RUNS=200000 fuzz/ci-smoke.sh     # longer
@@ -14,12 +15,15 @@ toolchain="${FUZZ_TOOLCHAIN:-nightly}"
 
 cargo +"$toolchain" fuzz build
 for target in $(cargo +"$toolchain" fuzz list); do
-    seeds="fuzz/corpus_seed/$target"
+    seeds=("fuzz/corpus_seed/$target")
+    case "$target" in
+        stun_* | turn_* | machine_*) seeds+=("fuzz/corpus_seed/coturn") ;;
+    esac
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
-    echo "== $target: $runs runs, seeds from $seeds"
+    echo "== $target: $runs runs, seeds from ${seeds[*]}"
     # New inputs go to the scratch directory; the committed seeds are only read.
-    cargo +"$toolchain" fuzz run "$target" "$work" "$seeds" -- \
+    cargo +"$toolchain" fuzz run "$target" "$work" "${seeds[@]}" -- \
         -runs="$runs" -max_len=4096 -timeout=10 -print_final_stats=1
     rm -rf "$work"
     trap - EXIT

@@ -54,6 +54,10 @@ enum Command {
     Turn(cmd::turn::Args),
     /// Benchmark relay latency through a real TURN allocation, per transport.
     Relay(cmd::relay::Args),
+    /// Audit your own TURN server: which internal addresses (loopback, private, link-local,
+    /// cloud metadata, their IPv6 encodings) it would relay to, its software, transports and
+    /// unauthenticated answers. Sends no data to any of them; releases the allocation.
+    Audit(cmd::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Control(args) => cmd::control::run(args),
         Command::Turn(args) => cmd::turn::run(args),
         Command::Relay(args) => cmd::relay::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
     };
     match result {
         Ok(code) => code.into(),

@@ -137,7 +137,16 @@ pub(crate) async fn exchange(
     while error.is_none() && !tx.is_done() {
         let read = tokio::time::timeout_at(deadline.into(), stream.read(&mut buf)).await;
         match read {
-            Err(_) => break,
+            Err(_) => {
+                if framer.buffered() > 0 {
+                    // A peer that trickles bytes or announces a length it never sends.
+                    error = Some(format!(
+                        "deadline reached with {} bytes of an unfinished message",
+                        framer.buffered()
+                    ));
+                }
+                break;
+            }
             Ok(Ok(0)) => {
                 error = Some(format!(
                     "connection closed with {} bytes of an unfinished message",

@@ -1,5 +1,6 @@
 //! One module per subcommand: flags, the call into the engine, rendering.
 
+pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod check;
 pub(crate) mod control;

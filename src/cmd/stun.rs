@@ -93,6 +93,10 @@ struct TargetReport {
     /// TCP only: connect time or how the connection failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     connect: Option<String>,
+    /// TCP only: why streams ended without a clean answer (peer closed or reset mid-message,
+    /// bytes trickled past the deadline, not STUN), each reason once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stream_errors: Vec<String>,
     #[serde(skip)]
     stats: RttStats,
 }
@@ -116,6 +120,7 @@ impl TargetReport {
             errors: BTreeMap::new(),
             unknown_attribute: None,
             connect: None,
+            stream_errors: Vec::new(),
             stats: RttStats::default(),
         }
     }
@@ -370,6 +375,11 @@ async fn run_tcp(
                         }
                         other => format!("{other:?}").to_lowercase(),
                     });
+                    if let Some(e) = &r.stream_error {
+                        if !rep.stream_errors.contains(e) {
+                            rep.stream_errors.push(e.clone());
+                        }
+                    }
                     match &r.binding {
                         Some(b) => rep.add(b),
                         None => rep.stats.lost(),
@@ -453,6 +463,9 @@ fn print_human(report: &Report) {
         }
         if let Some(c) = &t.connect {
             println!("  tcp {c}");
+        }
+        for e in &t.stream_errors {
+            println!("  stream {e}");
         }
         if let Some(s) = &t.software {
             println!("  server software: {s}");

@@ -230,6 +230,17 @@ impl Drop for TurnLab {
 
 /// Start a [`TurnLab`]. `tls` asks for a TLS listener (needs openssl).
 pub(crate) fn coturn_lab(auth: TurnAuth, tls: bool) -> TurnLab {
+    coturn_lab_with(auth, tls, true, &[])
+}
+
+/// Start a [`TurnLab`] with coturn's default peer policy unless `allow_loopback`, plus `extra`
+/// flags (e.g. `--denied-peer-ip=…`).
+pub(crate) fn coturn_lab_with(
+    auth: TurnAuth,
+    tls: bool,
+    allow_loopback: bool,
+    extra: &[&str],
+) -> TurnLab {
     let port = free_port("127.0.0.1");
     let dir = std::env::temp_dir().join(format!("stunmap-turnlab-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -243,7 +254,6 @@ pub(crate) fn coturn_lab(auth: TurnAuth, tls: bool) -> TurnLab {
         "--no-cli".into(),
         "--fingerprint".into(),
         "--realm=lab".into(),
-        "--allow-loopback-peers".into(),
         "--min-port=49152".into(),
         "--max-port=65000".into(),
         format!("--userdb={}", p("turndb")),
@@ -252,6 +262,10 @@ pub(crate) fn coturn_lab(auth: TurnAuth, tls: bool) -> TurnLab {
         "--simple-log".into(),
         "--no-stdout-log".into(),
     ];
+    if allow_loopback {
+        args.push("--allow-loopback-peers".into());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
     match auth {
         TurnAuth::Static => {
             args.push("--lt-cred-mech".into());

@@ -10,11 +10,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod audit;
 mod check;
 mod common;
 mod control;
 mod coturn_interop;
 mod engine_runs;
+mod hostile;
 mod lab_reference;
 mod nat_lab;
 mod nat_more_lab;

@@ -641,7 +641,7 @@ impl Release {
         )
     }
 
-    fn from_completion(c: &Completion) -> Self {
+    pub(crate) fn from_completion(c: &Completion) -> Self {
         match &c.answer {
             Answer::Success(_) => Release::Released,
             Answer::Error { code: 437, .. } => Release::AlreadyGone,

@@ -25,8 +25,10 @@
 //! - [`channel`]: ChannelData, Send and Data indications, stream framing.
 //! - [`allocate`]: the TURN control session and the Allocate probe.
 //! - [`relay`]: the relay round-trip benchmark probe.
+//! - [`audit`]: the relay audit (which internal peers a server would relay to).
 
 pub mod allocate;
+pub mod audit;
 pub mod auth;
 pub mod channel;
 pub mod relay;

@@ -1,0 +1,336 @@
+//! `stunmap audit turn:HOST[:PORT]`: audit one's own TURN server for relaying into the network
+//! behind it (see `probes::turn::audit` and docs/audit.md). With credentials it asks for
+//! permissions and channels toward loopback, private, link-local, metadata and multicast
+//! addresses (and their IPv6 encodings), sends no data to any of them, and always releases the
+//! allocation. It also reports the server's SOFTWARE, which transports answer, and what an
+//! unauthenticated Allocate gets.
+//!
+//! Credentials come as for `stunmap turn`: `--user` with `STUNMAP_TURN_PASSWORD` /
+//! `--password-file`, or a TURN REST secret from `STUNMAP_TURN_SECRET` / `--secret-file`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use engine::stream::{Security, StreamOptions, run_stream};
+use engine::{Cancel, Event, Limits};
+use probes::Probe;
+use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
+use probes::turn::audit::{
+    AuditConfig, AuditProbe, AuditReport, PeerOutcome, PeerResult, Severity, Unauthenticated,
+};
+use probes::turn::auth::Credentials;
+use probes::turn::uri::{TurnTransport, TurnUri};
+use serde::Serialize;
+
+use super::turn::{AuthArgs, parse_uri, server_addr, session_config, tids};
+use crate::exit::{Outcome, usage};
+
+/// Flags of `stunmap audit`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The server to audit: turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT].
+    /// Audit only servers you run or are allowed to test.
+    #[arg(value_name = "URI")]
+    uri: String,
+    #[command(flatten)]
+    auth: AuthArgs,
+    /// Milliseconds a request may take (retransmissions included).
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    timeout: u64,
+    /// Also try TLS on this port when listing the transports the server accepts.
+    #[arg(long, value_name = "PORT")]
+    tls_port: Option<u16>,
+    /// Skip the check of the other transports.
+    #[arg(long)]
+    no_transports: bool,
+    /// Machine-readable output (schema `stunmap.audit/1`).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Whether a transport answered an unauthenticated Allocate.
+#[derive(Debug, Serialize)]
+struct TransportCheck {
+    transport: TurnTransport,
+    port: u16,
+    /// Any STUN answer (401, success, another error).
+    answers: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<AllocateStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    schema: &'static str,
+    uri: String,
+    server: SocketAddr,
+    interrupted: bool,
+    authenticated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_error: Option<String>,
+    audit: Option<AuditReport>,
+    transports: Vec<TransportCheck>,
+}
+
+/// Run one probe over `transport` and return its output and the stream error, if any.
+async fn run_probe<P>(
+    probe: P,
+    transport: TurnTransport,
+    server: SocketAddr,
+    security: Security,
+    cancel: Cancel,
+) -> Result<(Option<P::Output>, bool, Option<String>)>
+where
+    P: Probe,
+{
+    if transport.is_stream() {
+        let run = run_stream(probe, server, security, StreamOptions::default(), cancel).await;
+        return Ok((run.output, run.interrupted, run.error));
+    }
+    let mut out = None;
+    let limits = Limits {
+        rate: None,
+        max_in_flight: 1,
+        deadline: None,
+        drain: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let r = engine::run(vec![probe], limits, cancel, |ev| {
+        if let Event::Finished { output, .. } = ev {
+            out = Some(output);
+        }
+    })
+    .await?;
+    Ok((out, r.interrupted, None))
+}
+
+fn transport_uri(uri: &TurnUri, transport: TurnTransport, port: u16) -> TurnUri {
+    let mut u = uri.clone();
+    u.transport = transport;
+    u.secure = transport == TurnTransport::Tls;
+    u.port = port;
+    u
+}
+
+pub(crate) fn run(args: Args) -> Result<Outcome> {
+    let uri = parse_uri(&args.uri)?;
+    if args.timeout == 0 {
+        return Err(usage("--timeout must be at least 1 ms"));
+    }
+    let credentials: Option<Credentials> = args.auth.credentials()?;
+    let security = args.auth.security(&uri)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let server = server_addr(&uri).await?;
+        let (handle, cancel) = Cancel::new();
+        engine::driver::cancel_on_signals(handle);
+        let timeout = Duration::from_millis(args.timeout);
+        let authenticated = credentials.is_some();
+        let session = session_config(server, uri.transport, credentials, timeout);
+        let probe = AuditProbe::new(AuditConfig { session }, tids());
+        let (audit, interrupted, stream_error) =
+            run_probe(probe, uri.transport, server, security, cancel.clone()).await?;
+        let mut report = Report {
+            schema: "stunmap.audit/1",
+            uri: uri.to_string(),
+            server,
+            interrupted,
+            authenticated,
+            stream_error,
+            audit,
+            transports: Vec::new(),
+        };
+        if !args.no_transports && !report.interrupted {
+            let mut tries = vec![
+                (TurnTransport::Udp, uri.port),
+                (TurnTransport::Tcp, uri.port),
+            ];
+            if uri.transport == TurnTransport::Tls {
+                tries.push((TurnTransport::Tls, uri.port));
+            }
+            if let Some(p) = args.tls_port {
+                if !tries.contains(&(TurnTransport::Tls, p)) {
+                    tries.push((TurnTransport::Tls, p));
+                }
+            }
+            for (transport, port) in tries {
+                let u = transport_uri(&uri, transport, port);
+                let security = args.auth.security(&u)?;
+                let addr = SocketAddr::new(server.ip(), port);
+                let session = session_config(addr, transport, None, timeout);
+                let probe = AllocateProbe::new(
+                    AllocateConfig {
+                        session,
+                        exercise: false,
+                    },
+                    tids(),
+                );
+                let (out, interrupted, error): (Option<AllocateReport>, _, _) =
+                    run_probe(probe, transport, addr, security, cancel.clone()).await?;
+                let status = out.map(|o| o.status);
+                let answers = matches!(
+                    status,
+                    Some(
+                        AllocateStatus::Allocated
+                            | AllocateStatus::AuthRequired
+                            | AllocateStatus::Rejected { .. }
+                    )
+                );
+                report.transports.push(TransportCheck {
+                    transport,
+                    port,
+                    answers,
+                    status,
+                    error,
+                });
+                if interrupted {
+                    report.interrupted = true;
+                    break;
+                }
+            }
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_human(&report);
+        }
+        outcome(&report)
+    })
+}
+
+fn outcome(r: &Report) -> Result<Outcome> {
+    if r.interrupted {
+        return Ok(Outcome::Interrupted);
+    }
+    let Some(a) = &r.audit else {
+        bail!("the audit produced no result");
+    };
+    if !a.release.is_clean() {
+        return Ok(Outcome::Degraded);
+    }
+    if a.unauthenticated == Unauthenticated::Timeout {
+        return Ok(Outcome::Blocked);
+    }
+    // A granted internal peer (or an open relay) is what the audit exists to find: exit 1.
+    Ok(match a.worst() {
+        Some(s) if s >= Severity::Medium => Outcome::Degraded,
+        _ => Outcome::Ok,
+    })
+}
+
+fn outcome_text(o: &PeerOutcome) -> String {
+    match o {
+        PeerOutcome::Granted => "GRANTED".into(),
+        PeerOutcome::Refused { code: 443, reason } => {
+            format!("refused 443 {reason} (an IPv4 allocation cannot test it)")
+        }
+        PeerOutcome::Refused { code, reason } => format!("refused {code} {reason}"),
+        PeerOutcome::Timeout => "no answer".into(),
+        PeerOutcome::NotTried => "not tried".into(),
+    }
+}
+
+fn print_peers(title: &str, peers: &[PeerResult]) {
+    if peers.iter().all(|p| p.outcome == PeerOutcome::NotTried) {
+        return;
+    }
+    println!("  {title}");
+    for p in peers {
+        let c = &p.candidate;
+        let bypass = c.bypass.map(|b| format!(" [{b}]")).unwrap_or_default();
+        println!(
+            "    {:<28} {:<15} {:<16} {}{bypass}",
+            c.peer.ip().to_string(),
+            format!("{:?}", c.category),
+            format!("{:?}", c.encoding),
+            outcome_text(&p.outcome)
+        );
+    }
+}
+
+fn print_human(r: &Report) {
+    println!("audit {} ({})", r.uri, r.server);
+    if let Some(e) = &r.stream_error {
+        println!("  stream       {e}");
+    }
+    let Some(a) = &r.audit else {
+        println!("  no result");
+        return;
+    };
+    if let Some(s) = &a.software {
+        println!("  software     {s}");
+    }
+    if let Some(s) = &a.realm {
+        println!("  realm        {s}");
+    }
+    println!(
+        "  binding      {}",
+        if a.binding_answered {
+            "answered"
+        } else {
+            "no answer"
+        }
+    );
+    let unauth = match &a.unauthenticated {
+        Unauthenticated::Challenge => "401 with REALM and NONCE (as it should)".to_string(),
+        Unauthenticated::Allocated => "ALLOCATED WITHOUT CREDENTIALS (open relay)".to_string(),
+        Unauthenticated::Error { code, reason, .. } => format!("{code} {reason}"),
+        Unauthenticated::Timeout => "no answer".to_string(),
+        Unauthenticated::NotTried => "not tried".to_string(),
+    };
+    println!("  unauth alloc {unauth}");
+    if !r.authenticated && a.unauthenticated != Unauthenticated::Allocated {
+        println!("  peers        not tested: give credentials (--user …) to audit relaying");
+    }
+    if let Some(o) = &a.allocate {
+        println!("  allocate     {}", outcome_text(o));
+    }
+    if let Some(rel) = a.relayed {
+        println!("  relayed      {rel}");
+    }
+    print_peers("CreatePermission", &a.permissions);
+    print_peers("ChannelBind", &a.channel_binds);
+    for t in &r.transports {
+        let what = match (&t.status, &t.error) {
+            (Some(AllocateStatus::AuthRequired), _) => "answers (401)".to_string(),
+            (Some(AllocateStatus::Allocated), _) => {
+                "answers (allocated without credentials)".into()
+            }
+            (Some(AllocateStatus::Rejected { code, .. }), _) => format!("answers ({code})"),
+            (_, Some(e)) => format!("no ({e})"),
+            _ => "no answer".to_string(),
+        };
+        println!(
+            "  transport    {:<4} {:<5} {what}",
+            t.transport.as_str(),
+            t.port
+        );
+    }
+    if a.findings.is_empty() {
+        println!("  findings     none");
+    }
+    for f in &a.findings {
+        println!("  {:?}: {}", f.severity, f.summary);
+        if !f.peers.is_empty() {
+            println!("      granted: {}", f.peers.join(", "));
+        }
+        println!("      fix: {}", f.fix);
+    }
+    let release = if a.release.is_clean() {
+        "clean".to_string()
+    } else {
+        format!(
+            "NOT CONFIRMED: {:?} (the allocation expires with its lifetime)",
+            a.release
+        )
+    };
+    println!("  release      {release}");
+    if a.cancelled {
+        println!("  (cancelled: partial results)");
+    }
+}

@@ -1,0 +1,453 @@
+//! Hostile peers on loopback, every loop bounded: an evil STUN server that answers with wrong
+//! transaction ids, from another port, with bad FINGERPRINTs, truncated, oversize, duplicated
+//! and reordered; a junk flood at the engine's socket while real transactions run; TCP peers
+//! that trickle, announce a length that never arrives, or reset mid-message; and every output
+//! format checked for a TURN password.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use engine::{Cancel, Event, Limits, Rate};
+use probes::Retransmit;
+use probes::binding::{BindingConfig, BindingStatus, BindingTransaction};
+use probes::stun::{Class, MessageType, MessageWriter, Method, TransactionId, attr};
+
+use crate::common::{TurnAuth, coturn_lab_with, have, stunmap, stunmap_env};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn tid(i: u64) -> TransactionId {
+    let mut t = [0x5A; 12];
+    t[..8].copy_from_slice(&i.to_be_bytes());
+    TransactionId(t)
+}
+
+fn success(tid: &TransactionId, mapped: SocketAddr) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = MessageWriter::new(
+        &mut out,
+        MessageType::new(Class::SuccessResponse, Method::BINDING),
+        tid,
+    );
+    w.xor_address(attr::XOR_MAPPED_ADDRESS, &mapped);
+    w.fingerprint();
+    w.finish();
+    out
+}
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn evil_udp_server_replies_are_ignored_counted_and_never_trusted() {
+    let evil = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = evil.local_addr().unwrap();
+    evil.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let n = 20u64;
+    let fake = |k: u8| -> SocketAddr { SocketAddr::from(([6, 6, 6, k], 666)) };
+    let t = std::thread::spawn(move || {
+        // Collect every request first, then answer in reverse order (reordering).
+        let mut reqs: Vec<(TransactionId, SocketAddr)> = Vec::new();
+        let mut buf = [0u8; 2048];
+        let start = Instant::now();
+        while (reqs.len() as u64) < n && start.elapsed() < Duration::from_secs(5) {
+            if let Ok((len, from)) = evil.recv_from(&mut buf) {
+                let t = TransactionId::peek(&buf[..len]).unwrap();
+                if !reqs.iter().any(|(x, _)| *x == t) {
+                    reqs.push((t, from));
+                }
+            }
+        }
+        for (t, from) in reqs.iter().rev() {
+            let mut wrong = t.0;
+            wrong[0] ^= 0xFF;
+            evil.send_to(&success(&TransactionId(wrong), fake(1)), from)
+                .unwrap();
+            other.send_to(&success(t, fake(2)), from).unwrap();
+            let mut bad_fp = success(t, fake(3));
+            *bad_fp.last_mut().unwrap() ^= 1;
+            evil.send_to(&bad_fp, from).unwrap();
+            evil.send_to(&success(t, fake(4))[..30], from).unwrap();
+            let mut huge = vec![0xFFu8; 65_000];
+            huge[8..20].copy_from_slice(&t.0);
+            evil.send_to(&huge, from).unwrap();
+            let mut as_request = Vec::new();
+            MessageWriter::new(
+                &mut as_request,
+                MessageType::new(Class::Request, Method::BINDING),
+                t,
+            )
+            .finish();
+            evil.send_to(&as_request, from).unwrap();
+            let real = success(t, *from);
+            for _ in 0..3 {
+                evil.send_to(&real, from).unwrap();
+            }
+        }
+        reqs.len() as u64
+    });
+    let config = BindingConfig {
+        retransmit: Retransmit {
+            rto: Duration::from_secs(3),
+            rc: 1,
+            rm: 1,
+            deadline: Some(Duration::from_secs(5)),
+        },
+        ..BindingConfig::default()
+    };
+    let probes = (0..n).map(|i| BindingTransaction::new(tid(i), server, config));
+    let limits = Limits {
+        rate: None,
+        max_in_flight: n as usize,
+        ..Limits::default()
+    };
+    let mut mapped = Vec::new();
+    let report = rt()
+        .block_on(engine::run(probes, limits, Cancel::never(), |ev| {
+            if let Event::Finished { output, .. } = ev {
+                match output.status {
+                    BindingStatus::Success(r) => mapped.push(r.mapped_address().unwrap()),
+                    other => panic!("not a success: {other:?}"),
+                }
+            }
+        }))
+        .unwrap();
+    assert_eq!(t.join().unwrap(), n);
+    assert_eq!(mapped.len() as u64, n);
+    for m in &mapped {
+        assert_eq!(
+            m.ip().to_string(),
+            "127.0.0.1",
+            "a forged mapping was trusted: {m}"
+        );
+    }
+    let c = report.counters;
+    assert_eq!(c.probes_finished, n);
+    assert!(c.unexpected_source >= n, "{c:?}");
+    assert!(c.bad_fingerprint >= n, "{c:?}");
+    assert!(c.malformed >= 2 * n, "truncated and oversize: {c:?}");
+    assert!(c.rejected_other >= n, "requests as replies: {c:?}");
+    assert!(
+        c.unmatched + c.duplicates >= 3 * n,
+        "wrong ids and duplicates: {c:?}"
+    );
+    // Every datagram is accounted for: n real replies, the rest counted as ignored.
+    let ignored = c.malformed
+        + c.unmatched
+        + c.unexpected_source
+        + c.bad_fingerprint
+        + c.duplicates
+        + c.rejected_other;
+    assert_eq!(c.datagrams_received, n + ignored, "{c:?}");
+}
+
+/// Sends `count` datagrams (random bytes and STUN-looking replies with unknown ids) to
+/// `target` from a separate socket, in sendmmsg batches; returns (sent, seconds).
+fn flood(target: SocketAddr, max: Duration, stop: &AtomicBool) -> (u64, f64) {
+    use std::os::fd::AsRawFd;
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.connect(target).unwrap();
+    const BATCH: usize = 64;
+    let mut payloads: Vec<Vec<u8>> = Vec::new();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..BATCH {
+        if i % 2 == 0 {
+            let len = 20 + (i * 7) % 200;
+            payloads.push(
+                (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect(),
+            );
+        } else {
+            payloads.push(success(
+                &tid(0xDEAD_0000 + i as u64),
+                "1.2.3.4:5".parse().unwrap(),
+            ));
+        }
+    }
+    let mut iov: Vec<libc::iovec> = payloads
+        .iter_mut()
+        .map(|p| libc::iovec {
+            iov_base: p.as_mut_ptr().cast(),
+            iov_len: p.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = iov
+        .iter_mut()
+        .map(|v| {
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_iov = v;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while start.elapsed() < max && !stop.load(Ordering::Relaxed) {
+        let r = unsafe { libc::sendmmsg(s.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
+        if r > 0 {
+            sent += r as u64;
+        }
+    }
+    (sent, start.elapsed().as_secs_f64())
+}
+
+#[test]
+fn junk_flood_at_the_engine_socket_while_real_transactions_complete() {
+    // A real reflector thread: answers Binding requests and reports the engine's address.
+    let refl = UdpSocket::bind("127.0.0.1:0").unwrap();
+    refl.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let server = refl.local_addr().unwrap();
+    let engine_addr: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let reflector = {
+        let (engine_addr, done, answered) = (engine_addr.clone(), done.clone(), answered.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !done.load(Ordering::Relaxed) {
+                if let Ok((len, from)) = refl.recv_from(&mut buf) {
+                    engine_addr.lock().unwrap().get_or_insert(from);
+                    let t = TransactionId::peek(&buf[..len]).unwrap();
+                    refl.send_to(&success(&t, from), from).unwrap();
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let flooder = {
+        let (engine_addr, done) = (engine_addr.clone(), done.clone());
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let target = loop {
+                if let Some(a) = *engine_addr.lock().unwrap() {
+                    break a;
+                }
+                assert!(start.elapsed() < Duration::from_secs(5), "no request seen");
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            flood(target, Duration::from_secs(2), &done)
+        })
+    };
+    // 1500 transactions paced at 600/s: they run for ~2.5 s, across the whole flood.
+    let n = 1500u64;
+    let config = BindingConfig {
+        retransmit: Retransmit {
+            rto: Duration::from_millis(300),
+            ..Retransmit::default()
+        },
+        ..BindingConfig::default()
+    };
+    let probes = (0..n).map(|i| BindingTransaction::new(tid(i), server, config));
+    let limits = Limits {
+        rate: Some(Rate { pps: 600, burst: 8 }),
+        max_in_flight: 256,
+        deadline: Some(Duration::from_secs(20)),
+        ..Limits::default()
+    };
+    let rss_before = rss_kib();
+    let mut ok = 0u64;
+    let report = rt()
+        .block_on(engine::run(probes, limits, Cancel::never(), |ev| {
+            if let Event::Finished { output, .. } = ev {
+                if let BindingStatus::Success(r) = output.status {
+                    assert_eq!(
+                        r.mapped_address().unwrap().port(),
+                        engine_addr.lock().unwrap().unwrap().port()
+                    );
+                    ok += 1;
+                }
+            }
+        }))
+        .unwrap();
+    let rss_after = rss_kib();
+    done.store(true, Ordering::Relaxed);
+    let (sent, secs) = flooder.join().unwrap();
+    reflector.join().unwrap();
+    let c = report.counters;
+    let rate = sent as f64 / secs;
+    eprintln!(
+        "junk flood: {sent} datagrams in {secs:.2} s ({rate:.0}/s); engine received {}, \
+         malformed {}, unmatched {}; {ok}/{n} transactions ok; RSS {rss_before} -> {rss_after} KiB",
+        c.datagrams_received, c.malformed, c.unmatched
+    );
+    assert!(
+        rate >= 100_000.0,
+        "flood only reached {rate:.0} datagrams/s"
+    );
+    assert_eq!(ok, n, "real transactions lost under the flood: {c:?}");
+    // Every datagram the engine received is either a real reply (at most one per transmission)
+    // or counted as junk.
+    let junk = c.malformed + c.unmatched;
+    let replies = answered.load(Ordering::Relaxed);
+    assert!(
+        c.datagrams_received <= junk + replies + c.duplicates,
+        "uncounted datagrams: {c:?}, {replies} replies"
+    );
+    assert!(
+        junk >= sent / 10,
+        "the flood did not reach the engine: {junk} of {sent}"
+    );
+    assert!(junk <= sent, "{junk} > {sent}");
+    assert!(
+        rss_after.saturating_sub(rss_before) < 64 * 1024,
+        "RSS grew by {} KiB",
+        rss_after - rss_before
+    );
+}
+
+/// A TCP peer that reads the request and then misbehaves with `how`.
+fn tcp_peer(how: &'static str) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        let (mut s, from) = l.accept().unwrap();
+        let mut req = [0u8; 512];
+        let n = s.read(&mut req).unwrap();
+        let t = TransactionId::peek(&req[..n]).unwrap();
+        let reply = success(&t, from);
+        match how {
+            // One byte every 300 ms: never finishes inside the 1.5 s deadline.
+            "slowloris" => {
+                for b in &reply {
+                    if s.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            }
+            // A header announcing more than ever comes, then silence.
+            "short" => {
+                s.write_all(&reply[..24]).unwrap();
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            // Part of the message, then a reset (SO_LINGER 0).
+            "reset" => {
+                s.write_all(&reply[..10]).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+                let sock = socket2::SockRef::from(&s);
+                sock.set_linger(Some(Duration::ZERO)).unwrap();
+                drop(s);
+            }
+            _ => unreachable!(),
+        }
+    });
+    (addr, h)
+}
+
+#[test]
+fn hostile_tcp_peers_are_bounded_by_the_deadline_and_reported() {
+    for (how, expect) in [
+        ("slowloris", "deadline reached with"),
+        ("short", "deadline reached with 24 bytes"),
+        ("reset", "read failed"),
+    ] {
+        let (addr, h) = tcp_peer(how);
+        let start = Instant::now();
+        let out = stunmap(&[
+            "stun",
+            "--tcp",
+            &addr.to_string(),
+            "--count",
+            "1",
+            "--timeout",
+            "1500",
+            "--json",
+        ]);
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(5), "{how}: took {took:?}");
+        let j = crate::common::json(&out);
+        let t = &j["targets"][0];
+        assert_eq!(t["answered"], 0, "{how}: {j}");
+        let errs = t["stream_errors"].to_string();
+        assert!(errs.contains(expect), "{how}: {errs} in {j}");
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn a_turn_password_appears_in_no_output_format() {
+    if !have("turnserver") {
+        return;
+    }
+    let pw = "Zq8-leak-canary-71f3";
+    let user = format!("--user=canary:{pw}");
+    let lab = coturn_lab_with(TurnAuth::Static, false, true, &[&user]);
+    let file = lab.dir.join("pw.txt");
+    std::fs::write(&file, format!("{pw}\n")).unwrap();
+    let file = file.display().to_string();
+    let uri = format!("turn:127.0.0.1:{}", lab.port);
+    let tcp = format!("{uri}?transport=tcp");
+    let env = [("STUNMAP_TURN_PASSWORD", pw)];
+    let wrong = [("STUNMAP_TURN_PASSWORD", "Zq8-wrong-canary-99")];
+    type Run<'a> = (Vec<&'a str>, &'a [(&'a str, &'a str)]);
+    let runs: Vec<Run> = vec![
+        (vec!["turn", &uri, "--user", "canary"], &env),
+        (vec!["turn", &uri, "--user", "canary", "--json"], &env),
+        (vec!["turn", &tcp, "--user", "canary", "--json"], &env),
+        (
+            vec!["turn", &uri, "--user", "canary", "--password-file", &file],
+            &[],
+        ),
+        (vec!["turn", &uri, "--user", "canary"], &wrong),
+        (vec!["turn", &uri, "--user", "canary", "--json"], &wrong),
+        (
+            vec!["relay", &uri, "--user", "canary", "--count", "3"],
+            &env,
+        ),
+        (
+            vec!["relay", &uri, "--user", "canary", "--count", "3", "--json"],
+            &env,
+        ),
+        (vec!["audit", &uri, "--user", "canary"], &env),
+        (vec!["audit", &uri, "--user", "canary", "--json"], &env),
+        (vec!["audit", &uri, "--user", "canary", "--json"], &wrong),
+        // Usage errors must not echo it either.
+        (
+            vec![
+                "turn",
+                &uri,
+                "--user",
+                "canary",
+                "--secret-file",
+                "/nonexistent",
+            ],
+            &env,
+        ),
+    ];
+    for (args, env) in runs {
+        let out = stunmap_env(&args, env);
+        let all = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!all.is_empty(), "{args:?}: no output");
+        for secret in [pw, "Zq8-wrong-canary-99"] {
+            assert!(
+                !all.contains(secret),
+                "{args:?} leaked the password:\n{all}"
+            );
+        }
+    }
+    lab.assert_no_allocations_left();
+}
