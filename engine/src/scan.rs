@@ -77,29 +77,57 @@ pub async fn tcp_scan(
     mut new_tid: impl FnMut() -> TransactionId,
     mut on_result: impl FnMut(TcpPortResult),
 ) -> bool {
-    let budget = crate::fd::tcp_budget(cfg.concurrency.max(1).saturating_mul(2));
-    let window = (budget / 2).max(1);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u16, Connected)>(window);
-    let ports_owned = ports.to_vec();
-    let sweep_cancel = cancel.clone();
-    let sweeper = tokio::task::spawn_blocking(move || {
-        connect_many_blocking(
-            ip,
-            &ports_owned,
-            cfg.connect_timeout,
-            window,
-            cfg.rate,
-            &sweep_cancel,
-            |port, c| tx.blocking_send((port, c)).is_ok(),
-        )
-    });
+    // Sockets held at once: `window` connects in flight, one batch in the channel, one being
+    // handed out, and up to `window` (plus one batch) STUN checks: 4·window within the budget.
+    let budget = crate::fd::tcp_budget(cfg.concurrency.max(1).saturating_mul(4));
+    let window = (budget / 4).max(1);
+    // One sweeper thread per core (up to 4), each with every n-th port, its share of the window
+    // and of the rate: the per-port cost is kernel work (socket, SYN, RST or SYN-ACK, close),
+    // so more cores is what makes a large sweep faster.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 4)
+        .min(ports.len().max(1))
+        .min(window);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(u16, Connected)>>(threads);
+    let mut sweepers = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let share: Vec<u16> = ports.iter().copied().skip(t).step_by(threads).collect();
+        let sweep_cancel = cancel.clone();
+        let tx = tx.clone();
+        let rate = cfg.rate.map(|r| Rate {
+            pps: (r.pps / threads as u32).max(1),
+            burst: (r.burst / threads as u32).max(1),
+        });
+        let per_thread = (window / threads).max(1);
+        sweepers.push(tokio::task::spawn_blocking(move || {
+            let mut sink = BatchSink {
+                batch: Vec::new(),
+                tx,
+            };
+            connect_many_blocking(
+                ip,
+                &share,
+                cfg.connect_timeout,
+                per_thread,
+                rate,
+                &sweep_cancel,
+                &mut sink,
+            )
+        }));
+    }
+    drop(tx);
     let mut stun_set: JoinSet<TcpPortResult> = JoinSet::new();
     let mut channel_open = true;
-    while channel_open || !stun_set.is_empty() {
-        tokio::select! {
-            msg = rx.recv(), if channel_open && stun_set.len() < window => match msg {
-                None => channel_open = false,
-                Some((port, Connected::Open { time, stream })) => {
+    let mut pending: std::collections::VecDeque<(u16, Connected)> = Default::default();
+    while channel_open || !stun_set.is_empty() || !pending.is_empty() {
+        // Hand out what has arrived, keeping the STUN checks within the window.
+        while stun_set.len() < window {
+            let Some((port, c)) = pending.pop_front() else {
+                break;
+            };
+            match c {
+                Connected::Open { time, stream } => {
                     let addr = SocketAddr::new(ip, port);
                     match (cfg.stun, tokio::net::TcpStream::from_std(stream)) {
                         (true, Ok(stream)) => {
@@ -114,12 +142,21 @@ pub async fn tcp_scan(
                         }),
                     }
                 }
-                Some((port, Connected::Closed { state, time })) => on_result(TcpPortResult {
+                Connected::Closed { state, time } => on_result(TcpPortResult {
                     port,
                     state,
                     connect_time: time,
                     stun: StunOverTcp::NotTried,
                 }),
+            }
+        }
+        if !channel_open && stun_set.is_empty() && pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            msg = rx.recv(), if channel_open && pending.is_empty() => match msg {
+                None => channel_open = false,
+                Some(batch) => pending.extend(batch),
             },
             Some(r) = stun_set.join_next(), if !stun_set.is_empty() => {
                 if let Ok(r) = r {
@@ -128,7 +165,51 @@ pub async fn tcp_scan(
             }
         }
     }
-    matches!(sweeper.await, Ok(true)) || cancel.is_cancelled()
+    let mut cancelled = cancel.is_cancelled();
+    for s in sweepers {
+        cancelled |= matches!(s.await, Ok(true));
+    }
+    cancelled
+}
+
+/// Collects a poll turn's outcomes and sends them as one message (one wake-up of the async
+/// side per turn instead of one per port).
+struct BatchSink {
+    batch: Vec<(u16, Connected)>,
+    tx: tokio::sync::mpsc::Sender<Vec<(u16, Connected)>>,
+}
+
+impl ConnectSink for BatchSink {
+    fn outcome(&mut self, port: u16, c: Connected) -> bool {
+        self.batch.push((port, c));
+        true
+    }
+
+    fn turn_done(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        self.tx
+            .blocking_send(std::mem::take(&mut self.batch))
+            .is_ok()
+    }
+}
+
+/// Where [`connect_many_blocking`] delivers outcomes.
+pub trait ConnectSink {
+    /// One port's outcome; `false` stops the sweep.
+    fn outcome(&mut self, port: u16, c: Connected) -> bool;
+    /// After each round of connects and one poll (and once at the end): a batching sink sends
+    /// here. `false` stops the sweep.
+    fn turn_done(&mut self) -> bool {
+        true
+    }
+}
+
+impl<F: FnMut(u16, Connected) -> bool> ConnectSink for F {
+    fn outcome(&mut self, port: u16, c: Connected) -> bool {
+        self(port, c)
+    }
 }
 
 async fn stun_check(
@@ -195,7 +276,7 @@ pub fn connect_many_blocking(
     window: usize,
     rate: Option<Rate>,
     cancel: &Cancel,
-    mut each: impl FnMut(u16, Connected) -> bool,
+    sink: &mut impl ConnectSink,
 ) -> bool {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -241,7 +322,7 @@ pub fn connect_many_blocking(
             };
             if raw < 0 {
                 // Out of descriptors or similar: report and go on.
-                if !each(
+                if !sink.outcome(
                     port,
                     Connected::Closed {
                         state: TcpState::Filtered,
@@ -277,13 +358,14 @@ pub fn connect_many_blocking(
                 }
             };
             if let Some(o) = outcome {
-                if !each(port, o) {
+                if !sink.outcome(port, o) {
                     return false;
                 }
             }
         }
         if flight.is_empty() {
             if exhausted {
+                sink.turn_done();
                 return false;
             }
             // Waiting for a token.
@@ -345,9 +427,12 @@ pub fn connect_many_blocking(
                     },
                 }
             };
-            if !each(f.port, outcome) {
+            if !sink.outcome(f.port, outcome) {
                 return false;
             }
+        }
+        if !sink.turn_done() {
+            return false;
         }
     }
 }

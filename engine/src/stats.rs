@@ -1,7 +1,8 @@
 //! RTT statistics per target.
 //!
-//! Samples are kept exactly (a `Vec<Duration>` per target; 16 bytes each), so percentiles are
-//! exact order statistics, not sketches. Jitter is the mean absolute difference between
+//! Samples are kept exactly, as whole microseconds (4 bytes each; up to 71 minutes), so
+//! percentiles are exact order statistics, not sketches: a run's memory beyond the engine's
+//! grows by 4 bytes per answered transaction. Jitter is the mean absolute difference between
 //! consecutive samples in send order (the quantity RFC 3550 §6.4.1 smooths with gain 1/16; we
 //! report the plain mean over the run, which does not depend on a warm-up).
 //! Loss counts transactions that got no answer at all, not individual lost datagrams: a
@@ -33,7 +34,8 @@ pub struct RttSummary {
 /// Accumulates transaction outcomes for one target.
 #[derive(Clone, Debug, Default)]
 pub struct RttStats {
-    samples: Vec<Duration>,
+    /// RTTs in microseconds, in send order.
+    samples_us: Vec<u32>,
     /// Transactions started.
     pub sent: u64,
     /// Transactions answered (success or error response).
@@ -51,7 +53,8 @@ impl RttStats {
         if ambiguous {
             self.retransmitted += 1;
         } else if let Some(rtt) = rtt {
-            self.samples.push(rtt);
+            self.samples_us
+                .push(u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX));
         }
     }
 
@@ -68,14 +71,19 @@ impl RttStats {
         (self.sent - self.answered) as f64 / self.sent as f64
     }
 
-    /// The samples in send order.
-    pub fn samples(&self) -> &[Duration] {
-        &self.samples
+    /// Number of RTT samples kept.
+    pub fn sample_count(&self) -> usize {
+        self.samples_us.len()
     }
 
     /// Summary statistics; `None` without samples.
     pub fn summary(&self) -> Option<RttSummary> {
-        summarize(&self.samples)
+        let samples: Vec<Duration> = self
+            .samples_us
+            .iter()
+            .map(|us| Duration::from_micros(u64::from(*us)))
+            .collect();
+        summarize(&samples)
     }
 }
 
@@ -161,7 +169,7 @@ mod tests {
         assert_eq!(s.sent, 4);
         assert_eq!(s.answered, 2);
         assert_eq!(s.retransmitted, 1);
-        assert_eq!(s.samples().len(), 1);
+        assert_eq!(s.sample_count(), 1);
         assert!((s.loss() - 0.5).abs() < 1e-12);
     }
 }

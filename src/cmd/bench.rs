@@ -97,6 +97,17 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
     let Some(last) = args.base_port.checked_add(args.ports - 1) else {
         return Err(usage("--base-port + --ports runs past 65535"));
     };
+    // Memory first, in a fresh process with nothing else running: after the throughput rounds
+    // the allocator holds fragmented arenas, and the reflector's thread allocates on its own,
+    // so growth measured then would not be the engine's.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let memory = if args.memory > 0 {
+        Some(rt.block_on(memory_round(args.memory))?)
+    } else {
+        None
+    };
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     // The reflector runs on its own thread and runtime, like a separate server would.
     let cfg = ServeConfig {
@@ -184,11 +195,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         }
     })
     .collect();
-    let memory = if args.memory > 0 {
-        Some(rt.block_on(memory_round(args.memory))?)
-    } else {
-        None
-    };
+
     let mut blast = Vec::new();
     if args.blast > 0 {
         use engine::bench::{BlastPath, blast as run_blast};
