@@ -434,6 +434,30 @@ where
     Ok(report)
 }
 
+/// Run a single probe that paces itself (a TURN session, a relay benchmark) with no packet
+/// cap, and return its output (`None` if it was abandoned) with the run's report. `deadline`
+/// caps the whole run.
+pub async fn run_one<P: Probe>(
+    probe: P,
+    deadline: Option<Duration>,
+    cancel: Cancel,
+) -> Result<(Option<P::Output>, RunReport), EngineError> {
+    let limits = Limits {
+        rate: None,
+        max_in_flight: 1,
+        deadline,
+        ..Limits::default()
+    };
+    let mut out = None;
+    let report = run(std::iter::once(probe), limits, cancel, |ev| {
+        if let Event::Finished { output, .. } = ev {
+            out = Some(output);
+        }
+    })
+    .await?;
+    Ok((out, report))
+}
+
 /// The engine's clock: tokio's, so tests can run the whole drive loop on paused (virtual)
 /// time; in normal runs it is the monotonic clock.
 fn clock_now() -> Instant {

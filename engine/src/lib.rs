@@ -22,6 +22,6 @@ pub mod tcp;
 pub mod udp;
 
 pub use driver::{
-    Cancel, CancelHandle, Counters, EngineError, Event, Limits, RunReport, SendPath, run,
+    Cancel, CancelHandle, Counters, EngineError, Event, Limits, RunReport, SendPath, run, run_one,
 };
 pub use rate::Rate;

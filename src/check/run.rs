@@ -947,25 +947,17 @@ async fn relay_rtt(
         direct: 3,
         linger: Duration::from_millis(500),
     };
-    let limits = Limits {
-        rate: None,
-        max_in_flight: 1,
-        deadline: Some(ctx.cfg.timeout * 3 + Duration::from_millis(20) * count),
-        drain: Duration::from_secs(2),
-        ..Limits::default()
-    };
-    let mut out = None;
-    let r = engine::run(
-        vec![RelayProbe::new(config, tids())],
-        limits,
+    let deadline = ctx.cfg.timeout * 3 + Duration::from_millis(20) * count;
+    let run = engine::run_one(
+        RelayProbe::new(config, tids()),
+        Some(deadline),
         ctx.cancel.clone(),
-        |ev| {
-            if let engine::Event::Finished { output, .. } = ev {
-                out = Some(output);
-            }
-        },
     )
     .await;
+    let (r, out) = match run {
+        Ok((out, report)) => (Ok(report), out),
+        Err(e) => (Err(e), None),
+    };
     let mut report = RelayRtt {
         service: service.name.clone(),
         transport: Transport::Udp,

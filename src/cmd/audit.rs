@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use engine::Cancel;
 use engine::stream::{Security, StreamOptions, run_stream};
-use engine::{Cancel, Event, Limits};
 use probes::Probe;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::audit::{
@@ -90,20 +90,7 @@ where
         let run = run_stream(probe, server, security, StreamOptions::default(), cancel).await;
         return Ok((run.output, run.interrupted, run.error));
     }
-    let mut out = None;
-    let limits = Limits {
-        rate: None,
-        max_in_flight: 1,
-        deadline: None,
-        drain: Duration::from_secs(2),
-        ..Limits::default()
-    };
-    let r = engine::run(vec![probe], limits, cancel, |ev| {
-        if let Event::Finished { output, .. } = ev {
-            out = Some(output);
-        }
-    })
-    .await?;
+    let (out, r) = engine::run_one(probe, None, cancel).await?;
     Ok((out, r.interrupted, None))
 }
 

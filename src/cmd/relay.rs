@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Result;
+use engine::Cancel;
 use engine::stats::{RttSummary, summarize};
 use engine::stream::{StreamOptions, run_stream};
 use engine::tcp::ConnectOutcome;
-use engine::{Cancel, Event, Limits};
 use probes::turn::allocate::{AllocateStatus, Release};
 use probes::turn::relay::{DataMode, HEADER, RelayConfig, RelayProbe, RelayReport};
 use probes::turn::uri::{TURNS_PORT, TurnTransport, TurnUri};
@@ -254,21 +254,8 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
                 run.stream_error = r.error;
                 run.result = r.output;
             } else {
-                let limits = Limits {
-                    // The probe paces itself at --rate.
-                    rate: None,
-                    max_in_flight: 1,
-                    deadline: None,
-                    drain: Duration::from_secs(2),
-                    ..Limits::default()
-                };
-                let mut out = None;
-                let r = engine::run(vec![probe], limits, cancel.clone(), |ev| {
-                    if let Event::Finished { output, .. } = ev {
-                        out = Some(output);
-                    }
-                })
-                .await?;
+                // The probe paces itself at --rate.
+                let (out, r) = engine::run_one(probe, None, cancel.clone()).await?;
                 report.interrupted |= r.interrupted;
                 run.result = out;
             }

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use engine::Cancel;
 use engine::stream::{Security, StreamOptions, StreamRun, run_stream};
 use engine::tcp::ConnectOutcome;
-use engine::{Cancel, Event, Limits};
 use probes::turn::TidSource;
 use probes::turn::allocate::{
     AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus, Release, SessionConfig,
@@ -253,20 +253,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
             report.stream_error = run.error;
             report.result = run.output;
         } else {
-            let mut result = None;
-            let limits = Limits {
-                rate: None,
-                max_in_flight: 1,
-                deadline: None,
-                drain: Duration::from_secs(2),
-                ..Limits::default()
-            };
-            let r = engine::run(vec![probe], limits, cancel, |ev| {
-                if let Event::Finished { output, .. } = ev {
-                    result = Some(output);
-                }
-            })
-            .await?;
+            let (result, r) = engine::run_one(probe, None, cancel).await?;
             report.interrupted = r.interrupted;
             report.result = result;
         }
