@@ -292,3 +292,79 @@ fn rate_limit_paces_the_run() {
     );
     assert!(took < Duration::from_millis(1500), "too slow: {took:?}");
 }
+
+/// Replies dropped at random on the path (30 %, by the lab router's nftables `numgen`): every
+/// transaction still completes through retransmission, and the counts add up.
+#[test]
+fn dropped_replies_are_recovered_by_retransmission_and_counted() {
+    use crate::support::lab::{NatMode, Ns, PUBLIC_IP_1};
+    let mut lab = crate::lab_or_skip!(NatMode::NoNat);
+    let rules = "
+table inet lossy {
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        ip saddr 198.18.0.0/24 udp sport 3478 numgen random mod 100 < 30 drop
+    }
+}
+";
+    let path = lab.dir().join("lossy.nft");
+    std::fs::write(&path, rules).unwrap();
+    lab.exec_ok(Ns::Router, &["nft", "-f", path.to_str().unwrap()])
+        .unwrap();
+    let listen = format!("{PUBLIC_IP_1}:3478");
+    lab.spawn_in(
+        Ns::Public,
+        &[
+            crate::common::bin(),
+            "serve",
+            "--listen",
+            &listen,
+            "--no-tcp",
+        ],
+    )
+    .unwrap();
+    lab.wait_udp_listener(Ns::Public, &listen, Duration::from_secs(5))
+        .unwrap();
+    let out = lab
+        .exec_in(
+            Ns::Client,
+            &[
+                "timeout",
+                "60",
+                crate::common::bin(),
+                "stun",
+                &listen,
+                "--count",
+                "100",
+                "--interval",
+                "0",
+                "--rto",
+                "50",
+                "--timeout",
+                "5000",
+                "--rate",
+                "10000",
+                "--json",
+            ],
+        )
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &v["targets"][0];
+    let e = &v["engine"];
+    let answered = t["answered"].as_u64().unwrap();
+    let retransmitted = t["retransmitted"].as_u64().unwrap();
+    // Losing all 7 transmissions of one transaction has probability 0.3^7 ≈ 2e-4.
+    assert!(answered >= 99, "{v:#}");
+    // About 30 of 100 transactions need a retransmission (binomial, sd ≈ 4.6).
+    assert!((10..=55).contains(&retransmitted), "{v:#}");
+    let sent = e["datagrams_sent"].as_u64().unwrap();
+    let retx = e["retransmissions"].as_u64().unwrap();
+    assert_eq!(sent, 100 + retx, "{v:#}");
+    assert!(retx >= retransmitted, "{v:#}");
+    // Karn: RTTs of retransmitted transactions are not sampled.
+    assert_eq!(
+        t["rtt"]["samples"].as_u64().unwrap(),
+        answered - retransmitted,
+        "{v:#}"
+    );
+}
