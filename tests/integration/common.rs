@@ -149,6 +149,16 @@ pub(crate) fn coturn(extra: &[&str]) -> Coturn {
     .stderr(Stdio::null());
     let guard = Guard(cmd.spawn().expect("spawn turnserver"));
     // Ready when it answers a Binding request.
+    wait_for_stun(port);
+    Coturn {
+        port,
+        _guard: guard,
+        dir,
+    }
+}
+
+/// Block until a STUN server on 127.0.0.1:`port` answers a Binding request (10 s at most).
+fn wait_for_stun(port: u16) {
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
     probe
         .set_read_timeout(Some(Duration::from_millis(100)))
@@ -160,17 +170,12 @@ pub(crate) fn coturn(extra: &[&str]) -> Coturn {
     loop {
         probe.send_to(&req, target).unwrap();
         if probe.recv_from(&mut buf).is_ok() {
-            break;
+            return;
         }
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "coturn did not start"
         );
-    }
-    Coturn {
-        port,
-        _guard: guard,
-        dir,
     }
 }
 
@@ -308,25 +313,9 @@ pub(crate) fn coturn_lab_with(
         .spawn()
         .expect("spawn turnserver");
     let guard = Guard(child);
-    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
-    probe
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let req = binding_request();
-    let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let start = Instant::now();
-    let mut buf = [0u8; 1500];
-    loop {
-        probe.send_to(&req, target).unwrap();
-        if probe.recv_from(&mut buf).is_ok() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "coturn did not start"
-        );
-    }
+    wait_for_stun(port);
     if let Some(tp) = tls_port {
+        let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", tp)).is_err() {
             assert!(start.elapsed() < Duration::from_secs(10), "no TLS listener");
             std::thread::sleep(Duration::from_millis(20));

@@ -6,31 +6,11 @@ use serde_json::Value;
 
 use crate::common::bin;
 use crate::lab_or_skip;
-use crate::support::lab::{CLIENT_IP, Lab, NatMode, Ns, PUBLIC_IP_1, PUBLIC_IP_2};
+use crate::support::lab::{CLIENT_IP, Lab, NatMode, Ns, PUBLIC_IP_2};
 
 /// Start the RFC 5780 reflector in the public namespace and run `stunmap nat` in the client.
 fn nat_in(mut lab: Lab) -> (Value, Option<i32>) {
-    let listen = format!("{PUBLIC_IP_1}:3478");
-    lab.spawn_in(
-        Ns::Public,
-        &[
-            bin(),
-            "serve",
-            "--listen",
-            &listen,
-            "--alt-address",
-            PUBLIC_IP_2,
-            "--alt-port",
-            "3479",
-        ],
-    )
-    .expect("spawn serve");
-    lab.wait_udp_listener(
-        Ns::Public,
-        &format!("{PUBLIC_IP_2}:3479"),
-        std::time::Duration::from_secs(5),
-    )
-    .expect("serve listening");
+    let listen = lab.start_reflector(bin()).expect("reflector");
     let out = lab
         .exec_in(
             Ns::Client,

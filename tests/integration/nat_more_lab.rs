@@ -8,32 +8,7 @@ use serde_json::Value;
 
 use crate::common::bin;
 use crate::lab_or_skip;
-use crate::support::lab::{Lab, NatMode, Ns, PUBLIC_IP_1, PUBLIC_IP_2, ROUTER_LAN_IP};
-
-fn start_serve(lab: &mut Lab) -> String {
-    let listen = format!("{PUBLIC_IP_1}:3478");
-    lab.spawn_in(
-        Ns::Public,
-        &[
-            bin(),
-            "serve",
-            "--listen",
-            &listen,
-            "--alt-address",
-            PUBLIC_IP_2,
-            "--alt-port",
-            "3479",
-        ],
-    )
-    .expect("spawn serve");
-    lab.wait_udp_listener(
-        Ns::Public,
-        &format!("{PUBLIC_IP_2}:3479"),
-        Duration::from_secs(5),
-    )
-    .expect("serve listening");
-    listen
-}
+use crate::support::lab::{Lab, NatMode, Ns, ROUTER_LAN_IP};
 
 fn nat_json(lab: &Lab, args: &[&str]) -> Value {
     let mut cmd = vec!["timeout", "60", bin(), "nat"];
@@ -68,7 +43,7 @@ fn shorten_udp_timeout(lab: &Lab, secs: u32) {
 fn lifetime_of_a_masquerade_mapping_with_a_3_second_conntrack_timeout() {
     let mut lab = lab_or_skip!(NatMode::Masquerade);
     shorten_udp_timeout(&lab, 3);
-    let server = start_serve(&mut lab);
+    let server = lab.start_reflector(bin()).expect("reflector");
     let start = Instant::now();
     let v = nat_json(
         &lab,
@@ -92,7 +67,7 @@ fn lifetime_of_a_masquerade_mapping_with_a_3_second_conntrack_timeout() {
 #[test]
 fn lifetime_with_the_default_timeout_outlives_a_short_maximum() {
     let mut lab = lab_or_skip!(NatMode::Masquerade);
-    let server = start_serve(&mut lab);
+    let server = lab.start_reflector(bin()).expect("reflector");
     let v = nat_json(
         &lab,
         &[&server, "--lifetime", "--lifetime-max", "3", "--no-portmap"],
@@ -137,7 +112,7 @@ fn miniupnpd_on_the_gateway_is_found() {
         crate::support::lab::report_skip(module_path!(), &why);
         return;
     }
-    let server = start_serve(&mut lab);
+    let server = lab.start_reflector(bin()).expect("reflector");
     let v = nat_json(&lab, &[&server, "--no-hairpin"]);
     let pm = &v["measurements"]["port_mapping"];
     assert_eq!(pm["gateway"], ROUTER_LAN_IP, "{pm:#}");
@@ -164,7 +139,7 @@ fn miniupnpd_on_the_gateway_is_found() {
 #[test]
 fn no_port_mapping_without_miniupnpd() {
     let mut lab = lab_or_skip!(NatMode::Masquerade);
-    let server = start_serve(&mut lab);
+    let server = lab.start_reflector(bin()).expect("reflector");
     let v = nat_json(&lab, &[&server, "--no-hairpin"]);
     let pm = &v["measurements"]["port_mapping"];
     assert_eq!(pm["gateway"], ROUTER_LAN_IP, "{pm:#}");

@@ -306,6 +306,33 @@ impl Lab {
         }
     }
 
+    /// Start `stunmap serve` (the binary `bin`) in the public namespace as an RFC 5780
+    /// reflector: primary PUBLIC_IP_1:3478, alternate PUBLIC_IP_2 and port 3479. Waits until it
+    /// listens and returns the primary address.
+    pub fn start_reflector(&mut self, bin: &str) -> Result<String, String> {
+        let listen = format!("{PUBLIC_IP_1}:3478");
+        self.spawn_in(
+            Ns::Public,
+            &[
+                bin,
+                "serve",
+                "--listen",
+                &listen,
+                "--alt-address",
+                PUBLIC_IP_2,
+                "--alt-port",
+                "3479",
+            ],
+        )
+        .map_err(|e| format!("spawn serve: {e}"))?;
+        self.wait_udp_listener(
+            Ns::Public,
+            &format!("{PUBLIC_IP_2}:3479"),
+            Duration::from_secs(5),
+        )?;
+        Ok(listen)
+    }
+
     /// Start coturn in the public namespace on both public IPs, primary port `port`, RFC 5780
     /// alternate port `port + 1`, long-term credentials `test:secret`, realm `lab`. Waits until
     /// it listens.
