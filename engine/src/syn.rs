@@ -12,7 +12,6 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use probes::sweep::{StunOverTcp, TcpPortResult, TcpState};
-use tokio::io::unix::AsyncFd;
 
 use crate::driver::Cancel;
 use crate::rate::{Rate, TokenBucket};
@@ -257,6 +256,11 @@ fn parse(pkt: &[u8]) -> Option<(Ipv4Addr, u8, u16, u16, u16, u8, u32)> {
 
 /// SYN-sweep `ports` of `ip`. Unanswered ports get one more SYN, then count as filtered after
 /// `timeout`.
+///
+/// The ports are split into one shard per core (up to four), each on a blocking thread with
+/// its own raw socket, source port and kernel filter: on a near target almost all of the cost
+/// is kernel work done in the sender's context (the SYN out, the target's answer in), so
+/// separate senders are what uses more than one core. The rate is split between them.
 pub async fn syn_scan(
     ip: IpAddr,
     ports: &[u16],
@@ -276,148 +280,64 @@ pub async fn syn_scan(
             "no IPv4 source address",
         ));
     };
-    // SAFETY: the descriptor is owned by the OwnedFd moved into the AsyncFd, which keeps it
-    // open for as long as it is registered.
-    let fd =
-        unsafe { AsyncFd::register(raw_socket()?) }.map_err(|e| io::Error::other(e.to_string()))?;
-    // A source port from the ephemeral range, held by a bound (unlistening) TCP socket so no
-    // other connection of this host uses it meanwhile.
-    // It must not be one of the swept ports (on loopback a SYN to itself would be read as
-    // an answer): rebind until it is not, holding the rejected ones until then.
+    let shards = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_SHARDS)
+        .min(ports.len().max(1));
+    // Source ports from the ephemeral range, each held by a bound (unlistening) TCP socket so
+    // no other connection of this host uses it meanwhile. None may be a swept port (on
+    // loopback a SYN to it would pass the filter): rebind until it is not, holding the
+    // rejected ones until then.
+    let swept: std::collections::HashSet<u16> = ports.iter().copied().collect();
+    let mut holders = Vec::with_capacity(shards);
     let mut rejected = Vec::new();
-    let (holder, sport) = loop {
+    while holders.len() < shards {
         let l = std::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(src), 0))?;
         let p = l.local_addr()?.port();
-        if !ports.contains(&p) || rejected.len() >= 64 {
-            break (l, p);
-        }
-        rejected.push(l);
-    };
-    drop(rejected);
-    let key: u32 = rand::random();
-    let dest = socket2::SockAddr::from(SocketAddr::new(IpAddr::V4(dst), 0));
-    let start = Instant::now();
-    let mut bucket = rate.map(|r| TokenBucket::new(r, start));
-    let mut answers: HashMap<u16, (RawAnswer, Duration)> = HashMap::new();
-    let mut report = RawReport::default();
-    let mut rbuf = vec![0u8; RECV_SNAP * RECV_BATCH];
-    attach_filter(fd.get_ref().as_raw_fd(), dst, sport)?;
-    for round in 0..2u8 {
-        let todo: Vec<u16> = ports
-            .iter()
-            .copied()
-            .filter(|p| !answers.contains_key(p))
-            .collect();
-        let mut next = todo.iter().peekable();
-        let mut last_send = Instant::now();
-        loop {
-            if cancel.is_cancelled() {
-                report.interrupted = true;
-                break;
-            }
-            // Send what the rate allows, a batch at a time so answers are read in between.
-            let mut segs: Vec<[u8; 20]> = Vec::with_capacity(SEND_BATCH);
-            while let Some(&&port) = next.peek() {
-                if segs.len() == SEND_BATCH {
-                    break;
-                }
-                if let Some(b) = bucket.as_mut() {
-                    if !b.take(Instant::now()) {
-                        break;
-                    }
-                }
-                segs.push(syn_segment(src, dst, sport, port, seq_for(key, port)));
-                next.next();
-            }
-            let mut sent = 0;
-            while sent < segs.len() {
-                match send_syns(
-                    fd.get_ref().as_raw_fd(),
-                    segs.get(sent..).unwrap_or(&[]),
-                    &dest,
-                ) {
-                    Ok(n) => sent += n.max(1),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        // The queue is full: wait until the socket drains.
-                        if let Ok(mut g) = fd.writable().await {
-                            g.clear_ready();
-                        }
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            if !segs.is_empty() {
-                last_send = Instant::now();
-            }
-            // Read every answer queued (the kernel filter passes only packets from the
-            // target to our source port).
-            let mut got: Vec<(Ipv4Addr, u8, u16, u16, u16, u8, u32)> = Vec::new();
-            loop {
-                let lens = crate::mmsg::recv_many(
-                    fd.get_ref().as_raw_fd(),
-                    &mut rbuf,
-                    RECV_SNAP,
-                    libc::MSG_DONTWAIT,
-                )?;
-                if lens.is_empty() {
-                    break;
-                }
-                for (len, pkt) in lens.iter().zip(rbuf.chunks(RECV_SNAP)) {
-                    got.extend(parse(pkt.get(..*len).unwrap_or(&[])));
-                }
-            }
-            for (from, ttl, ip_id, tport, to, flags, ack) in got {
-                // Only answers to our SYNs: from the target, to our port, ACKing our sequence.
-                if from != dst || to != sport || flags & 0x10 == 0 {
-                    continue;
-                }
-                if ack != seq_for(key, tport).wrapping_add(1) {
-                    continue;
-                }
-                let syn_ack = flags & 0x12 == 0x12;
-                let rst = flags & 0x04 != 0;
-                if (syn_ack || rst) && !answers.contains_key(&tport) {
-                    answers.insert(
-                        tport,
-                        (
-                            RawAnswer {
-                                port: tport,
-                                syn_ack,
-                                ttl,
-                                ip_id,
-                            },
-                            start.elapsed(),
-                        ),
-                    );
-                }
-            }
-            let all_sent = next.peek().is_none();
-            let waited = last_send.elapsed() >= timeout.min(Duration::from_secs(3));
-            // `ports` has no duplicates and only swept ports are recorded.
-            let all_answered = answers.len() >= ports.len();
-            if all_sent && (all_answered || waited) {
-                break;
-            }
-            // Wait for readability, the next token, or the timeout.
-            let wake = match (all_sent, bucket.as_mut()) {
-                (false, Some(b)) => b.ready_at(Instant::now()),
-                (false, None) => {
-                    // More to send right away: let other tasks run, then go on.
-                    tokio::task::yield_now().await;
-                    continue;
-                }
-                (true, _) => last_send + timeout,
-            };
-            tokio::select! {
-                r = fd.readable() => { if let Ok(mut g) = r { g.clear_ready(); } }
-                _ = tokio::time::sleep_until(wake.into()) => {}
-            }
-        }
-        if report.interrupted || round == 1 {
-            break;
+        if !swept.contains(&p) || rejected.len() >= 64 {
+            holders.push((l, p));
+        } else {
+            rejected.push(l);
         }
     }
-    drop(holder);
+    drop(rejected);
+    let key: u32 = rand::random();
+    let mut tasks = Vec::with_capacity(shards);
+    for (i, (_, sport)) in holders.iter().enumerate() {
+        let shard = Shard {
+            src,
+            dst,
+            sport: *sport,
+            ports: ports.iter().copied().skip(i).step_by(shards).collect(),
+            timeout: timeout.min(Duration::from_secs(3)),
+            rate: rate.map(|r| Rate {
+                pps: (r.pps / shards as u32).max(1),
+                burst: (r.burst / shards as u32).max(1),
+            }),
+            key,
+        };
+        let cancel = cancel.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            run_shard(&shard, &cancel)
+        }));
+    }
+    let mut answers: Answers = HashMap::with_capacity(ports.len());
+    let mut report = RawReport::default();
+    let mut failure = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(done)) => {
+                answers.extend(done.answers);
+                report.interrupted |= done.interrupted;
+            }
+            Ok(Err(e)) => failure = Some(e),
+            Err(e) => failure = Some(io::Error::other(e.to_string())),
+        }
+    }
+    drop(holders);
+    if let Some(e) = failure {
+        return Err(e);
+    }
     for &port in ports {
         let r = match answers.get(&port) {
             Some((a, t)) => TcpPortResult {
@@ -427,7 +347,7 @@ pub async fn syn_scan(
                 } else {
                     TcpState::Refused
                 },
-                connect_time: Some(*t),
+                connect_time: *t,
                 stun: StunOverTcp::NotTried,
             },
             None => TcpPortResult {
@@ -443,6 +363,177 @@ pub async fn syn_scan(
     list.sort_by_key(|a| a.port);
     analyse(&mut report, list);
     Ok(report)
+}
+
+/// Shards (sending threads) of one raw sweep at most.
+const MAX_SHARDS: usize = 4;
+
+/// Answers by port, with the time from the (last) SYN to the answer: `None` when the answer
+/// came after a resent SYN and could belong to either (Karn's rule, RFC 6298 §3).
+type Answers = HashMap<u16, (RawAnswer, Option<Duration>)>;
+
+/// One shard of a raw sweep.
+struct Shard {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    ports: Vec<u16>,
+    timeout: Duration,
+    rate: Option<Rate>,
+    key: u32,
+}
+
+struct ShardDone {
+    answers: Answers,
+    interrupted: bool,
+}
+
+/// Send a shard's SYNs in batches as the rate allows, reading answers in between; after the
+/// last SYN wait for the rest until `timeout`, then resend to the silent ports once.
+fn run_shard(shard: &Shard, cancel: &Cancel) -> io::Result<ShardDone> {
+    let fd = raw_socket()?;
+    let raw = fd.as_raw_fd();
+    attach_filter(raw, shard.dst, shard.sport)?;
+    let dest = socket2::SockAddr::from(SocketAddr::new(IpAddr::V4(shard.dst), 0));
+    let mut bucket = shard.rate.map(|r| TokenBucket::new(r, Instant::now()));
+    let mut done = ShardDone {
+        answers: HashMap::with_capacity(shard.ports.len()),
+        interrupted: false,
+    };
+    let mut sent_at: HashMap<u16, Instant> = HashMap::with_capacity(shard.ports.len());
+    let mut rbuf = vec![0u8; RECV_SNAP * RECV_BATCH];
+    let mut segs: Vec<[u8; 20]> = Vec::with_capacity(SEND_BATCH);
+    for round in 0..2u8 {
+        let todo: Vec<u16> = shard
+            .ports
+            .iter()
+            .copied()
+            .filter(|p| !done.answers.contains_key(p))
+            .collect();
+        let mut next = todo.iter().peekable();
+        let mut last_send = Instant::now();
+        loop {
+            if cancel.is_cancelled() {
+                done.interrupted = true;
+                return Ok(done);
+            }
+            // Send what the rate allows, a batch at a time so answers are read in between.
+            segs.clear();
+            while let Some(&&port) = next.peek() {
+                if segs.len() == SEND_BATCH {
+                    break;
+                }
+                if let Some(b) = bucket.as_mut() {
+                    if !b.take(Instant::now()) {
+                        break;
+                    }
+                }
+                let seq = seq_for(shard.key, port);
+                segs.push(syn_segment(shard.src, shard.dst, shard.sport, port, seq));
+                next.next();
+            }
+            let mut sent = 0;
+            while sent < segs.len() {
+                match send_syns(raw, segs.get(sent..).unwrap_or(&[]), &dest) {
+                    Ok(n) => {
+                        let now = Instant::now();
+                        for seg in segs.iter().skip(sent).take(n.max(1)) {
+                            sent_at.insert(u16::from_be_bytes([seg[2], seg[3]]), now);
+                        }
+                        sent += n.max(1);
+                    }
+                    // The queue is full: wait until the socket drains.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        wait_ready(raw, libc::POLLOUT, 10);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if !segs.is_empty() {
+                last_send = Instant::now();
+            }
+            read_answers(raw, &mut rbuf, shard, round, &sent_at, &mut done.answers)?;
+            let all_sent = next.peek().is_none();
+            let waited = last_send.elapsed() >= shard.timeout;
+            // Shard ports are distinct and only shard ports are recorded.
+            let all_answered = done.answers.len() >= shard.ports.len();
+            if all_sent && (all_answered || waited) {
+                break;
+            }
+            // Wait for an answer, the next token or the timeout (at most 100 ms, so a
+            // cancel is seen); a wait under a millisecond is a poll that returns at once.
+            let now = Instant::now();
+            let wake = match (all_sent, bucket.as_mut()) {
+                (false, Some(b)) => b.ready_at(now),
+                (false, None) => now,
+                (true, _) => last_send + shard.timeout,
+            };
+            let ms = wake.saturating_duration_since(now).as_millis().min(100) as libc::c_int;
+            wait_ready(raw, libc::POLLIN, ms);
+        }
+    }
+    Ok(done)
+}
+
+/// `poll(2)` one descriptor for `events`, at most `ms` milliseconds.
+fn wait_ready(fd: std::os::fd::RawFd, events: libc::c_short, ms: libc::c_int) {
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one live pollfd for the call. A failure (EINTR) just ends the wait early.
+    unsafe { libc::poll(&mut p, 1, ms) };
+}
+
+/// Read every answer queued (the kernel filter passes only packets from the target to the
+/// shard's source port) and record those that acknowledge one of our SYNs.
+fn read_answers(
+    fd: std::os::fd::RawFd,
+    rbuf: &mut [u8],
+    shard: &Shard,
+    round: u8,
+    sent_at: &HashMap<u16, Instant>,
+    answers: &mut Answers,
+) -> io::Result<()> {
+    loop {
+        let lens = crate::mmsg::recv_many(fd, rbuf, RECV_SNAP, libc::MSG_DONTWAIT)?;
+        if lens.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        for (len, pkt) in lens.iter().zip(rbuf.chunks(RECV_SNAP)) {
+            let Some((from, ttl, ip_id, tport, to, flags, ack)) =
+                parse(pkt.get(..*len).unwrap_or(&[]))
+            else {
+                continue;
+            };
+            // Only answers to our SYNs: from the target, to our port, ACKing our sequence.
+            if from != shard.dst || to != shard.sport || flags & 0x10 == 0 {
+                continue;
+            }
+            if ack != seq_for(shard.key, tport).wrapping_add(1) {
+                continue;
+            }
+            let syn_ack = flags & 0x12 == 0x12;
+            let rst = flags & 0x04 != 0;
+            if (syn_ack || rst) && !answers.contains_key(&tport) {
+                let rtt = match round {
+                    0 => sent_at
+                        .get(&tport)
+                        .map(|t| now.saturating_duration_since(*t)),
+                    _ => None,
+                };
+                let answer = RawAnswer {
+                    port: tport,
+                    syn_ack,
+                    ttl,
+                    ip_id,
+                };
+                answers.insert(tport, (answer, rtt));
+            }
+        }
+    }
 }
 
 /// Compare the IP headers of SYN-ACKs and RSTs: the target's own packets share one initial TTL
