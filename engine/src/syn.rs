@@ -5,7 +5,6 @@
 //! Needs root or CAP_NET_RAW. The kernel answers the target's SYN-ACKs with a RST (no socket of
 //! ours owns the source port), which also tears the half-open connection down at the target.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -50,7 +49,7 @@ pub struct RawReport {
 
 /// Whether a raw TCP socket can be opened here.
 pub fn check_privileges() -> Result<(), String> {
-    raw_socket().map(drop).map_err(|e| {
+    raw_socket(libc::IPPROTO_TCP).map(drop).map_err(|e| {
         if e.raw_os_error() == Some(libc::EPERM) || e.raw_os_error() == Some(libc::EACCES) {
             "needs root or CAP_NET_RAW (run with sudo, or `setcap cap_net_raw+ep` on the binary)"
                 .to_string()
@@ -60,13 +59,16 @@ pub fn check_privileges() -> Result<(), String> {
     })
 }
 
-fn raw_socket() -> io::Result<OwnedFd> {
+/// A raw IPv4 socket: `IPPROTO_TCP` receives a copy of every TCP segment the host gets (and
+/// is given a large buffer for a burst of answers); `IPPROTO_RAW` is send-only and takes
+/// packets with their IP header (IP_HDRINCL is implied).
+fn raw_socket(protocol: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the result is checked before use.
     let fd = unsafe {
         libc::socket(
             libc::AF_INET,
             libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_TCP,
+            protocol,
         )
     };
     if fd < 0 {
@@ -74,9 +76,10 @@ fn raw_socket() -> io::Result<OwnedFd> {
     }
     // SAFETY: `fd` is a fresh descriptor we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // Every TCP segment the host receives is copied to a raw TCP socket: give it room for a
-    // whole burst of answers (FORCE is allowed with CAP_NET_ADMIN; the plain option is capped
-    // by net.core.rmem_max).
+    if protocol == libc::IPPROTO_RAW {
+        return Ok(fd);
+    }
+    // FORCE is allowed with CAP_NET_ADMIN; the plain option is capped by net.core.rmem_max.
     let size: libc::c_int = 32 << 20;
     for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
         // SAFETY: a valid int option value of the right length.
@@ -99,7 +102,7 @@ fn raw_socket() -> io::Result<OwnedFd> {
 /// SYNs handed to one `sendmmsg`.
 const SEND_BATCH: usize = 256;
 /// Packets read per `recvmmsg`.
-const RECV_BATCH: usize = 64;
+const RECV_BATCH: usize = 256;
 /// Bytes kept of each packet: IP and TCP headers with options fit.
 const RECV_SNAP: usize = 128;
 
@@ -173,14 +176,14 @@ fn attach_filter(fd: std::os::fd::RawFd, from: Ipv4Addr, port: u16) -> io::Resul
     }
 }
 
-/// Send SYN segments to `dest` with one `sendmmsg`; returns how many the kernel took.
-fn send_syns(
+/// Send IPv4 packets to `dest` with one `sendmmsg`; returns how many the kernel took.
+fn send_packets(
     fd: std::os::fd::RawFd,
-    segs: &[[u8; 20]],
+    pkts: &[[u8; 40]],
     dest: &socket2::SockAddr,
 ) -> io::Result<usize> {
     let items: Vec<(&socket2::SockAddr, &[u8])> =
-        segs.iter().map(|s| (dest, s.as_slice())).collect();
+        pkts.iter().map(|p| (dest, p.as_slice())).collect();
     crate::mmsg::send_many(fd, &items, 0)
 }
 
@@ -224,6 +227,20 @@ fn syn_segment(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -
     t
 }
 
+/// The SYN with its IPv4 header (RFC 791 §3.1) for a header-included raw socket. The kernel
+/// fills in the header checksum and, left zero, the identification.
+fn syn_packet(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> [u8; 40] {
+    let mut p = [0u8; 40];
+    p[0] = 0x45; // version 4, 5-word header
+    p[2..4].copy_from_slice(&40u16.to_be_bytes()); // total length
+    p[8] = 64; // TTL
+    p[9] = libc::IPPROTO_TCP as u8;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    p[20..].copy_from_slice(&syn_segment(src, dst, sport, dport, seq));
+    p
+}
+
 /// A keyed sequence number per port, so answers can be matched without per-port state.
 fn seq_for(key: u32, port: u16) -> u32 {
     let mut x = u64::from(key) << 16 | u64::from(port);
@@ -257,10 +274,12 @@ fn parse(pkt: &[u8]) -> Option<(Ipv4Addr, u8, u16, u16, u16, u8, u32)> {
 /// SYN-sweep `ports` of `ip`. Unanswered ports get one more SYN, then count as filtered after
 /// `timeout`.
 ///
-/// The ports are split into one shard per core (up to four), each on a blocking thread with
-/// its own raw socket, source port and kernel filter: on a near target almost all of the cost
-/// is kernel work done in the sender's context (the SYN out, the target's answer in), so
-/// separate senders are what uses more than one core. The rate is split between them.
+/// The ports are split into one shard per core (up to four), each sent from a blocking thread
+/// through a send-only raw socket of its own: on a near target almost all of the cost is
+/// kernel work done in the sender's context (the SYN out, the target's answer in), so separate
+/// senders are what uses more than one core. All shards share one source port and one
+/// receiving socket, so the kernel copies each arriving segment to one filter, not to one per
+/// shard; whichever shard reads an answer records it. The rate is split between the shards.
 pub async fn syn_scan(
     ip: IpAddr,
     ports: &[u16],
@@ -284,70 +303,96 @@ pub async fn syn_scan(
         .map_or(1, usize::from)
         .clamp(1, MAX_SHARDS)
         .min(ports.len().max(1));
-    // Source ports from the ephemeral range, each held by a bound (unlistening) TCP socket so
-    // no other connection of this host uses it meanwhile. None may be a swept port (on
+    // A source port from the ephemeral range, held by a bound (unlistening) TCP socket so no
+    // other connection of this host uses it meanwhile. It must not be a swept port (on
     // loopback a SYN to it would pass the filter): rebind until it is not, holding the
     // rejected ones until then.
-    let swept: std::collections::HashSet<u16> = ports.iter().copied().collect();
-    let mut holders = Vec::with_capacity(shards);
     let mut rejected = Vec::new();
-    while holders.len() < shards {
+    let (holder, sport) = loop {
         let l = std::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(src), 0))?;
         let p = l.local_addr()?.port();
-        if !swept.contains(&p) || rejected.len() >= 64 {
-            holders.push((l, p));
-        } else {
-            rejected.push(l);
+        if !ports.contains(&p) || rejected.len() >= 64 {
+            break (l, p);
+        }
+        rejected.push(l);
+    };
+    drop(rejected);
+    let recv = raw_socket(libc::IPPROTO_TCP)?;
+    attach_filter(recv.as_raw_fd(), dst, sport)?;
+    let mut owner = vec![0u8; usize::from(u16::MAX) + 1];
+    for (i, &p) in ports.iter().enumerate() {
+        if let Some(o) = owner.get_mut(usize::from(p)) {
+            *o = (i % shards) as u8;
         }
     }
-    drop(rejected);
-    let key: u32 = rand::random();
+    let shared = std::sync::Arc::new(Shared {
+        recv,
+        src,
+        dst,
+        sport,
+        key: rand::random(),
+        owner,
+        epoch: Instant::now(),
+        answers: std::sync::Mutex::new(vec![0; PORTS]),
+        answered: (0..shards)
+            .map(|_| std::sync::atomic::AtomicUsize::new(0))
+            .collect(),
+    });
     let mut tasks = Vec::with_capacity(shards);
-    for (i, (_, sport)) in holders.iter().enumerate() {
+    for i in 0..shards {
         let shard = Shard {
-            src,
-            dst,
-            sport: *sport,
+            index: i,
             ports: ports.iter().copied().skip(i).step_by(shards).collect(),
             timeout: timeout.min(Duration::from_secs(3)),
             rate: rate.map(|r| Rate {
                 pps: (r.pps / shards as u32).max(1),
                 burst: (r.burst / shards as u32).max(1),
             }),
-            key,
         };
         let cancel = cancel.clone();
+        let shared = shared.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
-            run_shard(&shard, &cancel)
+            run_shard(&shard, &shared, &cancel)
         }));
     }
-    let mut answers: Answers = HashMap::with_capacity(ports.len());
+    let mut sends: Vec<u64> = vec![0; PORTS];
     let mut report = RawReport::default();
     let mut failure = None;
     for t in tasks {
         match t.await {
             Ok(Ok(done)) => {
-                answers.extend(done.answers);
+                // Shards send to disjoint ports.
+                for (all, mine) in sends.iter_mut().zip(&done.sends) {
+                    *all |= *mine;
+                }
                 report.interrupted |= done.interrupted;
             }
             Ok(Err(e)) => failure = Some(e),
             Err(e) => failure = Some(io::Error::other(e.to_string())),
         }
     }
-    drop(holders);
+    drop(holder);
     if let Some(e) = failure {
         return Err(e);
     }
+    let answers = std::mem::take(&mut *shared.lock_answers());
+    let mut list: Vec<RawAnswer> = Vec::new();
     for &port in ports {
-        let r = match answers.get(&port) {
-            Some((a, t)) => TcpPortResult {
+        let answer = answers
+            .get(usize::from(port))
+            .and_then(|&slot| unpack_answer(port, slot));
+        if let Some((a, _)) = answer {
+            list.push(a);
+        }
+        let r = match answer {
+            Some((a, at)) => TcpPortResult {
                 port,
                 state: if a.syn_ack {
                     TcpState::Open
                 } else {
                     TcpState::Refused
                 },
-                connect_time: *t,
+                connect_time: sends.get(usize::from(port)).and_then(|&s| rtt(s, at)),
                 stun: StunOverTcp::NotTried,
             },
             None => TcpPortResult {
@@ -359,7 +404,6 @@ pub async fn syn_scan(
         };
         report.results.push(r);
     }
-    let mut list: Vec<RawAnswer> = answers.values().map(|(a, _)| *a).collect();
     list.sort_by_key(|a| a.port);
     analyse(&mut report, list);
     Ok(report)
@@ -368,48 +412,133 @@ pub async fn syn_scan(
 /// Shards (sending threads) of one raw sweep at most.
 const MAX_SHARDS: usize = 4;
 
-/// Answers by port, with the time from the (last) SYN to the answer: `None` when the answer
-/// came after a resent SYN and could belong to either (Karn's rule, RFC 6298 §3).
-type Answers = HashMap<u16, (RawAnswer, Option<Duration>)>;
+/// How long a shard sleeps at a time, once its SYNs are sent, before it looks at the
+/// answers the other shards recorded.
+const SHARED_WAIT: Duration = Duration::from_millis(1);
 
-/// One shard of a raw sweep.
-struct Shard {
+/// What the shards of one sweep share.
+struct Shared {
+    /// The receiving raw TCP socket, filtered to segments from the target to `sport`.
+    recv: OwnedFd,
     src: Ipv4Addr,
     dst: Ipv4Addr,
     sport: u16,
+    /// Keys the sequence numbers ([`seq_for`]).
+    key: u32,
+    /// The shard of each port (indexed by port number).
+    owner: Vec<u8>,
+    /// The time base of the packed microsecond stamps.
+    epoch: Instant,
+    /// The first answer per port, packed ([`pack_answer`]), indexed by port number.
+    answers: std::sync::Mutex<Vec<u64>>,
+    /// Answers recorded per shard.
+    answered: Vec<std::sync::atomic::AtomicUsize>,
+}
+
+impl Shared {
+    fn lock_answers(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        // A shard that panicked leaves the table as it was: still usable.
+        self.answers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn answered(&self, shard: usize) -> usize {
+        self.answered
+            .get(shard)
+            .map_or(0, |a| a.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Microseconds since `epoch`, plus one so that zero means "never".
+    fn stamp(&self, at: Instant) -> u32 {
+        let us = at.saturating_duration_since(self.epoch).as_micros();
+        u32::try_from(us).unwrap_or(u32::MAX - 1).saturating_add(1)
+    }
+}
+
+/// Entries of a table indexed by port number. Tables are zero-filled allocations, so only
+/// the pages of swept ports are ever touched.
+const PORTS: usize = 1 << 16;
+
+/// One answer in 64 bits: present (bit 63), SYN-ACK (bit 62), TTL (bits 48–55), IP ID
+/// (bits 32–47) and the stamp it was read at (bits 0–31).
+fn pack_answer(a: &RawAnswer, stamp: u32) -> u64 {
+    1 << 63
+        | u64::from(a.syn_ack) << 62
+        | u64::from(a.ttl) << 48
+        | u64::from(a.ip_id) << 32
+        | u64::from(stamp)
+}
+
+fn unpack_answer(port: u16, slot: u64) -> Option<(RawAnswer, u32)> {
+    if slot >> 63 == 0 {
+        return None;
+    }
+    let answer = RawAnswer {
+        port,
+        syn_ack: slot >> 62 & 1 == 1,
+        ttl: (slot >> 48) as u8,
+        ip_id: (slot >> 32) as u16,
+    };
+    Some((answer, slot as u32))
+}
+
+/// A port's sends in 64 bits: the stamp of the first SYN (high half) and of the resent one
+/// (low half, zero if none).
+fn pack_sends(first: u32, resent: u32) -> u64 {
+    u64::from(first) << 32 | u64::from(resent)
+}
+
+/// Time from the SYN to an answer read at stamp `at`; `None` when the answer came after the
+/// SYN was resent and could belong to either (Karn's rule, RFC 6298 §3).
+fn rtt(sends: u64, at: u32) -> Option<Duration> {
+    let first = (sends >> 32) as u32;
+    let resent = sends as u32;
+    if first == 0 || (resent != 0 && at >= resent) {
+        return None;
+    }
+    Some(Duration::from_micros(u64::from(at.saturating_sub(first))))
+}
+
+/// One shard of a raw sweep: its ports and its share of the rate.
+struct Shard {
+    index: usize,
     ports: Vec<u16>,
     timeout: Duration,
     rate: Option<Rate>,
-    key: u32,
 }
 
 struct ShardDone {
-    answers: Answers,
+    /// Packed sends ([`pack_sends`]) indexed by port number.
+    sends: Vec<u64>,
     interrupted: bool,
 }
 
 /// Send a shard's SYNs in batches as the rate allows, reading answers in between; after the
 /// last SYN wait for the rest until `timeout`, then resend to the silent ports once.
-fn run_shard(shard: &Shard, cancel: &Cancel) -> io::Result<ShardDone> {
-    let fd = raw_socket()?;
-    let raw = fd.as_raw_fd();
-    attach_filter(raw, shard.dst, shard.sport)?;
-    let dest = socket2::SockAddr::from(SocketAddr::new(IpAddr::V4(shard.dst), 0));
+fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<ShardDone> {
+    let send = raw_socket(libc::IPPROTO_RAW)?;
+    let recv = shared.recv.as_raw_fd();
+    let dest = socket2::SockAddr::from(SocketAddr::new(IpAddr::V4(shared.dst), 0));
     let mut bucket = shard.rate.map(|r| TokenBucket::new(r, Instant::now()));
     let mut done = ShardDone {
-        answers: HashMap::with_capacity(shard.ports.len()),
+        sends: vec![0; PORTS],
         interrupted: false,
     };
-    let mut sent_at: HashMap<u16, Instant> = HashMap::with_capacity(shard.ports.len());
     let mut rbuf = vec![0u8; RECV_SNAP * RECV_BATCH];
-    let mut segs: Vec<[u8; 20]> = Vec::with_capacity(SEND_BATCH);
+    let mut pkts: Vec<[u8; 40]> = Vec::with_capacity(SEND_BATCH);
     for round in 0..2u8 {
-        let todo: Vec<u16> = shard
-            .ports
-            .iter()
-            .copied()
-            .filter(|p| !done.answers.contains_key(p))
-            .collect();
+        let todo: Vec<u16> = if round == 0 {
+            shard.ports.clone()
+        } else {
+            let answers = shared.lock_answers();
+            shard
+                .ports
+                .iter()
+                .copied()
+                .filter(|&p| answers.get(usize::from(p)).is_none_or(|&a| a >> 63 == 0))
+                .collect()
+        };
         let mut next = todo.iter().peekable();
         let mut last_send = Instant::now();
         loop {
@@ -418,9 +547,9 @@ fn run_shard(shard: &Shard, cancel: &Cancel) -> io::Result<ShardDone> {
                 return Ok(done);
             }
             // Send what the rate allows, a batch at a time so answers are read in between.
-            segs.clear();
+            pkts.clear();
             while let Some(&&port) = next.peek() {
-                if segs.len() == SEND_BATCH {
+                if pkts.len() == SEND_BATCH {
                     break;
                 }
                 if let Some(b) = bucket.as_mut() {
@@ -428,48 +557,57 @@ fn run_shard(shard: &Shard, cancel: &Cancel) -> io::Result<ShardDone> {
                         break;
                     }
                 }
-                let seq = seq_for(shard.key, port);
-                segs.push(syn_segment(shard.src, shard.dst, shard.sport, port, seq));
+                let seq = seq_for(shared.key, port);
+                pkts.push(syn_packet(shared.src, shared.dst, shared.sport, port, seq));
                 next.next();
             }
             let mut sent = 0;
-            while sent < segs.len() {
-                match send_syns(raw, segs.get(sent..).unwrap_or(&[]), &dest) {
+            while sent < pkts.len() {
+                match send_packets(send.as_raw_fd(), pkts.get(sent..).unwrap_or(&[]), &dest) {
                     Ok(n) => {
-                        let now = Instant::now();
-                        for seg in segs.iter().skip(sent).take(n.max(1)) {
-                            sent_at.insert(u16::from_be_bytes([seg[2], seg[3]]), now);
+                        let now = shared.stamp(Instant::now());
+                        for pkt in pkts.iter().skip(sent).take(n.max(1)) {
+                            let port = u16::from_be_bytes([pkt[22], pkt[23]]);
+                            if let Some(slot) = done.sends.get_mut(usize::from(port)) {
+                                *slot = match *slot >> 32 {
+                                    0 => pack_sends(now, 0),
+                                    first => pack_sends(first as u32, now),
+                                };
+                            }
                         }
                         sent += n.max(1);
                     }
                     // The queue is full: wait until the socket drains.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        wait_ready(raw, libc::POLLOUT, 10);
+                        wait_ready(send.as_raw_fd(), libc::POLLOUT, 10);
                     }
                     Err(e) => return Err(e),
                 }
             }
-            if !segs.is_empty() {
+            if !pkts.is_empty() {
                 last_send = Instant::now();
             }
-            read_answers(raw, &mut rbuf, shard, round, &sent_at, &mut done.answers)?;
+            read_answers(recv, &mut rbuf, shared)?;
             let all_sent = next.peek().is_none();
             let waited = last_send.elapsed() >= shard.timeout;
-            // Shard ports are distinct and only shard ports are recorded.
-            let all_answered = done.answers.len() >= shard.ports.len();
+            // Shard ports are distinct and only shard ports are counted.
+            let all_answered = shared.answered(shard.index) >= shard.ports.len();
             if all_sent && (all_answered || waited) {
                 break;
             }
-            // Wait for an answer, the next token or the timeout (at most 100 ms, so a
-            // cancel is seen); a wait under a millisecond is a poll that returns at once.
+            // Wait for an answer, the next token or the timeout; a wait under a millisecond
+            // is a poll that returns at once. Another shard may read the answers this one
+            // waits for (the socket is shared, and a poll woken by an arrival that another
+            // reader took sleeps on), so once everything is sent the wait is one
+            // millisecond at a time, and the answered count is checked in between.
             let now = Instant::now();
             let wake = match (all_sent, bucket.as_mut()) {
                 (false, Some(b)) => b.ready_at(now),
                 (false, None) => now,
-                (true, _) => last_send + shard.timeout,
+                (true, _) => (last_send + shard.timeout).min(now + SHARED_WAIT),
             };
             let ms = wake.saturating_duration_since(now).as_millis().min(100) as libc::c_int;
-            wait_ready(raw, libc::POLLIN, ms);
+            wait_ready(recv, libc::POLLIN, ms);
         }
     }
     Ok(done)
@@ -486,22 +624,16 @@ fn wait_ready(fd: std::os::fd::RawFd, events: libc::c_short, ms: libc::c_int) {
     unsafe { libc::poll(&mut p, 1, ms) };
 }
 
-/// Read every answer queued (the kernel filter passes only packets from the target to the
-/// shard's source port) and record those that acknowledge one of our SYNs.
-fn read_answers(
-    fd: std::os::fd::RawFd,
-    rbuf: &mut [u8],
-    shard: &Shard,
-    round: u8,
-    sent_at: &HashMap<u16, Instant>,
-    answers: &mut Answers,
-) -> io::Result<()> {
+/// Read every answer queued on the shared socket (the kernel filter passes only segments
+/// from the target to our source port) and record those that acknowledge one of our SYNs.
+fn read_answers(fd: std::os::fd::RawFd, rbuf: &mut [u8], shared: &Shared) -> io::Result<()> {
+    let mut got: Vec<(RawAnswer, u32)> = Vec::new();
     loop {
         let lens = crate::mmsg::recv_many(fd, rbuf, RECV_SNAP, libc::MSG_DONTWAIT)?;
         if lens.is_empty() {
-            return Ok(());
+            break;
         }
-        let now = Instant::now();
+        let now = shared.stamp(Instant::now());
         for (len, pkt) in lens.iter().zip(rbuf.chunks(RECV_SNAP)) {
             let Some((from, ttl, ip_id, tport, to, flags, ack)) =
                 parse(pkt.get(..*len).unwrap_or(&[]))
@@ -509,31 +641,40 @@ fn read_answers(
                 continue;
             };
             // Only answers to our SYNs: from the target, to our port, ACKing our sequence.
-            if from != shard.dst || to != shard.sport || flags & 0x10 == 0 {
+            if from != shared.dst || to != shared.sport || flags & 0x10 == 0 {
                 continue;
             }
-            if ack != seq_for(shard.key, tport).wrapping_add(1) {
+            if ack != seq_for(shared.key, tport).wrapping_add(1) {
                 continue;
             }
             let syn_ack = flags & 0x12 == 0x12;
             let rst = flags & 0x04 != 0;
-            if (syn_ack || rst) && !answers.contains_key(&tport) {
-                let rtt = match round {
-                    0 => sent_at
-                        .get(&tport)
-                        .map(|t| now.saturating_duration_since(*t)),
-                    _ => None,
-                };
+            if syn_ack || rst {
                 let answer = RawAnswer {
                     port: tport,
                     syn_ack,
                     ttl,
                     ip_id,
                 };
-                answers.insert(tport, (answer, rtt));
+                got.push((answer, now));
             }
         }
     }
+    if got.is_empty() {
+        return Ok(());
+    }
+    let mut answers = shared.lock_answers();
+    for (answer, at) in got {
+        let port = usize::from(answer.port);
+        if let Some(slot) = answers.get_mut(port).filter(|s| **s >> 63 == 0) {
+            *slot = pack_answer(&answer, at);
+            let owner = shared.owner.get(port).copied().unwrap_or(0);
+            if let Some(count) = shared.answered.get(usize::from(owner)) {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Compare the IP headers of SYN-ACKs and RSTs: the target's own packets share one initial TTL
