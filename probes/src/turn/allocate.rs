@@ -16,7 +16,7 @@
 //!   server cannot sign a 401 for a wrong password, and a forged error can only make a probe
 //!   report failure, never a relay that does not exist.
 //!
-//! [`AllocateProbe`] runs Allocate (RFC 8656 §7), optionally CreatePermission (§9) and
+//! [`AllocateProbe`] runs Allocate (RFC 8656 §7), optionally CreatePermission (§10) and
 //! ChannelBind (§12) toward its own reflexive address, and always ends with Refresh LIFETIME 0
 //! (§8) when an allocation was made — on success, on error and on cancellation. A leaked
 //! allocation would hold a relay port on the server for its whole lifetime.
@@ -99,7 +99,7 @@ pub enum Request {
         /// Seconds.
         lifetime: u32,
     },
-    /// CreatePermission, RFC 8656 §9.1.
+    /// CreatePermission, RFC 8656 §10.1.
     CreatePermission {
         /// The peer whose IP is permitted.
         peer: SocketAddr,

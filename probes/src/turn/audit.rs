@@ -8,7 +8,7 @@
 //! 1. an unauthenticated Binding and an unauthenticated Allocate: a TURN server should answer
 //!    the Allocate with 401 and REALM/NONCE (RFC 8489 §9.2.4); a success means an open relay;
 //! 2. with credentials, one Allocate (RFC 8656 §7);
-//! 3. one CreatePermission (RFC 8656 §9) per candidate peer in [`candidates`] — loopback,
+//! 3. one CreatePermission (RFC 8656 §10) per candidate peer in [`candidates`] — loopback,
 //!    the unspecified address, private, shared (CGNAT), link-local and cloud-metadata
 //!    addresses, multicast, the server's own relayed address, and the IPv6 encodings of IPv4
 //!    addresses that bypassed real deny lists (coturn CVE-2020-26262: `0.0.0.0`, `::`, `::1`;
@@ -188,7 +188,7 @@ const CHANNEL_CANDIDATES: [usize; 3] = [0, 5, 9];
 pub enum PeerOutcome {
     /// A success response: the server would relay there.
     Granted,
-    /// An error response (403 Forbidden is the usual refusal, RFC 8656 §9.2; 443 Peer
+    /// An error response (403 Forbidden is the usual refusal, RFC 8656 §10.2; 443 Peer
     /// Address Family Mismatch for the other family).
     Refused {
         /// The code.
