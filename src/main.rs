@@ -56,7 +56,8 @@ enum Command {
     Relay(cmd::relay::Args),
     /// Audit your own TURN server: which internal addresses (loopback, private, link-local,
     /// cloud metadata, their IPv6 encodings) it would relay to, its software, transports and
-    /// unauthenticated answers. Sends no data to any of them; releases the allocation.
+    /// unauthenticated answers, over an IPv4 and (over UDP) an IPv6 allocation. Sends no data
+    /// to any of them; releases both allocations.
     Audit(cmd::audit::Args),
 }
 

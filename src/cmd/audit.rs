@@ -1,9 +1,10 @@
 //! `stunmap audit turn:HOST[:PORT]`: audit one's own TURN server for relaying into the network
 //! behind it (see `probes::turn::audit` and docs/audit.md). With credentials it asks for
 //! permissions and channels toward loopback, private, link-local, metadata and multicast
-//! addresses (and their IPv6 encodings), sends no data to any of them, and always releases the
-//! allocation. It also reports the server's SOFTWARE, which transports answer, and what an
-//! unauthenticated Allocate gets.
+//! addresses (and their IPv6 encodings) on an allocation of the server's default family and,
+//! over UDP, the IPv6 ones again on a second allocation that asks for IPv6; it sends no data to
+//! any of them and always releases both allocations. It also reports the server's SOFTWARE,
+//! which transports answer, and what an unauthenticated Allocate gets.
 //!
 //! Credentials come as for `stunmap turn`: `--user` with `STUNMAP_TURN_PASSWORD` /
 //! `--password-file`, or a TURN REST secret from `STUNMAP_TURN_SECRET` / `--secret-file`.
@@ -15,9 +16,11 @@ use anyhow::{Result, bail};
 use engine::Cancel;
 use engine::stream::{Security, StreamOptions, run_stream};
 use probes::Probe;
+use probes::turn::allocate::Release;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::audit::{
-    AuditConfig, AuditProbe, AuditReport, PeerOutcome, PeerResult, Severity, Unauthenticated,
+    AuditConfig, AuditProbe, AuditReport, PeerOutcome, PeerResult, RelayFamily, Severity,
+    Unauthenticated,
 };
 use probes::turn::auth::Credentials;
 use probes::turn::uri::{TurnTransport, TurnUri};
@@ -197,7 +200,7 @@ fn outcome(r: &Report) -> Result<Outcome> {
     let Some(a) = &r.audit else {
         bail!("the audit produced no result");
     };
-    if !a.release.is_clean() {
+    if !a.release_is_clean() {
         return Ok(Outcome::Degraded);
     }
     if a.unauthenticated == Unauthenticated::Timeout {
@@ -213,21 +216,43 @@ fn outcome(r: &Report) -> Result<Outcome> {
 fn outcome_text(o: &PeerOutcome) -> String {
     match o {
         PeerOutcome::Granted => "GRANTED".into(),
-        PeerOutcome::Refused { code: 443, reason } => {
-            format!("refused 443 {reason} (an IPv4 allocation cannot test it)")
-        }
         PeerOutcome::Refused { code, reason } => format!("refused {code} {reason}"),
         PeerOutcome::Timeout => "no answer".into(),
         PeerOutcome::NotTried => "not tried".into(),
+        PeerOutcome::Untestable { reason } => format!("untestable: {reason}"),
     }
 }
 
-fn print_peers(title: &str, peers: &[PeerResult]) {
-    if peers.iter().all(|p| p.outcome == PeerOutcome::NotTried) {
+fn family_name(f: RelayFamily) -> &'static str {
+    match f {
+        RelayFamily::Ipv4 => "IPv4",
+        RelayFamily::Ipv6 => "IPv6",
+    }
+}
+
+/// The requests `peers` made toward the `family` allocation. Candidates of the other family
+/// refused with 443 (Peer Address Family Mismatch, RFC 8656 §19) are counted on one line; a
+/// group that could not be asked at all prints its reason once.
+fn print_peers(title: &str, family: RelayFamily, peers: &[PeerResult], ipv6_allocated: bool) {
+    let group: Vec<&PeerResult> = peers.iter().filter(|p| p.relay_family == family).collect();
+    if group.iter().all(|p| p.outcome == PeerOutcome::NotTried) {
         return;
     }
-    println!("  {title}");
-    for p in peers {
+    println!("  {title} toward the {} allocation", family_name(family));
+    if let Some(PeerOutcome::Untestable { reason }) = group.first().map(|p| &p.outcome) {
+        if group
+            .iter()
+            .all(|p| matches!(p.outcome, PeerOutcome::Untestable { .. }))
+        {
+            println!("    {} untestable: {reason}", candidates(group.len()));
+            return;
+        }
+    }
+    let mismatch = |p: &PeerResult| {
+        matches!(p.outcome, PeerOutcome::Refused { code: 443, .. })
+            && RelayFamily::of(&p.candidate.peer) != family
+    };
+    for p in group.iter().filter(|p| !mismatch(p)) {
         let c = &p.candidate;
         let bypass = c.bypass.map(|b| format!(" [{b}]")).unwrap_or_default();
         println!(
@@ -237,6 +262,39 @@ fn print_peers(title: &str, peers: &[PeerResult]) {
             format!("{:?}", c.encoding),
             outcome_text(&p.outcome)
         );
+    }
+    let n = group.iter().filter(|p| mismatch(p)).count();
+    if n > 0 {
+        let why = if family == RelayFamily::Ipv4 && ipv6_allocated {
+            "asked again toward the IPv6 allocation below"
+        } else {
+            "this allocation cannot test them"
+        };
+        println!(
+            "    {} of the other family: refused 443 ({why})",
+            candidates(n)
+        );
+    }
+}
+
+fn candidates(n: usize) -> String {
+    if n == 1 {
+        "1 candidate".into()
+    } else {
+        format!("{n} candidates")
+    }
+}
+
+fn release_text(r: &Release) -> String {
+    match r {
+        Release::NotNeeded => "clean (nothing was allocated)".into(),
+        Release::Released | Release::AlreadyGone => "clean".into(),
+        Release::Failed { code, reason } => {
+            format!("NOT CONFIRMED: {code} {reason} (the allocation expires with its lifetime)")
+        }
+        Release::Timeout => {
+            "NOT CONFIRMED: no answer (the allocation expires with its lifetime)".into()
+        }
     }
 }
 
@@ -280,8 +338,21 @@ fn print_human(r: &Report) {
     if let Some(rel) = a.relayed {
         println!("  relayed      {rel}");
     }
-    print_peers("CreatePermission", &a.permissions);
-    print_peers("ChannelBind", &a.channel_binds);
+    if let Some(o) = &a.allocate_ipv6 {
+        let note = match o {
+            PeerOutcome::Refused { code: 440, .. } => " (server has no IPv6 relay address)",
+            _ => "",
+        };
+        println!("  allocate v6  {}{note}", outcome_text(o));
+    }
+    if let Some(rel) = a.relayed_ipv6 {
+        println!("  relayed v6   {rel}");
+    }
+    let ipv6_allocated = a.allocate_ipv6 == Some(PeerOutcome::Granted);
+    for family in [RelayFamily::Ipv4, RelayFamily::Ipv6] {
+        print_peers("CreatePermission", family, &a.permissions, ipv6_allocated);
+        print_peers("ChannelBind", family, &a.channel_binds, ipv6_allocated);
+    }
     for t in &r.transports {
         let what = match (&t.status, &t.error) {
             (Some(AllocateStatus::AuthRequired), _) => "answers (401)".to_string(),
@@ -308,15 +379,12 @@ fn print_human(r: &Report) {
         }
         println!("      fix: {}", f.fix);
     }
-    let release = if a.release.is_clean() {
-        "clean".to_string()
-    } else {
-        format!(
-            "NOT CONFIRMED: {:?} (the allocation expires with its lifetime)",
-            a.release
-        )
-    };
-    println!("  release      {release}");
+    if a.release != Release::NotNeeded || a.release_ipv6 == Release::NotNeeded {
+        println!("  release      {}", release_text(&a.release));
+    }
+    if a.release_ipv6 != Release::NotNeeded {
+        println!("  release v6   {}", release_text(&a.release_ipv6));
+    }
     if a.cancelled {
         println!("  (cancelled: partial results)");
     }

@@ -16,7 +16,7 @@
 //!   server cannot sign a 401 for a wrong password, and a forged error can only make a probe
 //!   report failure, never a relay that does not exist.
 //!
-//! [`AllocateProbe`] runs Allocate (RFC 8656 §7), optionally CreatePermission (§9) and
+//! [`AllocateProbe`] runs Allocate (RFC 8656 §7), optionally CreatePermission (§10) and
 //! ChannelBind (§12) toward its own reflexive address, and always ends with Refresh LIFETIME 0
 //! (§8) when an allocation was made — on success, on error and on cancellation. A leaked
 //! allocation would hold a relay port on the server for its whole lifetime.
@@ -40,6 +40,35 @@ pub const MAX_NONCE_RETRIES: u8 = 3;
 /// REQUESTED-TRANSPORT value for UDP relaying (protocol 17), RFC 8656 §18.8.
 const UDP_PROTOCOL: u8 = 17;
 
+/// The address family of a relayed transport address: the values of REQUESTED-ADDRESS-FAMILY,
+/// RFC 8656 §18.6 (0x01 IPv4, 0x02 IPv6, as in RFC 8489 §14.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayFamily {
+    /// IPv4, what a server allocates when the Allocate names no family (RFC 8656 §7.2, step 7).
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+}
+
+impl RelayFamily {
+    /// The family of `addr` (an IPv4-mapped IPv6 address is IPv6 on the wire).
+    pub fn of(addr: &SocketAddr) -> Self {
+        match addr {
+            SocketAddr::V4(_) => RelayFamily::Ipv4,
+            SocketAddr::V6(_) => RelayFamily::Ipv6,
+        }
+    }
+
+    /// The attribute's family byte, RFC 8656 §18.6.
+    pub fn code(self) -> u8 {
+        match self {
+            RelayFamily::Ipv4 => attr::FAMILY_IPV4,
+            RelayFamily::Ipv6 => attr::FAMILY_IPV6,
+        }
+    }
+}
+
 /// How a session talks to its server.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
@@ -58,6 +87,10 @@ pub struct SessionConfig {
     pub lifetime: Option<u32>,
     /// SOFTWARE, RFC 8489 §14.14.
     pub software: Option<&'static str>,
+    /// REQUESTED-ADDRESS-FAMILY to put in Allocate, RFC 8656 §7.1 and §18.6; `None` leaves it
+    /// out and the server allocates IPv4 (§7.2, step 7). Refresh never carries it: it is only
+    /// for dual allocations there (§8.1), and this session makes single-family ones.
+    pub requested_family: Option<RelayFamily>,
 }
 
 impl SessionConfig {
@@ -82,6 +115,7 @@ impl SessionConfig {
             retransmit,
             lifetime: None,
             software: Some(concat!("stunmap ", env!("CARGO_PKG_VERSION"))),
+            requested_family: None,
         }
     }
 }
@@ -99,7 +133,7 @@ pub enum Request {
         /// Seconds.
         lifetime: u32,
     },
-    /// CreatePermission, RFC 8656 §9.1.
+    /// CreatePermission, RFC 8656 §10.1.
     CreatePermission {
         /// The peer whose IP is permitted.
         peer: SocketAddr,
@@ -379,6 +413,10 @@ impl TurnSession {
             Request::Binding => {}
             Request::Allocate => {
                 w.attr(attr::REQUESTED_TRANSPORT, &[UDP_PROTOCOL, 0, 0, 0]);
+                if let Some(f) = self.config.requested_family {
+                    // RFC 8656 §18.6: the family byte, then 24 reserved zero bits.
+                    w.attr(attr::REQUESTED_ADDRESS_FAMILY, &[f.code(), 0, 0, 0]);
+                }
                 if let Some(l) = self.config.lifetime {
                     w.u32_attr(attr::LIFETIME, l);
                 }
@@ -510,7 +548,14 @@ impl TurnSession {
             })
         } else {
             let (code, reason) = match view.error_code() {
-                Some(Ok(e)) => (e.code, String::from_utf8_lossy(e.reason).into_owned()),
+                // coturn counts NUL padding into the reason phrase ("…family\0\0"); a
+                // phrase is UTF-8 text (RFC 8489 §14.8), so trailing NULs are dropped.
+                Some(Ok(e)) => (
+                    e.code,
+                    String::from_utf8_lossy(e.reason)
+                        .trim_end_matches('\0')
+                        .to_string(),
+                ),
                 _ => (0, "missing ERROR-CODE".to_string()),
             };
             let challenge = view.realm().is_some() && view.nonce().is_some();
@@ -1346,5 +1391,74 @@ pub(crate) mod tests {
         assert!(!kinds.contains(&attr::MESSAGE_INTEGRITY));
         let key = LongTermKey::derive(&creds(), REALM, PasswordAlgorithm::Sha256);
         assert_eq!(key.verify(&buf), Integrity::Valid);
+    }
+
+    #[test]
+    fn requested_family_goes_in_allocate_only() {
+        let mut config = config(Some(creds())).session;
+        config.requested_family = Some(RelayFamily::Ipv6);
+        let mut s = TurnSession::new(config, ids());
+        let t = t0();
+        let family = |buf: &[u8]| {
+            StunView::parse(buf)
+                .unwrap()
+                .attributes()
+                .find(|(k, _)| *k == attr::REQUESTED_ADDRESS_FAMILY)
+                .map(|(_, v)| v.to_vec())
+        };
+        s.start(Request::Allocate);
+        let mut buf = Vec::new();
+        s.poll_transmit(t, &mut buf).unwrap();
+        assert_eq!(family(&buf), Some(vec![0x02, 0, 0, 0]));
+        s.start(Request::Refresh { lifetime: 0 });
+        buf.clear();
+        s.poll_transmit(t, &mut buf).unwrap();
+        assert_eq!(
+            family(&buf),
+            None,
+            "RFC 8656 §8.1: only dual allocations name it"
+        );
+        // The default session names no family: the server's default (IPv4) applies.
+        let mut s = TurnSession::new(config_default(), ids());
+        s.start(Request::Allocate);
+        buf.clear();
+        s.poll_transmit(t, &mut buf).unwrap();
+        assert_eq!(family(&buf), None);
+        assert_eq!(RelayFamily::Ipv4.code(), attr::FAMILY_IPV4);
+        assert_eq!(
+            RelayFamily::of(&"[::ffff:127.0.0.1]:9".parse().unwrap()),
+            RelayFamily::Ipv6
+        );
+    }
+
+    fn config_default() -> SessionConfig {
+        config(Some(creds())).session
+    }
+
+    #[test]
+    fn nul_padding_in_a_reason_phrase_is_dropped() {
+        let mut s = TurnSession::new(config_default(), ids());
+        s.start(Request::Binding);
+        let t = t0();
+        let mut buf = Vec::new();
+        let tx = s.poll_transmit(t, &mut buf).unwrap();
+        let mut r = Vec::new();
+        let mut w = MessageWriter::new(
+            &mut r,
+            MessageType::new(Class::ErrorResponse, Method::BINDING),
+            &tx.transaction_id,
+        );
+        w.error_code(440, "Unsupported address family\0\0");
+        w.finish();
+        let v = StunView::parse(&r).unwrap();
+        let c = s.handle_response(t, server(), &v).unwrap().unwrap();
+        assert_eq!(
+            c.answer,
+            Answer::Error {
+                code: 440,
+                reason: "Unsupported address family".into(),
+                challenge: false
+            }
+        );
     }
 }

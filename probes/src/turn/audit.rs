@@ -7,30 +7,57 @@
 //!
 //! 1. an unauthenticated Binding and an unauthenticated Allocate: a TURN server should answer
 //!    the Allocate with 401 and REALM/NONCE (RFC 8489 §9.2.4); a success means an open relay;
-//! 2. with credentials, one Allocate (RFC 8656 §7);
-//! 3. one CreatePermission (RFC 8656 §9) per candidate peer in [`candidates`] — loopback,
+//! 2. with credentials, one Allocate of the server's default family (RFC 8656 §7; IPv4, §7.2
+//!    step 7);
+//! 3. one CreatePermission (RFC 8656 §10) per candidate peer in [`candidates`] — loopback,
 //!    the unspecified address, private, shared (CGNAT), link-local and cloud-metadata
 //!    addresses, multicast, the server's own relayed address, and the IPv6 encodings of IPv4
 //!    addresses that bypassed real deny lists (coturn CVE-2020-26262: `0.0.0.0`, `::`, `::1`;
 //!    CVE-2026-27624: IPv4-mapped `::ffff:127.0.0.1`, `::ffff:0.0.0.0`) — recording granted,
 //!    refused (403 Forbidden, 443 Peer Address Family Mismatch, …) or no answer;
-//! 4. ChannelBind (RFC 8656 §12) for a few of them, because servers check the two requests in
-//!    different code paths;
-//! 5. Refresh with LIFETIME 0 (RFC 8656 §8), always, also when cancelled.
+//! 4. ChannelBind (RFC 8656 §12.1) for a few of them, because servers check the two requests
+//!    in different code paths;
+//! 5. Refresh with LIFETIME 0 (RFC 8656 §8), always, also when cancelled;
+//! 6. then a second allocation with REQUESTED-ADDRESS-FAMILY IPv6 (RFC 8656 §7.1, §18.6), one
+//!    CreatePermission toward it per IPv6 candidate (and its own relayed address), ChannelBind
+//!    for `::ffff:127.0.0.1`, and its release. Toward an IPv4 allocation a server answers IPv6
+//!    peers with 443 (RFC 8656 §19), so only this allocation puts the IPv6 forms to the test.
+//!    A 440 Address Family not Supported (§7.2 step 7, §7.4) means the server has no IPv6
+//!    relay address: those candidates are then reported untestable with that reason. The
+//!    second allocation is made when the first was granted and released cleanly, or refused
+//!    with 440 (an IPv6-only relay).
+//!
+//! Every request says which allocation it went to ([`PeerResult::relay_family`]); a grant
+//! counts the same toward either.
 //!
 //! It never sends a Send indication or ChannelData: a permission is a promise of the server,
 //! and nothing reaches the candidate addresses. The verdict per category, with its severity and
 //! the coturn setting that closes it, is in [`AuditReport::findings`].
+//!
+//! # The second allocation's 5-tuple
+//!
+//! RFC 8656 lets a client allocate again on a 5-tuple once its allocation is deleted (a
+//! Refresh with LIFETIME 0 deletes it at once, §8.2). coturn 4.6.1 does not: it drops a
+//! released allocation about a second later, answers an Allocate on the same 5-tuple before
+//! that with 437 Allocation Mismatch (§7.2 step 2), and over TCP then closes the connection.
+//! §7.4 tells a client that gets 437 to pick another client transport address, so the IPv6
+//! allocation is sent from a second private UDP socket (`LocalSocket::Private(n + 1)` beside
+//! the session's `Private(n)`): no waiting on a server's clean-up timer. A 437 there (a stale
+//! 5-tuple) is recorded as the IPv6 allocation's answer and not retried. Over TCP and TLS the
+//! audit has its one connection only, so the IPv6 allocation is not attempted there and the
+//! IPv6 candidates are reported untestable ("audit over UDP").
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
 use std::time::Instant;
 
 use super::TidSource;
+pub use super::allocate::RelayFamily;
 use super::allocate::{
     Answer, Completion, Release, Request, SessionConfig, TurnSession, private_sockets_for,
 };
 use super::uri::TurnTransport;
-use crate::machine::{Ignored, PrivateSockets, Probe, Transmit};
+use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Transmit};
 use crate::stun::view::StunView;
 
 /// The port put in XOR-PEER-ADDRESS (permissions ignore it, RFC 8656 §9; ChannelBind binds it).
@@ -178,9 +205,16 @@ pub fn candidates() -> Vec<Candidate> {
     ]
 }
 
-/// Candidates also tried with ChannelBind (indices into [`candidates`]): plain loopback, the
-/// IPv4-mapped loopback and the metadata address.
+/// Candidates also tried with ChannelBind on the first allocation (indices into
+/// [`candidates`]): plain loopback, the IPv4-mapped loopback and the metadata address.
 const CHANNEL_CANDIDATES: [usize; 3] = [0, 5, 9];
+
+/// Candidates tried with ChannelBind on the IPv6 allocation: the IPv4-mapped loopback.
+const IPV6_CHANNEL_CANDIDATES: [usize; 1] = [5];
+
+/// Why the IPv6 candidates are not asked over TCP or TLS (see the module docs).
+const UNTESTABLE_OVER_STREAM: &str = "the IPv6 allocation needs a second 5-tuple and the audit \
+    runs over one TCP/TLS connection: audit over UDP to test it";
 
 /// What the server said to one request toward a candidate.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -188,7 +222,7 @@ const CHANNEL_CANDIDATES: [usize; 3] = [0, 5, 9];
 pub enum PeerOutcome {
     /// A success response: the server would relay there.
     Granted,
-    /// An error response (403 Forbidden is the usual refusal, RFC 8656 §9.2; 443 Peer
+    /// An error response (403 Forbidden is the usual refusal, RFC 8656 §10.2; 443 Peer
     /// Address Family Mismatch for the other family).
     Refused {
         /// The code.
@@ -200,6 +234,12 @@ pub enum PeerOutcome {
     Timeout,
     /// Not asked (no allocation, or cancelled first).
     NotTried,
+    /// Could not be asked: no allocation of the family it needs could be made (the server has
+    /// no IPv6 relay address, …).
+    Untestable {
+        /// Why, in words; the answer to the Allocate itself is in the report.
+        reason: String,
+    },
 }
 
 impl PeerOutcome {
@@ -215,14 +255,27 @@ impl PeerOutcome {
     }
 }
 
-/// One candidate and the answer.
+/// One candidate, the allocation it was asked toward, and the answer.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PeerResult {
     /// The candidate.
     #[serde(flatten)]
     pub candidate: Candidate,
+    /// The family of the allocation the request was made on: the first allocation's (IPv4,
+    /// or whatever family the server gave it) or the IPv6 one's.
+    pub relay_family: RelayFamily,
     /// The answer.
     pub outcome: PeerOutcome,
+}
+
+impl PeerResult {
+    fn not_tried(candidate: Candidate, relay_family: RelayFamily) -> Self {
+        Self {
+            candidate,
+            relay_family,
+            outcome: PeerOutcome::NotTried,
+        }
+    }
 }
 
 /// The answer to the unauthenticated Allocate.
@@ -299,16 +352,25 @@ pub struct AuditReport {
     /// The authenticated Allocate (`None` without credentials or after an open-relay
     /// allocation).
     pub allocate: Option<PeerOutcome>,
-    /// XOR-RELAYED-ADDRESS of our allocation.
+    /// XOR-RELAYED-ADDRESS of our (first) allocation.
     pub relayed: Option<SocketAddr>,
-    /// One CreatePermission per candidate.
+    /// The Allocate with REQUESTED-ADDRESS-FAMILY IPv6 (RFC 8656 §18.6), made after the first
+    /// allocation was released (`None`: not tried). A refusal with 440 means the server has no
+    /// IPv6 relay address.
+    pub allocate_ipv6: Option<PeerOutcome>,
+    /// XOR-RELAYED-ADDRESS of the IPv6 allocation.
+    pub relayed_ipv6: Option<SocketAddr>,
+    /// One CreatePermission per candidate toward the first allocation, then one per IPv6
+    /// candidate toward the IPv6 allocation (see [`PeerResult::relay_family`]).
     pub permissions: Vec<PeerResult>,
-    /// ChannelBind for a few candidates.
+    /// ChannelBind for a few candidates, on either allocation.
     pub channel_binds: Vec<PeerResult>,
     /// Conclusions, worst first.
     pub findings: Vec<Finding>,
-    /// Whether our allocation was given back.
+    /// Whether our (first) allocation was given back.
     pub release: Release,
+    /// Whether the IPv6 allocation was given back.
+    pub release_ipv6: Release,
     /// Cancelled (Ctrl-C, deadline).
     pub cancelled: bool,
 }
@@ -317,6 +379,11 @@ impl AuditReport {
     /// The worst severity among the findings.
     pub fn worst(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).max()
+    }
+
+    /// Whether neither allocation can be left on the server.
+    pub fn release_is_clean(&self) -> bool {
+        self.release.is_clean() && self.release_ipv6.is_clean()
     }
 
     /// Whether any request toward a candidate was granted.
@@ -332,6 +399,8 @@ impl AuditReport {
 #[derive(Clone, Debug)]
 pub struct AuditConfig {
     /// The session (credentials optional: without them only the unauthenticated checks run).
+    /// Its `requested_family` is not used: the first allocation names no family, the second
+    /// asks for IPv6 from the next private socket (over UDP).
     pub session: SessionConfig,
 }
 
@@ -339,6 +408,7 @@ pub struct AuditConfig {
 enum Phase {
     Binding,
     UnauthAllocate,
+    /// The current stage's Allocate.
     Allocate,
     Permission(usize),
     Channel(usize),
@@ -350,6 +420,16 @@ enum Phase {
 enum Which {
     Unauth,
     Auth,
+    Ipv6,
+}
+
+/// The two allocations, one after the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// The server's default family (no REQUESTED-ADDRESS-FAMILY).
+    First,
+    /// REQUESTED-ADDRESS-FAMILY IPv6, from its own socket.
+    Ipv6,
 }
 
 /// The audit probe, see the module docs.
@@ -357,51 +437,106 @@ enum Which {
 pub struct AuditProbe {
     unauth: TurnSession,
     auth: Option<TurnSession>,
+    /// The IPv6 allocation's session (`None` over TCP/TLS).
+    ipv6: Option<TurnSession>,
     active: Which,
+    stage: Stage,
     phase: Phase,
+    /// The current stage's allocation exists and its release is not finished.
     allocated: bool,
+    /// The first stage ended so that the IPv6 stage has something to test (an allocation was
+    /// made, or refused with 440).
+    ipv6_wanted: bool,
+    /// `permissions[..perm_split]` go to the first allocation, the rest to the IPv6 one.
+    perm_split: usize,
+    /// The same for `channel_binds`.
+    chan_split: usize,
     report: AuditReport,
     output_taken: bool,
+}
+
+/// A second, independent transaction id stream drawn from `ids`.
+fn fork_ids(ids: &mut TidSource) -> TidSource {
+    let a = ids.next_id().0;
+    let b = ids.next_id().0;
+    let mut seed = [0u8; 16];
+    for (s, x) in seed.iter_mut().zip(a.iter().chain(b.iter())) {
+        *s = *x;
+    }
+    TidSource::new(seed)
+}
+
+/// Why the IPv6 candidates could not be asked, from the IPv6 Allocate's answer.
+fn untestable_reason(answer: &Answer) -> String {
+    match answer {
+        Answer::Error {
+            code: 440, reason, ..
+        } => format!("server has no IPv6 relay address (IPv6 Allocate: 440 {reason})"),
+        Answer::Error { code, reason, .. } => {
+            format!("the IPv6 allocation was refused ({code} {reason})")
+        }
+        Answer::Timeout => "the IPv6 Allocate got no answer".to_string(),
+        Answer::Success(_) => "no IPv6 allocation".to_string(),
+    }
 }
 
 impl AuditProbe {
     /// A probe; `ids` supplies its transaction ids.
     pub fn new(config: AuditConfig, mut ids: TidSource) -> Self {
-        let mut unauth_config = config.session.clone();
+        let mut first = config.session.clone();
+        first.requested_family = None;
+        let mut unauth_config = first.clone();
         unauth_config.credentials = None;
-        let auth = config.session.credentials.is_some().then(|| {
-            // A second, independent id stream for the authenticated session.
-            let a = ids.next_id().0;
-            let b = ids.next_id().0;
-            let mut seed = [0u8; 16];
-            for (s, x) in seed.iter_mut().zip(a.iter().chain(b.iter())) {
-                *s = *x;
-            }
-            TurnSession::new(config.session.clone(), TidSource::new(seed))
-        });
+        let auth = first
+            .credentials
+            .is_some()
+            .then(|| TurnSession::new(first.clone(), fork_ids(&mut ids)));
+        // The IPv6 allocation leaves from the next private socket (see the module docs).
+        let ipv6 = match (first.transport.is_stream(), first.local) {
+            (false, LocalSocket::Private(n)) => n.checked_add(1).map(|next| {
+                let mut c = first.clone();
+                c.local = LocalSocket::Private(next);
+                c.requested_family = Some(RelayFamily::Ipv6);
+                TurnSession::new(c, fork_ids(&mut ids))
+            }),
+            _ => None,
+        };
         let mut unauth = TurnSession::new(unauth_config, ids);
         unauth.start(Request::Binding);
-        let permissions = candidates()
-            .into_iter()
-            .map(|candidate| PeerResult {
-                candidate,
-                outcome: PeerOutcome::NotTried,
-            })
-            .collect::<Vec<_>>();
-        let channel_binds = CHANNEL_CANDIDATES
+        let all = candidates();
+        let mut permissions: Vec<PeerResult> = all
             .iter()
-            .filter_map(|&i| permissions.get(i))
-            .map(|p| PeerResult {
-                candidate: p.candidate.clone(),
-                outcome: PeerOutcome::NotTried,
-            })
+            .map(|c| PeerResult::not_tried(c.clone(), RelayFamily::Ipv4))
             .collect();
+        let perm_split = permissions.len();
+        permissions.extend(
+            all.iter()
+                .filter(|c| c.peer.is_ipv6())
+                .map(|c| PeerResult::not_tried(c.clone(), RelayFamily::Ipv6)),
+        );
+        let mut channel_binds: Vec<PeerResult> = CHANNEL_CANDIDATES
+            .iter()
+            .filter_map(|&i| all.get(i))
+            .map(|c| PeerResult::not_tried(c.clone(), RelayFamily::Ipv4))
+            .collect();
+        let chan_split = channel_binds.len();
+        channel_binds.extend(
+            IPV6_CHANNEL_CANDIDATES
+                .iter()
+                .filter_map(|&i| all.get(i))
+                .map(|c| PeerResult::not_tried(c.clone(), RelayFamily::Ipv6)),
+        );
         Self {
             unauth,
             auth,
+            ipv6,
             active: Which::Unauth,
+            stage: Stage::First,
             phase: Phase::Binding,
             allocated: false,
+            ipv6_wanted: false,
+            perm_split,
+            chan_split,
             report: AuditReport {
                 server: config.session.server,
                 transport: config.session.transport,
@@ -411,10 +546,13 @@ impl AuditProbe {
                 unauthenticated: Unauthenticated::NotTried,
                 allocate: None,
                 relayed: None,
+                allocate_ipv6: None,
+                relayed_ipv6: None,
                 permissions,
                 channel_binds,
                 findings: Vec::new(),
                 release: Release::NotNeeded,
+                release_ipv6: Release::NotNeeded,
                 cancelled: false,
             },
             output_taken: false,
@@ -422,16 +560,39 @@ impl AuditProbe {
     }
 
     fn session(&mut self) -> &mut TurnSession {
-        match (self.active, self.auth.as_mut()) {
-            (Which::Auth, Some(s)) => s,
+        match (self.active, self.auth.as_mut(), self.ipv6.as_mut()) {
+            (Which::Auth, Some(s), _) | (Which::Ipv6, _, Some(s)) => s,
             _ => &mut self.unauth,
         }
     }
 
     fn session_ref(&self) -> &TurnSession {
-        match (self.active, self.auth.as_ref()) {
-            (Which::Auth, Some(s)) => s,
+        match (self.active, self.auth.as_ref(), self.ipv6.as_ref()) {
+            (Which::Auth, Some(s), _) | (Which::Ipv6, _, Some(s)) => s,
             _ => &self.unauth,
+        }
+    }
+
+    /// The permissions asked toward the current stage's allocation.
+    fn permission_range(&self) -> Range<usize> {
+        match self.stage {
+            Stage::First => 0..self.perm_split,
+            Stage::Ipv6 => self.perm_split..self.report.permissions.len(),
+        }
+    }
+
+    /// The channel binds asked on the current stage's allocation.
+    fn channel_range(&self) -> Range<usize> {
+        match self.stage {
+            Stage::First => 0..self.chan_split,
+            Stage::Ipv6 => self.chan_split..self.report.channel_binds.len(),
+        }
+    }
+
+    fn release_slot(&mut self) -> &mut Release {
+        match self.stage {
+            Stage::First => &mut self.report.release,
+            Stage::Ipv6 => &mut self.report.release_ipv6,
         }
     }
 
@@ -443,9 +604,11 @@ impl AuditProbe {
     fn finish(&mut self) {
         self.phase = Phase::Done;
         self.session().abandon();
-        if self.allocated && self.report.release == Release::NotNeeded {
+        let allocated = self.allocated;
+        let release = self.release_slot();
+        if allocated && *release == Release::NotNeeded {
             // A release that never finished is a failure to report, not a success.
-            self.report.release = Release::Timeout;
+            *release = Release::Timeout;
         }
         self.report.findings = findings(&self.report);
     }
@@ -454,21 +617,64 @@ impl AuditProbe {
         if self.allocated {
             self.start(Phase::Releasing, Request::Refresh { lifetime: 0 });
         } else {
+            self.stage_done();
+        }
+    }
+
+    /// The current stage is over (its allocation, if any, released): go on to the IPv6
+    /// allocation or finish. The IPv6 allocation is only made when the first one is known to
+    /// be gone, so at most one of ours exists at a time.
+    fn stage_done(&mut self) {
+        let next = self.stage == Stage::First
+            && self.ipv6_wanted
+            && self.report.release.is_clean()
+            && !self.report.cancelled;
+        if !next {
+            return self.finish();
+        }
+        self.stage = Stage::Ipv6;
+        if self.ipv6.is_some() {
+            self.active = Which::Ipv6;
+            self.start(Phase::Allocate, Request::Allocate);
+        } else {
+            self.ipv6_untestable(UNTESTABLE_OVER_STREAM);
             self.finish();
         }
     }
 
-    /// Ask for the permission of candidate `i` (or the next step when `i` is past the end).
+    /// Mark the IPv6 stage's requests that were not asked as untestable.
+    fn ipv6_untestable(&mut self, reason: &str) {
+        let (p, c) = (self.perm_split, self.chan_split);
+        let r = &mut self.report;
+        for x in r
+            .permissions
+            .iter_mut()
+            .skip(p)
+            .chain(r.channel_binds.iter_mut().skip(c))
+        {
+            if x.outcome == PeerOutcome::NotTried {
+                x.outcome = PeerOutcome::Untestable {
+                    reason: reason.to_string(),
+                };
+            }
+        }
+    }
+
+    /// Ask for the permission of candidate `i` (or the next step when `i` is past the
+    /// current stage's candidates).
     fn permission(&mut self, i: usize) {
         if self.report.cancelled {
             return self.release();
         }
-        match self.report.permissions.get(i) {
-            Some(p) => {
-                let peer = p.candidate.peer;
-                self.start(Phase::Permission(i), Request::CreatePermission { peer });
-            }
-            None => self.channel(0),
+        let peer = self
+            .report
+            .permissions
+            .get(i)
+            .filter(|_| self.permission_range().contains(&i))
+            .map(|p| p.candidate.peer);
+        match peer {
+            Some(peer) => self.start(Phase::Permission(i), Request::CreatePermission { peer }),
+            None => self.channel(self.channel_range().start),
         }
     }
 
@@ -476,9 +682,17 @@ impl AuditProbe {
         if self.report.cancelled {
             return self.release();
         }
-        match (self.report.channel_binds.get(i), u16::try_from(i)) {
-            (Some(p), Ok(n)) => {
-                let peer = p.candidate.peer;
+        let range = self.channel_range();
+        let peer = self
+            .report
+            .channel_binds
+            .get(i)
+            .filter(|_| range.contains(&i))
+            .map(|p| p.candidate.peer);
+        // Channel numbers count from 0x4000 on each allocation (RFC 8656 §12: bindings are
+        // per allocation).
+        match (peer, u16::try_from(i.saturating_sub(range.start))) {
+            (Some(peer), Ok(n)) => {
                 let channel = super::channel::CHANNEL_MIN.saturating_add(n);
                 self.start(Phase::Channel(i), Request::ChannelBind { channel, peer });
             }
@@ -488,19 +702,54 @@ impl AuditProbe {
 
     fn allocated_with(&mut self, relayed: Option<SocketAddr>) {
         self.allocated = true;
-        self.report.relayed = relayed;
+        // The family the server actually gave (the first allocation is IPv4 unless the server
+        // ignores RFC 8656 §7.2 step 7): what each request of this stage is asked toward.
+        let asked = match self.stage {
+            Stage::First => RelayFamily::Ipv4,
+            Stage::Ipv6 => RelayFamily::Ipv6,
+        };
+        let family = relayed.map_or(asked, |r| RelayFamily::of(&r));
+        let (perms, chans) = (self.permission_range(), self.channel_range());
+        let r = &mut self.report;
+        for p in r
+            .permissions
+            .iter_mut()
+            .skip(perms.start)
+            .take(perms.len())
+            .chain(
+                r.channel_binds
+                    .iter_mut()
+                    .skip(chans.start)
+                    .take(chans.len()),
+            )
+        {
+            p.relay_family = family;
+        }
+        match self.stage {
+            Stage::First => {
+                self.ipv6_wanted = true;
+                self.report.relayed = relayed;
+            }
+            Stage::Ipv6 => self.report.relayed_ipv6 = relayed,
+        }
         if let Some(r) = relayed {
-            self.report.permissions.push(PeerResult {
-                candidate: Candidate {
+            let own = PeerResult::not_tried(
+                Candidate {
                     peer: r,
                     category: Category::OwnRelay,
                     encoding: Encoding::Plain,
                     bypass: None,
                 },
-                outcome: PeerOutcome::NotTried,
-            });
+                family,
+            );
+            // The last request of this stage's group. INVARIANT: a stage's range ends at or
+            // before the end of the list, so `insert` cannot panic.
+            self.report.permissions.insert(perms.end, own);
+            if self.stage == Stage::First {
+                self.perm_split = self.perm_split.saturating_add(1);
+            }
         }
-        self.permission(0);
+        self.permission(perms.start);
     }
 
     fn on_completion(&mut self, c: Completion) {
@@ -544,10 +793,24 @@ impl AuditProbe {
                 }
             }
             Phase::Allocate => {
-                self.report.allocate = Some(PeerOutcome::from_completion(&c));
-                match &c.answer {
-                    Answer::Success(s) => self.allocated_with(s.relayed),
-                    _ => self.finish(),
+                let outcome = PeerOutcome::from_completion(&c);
+                match self.stage {
+                    Stage::First => self.report.allocate = Some(outcome),
+                    Stage::Ipv6 => self.report.allocate_ipv6 = Some(outcome),
+                }
+                match (&c.answer, self.stage) {
+                    (Answer::Success(s), _) => self.allocated_with(s.relayed),
+                    (Answer::Error { code: 440, .. }, Stage::First) => {
+                        // No relay address of the default family: an IPv6-only relay still
+                        // has its IPv6 candidates to answer for.
+                        self.ipv6_wanted = true;
+                        self.stage_done();
+                    }
+                    (answer, Stage::Ipv6) => {
+                        self.ipv6_untestable(&untestable_reason(answer));
+                        self.finish();
+                    }
+                    (_, Stage::First) => self.finish(),
                 }
             }
             Phase::Permission(i) => {
@@ -563,8 +826,9 @@ impl AuditProbe {
                 self.channel(i.saturating_add(1));
             }
             Phase::Releasing => {
-                self.report.release = Release::from_completion(&c);
-                self.finish();
+                *self.release_slot() = Release::from_completion(&c);
+                self.allocated = false;
+                self.stage_done();
             }
             Phase::Done => {}
         }
@@ -635,12 +899,17 @@ impl Probe for AuditProbe {
         Some(self.report.clone())
     }
 
+    /// Over UDP the session's socket and, for the IPv6 allocation, the next one.
     fn private_sockets(&self) -> Option<PrivateSockets> {
-        private_sockets_for(self.unauth.config())
+        match &self.ipv6 {
+            Some(s) => private_sockets_for(s.config()),
+            None => private_sockets_for(self.unauth.config()),
+        }
     }
 
-    /// Cancellation: no new candidate is asked; an allocation that exists is released at
-    /// once; an Allocate in flight is waited for (the server may have made it) and released.
+    /// Cancellation: no new candidate is asked and no new allocation made; an allocation that
+    /// exists (the first or the IPv6 one) is released at once; an Allocate in flight is waited
+    /// for (the server may have made it) and released.
     fn cancel(&mut self, _now: Instant) -> bool {
         self.report.cancelled = true;
         match self.phase {
@@ -665,7 +934,9 @@ fn fix_for(category: Category, peers: &[&Candidate]) -> String {
         .any(|c| c.bypass.is_some() || c.encoding != Encoding::Plain);
     let upgrade = if bypass {
         " The granted IPv6 forms of IPv4 addresses (IPv4-mapped, unspecified) bypass deny lists in \
-         coturn before 4.9.0 (CVE-2026-27624, after CVE-2020-26262): upgrade coturn."
+         coturn before 4.9.0 (CVE-2026-27624, after CVE-2020-26262): upgrade coturn. Until then, \
+         denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255 refuses the whole IPv4-mapped range \
+         (and denied-peer-ip=::-::ffff:ffff the unspecified, loopback and IPv4-compatible forms)."
     } else {
         ""
     };
@@ -788,25 +1059,33 @@ pub fn findings(r: &AuditReport) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::LocalSocket;
     use crate::stun::{Class, MessageType, MessageWriter, Method, attr};
     use crate::turn::allocate::tests::{FakeServer, creds, server, t0};
     use std::time::Duration;
 
+    const V4: LocalSocket = LocalSocket::Private(0);
+    const V6: LocalSocket = LocalSocket::Private(1);
+
     fn config(with_creds: bool) -> AuditConfig {
-        let mut session = SessionConfig::new(server(), TurnTransport::Udp, LocalSocket::Private(0));
+        let mut session = SessionConfig::new(server(), TurnTransport::Udp, V4);
         if with_creds {
             session.credentials = Some(creds());
         }
         AuditConfig { session }
     }
 
-    /// Drive `probe` against `answer` until done; returns every request sent.
+    fn v6_relayed() -> SocketAddr {
+        "[2001:db8::1]:50000".parse().unwrap()
+    }
+
+    /// Drive `probe` against `answer` (told which local socket the request left from) on
+    /// simulated time until done, calling `cancel` on the probe when `cancel_when` says so
+    /// for a request just sent; returns every request sent, with its socket.
     fn drive(
         probe: &mut AuditProbe,
-        mut answer: impl FnMut(&[u8]) -> Option<Vec<u8>>,
-        cancel_after: Option<usize>,
-    ) -> Vec<Vec<u8>> {
+        mut answer: impl FnMut(LocalSocket, &[u8]) -> Option<Vec<u8>>,
+        mut cancel_when: impl FnMut(LocalSocket, &StunView<'_>) -> bool,
+    ) -> Vec<(LocalSocket, Vec<u8>)> {
         let mut now = t0();
         let mut sent = Vec::new();
         for _ in 0..1000 {
@@ -814,12 +1093,13 @@ mod tests {
                 break;
             }
             let mut buf = Vec::new();
-            if let Some(_t) = probe.poll_transmit(now, &mut buf) {
-                sent.push(buf.clone());
-                if cancel_after == Some(sent.len()) {
+            if let Some(t) = probe.poll_transmit(now, &mut buf) {
+                assert_eq!(t.destination, server());
+                sent.push((t.local, buf.clone()));
+                if cancel_when(t.local, &StunView::parse(&buf).unwrap()) {
                     assert!(probe.cancel(now) || probe.is_done());
                 }
-                if let Some(reply) = answer(&buf) {
+                if let Some(reply) = answer(t.local, &buf) {
                     let _ = probe.handle_input(now, server(), &reply);
                 }
                 continue;
@@ -837,14 +1117,70 @@ mod tests {
         sent
     }
 
-    /// A FakeServer that refuses CreatePermission/ChannelBind toward peers `deny` says no to.
-    fn policy_server(
-        deny: impl Fn(IpAddr) -> bool + 'static,
-    ) -> impl FnMut(&[u8]) -> Option<Vec<u8>> {
-        let mut fake = FakeServer::new();
-        move |req: &[u8]| {
+    fn never(_: LocalSocket, _: &StunView<'_>) -> bool {
+        false
+    }
+
+    /// Cancel once `n` requests have been sent.
+    fn after(n: usize) -> impl FnMut(LocalSocket, &StunView<'_>) -> bool {
+        let mut count = 0;
+        move |_, _| {
+            count += 1;
+            count == n
+        }
+    }
+
+    /// What the fake server does with an Allocate that asks for IPv6.
+    #[derive(Clone, Copy, Debug)]
+    enum Ipv6Relay {
+        /// An IPv6 relayed address.
+        Grant,
+        /// This error code.
+        Refuse(u16),
+    }
+
+    /// A scripted dual-stack TURN server: one [`FakeServer`] per client 5-tuple (local socket),
+    /// 443 for a peer of the other family than the allocation (RFC 8656 §19), 403 for peers
+    /// `deny` says no to, and an IPv6 allocation as `ipv6` says.
+    struct Lab {
+        v4: FakeServer,
+        v6: FakeServer,
+        deny: Box<dyn Fn(IpAddr) -> bool>,
+        /// (socket, Allocate carried REQUESTED-ADDRESS-FAMILY IPv6) per Allocate.
+        allocates: Vec<(LocalSocket, bool)>,
+    }
+
+    impl Lab {
+        fn new(deny: impl Fn(IpAddr) -> bool + 'static, ipv6: Ipv6Relay) -> Self {
+            let mut v6 = FakeServer::new();
+            v6.relayed = v6_relayed();
+            if let Ipv6Relay::Refuse(code) = ipv6 {
+                v6.fail_allocate = Some(code);
+            }
+            Self {
+                v4: FakeServer::new(),
+                v6,
+                deny: Box::new(deny),
+                allocates: Vec::new(),
+            }
+        }
+
+        fn answer(&mut self, local: LocalSocket, req: &[u8]) -> Option<Vec<u8>> {
             let v = StunView::parse(req).unwrap();
             let m = v.message_type().method;
+            let family = v
+                .attributes()
+                .find(|(k, _)| *k == attr::REQUESTED_ADDRESS_FAMILY)
+                .map(|(_, val)| val.to_vec());
+            let fake = match local {
+                V4 => &mut self.v4,
+                V6 => &mut self.v6,
+                other => panic!("request from an unexpected socket {other:?}"),
+            };
+            if m == Method::ALLOCATE {
+                self.allocates
+                    .push((local, family.as_deref() == Some(&[2, 0, 0, 0][..])));
+            }
             if (m == Method::CREATE_PERMISSION || m == Method::CHANNEL_BIND)
                 && v.has_message_integrity()
             {
@@ -854,14 +1190,21 @@ mod tests {
                     .unwrap()
                     .1;
                 let peer = attr::decode_xor_address(raw, &v.transaction_id()).unwrap();
-                if deny(peer.ip()) {
+                let refusal = if peer.is_ipv6() != fake.relayed.is_ipv6() {
+                    Some((443, "Peer Address Family Mismatch"))
+                } else if (self.deny)(peer.ip()) {
+                    Some((403, "Forbidden IP"))
+                } else {
+                    None
+                };
+                if let Some((code, reason)) = refusal {
                     let mut out = Vec::new();
                     let mut w = MessageWriter::new(
                         &mut out,
                         MessageType::new(Class::ErrorResponse, m),
                         &v.transaction_id(),
                     );
-                    w.error_code(403, "Forbidden IP");
+                    w.error_code(code, reason);
                     w.fingerprint();
                     return Some(out);
                 }
@@ -870,57 +1213,437 @@ mod tests {
         }
     }
 
-    fn methods(sent: &[Vec<u8>]) -> Vec<Method> {
+    /// coturn 4.6.1's default policy: loopback refused, but not in its IPv4-mapped form.
+    fn coturn_default(ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v) => v.is_loopback() || v.is_unspecified(),
+            IpAddr::V6(v) => v.is_loopback() || v.is_unspecified(),
+        }
+    }
+
+    fn methods(sent: &[(LocalSocket, Vec<u8>)], on: LocalSocket) -> Vec<Method> {
         sent.iter()
-            .map(|b| StunView::parse(b).unwrap().message_type().method)
+            .filter(|(l, _)| *l == on)
+            .map(|(_, b)| StunView::parse(b).unwrap().message_type().method)
             .collect()
+    }
+
+    fn all_methods(sent: &[(LocalSocket, Vec<u8>)]) -> Vec<Method> {
+        sent.iter()
+            .map(|(_, b)| StunView::parse(b).unwrap().message_type().method)
+            .collect()
+    }
+
+    fn count(m: &[Method], which: Method) -> usize {
+        m.iter().filter(|x| **x == which).count()
+    }
+
+    fn ipv6_candidates() -> usize {
+        candidates().iter().filter(|c| c.peer.is_ipv6()).count()
+    }
+
+    fn result<'a>(list: &'a [PeerResult], peer: &str, family: RelayFamily) -> &'a PeerResult {
+        let peer: IpAddr = peer.parse().unwrap();
+        list.iter()
+            .find(|p| p.candidate.peer.ip() == peer && p.relay_family == family)
+            .unwrap_or_else(|| panic!("{peer} toward {family:?} missing"))
+    }
+
+    #[test]
+    fn channel_candidates_are_the_ones_documented() {
+        let c = candidates();
+        let ips: Vec<String> = CHANNEL_CANDIDATES
+            .iter()
+            .map(|&i| c[i].peer.ip().to_string())
+            .collect();
+        assert_eq!(ips, ["127.0.0.1", "::ffff:127.0.0.1", "169.254.169.254"]);
+        let ips: Vec<String> = IPV6_CHANNEL_CANDIDATES
+            .iter()
+            .map(|&i| c[i].peer.ip().to_string())
+            .collect();
+        assert_eq!(ips, ["::ffff:127.0.0.1"]);
     }
 
     #[test]
     fn a_server_that_denies_everything_has_no_peer_findings_and_is_released() {
         let mut p = AuditProbe::new(config(true), TidSource::new([3; 16]));
-        let sent = drive(&mut p, policy_server(|_| true), None);
+        let mut lab = Lab::new(|_| true, Ipv6Relay::Grant);
+        let sent = drive(&mut p, |l, b| lab.answer(l, b), never);
         let r = p.take_output().unwrap();
         assert!(r.binding_answered);
         assert_eq!(r.unauthenticated, Unauthenticated::Challenge);
         assert_eq!(r.allocate, Some(PeerOutcome::Granted));
+        assert_eq!(r.allocate_ipv6, Some(PeerOutcome::Granted));
         assert!(!r.any_granted(), "{r:#?}");
         assert_eq!(r.release, Release::Released);
+        assert_eq!(r.release_ipv6, Release::Released);
+        assert!(r.release_is_clean());
         assert_eq!(r.worst(), Some(Severity::Info)); // SOFTWARE "fake"
-        // Every candidate asked once, plus the relayed address; a few ChannelBinds.
-        let m = methods(&sent);
-        let perms = m
+        // Every candidate asked toward the first allocation, plus its relayed address; every
+        // IPv6 candidate toward the IPv6 one, plus its relayed address.
+        let m4 = methods(&sent, V4);
+        let m6 = methods(&sent, V6);
+        assert_eq!(
+            count(&m4, Method::CREATE_PERMISSION),
+            candidates().len() + 1
+        );
+        assert_eq!(count(&m6, Method::CREATE_PERMISSION), ipv6_candidates() + 1);
+        assert_eq!(count(&m4, Method::CHANNEL_BIND), CHANNEL_CANDIDATES.len());
+        assert_eq!(
+            count(&m6, Method::CHANNEL_BIND),
+            IPV6_CHANNEL_CANDIDATES.len()
+        );
+        for p in &r.permissions {
+            let other_family = p.candidate.peer.is_ipv6() != (p.relay_family == RelayFamily::Ipv6);
+            let code = if other_family { 443 } else { 403 };
+            assert!(
+                matches!(p.outcome, PeerOutcome::Refused { code: c, .. } if c == code),
+                "{p:?}"
+            );
+        }
+        assert_eq!(m4.last(), Some(&Method::REFRESH));
+        assert_eq!(m6.last(), Some(&Method::REFRESH));
+        assert!(!lab.v4.allocated && !lab.v6.allocated);
+        // Never any data toward a candidate.
+        assert!(!all_methods(&sent).contains(&Method::SEND));
+    }
+
+    #[test]
+    fn the_ipv6_allocation_follows_the_release_and_tests_the_mapped_forms() {
+        // coturn 4.6.1's defaults: plain loopback refused, the IPv4-mapped form granted
+        // (CVE-2026-27624) — but only an IPv6 allocation can show it.
+        let mut p = AuditProbe::new(config(true), TidSource::new([9; 16]));
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        let sent = drive(&mut p, |l, b| lab.answer(l, b), never);
+        let r = p.take_output().unwrap();
+        // Order: the first allocation is released before anything leaves the second socket.
+        let first_v6 = sent.iter().position(|(l, _)| *l == V6).unwrap();
+        let last_v4 = sent.iter().rposition(|(l, _)| *l == V4).unwrap();
+        assert!(last_v4 < first_v6);
+        assert_eq!(
+            StunView::parse(&sent[last_v4].1)
+                .unwrap()
+                .message_type()
+                .method,
+            Method::REFRESH
+        );
+        // REQUESTED-ADDRESS-FAMILY IPv6 on the second socket only (401 round, then signed).
+        assert_eq!(
+            lab.allocates,
+            vec![
+                (V4, false),
+                (V4, false),
+                (V4, false),
+                (V6, true),
+                (V6, true)
+            ]
+        );
+        assert_eq!(r.allocate_ipv6, Some(PeerOutcome::Granted));
+        assert_eq!(r.relayed, Some(lab.v4.relayed));
+        assert_eq!(r.relayed_ipv6, Some(v6_relayed()));
+        let mapped = "::ffff:127.0.0.1";
+        assert!(matches!(
+            result(&r.permissions, mapped, RelayFamily::Ipv4).outcome,
+            PeerOutcome::Refused { code: 443, .. }
+        ));
+        assert_eq!(
+            result(&r.permissions, mapped, RelayFamily::Ipv6).outcome,
+            PeerOutcome::Granted
+        );
+        assert_eq!(
+            result(&r.channel_binds, mapped, RelayFamily::Ipv6).outcome,
+            PeerOutcome::Granted
+        );
+        assert!(matches!(
+            result(&r.permissions, "::1", RelayFamily::Ipv6).outcome,
+            PeerOutcome::Refused { code: 403, .. }
+        ));
+        // The IPv6 relayed address is a candidate of its own allocation.
+        let own: Vec<_> = r
+            .permissions
             .iter()
-            .filter(|x| **x == Method::CREATE_PERMISSION)
-            .count();
-        assert_eq!(perms, candidates().len() + 1);
+            .filter(|p| p.candidate.category == Category::OwnRelay)
+            .map(|p| (p.candidate.peer, p.relay_family))
+            .collect();
+        assert_eq!(
+            own,
+            vec![
+                (lab.v4.relayed, RelayFamily::Ipv4),
+                (v6_relayed(), RelayFamily::Ipv6)
+            ]
+        );
+        // A grant toward the IPv6 allocation is a finding like any other.
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.category == Some(Category::Loopback))
+            .unwrap();
+        assert_eq!(f.severity, Severity::Critical);
+        assert_eq!(r.worst(), Some(Severity::Critical));
+        assert!(f.peers.iter().any(|s| s == mapped), "{f:?}");
+        assert!(f.fix.contains("CVE-2026-27624"), "{f:?}");
+        assert_eq!(r.release, Release::Released);
+        assert_eq!(r.release_ipv6, Release::Released);
+        assert!(!lab.v4.allocated && !lab.v6.allocated);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["relayed_ipv6"], "[2001:db8::1]:50000");
+        assert_eq!(json["release_ipv6"]["kind"], "released");
+        assert!(
+            json["permissions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["peer"] == "[::ffff:127.0.0.1]:9"
+                    && p["relay_family"] == "ipv6"
+                    && p["outcome"]["kind"] == "granted")
+        );
+    }
+
+    #[test]
+    fn a_440_leaves_the_ipv6_candidates_untestable_with_the_reason() {
+        let mut p = AuditProbe::new(config(true), TidSource::new([10; 16]));
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Refuse(440));
+        let sent = drive(&mut p, |l, b| lab.answer(l, b), never);
+        let r = p.take_output().unwrap();
+        assert_eq!(
+            r.allocate_ipv6,
+            Some(PeerOutcome::Refused {
+                code: 440,
+                reason: "err".into()
+            })
+        );
+        assert_eq!(r.relayed_ipv6, None);
+        assert_eq!(r.release_ipv6, Release::NotNeeded);
+        assert_eq!(r.release, Release::Released);
+        // Nothing but the Allocate (and its 401 round) on the second socket.
+        assert_eq!(methods(&sent, V6), vec![Method::ALLOCATE, Method::ALLOCATE]);
+        let v6: Vec<&PeerResult> = r
+            .permissions
+            .iter()
+            .chain(&r.channel_binds)
+            .filter(|p| p.relay_family == RelayFamily::Ipv6)
+            .collect();
+        assert_eq!(v6.len(), ipv6_candidates() + IPV6_CHANNEL_CANDIDATES.len());
+        for p in v6 {
+            match &p.outcome {
+                PeerOutcome::Untestable { reason } => {
+                    assert!(
+                        reason.contains("server has no IPv6 relay address"),
+                        "{reason}"
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // The first allocation's answers stand (its private and metadata grants included);
+        // an untestable candidate is no finding.
+        assert!(matches!(
+            result(&r.permissions, "::ffff:127.0.0.1", RelayFamily::Ipv4).outcome,
+            PeerOutcome::Refused { code: 443, .. }
+        ));
+        assert_eq!(
+            result(&r.permissions, "10.0.0.1", RelayFamily::Ipv4).outcome,
+            PeerOutcome::Granted
+        );
+        assert!(
+            !r.findings
+                .iter()
+                .any(|f| f.category == Some(Category::Loopback)),
+            "{:?}",
+            r.findings
+        );
+        assert!(!lab.v4.allocated && !lab.v6.allocated);
+    }
+
+    #[test]
+    fn a_437_on_the_ipv6_allocation_is_recorded_not_retried() {
+        let mut p = AuditProbe::new(config(true), TidSource::new([11; 16]));
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Refuse(437));
+        let sent = drive(&mut p, |l, b| lab.answer(l, b), never);
+        let r = p.take_output().unwrap();
+        assert!(matches!(
+            r.allocate_ipv6,
+            Some(PeerOutcome::Refused { code: 437, .. })
+        ));
+        // One 401 round and one signed Allocate: no retry, no third socket.
+        assert_eq!(methods(&sent, V6), vec![Method::ALLOCATE, Method::ALLOCATE]);
+        assert!(sent.iter().all(|(l, _)| *l == V4 || *l == V6));
+        assert_eq!(r.release_ipv6, Release::NotNeeded);
+        assert!(r.release_is_clean());
+        assert!(matches!(
+            &result(&r.permissions, "::1", RelayFamily::Ipv6).outcome,
+            PeerOutcome::Untestable { reason } if reason.contains("437")
+        ));
+    }
+
+    #[test]
+    fn cancel_while_the_ipv6_allocate_is_in_flight_still_releases_it() {
+        let mut p = AuditProbe::new(config(true), TidSource::new([12; 16]));
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        // Cancel as the signed IPv6 Allocate leaves: the server makes the allocation anyway.
+        let sent = drive(
+            &mut p,
+            |l, b| lab.answer(l, b),
+            |l, v| {
+                l == V6 && v.message_type().method == Method::ALLOCATE && v.has_message_integrity()
+            },
+        );
+        let r = p.take_output().unwrap();
+        assert!(r.cancelled);
+        assert_eq!(r.allocate_ipv6, Some(PeerOutcome::Granted));
+        assert_eq!(r.release_ipv6, Release::Released);
+        assert_eq!(r.release, Release::Released);
+        assert!(!lab.v6.allocated, "the IPv6 allocation was left behind");
+        assert_eq!(
+            methods(&sent, V6),
+            vec![Method::ALLOCATE, Method::ALLOCATE, Method::REFRESH]
+        );
         assert!(
             r.permissions
                 .iter()
-                .all(|p| matches!(p.outcome, PeerOutcome::Refused { code: 403, .. }))
+                .filter(|p| p.relay_family == RelayFamily::Ipv6)
+                .all(|p| p.outcome == PeerOutcome::NotTried)
         );
-        assert_eq!(m.last(), Some(&Method::REFRESH));
-        // Never any data toward a candidate.
-        assert!(!m.contains(&Method::SEND));
+    }
+
+    #[test]
+    fn cancel_among_the_ipv6_permissions_releases_the_ipv6_allocation() {
+        let mut p = AuditProbe::new(config(true), TidSource::new([13; 16]));
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        let mut v6_perms = 0;
+        let sent = drive(
+            &mut p,
+            |l, b| lab.answer(l, b),
+            |l, v| {
+                if l == V6 && v.message_type().method == Method::CREATE_PERMISSION {
+                    v6_perms += 1;
+                }
+                v6_perms == 2
+            },
+        );
+        let r = p.take_output().unwrap();
+        assert!(r.cancelled);
+        let m6 = methods(&sent, V6);
+        assert_eq!(count(&m6, Method::CREATE_PERMISSION), 2);
+        assert_eq!(count(&m6, Method::CHANNEL_BIND), 0);
+        assert_eq!(m6.last(), Some(&Method::REFRESH));
+        assert_eq!(r.release_ipv6, Release::Released);
+        assert!(!lab.v4.allocated && !lab.v6.allocated);
+    }
+
+    #[test]
+    fn a_lost_ipv6_release_is_reported_not_clean() {
+        let mut p = AuditProbe::new(config(true), TidSource::new([14; 16]));
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        let sent = drive(
+            &mut p,
+            |l, b| {
+                let refresh = StunView::parse(b).unwrap().message_type().method == Method::REFRESH;
+                if l == V6 && refresh {
+                    None
+                } else {
+                    lab.answer(l, b)
+                }
+            },
+            never,
+        );
+        let r = p.take_output().unwrap();
+        assert_eq!(r.release, Release::Released);
+        assert_eq!(r.release_ipv6, Release::Timeout);
+        assert!(!r.release_is_clean());
+        assert!(
+            count(&methods(&sent, V6), Method::REFRESH) > 1,
+            "retransmitted"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_only_relay_is_still_audited_for_its_ipv6_candidates() {
+        // 440 to the default (IPv4) Allocate: no first allocation, but an IPv6 one.
+        let mut p = AuditProbe::new(config(true), TidSource::new([15; 16]));
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        lab.v4.fail_allocate = Some(440);
+        drive(&mut p, |l, b| lab.answer(l, b), never);
+        let r = p.take_output().unwrap();
+        assert!(matches!(
+            r.allocate,
+            Some(PeerOutcome::Refused { code: 440, .. })
+        ));
+        assert_eq!(r.release, Release::NotNeeded);
+        assert_eq!(r.allocate_ipv6, Some(PeerOutcome::Granted));
+        assert_eq!(r.release_ipv6, Release::Released);
+        assert_eq!(
+            result(&r.permissions, "::ffff:127.0.0.1", RelayFamily::Ipv6).outcome,
+            PeerOutcome::Granted
+        );
+        assert_eq!(
+            result(&r.permissions, "127.0.0.1", RelayFamily::Ipv4).outcome,
+            PeerOutcome::NotTried
+        );
+    }
+
+    #[test]
+    fn a_refused_first_allocation_makes_no_second_one() {
+        let mut p = AuditProbe::new(config(true), TidSource::new([16; 16]));
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        lab.v4.fail_allocate = Some(486);
+        let sent = drive(&mut p, |l, b| lab.answer(l, b), never);
+        let r = p.take_output().unwrap();
+        assert_eq!(r.allocate_ipv6, None);
+        assert!(methods(&sent, V6).is_empty());
+    }
+
+    #[test]
+    fn over_tcp_the_ipv6_candidates_are_untestable_and_no_second_socket_is_asked_for() {
+        let mut session = SessionConfig::new(server(), TurnTransport::Tcp, LocalSocket::Default);
+        session.credentials = Some(creds());
+        let mut p = AuditProbe::new(AuditConfig { session }, TidSource::new([17; 16]));
+        assert_eq!(p.private_sockets(), None);
+        let mut fake = FakeServer::new();
+        let sent = drive(&mut p, |_, b| fake.answer(b), never);
+        let r = p.take_output().unwrap();
+        assert!(sent.iter().all(|(l, _)| *l == LocalSocket::Default));
+        assert_eq!(r.allocate_ipv6, None);
+        assert_eq!(r.release, Release::Released);
+        assert!(matches!(
+            &result(&r.permissions, "::ffff:127.0.0.1", RelayFamily::Ipv6).outcome,
+            PeerOutcome::Untestable { reason } if reason.contains("UDP")
+        ));
+    }
+
+    #[test]
+    fn over_udp_the_audit_asks_for_two_private_sockets() {
+        let p = AuditProbe::new(config(true), TidSource::new([18; 16]));
+        assert_eq!(
+            p.private_sockets(),
+            Some(PrivateSockets {
+                count: 2,
+                toward: server()
+            })
+        );
     }
 
     #[test]
     fn granted_loopback_and_mapped_forms_are_critical_with_the_upgrade_hint() {
         // Denies plain IPv4 loopback only: the mapped form slips through, as in CVE-2026-27624.
         let mut p = AuditProbe::new(config(true), TidSource::new([4; 16]));
-        drive(
-            &mut p,
-            policy_server(|ip| match ip {
+        let mut lab = Lab::new(
+            |ip| match ip {
                 IpAddr::V4(v) => !v.is_private(),
                 IpAddr::V6(_) => false,
-            }),
-            None,
+            },
+            Ipv6Relay::Grant,
         );
+        drive(&mut p, |l, b| lab.answer(l, b), never);
         let r = p.take_output().unwrap();
         let f = &r.findings[0];
         assert_eq!(f.severity, Severity::Critical);
         assert!(f.peers.iter().any(|s| s == "::ffff:127.0.0.1"), "{f:?}");
         assert!(f.fix.contains("CVE-2026-27624"), "{f:?}");
+        assert!(
+            f.fix.contains("::ffff:0.0.0.0-::ffff:255.255.255.255"),
+            "{f:?}"
+        );
         let private = r
             .findings
             .iter()
@@ -929,56 +1652,60 @@ mod tests {
         assert_eq!(private.severity, Severity::High);
         assert!(private.peers.iter().any(|s| s == "10.0.0.1"));
         assert_eq!(r.release, Release::Released);
+        assert_eq!(r.release_ipv6, Release::Released);
     }
 
     #[test]
     fn without_credentials_only_the_unauthenticated_checks_run() {
         let mut p = AuditProbe::new(config(false), TidSource::new([5; 16]));
         let mut fake = FakeServer::new();
-        let sent = drive(&mut p, |b| fake.answer(b), None);
+        let sent = drive(&mut p, |_, b| fake.answer(b), never);
         let r = p.take_output().unwrap();
         assert_eq!(r.unauthenticated, Unauthenticated::Challenge);
         assert_eq!(r.allocate, None);
-        assert_eq!(methods(&sent), vec![Method::BINDING, Method::ALLOCATE]);
+        assert_eq!(r.allocate_ipv6, None);
+        assert_eq!(all_methods(&sent), vec![Method::BINDING, Method::ALLOCATE]);
         assert!(
             r.permissions
                 .iter()
                 .all(|p| p.outcome == PeerOutcome::NotTried)
         );
         assert_eq!(r.release, Release::NotNeeded);
+        assert_eq!(r.release_ipv6, Release::NotNeeded);
     }
 
     #[test]
     fn cancel_mid_audit_stops_asking_and_releases() {
         let mut p = AuditProbe::new(config(true), TidSource::new([6; 16]));
+        let mut lab = Lab::new(|_| false, Ipv6Relay::Grant);
         // Binding, unauth Allocate, Allocate (401), Allocate (auth), 2 permissions, cancel.
-        let sent = drive(&mut p, policy_server(|_| false), Some(6));
+        let sent = drive(&mut p, |l, b| lab.answer(l, b), after(6));
         let r = p.take_output().unwrap();
         assert!(r.cancelled);
         assert_eq!(r.release, Release::Released);
-        let m = methods(&sent);
+        let m = all_methods(&sent);
         assert_eq!(m.last(), Some(&Method::REFRESH));
-        assert!(
-            m.iter()
-                .filter(|x| **x == Method::CREATE_PERMISSION)
-                .count()
-                <= 3
-        );
+        assert!(count(&m, Method::CREATE_PERMISSION) <= 3);
         assert!(
             r.permissions
                 .iter()
                 .any(|p| p.outcome == PeerOutcome::NotTried)
         );
+        // Cancelled before the IPv6 allocation: it is never made.
+        assert!(methods(&sent, V6).is_empty());
+        assert_eq!(r.allocate_ipv6, None);
+        assert_eq!(r.release_ipv6, Release::NotNeeded);
     }
 
     #[test]
     fn a_silent_server_times_out_without_allocating() {
         let mut p = AuditProbe::new(config(true), TidSource::new([7; 16]));
-        drive(&mut p, |_| None, None);
+        drive(&mut p, |_, _| None, never);
         let r = p.take_output().unwrap();
         assert!(!r.binding_answered);
         assert_eq!(r.unauthenticated, Unauthenticated::Timeout);
         assert_eq!(r.release, Release::NotNeeded);
+        assert_eq!(r.allocate_ipv6, None);
     }
 
     #[test]
@@ -987,7 +1714,7 @@ mod tests {
         let relayed: SocketAddr = "192.0.2.1:50000".parse().unwrap();
         let sent = drive(
             &mut p,
-            |req| {
+            |local, req| {
                 let v = StunView::parse(req).unwrap();
                 let ty = v.message_type();
                 let mut out = Vec::new();
@@ -997,20 +1724,33 @@ mod tests {
                     &v.transaction_id(),
                 );
                 if ty.method == Method::ALLOCATE {
-                    w.xor_address(attr::XOR_RELAYED_ADDRESS, &relayed);
+                    let r = if local == V6 { v6_relayed() } else { relayed };
+                    w.xor_address(attr::XOR_RELAYED_ADDRESS, &r);
                 }
                 w.fingerprint();
                 Some(out)
             },
-            None,
+            never,
         );
         let r = p.take_output().unwrap();
         assert_eq!(r.unauthenticated, Unauthenticated::Allocated);
         assert_eq!(r.findings[0].severity, Severity::Critical);
         assert_eq!(r.release, Release::Released);
-        assert_eq!(methods(&sent).last(), Some(&Method::REFRESH));
-        let own = r.permissions.last().unwrap();
-        assert_eq!(own.candidate.category, Category::OwnRelay);
-        assert_eq!(own.candidate.peer, relayed);
+        assert_eq!(r.release_ipv6, Release::Released);
+        assert_eq!(methods(&sent, V4).last(), Some(&Method::REFRESH));
+        assert_eq!(methods(&sent, V6).last(), Some(&Method::REFRESH));
+        let own: Vec<_> = r
+            .permissions
+            .iter()
+            .filter(|p| p.candidate.category == Category::OwnRelay)
+            .map(|p| (p.candidate.peer, p.relay_family))
+            .collect();
+        assert_eq!(
+            own,
+            vec![
+                (relayed, RelayFamily::Ipv4),
+                (v6_relayed(), RelayFamily::Ipv6)
+            ]
+        );
     }
 }
