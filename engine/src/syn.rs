@@ -412,9 +412,12 @@ pub async fn syn_scan(
 /// Shards (sending threads) of one raw sweep at most.
 const MAX_SHARDS: usize = 4;
 
+/// The longest single wait of a shard, so that a cancel is seen.
+const MAX_WAIT: Duration = Duration::from_millis(100);
+
 /// How long a shard sleeps at a time, once its SYNs are sent, before it looks at the
 /// answers the other shards recorded.
-const SHARED_WAIT: Duration = Duration::from_millis(1);
+const SHARED_WAIT: Duration = Duration::from_micros(200);
 
 /// What the shards of one sweep share.
 struct Shared {
@@ -579,7 +582,7 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                     }
                     // The queue is full: wait until the socket drains.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        wait_ready(send.as_raw_fd(), libc::POLLOUT, 10);
+                        wait_ready(send.as_raw_fd(), libc::POLLOUT, Duration::from_millis(10));
                     }
                     Err(e) => return Err(e),
                 }
@@ -595,33 +598,38 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
             if all_sent && (all_answered || waited) {
                 break;
             }
-            // Wait for an answer, the next token or the timeout; a wait under a millisecond
-            // is a poll that returns at once. Another shard may read the answers this one
-            // waits for (the socket is shared, and a poll woken by an arrival that another
-            // reader took sleeps on), so once everything is sent the wait is one
-            // millisecond at a time, and the answered count is checked in between.
+            // Wait for an answer, the next token or the timeout. Another shard may read the
+            // answers this one waits for (the socket is shared, and a poll woken by an
+            // arrival that another reader took sleeps on), so once everything is sent the
+            // wait is SHARED_WAIT at a time, and the answered count is checked in between.
             let now = Instant::now();
             let wake = match (all_sent, bucket.as_mut()) {
                 (false, Some(b)) => b.ready_at(now),
                 (false, None) => now,
                 (true, _) => (last_send + shard.timeout).min(now + SHARED_WAIT),
             };
-            let ms = wake.saturating_duration_since(now).as_millis().min(100) as libc::c_int;
-            wait_ready(recv, libc::POLLIN, ms);
+            let wait = wake.saturating_duration_since(now).min(MAX_WAIT);
+            wait_ready(recv, libc::POLLIN, wait);
         }
     }
     Ok(done)
 }
 
-/// `poll(2)` one descriptor for `events`, at most `ms` milliseconds.
-fn wait_ready(fd: std::os::fd::RawFd, events: libc::c_short, ms: libc::c_int) {
+/// `ppoll(2)` one descriptor for `events`, at most `wait` (with microsecond resolution: the
+/// waits between shards are shorter than poll's millisecond).
+fn wait_ready(fd: std::os::fd::RawFd, events: libc::c_short, wait: Duration) {
     let mut p = libc::pollfd {
         fd,
         events,
         revents: 0,
     };
-    // SAFETY: one live pollfd for the call. A failure (EINTR) just ends the wait early.
-    unsafe { libc::poll(&mut p, 1, ms) };
+    let ts = libc::timespec {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(wait.subsec_nanos() as i32),
+    };
+    // SAFETY: one live pollfd and a live timespec for the call, no signal mask. A failure
+    // (EINTR) just ends the wait early.
+    unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
 }
 
 /// Read every answer queued on the shared socket (the kernel filter passes only segments
