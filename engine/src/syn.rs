@@ -8,6 +8,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use probes::sweep::{StunOverTcp, TcpPortResult, TcpState};
@@ -286,6 +287,7 @@ pub async fn syn_scan(
     timeout: Duration,
     rate: Option<Rate>,
     cancel: Cancel,
+    mut progress: impl FnMut(u64),
 ) -> io::Result<RawReport> {
     let IpAddr::V4(dst) = ip else {
         return Err(io::Error::new(
@@ -309,8 +311,12 @@ pub async fn syn_scan(
     // rejected ones until then.
     let mut rejected = Vec::new();
     let (holder, sport) = loop {
-        let l = std::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(src), 0))?;
-        let p = l.local_addr()?.port();
+        let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        l.bind(&SocketAddr::new(IpAddr::V4(src), 0).into())?;
+        let p = l
+            .local_addr()?
+            .as_socket()
+            .map_or(0, |a: SocketAddr| a.port());
         if !ports.contains(&p) || rejected.len() >= 64 {
             break (l, p);
         }
@@ -337,6 +343,7 @@ pub async fn syn_scan(
         answered: (0..shards)
             .map(|_| std::sync::atomic::AtomicUsize::new(0))
             .collect(),
+        first_sent: std::sync::atomic::AtomicU64::new(0),
     });
     let mut tasks = Vec::with_capacity(shards);
     for i in 0..shards {
@@ -355,11 +362,23 @@ pub async fn syn_scan(
             run_shard(&shard, &shared, &cancel)
         }));
     }
+    // Report the ports whose first SYN went out, every PROGRESS_EVERY, until the shards end.
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for mut task in tasks {
+        outcomes.push(loop {
+            tokio::select! {
+                outcome = &mut task => break outcome,
+                _ = tick.tick() => progress(shared.first_sent.load(Ordering::Relaxed)),
+            }
+        });
+    }
+    progress(shared.first_sent.load(Ordering::Relaxed));
     let mut sends: Vec<u64> = vec![0; PORTS];
     let mut report = RawReport::default();
     let mut failure = None;
-    for t in tasks {
-        match t.await {
+    for t in outcomes {
+        match t {
             Ok(Ok(done)) => {
                 // Shards send to disjoint ports.
                 for (all, mine) in sends.iter_mut().zip(&done.sends) {
@@ -409,6 +428,9 @@ pub async fn syn_scan(
     Ok(report)
 }
 
+/// How often a raw sweep reports progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
 /// Shards (sending threads) of one raw sweep at most.
 const MAX_SHARDS: usize = 4;
 
@@ -436,6 +458,8 @@ struct Shared {
     answers: std::sync::Mutex<Vec<u64>>,
     /// Answers recorded per shard.
     answered: Vec<std::sync::atomic::AtomicUsize>,
+    /// Ports whose first SYN went out, over all shards (for progress).
+    first_sent: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -449,7 +473,7 @@ impl Shared {
     fn answered(&self, shard: usize) -> usize {
         self.answered
             .get(shard)
-            .map_or(0, |a| a.load(std::sync::atomic::Ordering::Relaxed))
+            .map_or(0, |a| a.load(Ordering::Relaxed))
     }
 
     /// Microseconds since `epoch`, plus one so that zero means "never".
@@ -578,6 +602,11 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                                 };
                             }
                         }
+                        if round == 0 {
+                            shared
+                                .first_sent
+                                .fetch_add(n.max(1) as u64, Ordering::Relaxed);
+                        }
                         sent += n.max(1);
                     }
                     // The queue is full: wait until the socket drains.
@@ -678,7 +707,7 @@ fn read_answers(fd: std::os::fd::RawFd, rbuf: &mut [u8], shared: &Shared) -> io:
             *slot = pack_answer(&answer, at);
             let owner = shared.owner.get(port).copied().unwrap_or(0);
             if let Some(count) = shared.answered.get(usize::from(owner)) {
-                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                count.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

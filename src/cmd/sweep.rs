@@ -189,6 +189,7 @@ async fn run_async(
                 burst: Rate::POLITE.burst.max(args.rate / 10),
             }),
             cancel.clone(),
+            |sent| progress.set(sent),
         )
         .await?;
         results = r.results.clone();
