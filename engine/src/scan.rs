@@ -778,6 +778,55 @@ fn icmp_outcome(e: &io::Error) -> Option<UdpPortOutcome> {
 mod tests {
     use super::*;
 
+    /// A small window forces every socket through many ports: after refusals (reset by the
+    /// second connect), next to listeners (open: handed out, replaced) and on the host's own
+    /// address, where a socket must never be given its own source port.
+    #[test]
+    fn reused_sockets_tell_open_from_refused_on_loopback() {
+        let ip: IpAddr = "127.77.31.9".parse().unwrap();
+        let listeners: Vec<std::net::TcpListener> = (0..3)
+            .map(|_| std::net::TcpListener::bind(SocketAddr::new(ip, 0)).unwrap())
+            .collect();
+        let open: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        let base = open[0].saturating_sub(100).max(1024);
+        let mut ports: Vec<u16> = (base..base.saturating_add(300)).collect();
+        ports.extend(&open);
+        ports.sort_unstable();
+        ports.dedup();
+        let mut seen = std::collections::HashMap::new();
+        let mut sink = |port: u16, c: Connected| {
+            let (state, time) = match c {
+                Connected::Open { time, .. } => (TcpState::Open, Some(time)),
+                Connected::Closed { state, time } => (state, time),
+            };
+            assert!(seen.insert(port, (state, time)).is_none(), "{port} twice");
+            true
+        };
+        let cancelled = connect_many_blocking(
+            ip,
+            &ports,
+            Duration::from_secs(2),
+            4,
+            None,
+            &Cancel::never(),
+            &mut sink,
+        );
+        assert!(!cancelled);
+        assert_eq!(seen.len(), ports.len());
+        for (port, (state, time)) in &seen {
+            let expect = if open.contains(port) {
+                TcpState::Open
+            } else {
+                TcpState::Refused
+            };
+            assert_eq!(*state, expect, "port {port}");
+            assert!(time.is_some(), "port {port} has no time");
+        }
+    }
+
     #[test]
     fn connect_errors_map_to_states() {
         let e = |k| io::Error::from(k);
