@@ -23,6 +23,11 @@ pub struct RawAnswer {
     pub port: u16,
     /// SYN-ACK (open) or RST (refused).
     pub syn_ack: bool,
+    /// The code of an ICMP destination unreachable (RFC 792) that answered instead of the
+    /// target: 3 port unreachable counts as refused, the others (network or host unreachable,
+    /// administratively prohibited, …) as unreachable. `syn_ack` is false then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<u8>,
     /// IP TTL of the answer.
     pub ttl: u8,
     /// IP identification field of the answer.
@@ -42,6 +47,9 @@ pub struct RawReport {
     pub rst_ttls: Vec<u8>,
     /// Ports whose RST came with a TTL no SYN-ACK had: likely injected on the path.
     pub injected_suspects: Vec<u16>,
+    /// Senders of the ICMP errors that answered SYNs, distinct, ascending: the target itself,
+    /// or a router or firewall on the path.
+    pub icmp_sources: Vec<Ipv4Addr>,
     /// Sentences for the report.
     pub notes: Vec<String>,
     /// Stopped by Ctrl-C.
@@ -107,6 +115,45 @@ const RECV_BATCH: usize = 256;
 /// Bytes kept of each packet: IP and TCP headers with options fit.
 const RECV_SNAP: usize = 128;
 
+/// Attach a classic BPF program to a raw ICMP socket so the kernel passes only destination
+/// unreachable messages (which quote the datagram they answer) and not every ping and
+/// error the host receives.
+fn attach_icmp_filter(fd: std::os::fd::RawFd) -> io::Result<()> {
+    let prog = [
+        libc::sock_filter {
+            code: 0xb1,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }, // ldxb 4*([0]&0xf)
+        libc::sock_filter {
+            code: 0x50,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }, // ldb [x+0]: ICMP type
+        libc::sock_filter {
+            code: 0x15,
+            jt: 0,
+            jf: 1,
+            k: u32::from(ICMP_DEST_UNREACHABLE),
+        }, // jeq 3
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0xFFFF,
+        }, // accept
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }, // drop
+    ];
+    set_filter(fd, &prog)
+}
+
 /// Attach a classic BPF program so the kernel passes only IPv4 packets from `from` to TCP
 /// port `port` (a raw TCP socket otherwise receives a copy of every TCP segment the host
 /// gets, our own loopback SYNs included).
@@ -156,6 +203,11 @@ fn attach_filter(fd: std::os::fd::RawFd, from: Ipv4Addr, port: u16) -> io::Resul
             k: 0,
         }, // drop
     ];
+    set_filter(fd, &prog)
+}
+
+/// Attach a classic BPF program (SO_ATTACH_FILTER).
+fn set_filter(fd: std::os::fd::RawFd, prog: &[libc::sock_filter]) -> io::Result<()> {
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_ptr() as *mut _,
@@ -305,7 +357,7 @@ pub async fn syn_scan(
         .map_or(1, usize::from)
         .clamp(1, MAX_SHARDS)
         .min(ports.len().max(1));
-    // A source port from the ephemeral range, held by a bound (unlistening) TCP socket so no
+    // A source port from the ephemeral range, held by a bound (not listening) TCP socket so no
     // other connection of this host uses it meanwhile. It must not be a swept port (on
     // loopback a SYN to it would pass the filter): rebind until it is not, holding the
     // rejected ones until then.
@@ -325,6 +377,8 @@ pub async fn syn_scan(
     drop(rejected);
     let recv = raw_socket(libc::IPPROTO_TCP)?;
     attach_filter(recv.as_raw_fd(), dst, sport)?;
+    let icmp = raw_socket(libc::IPPROTO_ICMP)?;
+    attach_icmp_filter(icmp.as_raw_fd())?;
     let mut owner = vec![0u8; usize::from(u16::MAX) + 1];
     for (i, &p) in ports.iter().enumerate() {
         if let Some(o) = owner.get_mut(usize::from(p)) {
@@ -333,6 +387,8 @@ pub async fn syn_scan(
     }
     let shared = std::sync::Arc::new(Shared {
         recv,
+        icmp,
+        icmp_sources: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         src,
         dst,
         sport,
@@ -406,10 +462,10 @@ pub async fn syn_scan(
         let r = match answer {
             Some((a, at)) => TcpPortResult {
                 port,
-                state: if a.syn_ack {
-                    TcpState::Open
-                } else {
-                    TcpState::Refused
+                state: match (a.syn_ack, a.icmp) {
+                    (true, _) => TcpState::Open,
+                    (false, None | Some(ICMP_PORT_UNREACHABLE)) => TcpState::Refused,
+                    (false, Some(_)) => TcpState::Unreachable,
                 },
                 connect_time: sends.get(usize::from(port)).and_then(|&s| rtt(s, at)),
                 stun: StunOverTcp::NotTried,
@@ -425,6 +481,25 @@ pub async fn syn_scan(
     }
     list.sort_by_key(|a| a.port);
     analyse(&mut report, list);
+    report.icmp_sources = shared
+        .icmp_sources
+        .lock()
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
+    let by_icmp = report.answers.iter().filter(|a| a.icmp.is_some()).count();
+    let others: Vec<String> = report
+        .icmp_sources
+        .iter()
+        .filter(|&&a| a != dst)
+        .map(Ipv4Addr::to_string)
+        .collect();
+    if !others.is_empty() {
+        report.notes.push(format!(
+            "{by_icmp} SYNs were answered with ICMP destination unreachable by {} (not the \
+             target): a router or firewall on the path rejects those ports",
+            others.join(", ")
+        ));
+    }
     Ok(report)
 }
 
@@ -445,6 +520,10 @@ const SHARED_WAIT: Duration = Duration::from_micros(200);
 struct Shared {
     /// The receiving raw TCP socket, filtered to segments from the target to `sport`.
     recv: OwnedFd,
+    /// The receiving raw ICMP socket, filtered to destination unreachable.
+    icmp: OwnedFd,
+    /// Who sent the ICMP errors that answered our SYNs.
+    icmp_sources: std::sync::Mutex<std::collections::BTreeSet<Ipv4Addr>>,
     src: Ipv4Addr,
     dst: Ipv4Addr,
     sport: u16,
@@ -487,11 +566,16 @@ impl Shared {
 /// the pages of swept ports are ever touched.
 const PORTS: usize = 1 << 16;
 
-/// One answer in 64 bits: present (bit 63), SYN-ACK (bit 62), TTL (bits 48–55), IP ID
-/// (bits 32–47) and the stamp it was read at (bits 0–31).
+/// One answer in 64 bits: present (bit 63), SYN-ACK (bit 62), ICMP (bit 61, its code in bits
+/// 56–59: destination-unreachable codes are 0–15), TTL (bits 48–55), IP ID (bits 32–47) and
+/// the stamp it was read at (bits 0–31).
 fn pack_answer(a: &RawAnswer, stamp: u32) -> u64 {
+    let icmp = a
+        .icmp
+        .map_or(0, |code| 1 << 61 | u64::from(code & 0x0F) << 56);
     1 << 63
         | u64::from(a.syn_ack) << 62
+        | icmp
         | u64::from(a.ttl) << 48
         | u64::from(a.ip_id) << 32
         | u64::from(stamp)
@@ -504,6 +588,7 @@ fn unpack_answer(port: u16, slot: u64) -> Option<(RawAnswer, u32)> {
     let answer = RawAnswer {
         port,
         syn_ack: slot >> 62 & 1 == 1,
+        icmp: (slot >> 61 & 1 == 1).then_some((slot >> 56 & 0x0F) as u8),
         ttl: (slot >> 48) as u8,
         ip_id: (slot >> 32) as u16,
     };
@@ -611,7 +696,11 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                     }
                     // The queue is full: wait until the socket drains.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        wait_ready(send.as_raw_fd(), libc::POLLOUT, Duration::from_millis(10));
+                        wait_ready(
+                            &[send.as_raw_fd()],
+                            libc::POLLOUT,
+                            Duration::from_millis(10),
+                        );
                     }
                     Err(e) => return Err(e),
                 }
@@ -619,7 +708,7 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
             if !pkts.is_empty() {
                 last_send = Instant::now();
             }
-            read_answers(recv, &mut rbuf, shared)?;
+            read_answers(&mut rbuf, shared)?;
             let all_sent = next.peek().is_none();
             let waited = last_send.elapsed() >= shard.timeout;
             // Shard ports are distinct and only shard ports are counted.
@@ -638,63 +727,71 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                 (true, _) => (last_send + shard.timeout).min(now + SHARED_WAIT),
             };
             let wait = wake.saturating_duration_since(now).min(MAX_WAIT);
-            wait_ready(recv, libc::POLLIN, wait);
+            wait_ready(&[recv, shared.icmp.as_raw_fd()], libc::POLLIN, wait);
         }
     }
     Ok(done)
 }
 
-/// `ppoll(2)` one descriptor for `events`, at most `wait` (with microsecond resolution: the
+/// `ppoll(2)` descriptors for `events`, at most `wait` (with microsecond resolution: the
 /// waits between shards are shorter than poll's millisecond).
-fn wait_ready(fd: std::os::fd::RawFd, events: libc::c_short, wait: Duration) {
-    let mut p = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
+fn wait_ready(fds: &[std::os::fd::RawFd], events: libc::c_short, wait: Duration) {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        })
+        .collect();
     let ts = libc::timespec {
         tv_sec: wait.as_secs() as libc::time_t,
         tv_nsec: libc::c_long::from(wait.subsec_nanos() as i32),
     };
-    // SAFETY: one live pollfd and a live timespec for the call, no signal mask. A failure
-    // (EINTR) just ends the wait early.
-    unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
+    // SAFETY: `p` holds `len` live pollfds and `ts` lives for the call, no signal mask. A
+    // failure (EINTR) just ends the wait early.
+    unsafe {
+        libc::ppoll(
+            p.as_mut_ptr(),
+            p.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
 }
 
-/// Read every answer queued on the shared socket (the kernel filter passes only segments
-/// from the target to our source port) and record those that acknowledge one of our SYNs.
-fn read_answers(fd: std::os::fd::RawFd, rbuf: &mut [u8], shared: &Shared) -> io::Result<()> {
+/// Read every answer queued on the shared sockets (the kernel filters pass only segments from
+/// the target to our source port, and ICMP destination unreachable) and record those that
+/// answer one of our SYNs.
+fn read_answers(rbuf: &mut [u8], shared: &Shared) -> io::Result<()> {
     let mut got: Vec<(RawAnswer, u32)> = Vec::new();
-    loop {
-        let lens = crate::mmsg::recv_many(fd, rbuf, RECV_SNAP, libc::MSG_DONTWAIT)?;
-        if lens.is_empty() {
-            break;
-        }
-        let now = shared.stamp(Instant::now());
-        for (len, pkt) in lens.iter().zip(rbuf.chunks(RECV_SNAP)) {
-            let Some((from, ttl, ip_id, tport, to, flags, ack)) =
-                parse(pkt.get(..*len).unwrap_or(&[]))
-            else {
-                continue;
-            };
-            // Only answers to our SYNs: from the target, to our port, ACKing our sequence.
-            if from != shared.dst || to != shared.sport || flags & 0x10 == 0 {
-                continue;
+    let mut icmp_from: Vec<Ipv4Addr> = Vec::new();
+    for (fd, is_icmp) in [
+        (shared.recv.as_raw_fd(), false),
+        (shared.icmp.as_raw_fd(), true),
+    ] {
+        loop {
+            let lens = crate::mmsg::recv_many(fd, rbuf, RECV_SNAP, libc::MSG_DONTWAIT)?;
+            if lens.is_empty() {
+                break;
             }
-            if ack != seq_for(shared.key, tport).wrapping_add(1) {
-                continue;
-            }
-            let syn_ack = flags & 0x12 == 0x12;
-            let rst = flags & 0x04 != 0;
-            if syn_ack || rst {
-                let answer = RawAnswer {
-                    port: tport,
-                    syn_ack,
-                    ttl,
-                    ip_id,
+            let now = shared.stamp(Instant::now());
+            for (len, pkt) in lens.iter().zip(rbuf.chunks(RECV_SNAP)) {
+                let pkt = pkt.get(..*len).unwrap_or(&[]);
+                let answer = if is_icmp {
+                    icmp_answer(pkt, shared).inspect(|(_, from)| icmp_from.push(*from))
+                } else {
+                    tcp_answer(pkt, shared)
                 };
-                got.push((answer, now));
+                if let Some((answer, _)) = answer {
+                    got.push((answer, now));
+                }
             }
+        }
+    }
+    if !icmp_from.is_empty() {
+        if let Ok(mut sources) = shared.icmp_sources.lock() {
+            sources.extend(icmp_from);
         }
     }
     if got.is_empty() {
@@ -714,6 +811,94 @@ fn read_answers(fd: std::os::fd::RawFd, rbuf: &mut [u8], shared: &Shared) -> io:
     Ok(())
 }
 
+/// A SYN-ACK or RST from the target to our port that acknowledges our sequence number.
+fn tcp_answer(pkt: &[u8], shared: &Shared) -> Option<(RawAnswer, Ipv4Addr)> {
+    let (from, ttl, ip_id, tport, to, flags, ack) = parse(pkt)?;
+    if from != shared.dst || to != shared.sport || flags & 0x10 == 0 {
+        return None;
+    }
+    if ack != seq_for(shared.key, tport).wrapping_add(1) {
+        return None;
+    }
+    let syn_ack = flags & 0x12 == 0x12;
+    let rst = flags & 0x04 != 0;
+    (syn_ack || rst).then_some((
+        RawAnswer {
+            port: tport,
+            syn_ack,
+            icmp: None,
+            ttl,
+            ip_id,
+        },
+        from,
+    ))
+}
+
+/// An ICMP destination unreachable quoting one of our SYNs (RFC 792: the original IP header
+/// and the first 8 bytes of its payload, which hold the TCP ports and sequence number).
+fn icmp_answer(pkt: &[u8], shared: &Shared) -> Option<(RawAnswer, Ipv4Addr)> {
+    let (from, ttl, ip_id, code, quoted) = parse_icmp_unreachable(pkt)?;
+    let (dst, sport, dport, seq) = parse_quoted_tcp(quoted)?;
+    if dst != shared.dst || sport != shared.sport || seq != seq_for(shared.key, dport) {
+        return None;
+    }
+    Some((
+        RawAnswer {
+            port: dport,
+            syn_ack: false,
+            icmp: Some(code),
+            ttl,
+            ip_id,
+        },
+        from,
+    ))
+}
+
+/// ICMP type 3, destination unreachable (RFC 792).
+const ICMP_DEST_UNREACHABLE: u8 = 3;
+/// Its code 3, port unreachable.
+const ICMP_PORT_UNREACHABLE: u8 = 3;
+
+/// An IPv4 ICMP destination unreachable: (sender, TTL, IP ID, code, the quoted datagram).
+fn parse_icmp_unreachable(pkt: &[u8]) -> Option<(Ipv4Addr, u8, u16, u8, &[u8])> {
+    let vihl = *pkt.first()?;
+    let ihl = usize::from(vihl & 0x0F) * 4;
+    if vihl >> 4 != 4 || ihl < 20 || *pkt.get(9)? != libc::IPPROTO_ICMP as u8 {
+        return None;
+    }
+    let ip_id = u16::from_be_bytes([*pkt.get(4)?, *pkt.get(5)?]);
+    let ttl = *pkt.get(8)?;
+    let from = Ipv4Addr::new(*pkt.get(12)?, *pkt.get(13)?, *pkt.get(14)?, *pkt.get(15)?);
+    let icmp = pkt.get(ihl..)?;
+    if *icmp.first()? != ICMP_DEST_UNREACHABLE {
+        return None;
+    }
+    let code = *icmp.get(1)?;
+    // Type, code, checksum and 4 unused (or next-hop MTU) bytes precede the quote.
+    Some((from, ttl, ip_id, code, icmp.get(8..)?))
+}
+
+/// The quoted IPv4 header and TCP ports and sequence number of a datagram quoted in an ICMP
+/// error: (destination, source port, destination port, sequence number).
+fn parse_quoted_tcp(quoted: &[u8]) -> Option<(Ipv4Addr, u16, u16, u32)> {
+    let vihl = *quoted.first()?;
+    let ihl = usize::from(vihl & 0x0F) * 4;
+    if vihl >> 4 != 4 || ihl < 20 || *quoted.get(9)? != libc::IPPROTO_TCP as u8 {
+        return None;
+    }
+    let dst = Ipv4Addr::new(
+        *quoted.get(16)?,
+        *quoted.get(17)?,
+        *quoted.get(18)?,
+        *quoted.get(19)?,
+    );
+    let tcp = quoted.get(ihl..ihl + 8)?;
+    let sport = u16::from_be_bytes([*tcp.first()?, *tcp.get(1)?]);
+    let dport = u16::from_be_bytes([*tcp.get(2)?, *tcp.get(3)?]);
+    let seq = u32::from_be_bytes([*tcp.get(4)?, *tcp.get(5)?, *tcp.get(6)?, *tcp.get(7)?]);
+    Some((dst, sport, dport, seq))
+}
+
 /// Compare the IP headers of SYN-ACKs and RSTs: the target's own packets share one initial TTL
 /// and arrive after the same number of hops; a RST with a TTL no SYN-ACK shows came from
 /// elsewhere.
@@ -723,11 +908,8 @@ fn analyse(report: &mut RawReport, answers: Vec<RawAnswer>) {
         .filter(|a| a.syn_ack)
         .map(|a| a.ttl)
         .collect();
-    let mut rst: Vec<u8> = answers
-        .iter()
-        .filter(|a| !a.syn_ack)
-        .map(|a| a.ttl)
-        .collect();
+    let is_rst = |a: &&RawAnswer| !a.syn_ack && a.icmp.is_none();
+    let mut rst: Vec<u8> = answers.iter().filter(is_rst).map(|a| a.ttl).collect();
     syn.sort_unstable();
     syn.dedup();
     rst.sort_unstable();
@@ -735,7 +917,7 @@ fn analyse(report: &mut RawReport, answers: Vec<RawAnswer>) {
     if !syn.is_empty() {
         report.injected_suspects = answers
             .iter()
-            .filter(|a| !a.syn_ack && !syn.contains(&a.ttl))
+            .filter(|a| is_rst(a) && !syn.contains(&a.ttl))
             .map(|a| a.port)
             .collect();
     }
@@ -801,19 +983,30 @@ mod tests {
                 RawAnswer {
                     port: 443,
                     syn_ack: true,
+                    icmp: None,
                     ttl: 60,
                     ip_id: 0,
                 },
                 RawAnswer {
                     port: 444,
                     syn_ack: false,
+                    icmp: None,
                     ttl: 60,
                     ip_id: 0,
                 },
                 RawAnswer {
                     port: 8000,
                     syn_ack: false,
+                    icmp: None,
                     ttl: 63,
+                    ip_id: 0,
+                },
+                // An ICMP error from a router is no reset: not in the TTL comparison.
+                RawAnswer {
+                    port: 9000,
+                    syn_ack: false,
+                    icmp: Some(13),
+                    ttl: 61,
                     ip_id: 0,
                 },
             ],
@@ -822,5 +1015,106 @@ mod tests {
         assert_eq!(r.syn_ack_ttls, vec![60]);
         assert_eq!(r.rst_ttls, vec![60, 63]);
         assert!(r.notes[0].contains("injected"));
+    }
+
+    fn shared_for_tests(dst: Ipv4Addr, sport: u16) -> Shared {
+        Shared {
+            recv: raw_placeholder(),
+            icmp: raw_placeholder(),
+            icmp_sources: Default::default(),
+            src: Ipv4Addr::new(192, 0, 2, 1),
+            dst,
+            sport,
+            key: 0x5eed,
+            owner: vec![0; PORTS],
+            epoch: Instant::now(),
+            answers: std::sync::Mutex::new(vec![0; PORTS]),
+            answered: vec![std::sync::atomic::AtomicUsize::new(0)],
+            first_sent: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Any descriptor will do where the test never reads it.
+    fn raw_placeholder() -> OwnedFd {
+        std::fs::File::open("/dev/null").unwrap().into()
+    }
+
+    /// An ICMP error as a router sends it: its own IP header, type 3, code, and the quoted
+    /// SYN (IP header and the first 8 TCP bytes).
+    fn icmp_error(from: Ipv4Addr, code: u8, syn: &[u8; 40]) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 56, 0x12, 0x34, 0, 0, 61, 1, 0, 0];
+        p.extend_from_slice(&from.octets());
+        p.extend_from_slice(&Ipv4Addr::new(192, 0, 2, 1).octets());
+        p.extend_from_slice(&[3, code, 0, 0, 0, 0, 0, 0]);
+        p.extend_from_slice(&syn[..28]);
+        p
+    }
+
+    #[test]
+    fn icmp_unreachable_quoting_our_syn_is_an_answer() {
+        let dst = Ipv4Addr::new(198, 51, 100, 7);
+        let router = Ipv4Addr::new(198, 51, 100, 1);
+        let shared = shared_for_tests(dst, 40000);
+        let syn = syn_packet(shared.src, dst, 40000, 443, seq_for(shared.key, 443));
+        let (a, from) = icmp_answer(&icmp_error(router, 13, &syn), &shared).unwrap();
+        assert_eq!(from, router);
+        assert_eq!(a.port, 443);
+        assert_eq!(a.icmp, Some(13));
+        assert_eq!((a.ttl, a.ip_id, a.syn_ack), (61, 0x1234, false));
+        // A quote of someone else's SYN: another source port, another target, a wrong
+        // sequence number; and a truncated quote or another ICMP type.
+        let other_port = syn_packet(shared.src, dst, 40001, 443, seq_for(shared.key, 443));
+        assert!(icmp_answer(&icmp_error(router, 13, &other_port), &shared).is_none());
+        let other_dst = syn_packet(shared.src, router, 40000, 443, seq_for(shared.key, 443));
+        assert!(icmp_answer(&icmp_error(router, 13, &other_dst), &shared).is_none());
+        let other_seq = syn_packet(shared.src, dst, 40000, 443, 7);
+        assert!(icmp_answer(&icmp_error(router, 13, &other_seq), &shared).is_none());
+        let whole = icmp_error(router, 3, &syn);
+        for cut in 0..whole.len() {
+            assert!(icmp_answer(&whole[..cut], &shared).is_none(), "cut {cut}");
+        }
+        let mut time_exceeded = whole.clone();
+        time_exceeded[20] = 11;
+        assert!(icmp_answer(&time_exceeded, &shared).is_none());
+    }
+
+    #[test]
+    fn packed_answers_and_sends_round_trip() {
+        for a in [
+            RawAnswer {
+                port: 1,
+                syn_ack: true,
+                icmp: None,
+                ttl: 255,
+                ip_id: 0xFFFF,
+            },
+            RawAnswer {
+                port: 65535,
+                syn_ack: false,
+                icmp: Some(ICMP_PORT_UNREACHABLE),
+                ttl: 1,
+                ip_id: 0,
+            },
+            RawAnswer {
+                port: 80,
+                syn_ack: false,
+                icmp: Some(15),
+                ttl: 64,
+                ip_id: 7,
+            },
+        ] {
+            let slot = pack_answer(&a, 123_456);
+            assert_eq!(unpack_answer(a.port, slot), Some((a, 123_456)));
+        }
+        assert_eq!(unpack_answer(9, 0), None);
+        // Karn: an answer after the resend has no RTT; before it, it is timed from the first.
+        let sends = pack_sends(1_000, 5_000);
+        assert_eq!(rtt(sends, 1_250), Some(Duration::from_micros(250)));
+        assert_eq!(rtt(sends, 5_000), None);
+        assert_eq!(
+            rtt(pack_sends(1_000, 0), 9_000),
+            Some(Duration::from_micros(8_000))
+        );
+        assert_eq!(rtt(0, 9_000), None);
     }
 }
