@@ -430,16 +430,14 @@ pub async fn syn_scan(
         });
     }
     progress(shared.first_sent.load(Ordering::Relaxed));
-    let mut sends: Vec<u64> = vec![0; PORTS];
+    // Each shard's send table, in shard order (a port's times are in its owner's table).
+    let mut sends: Vec<Vec<u64>> = Vec::with_capacity(shards);
     let mut report = RawReport::default();
     let mut failure = None;
     for t in outcomes {
         match t {
             Ok(Ok(done)) => {
-                // Shards send to disjoint ports.
-                for (all, mine) in sends.iter_mut().zip(&done.sends) {
-                    *all |= *mine;
-                }
+                sends.push(done.sends);
                 report.interrupted |= done.interrupted;
             }
             Ok(Err(e)) => failure = Some(e),
@@ -467,7 +465,12 @@ pub async fn syn_scan(
                     (false, None | Some(ICMP_PORT_UNREACHABLE)) => TcpState::Refused,
                     (false, Some(_)) => TcpState::Unreachable,
                 },
-                connect_time: sends.get(usize::from(port)).and_then(|&s| rtt(s, at)),
+                connect_time: shared
+                    .owner
+                    .get(usize::from(port))
+                    .and_then(|&o| sends.get(usize::from(o)))
+                    .and_then(|t| t.get(usize::from(port)))
+                    .and_then(|&s| rtt(s, at)),
                 stun: StunOverTcp::NotTried,
             },
             None => TcpPortResult {
