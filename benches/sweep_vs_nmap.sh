@@ -21,7 +21,7 @@ timeit() { local s e; s=$EPOCHREALTIME; "$@" >/dev/null 2>&1 || true; e=$EPOCHRE
 row() { # name, then the command
     local name=$1; shift
     local t; t=$(for _ in $(seq "$rounds"); do timeit "$@"; done | median)
-    printf '%-44s %8.3f s\n' "$name" "$t"
+    printf '%-44s %8.4f s\n' "$name" "$t"
 }
 
 if [[ $cases == *a* ]]; then

@@ -8,7 +8,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use probes::sweep::{StunOverTcp, TcpPortResult, TcpState};
@@ -385,7 +385,13 @@ pub async fn syn_scan(
             *o = (i % shards) as u8;
         }
     }
+    let lists: Vec<Vec<u16>> = (0..shards)
+        .map(|i| ports.iter().copied().skip(i).step_by(shards).collect())
+        .collect();
     let shared = std::sync::Arc::new(Shared {
+        cursors: lists.iter().map(|_| AtomicUsize::new(0)).collect(),
+        lists,
+        last_send: AtomicU32::new(0),
         recv,
         icmp,
         icmp_sources: std::sync::Mutex::new(std::collections::BTreeSet::new()),
@@ -405,7 +411,6 @@ pub async fn syn_scan(
     for i in 0..shards {
         let shard = Shard {
             index: i,
-            ports: ports.iter().copied().skip(i).step_by(shards).collect(),
             timeout: timeout.min(Duration::from_secs(3)),
             rate: rate.map(|r| Rate {
                 pps: (r.pps / shards as u32).max(1),
@@ -430,7 +435,8 @@ pub async fn syn_scan(
         });
     }
     progress(shared.first_sent.load(Ordering::Relaxed));
-    // Each shard's send table, in shard order (a port's times are in its owner's table).
+    // The shards' send tables, OR-ed: a port's first SYN is in the table of the shard that
+    // sent it (its owner, or one that took over part of its list), a resend in its owner's.
     let mut sends: Vec<Vec<u64>> = Vec::with_capacity(shards);
     let mut report = RawReport::default();
     let mut failure = None;
@@ -465,12 +471,13 @@ pub async fn syn_scan(
                     (false, None | Some(ICMP_PORT_UNREACHABLE)) => TcpState::Refused,
                     (false, Some(_)) => TcpState::Unreachable,
                 },
-                connect_time: shared
-                    .owner
-                    .get(usize::from(port))
-                    .and_then(|&o| sends.get(usize::from(o)))
-                    .and_then(|t| t.get(usize::from(port)))
-                    .and_then(|&s| rtt(s, at)),
+                connect_time: rtt(
+                    sends
+                        .iter()
+                        .filter_map(|t| t.get(usize::from(port)))
+                        .fold(0, |all, s| all | s),
+                    at,
+                ),
                 stun: StunOverTcp::NotTried,
             },
             None => TcpPortResult {
@@ -521,6 +528,12 @@ const SHARED_WAIT: Duration = Duration::from_micros(200);
 
 /// What the shards of one sweep share.
 struct Shared {
+    /// Each shard's own ports (every n-th of the sweep), and how far their first round has
+    /// been claimed: a shard that is through its own list takes batches from the others'.
+    lists: Vec<Vec<u16>>,
+    cursors: Vec<AtomicUsize>,
+    /// Stamp of the latest SYN of any shard.
+    last_send: AtomicU32,
     /// The receiving raw TCP socket, filtered to segments from the target to `sport`.
     recv: OwnedFd,
     /// The receiving raw ICMP socket, filtered to destination unreachable.
@@ -556,6 +569,45 @@ impl Shared {
         self.answered
             .get(shard)
             .map_or(0, |a| a.load(Ordering::Relaxed))
+    }
+
+    /// The next batch of first-round ports for shard `me`: from its own list while any is
+    /// left, then from whichever list has the most left. Empty when every list is claimed.
+    fn claim(&self, me: usize) -> &[u16] {
+        let take = |i: usize| -> Option<&[u16]> {
+            let list = self.lists.get(i)?;
+            let start = self
+                .cursors
+                .get(i)?
+                .fetch_add(SEND_BATCH, Ordering::Relaxed);
+            list.get(start..(start + SEND_BATCH).min(list.len()))
+                .filter(|b| !b.is_empty())
+        };
+        if let Some(b) = take(me) {
+            return b;
+        }
+        let mut others: Vec<(usize, usize)> = (0..self.lists.len())
+            .filter(|&i| i != me)
+            .map(|i| {
+                let len = self.lists.get(i).map_or(0, Vec::len);
+                let claimed = self
+                    .cursors
+                    .get(i)
+                    .map_or(len, |c| c.load(Ordering::Relaxed));
+                (len.saturating_sub(claimed), i)
+            })
+            .collect();
+        others.sort_unstable_by(|a, b| b.cmp(a));
+        others
+            .into_iter()
+            .filter(|&(left, _)| left > 0)
+            .find_map(|(_, i)| take(i))
+            .unwrap_or(&[])
+    }
+
+    /// The instant of a stamp ([`Shared::stamp`]); the epoch for "never".
+    fn instant_of(&self, stamp: u32) -> Instant {
+        self.epoch + Duration::from_micros(u64::from(stamp.saturating_sub(1)))
     }
 
     /// Microseconds since `epoch`, plus one so that zero means "never".
@@ -615,10 +667,10 @@ fn rtt(sends: u64, at: u32) -> Option<Duration> {
     Some(Duration::from_micros(u64::from(at.saturating_sub(first))))
 }
 
-/// One shard of a raw sweep: its ports and its share of the rate.
+/// One shard of a raw sweep: its index (its list in [`Shared::lists`]) and its share of the
+/// rate.
 struct Shard {
     index: usize,
-    ports: Vec<u16>,
     timeout: Duration,
     rate: Option<Rate>,
 }
@@ -642,28 +694,32 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
     };
     let mut rbuf = vec![0u8; RECV_SNAP * RECV_BATCH];
     let mut pkts: Vec<[u8; 40]> = Vec::with_capacity(SEND_BATCH);
+    let own = shared.lists.get(shard.index).map_or(&[][..], Vec::as_slice);
     for round in 0..2u8 {
-        let todo: Vec<u16> = if round == 0 {
-            shard.ports.clone()
+        // Round 0 claims batches (its own list first, then the others'); round 1 resends
+        // its own unanswered ports.
+        let mut batch: Vec<u16> = if round == 0 {
+            Vec::new()
         } else {
             let answers = shared.lock_answers();
-            shard
-                .ports
-                .iter()
+            own.iter()
                 .copied()
                 .filter(|&p| answers.get(usize::from(p)).is_none_or(|&a| a >> 63 == 0))
                 .collect()
         };
-        let mut next = todo.iter().peekable();
+        let mut at = 0;
         let mut last_send = Instant::now();
         loop {
             if cancel.is_cancelled() {
                 done.interrupted = true;
                 return Ok(done);
             }
+            if round == 0 && batch.is_empty() {
+                batch.extend_from_slice(shared.claim(shard.index));
+            }
             // Send what the rate allows, a batch at a time so answers are read in between.
             pkts.clear();
-            while let Some(&&port) = next.peek() {
+            while let Some(&port) = batch.get(at) {
                 if pkts.len() == SEND_BATCH {
                     break;
                 }
@@ -674,7 +730,7 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                 }
                 let seq = seq_for(shared.key, port);
                 pkts.push(syn_packet(shared.src, shared.dst, shared.sport, port, seq));
-                next.next();
+                at += 1;
             }
             let mut sent = 0;
             while sent < pkts.len() {
@@ -684,9 +740,9 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                         for pkt in pkts.iter().skip(sent).take(n.max(1)) {
                             let port = u16::from_be_bytes([pkt[22], pkt[23]]);
                             if let Some(slot) = done.sends.get_mut(usize::from(port)) {
-                                *slot = match *slot >> 32 {
+                                *slot = match round {
                                     0 => pack_sends(now, 0),
-                                    first => pack_sends(first as u32, now),
+                                    _ => *slot & !0xFFFF_FFFF | u64::from(now),
                                 };
                             }
                         }
@@ -695,6 +751,7 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                                 .first_sent
                                 .fetch_add(n.max(1) as u64, Ordering::Relaxed);
                         }
+                        shared.last_send.fetch_max(now, Ordering::Relaxed);
                         sent += n.max(1);
                     }
                     // The queue is full: wait until the socket drains.
@@ -712,10 +769,19 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                 last_send = Instant::now();
             }
             read_answers(&mut rbuf, shared)?;
-            let all_sent = next.peek().is_none();
+            if round == 0 && at == batch.len() {
+                batch.clear();
+                batch.extend_from_slice(shared.claim(shard.index));
+                at = 0;
+            }
+            let all_sent = at == batch.len();
+            // Wait out the timeout after the latest SYN of any shard (another may have sent
+            // some of this shard's ports after this one's last).
+            let latest = shared.instant_of(shared.last_send.load(Ordering::Relaxed));
+            let last_send = last_send.max(latest);
             let waited = last_send.elapsed() >= shard.timeout;
-            // Shard ports are distinct and only shard ports are counted.
-            let all_answered = shared.answered(shard.index) >= shard.ports.len();
+            // Only swept ports are counted, each once, for the shard whose list holds it.
+            let all_answered = shared.answered(shard.index) >= own.len();
             if all_sent && (all_answered || waited) {
                 break;
             }
@@ -1022,6 +1088,9 @@ mod tests {
 
     fn shared_for_tests(dst: Ipv4Addr, sport: u16) -> Shared {
         Shared {
+            lists: vec![Vec::new()],
+            cursors: vec![AtomicUsize::new(0)],
+            last_send: AtomicU32::new(0),
             recv: raw_placeholder(),
             icmp: raw_placeholder(),
             icmp_sources: Default::default(),
