@@ -115,41 +115,31 @@ const RECV_BATCH: usize = 256;
 /// Bytes kept of each packet: IP and TCP headers with options fit.
 const RECV_SNAP: usize = 128;
 
+/// One classic BPF instruction.
+const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+// The classic BPF opcodes the filters use (linux/filter.h).
+const LD_W_ABS: u16 = 0x20; // ld [k]
+const LDH_IND: u16 = 0x48; // ldh [x+k]
+const LDB_IND: u16 = 0x50; // ldb [x+k]
+const LDXB_MSH: u16 = 0xb1; // ldxb 4*([k]&0xf): the IPv4 header length
+const JEQ_K: u16 = 0x15; // jeq #k, jt, jf
+const RET_K: u16 = 0x06; // ret #k: bytes to keep, 0 drops
+const ACCEPT: libc::sock_filter = bpf(RET_K, 0, 0, 0xFFFF);
+const DROP: libc::sock_filter = bpf(RET_K, 0, 0, 0);
+
 /// Attach a classic BPF program to a raw ICMP socket so the kernel passes only destination
 /// unreachable messages (which quote the datagram they answer) and not every ping and
 /// error the host receives.
 fn attach_icmp_filter(fd: std::os::fd::RawFd) -> io::Result<()> {
     let prog = [
-        libc::sock_filter {
-            code: 0xb1,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        }, // ldxb 4*([0]&0xf)
-        libc::sock_filter {
-            code: 0x50,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        }, // ldb [x+0]: ICMP type
-        libc::sock_filter {
-            code: 0x15,
-            jt: 0,
-            jf: 1,
-            k: u32::from(ICMP_DEST_UNREACHABLE),
-        }, // jeq 3
-        libc::sock_filter {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: 0xFFFF,
-        }, // accept
-        libc::sock_filter {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        }, // drop
+        bpf(LDXB_MSH, 0, 0, 0),
+        bpf(LDB_IND, 0, 0, 0), // ICMP type
+        bpf(JEQ_K, 0, 1, u32::from(ICMP_DEST_UNREACHABLE)),
+        ACCEPT,
+        DROP,
     ];
     set_filter(fd, &prog)
 }
@@ -158,50 +148,14 @@ fn attach_icmp_filter(fd: std::os::fd::RawFd) -> io::Result<()> {
 /// port `port` (a raw TCP socket otherwise receives a copy of every TCP segment the host
 /// gets, our own loopback SYNs included).
 fn attach_filter(fd: std::os::fd::RawFd, from: Ipv4Addr, port: u16) -> io::Result<()> {
-    // Offsets are into the IPv4 header; `ldxb 4*([0]&0xf)` loads the header length.
     let prog = [
-        libc::sock_filter {
-            code: 0x20,
-            jt: 0,
-            jf: 0,
-            k: 12,
-        }, // ld [12]: source address
-        libc::sock_filter {
-            code: 0x15,
-            jt: 0,
-            jf: 4,
-            k: u32::from(from),
-        }, // jeq from
-        libc::sock_filter {
-            code: 0xb1,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        }, // ldxb 4*([0]&0xf)
-        libc::sock_filter {
-            code: 0x48,
-            jt: 0,
-            jf: 0,
-            k: 2,
-        }, // ldh [x+2]: TCP destination port
-        libc::sock_filter {
-            code: 0x15,
-            jt: 0,
-            jf: 1,
-            k: u32::from(port),
-        }, // jeq port
-        libc::sock_filter {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: 0xFFFF,
-        }, // accept
-        libc::sock_filter {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        }, // drop
+        bpf(LD_W_ABS, 0, 0, 12), // source address
+        bpf(JEQ_K, 0, 4, u32::from(from)),
+        bpf(LDXB_MSH, 0, 0, 0),
+        bpf(LDH_IND, 0, 0, 2), // TCP destination port
+        bpf(JEQ_K, 0, 1, u32::from(port)),
+        ACCEPT,
+        DROP,
     ];
     set_filter(fd, &prog)
 }
@@ -1148,6 +1102,46 @@ mod tests {
         let mut time_exceeded = whole.clone();
         time_exceeded[20] = 11;
         assert!(icmp_answer(&time_exceeded, &shared).is_none());
+    }
+
+    /// The kernel filter on a real raw socket (needs root or CAP_NET_RAW; skipped without):
+    /// a RST to another port of ours is dropped, a RST to the filtered port passes.
+    #[test]
+    fn tcp_filter_passes_only_segments_to_our_port() {
+        let Ok(recv) = raw_socket(libc::IPPROTO_TCP) else {
+            return;
+        };
+        let lo = Ipv4Addr::LOCALHOST;
+        let holder = std::net::TcpListener::bind((lo, 0)).unwrap();
+        let port = holder.local_addr().unwrap().port();
+        drop(holder);
+        attach_filter(recv.as_raw_fd(), lo, port).unwrap();
+        let closed = std::net::TcpListener::bind((lo, 0)).unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        // A connect from an ephemeral port draws a RST that the filter must drop.
+        assert!(std::net::TcpStream::connect((lo, closed_port)).is_err());
+        let mut buf = vec![0u8; RECV_SNAP * RECV_BATCH];
+        let got = crate::mmsg::recv_many(recv.as_raw_fd(), &mut buf, RECV_SNAP, libc::MSG_DONTWAIT)
+            .unwrap();
+        assert!(got.is_empty(), "{} segments passed", got.len());
+        // A SYN from the filtered port draws a RST that passes.
+        let send = raw_socket(libc::IPPROTO_RAW).unwrap();
+        let syn = syn_packet(lo, lo, port, closed_port, 77);
+        let dest = socket2::SockAddr::from(SocketAddr::new(IpAddr::V4(lo), 0));
+        assert_eq!(send_packets(send.as_raw_fd(), &[syn], &dest).unwrap(), 1);
+        wait_ready(&[recv.as_raw_fd()], libc::POLLIN, Duration::from_secs(1));
+        let got = crate::mmsg::recv_many(recv.as_raw_fd(), &mut buf, RECV_SNAP, libc::MSG_DONTWAIT)
+            .unwrap();
+        let answers: Vec<_> = got
+            .iter()
+            .zip(buf.chunks(RECV_SNAP))
+            .filter_map(|(len, pkt)| parse(&pkt[..*len]))
+            .collect();
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        let (from, _, _, sport, dport, flags, ack) = answers[0];
+        assert_eq!((from, sport, dport), (lo, closed_port, port));
+        assert_eq!((flags & 0x04, ack), (0x04, 78));
     }
 
     #[test]
