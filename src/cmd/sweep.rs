@@ -145,8 +145,19 @@ async fn run_async(
 ) -> Result<Outcome> {
     let family = Family::from_flags(args.ipv4, args.ipv6);
     let ips = resolve(&args.host, family).await?;
-    let Some(ip) = ips.first().copied() else {
-        anyhow::bail!("{} has no address", args.host);
+    // Raw SYNs are IPv4 only: take the first IPv4 address there.
+    let ip = if args.raw {
+        ips.iter().copied().find(IpAddr::is_ipv4).ok_or_else(|| {
+            usage(format!(
+                "--raw supports IPv4 targets only, and {} has no IPv4 address",
+                args.host
+            ))
+        })?
+    } else {
+        let Some(ip) = ips.first().copied() else {
+            anyhow::bail!("{} has no address", args.host);
+        };
+        ip
     };
     let (handle, cancel) = Cancel::new();
     engine::driver::cancel_on_signals(handle);

@@ -153,6 +153,18 @@ fn bad_usage_exits_64_with_one_line() {
             "127.0.0.2",
         ],
         vec!["no-such-command"],
+        vec!["sweep", "127.0.0.1", "--tcp-ports", "70000"],
+        vec!["sweep", "127.0.0.1", "--rate", "0"],
+        // Raw SYNs are IPv4 only (as root the privilege check passes and the family fails).
+        vec![
+            "sweep",
+            "::1",
+            "--raw",
+            "--udp-ports",
+            "none",
+            "--tcp-ports",
+            "9",
+        ],
     ] {
         let out = stunmap(&args);
         assert_eq!(
