@@ -160,7 +160,9 @@ fn attach_filter(fd: std::os::fd::RawFd, from: Ipv4Addr, port: u16) -> io::Resul
     set_filter(fd, &prog)
 }
 
-/// Attach a classic BPF program (SO_ATTACH_FILTER).
+/// Attach a classic BPF program (SO_ATTACH_FILTER), then discard what the socket queued
+/// unfiltered between its creation and the attach (a raw socket receives from the moment it
+/// exists).
 fn set_filter(fd: std::os::fd::RawFd, prog: &[libc::sock_filter]) -> io::Result<()> {
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
@@ -177,11 +179,29 @@ fn set_filter(fd: std::os::fd::RawFd, prog: &[libc::sock_filter]) -> io::Result<
         )
     };
     if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
+        return Err(io::Error::last_os_error());
     }
+    // Bounded: what arrives now has passed the filter, and a flood must not hold us here.
+    let mut scratch = [0u8; RECV_SNAP];
+    for _ in 0..STALE_DRAIN_MAX {
+        // SAFETY: `scratch` is a live buffer of the stated length.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                scratch.as_mut_ptr() as *mut libc::c_void,
+                scratch.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            break;
+        }
+    }
+    Ok(())
 }
+
+/// Packets discarded at most after a filter is attached.
+const STALE_DRAIN_MAX: usize = 1 << 16;
 
 /// Send IPv4 packets to `dest` with one `sendmmsg`; returns how many the kernel took.
 fn send_packets(
