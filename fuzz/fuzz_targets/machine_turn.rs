@@ -38,7 +38,11 @@ fuzz_target!(|input: &[u8]| {
         );
         drive(&mut p, server, other, ops);
     } else {
-        let mut p = AuditProbe::new(AuditConfig { session }, TidSource::new([mode; 16]));
+        let config = AuditConfig {
+            session,
+            ipv6_only: mode & 8 != 0,
+        };
+        let mut p = AuditProbe::new(config, TidSource::new([mode; 16]));
         drive(&mut p, server, other, ops);
     }
 });

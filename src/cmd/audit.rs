@@ -1,10 +1,11 @@
 //! `stunmap audit turn:HOST[:PORT]`: audit one's own TURN server for relaying into the network
 //! behind it (see `probes::turn::audit` and docs/audit.md). With credentials it asks for
 //! permissions and channels toward loopback, private, link-local, metadata and multicast
-//! addresses (and their IPv6 encodings) on an allocation of the server's default family and,
-//! over UDP, the IPv6 ones again on a second allocation that asks for IPv6; it sends no data to
-//! any of them and always releases both allocations. It also reports the server's SOFTWARE,
-//! which transports answer, and what an unauthenticated Allocate gets.
+//! addresses (and their IPv6 encodings) on an allocation of the server's default family, then
+//! the IPv6 ones again on a second allocation that asks for IPv6 (over UDP from a second
+//! socket, over TCP/TLS on a second connection); it sends no data to any of them and always
+//! releases both allocations. It also reports the server's SOFTWARE, which transports answer,
+//! and what an unauthenticated Allocate gets.
 //!
 //! Credentials come as for `stunmap turn`: `--user` with `STUNMAP_TURN_PASSWORD` /
 //! `--password-file`, or a TURN REST secret from `STUNMAP_TURN_SECRET` / `--secret-file`.
@@ -15,6 +16,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use engine::Cancel;
 use engine::stream::{Security, StreamOptions, run_stream};
+use engine::tcp::ConnectOutcome;
 use probes::Probe;
 use probes::turn::allocate::Release;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
@@ -97,6 +99,27 @@ where
     Ok((out, r.interrupted, None))
 }
 
+/// Whether the audit made its first allocation (and gave it back) or was refused it with 440
+/// (an IPv6-only relay), and the IPv6 allocation is still to be made: over TCP/TLS, on a
+/// second connection. As over UDP, never while the first allocation may still exist.
+fn wants_ipv6_connection(a: &AuditReport) -> bool {
+    let first = matches!(
+        a.allocate,
+        Some(PeerOutcome::Granted | PeerOutcome::Refused { code: 440, .. })
+    );
+    first && a.allocate_ipv6.is_none() && a.release.is_clean() && !a.cancelled
+}
+
+fn connect_text(c: &ConnectOutcome) -> String {
+    match c {
+        ConnectOutcome::Connected { .. } => "no result".into(),
+        ConnectOutcome::Refused => "connection refused".into(),
+        ConnectOutcome::Timeout => "connection timed out".into(),
+        ConnectOutcome::Unreachable => "unreachable".into(),
+        ConnectOutcome::Error { message, .. } => message.clone(),
+    }
+}
+
 fn transport_uri(uri: &TurnUri, transport: TurnTransport, port: u16) -> TurnUri {
     let mut u = uri.clone();
     u.transport = transport;
@@ -122,9 +145,51 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         let timeout = Duration::from_millis(args.timeout);
         let authenticated = credentials.is_some();
         let session = session_config(server, uri.transport, credentials, timeout);
-        let probe = AuditProbe::new(AuditConfig { session }, tids());
-        let (audit, interrupted, stream_error) =
-            run_probe(probe, uri.transport, server, security, cancel.clone()).await?;
+        let probe = AuditProbe::new(AuditConfig::new(session.clone()), tids());
+        let (mut audit, mut interrupted, mut stream_error) = run_probe(
+            probe,
+            uri.transport,
+            server,
+            security.clone(),
+            cancel.clone(),
+        )
+        .await?;
+        // Over TCP/TLS the IPv6 allocation needs a connection of its own (docs/audit.md, step 6).
+        if let Some(a) = audit
+            .as_mut()
+            .filter(|a| uri.transport.is_stream() && !interrupted && wants_ipv6_connection(a))
+        {
+            let config = AuditConfig {
+                session,
+                ipv6_only: true,
+            };
+            let probe = AuditProbe::new(config, tids());
+            let run = run_stream(
+                probe,
+                server,
+                security,
+                StreamOptions::default(),
+                cancel.clone(),
+            )
+            .await;
+            interrupted |= run.interrupted;
+            match run.output {
+                Some(ipv6) => a.adopt_ipv6(ipv6),
+                None => {
+                    let why = run
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| connect_text(&run.connect));
+                    a.ipv6_untestable(&format!(
+                        "the second {} connection, for the IPv6 allocation, failed: {why}",
+                        uri.transport.as_str()
+                    ));
+                }
+            }
+            if let Some(e) = run.error {
+                stream_error.get_or_insert(format!("IPv6 allocation's connection: {e}"));
+            }
+        }
         let mut report = Report {
             schema: "stunmap.audit/1",
             uri: uri.to_string(),

@@ -3,18 +3,22 @@
 //! a hardened deny list (nothing granted) are told apart; no allocation is left behind and the
 //! password appears in no output. A coturn relaying on 127.0.0.1 only answers the IPv6
 //! allocation with 440; one relaying on 127.0.0.1 and ::1 gets the IPv6 candidates asked toward
-//! an IPv6 allocation, where the IPv4-mapped loopback of CVE-2026-27624 is really tested.
+//! an IPv6 allocation, where the IPv4-mapped loopback of CVE-2026-27624 is really tested —
+//! over UDP from a second socket, over TCP on a second connection.
 
 use crate::common::{TurnAuth, TurnLab, coturn_lab_with, have, json, stunmap_env};
 
 const PW: &[(&str, &str)] = &[("STUNMAP_TURN_PASSWORD", "secret")];
 
 fn audit(port: u16) -> (std::process::Output, serde_json::Value) {
-    let uri = format!("turn:127.0.0.1:{port}");
+    audit_uri(&format!("turn:127.0.0.1:{port}"))
+}
+
+fn audit_uri(uri: &str) -> (std::process::Output, serde_json::Value) {
     let out = stunmap_env(
         &[
             "audit",
-            &uri,
+            uri,
             "--user",
             "test",
             "--json",
@@ -416,6 +420,135 @@ fn audit_asks_the_ipv6_candidates_toward_an_ipv6_allocation() {
     assert!(categories(&j).is_empty(), "{j}");
     assert_eq!(j["audit"]["findings"][0]["severity"], "info", "{j}");
     assert_eq!(j["audit"]["release_ipv6"]["kind"], "released");
+    lab.assert_no_allocations_left();
+    assert_eq!(lab.allocations_made(), 2, "{}", lab.log());
+}
+
+#[test]
+fn audit_over_tcp_asks_the_ipv6_candidates_on_a_second_connection() {
+    if !have("turnserver") {
+        return;
+    }
+    // The same dual-stack coturn as above, audited over TCP: the first allocation on one
+    // connection, the IPv6 allocation on a second one, with the same answers as over UDP.
+    let lab = dual_stack(false, &[]);
+    let uri = format!("turn:127.0.0.1:{}?transport=tcp", lab.port);
+    let (out, j) = audit_uri(&uri);
+    assert_eq!(out.status.code(), Some(1), "{j}");
+    let a = &j["audit"];
+    assert_eq!(a["transport"], "tcp", "{j}");
+    assert_eq!(j["stream_error"], serde_json::Value::Null, "{j}");
+    assert_eq!(a["unauthenticated"]["kind"], "challenge", "{j}");
+    assert_eq!(a["allocate"]["kind"], "granted", "{j}");
+    assert!(
+        a["relayed"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{j}"
+    );
+    assert_eq!(a["allocate_ipv6"]["kind"], "granted", "{j}");
+    assert!(
+        a["relayed_ipv6"].as_str().unwrap().starts_with("[::1]:"),
+        "{j}"
+    );
+    // Nothing is left untestable or unasked.
+    for p in a["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(a["channel_binds"].as_array().unwrap())
+    {
+        let kind = p["outcome"]["kind"].as_str().unwrap();
+        assert!(kind == "granted" || kind == "refused", "{p}");
+    }
+    assert_eq!(
+        ipv6_requests(&j).len(),
+        14,
+        "12 candidates, the relayed address, one ChannelBind: {j}"
+    );
+    let mapped = "[::ffff:127.0.0.1]:9";
+    assert_eq!(answer(&j, "permissions", mapped, "ipv4"), refused(443));
+    let bypassed = coturn_version(&j) < (4, 9, 0);
+    let expect = if bypassed { granted() } else { refused(403) };
+    assert_eq!(answer(&j, "permissions", mapped, "ipv6"), expect, "{j}");
+    assert_eq!(answer(&j, "channel_binds", mapped, "ipv6"), expect, "{j}");
+    assert_eq!(answer(&j, "permissions", "[::1]:9", "ipv6"), refused(403));
+    assert_eq!(answer(&j, "permissions", "[::]:9", "ipv6"), refused(403));
+    let own6 = a["relayed_ipv6"].as_str().unwrap().to_string();
+    assert_eq!(answer(&j, "permissions", &own6, "ipv6"), refused(403));
+    assert_eq!(answer(&j, "permissions", "10.0.0.1:9", "ipv4"), granted());
+    // The findings are drawn from both allocations.
+    match finding_peers(&j, "loopback") {
+        Some(peers) => {
+            assert!(bypassed, "{j}");
+            assert!(peers.iter().any(|p| p == "::ffff:127.0.0.1"), "{peers:?}");
+            assert!(
+                !peers.iter().any(|p| p == "::1" || p == "127.0.0.1"),
+                "{peers:?}"
+            );
+        }
+        None => assert!(!bypassed, "{j}"),
+    }
+    assert!(finding_peers(&j, "private").is_some(), "{j}");
+    assert_eq!(a["release"]["kind"], "released", "{j}");
+    assert_eq!(a["release_ipv6"]["kind"], "released", "{j}");
+    lab.assert_no_allocations_left();
+    assert_eq!(lab.allocations_made(), 2, "{}", lab.log());
+
+    // --allow-loopback-peers over TCP: ::1 granted toward the IPv6 allocation too.
+    drop(lab);
+    let lab = dual_stack(true, &[]);
+    let uri = format!("turn:127.0.0.1:{}?transport=tcp", lab.port);
+    let (out, j) = audit_uri(&uri);
+    assert_eq!(out.status.code(), Some(1), "{j}");
+    assert_eq!(answer(&j, "permissions", "[::1]:9", "ipv6"), granted());
+    assert_eq!(answer(&j, "permissions", mapped, "ipv6"), granted());
+    assert_eq!(answer(&j, "permissions", "[::]:9", "ipv6"), refused(403));
+    let peers = finding_peers(&j, "loopback").unwrap();
+    assert!(peers.iter().any(|x| x == "::1"), "{peers:?}");
+    assert_eq!(j["audit"]["release_ipv6"]["kind"], "released");
+    lab.assert_no_allocations_left();
+    assert_eq!(lab.allocations_made(), 2, "{}", lab.log());
+    drop(lab);
+
+    // turns: the second connection is a TLS one, with the same trust.
+    if !have("openssl") {
+        return;
+    }
+    let lab = coturn_lab_with(
+        TurnAuth::Static,
+        true,
+        false,
+        &[
+            "--listening-ip=::1",
+            "--relay-ip=127.0.0.1",
+            "--relay-ip=::1",
+            "--no-rfc5780",
+        ],
+    );
+    let uri = format!("turns:127.0.0.1:{}", lab.tls_port.unwrap());
+    let cert = lab.cert();
+    let out = stunmap_env(
+        &[
+            "audit",
+            &uri,
+            "--user",
+            "test",
+            "--ca-file",
+            &cert,
+            "--json",
+            "--no-transports",
+            "--timeout",
+            "1000",
+        ],
+        PW,
+    );
+    let j = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{j}");
+    assert_eq!(j["audit"]["transport"], "tls", "{j}");
+    assert_eq!(j["audit"]["allocate_ipv6"]["kind"], "granted", "{j}");
+    assert_eq!(answer(&j, "permissions", mapped, "ipv6"), expect, "{j}");
+    assert_eq!(answer(&j, "permissions", "[::1]:9", "ipv6"), refused(403));
+    assert_eq!(j["audit"]["release"]["kind"], "released", "{j}");
+    assert_eq!(j["audit"]["release_ipv6"]["kind"], "released", "{j}");
     lab.assert_no_allocations_left();
     assert_eq!(lab.allocations_made(), 2, "{}", lab.log());
 }

@@ -43,9 +43,16 @@
 //! §7.4 tells a client that gets 437 to pick another client transport address, so the IPv6
 //! allocation is sent from a second private UDP socket (`LocalSocket::Private(n + 1)` beside
 //! the session's `Private(n)`): no waiting on a server's clean-up timer. A 437 there (a stale
-//! 5-tuple) is recorded as the IPv6 allocation's answer and not retried. Over TCP and TLS the
-//! audit has its one connection only, so the IPv6 allocation is not attempted there and the
-//! IPv6 candidates are reported untestable ("audit over UDP").
+//! 5-tuple) is recorded as the IPv6 allocation's answer and not retried.
+//!
+//! Over TCP and TLS a probe has one connection, and a second 5-tuple means a second
+//! connection, which only the caller can open. So the full audit there marks the IPv6
+//! candidates untestable, and the caller runs a second probe with [`AuditConfig::ipv6_only`]
+//! over a new connection: that probe makes only the IPv6 allocation (RFC 8656 §7.1, §18.6) on
+//! its one transport, asks the IPv6 candidates and the ChannelBind toward it exactly as above,
+//! and releases it (Refresh LIFETIME 0, §8) also on errors and when cancelled; everything else
+//! in its report stays not tried. [`AuditReport::adopt_ipv6`] puts its results in place of the
+//! untestable entries and draws the findings again.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
@@ -212,9 +219,11 @@ const CHANNEL_CANDIDATES: [usize; 3] = [0, 5, 9];
 /// Candidates tried with ChannelBind on the IPv6 allocation: the IPv4-mapped loopback.
 const IPV6_CHANNEL_CANDIDATES: [usize; 1] = [5];
 
-/// Why the IPv6 candidates are not asked over TCP or TLS (see the module docs).
-const UNTESTABLE_OVER_STREAM: &str = "the IPv6 allocation needs a second 5-tuple and the audit \
-    runs over one TCP/TLS connection: audit over UDP to test it";
+/// Why the IPv6 candidates are not asked on the audit's TCP or TLS connection (see the module
+/// docs): a caller that opens a second connection replaces these entries with
+/// [`AuditReport::adopt_ipv6`].
+const UNTESTABLE_OVER_STREAM: &str = "over TCP/TLS the IPv6 allocation needs a second \
+    connection, which was not made";
 
 /// What the server said to one request toward a candidate.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -373,6 +382,10 @@ pub struct AuditReport {
     pub release_ipv6: Release,
     /// Cancelled (Ctrl-C, deadline).
     pub cancelled: bool,
+    /// `permissions[..ipv6_from.0]` and `channel_binds[..ipv6_from.1]` are the first
+    /// allocation's requests, the rest the IPv6 allocation's.
+    #[serde(skip)]
+    ipv6_from: (usize, usize),
 }
 
 impl AuditReport {
@@ -384,6 +397,56 @@ impl AuditReport {
     /// Whether neither allocation can be left on the server.
     pub fn release_is_clean(&self) -> bool {
         self.release.is_clean() && self.release_ipv6.is_clean()
+    }
+
+    /// The IPv6 allocation's requests: (permissions, channel binds).
+    fn ipv6_requests_mut(&mut self) -> impl Iterator<Item = &mut PeerResult> {
+        let (p, c) = self.ipv6_from;
+        self.permissions
+            .iter_mut()
+            .skip(p)
+            .chain(self.channel_binds.iter_mut().skip(c))
+    }
+
+    /// Take the IPv6 allocation from `ipv6`, the report of an audit run with
+    /// [`AuditConfig::ipv6_only`] (over TCP/TLS, on a connection of its own): its Allocate,
+    /// relayed address, release and requests replace this report's IPv6 part, and the
+    /// findings are drawn again from the whole.
+    pub fn adopt_ipv6(&mut self, ipv6: AuditReport) {
+        let (p, c) = self.ipv6_from;
+        let (p6, c6) = ipv6.ipv6_from;
+        self.permissions.truncate(p);
+        self.permissions
+            .extend(ipv6.permissions.into_iter().skip(p6));
+        self.channel_binds.truncate(c);
+        self.channel_binds
+            .extend(ipv6.channel_binds.into_iter().skip(c6));
+        self.allocate_ipv6 = ipv6.allocate_ipv6;
+        self.relayed_ipv6 = ipv6.relayed_ipv6;
+        self.release_ipv6 = ipv6.release_ipv6;
+        self.cancelled |= ipv6.cancelled;
+        if self.software.is_none() {
+            self.software = ipv6.software;
+        }
+        if self.realm.is_none() {
+            self.realm = ipv6.realm;
+        }
+        self.findings = findings(self);
+    }
+
+    /// Say why the IPv6 allocation's requests could not be asked (for instance: its own
+    /// TCP/TLS connection failed). Requests already answered keep their answer.
+    pub fn ipv6_untestable(&mut self, reason: &str) {
+        for x in self.ipv6_requests_mut() {
+            if matches!(
+                x.outcome,
+                PeerOutcome::NotTried | PeerOutcome::Untestable { .. }
+            ) {
+                x.outcome = PeerOutcome::Untestable {
+                    reason: reason.to_string(),
+                };
+            }
+        }
     }
 
     /// Whether any request toward a candidate was granted.
@@ -402,6 +465,21 @@ pub struct AuditConfig {
     /// Its `requested_family` is not used: the first allocation names no family, the second
     /// asks for IPv6 from the next private socket (over UDP).
     pub session: SessionConfig,
+    /// Run only the IPv6 allocation (step 6 of the module docs) on the session's own socket or
+    /// connection: no unauthenticated checks, no first allocation. This is how the IPv6
+    /// candidates are asked over TCP/TLS, on a second connection; without credentials nothing
+    /// is sent.
+    pub ipv6_only: bool,
+}
+
+impl AuditConfig {
+    /// The whole audit over `session`.
+    pub fn new(session: SessionConfig) -> Self {
+        Self {
+            session,
+            ipv6_only: false,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -437,7 +515,7 @@ enum Stage {
 pub struct AuditProbe {
     unauth: TurnSession,
     auth: Option<TurnSession>,
-    /// The IPv6 allocation's session (`None` over TCP/TLS).
+    /// The IPv6 allocation's session (`None` over TCP/TLS, unless `ipv6_only`).
     ipv6: Option<TurnSession>,
     active: Which,
     stage: Stage,
@@ -491,18 +569,26 @@ impl AuditProbe {
             .credentials
             .is_some()
             .then(|| TurnSession::new(first.clone(), fork_ids(&mut ids)));
-        // The IPv6 allocation leaves from the next private socket (see the module docs).
-        let ipv6 = match (first.transport.is_stream(), first.local) {
-            (false, LocalSocket::Private(n)) => n.checked_add(1).map(|next| {
-                let mut c = first.clone();
-                c.local = LocalSocket::Private(next);
-                c.requested_family = Some(RelayFamily::Ipv6);
-                TurnSession::new(c, fork_ids(&mut ids))
-            }),
+        let ipv6_session = |local, ids: &mut TidSource| {
+            let mut c = first.clone();
+            c.local = local;
+            c.requested_family = Some(RelayFamily::Ipv6);
+            TurnSession::new(c, fork_ids(ids))
+        };
+        // The IPv6 allocation leaves from the next private socket (see the module docs), or,
+        // when it is all this probe does, from the session's own.
+        let ipv6 = match (config.ipv6_only, first.transport.is_stream(), first.local) {
+            (true, _, local) if first.credentials.is_some() => Some(ipv6_session(local, &mut ids)),
+            (true, _, _) => None,
+            (false, false, LocalSocket::Private(n)) => n
+                .checked_add(1)
+                .map(|next| ipv6_session(LocalSocket::Private(next), &mut ids)),
             _ => None,
         };
         let mut unauth = TurnSession::new(unauth_config, ids);
-        unauth.start(Request::Binding);
+        if !config.ipv6_only {
+            unauth.start(Request::Binding);
+        }
         let all = candidates();
         let mut permissions: Vec<PeerResult> = all
             .iter()
@@ -526,7 +612,7 @@ impl AuditProbe {
                 .filter_map(|&i| all.get(i))
                 .map(|c| PeerResult::not_tried(c.clone(), RelayFamily::Ipv6)),
         );
-        Self {
+        let mut probe = Self {
             unauth,
             auth,
             ipv6,
@@ -554,9 +640,20 @@ impl AuditProbe {
                 release: Release::NotNeeded,
                 release_ipv6: Release::NotNeeded,
                 cancelled: false,
+                ipv6_from: (perm_split, chan_split),
             },
             output_taken: false,
+        };
+        if config.ipv6_only {
+            probe.stage = Stage::Ipv6;
+            if probe.ipv6.is_some() {
+                probe.active = Which::Ipv6;
+                probe.start(Phase::Allocate, Request::Allocate);
+            } else {
+                probe.finish();
+            }
         }
+        probe
     }
 
     fn session(&mut self) -> &mut TurnSession {
@@ -603,6 +700,7 @@ impl AuditProbe {
 
     fn finish(&mut self) {
         self.phase = Phase::Done;
+        self.report.ipv6_from = (self.perm_split, self.chan_split);
         self.session().abandon();
         let allocated = self.allocated;
         let release = self.release_slot();
@@ -644,14 +742,8 @@ impl AuditProbe {
 
     /// Mark the IPv6 stage's requests that were not asked as untestable.
     fn ipv6_untestable(&mut self, reason: &str) {
-        let (p, c) = (self.perm_split, self.chan_split);
-        let r = &mut self.report;
-        for x in r
-            .permissions
-            .iter_mut()
-            .skip(p)
-            .chain(r.channel_binds.iter_mut().skip(c))
-        {
+        self.report.ipv6_from = (self.perm_split, self.chan_split);
+        for x in self.report.ipv6_requests_mut() {
             if x.outcome == PeerOutcome::NotTried {
                 x.outcome = PeerOutcome::Untestable {
                     reason: reason.to_string(),
@@ -1071,7 +1163,7 @@ mod tests {
         if with_creds {
             session.credentials = Some(creds());
         }
-        AuditConfig { session }
+        AuditConfig::new(session)
     }
 
     fn v6_relayed() -> SocketAddr {
@@ -1597,7 +1689,7 @@ mod tests {
     fn over_tcp_the_ipv6_candidates_are_untestable_and_no_second_socket_is_asked_for() {
         let mut session = SessionConfig::new(server(), TurnTransport::Tcp, LocalSocket::Default);
         session.credentials = Some(creds());
-        let mut p = AuditProbe::new(AuditConfig { session }, TidSource::new([17; 16]));
+        let mut p = AuditProbe::new(AuditConfig::new(session), TidSource::new([17; 16]));
         assert_eq!(p.private_sockets(), None);
         let mut fake = FakeServer::new();
         let sent = drive(&mut p, |_, b| fake.answer(b), never);
@@ -1607,7 +1699,261 @@ mod tests {
         assert_eq!(r.release, Release::Released);
         assert!(matches!(
             &result(&r.permissions, "::ffff:127.0.0.1", RelayFamily::Ipv6).outcome,
-            PeerOutcome::Untestable { reason } if reason.contains("UDP")
+            PeerOutcome::Untestable { reason } if reason.contains("second connection")
+        ));
+    }
+
+    /// The IPv6 allocation alone, over TCP (one connection, no private socket).
+    fn ipv6_only_over_tcp() -> AuditProbe {
+        let mut session = SessionConfig::new(server(), TurnTransport::Tcp, LocalSocket::Default);
+        session.credentials = Some(creds());
+        let config = AuditConfig {
+            session,
+            ipv6_only: true,
+        };
+        AuditProbe::new(config, TidSource::new([19; 16]))
+    }
+
+    /// `lab` answering a probe that has one connection: everything must leave on it, and it
+    /// plays the lab's IPv6 5-tuple.
+    fn on_one_connection(lab: &mut Lab) -> impl FnMut(LocalSocket, &[u8]) -> Option<Vec<u8>> {
+        move |l, b| {
+            assert_eq!(l, LocalSocket::Default);
+            lab.answer(V6, b)
+        }
+    }
+
+    #[test]
+    fn ipv6_only_over_tcp_allocates_ipv6_asks_the_ipv6_candidates_and_releases() {
+        let mut p = ipv6_only_over_tcp();
+        assert_eq!(p.private_sockets(), None);
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        let sent = drive(&mut p, on_one_connection(&mut lab), never);
+        let r = p.take_output().unwrap();
+        let m = all_methods(&sent);
+        // No Binding, no unauthenticated or default-family Allocate: the 401 round and the
+        // signed Allocate both ask for IPv6 (RFC 8656 §18.6).
+        assert_eq!(m[..2], [Method::ALLOCATE, Method::ALLOCATE]);
+        assert!(!m.contains(&Method::BINDING));
+        assert_eq!(lab.allocates, vec![(V6, true), (V6, true)]);
+        assert_eq!(count(&m, Method::CREATE_PERMISSION), ipv6_candidates() + 1);
+        assert_eq!(
+            count(&m, Method::CHANNEL_BIND),
+            IPV6_CHANNEL_CANDIDATES.len()
+        );
+        assert_eq!(m.last(), Some(&Method::REFRESH));
+        assert!(!m.contains(&Method::SEND));
+        assert_eq!(r.unauthenticated, Unauthenticated::NotTried);
+        assert!(!r.binding_answered);
+        assert_eq!((r.allocate.clone(), r.relayed), (None, None));
+        assert_eq!(r.release, Release::NotNeeded);
+        assert_eq!(r.allocate_ipv6, Some(PeerOutcome::Granted));
+        assert_eq!(r.relayed_ipv6, Some(v6_relayed()));
+        assert_eq!(r.release_ipv6, Release::Released);
+        assert!(r.release_is_clean());
+        assert!(!lab.v6.allocated);
+        assert_eq!(
+            result(&r.permissions, "::ffff:127.0.0.1", RelayFamily::Ipv6).outcome,
+            PeerOutcome::Granted
+        );
+        assert_eq!(
+            result(&r.channel_binds, "::ffff:127.0.0.1", RelayFamily::Ipv6).outcome,
+            PeerOutcome::Granted
+        );
+        assert!(matches!(
+            result(&r.permissions, "::1", RelayFamily::Ipv6).outcome,
+            PeerOutcome::Refused { code: 403, .. }
+        ));
+        assert!(matches!(
+            result(
+                &r.permissions,
+                &v6_relayed().ip().to_string(),
+                RelayFamily::Ipv6
+            )
+            .outcome,
+            PeerOutcome::Granted
+        ));
+        // The first allocation's part is left alone.
+        assert!(
+            r.permissions
+                .iter()
+                .chain(&r.channel_binds)
+                .filter(|p| p.relay_family == RelayFamily::Ipv4)
+                .all(|p| p.outcome == PeerOutcome::NotTried)
+        );
+        assert_eq!(r.worst(), Some(Severity::Critical));
+    }
+
+    #[test]
+    fn ipv6_only_over_tcp_a_440_leaves_the_candidates_untestable() {
+        let mut p = ipv6_only_over_tcp();
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Refuse(440));
+        let sent = drive(&mut p, on_one_connection(&mut lab), never);
+        let r = p.take_output().unwrap();
+        assert_eq!(all_methods(&sent), vec![Method::ALLOCATE, Method::ALLOCATE]);
+        assert!(matches!(
+            r.allocate_ipv6,
+            Some(PeerOutcome::Refused { code: 440, .. })
+        ));
+        assert_eq!(r.release_ipv6, Release::NotNeeded);
+        let v6: Vec<&PeerResult> = r
+            .permissions
+            .iter()
+            .chain(&r.channel_binds)
+            .filter(|p| p.relay_family == RelayFamily::Ipv6)
+            .collect();
+        assert_eq!(v6.len(), ipv6_candidates() + IPV6_CHANNEL_CANDIDATES.len());
+        for p in v6 {
+            assert!(
+                matches!(&p.outcome, PeerOutcome::Untestable { reason }
+                    if reason.contains("server has no IPv6 relay address")),
+                "{p:?}"
+            );
+        }
+        assert!(!r.any_granted());
+    }
+
+    #[test]
+    fn ipv6_only_over_tcp_cancel_among_the_permissions_still_releases() {
+        let mut p = ipv6_only_over_tcp();
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        let mut perms = 0;
+        let sent = drive(&mut p, on_one_connection(&mut lab), |_, v| {
+            if v.message_type().method == Method::CREATE_PERMISSION {
+                perms += 1;
+            }
+            perms == 3
+        });
+        let r = p.take_output().unwrap();
+        assert!(r.cancelled);
+        let m = all_methods(&sent);
+        assert_eq!(count(&m, Method::CREATE_PERMISSION), 3);
+        assert_eq!(count(&m, Method::CHANNEL_BIND), 0);
+        assert_eq!(m.last(), Some(&Method::REFRESH));
+        assert_eq!(r.release_ipv6, Release::Released);
+        assert!(!lab.v6.allocated, "the IPv6 allocation was left behind");
+    }
+
+    #[test]
+    fn ipv6_only_over_tcp_cancel_during_the_allocate_still_releases() {
+        let mut p = ipv6_only_over_tcp();
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        let sent = drive(&mut p, on_one_connection(&mut lab), |_, v| {
+            v.message_type().method == Method::ALLOCATE && v.has_message_integrity()
+        });
+        let r = p.take_output().unwrap();
+        assert!(r.cancelled);
+        assert_eq!(
+            all_methods(&sent),
+            vec![Method::ALLOCATE, Method::ALLOCATE, Method::REFRESH]
+        );
+        assert_eq!(r.release_ipv6, Release::Released);
+        assert!(!lab.v6.allocated);
+    }
+
+    #[test]
+    fn ipv6_only_without_credentials_sends_nothing() {
+        let session = SessionConfig::new(server(), TurnTransport::Tcp, LocalSocket::Default);
+        let config = AuditConfig {
+            session,
+            ipv6_only: true,
+        };
+        let mut p = AuditProbe::new(config, TidSource::new([20; 16]));
+        assert!(p.is_done());
+        assert_eq!(p.poll_transmit(t0(), &mut Vec::new()), None);
+        let r = p.take_output().unwrap();
+        assert_eq!(r.allocate_ipv6, None);
+        assert!(r.release_is_clean());
+    }
+
+    #[test]
+    fn a_tcp_audit_adopts_the_ipv6_allocation_of_a_second_connection() {
+        let mut session = SessionConfig::new(server(), TurnTransport::Tcp, LocalSocket::Default);
+        session.credentials = Some(creds());
+        let mut p = AuditProbe::new(AuditConfig::new(session), TidSource::new([21; 16]));
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        drive(&mut p, |_, b| lab.answer(V4, b), never);
+        let mut merged = p.take_output().unwrap();
+        assert!(
+            !merged
+                .findings
+                .iter()
+                .any(|f| f.category == Some(Category::Loopback))
+        );
+        let mut p6 = ipv6_only_over_tcp();
+        drive(&mut p6, on_one_connection(&mut lab), never);
+        let ipv6 = p6.take_output().unwrap();
+        let first_part: Vec<PeerResult> = merged
+            .permissions
+            .iter()
+            .filter(|p| p.relay_family == RelayFamily::Ipv4)
+            .cloned()
+            .collect();
+        merged.adopt_ipv6(ipv6);
+        // The first allocation's answers stay, in front; the IPv6 ones follow, untestable no
+        // more: the same shape as a UDP audit's report.
+        assert_eq!(merged.permissions[..first_part.len()], first_part[..]);
+        assert_eq!(
+            merged.permissions.len(),
+            candidates().len() + 1 + ipv6_candidates() + 1
+        );
+        assert_eq!(
+            merged.channel_binds.len(),
+            CHANNEL_CANDIDATES.len() + IPV6_CHANNEL_CANDIDATES.len()
+        );
+        assert!(
+            merged
+                .permissions
+                .iter()
+                .chain(&merged.channel_binds)
+                .all(|p| !matches!(p.outcome, PeerOutcome::Untestable { .. })
+                    && p.outcome != PeerOutcome::NotTried),
+            "{merged:#?}"
+        );
+        assert_eq!(merged.unauthenticated, Unauthenticated::Challenge);
+        assert_eq!(merged.allocate, Some(PeerOutcome::Granted));
+        assert_eq!(merged.allocate_ipv6, Some(PeerOutcome::Granted));
+        assert_eq!(merged.relayed_ipv6, Some(v6_relayed()));
+        assert_eq!(merged.release, Release::Released);
+        assert_eq!(merged.release_ipv6, Release::Released);
+        // The findings are drawn from the merged report: the mapped loopback toward IPv6.
+        let f = merged
+            .findings
+            .iter()
+            .find(|f| f.category == Some(Category::Loopback))
+            .unwrap();
+        assert!(f.peers.iter().any(|s| s == "::ffff:127.0.0.1"), "{f:?}");
+        assert_eq!(merged.findings, findings(&merged));
+    }
+
+    #[test]
+    fn a_failed_second_connection_says_so_in_the_untestable_reason() {
+        let mut session = SessionConfig::new(server(), TurnTransport::Tcp, LocalSocket::Default);
+        session.credentials = Some(creds());
+        let mut p = AuditProbe::new(AuditConfig::new(session), TidSource::new([22; 16]));
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        drive(&mut p, |_, b| lab.answer(V4, b), never);
+        let mut r = p.take_output().unwrap();
+        r.ipv6_untestable("second connection refused");
+        let v6: Vec<&PeerResult> = r
+            .permissions
+            .iter()
+            .chain(&r.channel_binds)
+            .filter(|p| p.relay_family == RelayFamily::Ipv6)
+            .collect();
+        assert_eq!(v6.len(), ipv6_candidates() + IPV6_CHANNEL_CANDIDATES.len());
+        for p in v6 {
+            assert_eq!(
+                p.outcome,
+                PeerOutcome::Untestable {
+                    reason: "second connection refused".into()
+                }
+            );
+        }
+        // The first allocation's requests (443 for the IPv6 candidates) are untouched.
+        assert!(matches!(
+            result(&r.permissions, "::1", RelayFamily::Ipv4).outcome,
+            PeerOutcome::Refused { code: 443, .. }
         ));
     }
 
