@@ -20,9 +20,23 @@ pub(crate) enum Outcome {
     Internal = 70,
 }
 
+impl Outcome {
+    /// The process exit status.
+    pub(crate) fn code(self) -> u8 {
+        self as u8
+    }
+}
+
 impl From<Outcome> for ExitCode {
     fn from(o: Outcome) -> Self {
-        ExitCode::from(o as u8)
+        ExitCode::from(o.code())
+    }
+}
+
+/// Reports carry the exit status as its number (`"exit_code": 1`).
+impl serde::Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.code())
     }
 }
 

@@ -15,13 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
-use engine::Cancel;
 use probes::control::ResolveOverride;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, Semaphore};
 
-use crate::check::run::{CheckConfig, Sink};
+use crate::check::plan::CheckConfig;
 use crate::report::prom::Writer;
 use crate::serve::ServeStats;
 
@@ -284,8 +283,13 @@ async fn probe(
         return text("503 Service Unavailable", "shutting down\n");
     };
     let start = Instant::now();
-    let sink: Sink = Arc::new(|_| {});
-    let report = crate::check::run::run(cfg, Cancel::never(), sink).await;
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let ctx = crate::app::Ctx::detached(crate::app::Stop::detached(Some(cfg.deadline)));
+    let report = crate::check::run(cfg, &ctx).await;
+    let info = crate::app::run_info(&ctx, started_unix, &report);
     let took = start.elapsed().as_secs_f64();
     let result = report.verdict.status.as_str();
     *server
@@ -323,7 +327,7 @@ async fn probe(
         "How long the probe took.",
     );
     w.sample("probe_duration_seconds", &[], took);
-    crate::report::prom::write(&mut w, &report);
+    crate::check::render::metrics(&mut w, &report, &info);
     exposition(w.finish())
 }
 

@@ -188,11 +188,11 @@ impl Cancel {
         *self.0.borrow()
     }
 
-    async fn cancelled(&mut self) {
-        while !*self.0.borrow_and_update() {
-            if self.0.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
+    /// Resolves once cancellation is requested (never, if the handle is dropped unfired).
+    pub async fn cancelled(&self) {
+        let mut rx = self.0.clone();
+        if rx.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -309,7 +309,7 @@ struct Driver<P: Probe, F> {
 pub async fn run<P, I, F>(
     probes: I,
     limits: Limits,
-    mut cancel: Cancel,
+    cancel: Cancel,
     on_event: F,
 ) -> Result<RunReport, EngineError>
 where

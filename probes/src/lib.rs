@@ -6,6 +6,7 @@
 //! results out. That keeps every state machine deterministic and testable on simulated time.
 
 pub mod binding;
+pub mod check;
 pub mod control;
 pub mod hostfw;
 pub mod machine;

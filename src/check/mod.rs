@@ -1,7 +1,254 @@
-//! `stunmap check`: the whole probe on a profile. [`run`] orchestrates the sections
-//! concurrently under a shared deadline, [`verdict`] judges, [`model`] is the report every
-//! renderer (`crate::report`) reads.
+//! `stunmap check`: the whole probe on a profile, in three parts —
+//! [`plan`] (pure: names to resolve, then every probe from the addresses found),
+//! [`exec`] (the engine calls, one per kind of probe), and [`assemble`] (pure: results into
+//! rows, services and the report, judged by `probes::check`). [`model`] is the report,
+//! [`render`] its document and metrics. [`run`] ties them together: DNS first, then every
+//! section at once under the run's cancel token.
 
+pub(crate) mod assemble;
+pub(crate) mod exec;
 pub(crate) mod model;
-pub(crate) mod run;
-pub(crate) mod verdict;
+pub(crate) mod plan;
+pub(crate) mod render;
+
+use std::sync::Arc;
+
+use engine::control::ControlReport;
+use engine::scan::UdpPortOutcome;
+use engine::stream::StreamRun;
+use probes::nat::classify::{Measurements, classify};
+use probes::sweep::TcpPortResult;
+use probes::turn::allocate::AllocateReport;
+use tokio::task::JoinSet;
+
+use crate::app::{Command, Ctx, Flavor};
+use model::{CheckReport, Event, RelayRtt, Row};
+use plan::{CheckConfig, SampleTarget, StunTarget, TurnStreamTarget, TurnUdpTarget};
+
+/// A planned check.
+#[derive(Debug)]
+pub(crate) struct Check(pub(crate) CheckConfig);
+
+impl Command for Check {
+    type Report = CheckReport;
+    const FLAVOR: Flavor = Flavor::MultiThread;
+
+    fn deadline(&self) -> Option<std::time::Duration> {
+        Some(self.0.deadline)
+    }
+
+    async fn execute(self, ctx: Ctx) -> anyhow::Result<CheckReport> {
+        Ok(run(self.0, &ctx).await)
+    }
+}
+
+/// What one task of the check hands back.
+#[allow(clippy::large_enum_variant)]
+enum Done {
+    Control(Result<ControlReport, String>, Vec<usize>),
+    Stun(StunTarget, Option<std::io::Result<UdpPortOutcome>>),
+    Nat(Result<Measurements, String>),
+    TurnUdp(
+        TurnUdpTarget,
+        Result<Vec<Option<AllocateReport>>, String>,
+        Option<RelayRtt>,
+    ),
+    TurnStream(TurnStreamTarget, Result<StreamRun<AllocateReport>, String>),
+    Sample(SampleTarget, Vec<TcpPortResult>),
+}
+
+/// The service name of index `i`.
+fn service_name(cfg: &CheckConfig, i: usize) -> String {
+    cfg.profile
+        .services
+        .get(i)
+        .map(|s| s.name.clone())
+        .unwrap_or_default()
+}
+
+/// Emit a row's event and count it.
+fn emit(ctx: &Ctx, cfg: &CheckConfig, i: usize, row: &Row) {
+    ctx.advance(1);
+    if ctx.wants_events() {
+        ctx.event(&Event::Check {
+            service: service_name(cfg, i),
+            row: row.clone(),
+        });
+    }
+}
+
+fn phase(ctx: &Ctx, phase: &'static str) {
+    ctx.status(format!("({phase} done)"));
+    ctx.event(&Event::Phase {
+        phase,
+        elapsed_seconds: ctx.elapsed().as_secs_f64(),
+    });
+}
+
+/// Run the whole check.
+pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
+    let cfg = Arc::new(cfg);
+    ctx.event(&Event::Start {
+        schema: model::SCHEMA,
+        profile: cfg.profile.name.clone(),
+        planned: cfg.profile.services.len(),
+    });
+    let reach = exec::reach(&cfg, plan::names(&cfg.profile, &cfg.relays)).await;
+    let plan = plan::plan(&cfg, &reach);
+    ctx.plan((plan.rows.len() + plan.size()) as u64);
+    let mut rows: Vec<(usize, Row)> = Vec::new();
+    for (i, row) in plan.rows.clone() {
+        emit(ctx, &cfg, i, &row);
+        rows.push((i, row));
+    }
+    phase(ctx, "dns");
+    let mut tasks = spawn(&cfg, ctx, &plan);
+
+    let mut control = None;
+    let mut nat = None;
+    let mut samples = Vec::new();
+    let mut relay_rtt = Vec::new();
+    let mut notes = cfg.notes.clone();
+    notes.extend(plan.notes.iter().cloned());
+    let stopped = || ctx.stopped();
+    while let Some(r) = tasks.join_next().await {
+        let Ok(done) = r else {
+            notes.push("a check task failed; its rows are missing".into());
+            continue;
+        };
+        let mut add = |i: usize, row: Row| {
+            emit(ctx, &cfg, i, &row);
+            rows.push((i, row));
+        };
+        match done {
+            Done::Stun(t, r) => add(t.service, assemble::stun_row(&t, r)),
+            Done::TurnUdp(t, run, rtt) => {
+                for row in assemble::turn_udp_rows(&t, &run, stopped()) {
+                    add(t.service, row);
+                }
+                relay_rtt.extend(rtt);
+            }
+            Done::TurnStream(t, run) => add(t.service, assemble::turn_stream_row(&t, &run)),
+            Done::Sample(t, results) => {
+                let (row, sample) =
+                    assemble::sample(&t, &service_name(&cfg, t.service), cfg.seed, &results);
+                add(t.service, row);
+                samples.push(sample);
+            }
+            Done::Control(Ok(report), services) => control = Some((report, services)),
+            Done::Control(Err(e), _) => notes.push(format!("control checks: {e}")),
+            Done::Nat(Ok(m)) => nat = Some(m),
+            Done::Nat(Err(e)) => notes.push(format!("NAT tests: {e}")),
+        }
+    }
+    let mut control_problems = Vec::new();
+    let mut relay_ws = None;
+    if let Some((report, services)) = &control {
+        let (control_rows, problems, ws) = assemble::control(report, services);
+        for (i, row) in control_rows {
+            emit(ctx, &cfg, i, &row);
+            rows.push((i, row));
+        }
+        control_problems = problems;
+        relay_ws = ws;
+    }
+    let relay = assemble::relay_paths(&rows, relay_ws);
+    let nat = nat.map(|mut m| {
+        m.relay = relay;
+        classify(&m)
+    });
+    if ctx.deadline_reached() {
+        notes.push(format!(
+            "the deadline ({} s) stopped the run: some checks are missing",
+            cfg.deadline.as_secs()
+        ));
+    }
+    assemble::report(
+        &cfg.profile,
+        assemble::Parts {
+            source: cfg.source.clone(),
+            rows,
+            samples,
+            nat,
+            relay_rtt,
+            control_problems,
+            resolved: exec::resolved_addresses(&reach),
+            notes,
+            interrupted: ctx.interrupted(),
+        },
+    )
+}
+
+/// Start every section of the plan at once.
+fn spawn(cfg: &Arc<CheckConfig>, ctx: &Ctx, plan: &plan::Plan) -> JoinSet<Done> {
+    let mut tasks = JoinSet::new();
+    if !plan.control.endpoints.is_empty() {
+        let (cfg, ctx, p) = (cfg.clone(), ctx.clone(), plan.control.clone());
+        tasks.spawn(async move {
+            let services = p.services.clone();
+            let r = exec::control(&cfg, p, &ctx.cancel).await;
+            phase(&ctx, "control");
+            Done::Control(r, services)
+        });
+    }
+    for t in plan.stun.iter().cloned() {
+        let (cfg, ctx) = (cfg.clone(), ctx.clone());
+        tasks.spawn(async move {
+            let r = exec::stun(&cfg, t.dest, &ctx.cancel).await;
+            Done::Stun(t, r)
+        });
+    }
+    if !plan.nat_servers.is_empty() {
+        let (cfg, ctx, servers) = (cfg.clone(), ctx.clone(), plan.nat_servers.clone());
+        tasks.spawn(async move {
+            let r = exec::nat(&cfg, &servers, &ctx.cancel).await;
+            phase(&ctx, "nat");
+            Done::Nat(r)
+        });
+    }
+    for t in plan.turn_udp.iter().cloned() {
+        let (cfg, ctx) = (cfg.clone(), ctx.clone());
+        tasks.spawn(async move {
+            let run = exec::turn_udp(&cfg, &t, &ctx.cancel).await;
+            let rtt = match (assemble::first_allocated(&run), cfg.credentials.clone()) {
+                (Some(server), Some(creds)) if !ctx.stopped() => {
+                    let r = exec::relay_rtt(&cfg, server, creds, &ctx.cancel).await;
+                    phase(&ctx, "relay-rtt");
+                    Some(assemble::relay_rtt(
+                        &service_name(&cfg, t.service),
+                        server,
+                        r,
+                    ))
+                }
+                _ => None,
+            };
+            Done::TurnUdp(t, run, rtt)
+        });
+    }
+    for t in plan.turn_stream.iter().cloned() {
+        let (cfg, ctx) = (cfg.clone(), ctx.clone());
+        tasks.spawn(async move {
+            let run = exec::turn_stream(&cfg, &t, &ctx.cancel).await;
+            Done::TurnStream(t, run)
+        });
+    }
+    for t in plan.samples.iter().cloned() {
+        let (cfg, ctx) = (cfg.clone(), ctx.clone());
+        tasks.spawn(async move {
+            let service = service_name(&cfg, t.service);
+            let results = exec::sample(&cfg, &t, &ctx.cancel, |r| {
+                ctx.advance(1);
+                if ctx.wants_events() {
+                    ctx.event(&Event::TcpPort {
+                        service: service.clone(),
+                        port: assemble::sampled(r),
+                    });
+                }
+            })
+            .await;
+            phase(&ctx, "tcp-sample");
+            Done::Sample(t, results)
+        });
+    }
+    tasks
+}

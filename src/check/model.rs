@@ -1,59 +1,59 @@
 //! The report of `stunmap check` (schema `stunmap.check/1`, docs/schema/check-v1.json): typed,
-//! serializable values that every renderer (human, JSON, NDJSON, Prometheus, HTML) reads.
+//! serializable values that every renderer reads.
 //!
-//! Nothing secret is ever stored here: TURN user names, passwords and secrets stay in the
-//! check's configuration.
+//! Every row carries a typed [`RowOutcome`] (the machine-readable result, `outcome` in the
+//! JSON, with a `code`) and, beside it, `detail`: the same result in words, written by the
+//! outcome's `Display`. Nothing secret is ever stored here: TURN user names, passwords and
+//! secrets stay in the check's configuration.
 
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 
+use probes::control::assess::PathFacts;
+use probes::control::dns::Lookup;
+use probes::control::relay::QuicOutcome;
 use probes::nat::classify::{Classification, Fix, Level};
 use probes::profile::ServiceKind;
+use probes::sweep::TcpState;
 use serde::Serialize;
+
+use crate::report::words;
 
 /// The schema id written into every JSON report.
 pub(crate) const SCHEMA: &str = "stunmap.check/1";
 
-/// How one check (or a whole service) went.
+pub(crate) use probes::check::State;
+
+/// What a row tried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub(crate) enum State {
-    /// It works.
-    Ok,
-    /// It works partly, or only through a fallback.
-    Degraded,
-    /// It does not work.
-    Blocked,
-    /// Not checked (no credentials, a wildcard name, no route for the family, deadline).
-    Skipped,
+pub(crate) enum ProbeKind {
+    /// A name lookup.
+    Dns,
+    /// A gRPC request over TLS (management, signal).
+    Grpc,
+    /// A WebSocket upgrade over TLS (relay).
+    Websocket,
+    /// A QUIC handshake (relay).
+    Quic,
+    /// A STUN Binding.
+    Stun,
+    /// A TURN Allocate.
+    Turn,
+    /// The TCP sample of a port range.
+    TcpSample,
 }
 
-impl State {
+impl ProbeKind {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            State::Ok => "ok",
-            State::Degraded => "degraded",
-            State::Blocked => "blocked",
-            State::Skipped => "skipped",
-        }
-    }
-
-    /// The state of a service from its rows: skipped rows do not count; all ok → ok, none ok →
-    /// blocked (degraded rows count half).
-    pub(crate) fn combine(rows: impl Iterator<Item = State>) -> State {
-        let (mut ok, mut degraded, mut blocked) = (0, 0, 0);
-        for s in rows {
-            match s {
-                State::Ok => ok += 1,
-                State::Degraded => degraded += 1,
-                State::Blocked => blocked += 1,
-                State::Skipped => {}
-            }
-        }
-        match (ok, degraded, blocked) {
-            (0, 0, 0) => State::Skipped,
-            (_, 0, 0) => State::Ok,
-            (0, 0, _) => State::Blocked,
-            _ => State::Degraded,
+            ProbeKind::Dns => "dns",
+            ProbeKind::Grpc => "grpc",
+            ProbeKind::Websocket => "websocket",
+            ProbeKind::Quic => "quic",
+            ProbeKind::Stun => "stun",
+            ProbeKind::Turn => "turn",
+            ProbeKind::TcpSample => "tcp-sample",
         }
     }
 }
@@ -86,11 +86,293 @@ impl Transport {
     }
 }
 
+/// Why a check did not run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "reason")]
+pub(crate) enum NotRun {
+    /// The run was stopped (signal or deadline) before it.
+    Stopped,
+    /// The host has no address this machine can route to.
+    NoAddress {
+        /// The host.
+        host: String,
+    },
+    /// A wildcard relay name: the management service hands out the real one.
+    Wildcard {
+        /// The pattern.
+        pattern: String,
+    },
+    /// TLS could not be set up (a bad `--ca` file).
+    TlsSetup {
+        /// Why.
+        message: String,
+    },
+    /// The engine could not run the probe (a socket could not be bound).
+    Engine {
+        /// Why.
+        message: String,
+    },
+}
+
+impl fmt::Display for NotRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotRun::Stopped => f.write_str("not finished: stopped"),
+            NotRun::NoAddress { host } => write!(f, "not probed: {host} has no usable address"),
+            NotRun::Wildcard { pattern } => write!(
+                f,
+                "{pattern} is a wildcard: the management service hands out the relay's name (`netbird status -d` shows it); check it with --relay NAME"
+            ),
+            NotRun::TlsSetup { message } => write!(f, "TLS setup: {message}"),
+            NotRun::Engine { message } => write!(f, "not run: {message}"),
+        }
+    }
+}
+
+/// How a TCP connection attempt failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "how")]
+pub(crate) enum ConnectFailure {
+    /// RST.
+    Refused,
+    /// No answer: dropped.
+    Timeout,
+    /// ICMP unreachable or no route.
+    Unreachable,
+    /// Another error.
+    Error {
+        /// The OS's words.
+        message: String,
+    },
+}
+
+impl fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectFailure::Refused => f.write_str("connection refused"),
+            ConnectFailure::Timeout => f.write_str("connect timed out: dropped"),
+            ConnectFailure::Unreachable => f.write_str("unreachable"),
+            ConnectFailure::Error { message } => write!(f, "connect: {message}"),
+        }
+    }
+}
+
+/// The typed result of one row (`outcome` in the JSON; `code` names the variant).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "code")]
+pub(crate) enum RowOutcome {
+    /// A name resolved (or was given with `--resolve`).
+    Resolved {
+        /// The addresses.
+        addresses: Vec<IpAddr>,
+        /// They came from `--resolve`.
+        overridden: bool,
+    },
+    /// A name did not resolve.
+    Unresolved {
+        /// The name.
+        name: String,
+        /// The A lookup.
+        a: Lookup,
+        /// The AAAA lookup.
+        aaaa: Lookup,
+    },
+    /// A STUN server answered a Binding request.
+    Answered {
+        /// XOR-MAPPED-ADDRESS (else MAPPED-ADDRESS).
+        mapped: Option<SocketAddr>,
+    },
+    /// A STUN server answered with an error response.
+    ErrorResponse {
+        /// ERROR-CODE.
+        error_code: u16,
+        /// Its reason phrase.
+        reason: String,
+    },
+    /// No answer to any retransmission.
+    Silent,
+    /// A TURN server did not answer the Allocate.
+    NoAnswer,
+    /// ICMP port unreachable.
+    PortUnreachable,
+    /// ICMP host/network unreachable or prohibited.
+    Unreachable,
+    /// The request could not be sent.
+    SendFailed {
+        /// Why.
+        message: String,
+    },
+    /// A TURN server allocated.
+    Allocated {
+        /// XOR-RELAYED-ADDRESS.
+        relayed: Option<SocketAddr>,
+        /// The release was confirmed.
+        released: bool,
+    },
+    /// A TURN server answered 401 with REALM and NONCE; no credentials were given.
+    AuthRequired,
+    /// A TURN server refused the Allocate.
+    Rejected {
+        /// ERROR-CODE.
+        error_code: u16,
+        /// Its reason phrase.
+        reason: String,
+        /// Whether an earlier allocation of the session was released (true when none).
+        released: bool,
+    },
+    /// The TCP connection for STUN/TURN failed.
+    ConnectFailed {
+        /// How.
+        failure: ConnectFailure,
+    },
+    /// Connected, but no TURN answer came over the stream.
+    NoStreamAnswer {
+        /// Why the stream ended, if known.
+        error: Option<String>,
+    },
+    /// A control-plane endpoint's path (TCP, TLS, ALPN, gRPC or WebSocket).
+    Control {
+        /// What each step found.
+        facts: Box<PathFacts>,
+        /// gRPC (management, signal) or not (relay).
+        grpc: bool,
+    },
+    /// A control-plane endpoint without a path to try.
+    NotConnected {
+        /// Why.
+        why: String,
+    },
+    /// A QUIC handshake.
+    Quic {
+        /// What happened.
+        outcome: QuicOutcome,
+    },
+    /// The TCP sample of a range.
+    Sample {
+        /// First port of the range.
+        range_start: u16,
+        /// Last port.
+        range_end: u16,
+        /// Ports sampled.
+        sampled: usize,
+        /// Open.
+        open: usize,
+        /// Refused by the server (a RST: the path is open).
+        refused: usize,
+        /// Filtered or unreachable.
+        blocked: usize,
+    },
+    /// The check did not run.
+    NotRun {
+        /// Why.
+        #[serde(flatten)]
+        why: NotRun,
+    },
+}
+
+impl fmt::Display for RowOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |a: &[IpAddr]| {
+            a.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        match self {
+            RowOutcome::Resolved {
+                addresses,
+                overridden: true,
+            } => write!(f, "{} (--resolve)", list(addresses)),
+            RowOutcome::Resolved { addresses, .. } => f.write_str(&list(addresses)),
+            RowOutcome::Unresolved { name, a, aaaa } => {
+                let (ra, raaaa) = (words::lookup_failure(a), words::lookup_failure(aaaa));
+                if ra == raaaa {
+                    write!(f, "cannot resolve {name}: {ra}")
+                } else {
+                    write!(f, "cannot resolve {name}: A: {ra}; AAAA: {raaaa}")
+                }
+            }
+            RowOutcome::Answered { mapped: Some(m) } => write!(f, "answered; public address {m}"),
+            RowOutcome::Answered { mapped: None } => f.write_str("answered"),
+            RowOutcome::ErrorResponse { error_code, reason } => {
+                write!(f, "answered with error {error_code} {reason}")
+            }
+            RowOutcome::Silent => f.write_str(
+                "no answer: dropped on the way (or nothing listens and ICMP is filtered)",
+            ),
+            RowOutcome::NoAnswer => f.write_str("no answer"),
+            RowOutcome::PortUnreachable => {
+                f.write_str("ICMP port unreachable: nothing listens, or a firewall rejects")
+            }
+            RowOutcome::Unreachable => {
+                f.write_str("ICMP unreachable: no route, or administratively prohibited")
+            }
+            RowOutcome::SendFailed { message } => write!(f, "cannot send: {message}"),
+            RowOutcome::Allocated { relayed, released } => {
+                match relayed {
+                    Some(a) => write!(f, "allocated (relayed address {a})")?,
+                    None => f.write_str("allocated")?,
+                }
+                if *released {
+                    f.write_str(" and released")
+                } else {
+                    f.write_str("; the allocation was NOT confirmed released")
+                }
+            }
+            RowOutcome::AuthRequired => {
+                f.write_str("TURN server present (401 with REALM and NONCE); no credentials given")
+            }
+            RowOutcome::Rejected {
+                error_code,
+                reason,
+                released,
+            } => {
+                write!(f, "rejected: {error_code} {reason}")?;
+                if !released {
+                    f.write_str("; the allocation was NOT confirmed released")?;
+                }
+                Ok(())
+            }
+            RowOutcome::ConnectFailed { failure } => failure.fmt(f),
+            RowOutcome::NoStreamAnswer { error } => {
+                f.write_str("connected, no TURN answer")?;
+                if let Some(e) = error {
+                    write!(f, ": {e}")?;
+                }
+                Ok(())
+            }
+            RowOutcome::Control { facts, grpc } => {
+                let role = if *grpc {
+                    probes::control::Role::Management
+                } else {
+                    probes::control::Role::Relay
+                };
+                f.write_str(&words::path(role, facts))
+            }
+            RowOutcome::NotConnected { why } => write!(f, "not connected: {why}"),
+            RowOutcome::Quic { outcome } => f.write_str(&words::quic(outcome)),
+            RowOutcome::Sample {
+                range_start,
+                range_end,
+                sampled,
+                open,
+                refused,
+                blocked,
+            } => write!(
+                f,
+                "{range_start}-{range_end}: {} of {sampled} sampled ports get through ({open} open, {refused} refused by the server, {blocked} filtered)",
+                open + refused
+            ),
+            RowOutcome::NotRun { why } => why.fmt(f),
+        }
+    }
+}
+
 /// One row of a service's table.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct Row {
-    /// What was tried: `dns`, `stun`, `turn`, `grpc`, `websocket`, `quic`, `tcp-sample`.
-    pub(crate) probe: &'static str,
+    /// What was tried.
+    pub(crate) probe: ProbeKind,
     /// Transport.
     pub(crate) transport: Transport,
     /// Port (none for DNS).
@@ -103,8 +385,51 @@ pub(crate) struct Row {
     pub(crate) state: State,
     /// Round-trip or handshake time, seconds.
     pub(crate) rtt_seconds: Option<f64>,
-    /// One line for people.
+    /// The typed result.
+    pub(crate) outcome: RowOutcome,
+    /// The result in words (the outcome's `Display`).
     pub(crate) detail: String,
+}
+
+impl Row {
+    /// A row of `probe` over `transport` to `host`; `detail` is written from `outcome`.
+    pub(crate) fn new(
+        probe: ProbeKind,
+        transport: Transport,
+        host: impl Into<String>,
+        state: State,
+        outcome: RowOutcome,
+    ) -> Row {
+        Row {
+            probe,
+            transport,
+            port: None,
+            host: host.into(),
+            address: None,
+            state,
+            rtt_seconds: None,
+            detail: outcome.to_string(),
+            outcome,
+        }
+    }
+
+    /// With its port.
+    pub(crate) fn port(mut self, port: Option<u16>) -> Row {
+        self.port = port;
+        self
+    }
+
+    /// With the address contacted.
+    pub(crate) fn address(mut self, address: Option<IpAddr>) -> Row {
+        self.address = address;
+        self
+    }
+
+    /// With a round-trip or handshake time.
+    pub(crate) fn rtt(mut self, rtt: Option<std::time::Duration>) -> Row {
+        self.rtt_seconds = rtt.map(|d| d.as_secs_f64());
+        self
+    }
 }
 
 /// One service of the profile, checked.
@@ -128,11 +453,18 @@ pub(crate) struct SampledPort {
     /// Port.
     pub(crate) port: u16,
     /// `open`, `refused`, `filtered`, `unreachable`.
-    pub(crate) state: &'static str,
+    pub(crate) state: TcpState,
     /// A STUN server answered over the connection (a real TURN listener, not a middlebox).
     pub(crate) stun: bool,
     /// Connect time, seconds.
     pub(crate) connect_seconds: Option<f64>,
+}
+
+impl SampledPort {
+    /// Whether the port lets traffic through (the server answered, even with a RST).
+    pub(crate) fn passes(&self) -> bool {
+        matches!(self.state, TcpState::Open | TcpState::Refused)
+    }
 }
 
 /// The TCP sample of a TURN service's range.
@@ -172,7 +504,7 @@ pub(crate) struct RelayRtt {
     /// Transport.
     pub(crate) transport: Transport,
     /// The server.
-    pub(crate) server: std::net::SocketAddr,
+    pub(crate) server: SocketAddr,
     /// Packets looped.
     pub(crate) sent: u32,
     /// Packets back.
@@ -193,7 +525,7 @@ pub(crate) struct Verdict {
     /// The NAT classifier's level (direct … blocked), after the port and control findings.
     pub(crate) level: Level,
     /// The process exit code this report gives.
-    pub(crate) exit_code: u8,
+    pub(crate) exit_code: crate::exit::Outcome,
     /// One line.
     pub(crate) headline: String,
     /// Why.
@@ -211,23 +543,11 @@ pub(crate) struct ProfileInfo {
     pub(crate) description: Option<String>,
 }
 
-/// The whole report.
+/// The whole report (the run facts — schema, times, interruption — come from the envelope).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct CheckReport {
-    /// [`SCHEMA`].
-    pub(crate) schema: &'static str,
-    /// stunmap's version.
-    pub(crate) stunmap_version: &'static str,
     /// The profile.
     pub(crate) profile: ProfileInfo,
-    /// Wall-clock start, seconds since the Unix epoch.
-    pub(crate) started_unix_seconds: f64,
-    /// Run time.
-    pub(crate) elapsed_seconds: f64,
-    /// Stopped by a signal: partial results.
-    pub(crate) interrupted: bool,
-    /// Stopped by `--deadline`: partial results.
-    pub(crate) deadline_reached: bool,
     /// The verdict.
     pub(crate) verdict: Verdict,
     /// One table per service, in profile order.

@@ -3,23 +3,17 @@
 //! with the verdict first and reports for people (terminal, HTML) and machines (JSON, NDJSON,
 //! Prometheus).
 
-use std::io::{IsTerminal, Write as _};
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use engine::Cancel;
 use probes::control::ResolveOverride;
-use probes::control::http::ProxyUrl;
 use probes::profile::{Host, PortRange, Profile, Service, ServiceKind};
 use rand::RngCore;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
 
-use crate::check::model::{CheckReport, Event};
-use crate::check::run::{CheckConfig, Sink};
+use crate::app::{OutputArgs, ReportFiles};
+use crate::check::Check;
+use crate::check::plan::CheckConfig;
 use crate::exit::{Outcome, usage};
 use crate::target::TargetSpec;
 
@@ -45,6 +39,8 @@ pub(crate) struct Args {
     pub(crate) auth: super::turn::AuthArgs,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
+    #[command(flatten)]
+    pub(crate) files: ReportFiles,
 }
 
 /// Where the profile comes from.
@@ -138,39 +134,6 @@ impl Default for TuningArgs {
     }
 }
 
-/// Reports.
-#[derive(Debug, clap::Args)]
-pub(crate) struct OutputArgs {
-    /// JSON report on stdout (schema stunmap.check/1, docs/schema/check-v1.json).
-    #[arg(long, conflicts_with = "ndjson")]
-    pub(crate) json: bool,
-    /// One JSON event per line as results arrive, the whole report last.
-    #[arg(long)]
-    pub(crate) ndjson: bool,
-    /// Also write Prometheus text exposition to FILE (node_exporter textfile collector).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) prom: Option<PathBuf>,
-    /// Also write a self-contained HTML report to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub(crate) html: Option<PathBuf>,
-    /// No progress bar.
-    #[arg(long, short)]
-    pub(crate) quiet: bool,
-}
-
-fn parse_dns_server(s: &str) -> Option<SocketAddr> {
-    s.parse::<SocketAddr>()
-        .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .or_else(|| std::env::var(name.to_ascii_lowercase()).ok())
-        .filter(|v| !v.trim().is_empty())
-}
-
 fn host(s: &str, what: &str) -> Result<Host> {
     Host::parse(s).map_err(|e| usage(format!("--{what}: {e}")))
 }
@@ -256,15 +219,13 @@ pub(crate) fn load_profile(src: &SourceArgs) -> Result<(Profile, String, Vec<Str
     }
     let seed = probes::profile::netbird_cloud().context("the embedded profile")?;
     if let Some(path) = &src.profile {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| usage(format!("--profile {}: {e}", path.display())))?;
+        let text = super::common::read_text("--profile", path, super::common::MAX_FILE)?;
         let p = Profile::from_toml(&text)
             .map_err(|e| usage(format!("--profile {}: {e}", path.display())))?;
         return Ok((p, path.display().to_string(), notes));
     }
     if let Some(path) = &src.endpoints {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| usage(format!("--endpoints {}: {e}", path.display())))?;
+        let text = super::common::read_text("--endpoints", path, super::common::MAX_FILE)?;
         let (p, n) = probes::profile::netbird::import(&text, &seed)
             .map_err(|e| usage(format!("--endpoints {}: {e}", path.display())))?;
         notes.extend(n);
@@ -278,7 +239,7 @@ pub(crate) fn build_config(
     src: &SourceArgs,
     tuning: &TuningArgs,
     auth: &super::turn::AuthArgs,
-) -> Result<(CheckConfig, Vec<String>)> {
+) -> Result<CheckConfig> {
     let (profile, source, notes) = load_profile(src)?;
     let adhoc_relays = !src.management.is_empty()
         || !src.signal.is_empty()
@@ -294,33 +255,9 @@ pub(crate) fn build_config(
             "--timeout, --deadline, --rto and --rate must be at least 1",
         ));
     }
-    let nameservers = if tuning.dns_server.is_empty() {
-        engine::control::system_nameservers()
-    } else {
-        tuning
-            .dns_server
-            .iter()
-            .map(|s| {
-                parse_dns_server(s)
-                    .ok_or_else(|| usage(format!("--dns-server: not ADDR[:PORT]: {s:?}")))
-            })
-            .collect::<Result<_>>()?
-    };
-    let mut extra_roots: Vec<CertificateDer<'static>> = Vec::new();
-    for path in &tuning.ca {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| usage(format!("--ca {}: {e}", path.display())))?;
-        extra_roots.extend(certs);
-    }
-    let proxy_text = match (&tuning.proxy, tuning.no_proxy) {
-        (Some(p), _) => Some(p.clone()),
-        (None, false) => env("HTTPS_PROXY"),
-        (None, true) => None,
-    };
-    let proxy = proxy_text
-        .map(|p| ProxyUrl::parse(&p).map_err(|e| usage(format!("proxy: {e}"))))
-        .transpose()?;
+    let nameservers = super::common::nameservers(&tuning.dns_server)?;
+    let extra_roots = super::common::load_roots(&tuning.ca)?;
+    let (proxy, no_proxy) = super::common::proxy(tuning.proxy.as_deref(), tuning.no_proxy)?;
     let relays = if adhoc_relays {
         Vec::new()
     } else {
@@ -329,124 +266,30 @@ pub(crate) fn build_config(
         }
         src.relay.clone()
     };
-    Ok((
-        CheckConfig {
-            profile,
-            source,
-            overrides,
-            nameservers,
-            credentials: auth.credentials()?,
-            turn_ca: auth.ca_file.clone(),
-            extra_roots,
-            proxy,
-            no_proxy: if tuning.proxy.is_some() || tuning.no_proxy {
-                None
-            } else {
-                env("NO_PROXY")
-            },
-            timeout: Duration::from_millis(tuning.timeout),
-            sample: tuning.sample,
-            seed: tuning.seed.unwrap_or_else(|| rand::rng().next_u64()),
-            rate: tuning.rate,
-            deadline: Duration::from_secs(tuning.deadline),
-            relays,
-            rto: Duration::from_millis(tuning.rto),
-            hairpin: !tuning.no_hairpin,
-            relay_count: tuning.relay_count,
-        },
+    Ok(CheckConfig {
+        profile,
+        source,
+        overrides,
+        nameservers,
+        credentials: auth.credentials()?,
+        turn_ca: auth.ca_file.clone(),
+        extra_roots,
+        proxy,
+        no_proxy,
+        timeout: Duration::from_millis(tuning.timeout),
+        sample: tuning.sample,
+        seed: tuning.seed.unwrap_or_else(|| rand::rng().next_u64()),
+        rate: tuning.rate,
+        deadline: Duration::from_secs(tuning.deadline),
+        relays,
+        rto: Duration::from_millis(tuning.rto),
+        hairpin: !tuning.no_hairpin,
+        relay_count: tuning.relay_count,
         notes,
-    ))
+    })
 }
 
 pub(crate) fn run(args: Args) -> Result<Outcome> {
-    let (cfg, notes) = build_config(&args.source, &args.tuning, &args.auth)?;
-    run_and_report(cfg, notes, &args.output)
-}
-
-/// Run a check and write every report asked for; the exit status follows the verdict.
-pub(crate) fn run_and_report(
-    cfg: CheckConfig,
-    notes: Vec<String>,
-    output: &OutputArgs,
-) -> Result<Outcome> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let show_bar =
-        !output.quiet && !output.json && !output.ndjson && std::io::stderr().is_terminal();
-    let bar = show_bar.then(|| {
-        let bar = indicatif::ProgressBar::new(0);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} checks {msg}",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    });
-    let ndjson = output.ndjson;
-    let out_lock = Arc::new(Mutex::new(()));
-    let sink: Sink = {
-        let bar = bar.clone();
-        let out_lock = out_lock.clone();
-        Arc::new(move |ev: &Event| {
-            if let Some(b) = &bar {
-                match ev {
-                    Event::Start { planned, .. } => b.set_length(*planned as u64),
-                    Event::Check { .. } | Event::TcpPort { .. } => b.inc(1),
-                    Event::Phase { phase, .. } => b.set_message(format!("({phase} done)")),
-                }
-            }
-            if ndjson {
-                if let Ok(line) = serde_json::to_string(ev) {
-                    let _guard = out_lock.lock();
-                    let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{line}");
-                    let _ = out.flush();
-                }
-            }
-        })
-    };
-    let mut report: CheckReport = rt.block_on(async move {
-        let (handle, cancel) = Cancel::new();
-        engine::driver::cancel_on_signals(handle);
-        crate::check::run::run(cfg, cancel, sink).await
-    });
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    let mut all_notes = notes;
-    all_notes.append(&mut report.notes);
-    report.notes = all_notes;
-    if let Some(path) = &output.prom {
-        crate::report::write_atomically(path, &crate::report::prom::render(&report))
-            .with_context(|| format!("--prom {}", path.display()))?;
-    }
-    if let Some(path) = &output.html {
-        crate::report::write_atomically(path, &crate::report::html::render(&report))
-            .with_context(|| format!("--html {}", path.display()))?;
-    }
-    if output.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else if ndjson {
-        let line = serde_json::to_string(&crate::report::ReportEvent {
-            event: "report",
-            report: &report,
-        })?;
-        let _guard = out_lock.lock();
-        println!("{line}");
-    } else {
-        print!("{}", crate::report::human::render(&report));
-    }
-    Ok(outcome(&report))
-}
-
-/// The exit status of a report.
-pub(crate) fn outcome(r: &CheckReport) -> Outcome {
-    match r.verdict.exit_code {
-        0 => Outcome::Ok,
-        1 => Outcome::Degraded,
-        130 => Outcome::Interrupted,
-        _ => Outcome::Blocked,
-    }
+    let cfg = build_config(&args.source, &args.tuning, &args.auth)?;
+    crate::app::run(Check(cfg), &args.output, &args.files, "checks")
 }

@@ -1,24 +1,22 @@
 //! `stunmap control`: can NetBird's control plane (management, signal) and relay be used from
 //! here — DNS, TCP, TLS (and who intercepts it), ALPN, gRPC, WebSocket, QUIC, HTTP proxies.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use engine::control::{ControlConfig, ControlReport, system_nameservers};
-use probes::control::assess::{PathFacts, Severity, Status, trust_text};
-use probes::control::dns::{DnsVerdict, Lookup};
-use probes::control::grpc::GrpcVerdict;
-use probes::control::http::{ConnectVerdict, ProxyUrl, WsVerdict};
-use probes::control::relay::{QuicOutcome, Transport};
-use probes::control::tls::AlpnVerdict;
-use probes::control::{EndpointReport, EndpointSpec, ResolveOverride, Role, Timeouts};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
+use engine::control::{ControlConfig, ControlReport};
+use probes::control::assess::{Severity, Status};
+use probes::control::relay::Transport;
+use probes::control::{EndpointReport, EndpointSpec, Problem, ResolveOverride, Role, Timeouts};
 use serde::Serialize;
 
+use super::common;
+use crate::app::{Command, Ctx, Flavor, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, duration};
+use crate::report::words;
 
 const AFTER_HELP: &str = "\
 Without --management/--signal/--relay, NetBird Cloud's api.netbird.io:443 and
@@ -63,22 +61,23 @@ pub(crate) struct Args {
     /// Timeout of each step (DNS, connect, TLS, HTTP, QUIC) in milliseconds.
     #[arg(long, value_name = "MS")]
     timeout: Option<u64>,
-    /// Machine-readable output (schema stunmap.control/1).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    files: ReportFiles,
 }
 
-#[derive(Serialize)]
-struct Output<'a> {
-    schema: &'static str,
+/// The longest step timeout accepted.
+const MAX_TIMEOUT_MS: u64 = 300_000;
+
+/// The report of `stunmap control` (schema `stunmap.control/1`).
+#[derive(Debug, Serialize)]
+pub(crate) struct ControlOutput {
     #[serde(flatten)]
-    report: &'a ControlReport,
-}
-
-fn parse_dns_server(s: &str) -> Option<SocketAddr> {
-    s.parse::<SocketAddr>()
-        .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+    report: ControlReport,
+    /// What was not measured, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
 }
 
 fn parse_published(s: &str) -> Option<(String, Vec<IpAddr>)> {
@@ -88,13 +87,6 @@ fn parse_published(s: &str) -> Option<(String, Vec<IpAddr>)> {
         .map(|a| a.trim().parse().ok())
         .collect::<Option<Vec<IpAddr>>>()?;
     (!name.is_empty() && !addrs.is_empty()).then(|| (name.to_string(), addrs))
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .or_else(|| std::env::var(name.to_ascii_lowercase()).ok())
-        .filter(|v| !v.trim().is_empty())
 }
 
 fn build_config(args: &Args) -> anyhow::Result<ControlConfig> {
@@ -128,17 +120,7 @@ fn build_config(args: &Args) -> anyhow::Result<ControlConfig> {
         .iter()
         .map(|r| ResolveOverride::parse(r).map_err(|e| usage(format!("--resolve: {e}"))))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let nameservers = if args.dns_server.is_empty() {
-        system_nameservers()
-    } else {
-        args.dns_server
-            .iter()
-            .map(|s| {
-                parse_dns_server(s)
-                    .ok_or_else(|| usage(format!("--dns-server: not ADDR[:PORT]: {s:?}")))
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
+    let nameservers = common::nameservers(&args.dns_server)?;
     let published = args
         .published
         .iter()
@@ -147,29 +129,12 @@ fn build_config(args: &Args) -> anyhow::Result<ControlConfig> {
                 .ok_or_else(|| usage(format!("--published: not NAME=ADDR[,ADDR…]: {s:?}")))
         })
         .collect::<anyhow::Result<_>>()?;
-    let mut extra_roots = Vec::new();
-    for path in &args.ca {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| usage(format!("--ca {}: {e}", path.display())))?;
-        if certs.is_empty() {
-            return Err(usage(format!(
-                "--ca {}: no CERTIFICATE in the file",
-                path.display()
-            )));
-        }
-        extra_roots.extend(certs);
-    }
-    let proxy_text = match (&args.proxy, args.no_proxy) {
-        (Some(p), _) => Some(p.clone()),
-        (None, false) => env("HTTPS_PROXY"),
-        (None, true) => None,
-    };
-    let proxy = proxy_text
-        .map(|p| ProxyUrl::parse(&p).map_err(|e| usage(format!("proxy: {e}"))))
-        .transpose()?;
+    let extra_roots = common::load_roots(&args.ca)?;
+    let (proxy, no_proxy) = common::proxy(args.proxy.as_deref(), args.no_proxy)?;
     let timeouts = match args.timeout {
-        Some(0) => return Err(usage("--timeout must be at least 1 ms")),
+        Some(ms) if !(1..=MAX_TIMEOUT_MS).contains(&ms) => {
+            return Err(usage(format!("--timeout must be 1 to {MAX_TIMEOUT_MS} ms")));
+        }
         Some(ms) => Timeouts::uniform(Duration::from_millis(ms)),
         None => Timeouts::default(),
     };
@@ -180,213 +145,74 @@ fn build_config(args: &Args) -> anyhow::Result<ControlConfig> {
         published,
         extra_roots,
         proxy,
-        // An explicit --proxy is used for everything.
-        no_proxy: if args.proxy.is_some() {
-            None
-        } else {
-            env("NO_PROXY")
-        },
+        no_proxy,
         timeouts,
     })
 }
 
+/// A planned control-plane check.
+struct Control(ControlConfig);
+
+impl Command for Control {
+    type Report = ControlOutput;
+    const FLAVOR: Flavor = Flavor::MultiThread;
+
+    async fn execute(self, ctx: Ctx) -> anyhow::Result<ControlOutput> {
+        let proxy = self.0.proxy.as_ref().map(ToString::to_string);
+        tokio::select! {
+            r = engine::control::run(self.0) => Ok(ControlOutput {
+                report: r.context("control checks")?,
+                notes: Vec::new(),
+            }),
+            _ = ctx.cancel.cancelled() => Ok(ControlOutput {
+                report: ControlReport {
+                    endpoints: Vec::new(),
+                    proxy,
+                    status: Status::Blocked,
+                },
+                notes: vec!["stopped before the control checks finished: nothing to report".into()],
+            }),
+        }
+    }
+}
+
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let config = build_config(&args)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let report = rt
-        .block_on(engine::control::run(config))
-        .context("control checks")?;
-    if args.json {
-        let out = Output {
-            schema: "stunmap.control/1",
-            report: &report,
-        };
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        print!("{}", render(&report));
-    }
-    Ok(match report.status {
-        Status::Ok => Outcome::Ok,
-        Status::Degraded => Outcome::Degraded,
-        Status::Blocked => Outcome::Blocked,
-    })
+    crate::app::run(Control(config), &args.output, &args.files, "endpoints")
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn status_word(s: Status) -> &'static str {
+fn status_mark(s: Status) -> Mark {
     match s {
-        Status::Ok => "ok",
-        Status::Degraded => "DEGRADED",
-        Status::Blocked => "BLOCKED",
+        Status::Ok => Mark::new("ok", Tone::Good),
+        Status::Degraded => Mark::new("degraded", Tone::Warn),
+        Status::Blocked => Mark::new("blocked", Tone::Bad),
     }
 }
 
-fn lookup_text(l: &Lookup) -> String {
-    match l {
-        Lookup::Resolved { addresses, time } => format!(
-            "{} ({})",
-            addresses
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" "),
-            ms(*time)
-        ),
-        Lookup::NoRecords { time } => format!("no records ({})", ms(*time)),
-        Lookup::Failed { rcode, time } => format!("{rcode:?} ({})", ms(*time)),
-        Lookup::Timeout => "timeout".to_string(),
-        Lookup::Overridden { addresses } if addresses.is_empty() => "-".to_string(),
-        Lookup::Overridden { addresses } => format!(
-            "{} (--resolve)",
-            addresses
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        Lookup::Error { message } => format!("error: {message}"),
-    }
-}
-
-fn dns_text(v: &DnsVerdict) -> String {
-    match v {
-        DnsVerdict::Ok => "ok".into(),
-        DnsVerdict::Overridden => "overridden".into(),
-        DnsVerdict::Sinkhole { .. } => "SINKHOLE".into(),
-        DnsVerdict::DiffersFromPublished { .. } => "DIFFERS from published list".into(),
-        DnsVerdict::NxDomain => "NXDOMAIN".into(),
-        DnsVerdict::ServerFailure { rcode } => format!("{rcode:?}").to_uppercase(),
-        DnsVerdict::Timeout => "TIMEOUT".into(),
-        DnsVerdict::NoAddresses => "NO ADDRESSES".into(),
-        DnsVerdict::Error { message } => format!("error: {message}"),
-    }
-}
-
-fn ws_text(v: &WsVerdict) -> String {
-    match v {
-        WsVerdict::Upgraded => "101 upgraded".into(),
-        WsVerdict::BadAccept => "101 with a wrong accept key".into(),
-        WsVerdict::ProxyAuthRequired { .. } => "407 proxy authentication required".into(),
-        WsVerdict::Refused { status, reason, .. } => format!("refused {status} {reason}"),
-        WsVerdict::NotHttp { detail } => format!("not HTTP ({detail})"),
-    }
-}
-
-fn path_line(role: Role, p: &PathFacts) -> String {
-    let mut parts = Vec::new();
-    if let Some(t) = p.connect_time {
-        parts.push(format!("tcp {}", ms(t)));
-    }
-    match &p.proxy_reply {
-        Some(ConnectVerdict::Tunnel) => parts.push("CONNECT ok".into()),
-        Some(ConnectVerdict::AuthRequired { .. }) => parts.push("CONNECT 407".into()),
-        Some(ConnectVerdict::Refused { status, .. }) => parts.push(format!("CONNECT {status}")),
-        None => {}
-    }
-    if let Some(tls) = &p.tls {
-        parts.push(format!(
-            "{} {} {}",
-            tls.version,
-            tls.cipher_suite,
-            ms(tls.handshake_time)
-        ));
-    }
-    if let Some(t) = &p.trust {
-        parts.push(trust_text(t));
-    }
-    if let (Some(tls), Some(a)) = (&p.tls, &p.alpn) {
-        let alpn = tls.alpn.as_deref().unwrap_or("none");
-        parts.push(match a {
-            AlpnVerdict::Ok => format!("alpn {alpn}"),
-            _ => format!("alpn {alpn} (h2 NEEDED)"),
-        });
-    }
-    match &p.grpc {
-        Some(GrpcVerdict::Status { code, name, .. }) => {
-            parts.push(format!("gRPC status {name} ({code}): gRPC works"))
-        }
-        Some(GrpcVerdict::NotGrpc { http_status, .. }) => {
-            parts.push(format!("gRPC: HTTP {http_status} without gRPC status"))
-        }
-        Some(GrpcVerdict::Failed { detail }) => parts.push(format!("gRPC failed: {detail}")),
-        None => {}
-    }
-    if let Some(ws) = &p.websocket {
-        let label = if role.is_grpc() {
-            "WebSocket fallback"
-        } else {
-            "WebSocket"
-        };
-        match (&ws.verdict, &ws.failure) {
-            (Some(v), _) => parts.push(format!(
-                "{label} {} {}{}",
-                ws.path,
-                ws_text(v),
-                ws.time.map(|t| format!(" ({})", ms(t))).unwrap_or_default()
-            )),
-            (None, Some(f)) => parts.push(format!("{label} {} failed: {}", ws.path, f.reason)),
-            (None, None) => {}
-        }
-    }
-    if let Some(f) = &p.failure {
-        parts.push(format!(
-            "FAILED at {:?}{}: {}",
-            f.step,
-            if f.timeout { " (timeout)" } else { "" },
-            f.reason
-        ));
-    }
-    let at = match (&p.proxy, p.address) {
-        (Some(proxy), _) => format!("via {proxy}"),
-        (None, Some(a)) => a.to_string(),
-        (None, None) => "?".into(),
-    };
-    format!("  {at:<22} {}\n", parts.join(" · "))
-}
-
-fn render_endpoint(e: &EndpointReport, out: &mut String) {
-    out.push_str(&format!(
-        "{} {}:{}  {}\n",
-        e.role,
-        e.name,
-        e.port,
-        status_word(e.status)
-    ));
-    out.push_str(&format!(
-        "  {:<22} {}; A {}; AAAA {}\n",
-        "dns",
-        dns_text(&e.dns),
-        lookup_text(&e.ipv4),
-        lookup_text(&e.ipv6)
-    ));
+fn endpoint_section(e: &EndpointReport) -> Section {
+    let mut rows: Vec<Vec<Cell>> = vec![vec![
+        "dns".into(),
+        format!(
+            "{}; A {}; AAAA {}",
+            words::dns_verdict(&e.dns),
+            words::lookup(&e.ipv4),
+            words::lookup(&e.ipv6)
+        )
+        .into(),
+    ]];
     for p in &e.paths {
-        out.push_str(&path_line(e.role, p));
+        let at = match (&p.proxy, p.address) {
+            (Some(proxy), _) => format!("via {proxy}"),
+            (None, Some(a)) => a.to_string(),
+            (None, None) => "?".into(),
+        };
+        rows.push(vec![at.into(), words::path(e.role, p).into()]);
     }
     for q in &e.quic {
-        let text = match &q.outcome {
-            QuicOutcome::Connected { time, datagrams } => format!(
-                "connected ALPN nb-quic {}{}",
-                ms(*time),
-                if *datagrams {
-                    ", datagrams"
-                } else {
-                    ", NO datagrams"
-                }
-            ),
-            QuicOutcome::AlpnRefused => "ALPN nb-quic REFUSED".into(),
-            QuicOutcome::Timeout => "TIMEOUT (UDP blocked?)".into(),
-            QuicOutcome::Error { message } => format!("error: {message}"),
-        };
-        out.push_str(&format!(
-            "  {:<22} QUIC {text}\n",
-            format!("udp {}", q.address)
-        ));
+        rows.push(vec![
+            format!("udp {}", q.address).into(),
+            words::quic(&q.outcome).into(),
+        ]);
     }
     if let Some(race) = &e.race {
         let winner = match race.winner {
@@ -394,36 +220,82 @@ fn render_endpoint(e: &EndpointReport, out: &mut String) {
             Some(Transport::WebSocket) => "WebSocket",
             None => "none (no transport connects)",
         };
-        let t = |d: Option<Duration>| d.map(ms).unwrap_or_else(|| "-".into());
-        out.push_str(&format!(
-            "  {:<22} a client would use {winner} (WebSocket {}, QUIC {})\n",
-            "relay race",
-            t(race.websocket),
-            t(race.quic)
-        ));
+        let t = |d: Option<Duration>| d.map(duration).unwrap_or_else(|| "-".into());
+        rows.push(vec![
+            "relay race".into(),
+            format!(
+                "a client would use {winner} (WebSocket {}, QUIC {})",
+                t(race.websocket),
+                t(race.quic)
+            )
+            .into(),
+        ]);
     }
+    Section::new(format!("{} {}:{}", e.role, e.name, e.port))
+        .marked(status_mark(e.status))
+        .block(Block::Table {
+            header: vec!["path".into(), "result".into()],
+            rows,
+        })
 }
 
-fn render(r: &ControlReport) -> String {
-    let mut out = String::new();
-    if let Some(p) = &r.proxy {
-        out.push_str(&format!("proxy: {p} (CONNECT, TCP checks only)\n"));
-    }
-    for e in &r.endpoints {
-        render_endpoint(e, &mut out);
-    }
-    let problems: Vec<_> = r.endpoints.iter().flat_map(|e| &e.problems).collect();
-    if !problems.is_empty() {
-        out.push_str("\nproblems:\n");
-        for p in problems {
-            let sev = match p.severity {
-                Severity::Info => "info",
-                Severity::Degraded => "degraded",
-                Severity::Blocked => "blocked",
-            };
-            out.push_str(&format!("  [{sev}] {}\n      fix: {}\n", p.summary, p.fix));
+impl Report for ControlOutput {
+    const SCHEMA: &'static str = "stunmap.control/1";
+
+    fn outcome(&self) -> Outcome {
+        match self.report.status {
+            Status::Ok => Outcome::Ok,
+            Status::Degraded => Outcome::Degraded,
+            Status::Blocked => Outcome::Blocked,
         }
     }
-    out.push_str(&format!("\nstatus: {}\n", status_word(r.status)));
-    out
+
+    fn document(&self, _run: &RunInfo) -> Doc {
+        let r = &self.report;
+        let names: Vec<String> = r
+            .endpoints
+            .iter()
+            .map(|e| format!("{} {}:{}", e.role, e.name, e.port))
+            .collect();
+        let headline = match r.status {
+            Status::Ok => "Control plane reachable".to_string(),
+            Status::Degraded => "Control plane reachable, with problems".to_string(),
+            Status::Blocked => "Control plane blocked".to_string(),
+        };
+        let mut doc = Doc::new("stunmap control", headline);
+        doc.mark = Some(status_mark(r.status));
+        if !names.is_empty() {
+            doc.summary.push(names.join(", "));
+        }
+        if let Some(p) = &r.proxy {
+            doc.summary
+                .push(format!("proxy {p} (CONNECT, TCP checks only)"));
+        }
+        for e in &r.endpoints {
+            doc.push(endpoint_section(e));
+        }
+        let problems: Vec<&Problem> = r.endpoints.iter().flat_map(|e| &e.problems).collect();
+        doc.push(
+            Section::new("Problems").block(Block::Fixes(
+                problems
+                    .iter()
+                    .map(|p| FixItem {
+                        title: format!(
+                            "[{}] {}",
+                            match p.severity {
+                                Severity::Info => "info",
+                                Severity::Degraded => "degraded",
+                                Severity::Blocked => "blocked",
+                            },
+                            p.summary
+                        ),
+                        commands: vec![p.fix.clone()],
+                        caveat: None,
+                    })
+                    .collect(),
+            )),
+        );
+        doc.push(Section::new("Notes").block(Block::List(self.notes.clone())));
+        doc
+    }
 }

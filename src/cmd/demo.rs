@@ -16,8 +16,10 @@ use probes::profile::Profile;
 use probes::turn::auth::{Credentials, Password};
 use rand::RngCore;
 
-use super::check::{OutputArgs, TuningArgs};
-use crate::check::run::CheckConfig;
+use super::check::TuningArgs;
+use crate::app::{OutputArgs, ReportFiles};
+use crate::check::Check;
+use crate::check::plan::CheckConfig;
 use crate::exit::Outcome;
 
 /// Flags of `stunmap demo`.
@@ -28,6 +30,8 @@ pub(crate) struct Args {
     no_turn: bool,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    files: ReportFiles,
 }
 
 /// A child process killed on drop.
@@ -168,8 +172,14 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
     let mut notes = vec![format!(
         "demo lab: stunmap serve on 127.0.0.1:{stun} with alternate 127.0.0.2:{alt}"
     )];
-    let dir = TempDir(std::env::temp_dir().join(format!("stunmap-demo-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0)?;
+    // mkdtemp: a fresh directory, mode 0700, under a name nobody can guess or prepare.
+    let dir = TempDir(
+        tempfile::Builder::new()
+            .prefix("stunmap-demo-")
+            .tempdir()
+            .context("cannot create the demo lab's directory")?
+            .keep(),
+    );
     let mut password_bytes = [0u8; 12];
     rand::rng().fill_bytes(&mut password_bytes);
     let password: String = password_bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -220,6 +230,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         rto: Duration::from_millis(100),
         hairpin: !tuning.no_hairpin,
         relay_count: tuning.relay_count,
+        notes,
     };
-    super::check::run_and_report(cfg, notes, &args.output)
+    crate::app::run(Check(cfg), &args.output, &args.files, "checks")
 }

@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod check;
+pub(crate) mod common;
 pub(crate) mod control;
 pub(crate) mod demo;
 pub(crate) mod host;

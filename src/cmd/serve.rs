@@ -73,13 +73,13 @@ pub(crate) struct Args {
 }
 
 /// The /probe modules: the embedded profile and every --module.
-fn modules(args: &Args) -> Result<BTreeMap<String, crate::check::run::CheckConfig>> {
+fn modules(args: &Args) -> Result<BTreeMap<String, crate::check::plan::CheckConfig>> {
     let tuning = super::check::TuningArgs {
         timeout: args.probe_timeout.max(1),
         ..super::check::TuningArgs::default()
     };
     let mut out = BTreeMap::new();
-    let (cfg, _) =
+    let cfg =
         super::check::build_config(&super::check::SourceArgs::default(), &tuning, &args.auth)?;
     out.insert(cfg.profile.name.clone(), cfg);
     for m in &args.module {
@@ -99,7 +99,7 @@ fn modules(args: &Args) -> Result<BTreeMap<String, crate::check::run::CheckConfi
             profile: Some(file.into()),
             ..super::check::SourceArgs::default()
         };
-        let (cfg, _) = super::check::build_config(&src, &tuning, &args.auth)?;
+        let cfg = super::check::build_config(&src, &tuning, &args.auth)?;
         out.insert(name.to_string(), cfg);
     }
     Ok(out)

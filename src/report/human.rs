@@ -1,170 +1,179 @@
-//! The terminal report: the verdict first, then a compact table per service, the TCP sample,
-//! NAT behaviour and relay RTT, then why and the fixes.
+//! The terminal renderer: any [`Doc`] as plain text, the verdict first, sections in order,
+//! tables as aligned columns. Graphics (port maps, charts) are HTML-only and left out.
 
 use std::fmt::Write as _;
 
-use crate::check::model::{CheckReport, Row, State};
+use super::doc::{Block, Cell, Doc, clean};
 
-fn state_word(s: State) -> &'static str {
-    match s {
-        State::Ok => "ok",
-        State::Degraded => "DEGRADED",
-        State::Blocked => "BLOCKED",
-        State::Skipped => "skipped",
+/// Width of the state column before the headline ("DEGRADED ").
+const MARK_WIDTH: usize = 9;
+
+fn cell_text(c: &Cell) -> String {
+    match c {
+        Cell::Text(t) => clean(t),
+        Cell::Mark(m) => clean(&m.shout()),
     }
 }
 
-fn ms(s: f64) -> String {
-    format!("{:.1} ms", s * 1e3)
-}
-
-fn what(r: &Row) -> String {
-    if r.probe == r.transport.as_str() {
-        return r.probe.to_string();
-    }
-    match r.port {
-        Some(p) => format!("{} {}/{p}", r.probe, r.transport.as_str()),
-        None => format!("{} {}", r.probe, r.transport.as_str()),
-    }
-}
-
-fn target(r: &Row) -> String {
-    match r.address {
-        Some(a) if a.to_string() != r.host => format!("{} {a}", r.host),
-        _ => r.host.clone(),
-    }
-}
-
-/// Render the whole report.
-pub(crate) fn render(r: &CheckReport) -> String {
+/// Render a document for a terminal.
+pub(crate) fn render(doc: &Doc) -> String {
     let mut o = String::new();
-    let v = &r.verdict;
-    if r.interrupted {
-        let _ = writeln!(o, "INTERRUPTED: partial results follow");
+    if let Some(p) = &doc.partial {
+        let _ = writeln!(o, "INTERRUPTED: {}", clean(p));
     }
-    let _ = writeln!(
-        o,
-        "{:<9} {}",
-        state_word(v.status).to_uppercase(),
-        v.headline
-    );
-    let _ = writeln!(
-        o,
-        "          profile {} ({}), {:.1} s, exit {}",
-        r.profile.name, r.profile.source, r.elapsed_seconds, v.exit_code
-    );
-    for s in &r.services {
-        let _ = writeln!(o);
-        let _ = writeln!(o, "{}  {}", s.name, state_word(s.state));
-        let w_what = s.checks.iter().map(|c| what(c).len()).max().unwrap_or(0);
-        let w_target = s.checks.iter().map(|c| target(c).len()).max().unwrap_or(0);
-        for c in &s.checks {
+    match &doc.mark {
+        Some(m) => {
             let _ = writeln!(
                 o,
-                "  {:<w_what$}  {:<w_target$}  {:<8} {:>9}  {}",
-                what(c),
-                target(c),
-                state_word(c.state),
-                c.rtt_seconds.map(ms).unwrap_or_default(),
-                c.detail
+                "{:<MARK_WIDTH$} {}",
+                clean(&m.word.to_uppercase()),
+                clean(&doc.headline)
             );
+            for line in &doc.summary {
+                let _ = writeln!(o, "{:MARK_WIDTH$} {}", "", clean(line));
+            }
         }
-    }
-    for t in &r.tcp_samples {
-        let _ = writeln!(o);
-        let _ = writeln!(
-            o,
-            "TCP sample {} {}-{} ({} ports, seed {}): {} open, {} refused, {} filtered, {} unreachable",
-            t.address,
-            t.range_start,
-            t.range_end,
-            t.ports.len(),
-            t.seed,
-            t.open,
-            t.refused,
-            t.filtered,
-            t.unreachable
-        );
-        let _ = writeln!(o, "  {}", t.summary);
-    }
-    if let Some(n) = &r.nat {
-        let _ = writeln!(o);
-        let _ = writeln!(o, "NAT  {}", n.verdict.headline);
-        for f in [&n.ipv4, &n.ipv6].into_iter().flatten() {
-            let _ = write!(o, "  {:?}: {}", f.family, f.nat_type);
-            if let Some(a) = f.public_address {
-                let _ = write!(o, ", public address {a}");
-            }
-            if let Some(m) = f.mapping {
-                let _ = write!(o, ", mapping {}", m.short());
-            }
-            if let Some(fl) = f.filtering {
-                let _ = write!(o, ", filtering {}", fl.short());
-            }
-            let _ = writeln!(o);
-        }
-    }
-    if !r.relay_rtt.is_empty() {
-        let _ = writeln!(o);
-        let _ = writeln!(o, "Relay RTT");
-        for x in &r.relay_rtt {
-            match &x.rtt {
-                Some(s) => {
-                    let _ = writeln!(
-                        o,
-                        "  {} {} {}: median {}, p90 {}, max {} ({} of {} back){}",
-                        x.service,
-                        x.transport.as_str(),
-                        x.server,
-                        ms(s.median),
-                        ms(s.p90),
-                        ms(s.max),
-                        x.received,
-                        x.sent,
-                        x.direct_median_seconds
-                            .map(|d| format!(", direct {}", ms(d)))
-                            .unwrap_or_default()
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        o,
-                        "  {} {} {}: {}",
-                        x.service,
-                        x.transport.as_str(),
-                        x.server,
-                        x.error.as_deref().unwrap_or("no result")
-                    );
-                }
+        None => {
+            let _ = writeln!(o, "{}", clean(&doc.headline));
+            for line in &doc.summary {
+                let _ = writeln!(o, "  {}", clean(line));
             }
         }
     }
-    if !v.reasons.is_empty() {
-        let _ = writeln!(o);
-        let _ = writeln!(o, "Why:");
-        for x in &v.reasons {
-            let _ = writeln!(o, "  - {x}");
+    for s in &doc.sections {
+        let printable = s
+            .blocks
+            .iter()
+            .any(|b| !matches!(b, Block::Bars(_) | Block::Ports { .. }));
+        if !printable && s.mark.is_none() {
+            continue;
         }
-    }
-    if !r.fixes.is_empty() {
         let _ = writeln!(o);
-        let _ = writeln!(o, "Fixes:");
-        for (i, f) in r.fixes.iter().enumerate() {
-            let _ = writeln!(o, "  {}. {}", i + 1, f.title);
-            for c in &f.commands {
-                let _ = writeln!(o, "       {c}");
+        match &s.mark {
+            Some(m) => {
+                let _ = writeln!(o, "{}  {}", clean(&s.title), clean(&m.shout()));
             }
-            if let Some(c) = &f.caveat {
-                let _ = writeln!(o, "     note: {c}");
+            None => {
+                let _ = writeln!(o, "{}", clean(&s.title));
             }
         }
-    }
-    if !r.notes.is_empty() {
-        let _ = writeln!(o);
-        let _ = writeln!(o, "Notes:");
-        for n in &r.notes {
-            let _ = writeln!(o, "  - {n}");
+        for b in &s.blocks {
+            block(&mut o, b);
         }
     }
     o
+}
+
+fn block(o: &mut String, b: &Block) {
+    match b {
+        Block::Fields(fields) => {
+            let w = fields
+                .iter()
+                .map(|(k, _)| k.chars().count())
+                .max()
+                .unwrap_or(0);
+            for (k, v) in fields {
+                let _ = writeln!(o, "  {:<w$}  {}", clean(k), clean(v));
+            }
+        }
+        Block::Table { rows, .. } => {
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| r.iter().map(cell_text).collect())
+                .collect();
+            let columns = cells.iter().map(Vec::len).max().unwrap_or(0);
+            let widths: Vec<usize> = (0..columns)
+                .map(|i| {
+                    cells
+                        .iter()
+                        .filter_map(|r| r.get(i))
+                        .map(|c| c.chars().count())
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            for r in &cells {
+                let mut line = String::from(" ");
+                for (i, c) in r.iter().enumerate() {
+                    let last = i + 1 == r.len();
+                    let w = widths.get(i).copied().unwrap_or(0);
+                    line.push(' ');
+                    if last {
+                        line.push_str(c);
+                    } else {
+                        let _ = write!(line, "{c:<w$} ");
+                    }
+                }
+                let _ = writeln!(o, "{}", line.trim_end());
+            }
+        }
+        Block::Text(t) => {
+            let _ = writeln!(o, "  {}", clean(t));
+        }
+        Block::List(items) => {
+            for i in items {
+                let _ = writeln!(o, "  - {}", clean(i));
+            }
+        }
+        Block::Fixes(fixes) => {
+            for (i, f) in fixes.iter().enumerate() {
+                let _ = writeln!(o, "  {}. {}", i + 1, clean(&f.title));
+                for c in &f.commands {
+                    let _ = writeln!(o, "       {}", clean(c));
+                }
+                if let Some(c) = &f.caveat {
+                    let _ = writeln!(o, "     note: {}", clean(c));
+                }
+            }
+        }
+        Block::Bars(_) | Block::Ports { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::doc::{Mark, Section, Tone};
+
+    #[test]
+    fn verdict_first_then_aligned_tables() {
+        let mut d = Doc::new("stunmap test", "Direct P2P likely");
+        d.mark = Some(Mark::new("ok", Tone::Good));
+        d.summary.push("0.9 s, exit 0".into());
+        d.push(
+            Section::new("P2P (STUN)")
+                .marked(Mark::new("blocked", Tone::Bad))
+                .block(Block::Table {
+                    header: vec!["check".into(), "state".into(), "detail".into()],
+                    rows: vec![
+                        vec![
+                            "stun udp/3478".into(),
+                            Mark::new("ok", Tone::Good).into(),
+                            "answered".into(),
+                        ],
+                        vec![
+                            "stun udp/80".into(),
+                            Mark::new("blocked", Tone::Bad).into(),
+                            "no answer".into(),
+                        ],
+                    ],
+                }),
+        );
+        let text = render(&d);
+        assert_eq!(
+            text,
+            "OK        Direct P2P likely\n          0.9 s, exit 0\n\nP2P (STUN)  BLOCKED\n  stun udp/3478  ok       answered\n  stun udp/80    BLOCKED  no answer\n"
+        );
+    }
+
+    #[test]
+    fn peer_text_cannot_reach_the_terminal_raw() {
+        let mut d = Doc::new("t", "h");
+        d.push(Section::new("s").block(Block::Fields(vec![(
+            "server".into(),
+            "evil\x1b[2J\x1b]0;title\x07".into(),
+        )])));
+        let text = render(&d);
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+    }
 }

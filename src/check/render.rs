@@ -1,0 +1,544 @@
+//! `stunmap check`'s report for people (its [`Doc`]) and for Prometheus (its metrics).
+
+use probes::nat::classify::Family;
+
+use super::model::{CheckReport, ProbeKind, Row, State, Transport};
+use crate::app::{Report, RunInfo};
+use crate::exit::Outcome;
+use crate::report::doc::{
+    Bar, Block, Cell, Doc, FixItem, LaneStyle, Mark, PortLane, PortMark, Section, Tone, secs,
+};
+use crate::report::prom::Writer;
+
+impl Report for CheckReport {
+    const SCHEMA: &'static str = super::model::SCHEMA;
+
+    fn outcome(&self) -> Outcome {
+        self.verdict.exit_code
+    }
+
+    fn document(&self, run: &RunInfo) -> Doc {
+        document(self, run)
+    }
+
+    fn metrics(&self, run: &RunInfo, w: &mut Writer) -> bool {
+        metrics(w, self, run);
+        true
+    }
+}
+
+/// The tone of a state.
+pub(crate) fn tone(s: State) -> Tone {
+    match s {
+        State::Ok => Tone::Good,
+        State::Degraded => Tone::Warn,
+        State::Blocked => Tone::Bad,
+        State::Skipped => Tone::Neutral,
+    }
+}
+
+/// A state as a mark.
+pub(crate) fn mark(s: State) -> Mark {
+    Mark::new(s.as_str(), tone(s))
+}
+
+/// "stun udp/3478", "dns", "tcp-sample tcp".
+fn what(r: &Row) -> String {
+    if r.probe == ProbeKind::Dns {
+        return "dns".into();
+    }
+    match r.port {
+        Some(p) => format!("{} {}/{p}", r.probe.as_str(), r.transport.as_str()),
+        None => format!("{} {}", r.probe.as_str(), r.transport.as_str()),
+    }
+}
+
+/// The host, and the address when it is not the host itself.
+fn target(r: &Row) -> String {
+    match r.address {
+        Some(a) if a.to_string() != r.host => format!("{} {a}", r.host),
+        _ => r.host.clone(),
+    }
+}
+
+fn family_name(f: Family) -> &'static str {
+    match f {
+        Family::Ipv4 => "IPv4",
+        Family::Ipv6 => "IPv6",
+    }
+}
+
+fn port_map(r: &CheckReport) -> Block {
+    let mut lanes = Vec::new();
+    let udp: Vec<PortMark> = r
+        .rows()
+        .filter(|(_, row)| {
+            matches!(row.probe, ProbeKind::Stun | ProbeKind::Turn)
+                && row.transport == Transport::Udp
+        })
+        .filter_map(|(s, row)| {
+            let port = row.port?;
+            Some(PortMark {
+                port,
+                mark: mark(row.state),
+                label: format!("{} {port}", row.probe.as_str()),
+                title: format!(
+                    "{} {} {}:{port} {}: {}",
+                    s.name,
+                    row.probe.as_str(),
+                    row.address.map(|a| a.to_string()).unwrap_or_default(),
+                    row.state,
+                    row.detail
+                ),
+            })
+        })
+        .collect();
+    if !udp.is_empty() {
+        lanes.push(PortLane {
+            label: "UDP ports (STUN/TURN): green answered, red blocked".into(),
+            style: LaneStyle::Boxes,
+            ports: udp,
+        });
+    }
+    for t in &r.tcp_samples {
+        lanes.push(PortLane {
+            label: format!(
+                "TCP {}-{} to {} ({}): {} sampled ports, green open or refused by the server, red filtered",
+                t.range_start,
+                t.range_end,
+                t.host,
+                t.address,
+                t.ports.len()
+            ),
+            style: LaneStyle::Ticks {
+                start: t.range_start,
+                end: t.range_end,
+            },
+            ports: t
+                .ports
+                .iter()
+                .map(|p| PortMark {
+                    port: p.port,
+                    mark: Mark::new(
+                        p.state.name(),
+                        if p.passes() { Tone::Good } else { Tone::Bad },
+                    ),
+                    label: p.port.to_string(),
+                    title: format!(
+                        "TCP {}: {}{}",
+                        p.port,
+                        p.state.name(),
+                        if p.stun { ", STUN answered" } else { "" }
+                    ),
+                })
+                .collect(),
+        });
+    }
+    Block::Ports {
+        id: "port-map".into(),
+        lanes,
+    }
+}
+
+fn document(r: &CheckReport, run: &RunInfo) -> Doc {
+    let v = &r.verdict;
+    let mut doc = Doc::new("stunmap check", v.headline.clone());
+    doc.mark = Some(mark(v.status));
+    doc.summary.push(format!(
+        "profile {} ({}), {:.1} s, exit {}",
+        r.profile.name,
+        r.profile.source,
+        run.elapsed_seconds,
+        run.exit_code.code()
+    ));
+    doc.push(Section::new("Port map").block(port_map(r)));
+    for s in &r.services {
+        let mut sec = Section::new(s.name.clone()).marked(mark(s.state));
+        sec.push(Block::Bars(
+            s.checks
+                .iter()
+                .filter_map(|c| {
+                    c.rtt_seconds.map(|x| Bar {
+                        label: format!("{} {}", what(c), target(c)),
+                        seconds: x,
+                        tone: tone(c.state),
+                    })
+                })
+                .collect(),
+        ));
+        sec.push(Block::Table {
+            header: ["check", "target", "state", "RTT", "detail"]
+                .map(String::from)
+                .to_vec(),
+            rows: s
+                .checks
+                .iter()
+                .map(|c| {
+                    vec![
+                        Cell::from(what(c)),
+                        Cell::from(target(c)),
+                        Cell::from(mark(c.state)),
+                        Cell::from(c.rtt_seconds.map(secs).unwrap_or_default()),
+                        Cell::from(c.detail.clone()),
+                    ]
+                })
+                .collect(),
+        });
+        doc.push(sec);
+    }
+    for t in &r.tcp_samples {
+        doc.push(
+            Section::new(format!(
+                "TCP sample {} {}-{} ({} ports, seed {}): {} open, {} refused, {} filtered, {} unreachable",
+                t.address,
+                t.range_start,
+                t.range_end,
+                t.ports.len(),
+                t.seed,
+                t.open,
+                t.refused,
+                t.filtered,
+                t.unreachable
+            ))
+            .block(Block::Text(t.summary.clone())),
+        );
+    }
+    if let Some(n) = &r.nat {
+        let mut fields = Vec::new();
+        for f in [&n.ipv4, &n.ipv6].into_iter().flatten() {
+            let mut line = f.nat_type.to_string();
+            if let Some(a) = f.public_address {
+                line.push_str(&format!(", public address {a}"));
+            }
+            if let Some(m) = f.mapping {
+                line.push_str(&format!(", mapping {}", m.short()));
+            }
+            if let Some(fl) = f.filtering {
+                line.push_str(&format!(", filtering {}", fl.short()));
+            }
+            fields.push((family_name(f.family).to_string(), line));
+        }
+        doc.push(
+            Section::new("NAT")
+                .block(Block::Text(n.verdict.headline.clone()))
+                .block(Block::Fields(fields)),
+        );
+    }
+    let relay: Vec<String> = r
+        .relay_rtt
+        .iter()
+        .map(|x| match &x.rtt {
+            Some(s) => format!(
+                "{} {} {}: median {}, p90 {}, max {} ({} of {} back){}",
+                x.service,
+                x.transport.as_str(),
+                x.server,
+                secs(s.median),
+                secs(s.p90),
+                secs(s.max),
+                x.received,
+                x.sent,
+                x.direct_median_seconds
+                    .map(|d| format!(", direct {}", secs(d)))
+                    .unwrap_or_default()
+            ),
+            None => format!(
+                "{} {} {}: {}",
+                x.service,
+                x.transport.as_str(),
+                x.server,
+                x.error.as_deref().unwrap_or("no result")
+            ),
+        })
+        .collect();
+    doc.push(Section::new("Relay RTT").block(Block::List(relay)));
+    doc.push(Section::new("Why").block(Block::List(v.reasons.clone())));
+    doc.push(
+        Section::new("Fixes").block(Block::Fixes(
+            r.fixes
+                .iter()
+                .map(|f| FixItem {
+                    title: f.title.clone(),
+                    commands: f.commands.clone(),
+                    caveat: f.caveat.clone(),
+                })
+                .collect(),
+        )),
+    );
+    doc.push(Section::new("Notes").block(Block::List(r.notes.clone())));
+    doc
+}
+
+fn bool01(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+const STATES: [State; 4] = [State::Ok, State::Degraded, State::Blocked, State::Skipped];
+
+/// The check's metrics.
+pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
+    let profile = r.profile.name.as_str();
+    let p = [("profile", profile)];
+    w.family(
+        "stunmap_check_success",
+        "gauge",
+        "1 when the check's verdict is ok (a direct P2P path is healthy), else 0.",
+    );
+    w.sample(
+        "stunmap_check_success",
+        &p,
+        bool01(r.verdict.status == State::Ok),
+    );
+    w.family(
+        "stunmap_check_status",
+        "gauge",
+        "The check's verdict: one series per status, 1 for the current one.",
+    );
+    for s in [State::Ok, State::Degraded, State::Blocked] {
+        w.sample(
+            "stunmap_check_status",
+            &[("profile", profile), ("status", s.as_str())],
+            bool01(r.verdict.status == s),
+        );
+    }
+    w.family(
+        "stunmap_check_exit_code",
+        "gauge",
+        "Exit code of the check (0 ok, 1 degraded, 2 blocked, 130 interrupted).",
+    );
+    w.sample(
+        "stunmap_check_exit_code",
+        &p,
+        f64::from(run.exit_code.code()),
+    );
+    w.family(
+        "stunmap_check_duration_seconds",
+        "gauge",
+        "How long the check ran.",
+    );
+    w.sample("stunmap_check_duration_seconds", &p, run.elapsed_seconds);
+    w.family(
+        "stunmap_check_timestamp_seconds",
+        "gauge",
+        "When the check started, seconds since the Unix epoch.",
+    );
+    w.sample(
+        "stunmap_check_timestamp_seconds",
+        &p,
+        run.started_unix_seconds,
+    );
+    w.family(
+        "stunmap_check_interrupted",
+        "gauge",
+        "1 when the check was stopped early (signal or deadline): partial results.",
+    );
+    w.sample("stunmap_check_interrupted", &p, bool01(run.partial()));
+    services(w, r, profile);
+    samples(w, r, profile);
+    nat(w, r, profile);
+    relay(w, r, profile);
+}
+
+fn services(w: &mut Writer, r: &CheckReport, profile: &str) {
+    w.family(
+        "stunmap_service_status",
+        "gauge",
+        "State of each service of the profile: one series per state, 1 for the current one.",
+    );
+    for s in &r.services {
+        for st in STATES {
+            w.sample(
+                "stunmap_service_status",
+                &[
+                    ("profile", profile),
+                    ("service", &s.name),
+                    ("kind", s.kind.as_str()),
+                    ("state", st.as_str()),
+                ],
+                bool01(s.state == st),
+            );
+        }
+    }
+    // Each family's samples must stay together: labels first, then one pass per family.
+    let mut rows = Vec::new();
+    for (s, row) in r.rows() {
+        if row.state == State::Skipped || row.probe == ProbeKind::TcpSample {
+            continue;
+        }
+        let labels: Vec<(&'static str, String)> = vec![
+            ("profile", profile.to_string()),
+            ("service", s.name.clone()),
+            ("kind", s.kind.as_str().to_string()),
+            ("probe", row.probe.as_str().to_string()),
+            ("transport", row.transport.as_str().to_string()),
+            ("host", row.host.clone()),
+            (
+                "address",
+                row.address.map(|a| a.to_string()).unwrap_or_default(),
+            ),
+            ("port", row.port.map(|p| p.to_string()).unwrap_or_default()),
+        ];
+        rows.push((labels, row));
+    }
+    w.family(
+        "stunmap_probe_success",
+        "gauge",
+        "1 when a check of a service on a transport and port worked (ok or degraded), 0 when blocked; skipped checks are absent.",
+    );
+    for (labels, row) in &rows {
+        let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        w.sample(
+            "stunmap_probe_success",
+            &l,
+            bool01(matches!(row.state, State::Ok | State::Degraded)),
+        );
+    }
+    if rows.iter().any(|(_, row)| row.rtt_seconds.is_some()) {
+        w.family(
+            "stunmap_probe_rtt_seconds",
+            "gauge",
+            "Round-trip or handshake time of a check: STUN/TURN transaction, TLS handshake, QUIC handshake, DNS answer.",
+        );
+    }
+    for (labels, row) in &rows {
+        if let Some(rtt) = row.rtt_seconds {
+            let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            w.sample("stunmap_probe_rtt_seconds", &l, rtt);
+        }
+    }
+}
+
+fn samples(w: &mut Writer, r: &CheckReport, profile: &str) {
+    if r.tcp_samples.is_empty() {
+        return;
+    }
+    w.family(
+        "stunmap_tcp_sample_ports",
+        "gauge",
+        "Ports of the TCP sample by what the connect found (open, refused by the server, filtered, unreachable).",
+    );
+    for t in &r.tcp_samples {
+        let range = format!("{}-{}", t.range_start, t.range_end);
+        for (state, n) in [
+            ("open", t.open),
+            ("refused", t.refused),
+            ("filtered", t.filtered),
+            ("unreachable", t.unreachable),
+        ] {
+            w.sample(
+                "stunmap_tcp_sample_ports",
+                &[
+                    ("profile", profile),
+                    ("service", &t.service),
+                    ("host", &t.host),
+                    ("range", &range),
+                    ("state", state),
+                ],
+                n as f64,
+            );
+        }
+    }
+    w.family(
+        "stunmap_tcp_sample_range_ports",
+        "gauge",
+        "Size of the TCP port range the sample was drawn from.",
+    );
+    for t in &r.tcp_samples {
+        let range = format!("{}-{}", t.range_start, t.range_end);
+        w.sample(
+            "stunmap_tcp_sample_range_ports",
+            &[
+                ("profile", profile),
+                ("service", &t.service),
+                ("host", &t.host),
+                ("range", &range),
+            ],
+            f64::from(t.range_end) - f64::from(t.range_start) + 1.0,
+        );
+    }
+}
+
+fn nat(w: &mut Writer, r: &CheckReport, profile: &str) {
+    let Some(n) = &r.nat else { return };
+    w.family(
+        "stunmap_nat_info",
+        "gauge",
+        "NAT behaviour per address family (RFC 4787 mapping and filtering), as labels; always 1.",
+    );
+    for f in [&n.ipv4, &n.ipv6].into_iter().flatten() {
+        let family = match f.family {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        };
+        let nat_type = f.nat_type.to_string();
+        w.sample(
+            "stunmap_nat_info",
+            &[
+                ("profile", profile),
+                ("family", family),
+                ("nat_type", &nat_type),
+                ("mapping", f.mapping.map(|m| m.short()).unwrap_or("unknown")),
+                (
+                    "filtering",
+                    f.filtering.map(|x| x.short()).unwrap_or("unknown"),
+                ),
+            ],
+            1.0,
+        );
+    }
+}
+
+fn relay(w: &mut Writer, r: &CheckReport, profile: &str) {
+    let labels_of = |x: &super::model::RelayRtt| -> [(&'static str, String); 4] {
+        [
+            ("profile", profile.to_string()),
+            ("service", x.service.clone()),
+            ("transport", x.transport.as_str().to_string()),
+            ("server", x.server.to_string()),
+        ]
+    };
+    type Pick = fn(&engine::stats::RttSummary) -> f64;
+    let rtt_families: [(&'static str, &str, Pick); 2] = [
+        (
+            "stunmap_relay_rtt_median_seconds",
+            "Median round-trip time through a TURN allocation (relay RTT).",
+            |s| s.median,
+        ),
+        (
+            "stunmap_relay_rtt_p90_seconds",
+            "90th percentile round-trip time through a TURN allocation.",
+            |s| s.p90,
+        ),
+    ];
+    for (name, help, pick) in rtt_families {
+        if r.relay_rtt.iter().all(|x| x.rtt.is_none()) {
+            break;
+        }
+        w.family(name, "gauge", help);
+        for x in &r.relay_rtt {
+            if let Some(s) = &x.rtt {
+                let l = labels_of(x);
+                let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                w.sample(name, &l, pick(s));
+            }
+        }
+    }
+    if r.relay_rtt.iter().any(|x| x.sent > 0) {
+        w.family(
+            "stunmap_relay_loss_ratio",
+            "gauge",
+            "Fraction of packets looped through the relay that did not come back.",
+        );
+    }
+    for x in &r.relay_rtt {
+        if x.sent > 0 {
+            let l = labels_of(x);
+            let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            w.sample(
+                "stunmap_relay_loss_ratio",
+                &l,
+                f64::from(x.sent.saturating_sub(x.received)) / f64::from(x.sent),
+            );
+        }
+    }
+}
