@@ -45,6 +45,20 @@ pub(crate) struct ServeStats {
     pub(crate) tcp_requests: AtomicU64,
 }
 
+impl ServeStats {
+    /// The counters in one line.
+    pub(crate) fn summary(&self) -> String {
+        let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        format!(
+            "{} UDP requests answered, {} dropped, {} TCP connections, {} TCP requests",
+            get(&self.udp_requests),
+            get(&self.udp_dropped),
+            get(&self.tcp_connections),
+            get(&self.tcp_requests)
+        )
+    }
+}
+
 type SocketMap = HashMap<(IpAddr, u16), Arc<UdpEndpoint>>;
 
 /// The sockets a config needs: `(ip, port)` for UDP (and TCP) listeners.

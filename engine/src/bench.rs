@@ -167,6 +167,16 @@ pub enum BlastPath {
     PerPacket,
 }
 
+impl std::fmt::Display for BlastPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BlastPath::Gso => "GSO",
+            BlastPath::Mmsg => "sendmmsg",
+            BlastPath::PerPacket => "sendmsg",
+        })
+    }
+}
+
 /// What [`blast`] measured.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct BlastResult {

@@ -297,6 +297,9 @@ pub(crate) fn run<C: Command>(
         let report = cmd.execute(ctx.clone()).await;
         (report, ctx)
     });
+    // Work a stopped command left behind (a blocking loop finishing its bounded run, a
+    // cleanup past its drain time) must not hold the report back.
+    rt.shutdown_background();
     ctx.finish_progress();
     let report = report?;
     let info = run_info(&ctx, started_unix, &report);

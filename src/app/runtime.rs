@@ -85,15 +85,18 @@ impl Stop {
             cancel,
             reason,
         };
+        // The handlers are registered here, before the command runs: a signal that arrives
+        // while the command's first step is still busy is recorded, not lost (or fatal).
+        let mut signals = Signals::register();
         {
             let s = stop.clone();
             tokio::spawn(async move {
-                wait_signal().await;
+                signals.recv().await;
                 s.reason.signal.store(true, Ordering::SeqCst);
                 s.handle.cancel();
                 // A second signal, or cleanup that outlives the grace time, ends the process.
                 tokio::select! {
-                    _ = wait_signal() => {}
+                    _ = signals.recv() => {}
                     _ = tokio::time::sleep(GRACE) => {}
                 }
                 let _ = std::io::Write::write_all(
@@ -139,28 +142,48 @@ impl Stop {
     }
 }
 
-/// The next SIGINT or SIGTERM (Unix), or Ctrl-C elsewhere.
-async fn wait_signal() {
+/// SIGINT and SIGTERM (Unix), or Ctrl-C elsewhere, registered with the OS at creation.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn register() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                streams: signal(SignalKind::interrupt())
+                    .and_then(|i| Ok((i, signal(SignalKind::terminate())?)))
+                    .ok(),
             }
-            _ => std::future::pending::<()>().await,
+        }
+        #[cfg(not(unix))]
+        {
+            Signals {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+
+    /// The next signal.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            match &mut self.streams {
+                Some((int, term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 }

@@ -13,41 +13,43 @@ use probes::binding::{BindingConfig, BindingTransaction};
 use probes::stun::TransactionId;
 use serde::Serialize;
 
+use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
+use crate::report::doc::{Block, Cell, Doc, Section};
 use crate::serve::{ServeConfig, ServeStats, serve};
 
 /// Flags of `stunmap bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Ports the in-process reflector listens on (distinct destinations for the engine).
-    #[arg(long, default_value_t = 1000)]
+    /// Ports the in-process reflector listens on (distinct destinations for the engine),
+    /// 1 to 20000.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=20_000))]
     ports: u16,
-    /// Transactions per port.
-    #[arg(long, default_value_t = 100)]
+    /// Transactions per port, 1 to 100000.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     count: u32,
-    /// Transactions in flight.
-    #[arg(long, default_value_t = 1024)]
-    in_flight: usize,
-    /// Rounds of each measurement (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    /// Transactions in flight, 1 to 1000000.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    in_flight: u32,
+    /// Rounds of each measurement (the median is reported), 1 to 100.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     rounds: u32,
     /// First port of the reflector's range on 127.0.0.1.
-    #[arg(long, default_value_t = 21000)]
+    #[arg(long, default_value_t = 21000, value_parser = clap::value_parser!(u16).range(1..))]
     base_port: u16,
     /// Also measure memory: hold this many transactions in flight to a silent port and report
-    /// the resident memory per transaction (0 to skip).
-    #[arg(long, default_value_t = 100_000)]
-    memory: usize,
+    /// the resident memory per transaction (0 to skip; at most 2000000).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(0..=2_000_000))]
+    memory: u32,
     /// Datagrams for the one-destination burst comparison (GSO vs sendmmsg vs sendmsg; 0 to
-    /// skip).
-    #[arg(long, default_value_t = 1_000_000)]
+    /// skip; at most 100000000).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
     blast: u64,
-    /// Datagram size for the burst comparison, bytes.
-    #[arg(long, default_value_t = 100)]
-    blast_size: usize,
-    /// Machine-readable output.
-    #[arg(long)]
-    json: bool,
+    /// Datagram size for the burst comparison, 1 to 1400 bytes.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1400))]
+    blast_size: u16,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Debug, Serialize)]
@@ -68,9 +70,9 @@ struct MemoryResult {
     size_of_binding_transaction: usize,
 }
 
+/// The report of `stunmap bench` (schema `stunmap.bench/1`).
 #[derive(Debug, Serialize)]
-struct Report {
-    schema: &'static str,
+pub(crate) struct BenchReport {
     ports: u16,
     transactions: u64,
     in_flight: usize,
@@ -89,29 +91,29 @@ fn median(v: &[f64]) -> f64 {
 }
 
 pub(crate) fn run(args: Args) -> Result<Outcome> {
-    if args.ports == 0 || args.count == 0 || args.in_flight == 0 || args.rounds == 0 {
-        return Err(usage(
-            "--ports, --count, --in-flight and --rounds must be at least 1",
-        ));
-    }
-    let Some(last) = args.base_port.checked_add(args.ports - 1) else {
+    if args.base_port.checked_add(args.ports - 1).is_none() {
         return Err(usage("--base-port + --ports runs past 65535"));
-    };
-    // Memory first, in a fresh process with nothing else running: after the throughput rounds
-    // the allocator holds fragmented arenas, and the reflector's thread allocates on its own,
-    // so growth measured then would not be the engine's.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let memory = if args.memory > 0 {
-        Some(rt.block_on(memory_round(args.memory))?)
-    } else {
-        None
-    };
+    }
+    let output = args.output.clone();
+    crate::app::run(Bench(args), &output, &ReportFiles::default(), "rounds")
+}
+
+/// A planned benchmark.
+struct Bench(Args);
+
+impl Command for Bench {
+    type Report = BenchReport;
+
+    async fn execute(self, ctx: Ctx) -> Result<BenchReport> {
+        measure(self.0, &ctx).await
+    }
+}
+
+/// Start the reflector on its own thread and runtime, like a separate server would be.
+fn start_reflector(base: u16, last: u16) -> Result<()> {
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    // The reflector runs on its own thread and runtime, like a separate server would.
     let cfg = ServeConfig {
-        listen: vec![(lo, (args.base_port, last))],
+        listen: vec![(lo, (base, last))],
         alt_ip: None,
         alt_port: None,
         tcp: false,
@@ -121,11 +123,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
     };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-        {
+        let rt = match crate::app::runtime::build(crate::app::Flavor::CurrentThread) {
             Ok(rt) => rt,
             Err(e) => {
                 let _ = ready_tx.send(Err(anyhow::anyhow!(e)));
@@ -140,25 +138,48 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
             let _ = ready_tx.send(Err(e));
         }
     });
-    ready_rx.recv().context("reflector thread died")??;
+    ready_rx.recv().context("reflector thread died")?
+}
 
+async fn measure(args: Args, ctx: &Ctx) -> Result<BenchReport> {
+    let last = args.base_port.saturating_add(args.ports - 1);
+    let in_flight = args.in_flight as usize;
+    ctx.plan(u64::from(args.rounds) * 2 + u64::from(args.memory > 0));
+    // Memory first, in a fresh process with nothing else running: after the throughput rounds
+    // the allocator holds fragmented arenas, and the reflector's thread allocates on its own,
+    // so growth measured then would not be the engine's.
+    let memory = if args.memory > 0 {
+        let m = memory_round(args.memory as usize, &ctx.cancel).await?;
+        ctx.advance(1);
+        Some(m)
+    } else {
+        None
+    };
+    start_reflector(args.base_port, last)?;
+    let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let targets: Vec<SocketAddr> = (args.base_port..=last)
         .map(|p| SocketAddr::new(lo, p))
         .collect();
     let total = u64::from(args.count) * targets.len() as u64;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let mut raw = Vec::new();
     let mut batched = Vec::new();
     let mut per_packet = Vec::new();
     let mut lost = [0u64; 3];
     for round in 0..args.rounds {
-        if !args.json {
-            eprintln!("round {}/{}", round + 1, args.rounds);
+        if ctx.stopped() {
+            break;
         }
-        let r =
-            engine::bench::raw_loop(&targets, total, args.in_flight, Duration::from_millis(200))?;
+        ctx.status(format!("round {}/{}", round + 1, args.rounds));
+        // The raw loop blocks: it runs on its own thread so a signal is seen at once (the
+        // thread is left to finish its bounded run when the benchmark stops).
+        let t = targets.clone();
+        let raw_run = tokio::task::spawn_blocking(move || {
+            engine::bench::raw_loop(&t, total, in_flight, Duration::from_millis(200))
+        });
+        let r = tokio::select! {
+            r = raw_run => r.context("the raw loop's thread")??,
+            _ = ctx.cancel.cancelled() => break,
+        };
         lost[0] += r.sent - r.received;
         raw.push(r.rate());
         for (path, out, l) in [
@@ -166,12 +187,13 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
             (SendPath::PerPacket, &mut per_packet, 2usize),
         ] {
             let (rate, missing) =
-                rt.block_on(engine_round(&targets, total, args.in_flight, path))?;
+                engine_round(&targets, total, in_flight, path, &ctx.cancel).await?;
             if let Some(x) = lost.get_mut(l) {
                 *x += missing;
             }
             out.push(rate);
         }
+        ctx.advance(2);
     }
     let raw_median = median(&raw);
     let paths = [
@@ -195,14 +217,16 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         }
     })
     .collect();
-
     let mut blast = Vec::new();
     if args.blast > 0 {
         use engine::bench::{BlastPath, blast as run_blast};
         for path in [BlastPath::Gso, BlastPath::Mmsg, BlastPath::PerPacket] {
             let mut best: Option<engine::bench::BlastResult> = None;
             for _ in 0..args.rounds {
-                let r = rt.block_on(run_blast(args.blast, args.blast_size, path))?;
+                if ctx.stopped() {
+                    break;
+                }
+                let r = run_blast(args.blast, usize::from(args.blast_size), path).await?;
                 if best.is_none_or(|b| r.rate() > b.rate()) {
                     best = Some(r);
                 }
@@ -210,24 +234,17 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
             blast.extend(best);
         }
     }
-    let report = Report {
-        schema: "stunmap.bench/1",
+    Ok(BenchReport {
         ports: args.ports,
         transactions: total,
-        in_flight: args.in_flight,
+        in_flight,
         rounds: args.rounds,
         paths,
         memory,
-        blast_size: args.blast_size,
+        blast_size: usize::from(args.blast_size),
         blast,
         peak_rss_bytes: engine::bench::peak_rss_bytes(),
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_human(&report);
-    }
-    Ok(Outcome::Ok)
+    })
 }
 
 async fn engine_round(
@@ -235,6 +252,7 @@ async fn engine_round(
     total: u64,
     in_flight: usize,
     send_path: SendPath,
+    cancel: &Cancel,
 ) -> Result<(f64, u64)> {
     let n = targets.len() as u64;
     let config = BindingConfig {
@@ -263,7 +281,7 @@ async fn engine_round(
         ..Limits::default()
     };
     let mut answered = 0u64;
-    let report = engine::run(probes, limits, Cancel::never(), |ev| {
+    let report = engine::run(probes, limits, cancel.clone(), |ev| {
         if let Event::Finished { output, .. } = ev {
             if !matches!(output.status, probes::binding::BindingStatus::Timeout) {
                 answered += 1;
@@ -274,7 +292,7 @@ async fn engine_round(
     Ok((answered as f64 / report.elapsed.max(1e-9), total - answered))
 }
 
-async fn memory_round(n: usize) -> Result<MemoryResult> {
+async fn memory_round(n: usize, stop: &Cancel) -> Result<MemoryResult> {
     // A port nobody listens on: every transaction stays in flight until cancelled.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
     let config = BindingConfig {
@@ -312,9 +330,19 @@ async fn memory_round(n: usize) -> Result<MemoryResult> {
     let limits = Limits {
         rate: None,
         max_in_flight: n,
+        // Admission of every probe takes well under a second per 100k; the deadline only
+        // bounds a run that could not admit them all.
+        deadline: Some(Duration::from_secs(60)),
         ..Limits::default()
     };
-    engine::run(probes, limits, cancel, |ev| {
+    let stopper = {
+        let (stop, handle) = (stop.clone(), handle.clone());
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            handle.cancel();
+        })
+    };
+    let run = engine::run(probes, limits, cancel, |ev| {
         if let Event::Started { probe } = ev {
             if probe + 1 == n {
                 at_peak = engine::bench::rss_bytes().unwrap_or(0);
@@ -322,7 +350,9 @@ async fn memory_round(n: usize) -> Result<MemoryResult> {
             }
         }
     })
-    .await?;
+    .await;
+    stopper.abort();
+    run?;
     let growth = at_peak.saturating_sub(before);
     Ok(MemoryResult {
         in_flight: n,
@@ -332,57 +362,83 @@ async fn memory_round(n: usize) -> Result<MemoryResult> {
     })
 }
 
-fn print_human(r: &Report) {
-    println!(
-        "{} ports x {} transactions = {}, {} in flight, median of {} rounds, loopback",
-        r.ports,
-        r.transactions / u64::from(r.ports),
-        r.transactions,
-        r.in_flight,
-        r.rounds
-    );
-    println!(
-        "{:<36} {:>14} {:>8} {:>8}",
-        "path", "median tx/s", "vs raw", "lost"
-    );
-    for p in &r.paths {
-        println!(
-            "{:<36} {:>14.0} {:>7.0}% {:>8}",
-            p.path,
-            p.median,
-            p.vs_raw * 100.0,
-            p.lost
-        );
+impl Report for BenchReport {
+    const SCHEMA: &'static str = "stunmap.bench/1";
+
+    fn outcome(&self) -> Outcome {
+        Outcome::Ok
     }
-    if let Some(m) = &r.memory {
-        println!(
-            "memory: {} transactions in flight grew RSS by {} KiB = {:.0} bytes each \
-             (BindingTransaction itself: {} bytes)",
-            m.in_flight,
-            m.rss_growth_bytes / 1024,
-            m.bytes_per_transaction,
-            m.size_of_binding_transaction
+
+    fn document(&self, _run: &RunInfo) -> Doc {
+        let r = self;
+        let mut doc = Doc::new(
+            "stunmap bench",
+            format!(
+                "{} ports x {} transactions = {}, {} in flight, median of {} rounds, loopback",
+                r.ports,
+                r.transactions / u64::from(r.ports.max(1)),
+                r.transactions,
+                r.in_flight,
+                r.rounds
+            ),
         );
-    }
-    if !r.blast.is_empty() {
-        println!(
-            "one destination, {}-byte datagrams (best of {} rounds):",
-            r.blast_size, r.rounds
+        doc.push(
+            Section::new("Throughput").block(Block::Table {
+                header: ["path", "median tx/s", "vs raw", "lost"]
+                    .map(String::from)
+                    .to_vec(),
+                rows: r
+                    .paths
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            Cell::from(p.path),
+                            Cell::from(format!("{:.0}", p.median)),
+                            Cell::from(format!("{:.0}%", p.vs_raw * 100.0)),
+                            Cell::from(p.lost.to_string()),
+                        ]
+                    })
+                    .collect(),
+            }),
         );
-        for b in &r.blast {
-            println!(
-                "  {:<12} {:>12.0} datagrams/s received ({} of {} sent)",
-                format!("{:?}", b.path),
-                b.rate(),
-                b.received,
-                b.sent
-            );
+        if let Some(m) = &r.memory {
+            doc.push(Section::new("Memory").block(Block::Text(format!(
+                "{} transactions in flight grew RSS by {} KiB = {:.0} bytes each (BindingTransaction itself: {} bytes)",
+                m.in_flight,
+                m.rss_growth_bytes / 1024,
+                m.bytes_per_transaction,
+                m.size_of_binding_transaction
+            ))));
         }
-    }
-    if let Some(p) = r.peak_rss_bytes {
-        println!(
-            "peak RSS of this process (client + reflector): {} MiB",
-            p >> 20
+        doc.push(
+            Section::new(format!(
+                "One destination, {}-byte datagrams (best of {} rounds)",
+                r.blast_size, r.rounds
+            ))
+            .block(Block::Table {
+                header: ["send path", "datagrams/s received", "received", "sent"]
+                    .map(String::from)
+                    .to_vec(),
+                rows: r
+                    .blast
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            Cell::from(b.path.to_string()),
+                            Cell::from(format!("{:.0}", b.rate())),
+                            Cell::from(b.received.to_string()),
+                            Cell::from(b.sent.to_string()),
+                        ]
+                    })
+                    .collect(),
+            }),
         );
+        if let Some(p) = r.peak_rss_bytes {
+            doc.push(Section::new("Process").block(Block::Text(format!(
+                "peak RSS of this process (client + reflector): {} MiB",
+                p >> 20
+            ))));
+        }
+        doc
     }
 }

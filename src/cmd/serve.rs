@@ -158,15 +158,17 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         max_tcp: args.max_tcp.max(1),
         tcp_idle: Duration::from_secs(args.tcp_idle.max(1)),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::app::runtime::build(crate::app::Flavor::MultiThread)?;
     let modules = match args.metrics {
         Some(_) => Some(modules(&args)?),
         None => None,
     };
     rt.block_on(async {
+        // One signal path for every command: SIGINT/SIGTERM stop the server cleanly (exit
+        // 130 with the counters on stderr); --duration is the run's deadline (exit 0).
+        let stop = crate::app::Stop::install(args.duration.map(Duration::from_secs));
         let stats = Arc::new(ServeStats::default());
+        let final_stats = stats.clone();
         let metrics = match (args.metrics, modules) {
             (Some(addr), Some(modules)) => {
                 let listener = crate::metrics::bind(addr).await?;
@@ -225,14 +227,23 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         tokio::select! {
             r = server => r?,
             r = metrics => r?,
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async {
-                match args.duration {
-                    Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-                    None => std::future::pending().await,
-                }
-            } => {}
+            _ = stop.cancel.cancelled() => {}
         }
-        Ok(Outcome::Ok)
+        // Flushed as the last line, whatever stopped the server.
+        let _ = writeln!(
+            std::io::stderr(),
+            "stunmap serve: stopped ({}); {}",
+            if stop.reason.interrupted() {
+                "signal"
+            } else {
+                "--duration reached"
+            },
+            final_stats.summary()
+        );
+        Ok(if stop.reason.interrupted() {
+            Outcome::Interrupted
+        } else {
+            Outcome::Ok
+        })
     })
 }

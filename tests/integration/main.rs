@@ -22,5 +22,6 @@ mod nat_lab;
 mod nat_more_lab;
 mod prometheus;
 mod serve_and_stun;
+mod signals;
 mod sweep_lab;
 mod turn;
