@@ -93,20 +93,7 @@ fn rows<'a>(s: &'a Value, probe: &str) -> Vec<&'a Value> {
 }
 
 fn validate(v: &Value) {
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/docs/schema/check-v1.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(v)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "schema violations: {errors:#?}\n{v:#}");
+    crate::common::validate("check-v1.json", v);
 }
 
 /// The reflector with an RFC 5780 alternate address on loopback; returns (guard, port).

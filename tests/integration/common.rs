@@ -30,6 +30,22 @@ pub(crate) fn json(out: &Output) -> serde_json::Value {
     })
 }
 
+/// Validate a report against its schema file in docs/schema/ (e.g. "check-v1.json").
+pub(crate) fn validate(schema_file: &str, v: &serde_json::Value) {
+    let path = format!("{}/docs/schema/{schema_file}", env!("CARGO_MANIFEST_DIR"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(v)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{schema_file} violations: {errors:#?}\n{v:#}"
+    );
+}
+
 /// A port free for UDP and TCP on `ip` right now (the small race with other processes is
 /// acceptable on a test machine).
 pub(crate) fn free_port(ip: &str) -> u16 {

@@ -362,6 +362,8 @@ fn control(pki: &Pki, args: &[&str]) -> (i32, Value) {
     let out = stunmap(&all);
     let code = out.status.code().unwrap();
     let v = json(&out);
+    // Every control report of these tests is held to its schema.
+    crate::common::validate("control-v1.json", &v);
     (code, v)
 }
 

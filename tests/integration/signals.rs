@@ -78,6 +78,7 @@ fn control_stops_on_sigint_against_a_server_that_never_answers_tls() {
     assert_eq!(v["interrupted"], true, "{v:#}");
     assert_eq!(v["exit_code"], 130);
     assert_eq!(v["schema"], "stunmap.control/1");
+    crate::common::validate("control-v1.json", &v);
     drop(holder);
 }
 
@@ -109,6 +110,7 @@ fn bench_stops_on_sigint_with_the_rounds_it_finished() {
     let v = json(&out);
     assert_eq!(v["interrupted"], true, "{v:#}");
     assert_eq!(v["schema"], "stunmap.bench/1");
+    crate::common::validate("bench-v1.json", &v);
 }
 
 #[test]
