@@ -86,6 +86,8 @@ pub struct ServiceFacts {
     pub blocked_detail: Option<String>,
     /// A relay row was skipped (a wildcard relay name).
     pub relay_skipped: bool,
+    /// Why nothing of the service was probed, when its state is `Skipped`.
+    pub not_probed: Option<String>,
 }
 
 impl ServiceFacts {
@@ -105,6 +107,7 @@ impl ServiceFacts {
             turn_answered: false,
             blocked_detail: None,
             relay_skipped: false,
+            not_probed: None,
         }
     }
 
@@ -309,6 +312,30 @@ pub fn judge(facts: &CheckFacts<'_>) -> CheckVerdict {
         }
     }
     f.reasons.append(&mut f.port_reasons);
+    // A service nothing was sent to is never counted as working.
+    let probed = facts.services.iter().any(|s| s.state() != State::Skipped);
+    for s in facts.services {
+        if s.state() == State::Skipped && !s.is(ServiceKind::Relay) {
+            f.reasons.push(format!(
+                "{}: {}",
+                s.name,
+                s.not_probed.as_deref().unwrap_or("not probed")
+            ));
+        }
+    }
+    if !probed && !facts.services.is_empty() && !nothing_resolves {
+        status = State::Blocked;
+        headline = Some(format!(
+            "Not probed: nothing could be sent: {}",
+            facts
+                .services
+                .iter()
+                .filter_map(|s| s.not_probed.as_deref())
+                .map(|d| d.trim_start_matches("not probed: "))
+                .next()
+                .unwrap_or("no service had an address to probe")
+        ));
+    }
     if nothing_resolves {
         status = State::Blocked;
         headline = Some(format!(
@@ -504,6 +531,33 @@ mod tests {
             v.reasons
                 .iter()
                 .any(|r| r == "management cannot be used: connect timed out")
+        );
+    }
+
+    #[test]
+    fn a_service_nothing_was_sent_to_is_not_ok() {
+        let names = vec!["stun.example".to_string()];
+        let resolved = HashMap::from([(
+            "stun.example".to_string(),
+            vec!["2001:db8::7".parse().unwrap()],
+        )]);
+        let mut s = service(ServiceKind::Stun, State::Skipped);
+        s.not_probed = Some("not probed: no route to stun.example (2001:db8::7)".into());
+        let services = [s];
+        let v = judge(&CheckFacts {
+            names: &names,
+            resolved: &resolved,
+            services: &services,
+            samples: &[],
+            nat: None,
+            control_problems: &[],
+        });
+        assert_eq!(v.status, State::Blocked);
+        assert!(v.headline.starts_with("Not probed"), "{}", v.headline);
+        assert!(
+            v.reasons
+                .iter()
+                .any(|r| r.contains("no route to stun.example"))
         );
     }
 

@@ -511,17 +511,21 @@ pub(crate) fn services(profile: &Profile, rows: Vec<(usize, Row)>) -> Vec<Servic
                 &b.host,
             ))
         });
-        // DNS is a step towards the real checks: it decides the state only when nothing else ran.
+        // DNS is a step towards the real checks: a name that resolves proves nothing about
+        // the service, so when nothing else ran the service was not probed (skipped), unless
+        // a lookup failed (blocked).
         let main: Vec<State> = s
             .checks
             .iter()
             .filter(|r| r.probe != ProbeKind::Dns && r.state != State::Skipped)
             .map(|r| r.state)
             .collect();
-        s.state = if main.is_empty() {
-            State::combine(s.checks.iter().map(|r| r.state))
-        } else {
+        s.state = if !main.is_empty() {
             State::combine(main.into_iter())
+        } else if s.checks.iter().any(|r| r.state == State::Blocked) {
+            State::Blocked
+        } else {
+            State::Skipped
         };
     }
     services
@@ -551,6 +555,13 @@ fn facts(s: &ServiceReport) -> ServiceFacts {
         .map(|r| r.detail.clone());
     f.relay_skipped =
         s.kind == ServiceKind::Relay && s.checks.iter().any(|r| r.state == State::Skipped);
+    if s.state == State::Skipped {
+        f.not_probed = s
+            .checks
+            .iter()
+            .find(|r| r.state == State::Skipped)
+            .map(|r| r.detail.clone());
+    }
     f
 }
 

@@ -92,10 +92,19 @@ impl Transport {
 pub(crate) enum NotRun {
     /// The run was stopped (signal or deadline) before it.
     Stopped,
-    /// The host has no address this machine can route to.
+    /// The host has no address at all (its name did not resolve).
     NoAddress {
         /// The host.
         host: String,
+    },
+    /// The host's addresses have no route from this machine (or only a family it lacks).
+    NoRoute {
+        /// The host.
+        host: String,
+        /// Its addresses.
+        addresses: Vec<IpAddr>,
+        /// What the routing table said.
+        error: String,
     },
     /// A wildcard relay name: the management service hands out the real one.
     Wildcard {
@@ -119,6 +128,26 @@ impl fmt::Display for NotRun {
         match self {
             NotRun::Stopped => f.write_str("not finished: stopped"),
             NotRun::NoAddress { host } => write!(f, "not probed: {host} has no usable address"),
+            NotRun::NoRoute {
+                host,
+                addresses,
+                error,
+            } => {
+                let list: Vec<String> = addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .filter(|a| a != host)
+                    .collect();
+                if list.is_empty() {
+                    write!(f, "not probed: no route to {host}: {error}")
+                } else {
+                    write!(
+                        f,
+                        "not probed: no route to {host} ({}): {error}",
+                        list.join(" ")
+                    )
+                }
+            }
             NotRun::Wildcard { pattern } => write!(
                 f,
                 "{pattern} is a wildcard: the management service hands out the relay's name (`netbird status -d` shows it); check it with --relay NAME"

@@ -140,6 +140,24 @@ impl Reach {
         }
     }
 
+    /// Why a host gives nothing to probe: no address, or no route to any of them.
+    fn not_probed(&self, h: &Host) -> NotRun {
+        let addresses = self.addresses_of(h);
+        let error = addresses
+            .iter()
+            .find_map(|ip| self.routes.get(ip).and_then(|r| r.as_ref().err()).cloned());
+        match error {
+            Some(error) if !addresses.is_empty() => NotRun::NoRoute {
+                host: h.to_string(),
+                addresses,
+                error,
+            },
+            _ => NotRun::NoAddress {
+                host: h.to_string(),
+            },
+        }
+    }
+
     /// The addresses to probe: the first of each family the host has a route for.
     fn probe_addresses(&self, h: &Host, notes: &mut Vec<String>) -> Vec<IpAddr> {
         let addrs = self.addresses_of(h);
@@ -374,7 +392,20 @@ fn stun(cfg: &CheckConfig, reach: &Reach, plan: &mut Plan) {
             ports.first().copied().unwrap_or(3478)
         };
         for h in &s.hosts {
-            for ip in reach.probe_addresses(h, &mut plan.notes) {
+            let addrs = reach.probe_addresses(h, &mut plan.notes);
+            if addrs.is_empty() && !matches!(h, Host::Wildcard(_)) {
+                let row = Row::new(
+                    ProbeKind::Stun,
+                    Transport::Udp,
+                    h.to_string(),
+                    State::Skipped,
+                    RowOutcome::NotRun {
+                        why: reach.not_probed(h),
+                    },
+                );
+                plan.rows.push((i, row));
+            }
+            for ip in addrs {
                 plan.nat_servers.push(SocketAddr::new(ip, nat_port));
                 for port in &ports {
                     plan.stun.push(StunTarget {
@@ -404,9 +435,7 @@ fn turn(cfg: &CheckConfig, reach: &Reach, plan: &mut Plan) {
                     h.to_string(),
                     State::Skipped,
                     RowOutcome::NotRun {
-                        why: NotRun::NoAddress {
-                            host: h.to_string(),
-                        },
+                        why: reach.not_probed(h),
                     },
                 );
                 plan.rows.push((i, row));
