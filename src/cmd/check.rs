@@ -77,29 +77,36 @@ pub(crate) struct SourceArgs {
 /// Timing and scope.
 #[derive(Debug, clap::Args)]
 pub(crate) struct TuningArgs {
-    /// Timeout of each step (DNS, connect, TLS, a STUN/TURN transaction), milliseconds.
-    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    /// Timeout of each step (DNS, connect, TLS, a STUN/TURN transaction), 1 to 120000
+    /// milliseconds.
+    #[arg(long, default_value_t = 3000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=120_000))]
     pub(crate) timeout: u64,
-    /// Stop the whole check after this many seconds and report what was measured.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    /// Stop the whole check after this many seconds (1 to 3600) and report what was measured.
+    #[arg(long, default_value_t = 60, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub(crate) deadline: u64,
-    /// Ports drawn from each TCP range (TURN 443-65535).
-    #[arg(long, default_value_t = probes::sweep::DEFAULT_SAMPLE)]
+    /// Ports drawn from each TCP range (TURN 443-65535), 1 to 65535.
+    #[arg(long, default_value_t = probes::sweep::DEFAULT_SAMPLE,
+          value_parser = sample_size)]
     pub(crate) sample: usize,
     /// Seed of the TCP sample (printed in the report).
     #[arg(long)]
     pub(crate) seed: Option<u64>,
-    /// SYNs per second of the TCP sample.
-    #[arg(long, default_value_t = engine::Rate::POLITE.pps, value_name = "PPS")]
+    /// SYNs per second of the TCP sample, 1 to 1000000.
+    #[arg(long, default_value_t = engine::Rate::POLITE.pps, value_name = "PPS",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(crate) rate: u32,
-    /// NAT tests' initial retransmission timeout, milliseconds.
-    #[arg(long, default_value_t = 200, value_name = "MS")]
+    /// NAT tests' initial retransmission timeout, 1 to 10000 milliseconds.
+    #[arg(long, default_value_t = 200, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub(crate) rto: u64,
     /// Skip the hairpinning test.
     #[arg(long)]
     pub(crate) no_hairpin: bool,
-    /// Packets looped through the relay for the RTT (with credentials).
-    #[arg(long, default_value_t = 20)]
+    /// Packets looped through the relay for the RTT (with credentials), 1 to 10000.
+    #[arg(long, default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub(crate) relay_count: u32,
     /// Resolver to ask, ADDR[:PORT] (default: /etc/resolv.conf); repeatable.
     #[arg(long, value_name = "ADDR[:PORT]")]
@@ -131,6 +138,14 @@ impl Default for TuningArgs {
             proxy: None,
             no_proxy: false,
         }
+    }
+}
+
+/// `--sample`: 1 to 65535 ports.
+fn sample_size(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=65535).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a number of ports from 1 to 65535")),
     }
 }
 
@@ -250,11 +265,6 @@ pub(crate) fn build_config(
         .iter()
         .map(|r| ResolveOverride::parse(r).map_err(|e| usage(format!("--resolve: {e}"))))
         .collect::<Result<Vec<_>>>()?;
-    if tuning.timeout == 0 || tuning.deadline == 0 || tuning.rto == 0 || tuning.rate == 0 {
-        return Err(usage(
-            "--timeout, --deadline, --rto and --rate must be at least 1",
-        ));
-    }
     let nameservers = super::common::nameservers(&tuning.dns_server)?;
     let extra_roots = super::common::load_roots(&tuning.ca)?;
     let (proxy, no_proxy) = super::common::proxy(tuning.proxy.as_deref(), tuning.no_proxy)?;
