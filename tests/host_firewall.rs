@@ -286,3 +286,79 @@ fn nft_drop_in_second_base_chain_matches_kernel_and_flips_with_fix() {
         "stunmap said accept but the kernel dropped the ping"
     );
 }
+
+/// `stunmap host --json --flat-network --wireguard-port PORT` in `ns`.
+fn stunmap_host_port(ns: &Netns, port: u16) -> Value {
+    let bin = env!("CARGO_BIN_EXE_stunmap");
+    let port = port.to_string();
+    let out = run(&ns.cmd(&[
+        bin,
+        "host",
+        "--json",
+        "--flat-network",
+        "--wireguard-port",
+        &port,
+    ]));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A host with `iptables -P INPUT DROP` and nothing else, as a new user's locked-down server.
+fn input_drop_host(tag: &str) -> Netns {
+    let ns = Netns::new(tag);
+    ns.exec(&["iptables", "-P", "INPUT", "DROP"]);
+    ns
+}
+
+#[test]
+fn every_offered_fix_covers_the_port_it_is_offered_for() {
+    if let Some(why) = skip_reason() {
+        if std::env::var_os("STUNMAP_LAB_REQUIRED").is_some_and(|v| v != "0") {
+            panic!("every_offered_fix_covers_the_port_it_is_offered_for: lab required: {why}");
+        }
+        eprintln!("SKIPPED every_offered_fix_covers_the_port_it_is_offered_for: {why}");
+        return;
+    }
+    // NetBird's default port (inside the ephemeral range) and one a client may be configured
+    // with outside it.
+    for port in [51820u16, 41820] {
+        let host = input_drop_host(&format!("fx{port}"));
+        let report = stunmap_host_port(&host, port);
+        drop(host);
+        let findings = report["findings"].as_array().unwrap();
+        let blocked: Vec<&Value> = findings.iter().filter(|f| f["status"] == "blocked").collect();
+        // Three tunnel checks and two WireGuard UDP checks (the port and the range).
+        assert_eq!(blocked.len(), 5, "{report}");
+        assert!(
+            blocked
+                .iter()
+                .any(|f| f["subject"].as_str().unwrap().contains(&format!("port {port} "))),
+            "no finding for the WireGuard port {port}: {report}"
+        );
+        for (i, f) in blocked.iter().enumerate() {
+            let subject = f["subject"].as_str().unwrap();
+            let fix = f["fix"]["command"].as_str().unwrap();
+            // Paste the fix as offered (without sudo: the test is root) into a fresh host.
+            let cmd = fix.strip_prefix("sudo ").unwrap_or(fix);
+            assert!(cmd.starts_with("iptables "), "{fix}");
+            let host = input_drop_host(&format!("fx{port}{i}"));
+            host.exec(&["sh", "-c", cmd]);
+            let after = stunmap_host_port(&host, port);
+            let same = after["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["subject"] == subject)
+                .unwrap_or_else(|| panic!("{subject:?} missing after the fix: {after}"));
+            assert_eq!(
+                same["status"], "ok",
+                "the fix `{fix}` offered for {subject:?} does not cover it: {same}"
+            );
+        }
+    }
+}
