@@ -9,6 +9,7 @@ pub mod binding;
 pub mod control;
 pub mod hostfw;
 pub mod machine;
+pub mod netbird;
 pub mod nat;
 pub mod profile;
 pub mod reflector;
