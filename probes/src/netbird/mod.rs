@@ -37,6 +37,9 @@ pub mod routes;
 pub mod status;
 pub mod uri;
 
+#[cfg(test)]
+mod fixture_tests;
+
 pub use compare::{Agreement, MeasuredState, MeasuredUri, UriComparison};
 pub use peers::{Measured, PeerFinding, Reason};
 pub use status::{CandidateType, ConnectionType, NetbirdProfile, PeerState, Status, StatusFormat};
