@@ -4,6 +4,7 @@
 
 pub(crate) mod html;
 pub(crate) mod human;
+pub(crate) mod netbird;
 pub(crate) mod prom;
 
 use std::path::Path;
