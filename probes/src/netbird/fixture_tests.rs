@@ -174,3 +174,14 @@ fn bad_status_input_is_one_clear_error() {
     assert!(notes.iter().any(|n| n.contains("wireguardPort: 70000")), "{notes:?}");
     assert!(notes.iter().any(|n| n.contains("management: expected an object")), "{notes:?}");
 }
+
+#[test]
+fn deflated_zip_as_python_and_go_write_it() {
+    // tests/fixtures/netbird/bundle-deflated.zip: the bundle folder zipped with method 8.
+    let b = bundle::from_zip(fixture!("bundle-deflated.zip")).unwrap();
+    assert_eq!(b.file("status.txt").unwrap(), &fixture!("bundle/status.txt")[..]);
+    assert_eq!(b.file("client.log").unwrap(), &fixture!("bundle/client.log")[..]);
+    assert!(b.listing.iter().any(|e| e.name == "README.txt" && !e.read));
+    let (st, _) = parse(b.file("status.txt").unwrap()).unwrap();
+    assert_eq!(st.peers.len(), 3);
+}
