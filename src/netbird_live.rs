@@ -111,7 +111,9 @@ pub(crate) fn read_with(binary: &Path, timeout: Duration) -> Live {
             .filter(|c| !c.is_control())
             .take(200)
             .collect();
-        return Live::Failed(format!("`netbird status --json` exited with {exit}: {first}"));
+        return Live::Failed(format!(
+            "`netbird status --json` exited with {exit}: {first}"
+        ));
     }
     match status::parse(&out) {
         Ok((st, notes)) => Live::Read {
@@ -147,7 +149,10 @@ mod tests {
             Live::Read { status, .. } => assert_eq!(status.wireguard_port, Some(41820)),
             other => unreachable!("{other:?}"),
         }
-        let down = script("down", "echo 'Error: failed to connect to daemon' >&2; exit 1");
+        let down = script(
+            "down",
+            "echo 'Error: failed to connect to daemon' >&2; exit 1",
+        );
         match read_with(&down, Duration::from_secs(10)) {
             Live::Failed(why) => assert!(why.contains("failed to connect to daemon"), "{why}"),
             other => unreachable!("{other:?}"),
@@ -160,7 +165,10 @@ mod tests {
         }
         assert!(t.elapsed() < Duration::from_secs(10));
         let junk = script("junk", "echo not json");
-        assert!(matches!(read_with(&junk, Duration::from_secs(10)), Live::Failed(_)));
+        assert!(matches!(
+            read_with(&junk, Duration::from_secs(10)),
+            Live::Failed(_)
+        ));
         for p in [ok, down, hang, junk] {
             let _ = std::fs::remove_file(p);
         }

@@ -331,13 +331,17 @@ fn every_offered_fix_covers_the_port_it_is_offered_for() {
         let report = stunmap_host_port(&host, port);
         drop(host);
         let findings = report["findings"].as_array().unwrap();
-        let blocked: Vec<&Value> = findings.iter().filter(|f| f["status"] == "blocked").collect();
+        let blocked: Vec<&Value> = findings
+            .iter()
+            .filter(|f| f["status"] == "blocked")
+            .collect();
         // Three tunnel checks and two WireGuard UDP checks (the port and the range).
         assert_eq!(blocked.len(), 5, "{report}");
         assert!(
-            blocked
-                .iter()
-                .any(|f| f["subject"].as_str().unwrap().contains(&format!("port {port} "))),
+            blocked.iter().any(|f| f["subject"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("port {port} "))),
             "no finding for the WireGuard port {port}: {report}"
         );
         for (i, f) in blocked.iter().enumerate() {

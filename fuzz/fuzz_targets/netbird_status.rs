@@ -30,16 +30,31 @@ fuzz_target!(|data: &[u8]| {
         }
         for m in [
             Measured::default(),
-            Measured { stun_udp: Some(false), ..Measured::default() },
-            Measured { nat: Some(NatType::SYMMETRIC), stun_udp: Some(true), ..Measured::default() },
-            Measured { nat: Some(NatType::UdpBlocked), relay_ok: Some(true), ..Measured::default() },
+            Measured {
+                stun_udp: Some(false),
+                ..Measured::default()
+            },
+            Measured {
+                nat: Some(NatType::SYMMETRIC),
+                stun_udp: Some(true),
+                ..Measured::default()
+            },
+            Measured {
+                nat: Some(NatType::UdpBlocked),
+                relay_ok: Some(true),
+                ..Measured::default()
+            },
         ] {
             let f = explain(&st, &m, Some(&hist));
             assert!(f.len() <= st.peers.len());
         }
         let rows = compare(
             &st,
-            &[MeasuredUri { uri: "stun:stun.netbird.io:443".into(), state: MeasuredState::Ok, detail: None }],
+            &[MeasuredUri {
+                uri: "stun:stun.netbird.io:443".into(),
+                state: MeasuredState::Ok,
+                detail: None,
+            }],
         );
         assert!(rows.len() <= st.relays.len() + 2);
         let _ = serde_json::to_string(&st);

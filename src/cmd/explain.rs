@@ -246,8 +246,12 @@ fn analyse(b: &Bundle, subnet: Cidr, flat_network: bool, label: String) -> Repor
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
-    let subnet = Cidr::parse(&args.subnet)
-        .ok_or_else(|| usage(format!("--subnet: not an address prefix: {:?}", args.subnet)))?;
+    let subnet = Cidr::parse(&args.subnet).ok_or_else(|| {
+        usage(format!(
+            "--subnet: not an address prefix: {:?}",
+            args.subnet
+        ))
+    })?;
     let path = &args.bundle;
     let b = if path.is_dir() {
         read_folder(path)?
@@ -294,8 +298,20 @@ fn print_human(r: &Report) {
         r.wireguard_port,
         r.wireguard_port_source
     );
-    let read: Vec<String> = r.files.iter().filter(|f| f.read).map(|f| clean(&f.name)).collect();
-    println!("  read: {}", if read.is_empty() { "nothing".into() } else { read.join(", ") });
+    let read: Vec<String> = r
+        .files
+        .iter()
+        .filter(|f| f.read)
+        .map(|f| clean(&f.name))
+        .collect();
+    println!(
+        "  read: {}",
+        if read.is_empty() {
+            "nothing".into()
+        } else {
+            read.join(", ")
+        }
+    );
     if let Some(st) = &r.status {
         let rel: Vec<String> = st
             .relays
@@ -308,7 +324,10 @@ fn print_human(r: &Report) {
                 } else {
                     format!(
                         "unavailable{}",
-                        x.error.as_deref().map(|e| format!(" ({})", clean(e))).unwrap_or_default()
+                        x.error
+                            .as_deref()
+                            .map(|e| format!(" ({})", clean(e)))
+                            .unwrap_or_default()
                     )
                 };
                 format!("    {} {state}", clean(&x.uri))
@@ -316,11 +335,22 @@ fn print_human(r: &Report) {
             .collect();
         println!(
             "  management {}, signal {}",
-            if st.management.connected { "connected" } else { "disconnected" },
-            if st.signal.connected { "connected" } else { "disconnected" }
+            if st.management.connected {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            if st.signal.connected {
+                "connected"
+            } else {
+                "disconnected"
+            }
         );
         if !rel.is_empty() {
-            println!("  STUN/TURN/relays as NetBird sees them:\n{}", rel.join("\n"));
+            println!(
+                "  STUN/TURN/relays as NetBird sees them:\n{}",
+                rel.join("\n")
+            );
         }
     }
     println!();

@@ -203,12 +203,19 @@ mod tests {
     fn every_format_has_the_peer_and_reason() {
         let f = findings();
         let h = human(&f);
-        assert!(h.contains("office-gw.netbird.cloud") && h.contains("why: no srflx candidate on this side"), "{h}");
+        assert!(
+            h.contains("office-gw.netbird.cloud")
+                && h.contains("why: no srflx candidate on this side"),
+            "{h}"
+        );
         let p = prom(&f);
         assert!(p.contains("stunmap_netbird_peer_not_direct_info{peer=\"office-gw.netbird.cloud\",reason=\"no_local_srflx\",ice_local=\"-\",ice_remote=\"-\"} 1"), "{p}");
         assert!(p.contains("stunmap_netbird_peers_not_direct{reason=\"no_local_srflx\"} 1"));
         let x = html(&f);
-        assert!(x.contains("<tr class=\"no_local_srflx\"><td>office-gw.netbird.cloud"), "{x}");
+        assert!(
+            x.contains("<tr class=\"no_local_srflx\"><td>office-gw.netbird.cloud"),
+            "{x}"
+        );
     }
 
     #[test]

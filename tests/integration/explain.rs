@@ -83,7 +83,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -94,7 +98,10 @@ fn folder_files() -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
         })
         .collect();
     v.sort();
@@ -106,7 +113,8 @@ struct Tmp(PathBuf);
 
 impl Tmp {
     fn new(tag: &str, bytes: &[u8]) -> Tmp {
-        let p = std::env::temp_dir().join(format!("stunmap-explain-{tag}-{}.zip", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("stunmap-explain-{tag}-{}.zip", std::process::id()));
         std::fs::write(&p, bytes).unwrap();
         Tmp(p)
     }
@@ -125,7 +133,10 @@ fn no_keys(out: &str) {
     for f in folder_files() {
         if f.0 == "status.txt" {
             let text = String::from_utf8(f.1).unwrap();
-            for key in text.lines().filter_map(|l| l.trim().strip_prefix("Public key: ")) {
+            for key in text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("Public key: "))
+            {
                 assert!(!out.contains(key), "public key {key} printed");
             }
         }
@@ -151,18 +162,25 @@ fn folder_report_matches_the_schema_and_explains_each_relayed_peer() {
         .iter()
         .find(|f| f["subject"].as_str().unwrap().contains("port 51820 "))
         .unwrap();
-    assert_eq!(wg["fix"]["command"], "sudo iptables -t filter -I INPUT -p udp --dport 51820 -j ACCEPT");
+    assert_eq!(
+        wg["fix"]["command"],
+        "sudo iptables -t filter -I INPUT -p udp --dport 51820 -j ACCEPT"
+    );
     no_keys(&out);
     let (code, human, _) = explain(&[BUNDLE]);
     assert_eq!(code, 1);
-    assert!(human.contains("why: both sides have srflx but the checks failed"), "{human}");
+    assert!(
+        human.contains("why: both sides have srflx but the checks failed"),
+        "{human}"
+    );
     no_keys(&human);
 }
 
 #[test]
 fn zip_built_from_the_folder_reads_the_same() {
     let files = folder_files();
-    let entries: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let entries: Vec<(&str, Vec<u8>)> =
+        files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     let z = Tmp::new("ok", &zip(&entries));
     let (code, out, err) = explain(&[z.path(), "--json"]);
     assert_eq!(code, 1, "{err}");
@@ -181,18 +199,29 @@ fn zip_built_from_the_folder_reads_the_same() {
     let (code, out, _) = explain(&[z.path(), "--json"]);
     assert_eq!(code, 1);
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert!(v["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("`..`")));
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("`..`"))
+    );
     assert!(!std::path::Path::new("/tmp/stunmap-pwned").exists());
 }
 
 #[test]
 fn bad_bundles_are_one_line_errors_with_exit_64() {
     let files = folder_files();
-    let entries: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let entries: Vec<(&str, Vec<u8>)> =
+        files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     let good = zip(&entries);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("trunc", good[..good.len() / 2].to_vec(), "truncated"),
-        ("other", zip(&[("index.html", b"<html>".to_vec())]), "not a NetBird debug bundle"),
+        (
+            "other",
+            zip(&[("index.html", b"<html>".to_vec())]),
+            "not a NetBird debug bundle",
+        ),
         ("text", b"just some text\n".to_vec(), "not a zip"),
         ("empty", Vec::new(), "not a zip"),
     ];

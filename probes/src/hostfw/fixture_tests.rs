@@ -345,12 +345,18 @@ fn flat_network_fix_covers_a_wireguard_port_outside_the_range() {
     o.wg_port = 41820;
     o.flat_network = true;
     let inputs = Inputs {
-        iptables: ipt("*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"),
+        iptables: ipt(
+            "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
+        ),
         ..Inputs::default()
     };
     let r = diagnose(&inputs, &o);
     let flat = of(&r, FindingKind::FlatNetworkUdp);
-    assert!(flat[0].subject.contains("port 41820"), "{}", flat[0].subject);
+    assert!(
+        flat[0].subject.contains("port 41820"),
+        "{}",
+        flat[0].subject
+    );
     assert_eq!(
         flat[0].fix.as_ref().unwrap().command,
         "sudo iptables -t filter -I INPUT -p udp --dport 41820 -j ACCEPT"

@@ -106,7 +106,8 @@ impl Bundle {
                     true
                 }
                 (Some(w), Some(_)) => {
-                    b.notes.push(format!("{name}: over its cap of {} bytes; not read", w.1));
+                    b.notes
+                        .push(format!("{name}: over its cap of {} bytes; not read", w.1));
                     false
                 }
                 _ => false,
@@ -185,10 +186,14 @@ pub fn from_zip(zip: &[u8]) -> Result<Bundle, NetbirdError> {
     let cd_size = field32(12)? as usize;
     let cd_off = field32(16)? as usize;
     if count == 0xffff || cd_off == 0xffff_ffff || cd_size == 0xffff_ffff {
-        return Err(bad("zip64 archives are not read (a NetBird bundle is far smaller)"));
+        return Err(bad(
+            "zip64 archives are not read (a NetBird bundle is far smaller)",
+        ));
     }
     if count > MAX_ENTRIES {
-        return Err(bad(format!("{count} entries; at most {MAX_ENTRIES} are read")));
+        return Err(bad(format!(
+            "{count} entries; at most {MAX_ENTRIES} are read"
+        )));
     }
     let cd_end = cd_off
         .checked_add(cd_size)
@@ -198,8 +203,14 @@ pub fn from_zip(zip: &[u8]) -> Result<Bundle, NetbirdError> {
     let mut total: usize = 0;
     let mut at = cd_off;
     for i in 0..count {
-        let h = |o: usize| u16_at(zip, at + o).ok_or_else(|| bad(format!("entry {i}: truncated central directory")));
-        let w = |o: usize| u32_at(zip, at + o).ok_or_else(|| bad(format!("entry {i}: truncated central directory")));
+        let h = |o: usize| {
+            u16_at(zip, at + o)
+                .ok_or_else(|| bad(format!("entry {i}: truncated central directory")))
+        };
+        let w = |o: usize| {
+            u32_at(zip, at + o)
+                .ok_or_else(|| bad(format!("entry {i}: truncated central directory")))
+        };
         if at + 46 > cd_end || w(0)? != CDH_SIG {
             return Err(bad(format!("entry {i}: bad central directory header")));
         }
@@ -236,7 +247,9 @@ pub fn from_zip(zip: &[u8]) -> Result<Bundle, NetbirdError> {
             // Listed, not read (the listing itself is bounded by MAX_ENTRIES).
             if !name.ends_with('/') {
                 if base.ends_with(".log.gz") && !b.notes.iter().any(|n| n.contains("rotated")) {
-                    b.notes.push("rotated logs (client-*.log.gz) are not read; only client.log".into());
+                    b.notes.push(
+                        "rotated logs (client-*.log.gz) are not read; only client.log".into(),
+                    );
                 }
                 b.listing.push(Entry {
                     name: shown,
@@ -252,7 +265,8 @@ pub fn from_zip(zip: &[u8]) -> Result<Bundle, NetbirdError> {
             read: false,
         };
         if b.files.contains_key(key) {
-            b.notes.push(format!("{shown}: a second entry of that name; ignored"));
+            b.notes
+                .push(format!("{shown}: a second entry of that name; ignored"));
             b.listing.push(entry);
             continue;
         }
@@ -262,7 +276,9 @@ pub fn from_zip(zip: &[u8]) -> Result<Bundle, NetbirdError> {
             continue;
         }
         if usize_ > cap {
-            b.notes.push(format!("{shown}: {usize_} bytes, over its cap of {cap}; not read"));
+            b.notes.push(format!(
+                "{shown}: {usize_} bytes, over its cap of {cap}; not read"
+            ));
             b.listing.push(entry);
             continue;
         }
@@ -272,7 +288,9 @@ pub fn from_zip(zip: &[u8]) -> Result<Bundle, NetbirdError> {
             )));
         }
         if total.saturating_add(usize_) > MAX_TOTAL {
-            return Err(bad(format!("more than {MAX_TOTAL} bytes to inflate: refused")));
+            return Err(bad(format!(
+                "more than {MAX_TOTAL} bytes to inflate: refused"
+            )));
         }
         // Local header, APPNOTE §4.3.7: its own name and extra lengths decide where data starts.
         if u32_at(zip, local) != Some(LFH_SIG) {
@@ -287,16 +305,24 @@ pub fn from_zip(zip: &[u8]) -> Result<Bundle, NetbirdError> {
             .ok_or_else(|| bad(format!("{shown}: data runs past the end (truncated zip)")))?;
         let out = match method {
             0 => data.to_vec(),
-            8 => miniz_oxide::inflate::decompress_to_vec_with_limit(data, usize_)
-                .map_err(|_| bad(format!("{shown}: corrupt deflate data or larger than declared")))?,
+            8 => {
+                miniz_oxide::inflate::decompress_to_vec_with_limit(data, usize_).map_err(|_| {
+                    bad(format!(
+                        "{shown}: corrupt deflate data or larger than declared"
+                    ))
+                })?
+            }
             m => {
-                b.notes.push(format!("{shown}: compression method {m} is not read"));
+                b.notes
+                    .push(format!("{shown}: compression method {m} is not read"));
                 b.listing.push(entry);
                 continue;
             }
         };
         if out.len() != usize_ || crc32fast::hash(&out) != crc {
-            return Err(bad(format!("{shown}: size or CRC-32 does not match (corrupt zip)")));
+            return Err(bad(format!(
+                "{shown}: size or CRC-32 does not match (corrupt zip)"
+            )));
         }
         total += out.len();
         b.files.insert(key, out);
@@ -314,7 +340,11 @@ pub fn config_interface_and_port(config: &str) -> (Option<String>, Option<u16>) 
     for l in config.lines().take(10_000) {
         if let Some(v) = l.trim().strip_prefix("WgIface:") {
             let v = v.trim();
-            if !v.is_empty() && v.len() < 16 && v.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c)) {
+            if !v.is_empty()
+                && v.len() < 16
+                && v.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(&c))
+            {
                 iface = Some(v.to_owned());
             }
         } else if let Some(v) = l.trim().strip_prefix("WgPort:") {
@@ -401,7 +431,12 @@ mod tests {
     #[test]
     fn refuses_other_archives_truncation_and_bad_crc() {
         let z = stored_zip(&[("hello.txt", b"hi")]);
-        assert!(from_zip(&z).unwrap_err().to_string().contains("not a NetBird debug bundle"));
+        assert!(
+            from_zip(&z)
+                .unwrap_err()
+                .to_string()
+                .contains("not a NetBird debug bundle")
+        );
         let z = stored_zip(&[("status.txt", b"Management: Connected\n")]);
         for cut in [1, 10, 30, z.len() / 2] {
             assert!(from_zip(&z[..z.len() - cut]).is_err());
@@ -436,9 +471,14 @@ mod tests {
     #[test]
     fn iptables_section_and_config() {
         let t = "=== iptables-save output ===\n*filter\n:INPUT DROP [0:0]\nCOMMIT\n\n=== ipset list output ===\nNo ipsets found\n";
-        assert_eq!(iptables_save_section(t).unwrap(), "\n*filter\n:INPUT DROP [0:0]\nCOMMIT\n\n");
+        assert_eq!(
+            iptables_save_section(t).unwrap(),
+            "\n*filter\n:INPUT DROP [0:0]\nCOMMIT\n\n"
+        );
         assert!(iptables_save_section("Chain INPUT (policy ACCEPT)\n").is_none());
-        let (i, p) = config_interface_and_port("NetBird Client Configuration:\n\nWgIface: wt0\nWgPort: 51821\n");
+        let (i, p) = config_interface_and_port(
+            "NetBird Client Configuration:\n\nWgIface: wt0\nWgPort: 51821\n",
+        );
         assert_eq!((i.as_deref(), p), (Some("wt0"), Some(51821)));
     }
 }

@@ -96,17 +96,39 @@ fn role(u: &str) -> &'static str {
 
 /// Compare every URI of the status (management and signal included) with the measurements.
 pub fn compare(st: &Status, measured: &[MeasuredUri]) -> Vec<UriComparison> {
-    let mut rows: Vec<(String, &'static str, bool, bool, Option<String>, bool)> = Vec::new();
+    struct Row {
+        uri: String,
+        role: &'static str,
+        ok: bool,
+        checking: bool,
+        error: Option<String>,
+        bare: bool,
+    }
+    let mut rows = Vec::new();
     for (s, r) in [(&st.management, "management"), (&st.signal, "signal")] {
         if !s.url.is_empty() {
-            rows.push((s.url.clone(), r, s.connected, false, s.error.clone(), true));
+            rows.push(Row {
+                uri: s.url.clone(),
+                role: r,
+                ok: s.connected,
+                checking: false,
+                error: s.error.clone(),
+                bare: true,
+            });
         }
     }
     for r in &st.relays {
-        rows.push((r.uri.clone(), role(&r.uri), r.available, r.checking, r.error.clone(), false));
+        rows.push(Row {
+            uri: r.uri.clone(),
+            role: role(&r.uri),
+            ok: r.available,
+            checking: r.checking,
+            error: r.error.clone(),
+            bare: false,
+        });
     }
     rows.into_iter()
-        .map(|(u, role, ok, checking, error, bare)| {
+        .map(|Row { uri: u, role, ok, checking, error, bare }| {
             let m = measured.iter().find(|m| same(&m.uri, &u, bare));
             let state = m.map_or(MeasuredState::NotTested, |m| m.state);
             let (agreement, note) = match (state, ok, checking) {

@@ -27,20 +27,38 @@ fn v071_relayed_peer_without_candidates() {
     assert_eq!(st.daemon_version.as_deref(), Some("0.71.0"));
     // 0.71.0 does not print wireguardPort: a note, no failure.
     assert_eq!(st.wireguard_port, None);
-    assert!(notes.iter().any(|n| n.starts_with("wireguardPort")), "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.starts_with("wireguardPort")),
+        "{notes:?}"
+    );
     let p = &st.peers[0];
     assert_eq!(p.connection_type, ConnectionType::Relayed);
-    assert_eq!((p.ice_local.clone(), p.ice_remote.clone()), (CandidateType::None, CandidateType::None));
-    assert_eq!(p.relay_address.as_deref(), Some("rels://streamline-de-fra1-0.relay.netbird.io:443"));
+    assert_eq!(
+        (p.ice_local.clone(), p.ice_remote.clone()),
+        (CandidateType::None, CandidateType::None)
+    );
+    assert_eq!(
+        p.relay_address.as_deref(),
+        Some("rels://streamline-de-fra1-0.relay.netbird.io:443")
+    );
     // Keys never reach the serialized form.
     let json = serde_json::to_string(&st).unwrap();
-    assert!(!json.contains("UHVibGljS2V5") && !json.contains("publicKey"), "{json}");
+    assert!(
+        !json.contains("UHVibGljS2V5") && !json.contains("publicKey"),
+        "{json}"
+    );
 
     let np = to_profile(&st, &netbird_cloud().unwrap()).unwrap();
     let kinds: Vec<ServiceKind> = np.profile.services.iter().map(|s| s.kind).collect();
     assert_eq!(
         kinds,
-        vec![ServiceKind::Management, ServiceKind::Signal, ServiceKind::Stun, ServiceKind::Turn, ServiceKind::Relay]
+        vec![
+            ServiceKind::Management,
+            ServiceKind::Signal,
+            ServiceKind::Stun,
+            ServiceKind::Turn,
+            ServiceKind::Relay
+        ]
     );
     let m = &np.profile.services[0];
     assert_eq!(m.hosts, vec![Host::Name("api.netbird.io".into())]);
@@ -51,7 +69,10 @@ fn v071_relayed_peer_without_candidates() {
     assert_eq!(turn.udp, vec![PortRange::single(443)]);
     assert_eq!(turn.tls, vec![443]);
     let relay = &np.profile.services[4];
-    assert_eq!(relay.hosts, vec![Host::Name("streamline-de-fra1-0.relay.netbird.io".into())]);
+    assert_eq!(
+        relay.hosts,
+        vec![Host::Name("streamline-de-fra1-0.relay.netbird.io".into())]
+    );
 
     // Nothing measured, no log: the relayed peer's reason is unknown, the P2P one has none.
     let f = explain(&st, &Measured::default(), None);
@@ -59,16 +80,37 @@ fn v071_relayed_peer_without_candidates() {
     assert_eq!(f[0].peer, "office-gw.netbird.cloud");
     assert_eq!(f[0].reason, Reason::Unknown);
     // UDP to STUN blocked in this run: that is the reason.
-    let m = Measured { stun_udp: Some(false), ..Measured::default() };
+    let m = Measured {
+        stun_udp: Some(false),
+        ..Measured::default()
+    };
     let f = explain(&st, &m, None);
     assert_eq!(f[0].reason, Reason::NoLocalSrflx);
-    assert!(f[0].detail.starts_with("no srflx candidate on this side"), "{}", f[0].detail);
-    assert!(f[0].fix.as_ref().unwrap().title.contains("stun.netbird.io:443"));
+    assert!(
+        f[0].detail.starts_with("no srflx candidate on this side"),
+        "{}",
+        f[0].detail
+    );
+    assert!(
+        f[0].fix
+            .as_ref()
+            .unwrap()
+            .title
+            .contains("stun.netbird.io:443")
+    );
     // A symmetric NAT here.
-    let m = Measured { nat: Some(NatType::SYMMETRIC), stun_udp: Some(true), ..Measured::default() };
+    let m = Measured {
+        nat: Some(NatType::SYMMETRIC),
+        stun_udp: Some(true),
+        ..Measured::default()
+    };
     let f = explain(&st, &m, None);
     assert_eq!(f[0].reason, Reason::MappingPerDestination);
-    assert!(f[0].detail.contains("maps per destination") && f[0].detail.contains("no direct path"), "{}", f[0].detail);
+    assert!(
+        f[0].detail.contains("maps per destination") && f[0].detail.contains("no direct path"),
+        "{}",
+        f[0].detail
+    );
 }
 
 #[test]
@@ -81,11 +123,20 @@ fn newer_version_with_extra_fields_and_srflx_both_sides() {
     assert_eq!(np.wireguard_port, Some(41820));
     // Management and signal share one host: two services of different kinds.
     assert_eq!(np.profile.of_kind(ServiceKind::Signal).count(), 1);
-    let m = Measured { nat: Some(NatType::PORT_RESTRICTED_CONE), stun_udp: Some(true), ..Measured::default() };
+    let m = Measured {
+        nat: Some(NatType::PORT_RESTRICTED_CONE),
+        stun_udp: Some(true),
+        ..Measured::default()
+    };
     let f = explain(&st, &m, None);
     assert_eq!(f.len(), 2);
     assert_eq!(f[0].reason, Reason::PeerFilters);
-    assert!(f[0].detail.starts_with("both sides have srflx but the checks failed"), "{}", f[0].detail);
+    assert!(
+        f[0].detail
+            .starts_with("both sides have srflx but the checks failed"),
+        "{}",
+        f[0].detail
+    );
     assert!(f[0].detail.contains("stunmap pair"));
     assert_eq!(f[1].reason, Reason::Idle);
     assert!(f[1].fix.is_none());
@@ -100,13 +151,26 @@ fn not_connected_with_signal_down() {
     let rows = compare(
         &st,
         &[
-            MeasuredUri { uri: "stun:stun.netbird.io:443".into(), state: MeasuredState::Ok, detail: Some("12 ms".into()) },
-            MeasuredUri { uri: "https://signal.netbird.io".into(), state: MeasuredState::Failed, detail: None },
+            MeasuredUri {
+                uri: "stun:stun.netbird.io:443".into(),
+                state: MeasuredState::Ok,
+                detail: Some("12 ms".into()),
+            },
+            MeasuredUri {
+                uri: "https://signal.netbird.io".into(),
+                state: MeasuredState::Failed,
+                detail: None,
+            },
         ],
     );
     let stun = rows.iter().find(|r| r.role == "stun").unwrap();
     assert_eq!(stun.agreement, Agreement::StunmapOnly);
-    assert!(stun.note.as_ref().unwrap().contains("context deadline exceeded"));
+    assert!(
+        stun.note
+            .as_ref()
+            .unwrap()
+            .contains("context deadline exceeded")
+    );
     let signal = rows.iter().find(|r| r.role == "signal").unwrap();
     // `https://signal.netbird.io` is the same URL as `https://signal.netbird.io:443`.
     assert_eq!(signal.agreement, Agreement::Agree);
@@ -123,8 +187,16 @@ fn connected_direct_has_no_findings() {
 #[test]
 fn bundle_folder_files_status_text_and_log() {
     let b = bundle::Bundle::from_files([
-        ("status.txt".to_owned(), 0, Some(fixture!("bundle/status.txt").to_vec())),
-        ("client.log".to_owned(), 0, Some(fixture!("bundle/client.log").to_vec())),
+        (
+            "status.txt".to_owned(),
+            0,
+            Some(fixture!("bundle/status.txt").to_vec()),
+        ),
+        (
+            "client.log".to_owned(),
+            0,
+            Some(fixture!("bundle/client.log").to_vec()),
+        ),
     ])
     .unwrap();
     let (st, notes) = parse(b.file("status.txt").unwrap()).unwrap();
@@ -137,14 +209,24 @@ fn bundle_folder_files_status_text_and_log() {
     assert_eq!(st.wireguard_port, Some(51820));
     assert_eq!(st.relays.len(), 4);
     assert!(!st.relays[2].available);
-    assert_eq!(st.relays[2].error.as_deref(), Some("context deadline exceeded"));
+    assert_eq!(
+        st.relays[2].error.as_deref(),
+        Some("context deadline exceeded")
+    );
     assert_eq!(st.peers[2].ice_local, CandidateType::Srflx);
-    assert_eq!(st.peers[2].endpoint_remote.as_deref(), Some("198.51.100.23:51820"));
+    assert_eq!(
+        st.peers[2].endpoint_remote.as_deref(),
+        Some("198.51.100.23:51820")
+    );
     let h = log::read(&b.text("client.log").unwrap());
     let f = explain(&st, &Measured::default(), Some(&h));
     assert_eq!(f.len(), 2);
     assert_eq!(f[0].reason, Reason::PeerFilters);
-    assert!(f[0].detail.contains("3× Checking → Failed"), "{}", f[0].detail);
+    assert!(
+        f[0].detail.contains("3× Checking → Failed"),
+        "{}",
+        f[0].detail
+    );
     assert_eq!(f[0].ice_log.as_ref().unwrap().checking_to_failed, 3);
     assert_eq!(f[1].reason, Reason::PeerNoSrflx);
     assert!(f[1].detail.contains("only host"), "{}", f[1].detail);
@@ -170,17 +252,36 @@ fn bad_status_input_is_one_clear_error() {
     // Wrong types: defaults and notes, no failure.
     let (st, notes) = parse(br#"{"peers": {"details": [{"status": 7, "iceCandidateType": "x"}]}, "wireguardPort": 70000, "management": []}"#).unwrap();
     assert_eq!(st.peers.len(), 1);
-    assert!(notes.iter().any(|n| n.contains("peers.details[0].status: expected a string")), "{notes:?}");
-    assert!(notes.iter().any(|n| n.contains("wireguardPort: 70000")), "{notes:?}");
-    assert!(notes.iter().any(|n| n.contains("management: expected an object")), "{notes:?}");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("peers.details[0].status: expected a string")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("wireguardPort: 70000")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("management: expected an object")),
+        "{notes:?}"
+    );
 }
 
 #[test]
 fn deflated_zip_as_python_and_go_write_it() {
     // tests/fixtures/netbird/bundle-deflated.zip: the bundle folder zipped with method 8.
     let b = bundle::from_zip(fixture!("bundle-deflated.zip")).unwrap();
-    assert_eq!(b.file("status.txt").unwrap(), &fixture!("bundle/status.txt")[..]);
-    assert_eq!(b.file("client.log").unwrap(), &fixture!("bundle/client.log")[..]);
+    assert_eq!(
+        b.file("status.txt").unwrap(),
+        &fixture!("bundle/status.txt")[..]
+    );
+    assert_eq!(
+        b.file("client.log").unwrap(),
+        &fixture!("bundle/client.log")[..]
+    );
     assert!(b.listing.iter().any(|e| e.name == "README.txt" && !e.read));
     let (st, _) = parse(b.file("status.txt").unwrap()).unwrap();
     assert_eq!(st.peers.len(), 3);

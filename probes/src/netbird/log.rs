@@ -289,7 +289,9 @@ mod tests {
     #[test]
     fn long_and_foreign_lines_are_ignored() {
         let long = "x".repeat(MAX_LINE + 1);
-        let h = read(&format!("{long}\nnot a log line\n[peer: ] ICE ConnectionState has changed to Failed\n"));
+        let h = read(&format!(
+            "{long}\nnot a log line\n[peer: ] ICE ConnectionState has changed to Failed\n"
+        ));
         assert_eq!(h.long_lines, 1);
         assert!(h.peers.is_empty());
     }

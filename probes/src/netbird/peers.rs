@@ -135,7 +135,8 @@ fn fix_stun(st: &Status) -> Fix {
 
 fn fix_udp() -> Fix {
     Fix {
-        title: "Allow outbound UDP to any port, so WireGuard and ICE can reach peers directly".into(),
+        title: "Allow outbound UDP to any port, so WireGuard and ICE can reach peers directly"
+            .into(),
         commands: vec![
             "nft add rule inet filter output meta l4proto udp accept".into(),
             "ufw allow out proto udp to any".into(),
@@ -162,7 +163,9 @@ fn fix_signal(st: &Status) -> Fix {
         .unwrap_or_else(|_| "the signal server".into());
     Fix {
         title: format!("Allow outbound TCP to {host} (gRPC over TLS)"),
-        commands: vec!["stunmap control <signal host>   # DNS, TLS, ALPN, gRPC step by step".into()],
+        commands: vec![
+            "stunmap control <signal host>   # DNS, TLS, ALPN, gRPC step by step".into(),
+        ],
         caveat: None,
     }
 }
@@ -193,7 +196,10 @@ fn relay_reachable(st: &Status, m: &Measured) -> bool {
     st.relays.iter().any(|r| {
         r.available
             && uri::parse(&r.uri, false).is_ok_and(|u| {
-                matches!(u.scheme, Scheme::Rels | Scheme::Rel | Scheme::Turn | Scheme::Turns)
+                matches!(
+                    u.scheme,
+                    Scheme::Rels | Scheme::Rel | Scheme::Turn | Scheme::Turns
+                )
             })
     })
 }
@@ -242,10 +248,9 @@ pub fn explain(st: &Status, m: &Measured, ice: Option<&IceHistory>) -> Vec<PeerF
 
 fn failed_text(h: Option<&PeerIce>) -> String {
     match h {
-        Some(h) if h.checking_to_failed > 0 => format!(
-            " ({}× Checking → Failed in the log)",
-            h.checking_to_failed
-        ),
+        Some(h) if h.checking_to_failed > 0 => {
+            format!(" ({}× Checking → Failed in the log)", h.checking_to_failed)
+        }
         _ => String::new(),
     }
 }
@@ -262,7 +267,8 @@ fn reason_for(
         if p.status.eq_ignore_ascii_case("idle") {
             return (
                 Reason::Idle,
-                "idle: lazy connection, opened when traffic for the peer appears (not a fault)".into(),
+                "idle: lazy connection, opened when traffic for the peer appears (not a fault)"
+                    .into(),
                 None,
             );
         }
@@ -275,7 +281,9 @@ fn reason_for(
                 .unwrap_or_default();
             return (
                 Reason::SignalDown,
-                format!("signal is not connected{why}: the peers cannot exchange offers and candidates"),
+                format!(
+                    "signal is not connected{why}: the peers cannot exchange offers and candidates"
+                ),
                 Some(fix_signal(st)),
             );
         }
@@ -304,7 +312,9 @@ fn reason_for(
     if m.nat == Some(NatType::UdpBlocked) {
         return (
             Reason::UdpBlocked,
-            format!("UDP from this network is blocked{failed}: no direct path; only the relay over TCP works"),
+            format!(
+                "UDP from this network is blocked{failed}: no direct path; only the relay over TCP works"
+            ),
             Some(fix_udp()),
         );
     }
@@ -320,7 +330,9 @@ fn reason_for(
         };
         return (
             Reason::NoLocalSrflx,
-            format!("no srflx candidate on this side{seen}: UDP to the STUN server is blocked{failed}"),
+            format!(
+                "no srflx candidate on this side{seen}: UDP to the STUN server is blocked{failed}"
+            ),
             Some(fix_stun(st)),
         );
     }

@@ -96,7 +96,11 @@ pub fn parse(text: &str) -> Routes {
             in_list = false;
             continue;
         }
-        if out.routes.len() >= MAX_ROUTES || t.is_empty() || t.starts_with('=') || t.starts_with('-') {
+        if out.routes.len() >= MAX_ROUTES
+            || t.is_empty()
+            || t.starts_with('=')
+            || t.starts_with('-')
+        {
             continue;
         }
         let cols: Vec<&str> = t.split_whitespace().collect();
@@ -105,7 +109,9 @@ pub fn parse(text: &str) -> Routes {
             if *dst == "Destination" {
                 continue;
             }
-            let Some(destination) = prefix(dst) else { continue };
+            let Some(destination) = prefix(dst) else {
+                continue;
+            };
             out.with_interfaces = true;
             out.routes.push(Route {
                 destination,
@@ -207,8 +213,7 @@ pub fn findings(routes: Option<&Routes>, st: Option<&Status>, tunnel: &str) -> V
     }
     if let Some(st) = st {
         for p in &st.peers {
-            if p
-                .networks
+            if p.networks
                 .iter()
                 .filter_map(|n| Cidr::parse(n))
                 .any(|c| c.prefix_len() == 0)

@@ -304,8 +304,10 @@ impl Reader<'_> {
             None => String::new(),
             Some(Value::String(s)) => cut(s),
             Some(other) => {
-                self.notes
-                    .push(format!("{path}{key}: expected a string, got {}", kind(other)));
+                self.notes.push(format!(
+                    "{path}{key}: expected a string, got {}",
+                    kind(other)
+                ));
                 String::new()
             }
         }
@@ -316,8 +318,10 @@ impl Reader<'_> {
             None => None,
             Some(Value::Bool(b)) => Some(*b),
             Some(other) => {
-                self.notes
-                    .push(format!("{path}{key}: expected true/false, got {}", kind(other)));
+                self.notes.push(format!(
+                    "{path}{key}: expected true/false, got {}",
+                    kind(other)
+                ));
                 None
             }
         }
@@ -333,8 +337,10 @@ impl Reader<'_> {
             None => None,
             Some(Value::Object(m)) => Some(m),
             Some(other) => {
-                self.notes
-                    .push(format!("{path}{key}: expected an object, got {}", kind(other)));
+                self.notes.push(format!(
+                    "{path}{key}: expected an object, got {}",
+                    kind(other)
+                ));
                 None
             }
         }
@@ -473,8 +479,7 @@ fn parse_json(text: &str) -> Result<(Status, Vec<String>), NetbirdError> {
             Some(0) => None,
             Some(p) => Some(p),
             None => {
-                r.notes
-                    .push(format!("wireguardPort: {v} is not a port"));
+                r.notes.push(format!("wireguardPort: {v} is not a port"));
                 None
             }
         },
@@ -482,7 +487,10 @@ fn parse_json(text: &str) -> Result<(Status, Vec<String>), NetbirdError> {
     let daemon_version = opt(&r.string(&top, "", "daemonVersion"));
     // Older versions have no daemonStatus/cliVersion: read them without a note.
     let cli_version = top.get("cliVersion").and_then(Value::as_str).and_then(opt);
-    let daemon_status = top.get("daemonStatus").and_then(Value::as_str).and_then(opt);
+    let daemon_status = top
+        .get("daemonStatus")
+        .and_then(Value::as_str)
+        .and_then(opt);
     let netbird_ip = top.get("netbirdIp").and_then(Value::as_str).and_then(opt);
     let kernel_interface = top.get("usesKernelInterface").and_then(Value::as_bool);
     let networks = match top.get("networks") {
@@ -541,8 +549,10 @@ fn json_peer(r: &mut Reader<'_>, m: &Map<String, Value>, i: usize) -> PeerState 
             }
         }
         Some(other) => {
-            r.notes
-                .push(format!("{path}networks: expected a list, got {}", kind(other)));
+            r.notes.push(format!(
+                "{path}networks: expected a list, got {}",
+                kind(other)
+            ));
             Vec::new()
         }
     };
@@ -760,9 +770,13 @@ fn text_server(v: &str) -> ServerState {
 fn text_relay(t: &str) -> Option<RelayState> {
     let rest = t.strip_prefix('[')?;
     let (uri, tail) = rest.split_once("] is ")?;
-    let (available, checking, error, transport) = if let Some(v) = tail.strip_prefix("Available")
-    {
-        (true, false, None, v.trim().strip_prefix("via ").and_then(opt))
+    let (available, checking, error, transport) = if let Some(v) = tail.strip_prefix("Available") {
+        (
+            true,
+            false,
+            None,
+            v.trim().strip_prefix("via ").and_then(opt),
+        )
     } else if tail.starts_with("Checking") {
         (false, true, None, None)
     } else {
@@ -890,11 +904,17 @@ pub fn to_profile(st: &Status, seed: &Profile) -> Result<NetbirdProfile, Netbird
         match uri::parse(&state.url, true) {
             Ok(u) if matches!(u.scheme, Scheme::Https | Scheme::Http) => {
                 if u.scheme == Scheme::Http {
-                    notes.push(format!("{what}: {} is plain HTTP; probed as TLS", state.url));
+                    notes.push(format!(
+                        "{what}: {} is plain HTTP; probed as TLS",
+                        state.url
+                    ));
                 }
                 upsert(kind, &u.host, &mut |s| add_port(&mut s.tcp, u.port));
             }
-            Ok(_) => notes.push(format!("{what}: {} is not an http(s) URL; skipped", state.url)),
+            Ok(_) => notes.push(format!(
+                "{what}: {} is not an http(s) URL; skipped",
+                state.url
+            )),
             Err(e) => notes.push(format!("{what}: {e}; skipped")),
         }
     }
@@ -907,7 +927,9 @@ pub fn to_profile(st: &Status, seed: &Profile) -> Result<NetbirdProfile, Netbird
             }
         };
         match u.scheme {
-            Scheme::Stun => upsert(ServiceKind::Stun, &u.host, &mut |s| add_port(&mut s.udp, u.port)),
+            Scheme::Stun => upsert(ServiceKind::Stun, &u.host, &mut |s| {
+                add_port(&mut s.udp, u.port)
+            }),
             Scheme::Stuns => notes.push(format!("{}: STUN over TLS is not probed; skipped", r.uri)),
             Scheme::Turn => upsert(ServiceKind::Turn, &u.host, &mut |s| match u.transport {
                 Some(Transport::Tcp) => add_port(&mut s.tcp, u.port),
@@ -918,16 +940,23 @@ pub fn to_profile(st: &Status, seed: &Profile) -> Result<NetbirdProfile, Netbird
                     s.tls.push(u.port);
                 }
             }),
-            Scheme::Rels => upsert(ServiceKind::Relay, &u.host, &mut |s| add_port(&mut s.tcp, u.port)),
+            Scheme::Rels => upsert(ServiceKind::Relay, &u.host, &mut |s| {
+                add_port(&mut s.tcp, u.port)
+            }),
             Scheme::Rel => {
                 notes.push(format!(
                     "{}: plain-WebSocket relay (no TLS); stunmap probes relays over TLS, so its result may differ",
                     r.uri
                 ));
-                upsert(ServiceKind::Relay, &u.host, &mut |s| add_port(&mut s.tcp, u.port));
+                upsert(ServiceKind::Relay, &u.host, &mut |s| {
+                    add_port(&mut s.tcp, u.port)
+                });
             }
             Scheme::Https | Scheme::Http => {
-                notes.push(format!("relays: {} is not a STUN/TURN/relay URI; skipped", r.uri));
+                notes.push(format!(
+                    "relays: {} is not a STUN/TURN/relay URI; skipped",
+                    r.uri
+                ));
             }
         }
     }
@@ -936,7 +965,9 @@ pub fn to_profile(st: &Status, seed: &Profile) -> Result<NetbirdProfile, Netbird
         if let Some(a) = &p.relay_address {
             if let Ok(u) = uri::parse(a, false) {
                 if matches!(u.scheme, Scheme::Rels | Scheme::Rel) {
-                    upsert(ServiceKind::Relay, &u.host, &mut |s| add_port(&mut s.tcp, u.port));
+                    upsert(ServiceKind::Relay, &u.host, &mut |s| {
+                        add_port(&mut s.tcp, u.port)
+                    });
                 }
             }
         }

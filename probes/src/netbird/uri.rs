@@ -133,9 +133,11 @@ pub fn parse(text: &str, bare: bool) -> Result<NbUri, String> {
     let transport = match query {
         None => None,
         Some(q) => {
-            let v = q
-                .split('&')
-                .find_map(|kv| kv.to_ascii_lowercase().strip_prefix("transport=").map(str::to_owned));
+            let v = q.split('&').find_map(|kv| {
+                kv.to_ascii_lowercase()
+                    .strip_prefix("transport=")
+                    .map(str::to_owned)
+            });
             match v.as_deref() {
                 None => None,
                 Some("udp") => Some(Transport::Udp),
@@ -163,7 +165,10 @@ mod tests {
         assert_eq!((u.scheme, u.port), (Scheme::Stun, 443));
         assert_eq!(u.host, Host::Name("stun.netbird.io".into()));
         let u = parse("turns:my-awesome-turn.com:443?transport=tcp", false).unwrap();
-        assert_eq!((u.scheme, u.port, u.transport), (Scheme::Turns, 443, Some(Transport::Tcp)));
+        assert_eq!(
+            (u.scheme, u.port, u.transport),
+            (Scheme::Turns, 443, Some(Transport::Tcp))
+        );
         let u = parse("turn:turn.netbird.io:80?transport=udp", false).unwrap();
         assert_eq!(u.transport, Some(Transport::Udp));
         let u = parse("rels://streamline-de-fra1-0.relay.netbird.io:443", false).unwrap();
