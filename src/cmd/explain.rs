@@ -105,8 +105,8 @@ fn read_folder(dir: &Path) -> anyhow::Result<Bundle> {
                     .map_err(|e| usage(format!("{name}: {e}")))?;
                 Some(buf)
             }
-            Some(_) => Some(Vec::new()).filter(|_| false),
-            None => None,
+            // Over its cap (noted by `from_files`) or not a file stunmap reads.
+            Some(_) | None => None,
         };
         files.push((name, meta.len(), bytes));
     }

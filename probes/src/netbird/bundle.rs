@@ -110,6 +110,13 @@ impl Bundle {
                         .push(format!("{name}: over its cap of {} bytes; not read", w.1));
                     false
                 }
+                (Some(w), None) if size > w.1 as u64 => {
+                    b.notes.push(format!(
+                        "{name}: {size} bytes, over its cap of {}; not read",
+                        w.1
+                    ));
+                    false
+                }
                 _ => false,
             };
             b.listing.push(Entry { name, size, read });
