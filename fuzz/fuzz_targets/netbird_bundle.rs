@@ -1,11 +1,11 @@
 //! The debug-bundle zip reader on arbitrary bytes (`stunmap explain BUNDLE`): truncated and
 //! hostile archives, zip bombs, traversal names. Whatever it accepts respects the caps, and the
-//! files it returns go through the status, log and iptables readers.
+//! files it returns go through the status, log, iptables-save and nft-text readers.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use probes::hostfw::iptables_save;
 use probes::hostfw::model::IpFamily;
+use probes::hostfw::{iptables_save, nft_text};
 use probes::netbird::{bundle, log, status};
 
 fuzz_target!(|data: &[u8]| {
@@ -28,6 +28,9 @@ fuzz_target!(|data: &[u8]| {
         if let Some(sec) = bundle::iptables_save_section(&t) {
             let _ = iptables_save::parse(sec, IpFamily::V4);
         }
+    }
+    if let Some(t) = b.text("nftables.txt") {
+        let _ = nft_text::parse(&t);
     }
     if let Some(t) = b.text("config.txt") {
         let _ = bundle::config_interface_and_port(&t);

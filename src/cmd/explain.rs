@@ -21,7 +21,7 @@ pub(crate) const SCHEMA: &str = "stunmap.explain/1";
 
 const HELP: &str = "\
 Reads: status.txt (or status.json), client.log, routes.txt, iptables.txt (its iptables-save part),
-config.txt (WgIface, WgPort). Everything else is listed, not read. Make the bundle with
+nftables.txt, config.txt (WgIface, WgPort). Everything else is listed, not read. Make the bundle with
 `netbird debug for 2m --system-info` for the ICE state changes (logged at debug level) and the
 firewall and routes.
 Exit status: 0 nothing wrong found, 1 findings, 64 bad usage or an unreadable bundle.
@@ -197,12 +197,15 @@ fn analyse(b: &Bundle, subnet: Cidr, flat_network: bool, label: String) -> Repor
             ),
         }
     }
-    if b.file("nftables.txt").is_some() {
-        notes.push(
-            "nftables.txt is `nft list ruleset` text, which is not evaluated; for native nftables tables run `stunmap host` on the host (or `--from` with `nft -j list ruleset`)".into(),
-        );
+    if let Some(t) = b.text("nftables.txt") {
+        // With iptables' nf_tables backend the same tables are in the iptables-save part too;
+        // `combined_ruleset` keeps iptables' exact view of those and nft's of the others.
+        match hostfw::nft_text::parse(&t) {
+            Ok(rs) => inputs.nft = Some(rs),
+            Err(e) => notes.push(format!("nftables.txt: {e}")),
+        }
     }
-    let host_firewall = inputs.iptables.is_some().then(|| {
+    let host_firewall = (inputs.iptables.is_some() || inputs.nft.is_some()).then(|| {
         hostfw::diagnose(
             &inputs,
             &Options {
@@ -363,7 +366,7 @@ fn print_human(r: &Report) {
         }
     }
     if let Some(h) = &r.host_firewall {
-        println!("\nHost firewall (iptables.txt)");
+        println!("\nHost firewall (iptables.txt, nftables.txt)");
         for f in &h.findings {
             let label = match f.status {
                 hostfw::Status::Ok => "OK",
