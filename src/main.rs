@@ -10,6 +10,9 @@ mod check;
 mod cmd;
 mod exit;
 mod metrics;
+// Called by `stunmap check` once it reads the live status; until then only by its tests.
+#[allow(dead_code)]
+mod netbird_live;
 mod progress;
 mod report;
 mod serve;
@@ -60,6 +63,9 @@ enum Command {
     /// unauthenticated answers, over an IPv4 and (over UDP) an IPv6 allocation. Sends no data
     /// to any of them; releases both allocations.
     Audit(cmd::audit::Args),
+    /// Explain a `netbird debug bundle` (zip or folder), offline: why each peer is relayed or
+    /// not connected, routes into the tunnel, and the host firewall from its iptables dump.
+    Explain(cmd::explain::Args),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
         Command::Turn(args) => cmd::turn::run(args),
         Command::Relay(args) => cmd::relay::run(args),
         Command::Audit(args) => cmd::audit::run(args),
+        Command::Explain(args) => cmd::explain::run(args),
     };
     match result {
         Ok(code) => code.into(),

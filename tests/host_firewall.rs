@@ -286,3 +286,183 @@ fn nft_drop_in_second_base_chain_matches_kernel_and_flips_with_fix() {
         "stunmap said accept but the kernel dropped the ping"
     );
 }
+
+/// `stunmap host --json --flat-network --wireguard-port PORT` in `ns`.
+fn stunmap_host_port(ns: &Netns, port: u16) -> Value {
+    let bin = env!("CARGO_BIN_EXE_stunmap");
+    let port = port.to_string();
+    let out = run(&ns.cmd(&[
+        bin,
+        "host",
+        "--json",
+        "--flat-network",
+        "--wireguard-port",
+        &port,
+    ]));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A host with `iptables -P INPUT DROP` and nothing else, as a new user's locked-down server.
+fn input_drop_host(tag: &str) -> Netns {
+    let ns = Netns::new(tag);
+    ns.exec(&["iptables", "-P", "INPUT", "DROP"]);
+    ns
+}
+
+#[test]
+fn every_offered_fix_covers_the_port_it_is_offered_for() {
+    if let Some(why) = skip_reason() {
+        if std::env::var_os("STUNMAP_LAB_REQUIRED").is_some_and(|v| v != "0") {
+            panic!("every_offered_fix_covers_the_port_it_is_offered_for: lab required: {why}");
+        }
+        eprintln!("SKIPPED every_offered_fix_covers_the_port_it_is_offered_for: {why}");
+        return;
+    }
+    // NetBird's default port (inside the ephemeral range) and one a client may be configured
+    // with outside it.
+    for port in [51820u16, 41820] {
+        let host = input_drop_host(&format!("fx{port}"));
+        let report = stunmap_host_port(&host, port);
+        drop(host);
+        let findings = report["findings"].as_array().unwrap();
+        let blocked: Vec<&Value> = findings
+            .iter()
+            .filter(|f| f["status"] == "blocked")
+            .collect();
+        // Three tunnel checks and two WireGuard UDP checks (the port and the range).
+        assert_eq!(blocked.len(), 5, "{report}");
+        assert!(
+            blocked.iter().any(|f| f["subject"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("port {port} "))),
+            "no finding for the WireGuard port {port}: {report}"
+        );
+        for (i, f) in blocked.iter().enumerate() {
+            let subject = f["subject"].as_str().unwrap();
+            let fix = f["fix"]["command"].as_str().unwrap();
+            // Paste the fix as offered (without sudo: the test is root) into a fresh host.
+            let cmd = fix.strip_prefix("sudo ").unwrap_or(fix);
+            assert!(cmd.starts_with("iptables "), "{fix}");
+            let host = input_drop_host(&format!("fx{port}{i}"));
+            host.exec(&["sh", "-c", cmd]);
+            let after = stunmap_host_port(&host, port);
+            let same = after["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["subject"] == subject)
+                .unwrap_or_else(|| panic!("{subject:?} missing after the fix: {after}"));
+            assert_eq!(
+                same["status"], "ok",
+                "the fix `{fix}` offered for {subject:?} does not cover it: {same}"
+            );
+        }
+    }
+}
+
+/// The ruleset text stunmap reads from a NetBird bundle (`nft -a list ruleset`) must give the
+/// same verdicts as nft's own JSON of the same kernel ruleset.
+#[test]
+fn nft_text_and_nft_json_of_one_ruleset_agree() {
+    use probes::hostfw::model::PortRange;
+    use probes::hostfw::{Cidr, Inputs, Options, diagnose, nft_json, nft_text};
+    if let Some(why) = skip_reason() {
+        if std::env::var_os("STUNMAP_LAB_REQUIRED").is_some_and(|v| v != "0") {
+            panic!("nft_text_and_nft_json_of_one_ruleset_agree: lab required: {why}");
+        }
+        eprintln!("SKIPPED nft_text_and_nft_json_of_one_ruleset_agree: {why}");
+        return;
+    }
+    let host = Netns::new("nfttxt");
+    let ruleset = "table inet hostfw {\n\
+        \tset allowed { type ipv4_addr; elements = { 192.0.2.1, 192.0.2.2 } }\n\
+        \tchain input {\n\
+        \t\ttype filter hook input priority filter; policy drop;\n\
+        \t\tct state established,related counter accept\n\
+        \t\tiif \"lo\" accept\n\
+        \t\tudp dport { 51820, 60000-60010 } accept\n\
+        \t\ticmp type echo-request limit rate 5/second accept\n\
+        \t\tiifname \"wt*\" ip saddr 100.64.0.0/10 jump from_vpn\n\
+        \t\tlog prefix \"dropped: \" drop\n\
+        \t}\n\
+        \tchain from_vpn {\n\
+        \t\ttcp dport != 22 accept\n\
+        \t\tmeta l4proto udp th dport 8080 accept\n\
+        \t}\n\
+        }\n\
+        table ip netbird {\n\
+        \tchain netbird-acl-input-rules {\n\
+        \t\ttype filter hook input priority -1; policy accept;\n\
+        \t\tiifname \"wt0\" ip saddr 100.64.0.0/10 accept\n\
+        \t}\n\
+        }\n";
+    let path = std::env::temp_dir().join(format!("stunmap-nfttxt-{}.nft", std::process::id()));
+    std::fs::write(&path, ruleset).unwrap();
+    let loaded = run(&host.cmd(&["nft", "-f", path.to_str().unwrap()]));
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let text = String::from_utf8(run(&host.cmd(&["nft", "-a", "list", "ruleset"])).stdout).unwrap();
+    let json = String::from_utf8(run(&host.cmd(&["nft", "-j", "list", "ruleset"])).stdout).unwrap();
+    let from_text = nft_text::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let from_json = nft_json::parse(&json).unwrap();
+    assert_eq!(from_text.chains.len(), from_json.chains.len(), "{text}");
+    for port in [51820u16, 41820] {
+        let o = Options {
+            interface: "wt0".into(),
+            subnet: Cidr::parse("100.64.0.0/10").unwrap(),
+            service_port: 8080,
+            wg_range: PortRange {
+                lo: 49152,
+                hi: 65535,
+            },
+            wg_port: port,
+            uplink: None,
+            flat_network: true,
+        };
+        let a = diagnose(
+            &Inputs {
+                nft: Some(from_text.clone()),
+                ..Inputs::default()
+            },
+            &o,
+        );
+        let b = diagnose(
+            &Inputs {
+                nft: Some(from_json.clone()),
+                ..Inputs::default()
+            },
+            &o,
+        );
+        let va: Vec<_> = a
+            .findings
+            .iter()
+            .map(|f| (f.subject.clone(), f.verdict))
+            .collect();
+        let vb: Vec<_> = b
+            .findings
+            .iter()
+            .map(|f| (f.subject.clone(), f.verdict))
+            .collect();
+        assert_eq!(va, vb, "text:\n{text}");
+        // Not all the same: the ruleset accepts some and drops others.
+        assert!(
+            va.iter().any(|(_, v)| format!("{v:?}") == "Some(Accept)"),
+            "{va:?}"
+        );
+        assert!(
+            va.iter().any(|(_, v)| format!("{v:?}") != "Some(Accept)"),
+            "{va:?}"
+        );
+    }
+}

@@ -11,6 +11,7 @@ pub mod control;
 pub mod hostfw;
 pub mod machine;
 pub mod nat;
+pub mod netbird;
 pub mod profile;
 pub mod reflector;
 pub mod schedule;

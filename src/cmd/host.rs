@@ -56,8 +56,8 @@ pub(crate) struct Args {
     /// WireGuard port range for the flat-network check.
     #[arg(long, default_value = "49152-65535", value_name = "LO-HI")]
     wg_ports: String,
-    /// WireGuard's own port, also checked.
-    #[arg(long, default_value_t = 51820, value_name = "PORT")]
+    /// WireGuard's own port, also checked: the `wireguardPort` of `netbird status --json`.
+    #[arg(long, visible_alias = "wireguard-port", default_value_t = 51820, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     wg_port: u16,
     /// Physical interface peers reach this host on (default: any interface but the tunnel and lo).
     #[arg(long, value_name = "IF")]

@@ -16,6 +16,7 @@ mod common;
 mod control;
 mod coturn_interop;
 mod engine_runs;
+mod explain;
 mod hostile;
 mod lab_reference;
 mod nat_lab;

@@ -230,45 +230,49 @@ fn tunnel_fix(m: Manager, eval: &Evaluation, o: &Options) -> Fix {
     }
 }
 
-fn flat_fix(m: Manager, eval: &Evaluation, o: &Options) -> Fix {
-    let r = o.wg_range;
+/// The fix for WireGuard UDP to `r` on the physical interface. It is built from the ports the
+/// finding is about, so the rule it offers always covers them (the default port's finding gets a
+/// rule for that port, not the ephemeral range).
+fn flat_fix(m: Manager, eval: &Evaluation, r: PortRange) -> Fix {
+    // iptables and UFW write ranges `lo:hi`, firewalld and nft `lo-hi`; one port is just the port.
+    let colon = if r.lo == r.hi {
+        r.lo.to_string()
+    } else {
+        format!("{}:{}", r.lo, r.hi)
+    };
+    let dash = r.to_string();
     let command = match m {
-        Manager::Ufw => format!("sudo ufw allow in proto udp to any port {}:{}", r.lo, r.hi),
+        Manager::Ufw => format!("sudo ufw allow in proto udp to any port {colon}"),
         Manager::Firewalld => format!(
-            "sudo firewall-cmd --permanent --add-port={}-{}/udp && sudo firewall-cmd --reload",
-            r.lo, r.hi
+            "sudo firewall-cmd --permanent --add-port={dash}/udp && sudo firewall-cmd --reload"
         ),
         Manager::Nft | Manager::Iptables => blocking_base(eval).map_or_else(
-            || {
-                format!(
-                    "sudo iptables -I INPUT -p udp --dport {}:{} -j ACCEPT",
-                    r.lo, r.hi
-                )
-            },
+            || format!("sudo iptables -I INPUT -p udp --dport {colon} -j ACCEPT"),
             |(src, fam, table, chain)| match src {
-                RuleSource::Nft => format!(
-                    "sudo nft insert rule {fam} {table} {chain} udp dport {}-{} accept",
-                    r.lo, r.hi
-                ),
-                RuleSource::Iptables => format!(
-                    "sudo iptables -t {table} -I {chain} -p udp --dport {}:{} -j ACCEPT",
-                    r.lo, r.hi
-                ),
-                RuleSource::Ip6tables => format!(
-                    "sudo ip6tables -t {table} -I {chain} -p udp --dport {}:{} -j ACCEPT",
-                    r.lo, r.hi
-                ),
+                RuleSource::Nft => {
+                    format!("sudo nft insert rule {fam} {table} {chain} udp dport {dash} accept")
+                }
+                RuleSource::Iptables => {
+                    format!("sudo iptables -t {table} -I {chain} -p udp --dport {colon} -j ACCEPT")
+                }
+                RuleSource::Ip6tables => {
+                    format!("sudo ip6tables -t {table} -I {chain} -p udp --dport {colon} -j ACCEPT")
+                }
             },
         ),
     };
+    let scope = if r.lo == r.hi {
+        format!("UDP port {} from anyone who can reach this host", r.lo)
+    } else {
+        format!("UDP to every port in {dash} from anyone who can reach this host")
+    };
     Fix {
         command,
-        caveat: Some(
-            "only needed when peers reach this host without NAT (flat office network, routed VLAN). It accepts UDP \
-             to every port in the range from anyone who can reach this host: Linux cannot scope the rule to the \
-             NetBird process as Windows can. Weigh it against staying on the relay."
-                .to_owned(),
-        ),
+        caveat: Some(format!(
+            "only needed when peers reach this host without NAT (flat office network, routed VLAN). It accepts \
+             {scope}: Linux cannot scope the rule to the NetBird process as Windows can. Weigh it against staying \
+             on the relay."
+        )),
     }
 }
 
@@ -435,7 +439,7 @@ pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
                 FindingKind::FlatNetworkUdp,
                 subject,
                 eval,
-                |e| flat_fix(m, e, o),
+                |e| flat_fix(m, e, ports),
                 !o.flat_network,
             ));
         }

@@ -79,14 +79,15 @@ fn ufw_default_deny_drops_tunnel_tcp_by_input_policy() {
     }
     let flat = of(&r, FindingKind::FlatNetworkUdp);
     assert_eq!(flat.len(), 2);
-    for f in flat {
+    // Each fix names the ports its finding is about.
+    for (f, ports) in flat.into_iter().zip(["51820", "49152:65535"]) {
         assert_eq!(f.verdict, Some(Verdict::Drop));
         // Only a problem on flat networks unless --flat-network says so.
         assert_eq!(f.status, Status::Advisory);
         let fix = f.fix.as_ref().unwrap();
         assert_eq!(
             fix.command,
-            "sudo ufw allow in proto udp to any port 49152:65535"
+            format!("sudo ufw allow in proto udp to any port {ports}")
         );
         assert!(fix.caveat.as_ref().unwrap().contains("cannot scope"));
     }
@@ -334,4 +335,35 @@ fn report_serializes() {
     assert_eq!(v["findings"][1]["verdict"], "drop");
     assert_eq!(v["findings"][1]["evaluation"]["deciding"]["kind"], "policy");
     assert_eq!(v["subnet"], "100.64.0.0/10");
+}
+
+#[test]
+fn flat_network_fix_covers_a_wireguard_port_outside_the_range() {
+    // The port NetBird really listens on (`wireguardPort`) may lie outside 49152-65535: the fix
+    // offered for it must open that port, not the range.
+    let mut o = opts();
+    o.wg_port = 41820;
+    o.flat_network = true;
+    let inputs = Inputs {
+        iptables: ipt(
+            "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n",
+        ),
+        ..Inputs::default()
+    };
+    let r = diagnose(&inputs, &o);
+    let flat = of(&r, FindingKind::FlatNetworkUdp);
+    assert!(
+        flat[0].subject.contains("port 41820"),
+        "{}",
+        flat[0].subject
+    );
+    assert_eq!(
+        flat[0].fix.as_ref().unwrap().command,
+        "sudo iptables -t filter -I INPUT -p udp --dport 41820 -j ACCEPT"
+    );
+    assert_eq!(
+        flat[1].fix.as_ref().unwrap().command,
+        "sudo iptables -t filter -I INPUT -p udp --dport 49152:65535 -j ACCEPT"
+    );
+    assert!(flat.iter().all(|f| f.status == Status::Blocked));
 }

@@ -5,7 +5,8 @@
 //! firewalld putting `wt0` in a restrictive zone), or, on flat networks without NAT, the raw
 //! WireGuard UDP arriving on the physical interface.
 //!
-//! This module reads what the tools print — `iptables-save`, `nft -j list ruleset`,
+//! This module reads what the tools print — `iptables-save`, `nft -j list ruleset` (and the text
+//! of `nft list ruleset`, as a NetBird debug bundle holds it),
 //! `ufw status verbose`, `firewall-cmd --get-zone-of-interface`, and a Windows firewall export —
 //! into one small rule model ([`model`]), walks a described packet through the input hook
 //! ([`eval`]), and turns the results into findings with the fix ([`diagnose`]). It performs no
@@ -17,6 +18,7 @@ pub mod firewalld;
 pub mod iptables_save;
 pub mod model;
 pub mod nft_json;
+pub mod nft_text;
 pub mod ufw;
 pub mod windows;
 
@@ -34,6 +36,8 @@ pub enum InputFormat {
     IptablesSave,
     /// `nft -j list ruleset`.
     NftJson,
+    /// `nft list ruleset` text (`nft -a`, a NetBird bundle's `nftables.txt`).
+    NftText,
     /// `ufw status verbose`.
     UfwStatus,
     /// `firewall-cmd --get-zone-of-interface=IF`.
@@ -47,6 +51,7 @@ impl std::fmt::Display for InputFormat {
         f.write_str(match self {
             InputFormat::IptablesSave => "iptables-save output",
             InputFormat::NftJson => "nft JSON ruleset",
+            InputFormat::NftText => "nft ruleset text",
             InputFormat::UfwStatus => "ufw status output",
             InputFormat::FirewalldZone => "firewall-cmd zone output",
             InputFormat::WindowsExport => "Windows firewall export",

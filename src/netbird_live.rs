@@ -1,0 +1,176 @@
+//! The live NetBird status: `netbird status --json` run when the `netbird` CLI is on the PATH,
+//! under a timeout and an output cap. `stunmap check` calls [`read_live_status`] unless told not
+//! to (`--no-netbird`) or given a file (`--netbird-status`).
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use probes::netbird::status::{self, MAX_STATUS_BYTES, Status};
+
+/// How long `netbird status --json` may take (it probes management, signal and every relay).
+pub(crate) const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What happened, for the report's "source" line.
+#[derive(Debug)]
+pub(crate) enum Live {
+    /// The status and the notes of its import.
+    Read {
+        /// Path of the `netbird` binary used.
+        binary: PathBuf,
+        /// The status.
+        status: Box<Status>,
+        /// Import notes.
+        notes: Vec<String>,
+    },
+    /// No `netbird` on the PATH.
+    NotInstalled,
+    /// It ran and gave no usable status (daemon down, not logged in, timeout …): one line.
+    Failed(String),
+}
+
+/// `netbird` on the PATH, if any.
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Run `netbird status --json` if the CLI is on the PATH and its daemon answers.
+pub(crate) fn read_live_status() -> Live {
+    let Some(binary) = find_on_path("netbird") else {
+        return Live::NotInstalled;
+    };
+    read_with(&binary, LIVE_TIMEOUT)
+}
+
+/// Run `<binary> status --json` with a deadline; stdout is read up to the status cap.
+pub(crate) fn read_with(binary: &Path, timeout: Duration) -> Live {
+    let child = Command::new(binary)
+        .args(["status", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return Live::Failed(format!("{}: {e}", binary.display())),
+    };
+    let Some(stdout) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Live::Failed("no stdout".into());
+    };
+    // Read on a thread so the deadline holds even if the child never closes stdout.
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let r = stdout
+            .take(MAX_STATUS_BYTES as u64 + 1)
+            .read_to_end(&mut buf);
+        r.map(|_| buf)
+    });
+    let start = Instant::now();
+    let exit = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if start.elapsed() >= timeout => break None,
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Live::Failed(format!("waiting for netbird: {e}")),
+        }
+    };
+    let Some(exit) = exit else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Live::Failed(format!(
+            "`netbird status --json` did not finish within {} s",
+            timeout.as_secs()
+        ));
+    };
+    let out = match reader.join() {
+        Ok(Ok(b)) => b,
+        _ => return Live::Failed("reading netbird's output failed".into()),
+    };
+    if !exit.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = (&mut e).take(4096).read_to_string(&mut err);
+        }
+        let first: String = err
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        return Live::Failed(format!(
+            "`netbird status --json` exited with {exit}: {first}"
+        ));
+    }
+    match status::parse(&out) {
+        Ok((st, notes)) => Live::Read {
+            binary: binary.to_owned(),
+            status: Box::new(st),
+            notes,
+        },
+        Err(e) => Live::Failed(format!("`netbird status --json`: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let p = std::env::temp_dir().join(format!("stunmap-nb-{name}-{}", std::process::id()));
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap_or_else(|e| unreachable!("{e}"));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        p
+    }
+
+    #[test]
+    fn reads_a_fake_cli_and_bounds_a_hanging_one() {
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/netbird/status-newer-relayed-srflx.json"
+        );
+        let ok = script("ok", &format!("cat '{fixture}'"));
+        match read_with(&ok, Duration::from_secs(10)) {
+            Live::Read { status, .. } => assert_eq!(status.wireguard_port, Some(41820)),
+            other => unreachable!("{other:?}"),
+        }
+        let down = script(
+            "down",
+            "echo 'Error: failed to connect to daemon' >&2; exit 1",
+        );
+        match read_with(&down, Duration::from_secs(10)) {
+            Live::Failed(why) => assert!(why.contains("failed to connect to daemon"), "{why}"),
+            other => unreachable!("{other:?}"),
+        }
+        let hang = script("hang", "exec sleep 30");
+        let t = Instant::now();
+        match read_with(&hang, Duration::from_millis(300)) {
+            Live::Failed(why) => assert!(why.contains("did not finish"), "{why}"),
+            other => unreachable!("{other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(10));
+        let junk = script("junk", "echo not json");
+        assert!(matches!(
+            read_with(&junk, Duration::from_secs(10)),
+            Live::Failed(_)
+        ));
+        for p in [ok, down, hang, junk] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
