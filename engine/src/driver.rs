@@ -24,6 +24,7 @@ use probes::stun::view::check_header;
 use probes::{Ignored, LocalSocket, Probe};
 use tokio::sync::{mpsc, watch};
 
+use crate::clock::now as clock_now;
 use crate::rate::{Rate, TokenBucket};
 use crate::udp::{RecvBuffers, UdpEndpoint, routed_source};
 
@@ -188,11 +189,12 @@ impl Cancel {
         *self.0.borrow()
     }
 
-    async fn cancelled(&mut self) {
-        while !*self.0.borrow_and_update() {
-            if self.0.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
+    /// Resolves once cancellation is requested (at once if it already was); never, if every
+    /// [`CancelHandle`] is dropped without cancelling. Cancel-safe: use it in `select!`.
+    pub async fn cancelled(&self) {
+        let mut rx = self.0.clone();
+        if rx.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -309,7 +311,7 @@ struct Driver<P: Probe, F> {
 pub async fn run<P, I, F>(
     probes: I,
     limits: Limits,
-    mut cancel: Cancel,
+    cancel: Cancel,
     on_event: F,
 ) -> Result<RunReport, EngineError>
 where
@@ -456,12 +458,6 @@ pub async fn run_one<P: Probe>(
     })
     .await?;
     Ok((out, report))
-}
-
-/// The engine's clock: tokio's, so tests can run the whole drive loop on paused (virtual)
-/// time; in normal runs it is the monotonic clock.
-fn clock_now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 async fn readable(ep: Option<&UdpEndpoint>) -> io::Result<()> {

@@ -26,8 +26,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
+use crate::clock::now;
 use crate::driver::Cancel;
-use crate::tcp::{ConnectOutcome, classify_connect_error};
+use crate::tcp::ConnectOutcome;
 use crate::udp::{routed_source, wildcard_for};
 
 /// Errors preparing a stream run (bad TLS settings). What happens on the wire is reported in
@@ -145,8 +146,6 @@ pub struct StreamRun<O> {
     pub deadline_reached: bool,
 }
 
-/// How often the loop looks at the cancellation flag.
-const CANCEL_POLL: Duration = Duration::from_millis(50);
 /// Iterations allowed when fast-forwarding a probe whose stream broke.
 const FAST_FORWARD_STEPS: usize = 1000;
 
@@ -158,7 +157,7 @@ pub async fn run_stream<P: Probe>(
     opts: StreamOptions,
     cancel: Cancel,
 ) -> StreamRun<P::Output> {
-    let start = Instant::now();
+    let start = now();
     let mut run = StreamRun {
         output: None,
         connect: ConnectOutcome::Timeout,
@@ -170,13 +169,13 @@ pub async fn run_stream<P: Probe>(
     let tcp = match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(server)).await {
         Err(_) => return run,
         Ok(Err(e)) => {
-            run.connect = classify_connect_error(&e);
+            run.connect = ConnectOutcome::from_error(&e);
             return run;
         }
         Ok(Ok(s)) => s,
     };
     run.connect = ConnectOutcome::Connected {
-        time: start.elapsed(),
+        time: now().saturating_duration_since(start),
     };
     let _ = tcp.set_nodelay(true);
     if let Ok(local) = tcp.local_addr() {
@@ -286,28 +285,28 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
     let mut drain_until: Option<Instant> = None;
     let mut broken = false;
     loop {
-        let now = Instant::now();
+        let t_now = now();
         if drain_until.is_none() {
-            let timed_out = deadline_at.is_some_and(|t| now >= t);
+            let timed_out = deadline_at.is_some_and(|t| t_now >= t);
             if cancel.is_cancelled() || timed_out {
                 run.interrupted = cancel.is_cancelled();
                 run.deadline_reached = timed_out && !run.interrupted;
-                if !probe.cancel(now) {
+                if !probe.cancel(t_now) {
                     break;
                 }
-                drain_until = Some(now + opts.drain);
+                drain_until = Some(t_now + opts.drain);
             }
         }
-        if drain_until.is_some_and(|t| now >= t) {
+        if drain_until.is_some_and(|t| t_now >= t) {
             break;
         }
-        if probe.poll_timeout().is_some_and(|t| t <= now) {
-            probe.handle_timeout(now);
+        if probe.poll_timeout().is_some_and(|t| t <= t_now) {
+            probe.handle_timeout(t_now);
         }
         // Transmit everything due.
         loop {
             out.clear();
-            let Some(t) = probe.poll_transmit(Instant::now(), &mut out) else {
+            let Some(t) = probe.poll_transmit(now(), &mut out) else {
                 break;
             };
             match t.local {
@@ -344,8 +343,13 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
         {
             wake = Some(wake.map_or(t, |w| w.min(t)));
         }
-        let poll_cancel = Instant::now() + CANCEL_POLL;
-        let wake = wake.map_or(poll_cancel, |w| w.min(poll_cancel));
+        let sleep = async {
+            match wake {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let draining = drain_until.is_some();
         tokio::select! {
             r = rd.read(&mut rbuf) => match r {
                 Ok(0) => {
@@ -360,7 +364,7 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
                     loop {
                         match framer.next_frame() {
                             Ok(Some(frame)) => {
-                                let _ = probe.handle_input(Instant::now(), server, frame.bytes());
+                                let _ = probe.handle_input(now(), server, frame.bytes());
                             }
                             Ok(None) => break,
                             Err(e) => {
@@ -377,9 +381,10 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
                 }
             },
             Some(d) = rx.recv() => {
-                let _ = probe.handle_input(Instant::now(), d.from, &d.data);
+                let _ = probe.handle_input(now(), d.from, &d.data);
             }
-            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = sleep => {}
+            _ = cancel.cancelled(), if !draining => {}
         }
         if broken {
             break;
@@ -399,7 +404,7 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
 /// The stream is gone: cancel the probe and run its timers out without I/O, so it concludes
 /// (reporting the requests that never got an answer).
 fn fast_forward<P: Probe>(probe: &mut P) {
-    let mut now = Instant::now();
+    let mut now = now();
     probe.cancel(now);
     let mut scratch = Vec::new();
     for _ in 0..FAST_FORWARD_STEPS {

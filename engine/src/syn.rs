@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use probes::sweep::{StunOverTcp, TcpPortResult, TcpState};
 
+use crate::clock::{Clock, Monotonic};
 use crate::driver::Cancel;
 use crate::rate::{Rate, TokenBucket};
 
@@ -374,7 +375,7 @@ pub async fn syn_scan(
         sport,
         key: rand::random(),
         owner,
-        epoch: Instant::now(),
+        epoch: Monotonic.now(),
         answers: std::sync::Mutex::new(vec![0; PORTS]),
         answered: (0..shards)
             .map(|_| std::sync::atomic::AtomicUsize::new(0))
@@ -394,7 +395,7 @@ pub async fn syn_scan(
         let cancel = cancel.clone();
         let shared = shared.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
-            run_shard(&shard, &shared, &cancel)
+            run_shard(&shard, &shared, &cancel, &Monotonic)
         }));
     }
     // Report the ports whose first SYN went out, every PROGRESS_EVERY, until the shards end.
@@ -641,6 +642,48 @@ fn rtt(sends: u64, at: u32) -> Option<Duration> {
     Some(Duration::from_micros(u64::from(at.saturating_sub(first))))
 }
 
+/// A shard's timing apart from its sockets: the token bucket (its share of the rate), the
+/// wait for answers after the latest SYN, and how long one wait may block. Pure: every call
+/// is given `now`.
+#[derive(Clone, Debug)]
+pub struct ShardPacer {
+    bucket: Option<TokenBucket>,
+    timeout: Duration,
+}
+
+impl ShardPacer {
+    /// A pacer whose bucket is full at `now`; `rate` `None` is unlimited.
+    pub fn new(rate: Option<Rate>, timeout: Duration, now: Instant) -> Self {
+        Self {
+            bucket: rate.map(|r| TokenBucket::new(r, now)),
+            timeout,
+        }
+    }
+
+    /// Whether one more SYN may leave at `now` (it takes a token if so).
+    pub fn try_send(&mut self, now: Instant) -> bool {
+        self.bucket.as_mut().is_none_or(|b| b.take(now))
+    }
+
+    /// Whether the answers to SYNs whose latest left at `last_send` have had their time:
+    /// the round ends (and the silent ports are resent, after the first round).
+    pub fn waited(&self, last_send: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(last_send) >= self.timeout
+    }
+
+    /// How long to wait at `now`: for the next token while SYNs are left to send; once all
+    /// are sent, [`SHARED_WAIT`] at a time (another shard may read the answers this one waits
+    /// for) up to the end of the round; never more than [`MAX_WAIT`].
+    pub fn wait(&mut self, now: Instant, all_sent: bool, last_send: Instant) -> Duration {
+        let wake = match (all_sent, self.bucket.as_mut()) {
+            (false, Some(b)) => b.ready_at(now),
+            (false, None) => now,
+            (true, _) => (last_send + self.timeout).min(now + SHARED_WAIT),
+        };
+        wake.saturating_duration_since(now).min(MAX_WAIT)
+    }
+}
+
 /// One shard of a raw sweep: its index (its list in [`Shared::lists`]) and its share of the
 /// rate.
 struct Shard {
@@ -657,11 +700,16 @@ struct ShardDone {
 
 /// Send a shard's SYNs in batches as the rate allows, reading answers in between; after the
 /// last SYN wait for the rest until `timeout`, then resend to the silent ports once.
-fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<ShardDone> {
+fn run_shard(
+    shard: &Shard,
+    shared: &Shared,
+    cancel: &Cancel,
+    clock: &impl Clock,
+) -> io::Result<ShardDone> {
     let send = raw_socket(libc::IPPROTO_RAW)?;
     let recv = shared.recv.as_raw_fd();
     let dest = socket2::SockAddr::from(SocketAddr::new(IpAddr::V4(shared.dst), 0));
-    let mut bucket = shard.rate.map(|r| TokenBucket::new(r, Instant::now()));
+    let mut pacer = ShardPacer::new(shard.rate, shard.timeout, clock.now());
     let mut done = ShardDone {
         sends: vec![0; PORTS],
         interrupted: false,
@@ -682,7 +730,7 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                 .collect()
         };
         let mut at = 0;
-        let mut last_send = Instant::now();
+        let mut last_send = clock.now();
         loop {
             if cancel.is_cancelled() {
                 done.interrupted = true;
@@ -697,10 +745,8 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                 if pkts.len() == SEND_BATCH {
                     break;
                 }
-                if let Some(b) = bucket.as_mut() {
-                    if !b.take(Instant::now()) {
-                        break;
-                    }
+                if !pacer.try_send(clock.now()) {
+                    break;
                 }
                 let seq = seq_for(shared.key, port);
                 pkts.push(syn_packet(shared.src, shared.dst, shared.sport, port, seq));
@@ -710,7 +756,7 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
             while sent < pkts.len() {
                 match send_packets(send.as_raw_fd(), pkts.get(sent..).unwrap_or(&[]), &dest) {
                     Ok(n) => {
-                        let now = shared.stamp(Instant::now());
+                        let now = shared.stamp(clock.now());
                         for pkt in pkts.iter().skip(sent).take(n.max(1)) {
                             let port = u16::from_be_bytes([pkt[22], pkt[23]]);
                             if let Some(slot) = done.sends.get_mut(usize::from(port)) {
@@ -740,9 +786,9 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                 }
             }
             if !pkts.is_empty() {
-                last_send = Instant::now();
+                last_send = clock.now();
             }
-            read_answers(&mut rbuf, shared)?;
+            read_answers(&mut rbuf, shared, clock)?;
             if round == 0 && at == batch.len() {
                 batch.clear();
                 batch.extend_from_slice(shared.claim(shard.index));
@@ -753,7 +799,7 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
             // some of this shard's ports after this one's last).
             let latest = shared.instant_of(shared.last_send.load(Ordering::Relaxed));
             let last_send = last_send.max(latest);
-            let waited = last_send.elapsed() >= shard.timeout;
+            let waited = pacer.waited(last_send, clock.now());
             // Only swept ports are counted, each once, for the shard whose list holds it.
             let all_answered = shared.answered(shard.index) >= own.len();
             if all_sent && (all_answered || waited) {
@@ -763,13 +809,7 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
             // answers this one waits for (the socket is shared, and a poll woken by an
             // arrival that another reader took sleeps on), so once everything is sent the
             // wait is SHARED_WAIT at a time, and the answered count is checked in between.
-            let now = Instant::now();
-            let wake = match (all_sent, bucket.as_mut()) {
-                (false, Some(b)) => b.ready_at(now),
-                (false, None) => now,
-                (true, _) => (last_send + shard.timeout).min(now + SHARED_WAIT),
-            };
-            let wait = wake.saturating_duration_since(now).min(MAX_WAIT);
+            let wait = pacer.wait(clock.now(), all_sent, last_send);
             wait_ready(&[recv, shared.icmp.as_raw_fd()], libc::POLLIN, wait);
         }
     }
@@ -806,7 +846,7 @@ fn wait_ready(fds: &[std::os::fd::RawFd], events: libc::c_short, wait: Duration)
 /// Read every answer queued on the shared sockets (the kernel filters pass only segments from
 /// the target to our source port, and ICMP destination unreachable) and record those that
 /// answer one of our SYNs.
-fn read_answers(rbuf: &mut [u8], shared: &Shared) -> io::Result<()> {
+fn read_answers(rbuf: &mut [u8], shared: &Shared, clock: &impl Clock) -> io::Result<()> {
     let mut got: Vec<(RawAnswer, u32)> = Vec::new();
     let mut icmp_from: Vec<Ipv4Addr> = Vec::new();
     for (fd, is_icmp) in [
@@ -818,7 +858,7 @@ fn read_answers(rbuf: &mut [u8], shared: &Shared) -> io::Result<()> {
             if lens.is_empty() {
                 break;
             }
-            let now = shared.stamp(Instant::now());
+            let now = shared.stamp(clock.now());
             for (len, pkt) in lens.iter().zip(rbuf.chunks(RECV_SNAP)) {
                 let pkt = pkt.get(..*len).unwrap_or(&[]);
                 let answer = if is_icmp {
@@ -1073,7 +1113,7 @@ mod tests {
             sport,
             key: 0x5eed,
             owner: vec![0; PORTS],
-            epoch: Instant::now(),
+            epoch: Monotonic.now(),
             answers: std::sync::Mutex::new(vec![0; PORTS]),
             answered: vec![std::sync::atomic::AtomicUsize::new(0)],
             first_sent: std::sync::atomic::AtomicU64::new(0),

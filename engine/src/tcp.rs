@@ -6,11 +6,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::clock::now;
+
 use probes::binding::{BindingConfig, BindingOutcome, BindingTransaction};
 use probes::stun::TransactionId;
 use probes::stun::stream::StunStream;
 use probes::{Probe, Retransmit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How the TCP connection went.
@@ -50,17 +52,55 @@ pub struct TcpBinding {
     pub stream_error: Option<String>,
 }
 
+/// Why a TCP connect failed, read from the OS error: the one reading every TCP path of the
+/// engine uses (the connect sweep's port states, the STUN/TURN-over-TCP connect outcomes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectFailure {
+    /// A RST answered the SYN (or an ICMP port unreachable did): nothing listens, or something
+    /// on the path rejects with a reset.
+    Refused,
+    /// The kernel gave up retransmitting the SYN: dropped on the path.
+    TimedOut,
+    /// ICMP host or network unreachable (administratively prohibited included), or no route.
+    Unreachable,
+    /// This host's own policy refused the connect (EACCES, EPERM: a local firewall rule).
+    Denied,
+    /// Anything else.
+    Other,
+}
+
 /// Classify a connect error.
-pub fn classify_connect_error(e: &io::Error) -> ConnectOutcome {
+pub fn classify_connect_error(e: &io::Error) -> ConnectFailure {
     match e.kind() {
-        io::ErrorKind::ConnectionRefused => ConnectOutcome::Refused,
-        io::ErrorKind::TimedOut => ConnectOutcome::Timeout,
-        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
-            ConnectOutcome::Unreachable
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => {
+            ConnectFailure::Refused
         }
-        _ => ConnectOutcome::Error {
-            message: e.to_string(),
+        io::ErrorKind::TimedOut => ConnectFailure::TimedOut,
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+            ConnectFailure::Unreachable
+        }
+        io::ErrorKind::PermissionDenied => ConnectFailure::Denied,
+        _ => match e.raw_os_error() {
+            Some(libc::EHOSTUNREACH | libc::ENETUNREACH) => ConnectFailure::Unreachable,
+            Some(libc::EACCES | libc::EPERM) => ConnectFailure::Denied,
+            _ => ConnectFailure::Other,
         },
+    }
+}
+
+impl ConnectOutcome {
+    /// The outcome of a connect that failed with `e`: a local refusal and other errors keep
+    /// the OS's words.
+    pub fn from_error(e: &io::Error) -> ConnectOutcome {
+        match classify_connect_error(e) {
+            ConnectFailure::Refused => ConnectOutcome::Refused,
+            ConnectFailure::TimedOut => ConnectOutcome::Timeout,
+            ConnectFailure::Unreachable => ConnectOutcome::Unreachable,
+            ConnectFailure::Denied | ConnectFailure::Other => ConnectOutcome::Error {
+                message: e.to_string(),
+            },
+        }
     }
 }
 
@@ -72,7 +112,7 @@ pub async fn binding_over_tcp(
     software: Option<&'static str>,
     timeout: Duration,
 ) -> TcpBinding {
-    let start = Instant::now();
+    let start = now();
     let deadline = start + timeout;
     let mut result = TcpBinding {
         destination,
@@ -84,16 +124,16 @@ pub async fn binding_over_tcp(
         match tokio::time::timeout_at(deadline.into(), TcpStream::connect(destination)).await {
             Err(_) => return result,
             Ok(Err(e)) => {
-                result.connect = classify_connect_error(&e);
+                result.connect = ConnectOutcome::from_error(&e);
                 return result;
             }
             Ok(Ok(s)) => s,
         };
     result.connect = ConnectOutcome::Connected {
-        time: start.elapsed(),
+        time: now().saturating_duration_since(start),
     };
     let _ = stream.set_nodelay(true);
-    let remaining = deadline.saturating_duration_since(Instant::now());
+    let remaining = deadline.saturating_duration_since(now());
     let config = BindingConfig {
         // Reliable transport: one transmission, RFC 8489 §6.2.2 (Ti = 39.5 s by default; our
         // deadline is the caller's).
@@ -117,16 +157,17 @@ pub async fn binding_over_tcp(
     result
 }
 
-pub(crate) async fn exchange(
-    mut stream: TcpStream,
+/// One Binding transaction over an established stream: write the request, read and frame
+/// the answer (RFC 8489 §6.2.2), everything by `deadline` on the engine's clock.
+pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     mut tx: BindingTransaction,
     deadline: Instant,
 ) -> (BindingOutcome, Option<String>) {
     let from = tx.destination();
     let mut out = Vec::new();
-    let now = Instant::now();
     let mut error = None;
-    if tx.poll_transmit(now, &mut out).is_some() {
+    if tx.poll_transmit(now(), &mut out).is_some() {
         let write = tokio::time::timeout_at(deadline.into(), stream.write_all(&out)).await;
         if !matches!(write, Ok(Ok(()))) {
             error = Some("could not write the request".to_string());
@@ -158,7 +199,7 @@ pub(crate) async fn exchange(
                 loop {
                     match framer.next_message() {
                         Ok(Some(msg)) => {
-                            let _ = tx.handle_input(Instant::now(), from, &msg);
+                            let _ = tx.handle_input(now(), from, &msg);
                         }
                         Ok(None) => break,
                         Err(e) => {
@@ -173,7 +214,7 @@ pub(crate) async fn exchange(
     }
     if !tx.is_done() {
         // Deadline or a broken stream: let the machine time out.
-        tx.handle_timeout(deadline.max(Instant::now()) + Duration::from_secs(3600));
+        tx.handle_timeout(deadline.max(now()) + Duration::from_secs(3600));
     }
     let outcome = tx.take_output().unwrap_or_else(|| BindingOutcome {
         transaction_id: tx.transaction_id(),

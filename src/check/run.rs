@@ -238,11 +238,11 @@ pub(crate) async fn run(cfg: CheckConfig, cancel: Cancel, sink: Sink) -> CheckRe
     {
         let hit = deadline_hit.clone();
         let limit = cfg.deadline;
-        let mut user = cancel.clone();
+        let user = cancel.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = tokio::time::sleep(limit) => hit.store(true, Ordering::SeqCst),
-                _ = wait_cancel(&mut user) => {}
+                _ = user.cancelled() => {}
             }
             deadline_handle.cancel();
         });
@@ -400,10 +400,10 @@ pub(crate) async fn run(cfg: CheckConfig, cancel: Cancel, sink: Sink) -> CheckRe
         };
         let ctx2 = ctx.clone();
         tasks.spawn(async move {
-            let mut cancel = ctx2.cancel.clone();
+            let cancel = ctx2.cancel.clone();
             let report = tokio::select! {
                 r = engine::control::run(control) => r.map_err(|e| e.to_string()),
-                _ = wait_cancel(&mut cancel) => Err("stopped before the control checks finished".to_string()),
+                _ = cancel.cancelled() => Err("stopped before the control checks finished".to_string()),
             };
             ctx2.phase("control");
             Section::Control(report, endpoint_service)
@@ -713,12 +713,6 @@ fn order(probe: &str) -> u8 {
         "turn" => 4,
         "tcp-sample" => 5,
         _ => 6,
-    }
-}
-
-async fn wait_cancel(c: &mut Cancel) {
-    while !c.is_cancelled() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
