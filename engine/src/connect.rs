@@ -647,3 +647,244 @@ fn disconnect(fd: &std::os::fd::OwnedFd) -> bool {
     };
     r == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::collections::HashMap;
+
+    /// A network on virtual time: a port answers `state` after its delay, or never; `wait`
+    /// moves the clock to the first answer due or to the end of the wait, never blocking.
+    struct SimNet<'a> {
+        clock: &'a ManualClock,
+        answers: HashMap<u16, (Duration, TcpState)>,
+        t0: Instant,
+        /// (port, when it was started).
+        starts: Vec<(u16, Duration)>,
+        sleeps: Vec<Duration>,
+    }
+
+    impl<'a> SimNet<'a> {
+        fn new(clock: &'a ManualClock, answers: &[(u16, u64, TcpState)]) -> Self {
+            Self {
+                clock,
+                answers: answers
+                    .iter()
+                    .map(|&(p, ms, s)| (p, (Duration::from_millis(ms), s)))
+                    .collect(),
+                t0: clock.now(),
+                starts: Vec::new(),
+                sleeps: Vec::new(),
+            }
+        }
+    }
+
+    impl Connector for SimNet<'_> {
+        /// When the answer is due.
+        type Conn = Option<Instant>;
+
+        fn start(&mut self, port: u16) -> Started<Option<Instant>> {
+            let now = self.clock.now();
+            self.starts.push((port, now - self.t0));
+            match self.answers.get(&port) {
+                Some(&(d, state)) if d.is_zero() => Started::Done(Decided::Closed {
+                    state,
+                    answered: true,
+                }),
+                Some(&(d, _)) => Started::InFlight(Some(now + d)),
+                None => Started::InFlight(None),
+            }
+        }
+
+        fn wait(
+            &mut self,
+            flight: &[InFlight<Option<Instant>>],
+            wait: Duration,
+            ready: &mut Vec<bool>,
+        ) -> io::Result<()> {
+            let limit = self.clock.now() + wait;
+            let first = flight
+                .iter()
+                .filter_map(|f| f.conn)
+                .filter(|&t| t <= limit)
+                .min();
+            self.clock.set(first.unwrap_or(limit));
+            let now = self.clock.now();
+            ready.clear();
+            ready.extend(flight.iter().map(|f| f.conn.is_some_and(|t| t <= now)));
+            Ok(())
+        }
+
+        fn sleep(&mut self, d: Duration) {
+            self.sleeps.push(d);
+            self.clock.advance(d);
+        }
+
+        fn finish(&mut self, f: &InFlight<Option<Instant>>) -> Finished {
+            let state = self
+                .answers
+                .get(&f.port)
+                .map_or(TcpState::Filtered, |a| a.1);
+            Finished::Closed { state, reset: true }
+        }
+
+        fn conclude(&mut self, _: Option<Instant>, how: Finished) -> Decided {
+            match how {
+                Finished::Closed { state, .. } => Decided::Closed {
+                    state,
+                    answered: true,
+                },
+                Finished::Open | Finished::Pending => Decided::Closed {
+                    state: TcpState::Filtered,
+                    answered: false,
+                },
+            }
+        }
+    }
+
+    /// (port, state, time, when the sink heard of it), times in ms.
+    type Heard = Vec<(u16, TcpState, Option<u128>, u128)>;
+
+    fn run(
+        answers: &[(u16, u64, TcpState)],
+        ports: &[u16],
+        window: usize,
+        rate: Option<Rate>,
+        timeout_ms: u64,
+    ) -> (Heard, Vec<(u16, u128)>, bool) {
+        let clock = ManualClock::new(Monotonic.now());
+        let t0 = clock.now();
+        let mut net = SimNet::new(&clock, answers);
+        let mut pacer = ConnectPacer::new(rate, Duration::from_millis(timeout_ms), t0);
+        let mut heard = Vec::new();
+        let mut sink = |port: u16, c: Connected| {
+            let (state, time) = match c {
+                Connected::Open { time, .. } => (TcpState::Open, Some(time)),
+                Connected::Closed { state, time } => (state, time),
+            };
+            let at = (clock.now() - t0).as_millis();
+            heard.push((port, state, time.map(|t| t.as_millis()), at));
+            true
+        };
+        let cancelled = sweep(
+            &mut net,
+            &clock,
+            ports,
+            window,
+            &mut pacer,
+            &Cancel::never(),
+            &mut sink,
+        );
+        let starts = net
+            .starts
+            .iter()
+            .map(|(p, d)| (*p, d.as_millis()))
+            .collect();
+        (heard, starts, cancelled)
+    }
+
+    use crate::clock::Monotonic;
+
+    #[test]
+    fn silent_ports_expire_exactly_at_the_timeout_and_free_the_window() {
+        let (heard, starts, cancelled) = run(&[], &[1, 2, 3, 4, 5], 2, None, 1000);
+        assert!(!cancelled);
+        assert_eq!(
+            starts,
+            vec![(1, 0), (2, 0), (3, 1000), (4, 1000), (5, 2000)]
+        );
+        let f = TcpState::Filtered;
+        assert_eq!(
+            heard,
+            vec![
+                (1, f, None, 1000),
+                (2, f, None, 1000),
+                (3, f, None, 2000),
+                (4, f, None, 2000),
+                (5, f, None, 3000)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_rate_spaces_connects_and_answers_are_timed_from_their_start() {
+        let r = TcpState::Refused;
+        let answers: Vec<_> = (1..=4).map(|p| (p, 5, r)).collect();
+        let rate = Some(Rate { pps: 10, burst: 1 });
+        let (heard, starts, _) = run(&answers, &[1, 2, 3, 4], 16, rate, 1000);
+        assert_eq!(starts, vec![(1, 0), (2, 100), (3, 200), (4, 300)]);
+        assert_eq!(
+            heard,
+            vec![
+                (1, r, Some(5), 5),
+                (2, r, Some(5), 105),
+                (3, r, Some(5), 205),
+                (4, r, Some(5), 305)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_answer_by_the_deadline_counts_and_one_after_it_does_not() {
+        let r = TcpState::Refused;
+        let answers = [(7, 999, r), (8, 1000, r), (9, 1001, r)];
+        let (mut heard, _, _) = run(&answers, &[7, 8, 9], 8, None, 1000);
+        heard.sort_unstable();
+        assert_eq!(
+            heard,
+            vec![
+                (7, r, Some(999), 999),
+                // Ready when the deadline is checked: the answer wins.
+                (8, r, Some(1000), 1000),
+                (9, TcpState::Filtered, None, 1000)
+            ]
+        );
+    }
+
+    #[test]
+    fn immediate_refusals_need_no_poll_and_a_cancel_stops_the_sweep() {
+        let r = TcpState::Refused;
+        let (heard, _, _) = run(&[(1, 0, r), (2, 0, r)], &[1, 2], 1, None, 1000);
+        assert_eq!(heard, vec![(1, r, Some(0), 0), (2, r, Some(0), 0)]);
+
+        let clock = ManualClock::new(Monotonic.now());
+        let mut net = SimNet::new(&clock, &[]);
+        let mut pacer = ConnectPacer::new(None, Duration::from_secs(1), clock.now());
+        let (handle, cancel) = Cancel::new();
+        handle.cancel();
+        let mut sink = |_: u16, _: Connected| -> bool { panic!("no connect after a cancel") };
+        assert!(sweep(
+            &mut net,
+            &clock,
+            &[1, 2],
+            4,
+            &mut pacer,
+            &cancel,
+            &mut sink
+        ));
+        assert!(net.starts.is_empty());
+    }
+
+    #[test]
+    fn poll_waits_end_at_the_earliest_deadline_or_token_and_never_exceed_the_cap() {
+        let t0 = Monotonic.now();
+        let ms = Duration::from_millis;
+        let mut p = ConnectPacer::new(Some(Rate { pps: 20, burst: 1 }), ms(1500), t0);
+        assert!(p.try_start(t0));
+        assert!(!p.try_start(t0));
+        assert_eq!(p.token_wait(t0), ms(50));
+        // The window is full: only the deadline counts (far off: capped).
+        assert_eq!(p.poll_wait(t0, t0, false), MAX_POLL_WAIT);
+        assert_eq!(p.poll_wait(t0 + ms(1460), t0, false), ms(40));
+        assert_eq!(p.poll_wait(t0 + ms(1600), t0, false), Duration::ZERO);
+        // More may start: the next token is sooner.
+        assert_eq!(p.poll_wait(t0 + ms(20), t0, true), ms(30));
+        assert!(!p.expired(t0, t0 + ms(1499)));
+        assert!(p.expired(t0, t0 + ms(1500)));
+        let mut unpaced = ConnectPacer::new(None, ms(1500), t0);
+        assert!(!unpaced.is_paced());
+        assert_eq!(unpaced.poll_wait(t0, t0, true), Duration::ZERO);
+        assert_eq!(unpaced.token_wait(t0), Duration::ZERO);
+    }
+}

@@ -421,3 +421,175 @@ fn fast_forward<P: Probe>(probe: &mut P) {
         probe.handle_timeout(now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use probes::Ignored;
+    use probes::machine::Transmit;
+    use std::sync::{Arc, Mutex};
+
+    type Log = Arc<Mutex<Vec<(&'static str, u128)>>>;
+
+    /// A probe that ticks every `period` and never finishes by itself; `cleanup`: its cancel
+    /// has work to do (it keeps ticking through the drain). Records when things happened.
+    struct Ticker {
+        t0: Instant,
+        period: Duration,
+        next: Instant,
+        cleanup: bool,
+        log: Log,
+    }
+
+    impl Ticker {
+        fn new(period: Duration, cleanup: bool) -> (Self, Log) {
+            let t0 = now();
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let t = Ticker {
+                t0,
+                period,
+                next: t0 + period,
+                cleanup,
+                log: log.clone(),
+            };
+            (t, log)
+        }
+
+        fn note(&self, what: &'static str, at: Instant) {
+            self.log
+                .lock()
+                .unwrap()
+                .push((what, (at - self.t0).as_millis()));
+        }
+    }
+
+    impl Probe for Ticker {
+        type Output = ();
+        fn handle_input(&mut self, _: Instant, _: SocketAddr, _: &[u8]) -> Result<(), Ignored> {
+            Ok(())
+        }
+        fn handle_timeout(&mut self, now: Instant) {
+            self.note("tick", now);
+            self.next = now + self.period;
+        }
+        fn poll_transmit(&mut self, _: Instant, _: &mut Vec<u8>) -> Option<Transmit> {
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            Some(self.next)
+        }
+        fn is_done(&self) -> bool {
+            false
+        }
+        fn take_output(&mut self) -> Option<()> {
+            Some(())
+        }
+        fn cancel(&mut self, now: Instant) -> bool {
+            self.note("cancel", now);
+            self.cleanup
+        }
+    }
+
+    fn server() -> SocketAddr {
+        "192.0.2.1:3478".parse().unwrap()
+    }
+
+    fn connected() -> StreamRun<()> {
+        StreamRun {
+            output: None,
+            connect: ConnectOutcome::Connected {
+                time: Duration::ZERO,
+            },
+            tls: None,
+            error: None,
+            interrupted: false,
+            deadline_reached: false,
+        }
+    }
+
+    /// A cancel is seen when it happens (no polling interval): at 333 ms, between ticks.
+    #[tokio::test(start_paused = true)]
+    async fn cancellation_wakes_the_loop_at_once() {
+        let (probe, log) = Ticker::new(Duration::from_millis(100), false);
+        let (_peer, stream) = tokio::io::duplex(1024);
+        let (handle, cancel) = Cancel::new();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(333)).await;
+            handle.cancel();
+        });
+        let t0 = now();
+        let run = drive(
+            probe,
+            server(),
+            stream,
+            StreamOptions::default(),
+            cancel,
+            t0,
+            connected(),
+        )
+        .await;
+        assert!(run.interrupted && !run.deadline_reached);
+        assert_eq!(now() - t0, Duration::from_millis(333));
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![("tick", 100), ("tick", 200), ("tick", 300), ("cancel", 333)]
+        );
+    }
+
+    /// The deadline cancels at exactly its time; a probe with cleanup keeps its timers through
+    /// the drain, which ends exactly `drain` later.
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_then_the_drain_end_the_run_exactly() {
+        let (probe, log) = Ticker::new(Duration::from_millis(100), true);
+        let (_peer, stream) = tokio::io::duplex(1024);
+        let opts = StreamOptions {
+            deadline: Some(Duration::from_millis(250)),
+            drain: Duration::from_millis(500),
+            ..StreamOptions::default()
+        };
+        let t0 = now();
+        let run = drive(
+            probe,
+            server(),
+            stream,
+            opts,
+            Cancel::never(),
+            t0,
+            connected(),
+        )
+        .await;
+        assert!(run.deadline_reached && !run.interrupted);
+        assert_eq!(now() - t0, Duration::from_millis(750));
+        let log = log.lock().unwrap().clone();
+        let mut want = vec![("tick", 100), ("tick", 200), ("cancel", 250)];
+        want.extend((3..=7).map(|k| ("tick", k * 100)));
+        assert_eq!(log, want);
+    }
+
+    /// The server closing the stream ends the run at that moment, with the reason.
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_stream_ends_the_run_when_it_closes() {
+        let (probe, _log) = Ticker::new(Duration::from_secs(10), false);
+        let (peer, stream) = tokio::io::duplex(1024);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            drop(peer);
+        });
+        let t0 = now();
+        let run = drive(
+            probe,
+            server(),
+            stream,
+            StreamOptions::default(),
+            Cancel::never(),
+            t0,
+            connected(),
+        )
+        .await;
+        assert_eq!(now() - t0, Duration::from_millis(40));
+        assert_eq!(
+            run.error.as_deref(),
+            Some("server closed the connection (0 bytes of an unfinished message)")
+        );
+    }
+}

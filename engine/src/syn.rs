@@ -1026,6 +1026,42 @@ fn analyse(report: &mut RawReport, answers: Vec<RawAnswer>) {
 mod tests {
     use super::*;
 
+    /// The shard's decisions on virtual time: SYNs paced by the bucket, the round ending
+    /// exactly `timeout` after the latest SYN of any shard, waits in SHARED_WAIT steps once
+    /// everything is sent.
+    #[test]
+    fn shard_timing_on_virtual_time() {
+        let clock = crate::clock::ManualClock::new(Monotonic.now());
+        let t0 = clock.now();
+        let ms = Duration::from_millis;
+        let mut p = ShardPacer::new(Some(Rate { pps: 100, burst: 2 }), ms(1500), t0);
+        assert!(p.try_send(clock.now()));
+        assert!(p.try_send(clock.now()));
+        assert!(!p.try_send(clock.now()));
+        // Waiting for the third token: 10 ms at 100/s.
+        assert_eq!(p.wait(clock.now(), false, t0), ms(10));
+        clock.advance(ms(10));
+        assert!(p.try_send(clock.now()));
+        let last = clock.now();
+        // Everything sent: short waits, so answers another shard records are seen.
+        assert_eq!(p.wait(clock.now(), true, last), SHARED_WAIT);
+        clock.set(last + ms(1499));
+        assert!(!p.waited(last, clock.now()));
+        assert_eq!(p.wait(clock.now(), true, last), ms(1).min(SHARED_WAIT));
+        clock.set(last + ms(1500));
+        assert!(p.waited(last, clock.now()));
+        assert_eq!(p.wait(clock.now(), true, last), Duration::ZERO);
+        // A later SYN of another shard moves the end of the round.
+        assert!(!p.waited(last + ms(100), clock.now()));
+        // Unlimited: never waits for a token; a long wait is capped so a cancel is seen.
+        let mut free = ShardPacer::new(None, ms(1500), t0);
+        assert!((0..1000).all(|_| free.try_send(t0)));
+        assert_eq!(free.wait(t0, false, t0), Duration::ZERO);
+        let mut slow = ShardPacer::new(Some(Rate { pps: 1, burst: 1 }), ms(1500), t0);
+        assert!(slow.try_send(t0));
+        assert_eq!(slow.wait(t0, false, t0), MAX_WAIT);
+    }
+
     #[test]
     fn syn_checksum_verifies() {
         let src = Ipv4Addr::new(192, 0, 2, 1);

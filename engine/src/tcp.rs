@@ -227,3 +227,140 @@ pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     });
     (outcome, error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use probes::binding::BindingStatus;
+    use probes::reflector::{ServerAddrs, respond};
+
+    const SERVER: &str = "192.0.2.1:3478";
+    const CLIENT: &str = "198.51.100.7:40000";
+
+    fn transaction(timeout: Duration) -> BindingTransaction {
+        let config = BindingConfig {
+            retransmit: Retransmit {
+                rto: timeout,
+                rc: 1,
+                rm: 1,
+                deadline: Some(timeout),
+            },
+            ..BindingConfig::default()
+        };
+        BindingTransaction::new(TransactionId([7; 12]), SERVER.parse().unwrap(), config)
+    }
+
+    /// The server end of an in-memory stream: reads the request, waits `delay` on the
+    /// (paused) clock, then writes `reply(request)` and keeps the stream open.
+    fn server(
+        mut end: tokio::io::DuplexStream,
+        delay: Duration,
+        reply: impl FnOnce(&[u8]) -> Vec<u8> + Send + 'static,
+    ) -> tokio::task::JoinHandle<tokio::io::DuplexStream> {
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            let n = end.read(&mut buf).await.unwrap();
+            tokio::time::sleep(delay).await;
+            let bytes = reply(&buf[..n]);
+            end.write_all(&bytes).await.unwrap();
+            end
+        })
+    }
+
+    fn binding_success(request: &[u8]) -> Vec<u8> {
+        let addrs = ServerAddrs {
+            primary_ip: "192.0.2.1".parse().unwrap(),
+            primary_port: 3478,
+            alt_ip: None,
+            alt_port: None,
+        };
+        let mut out = Vec::new();
+        respond(request, CLIENT.parse().unwrap(), &addrs, None, &mut out);
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_is_timed_on_the_engine_clock() {
+        let (client, end) = tokio::io::duplex(4096);
+        let _server = server(end, Duration::from_millis(250), binding_success);
+        let t0 = now();
+        let (outcome, error) = exchange(
+            client,
+            transaction(Duration::from_secs(2)),
+            t0 + Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(error, None);
+        assert!(matches!(outcome.status, BindingStatus::Success(_)));
+        assert_eq!(outcome.rtt, Some(Duration::from_millis(250)));
+        assert_eq!(now() - t0, Duration::from_millis(250));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_and_a_trickled_header_end_exactly_at_the_deadline() {
+        let (client, end) = tokio::io::duplex(4096);
+        let _server = server(end, Duration::from_secs(60), |_| Vec::new());
+        let t0 = now();
+        let (outcome, error) = exchange(
+            client,
+            transaction(Duration::from_secs(2)),
+            t0 + Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(outcome.status, BindingStatus::Timeout);
+        assert_eq!(error, None);
+        assert_eq!(now() - t0, Duration::from_secs(2));
+
+        let (client, end) = tokio::io::duplex(4096);
+        let _server = server(end, Duration::from_millis(100), |req| {
+            binding_success(req)[..10].to_vec()
+        });
+        let t0 = now();
+        let (outcome, error) = exchange(
+            client,
+            transaction(Duration::from_millis(1500)),
+            t0 + Duration::from_millis(1500),
+        )
+        .await;
+        assert_eq!(outcome.status, BindingStatus::Timeout);
+        assert_eq!(
+            error.as_deref(),
+            Some("deadline reached with 10 bytes of an unfinished message")
+        );
+        assert_eq!(now() - t0, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn connect_errors_have_one_reading() {
+        let e = |k| io::Error::from(k);
+        let raw = io::Error::from_raw_os_error;
+        assert_eq!(
+            classify_connect_error(&e(io::ErrorKind::ConnectionRefused)),
+            ConnectFailure::Refused
+        );
+        assert_eq!(
+            classify_connect_error(&e(io::ErrorKind::TimedOut)),
+            ConnectFailure::TimedOut
+        );
+        assert_eq!(
+            classify_connect_error(&raw(libc::EHOSTUNREACH)),
+            ConnectFailure::Unreachable
+        );
+        assert_eq!(
+            classify_connect_error(&raw(libc::EACCES)),
+            ConnectFailure::Denied
+        );
+        assert_eq!(
+            classify_connect_error(&raw(libc::EMFILE)),
+            ConnectFailure::Other
+        );
+        assert_eq!(
+            ConnectOutcome::from_error(&raw(libc::ENETUNREACH)),
+            ConnectOutcome::Unreachable
+        );
+        assert!(matches!(
+            ConnectOutcome::from_error(&raw(libc::EPERM)),
+            ConnectOutcome::Error { .. }
+        ));
+    }
+}

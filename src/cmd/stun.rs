@@ -551,3 +551,137 @@ fn print_human(report: &Report) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn now() -> Instant {
+        engine::clock::now()
+    }
+
+    fn targets(n: u16) -> Vec<SocketAddr> {
+        (0..n)
+            .map(|i| SocketAddr::from(([192, 0, 2, 1], 3478 + i)))
+            .collect()
+    }
+
+    /// Each transaction "takes" a per-target time on the paused clock; what started when.
+    async fn rounds(
+        schedule: TcpSchedule,
+        cancel: Cancel,
+        took: &'static [u64],
+    ) -> (RunReport, Vec<(u16, u128)>, Vec<usize>, u128) {
+        let t0 = now();
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let log = starts.clone();
+        let transaction = move |t: SocketAddr| {
+            let i = usize::from(t.port() - 3478);
+            log.lock()
+                .unwrap()
+                .push((t.port() - 3478, (now() - t0).as_millis()));
+            let d = Duration::from_millis(took[i]);
+            async move { tokio::time::sleep(d).await }
+        };
+        let mut done = Vec::new();
+        let report = tcp_rounds(
+            &targets(took.len() as u16),
+            &schedule,
+            &cancel,
+            transaction,
+            |i, ()| done.push(i),
+        )
+        .await;
+        let starts = starts.lock().unwrap().clone();
+        (report, starts, done, (now() - t0).as_millis())
+    }
+
+    /// Chunks of `concurrency` start when the one before has finished; round two starts
+    /// `interval` after round one's last answer.
+    #[tokio::test(start_paused = true)]
+    async fn tcp_rounds_follow_the_schedule_exactly() {
+        let schedule = TcpSchedule {
+            count: 2,
+            interval: Duration::from_millis(500),
+            concurrency: 2,
+            deadline: None,
+        };
+        let (report, starts, done, end) = rounds(schedule, Cancel::never(), &[100, 300, 50]).await;
+        assert!(!report.interrupted && !report.deadline_reached);
+        assert_eq!(
+            starts,
+            vec![(0, 0), (1, 0), (2, 300), (0, 850), (1, 850), (2, 1150)]
+        );
+        assert_eq!(done, vec![0, 1, 2, 0, 1, 2]);
+        assert_eq!(end, 1200);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tcp_rounds_stop_at_the_deadline_and_at_once_on_cancel() {
+        let deadline = Some(now() + Duration::from_millis(400));
+        let schedule = TcpSchedule {
+            count: 2,
+            interval: Duration::from_millis(500),
+            concurrency: 2,
+            deadline,
+        };
+        let (report, starts, _, end) = rounds(schedule, Cancel::never(), &[100, 300, 50]).await;
+        assert!(report.deadline_reached && !report.interrupted);
+        assert_eq!(starts, vec![(0, 0), (1, 0), (2, 300)]);
+        assert_eq!(end, 850);
+
+        // A cancel during the pause between rounds ends the run when it comes.
+        let (handle, cancel) = Cancel::new();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(360)).await;
+            handle.cancel();
+        });
+        let schedule = TcpSchedule {
+            deadline: None,
+            ..schedule
+        };
+        let (report, starts, _, end) = rounds(schedule, cancel, &[100, 300, 50]).await;
+        assert!(report.interrupted);
+        assert_eq!(starts.len(), 3);
+        assert_eq!(end, 360);
+    }
+
+    /// The UDP rounds are held back on the engine's clock: every target's n-th transaction
+    /// leaves exactly n·interval after the start.
+    #[tokio::test(start_paused = true)]
+    async fn udp_rounds_leave_on_the_interval() {
+        let silent: Vec<std::net::UdpSocket> = (0..2)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let dests: Vec<SocketAddr> = silent.iter().map(|s| s.local_addr().unwrap()).collect();
+        let config = std::sync::Arc::new(BindingConfig {
+            retransmit: Retransmit {
+                rto: Duration::from_secs(5),
+                rc: 1,
+                rm: 1,
+                deadline: Some(Duration::from_millis(50)),
+            },
+            ..BindingConfig::default()
+        });
+        let t0 = now();
+        let probes = paced_bindings(&dests, 3, Duration::from_millis(200), t0, config);
+        let limits = Limits {
+            rate: None,
+            ..Limits::default()
+        };
+        let mut sent = Vec::new();
+        engine::run(probes, limits, Cancel::never(), |ev| {
+            if let Event::Transmitted { probe, attempt: 0 } = ev {
+                sent.push((probe, (now() - t0).as_millis()));
+            }
+        })
+        .await
+        .unwrap();
+        sent.sort_unstable();
+        assert_eq!(
+            sent,
+            vec![(0, 0), (1, 0), (2, 200), (3, 200), (4, 400), (5, 400)]
+        );
+    }
+}
