@@ -4,7 +4,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use probes::control::dns::{Lookup, Rcode, RecordType, encode_query, parse_response};
+use probes::control::dns::Lookup;
+use probes::wire::dns::{Rcode, RecordType, encode_query, parse_response};
 use tokio::net::UdpSocket;
 
 /// Nameservers from `/etc/resolv.conf`, port 53.

@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use probes::control::Timeouts;
 use probes::control::assess::{PathFacts, PathFailure, Step};
-use probes::control::http::{ConnectVerdict, ProxyUrl, connect_verdict, parse_head};
+use probes::control::http::{ConnectVerdict, ProxyUrl, connect_verdict};
 use probes::control::tls::{ChainCheck, TlsFacts, alpn_verdict, trust_verdict};
-use probes::control::{EndpointSpec, Family, x509};
+use probes::control::{EndpointSpec, Family};
+use probes::wire::http::parse_head;
+use probes::wire::x509;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -362,7 +364,7 @@ async fn via_proxy(
         loop {
             let b = stream.read_u8().await?;
             buf.push(b);
-            if buf.ends_with(b"\r\n\r\n") || buf.len() > probes::control::http::MAX_HEAD {
+            if buf.ends_with(b"\r\n\r\n") || buf.len() > probes::wire::http::MAX_HEAD {
                 return Ok::<_, std::io::Error>(buf);
             }
         }
