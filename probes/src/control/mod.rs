@@ -6,11 +6,12 @@
 //! speaks only HTTP/1.1 and strips HTTP/2. This module holds everything that interprets what the
 //! engine observed, without touching a socket or a clock:
 //!
-//! - [`dns`]: DNS query encoder and response parser (RFC 1035), and the DNS verdict;
-//! - [`x509`]: subject and issuer names from a DER certificate;
-//! - [`tls`]: the trust verdict (public, private CA, TLS inspection by whom) and the ALPN verdict;
-//! - [`http`]: HTTP/1.1 response heads, the WebSocket upgrade verdict, the CONNECT proxy verdict,
-//!   proxy URLs;
+//! - [`dns`]: the nameservers of resolv.conf and the DNS verdict (the messages are
+//!   [`crate::wire::dns`]);
+//! - [`tls`]: the trust verdict (public, private CA, TLS inspection by whom) and the ALPN verdict
+//!   (certificate names are read by [`crate::wire::x509`]);
+//! - [`http`]: the WebSocket upgrade request and verdict, the CONNECT proxy request and verdict,
+//!   proxy URLs (response heads are [`crate::wire::http`]);
 //! - [`grpc`]: the one gRPC request and the meaning of its status;
 //! - [`relay`]: which relay transport a NetBird client would win with;
 //! - [`assess`]: from all those facts to a status per endpoint and the problems with their fixes.
