@@ -5,7 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use probes::stun::TransactionId;
 use probes::stun::encode::BindingRequest;
@@ -61,7 +61,7 @@ pub fn raw_loop(
     let mut inbuf = vec![0u8; BATCH * 2048];
     let mut result = RawResult::default();
     let mut outstanding = 0usize;
-    let start = Instant::now();
+    let start = crate::clock::now();
     let mut next = 0u64;
     while next < total || outstanding > 0 {
         // Fill the window, in whole batches once it is primed (a refill of one or two
@@ -131,7 +131,9 @@ pub fn raw_loop(
             Err(e) => return Err(e),
         }
     }
-    result.elapsed = start.elapsed().as_secs_f64();
+    result.elapsed = crate::clock::now()
+        .saturating_duration_since(start)
+        .as_secs_f64();
     Ok(result)
 }
 
@@ -218,7 +220,7 @@ pub async fn blast(count: u64, size: usize, path: BlastPath) -> io::Result<Blast
     let reader = rx.clone();
     let recv_task = tokio::spawn(async move {
         let mut bufs = RecvBuffers::default();
-        let mut last = Instant::now();
+        let mut last = crate::clock::now();
         loop {
             match tokio::time::timeout(Duration::from_millis(200), reader.readable()).await {
                 Err(_) => return last,
@@ -227,7 +229,7 @@ pub async fn blast(count: u64, size: usize, path: BlastPath) -> io::Result<Blast
             }
             while let Ok(n) = bufs.recv(&reader) {
                 counter.fetch_add(bufs.datagrams(n).count() as u64, Ordering::Relaxed);
-                last = Instant::now();
+                last = crate::clock::now();
             }
         }
     });
@@ -239,7 +241,7 @@ pub async fn blast(count: u64, size: usize, path: BlastPath) -> io::Result<Blast
         .cycle()
         .take(payload.len() * gso)
         .collect();
-    let start = Instant::now();
+    let start = crate::clock::now();
     let mut sent = 0u64;
     while sent < count {
         let left = (count - sent) as usize;

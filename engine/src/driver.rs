@@ -24,6 +24,7 @@ use probes::stun::view::check_header;
 use probes::{Ignored, LocalSocket, Probe};
 use tokio::sync::{mpsc, watch};
 
+use crate::clock::now as clock_now;
 use crate::rate::{Rate, TokenBucket};
 use crate::udp::{RecvBuffers, UdpEndpoint, routed_source};
 
@@ -188,7 +189,8 @@ impl Cancel {
         *self.0.borrow()
     }
 
-    /// Resolves once cancellation is requested (never, if the handle is dropped unfired).
+    /// Resolves once cancellation is requested (at once if it already was); never, if every
+    /// [`CancelHandle`] is dropped without cancelling. Cancel-safe: use it in `select!`.
     pub async fn cancelled(&self) {
         let mut rx = self.0.clone();
         if rx.wait_for(|c| *c).await.is_err() {
@@ -456,12 +458,6 @@ pub async fn run_one<P: Probe>(
     })
     .await?;
     Ok((out, report))
-}
-
-/// The engine's clock: tokio's, so tests can run the whole drive loop on paused (virtual)
-/// time; in normal runs it is the monotonic clock.
-fn clock_now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 async fn readable(ep: Option<&UdpEndpoint>) -> io::Result<()> {

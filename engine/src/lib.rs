@@ -6,6 +6,8 @@
 //! as they happen. See ARCHITECTURE.md for the drive loop and its invariants.
 
 pub mod bench;
+pub mod clock;
+pub mod connect;
 pub mod control;
 pub mod driver;
 pub mod fd;

@@ -1,7 +1,7 @@
 //! Ask the IPv4 default gateway whether it maps ports on request: NAT-PMP (RFC 6886), PCP
 //! (RFC 6887) and UPnP IGD (SSDP, then the device description over HTTP). The three run
 //! concurrently under one time budget; the codecs and result types are
-//! `probes::nat::portmap`. Nothing here creates a mapping.
+//! `probes::wire::{natpmp, pcp, upnp}` and the result types `probes::nat::portmap`. Nothing here creates a mapping.
 //!
 //! Only the gateway is believed: SSDP answers from other hosts, or pointing to a description
 //! on another host, are counted and ignored (anyone on the LAN can answer a multicast search).
@@ -10,9 +10,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use probes::nat::portmap::{
-    self, NATPMP_EXTERNAL_REQUEST, PCP_PORT, PortMapping, ProtocolStatus, SSDP_GROUP, UpnpStatus,
-};
+use probes::nat::portmap::{self, PortMapping, ProtocolStatus, UpnpStatus};
+use probes::wire::natpmp::{self, EXTERNAL_REQUEST as NATPMP_EXTERNAL_REQUEST};
+use probes::wire::pcp;
+use probes::wire::upnp::{self, SSDP_GROUP};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
@@ -61,7 +62,7 @@ async fn exchange<T>(
         .map_err(|_| ProtocolStatus::NoAnswer)?;
     // Connected: only the gateway's port 5351 is heard, and an ICMP port unreachable surfaces
     // as ECONNREFUSED.
-    sock.connect(SocketAddr::new(IpAddr::V4(gw), PCP_PORT))
+    sock.connect(SocketAddr::new(IpAddr::V4(gw), natpmp::PORT))
         .await
         .map_err(|_| ProtocolStatus::Unreachable)?;
     let local = sock
@@ -111,7 +112,7 @@ async fn nat_pmp(gw: Ipv4Addr, deadline: Instant) -> ProtocolStatus {
         gw,
         deadline,
         |_| NATPMP_EXTERNAL_REQUEST.to_vec(),
-        |b| portmap::parse_natpmp_external(b).ok(),
+        |b| natpmp::parse_external(b).ok(),
     )
     .await;
     match r {
@@ -125,8 +126,8 @@ async fn pcp(gw: Ipv4Addr, deadline: Instant) -> ProtocolStatus {
     let r = exchange(
         gw,
         deadline,
-        |local| portmap::pcp_announce_request(local).to_vec(),
-        |b| portmap::parse_pcp_response(b).ok(),
+        |local| pcp::announce_request(local).to_vec(),
+        |b| pcp::parse_response(b).ok(),
     )
     .await;
     match r {
@@ -144,7 +145,7 @@ async fn upnp(gw: Ipv4Addr, deadline: Instant) -> (UpnpStatus, u32) {
     };
     // UPnP Device Architecture 1.1 §1.3.2: TTL 2 by default.
     let _ = sock.set_multicast_ttl_v4(2);
-    let search = portmap::ssdp_search(1);
+    let search = upnp::ssdp_search(1);
     let mut buf = vec![0u8; 4096];
     // Two copies, 100 ms apart, against loss (UDA 1.1 suggests sending more than once).
     for copy in 0..2u8 {
@@ -161,10 +162,10 @@ async fn upnp(gw: Ipv4Addr, deadline: Instant) -> (UpnpStatus, u32) {
                 Err(_) | Ok(Err(_)) => break,
                 Ok(Ok(x)) => x,
             };
-            let Ok(answer) = portmap::parse_ssdp_answer(buf.get(..n).unwrap_or(&[])) else {
+            let Ok(answer) = upnp::parse_ssdp_answer(buf.get(..n).unwrap_or(&[])) else {
                 continue;
             };
-            let url = portmap::parse_http_url(answer.location);
+            let url = upnp::parse_http_url(answer.location);
             let from_gw = from.ip() == IpAddr::V4(gw);
             let Some(url) = url
                 .ok()
@@ -179,7 +180,7 @@ async fn upnp(gw: Ipv4Addr, deadline: Instant) -> (UpnpStatus, u32) {
             let fetch_deadline = deadline.max(Instant::now() + Duration::from_secs(1));
             let status = match fetch(&url, fetch_deadline).await {
                 Ok(body) => {
-                    let services = portmap::igd_services(&body);
+                    let services = upnp::igd_services(&body);
                     if services.is_empty() {
                         UpnpStatus::NoWanService { location }
                     } else {
@@ -199,12 +200,12 @@ async fn upnp(gw: Ipv4Addr, deadline: Instant) -> (UpnpStatus, u32) {
 }
 
 /// GET the description; the body, or why not.
-async fn fetch(url: &portmap::HttpUrl, deadline: Instant) -> Result<Vec<u8>, String> {
+async fn fetch(url: &upnp::HttpUrl, deadline: Instant) -> Result<Vec<u8>, String> {
     let work = async {
         let mut s = TcpStream::connect(url.addr)
             .await
             .map_err(|e| format!("connect {}: {e}", url.addr))?;
-        s.write_all(portmap::http_get(url).as_bytes())
+        s.write_all(upnp::http_get(url).as_bytes())
             .await
             .map_err(|e| e.to_string())?;
         let mut resp = Vec::new();
@@ -216,7 +217,7 @@ async fn fetch(url: &portmap::HttpUrl, deadline: Instant) -> Result<Vec<u8>, Str
             }
             resp.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
         }
-        portmap::http_body(&resp)
+        upnp::http_body(&resp)
             .map(<[u8]>::to_vec)
             .map_err(|e| e.to_string())
     };

@@ -26,8 +26,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
+use crate::clock::now;
 use crate::driver::Cancel;
-use crate::tcp::{ConnectOutcome, classify_connect_error};
+use crate::tcp::ConnectOutcome;
 use crate::udp::{routed_source, wildcard_for};
 
 /// Errors preparing a stream run (bad TLS settings). What happens on the wire is reported in
@@ -145,8 +146,6 @@ pub struct StreamRun<O> {
     pub deadline_reached: bool,
 }
 
-/// How often the loop looks at the cancellation flag.
-const CANCEL_POLL: Duration = Duration::from_millis(50);
 /// Iterations allowed when fast-forwarding a probe whose stream broke.
 const FAST_FORWARD_STEPS: usize = 1000;
 
@@ -158,7 +157,7 @@ pub async fn run_stream<P: Probe>(
     opts: StreamOptions,
     cancel: Cancel,
 ) -> StreamRun<P::Output> {
-    let start = Instant::now();
+    let start = now();
     let mut run = StreamRun {
         output: None,
         connect: ConnectOutcome::Timeout,
@@ -170,13 +169,13 @@ pub async fn run_stream<P: Probe>(
     let tcp = match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(server)).await {
         Err(_) => return run,
         Ok(Err(e)) => {
-            run.connect = classify_connect_error(&e);
+            run.connect = ConnectOutcome::from_error(&e);
             return run;
         }
         Ok(Ok(s)) => s,
     };
     run.connect = ConnectOutcome::Connected {
-        time: start.elapsed(),
+        time: now().saturating_duration_since(start),
     };
     let _ = tcp.set_nodelay(true);
     if let Ok(local) = tcp.local_addr() {
@@ -286,28 +285,28 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
     let mut drain_until: Option<Instant> = None;
     let mut broken = false;
     loop {
-        let now = Instant::now();
+        let t_now = now();
         if drain_until.is_none() {
-            let timed_out = deadline_at.is_some_and(|t| now >= t);
+            let timed_out = deadline_at.is_some_and(|t| t_now >= t);
             if cancel.is_cancelled() || timed_out {
                 run.interrupted = cancel.is_cancelled();
                 run.deadline_reached = timed_out && !run.interrupted;
-                if !probe.cancel(now) {
+                if !probe.cancel(t_now) {
                     break;
                 }
-                drain_until = Some(now + opts.drain);
+                drain_until = Some(t_now + opts.drain);
             }
         }
-        if drain_until.is_some_and(|t| now >= t) {
+        if drain_until.is_some_and(|t| t_now >= t) {
             break;
         }
-        if probe.poll_timeout().is_some_and(|t| t <= now) {
-            probe.handle_timeout(now);
+        if probe.poll_timeout().is_some_and(|t| t <= t_now) {
+            probe.handle_timeout(t_now);
         }
         // Transmit everything due.
         loop {
             out.clear();
-            let Some(t) = probe.poll_transmit(Instant::now(), &mut out) else {
+            let Some(t) = probe.poll_transmit(now(), &mut out) else {
                 break;
             };
             match t.local {
@@ -344,8 +343,13 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
         {
             wake = Some(wake.map_or(t, |w| w.min(t)));
         }
-        let poll_cancel = Instant::now() + CANCEL_POLL;
-        let wake = wake.map_or(poll_cancel, |w| w.min(poll_cancel));
+        let sleep = async {
+            match wake {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let draining = drain_until.is_some();
         tokio::select! {
             r = rd.read(&mut rbuf) => match r {
                 Ok(0) => {
@@ -360,7 +364,7 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
                     loop {
                         match framer.next_frame() {
                             Ok(Some(frame)) => {
-                                let _ = probe.handle_input(Instant::now(), server, frame.bytes());
+                                let _ = probe.handle_input(now(), server, frame.bytes());
                             }
                             Ok(None) => break,
                             Err(e) => {
@@ -377,9 +381,10 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
                 }
             },
             Some(d) = rx.recv() => {
-                let _ = probe.handle_input(Instant::now(), d.from, &d.data);
+                let _ = probe.handle_input(now(), d.from, &d.data);
             }
-            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = sleep => {}
+            _ = cancel.cancelled(), if !draining => {}
         }
         if broken {
             break;
@@ -399,7 +404,7 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
 /// The stream is gone: cancel the probe and run its timers out without I/O, so it concludes
 /// (reporting the requests that never got an answer).
 fn fast_forward<P: Probe>(probe: &mut P) {
-    let mut now = Instant::now();
+    let mut now = now();
     probe.cancel(now);
     let mut scratch = Vec::new();
     for _ in 0..FAST_FORWARD_STEPS {
@@ -414,5 +419,177 @@ fn fast_forward<P: Probe>(probe: &mut P) {
             None => now += Duration::from_secs(1),
         }
         probe.handle_timeout(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use probes::Ignored;
+    use probes::machine::Transmit;
+    use std::sync::{Arc, Mutex};
+
+    type Log = Arc<Mutex<Vec<(&'static str, u128)>>>;
+
+    /// A probe that ticks every `period` and never finishes by itself; `cleanup`: its cancel
+    /// has work to do (it keeps ticking through the drain). Records when things happened.
+    struct Ticker {
+        t0: Instant,
+        period: Duration,
+        next: Instant,
+        cleanup: bool,
+        log: Log,
+    }
+
+    impl Ticker {
+        fn new(period: Duration, cleanup: bool) -> (Self, Log) {
+            let t0 = now();
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let t = Ticker {
+                t0,
+                period,
+                next: t0 + period,
+                cleanup,
+                log: log.clone(),
+            };
+            (t, log)
+        }
+
+        fn note(&self, what: &'static str, at: Instant) {
+            self.log
+                .lock()
+                .unwrap()
+                .push((what, (at - self.t0).as_millis()));
+        }
+    }
+
+    impl Probe for Ticker {
+        type Output = ();
+        fn handle_input(&mut self, _: Instant, _: SocketAddr, _: &[u8]) -> Result<(), Ignored> {
+            Ok(())
+        }
+        fn handle_timeout(&mut self, now: Instant) {
+            self.note("tick", now);
+            self.next = now + self.period;
+        }
+        fn poll_transmit(&mut self, _: Instant, _: &mut Vec<u8>) -> Option<Transmit> {
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            Some(self.next)
+        }
+        fn is_done(&self) -> bool {
+            false
+        }
+        fn take_output(&mut self) -> Option<()> {
+            Some(())
+        }
+        fn cancel(&mut self, now: Instant) -> bool {
+            self.note("cancel", now);
+            self.cleanup
+        }
+    }
+
+    fn server() -> SocketAddr {
+        "192.0.2.1:3478".parse().unwrap()
+    }
+
+    fn connected() -> StreamRun<()> {
+        StreamRun {
+            output: None,
+            connect: ConnectOutcome::Connected {
+                time: Duration::ZERO,
+            },
+            tls: None,
+            error: None,
+            interrupted: false,
+            deadline_reached: false,
+        }
+    }
+
+    /// A cancel is seen when it happens (no polling interval): at 333 ms, between ticks.
+    #[tokio::test(start_paused = true)]
+    async fn cancellation_wakes_the_loop_at_once() {
+        let (probe, log) = Ticker::new(Duration::from_millis(100), false);
+        let (_peer, stream) = tokio::io::duplex(1024);
+        let (handle, cancel) = Cancel::new();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(333)).await;
+            handle.cancel();
+        });
+        let t0 = now();
+        let run = drive(
+            probe,
+            server(),
+            stream,
+            StreamOptions::default(),
+            cancel,
+            t0,
+            connected(),
+        )
+        .await;
+        assert!(run.interrupted && !run.deadline_reached);
+        assert_eq!(now() - t0, Duration::from_millis(333));
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![("tick", 100), ("tick", 200), ("tick", 300), ("cancel", 333)]
+        );
+    }
+
+    /// The deadline cancels at exactly its time; a probe with cleanup keeps its timers through
+    /// the drain, which ends exactly `drain` later.
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_then_the_drain_end_the_run_exactly() {
+        let (probe, log) = Ticker::new(Duration::from_millis(100), true);
+        let (_peer, stream) = tokio::io::duplex(1024);
+        let opts = StreamOptions {
+            deadline: Some(Duration::from_millis(250)),
+            drain: Duration::from_millis(500),
+            ..StreamOptions::default()
+        };
+        let t0 = now();
+        let run = drive(
+            probe,
+            server(),
+            stream,
+            opts,
+            Cancel::never(),
+            t0,
+            connected(),
+        )
+        .await;
+        assert!(run.deadline_reached && !run.interrupted);
+        assert_eq!(now() - t0, Duration::from_millis(750));
+        let log = log.lock().unwrap().clone();
+        let mut want = vec![("tick", 100), ("tick", 200), ("cancel", 250)];
+        want.extend((3..=7).map(|k| ("tick", k * 100)));
+        assert_eq!(log, want);
+    }
+
+    /// The server closing the stream ends the run at that moment, with the reason.
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_stream_ends_the_run_when_it_closes() {
+        let (probe, _log) = Ticker::new(Duration::from_secs(10), false);
+        let (peer, stream) = tokio::io::duplex(1024);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            drop(peer);
+        });
+        let t0 = now();
+        let run = drive(
+            probe,
+            server(),
+            stream,
+            StreamOptions::default(),
+            Cancel::never(),
+            t0,
+            connected(),
+        )
+        .await;
+        assert_eq!(now() - t0, Duration::from_millis(40));
+        assert_eq!(
+            run.error.as_deref(),
+            Some("server closed the connection (0 bytes of an unfinished message)")
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! Raw SYN sweep (IPv4, Linux): SYNs from a raw socket, answers read from the same socket with
-//! their IP headers, so the TTL and IP ID of every SYN-ACK and RST can be compared. A reset
-//! injected by a middlebox usually arrives with another TTL than the target's own packets.
+//! Raw SYN sweep (IPv4, Linux): SYNs from a raw socket, answers read from raw sockets with
+//! their IP headers, so the TTL and IP ID of every SYN-ACK and RST can be compared. This
+//! module owns the sockets, filters and threads; the packets are [`probes::wire::ip`], and
+//! which answers are ours and what their TTLs say is [`probes::raw_sweep`].
 //!
 //! Needs root or CAP_NET_RAW. The kernel answers the target's SYN-ACKs with a RST (no socket of
 //! ours owns the source port), which also tears the half-open connection down at the target.
@@ -11,28 +12,15 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use probes::raw_sweep::{SynSweep, judge_resets};
 use probes::sweep::{StunOverTcp, TcpPortResult, TcpState};
+use probes::wire::ip::{ICMP_DEST_UNREACHABLE, IcmpUnreachableRepr, TcpSegmentRepr};
 
+pub use probes::raw_sweep::RawAnswer;
+
+use crate::clock::{Clock, Monotonic};
 use crate::driver::Cancel;
 use crate::rate::{Rate, TokenBucket};
-
-/// One answer seen on the raw socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct RawAnswer {
-    /// Target port.
-    pub port: u16,
-    /// SYN-ACK (open) or RST (refused).
-    pub syn_ack: bool,
-    /// The code of an ICMP destination unreachable (RFC 792) that answered instead of the
-    /// target: 3 port unreachable counts as refused, the others (network or host unreachable,
-    /// administratively prohibited, …) as unreachable. `syn_ack` is false then.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub icmp: Option<u8>,
-    /// IP TTL of the answer.
-    pub ttl: u8,
-    /// IP identification field of the answer.
-    pub ip_id: u16,
-}
 
 /// What the raw sweep found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -206,96 +194,12 @@ const STALE_DRAIN_MAX: usize = 1 << 16;
 /// Send IPv4 packets to `dest` with one `sendmmsg`; returns how many the kernel took.
 fn send_packets(
     fd: std::os::fd::RawFd,
-    pkts: &[[u8; 40]],
+    pkts: &[[u8; TcpSegmentRepr::LEN]],
     dest: &socket2::SockAddr,
 ) -> io::Result<usize> {
     let items: Vec<(&socket2::SockAddr, &[u8])> =
         pkts.iter().map(|p| (dest, p.as_slice())).collect();
     crate::mmsg::send_many(fd, &items, 0)
-}
-
-/// RFC 1071 one's-complement sum over 16-bit words.
-fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        if let [a, b] = c {
-            sum += u32::from(u16::from_be_bytes([*a, *b]));
-        }
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(u16::from_be_bytes([*last, 0]));
-    }
-    sum
-}
-
-fn csum_fold(mut sum: u32) -> u16 {
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// A 20-byte TCP SYN (RFC 9293 §3.1) with the checksum over the IPv4 pseudo-header.
-fn syn_segment(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> [u8; 20] {
-    let mut t = [0u8; 20];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[12] = 5 << 4; // data offset: 5 words
-    t[13] = 0x02; // SYN
-    t[14..16].copy_from_slice(&1024u16.to_be_bytes()); // window
-    let mut pseudo = [0u8; 12];
-    pseudo[0..4].copy_from_slice(&src.octets());
-    pseudo[4..8].copy_from_slice(&dst.octets());
-    pseudo[9] = libc::IPPROTO_TCP as u8;
-    pseudo[10..12].copy_from_slice(&20u16.to_be_bytes());
-    let sum = csum_fold(csum_add(csum_add(0, &pseudo), &t));
-    t[16..18].copy_from_slice(&sum.to_be_bytes());
-    t
-}
-
-/// The SYN with its IPv4 header (RFC 791 §3.1) for a header-included raw socket. The kernel
-/// fills in the header checksum and, left zero, the identification.
-fn syn_packet(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> [u8; 40] {
-    let mut p = [0u8; 40];
-    p[0] = 0x45; // version 4, 5-word header
-    p[2..4].copy_from_slice(&40u16.to_be_bytes()); // total length
-    p[8] = 64; // TTL
-    p[9] = libc::IPPROTO_TCP as u8;
-    p[12..16].copy_from_slice(&src.octets());
-    p[16..20].copy_from_slice(&dst.octets());
-    p[20..].copy_from_slice(&syn_segment(src, dst, sport, dport, seq));
-    p
-}
-
-/// A keyed sequence number per port, so answers can be matched without per-port state.
-fn seq_for(key: u32, port: u16) -> u32 {
-    let mut x = u64::from(key) << 16 | u64::from(port);
-    x = (x ^ (x >> 33)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-    x = (x ^ (x >> 33)).wrapping_mul(0xC4CE_B9FE_1A85_EC53);
-    (x ^ (x >> 33)) as u32
-}
-
-/// Parse an IPv4 packet with a TCP segment as the raw socket delivers it. Returns (source IP,
-/// TTL, IP ID, source port, destination port, flags, ack).
-fn parse(pkt: &[u8]) -> Option<(Ipv4Addr, u8, u16, u16, u16, u8, u32)> {
-    let vihl = *pkt.first()?;
-    if vihl >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(vihl & 0x0F) * 4;
-    if ihl < 20 || *pkt.get(9)? != libc::IPPROTO_TCP as u8 {
-        return None;
-    }
-    let ip_id = u16::from_be_bytes([*pkt.get(4)?, *pkt.get(5)?]);
-    let ttl = *pkt.get(8)?;
-    let src = Ipv4Addr::new(*pkt.get(12)?, *pkt.get(13)?, *pkt.get(14)?, *pkt.get(15)?);
-    let tcp = pkt.get(ihl..)?;
-    let sport = u16::from_be_bytes([*tcp.first()?, *tcp.get(1)?]);
-    let dport = u16::from_be_bytes([*tcp.get(2)?, *tcp.get(3)?]);
-    let ack = u32::from_be_bytes([*tcp.get(8)?, *tcp.get(9)?, *tcp.get(10)?, *tcp.get(11)?]);
-    let flags = *tcp.get(13)?;
-    Some((src, ttl, ip_id, sport, dport, flags, ack))
 }
 
 /// SYN-sweep `ports` of `ip`. Unanswered ports get one more SYN, then count as filtered after
@@ -369,12 +273,14 @@ pub async fn syn_scan(
         recv,
         icmp,
         icmp_sources: std::sync::Mutex::new(std::collections::BTreeSet::new()),
-        src,
-        dst,
-        sport,
-        key: rand::random(),
+        sweep: SynSweep {
+            src,
+            target: dst,
+            sport,
+            key: rand::random(),
+        },
         owner,
-        epoch: Instant::now(),
+        epoch: Monotonic.now(),
         answers: std::sync::Mutex::new(vec![0; PORTS]),
         answered: (0..shards)
             .map(|_| std::sync::atomic::AtomicUsize::new(0))
@@ -394,7 +300,7 @@ pub async fn syn_scan(
         let cancel = cancel.clone();
         let shared = shared.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
-            run_shard(&shard, &shared, &cancel)
+            run_shard(&shard, &shared, &cancel, &Monotonic)
         }));
     }
     // Report the ports whose first SYN went out, every PROGRESS_EVERY, until the shards end.
@@ -440,11 +346,7 @@ pub async fn syn_scan(
         let r = match answer {
             Some((a, at)) => TcpPortResult {
                 port,
-                state: match (a.syn_ack, a.icmp) {
-                    (true, _) => TcpState::Open,
-                    (false, None | Some(ICMP_PORT_UNREACHABLE)) => TcpState::Refused,
-                    (false, Some(_)) => TcpState::Unreachable,
-                },
+                state: a.state(),
                 connect_time: rtt(
                     sends
                         .iter()
@@ -464,7 +366,14 @@ pub async fn syn_scan(
         report.results.push(r);
     }
     list.sort_by_key(|a| a.port);
-    analyse(&mut report, list);
+    let judgement = judge_resets(&list);
+    report.syn_ack_ttls = judgement.syn_ack_ttls;
+    report.rst_ttls = judgement.rst_ttls;
+    report.injected_suspects = judgement.injected_suspects;
+    report
+        .notes
+        .extend(judgement.finding.map(|f| f.to_string()));
+    report.answers = list;
     report.icmp_sources = shared
         .icmp_sources
         .lock()
@@ -514,11 +423,8 @@ struct Shared {
     icmp: OwnedFd,
     /// Who sent the ICMP errors that answered our SYNs.
     icmp_sources: std::sync::Mutex<std::collections::BTreeSet<Ipv4Addr>>,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    sport: u16,
-    /// Keys the sequence numbers ([`seq_for`]).
-    key: u32,
+    /// Our address and port, the target, the sequence number key.
+    sweep: SynSweep,
     /// The shard of each port (indexed by port number).
     owner: Vec<u8>,
     /// The time base of the packed microsecond stamps.
@@ -641,6 +547,48 @@ fn rtt(sends: u64, at: u32) -> Option<Duration> {
     Some(Duration::from_micros(u64::from(at.saturating_sub(first))))
 }
 
+/// A shard's timing apart from its sockets: the token bucket (its share of the rate), the
+/// wait for answers after the latest SYN, and how long one wait may block. Pure: every call
+/// is given `now`.
+#[derive(Clone, Debug)]
+pub struct ShardPacer {
+    bucket: Option<TokenBucket>,
+    timeout: Duration,
+}
+
+impl ShardPacer {
+    /// A pacer whose bucket is full at `now`; `rate` `None` is unlimited.
+    pub fn new(rate: Option<Rate>, timeout: Duration, now: Instant) -> Self {
+        Self {
+            bucket: rate.map(|r| TokenBucket::new(r, now)),
+            timeout,
+        }
+    }
+
+    /// Whether one more SYN may leave at `now` (it takes a token if so).
+    pub fn try_send(&mut self, now: Instant) -> bool {
+        self.bucket.as_mut().is_none_or(|b| b.take(now))
+    }
+
+    /// Whether the answers to SYNs whose latest left at `last_send` have had their time:
+    /// the round ends (and the silent ports are resent, after the first round).
+    pub fn waited(&self, last_send: Instant, now: Instant) -> bool {
+        now.saturating_duration_since(last_send) >= self.timeout
+    }
+
+    /// How long to wait at `now`: for the next token while SYNs are left to send; once all
+    /// are sent, [`SHARED_WAIT`] at a time (another shard may read the answers this one waits
+    /// for) up to the end of the round; never more than [`MAX_WAIT`].
+    pub fn wait(&mut self, now: Instant, all_sent: bool, last_send: Instant) -> Duration {
+        let wake = match (all_sent, self.bucket.as_mut()) {
+            (false, Some(b)) => b.ready_at(now),
+            (false, None) => now,
+            (true, _) => (last_send + self.timeout).min(now + SHARED_WAIT),
+        };
+        wake.saturating_duration_since(now).min(MAX_WAIT)
+    }
+}
+
 /// One shard of a raw sweep: its index (its list in [`Shared::lists`]) and its share of the
 /// rate.
 struct Shard {
@@ -657,17 +605,22 @@ struct ShardDone {
 
 /// Send a shard's SYNs in batches as the rate allows, reading answers in between; after the
 /// last SYN wait for the rest until `timeout`, then resend to the silent ports once.
-fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<ShardDone> {
+fn run_shard(
+    shard: &Shard,
+    shared: &Shared,
+    cancel: &Cancel,
+    clock: &impl Clock,
+) -> io::Result<ShardDone> {
     let send = raw_socket(libc::IPPROTO_RAW)?;
     let recv = shared.recv.as_raw_fd();
-    let dest = socket2::SockAddr::from(SocketAddr::new(IpAddr::V4(shared.dst), 0));
-    let mut bucket = shard.rate.map(|r| TokenBucket::new(r, Instant::now()));
+    let dest = socket2::SockAddr::from(SocketAddr::new(IpAddr::V4(shared.sweep.target), 0));
+    let mut pacer = ShardPacer::new(shard.rate, shard.timeout, clock.now());
     let mut done = ShardDone {
         sends: vec![0; PORTS],
         interrupted: false,
     };
     let mut rbuf = vec![0u8; RECV_SNAP * RECV_BATCH];
-    let mut pkts: Vec<[u8; 40]> = Vec::with_capacity(SEND_BATCH);
+    let mut pkts: Vec<[u8; TcpSegmentRepr::LEN]> = Vec::with_capacity(SEND_BATCH);
     let own = shared.lists.get(shard.index).map_or(&[][..], Vec::as_slice);
     for round in 0..2u8 {
         // Round 0 claims batches (its own list first, then the others'); round 1 resends
@@ -682,7 +635,7 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                 .collect()
         };
         let mut at = 0;
-        let mut last_send = Instant::now();
+        let mut last_send = clock.now();
         loop {
             if cancel.is_cancelled() {
                 done.interrupted = true;
@@ -697,20 +650,17 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                 if pkts.len() == SEND_BATCH {
                     break;
                 }
-                if let Some(b) = bucket.as_mut() {
-                    if !b.take(Instant::now()) {
-                        break;
-                    }
+                if !pacer.try_send(clock.now()) {
+                    break;
                 }
-                let seq = seq_for(shared.key, port);
-                pkts.push(syn_packet(shared.src, shared.dst, shared.sport, port, seq));
+                pkts.push(shared.sweep.syn(port).to_bytes());
                 at += 1;
             }
             let mut sent = 0;
             while sent < pkts.len() {
                 match send_packets(send.as_raw_fd(), pkts.get(sent..).unwrap_or(&[]), &dest) {
                     Ok(n) => {
-                        let now = shared.stamp(Instant::now());
+                        let now = shared.stamp(clock.now());
                         for pkt in pkts.iter().skip(sent).take(n.max(1)) {
                             let port = u16::from_be_bytes([pkt[22], pkt[23]]);
                             if let Some(slot) = done.sends.get_mut(usize::from(port)) {
@@ -740,9 +690,9 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
                 }
             }
             if !pkts.is_empty() {
-                last_send = Instant::now();
+                last_send = clock.now();
             }
-            read_answers(&mut rbuf, shared)?;
+            read_answers(&mut rbuf, shared, clock)?;
             if round == 0 && at == batch.len() {
                 batch.clear();
                 batch.extend_from_slice(shared.claim(shard.index));
@@ -753,7 +703,7 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
             // some of this shard's ports after this one's last).
             let latest = shared.instant_of(shared.last_send.load(Ordering::Relaxed));
             let last_send = last_send.max(latest);
-            let waited = last_send.elapsed() >= shard.timeout;
+            let waited = pacer.waited(last_send, clock.now());
             // Only swept ports are counted, each once, for the shard whose list holds it.
             let all_answered = shared.answered(shard.index) >= own.len();
             if all_sent && (all_answered || waited) {
@@ -763,13 +713,7 @@ fn run_shard(shard: &Shard, shared: &Shared, cancel: &Cancel) -> io::Result<Shar
             // answers this one waits for (the socket is shared, and a poll woken by an
             // arrival that another reader took sleeps on), so once everything is sent the
             // wait is SHARED_WAIT at a time, and the answered count is checked in between.
-            let now = Instant::now();
-            let wake = match (all_sent, bucket.as_mut()) {
-                (false, Some(b)) => b.ready_at(now),
-                (false, None) => now,
-                (true, _) => (last_send + shard.timeout).min(now + SHARED_WAIT),
-            };
-            let wait = wake.saturating_duration_since(now).min(MAX_WAIT);
+            let wait = pacer.wait(clock.now(), all_sent, last_send);
             wait_ready(&[recv, shared.icmp.as_raw_fd()], libc::POLLIN, wait);
         }
     }
@@ -806,7 +750,7 @@ fn wait_ready(fds: &[std::os::fd::RawFd], events: libc::c_short, wait: Duration)
 /// Read every answer queued on the shared sockets (the kernel filters pass only segments from
 /// the target to our source port, and ICMP destination unreachable) and record those that
 /// answer one of our SYNs.
-fn read_answers(rbuf: &mut [u8], shared: &Shared) -> io::Result<()> {
+fn read_answers(rbuf: &mut [u8], shared: &Shared, clock: &impl Clock) -> io::Result<()> {
     let mut got: Vec<(RawAnswer, u32)> = Vec::new();
     let mut icmp_from: Vec<Ipv4Addr> = Vec::new();
     for (fd, is_icmp) in [
@@ -818,15 +762,21 @@ fn read_answers(rbuf: &mut [u8], shared: &Shared) -> io::Result<()> {
             if lens.is_empty() {
                 break;
             }
-            let now = shared.stamp(Instant::now());
+            let now = shared.stamp(clock.now());
             for (len, pkt) in lens.iter().zip(rbuf.chunks(RECV_SNAP)) {
                 let pkt = pkt.get(..*len).unwrap_or(&[]);
                 let answer = if is_icmp {
-                    icmp_answer(pkt, shared).inspect(|(_, from)| icmp_from.push(*from))
+                    IcmpUnreachableRepr::parse(pkt).ok().and_then(|e| {
+                        let a = shared.sweep.match_icmp(&e)?;
+                        icmp_from.push(e.from);
+                        Some(a)
+                    })
                 } else {
-                    tcp_answer(pkt, shared)
+                    TcpSegmentRepr::parse(pkt)
+                        .ok()
+                        .and_then(|seg| shared.sweep.match_tcp(&seg))
                 };
-                if let Some((answer, _)) = answer {
+                if let Some(answer) = answer {
                     got.push((answer, now));
                 }
             }
@@ -854,274 +804,44 @@ fn read_answers(rbuf: &mut [u8], shared: &Shared) -> io::Result<()> {
     Ok(())
 }
 
-/// A SYN-ACK or RST from the target to our port that acknowledges our sequence number.
-fn tcp_answer(pkt: &[u8], shared: &Shared) -> Option<(RawAnswer, Ipv4Addr)> {
-    let (from, ttl, ip_id, tport, to, flags, ack) = parse(pkt)?;
-    if from != shared.dst || to != shared.sport || flags & 0x10 == 0 {
-        return None;
-    }
-    if ack != seq_for(shared.key, tport).wrapping_add(1) {
-        return None;
-    }
-    let syn_ack = flags & 0x12 == 0x12;
-    let rst = flags & 0x04 != 0;
-    (syn_ack || rst).then_some((
-        RawAnswer {
-            port: tport,
-            syn_ack,
-            icmp: None,
-            ttl,
-            ip_id,
-        },
-        from,
-    ))
-}
-
-/// An ICMP destination unreachable quoting one of our SYNs (RFC 792: the original IP header
-/// and the first 8 bytes of its payload, which hold the TCP ports and sequence number).
-fn icmp_answer(pkt: &[u8], shared: &Shared) -> Option<(RawAnswer, Ipv4Addr)> {
-    let (from, ttl, ip_id, code, quoted) = parse_icmp_unreachable(pkt)?;
-    let (dst, sport, dport, seq) = parse_quoted_tcp(quoted)?;
-    if dst != shared.dst || sport != shared.sport || seq != seq_for(shared.key, dport) {
-        return None;
-    }
-    Some((
-        RawAnswer {
-            port: dport,
-            syn_ack: false,
-            icmp: Some(code),
-            ttl,
-            ip_id,
-        },
-        from,
-    ))
-}
-
-/// ICMP type 3, destination unreachable (RFC 792).
-const ICMP_DEST_UNREACHABLE: u8 = 3;
-/// Its code 3, port unreachable.
-const ICMP_PORT_UNREACHABLE: u8 = 3;
-
-/// An IPv4 ICMP destination unreachable: (sender, TTL, IP ID, code, the quoted datagram).
-fn parse_icmp_unreachable(pkt: &[u8]) -> Option<(Ipv4Addr, u8, u16, u8, &[u8])> {
-    let vihl = *pkt.first()?;
-    let ihl = usize::from(vihl & 0x0F) * 4;
-    if vihl >> 4 != 4 || ihl < 20 || *pkt.get(9)? != libc::IPPROTO_ICMP as u8 {
-        return None;
-    }
-    let ip_id = u16::from_be_bytes([*pkt.get(4)?, *pkt.get(5)?]);
-    let ttl = *pkt.get(8)?;
-    let from = Ipv4Addr::new(*pkt.get(12)?, *pkt.get(13)?, *pkt.get(14)?, *pkt.get(15)?);
-    let icmp = pkt.get(ihl..)?;
-    if *icmp.first()? != ICMP_DEST_UNREACHABLE {
-        return None;
-    }
-    let code = *icmp.get(1)?;
-    // Type, code, checksum and 4 unused (or next-hop MTU) bytes precede the quote.
-    Some((from, ttl, ip_id, code, icmp.get(8..)?))
-}
-
-/// The quoted IPv4 header and TCP ports and sequence number of a datagram quoted in an ICMP
-/// error: (destination, source port, destination port, sequence number).
-fn parse_quoted_tcp(quoted: &[u8]) -> Option<(Ipv4Addr, u16, u16, u32)> {
-    let vihl = *quoted.first()?;
-    let ihl = usize::from(vihl & 0x0F) * 4;
-    if vihl >> 4 != 4 || ihl < 20 || *quoted.get(9)? != libc::IPPROTO_TCP as u8 {
-        return None;
-    }
-    let dst = Ipv4Addr::new(
-        *quoted.get(16)?,
-        *quoted.get(17)?,
-        *quoted.get(18)?,
-        *quoted.get(19)?,
-    );
-    let tcp = quoted.get(ihl..ihl + 8)?;
-    let sport = u16::from_be_bytes([*tcp.first()?, *tcp.get(1)?]);
-    let dport = u16::from_be_bytes([*tcp.get(2)?, *tcp.get(3)?]);
-    let seq = u32::from_be_bytes([*tcp.get(4)?, *tcp.get(5)?, *tcp.get(6)?, *tcp.get(7)?]);
-    Some((dst, sport, dport, seq))
-}
-
-/// Compare the IP headers of SYN-ACKs and RSTs: the target's own packets share one initial TTL
-/// and arrive after the same number of hops; a RST with a TTL no SYN-ACK shows came from
-/// elsewhere.
-fn analyse(report: &mut RawReport, answers: Vec<RawAnswer>) {
-    let mut syn: Vec<u8> = answers
-        .iter()
-        .filter(|a| a.syn_ack)
-        .map(|a| a.ttl)
-        .collect();
-    let is_rst = |a: &&RawAnswer| !a.syn_ack && a.icmp.is_none();
-    let mut rst: Vec<u8> = answers.iter().filter(is_rst).map(|a| a.ttl).collect();
-    syn.sort_unstable();
-    syn.dedup();
-    rst.sort_unstable();
-    rst.dedup();
-    if !syn.is_empty() {
-        report.injected_suspects = answers
-            .iter()
-            .filter(|a| is_rst(a) && !syn.contains(&a.ttl))
-            .map(|a| a.port)
-            .collect();
-    }
-    if !report.injected_suspects.is_empty() {
-        report.notes.push(format!(
-            "{} resets arrived with TTL {:?} while the target's SYN-ACKs have TTL {:?}: resets are \
-             likely injected by a device on the path, not sent by the target",
-            report.injected_suspects.len(),
-            rst,
-            syn
-        ));
-    } else if rst.len() > 1 {
-        report.notes.push(format!(
-            "resets arrived with several TTLs {rst:?}: more than one device answers for the target"
-        ));
-    }
-    report.syn_ack_ttls = syn;
-    report.rst_ttls = rst;
-    report.answers = answers;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The shard's decisions on virtual time: SYNs paced by the bucket, the round ending
+    /// exactly `timeout` after the latest SYN of any shard, waits in SHARED_WAIT steps once
+    /// everything is sent.
     #[test]
-    fn syn_checksum_verifies() {
-        let src = Ipv4Addr::new(192, 0, 2, 1);
-        let dst = Ipv4Addr::new(198, 51, 100, 7);
-        let seg = syn_segment(src, dst, 40000, 443, 0x1234_5678);
-        let mut pseudo = [0u8; 12];
-        pseudo[0..4].copy_from_slice(&src.octets());
-        pseudo[4..8].copy_from_slice(&dst.octets());
-        pseudo[9] = 6;
-        pseudo[10..12].copy_from_slice(&20u16.to_be_bytes());
-        // Summing everything including the checksum gives all ones.
-        assert_eq!(csum_fold(csum_add(csum_add(0, &pseudo), &seg)), 0);
-        assert_eq!(seg[13], 0x02);
-    }
-
-    #[test]
-    fn parse_rejects_short_and_non_tcp() {
-        assert!(parse(&[]).is_none());
-        assert!(parse(&[0x45; 19]).is_none());
-        let mut p = [0u8; 40];
-        p[0] = 0x45;
-        p[9] = 17;
-        assert!(parse(&p).is_none());
-        p[9] = 6;
-        p[8] = 63;
-        p[20..22].copy_from_slice(&443u16.to_be_bytes());
-        p[33] = 0x12;
-        let (_, ttl, _, sport, _, flags, _) = parse(&p).unwrap();
-        assert_eq!((ttl, sport, flags), (63, 443, 0x12));
-    }
-
-    #[test]
-    fn reset_with_foreign_ttl_is_flagged() {
-        let mut r = RawReport::default();
-        analyse(
-            &mut r,
-            vec![
-                RawAnswer {
-                    port: 443,
-                    syn_ack: true,
-                    icmp: None,
-                    ttl: 60,
-                    ip_id: 0,
-                },
-                RawAnswer {
-                    port: 444,
-                    syn_ack: false,
-                    icmp: None,
-                    ttl: 60,
-                    ip_id: 0,
-                },
-                RawAnswer {
-                    port: 8000,
-                    syn_ack: false,
-                    icmp: None,
-                    ttl: 63,
-                    ip_id: 0,
-                },
-                // An ICMP error from a router is no reset: not in the TTL comparison.
-                RawAnswer {
-                    port: 9000,
-                    syn_ack: false,
-                    icmp: Some(13),
-                    ttl: 61,
-                    ip_id: 0,
-                },
-            ],
-        );
-        assert_eq!(r.injected_suspects, vec![8000]);
-        assert_eq!(r.syn_ack_ttls, vec![60]);
-        assert_eq!(r.rst_ttls, vec![60, 63]);
-        assert!(r.notes[0].contains("injected"));
-    }
-
-    fn shared_for_tests(dst: Ipv4Addr, sport: u16) -> Shared {
-        Shared {
-            lists: vec![Vec::new()],
-            cursors: vec![AtomicUsize::new(0)],
-            last_send: AtomicU32::new(0),
-            recv: raw_placeholder(),
-            icmp: raw_placeholder(),
-            icmp_sources: Default::default(),
-            src: Ipv4Addr::new(192, 0, 2, 1),
-            dst,
-            sport,
-            key: 0x5eed,
-            owner: vec![0; PORTS],
-            epoch: Instant::now(),
-            answers: std::sync::Mutex::new(vec![0; PORTS]),
-            answered: vec![std::sync::atomic::AtomicUsize::new(0)],
-            first_sent: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    /// Any descriptor will do where the test never reads it.
-    fn raw_placeholder() -> OwnedFd {
-        std::fs::File::open("/dev/null").unwrap().into()
-    }
-
-    /// An ICMP error as a router sends it: its own IP header, type 3, code, and the quoted
-    /// SYN (IP header and the first 8 TCP bytes).
-    fn icmp_error(from: Ipv4Addr, code: u8, syn: &[u8; 40]) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 56, 0x12, 0x34, 0, 0, 61, 1, 0, 0];
-        p.extend_from_slice(&from.octets());
-        p.extend_from_slice(&Ipv4Addr::new(192, 0, 2, 1).octets());
-        p.extend_from_slice(&[3, code, 0, 0, 0, 0, 0, 0]);
-        p.extend_from_slice(&syn[..28]);
-        p
-    }
-
-    #[test]
-    fn icmp_unreachable_quoting_our_syn_is_an_answer() {
-        let dst = Ipv4Addr::new(198, 51, 100, 7);
-        let router = Ipv4Addr::new(198, 51, 100, 1);
-        let shared = shared_for_tests(dst, 40000);
-        let syn = syn_packet(shared.src, dst, 40000, 443, seq_for(shared.key, 443));
-        let (a, from) = icmp_answer(&icmp_error(router, 13, &syn), &shared).unwrap();
-        assert_eq!(from, router);
-        assert_eq!(a.port, 443);
-        assert_eq!(a.icmp, Some(13));
-        assert_eq!((a.ttl, a.ip_id, a.syn_ack), (61, 0x1234, false));
-        // A quote of someone else's SYN: another source port, another target, a wrong
-        // sequence number; and a truncated quote or another ICMP type.
-        let other_port = syn_packet(shared.src, dst, 40001, 443, seq_for(shared.key, 443));
-        assert!(icmp_answer(&icmp_error(router, 13, &other_port), &shared).is_none());
-        let other_dst = syn_packet(shared.src, router, 40000, 443, seq_for(shared.key, 443));
-        assert!(icmp_answer(&icmp_error(router, 13, &other_dst), &shared).is_none());
-        let other_seq = syn_packet(shared.src, dst, 40000, 443, 7);
-        assert!(icmp_answer(&icmp_error(router, 13, &other_seq), &shared).is_none());
-        let whole = icmp_error(router, 3, &syn);
-        for cut in 0..whole.len() {
-            assert!(icmp_answer(&whole[..cut], &shared).is_none(), "cut {cut}");
-        }
-        let mut time_exceeded = whole.clone();
-        time_exceeded[20] = 11;
-        assert!(icmp_answer(&time_exceeded, &shared).is_none());
+    fn shard_timing_on_virtual_time() {
+        let clock = crate::clock::ManualClock::new(Monotonic.now());
+        let t0 = clock.now();
+        let ms = Duration::from_millis;
+        let mut p = ShardPacer::new(Some(Rate { pps: 100, burst: 2 }), ms(1500), t0);
+        assert!(p.try_send(clock.now()));
+        assert!(p.try_send(clock.now()));
+        assert!(!p.try_send(clock.now()));
+        // Waiting for the third token: 10 ms at 100/s.
+        assert_eq!(p.wait(clock.now(), false, t0), ms(10));
+        clock.advance(ms(10));
+        assert!(p.try_send(clock.now()));
+        let last = clock.now();
+        // Everything sent: short waits, so answers another shard records are seen.
+        assert_eq!(p.wait(clock.now(), true, last), SHARED_WAIT);
+        clock.set(last + ms(1499));
+        assert!(!p.waited(last, clock.now()));
+        assert_eq!(p.wait(clock.now(), true, last), ms(1).min(SHARED_WAIT));
+        clock.set(last + ms(1500));
+        assert!(p.waited(last, clock.now()));
+        assert_eq!(p.wait(clock.now(), true, last), Duration::ZERO);
+        // A later SYN of another shard moves the end of the round.
+        assert!(!p.waited(last + ms(100), clock.now()));
+        // Unlimited: never waits for a token; a long wait is capped so a cancel is seen.
+        let mut free = ShardPacer::new(None, ms(1500), t0);
+        assert!((0..1000).all(|_| free.try_send(t0)));
+        assert_eq!(free.wait(t0, false, t0), Duration::ZERO);
+        let mut slow = ShardPacer::new(Some(Rate { pps: 1, burst: 1 }), ms(1500), t0);
+        assert!(slow.try_send(t0));
+        assert_eq!(slow.wait(t0, false, t0), MAX_WAIT);
     }
 
     /// The kernel filter on a real raw socket (needs root or CAP_NET_RAW; skipped without):
@@ -1147,7 +867,7 @@ mod tests {
         assert!(got.is_empty(), "{} segments passed", got.len());
         // A SYN from the filtered port draws a RST that passes.
         let send = raw_socket(libc::IPPROTO_RAW).unwrap();
-        let syn = syn_packet(lo, lo, port, closed_port, 77);
+        let syn = TcpSegmentRepr::syn(lo, lo, port, closed_port, 77).to_bytes();
         let dest = socket2::SockAddr::from(SocketAddr::new(IpAddr::V4(lo), 0));
         assert_eq!(send_packets(send.as_raw_fd(), &[syn], &dest).unwrap(), 1);
         wait_ready(&[recv.as_raw_fd()], libc::POLLIN, Duration::from_secs(1));
@@ -1156,12 +876,13 @@ mod tests {
         let answers: Vec<_> = got
             .iter()
             .zip(buf.chunks(RECV_SNAP))
-            .filter_map(|(len, pkt)| parse(&pkt[..*len]))
+            .filter_map(|(len, pkt)| TcpSegmentRepr::parse(&pkt[..*len]).ok())
             .collect();
         assert_eq!(answers.len(), 1, "{answers:?}");
-        let (from, _, _, sport, dport, flags, ack) = answers[0];
-        assert_eq!((from, sport, dport), (lo, closed_port, port));
-        assert_eq!((flags & 0x04, ack), (0x04, 78));
+        let a = answers[0];
+        assert_eq!((a.src, a.sport, a.dport), (lo, closed_port, port));
+        assert!(a.flags.is_rst());
+        assert_eq!(a.ack, 78);
     }
 
     #[test]
@@ -1177,7 +898,7 @@ mod tests {
             RawAnswer {
                 port: 65535,
                 syn_ack: false,
-                icmp: Some(ICMP_PORT_UNREACHABLE),
+                icmp: Some(probes::wire::ip::ICMP_PORT_UNREACHABLE),
                 ttl: 1,
                 ip_id: 0,
             },

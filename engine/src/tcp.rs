@@ -6,11 +6,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::clock::now;
+
 use probes::binding::{BindingConfig, BindingOutcome, BindingTransaction};
 use probes::stun::TransactionId;
 use probes::stun::stream::StunStream;
 use probes::{Probe, Retransmit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How the TCP connection went.
@@ -50,17 +52,55 @@ pub struct TcpBinding {
     pub stream_error: Option<String>,
 }
 
+/// Why a TCP connect failed, read from the OS error: the one reading every TCP path of the
+/// engine uses (the connect sweep's port states, the STUN/TURN-over-TCP connect outcomes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectFailure {
+    /// A RST answered the SYN (or an ICMP port unreachable did): nothing listens, or something
+    /// on the path rejects with a reset.
+    Refused,
+    /// The kernel gave up retransmitting the SYN: dropped on the path.
+    TimedOut,
+    /// ICMP host or network unreachable (administratively prohibited included), or no route.
+    Unreachable,
+    /// This host's own policy refused the connect (EACCES, EPERM: a local firewall rule).
+    Denied,
+    /// Anything else.
+    Other,
+}
+
 /// Classify a connect error.
-pub fn classify_connect_error(e: &io::Error) -> ConnectOutcome {
+pub fn classify_connect_error(e: &io::Error) -> ConnectFailure {
     match e.kind() {
-        io::ErrorKind::ConnectionRefused => ConnectOutcome::Refused,
-        io::ErrorKind::TimedOut => ConnectOutcome::Timeout,
-        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
-            ConnectOutcome::Unreachable
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => {
+            ConnectFailure::Refused
         }
-        _ => ConnectOutcome::Error {
-            message: e.to_string(),
+        io::ErrorKind::TimedOut => ConnectFailure::TimedOut,
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+            ConnectFailure::Unreachable
+        }
+        io::ErrorKind::PermissionDenied => ConnectFailure::Denied,
+        _ => match e.raw_os_error() {
+            Some(libc::EHOSTUNREACH | libc::ENETUNREACH) => ConnectFailure::Unreachable,
+            Some(libc::EACCES | libc::EPERM) => ConnectFailure::Denied,
+            _ => ConnectFailure::Other,
         },
+    }
+}
+
+impl ConnectOutcome {
+    /// The outcome of a connect that failed with `e`: a local refusal and other errors keep
+    /// the OS's words.
+    pub fn from_error(e: &io::Error) -> ConnectOutcome {
+        match classify_connect_error(e) {
+            ConnectFailure::Refused => ConnectOutcome::Refused,
+            ConnectFailure::TimedOut => ConnectOutcome::Timeout,
+            ConnectFailure::Unreachable => ConnectOutcome::Unreachable,
+            ConnectFailure::Denied | ConnectFailure::Other => ConnectOutcome::Error {
+                message: e.to_string(),
+            },
+        }
     }
 }
 
@@ -72,7 +112,7 @@ pub async fn binding_over_tcp(
     software: Option<&'static str>,
     timeout: Duration,
 ) -> TcpBinding {
-    let start = Instant::now();
+    let start = now();
     let deadline = start + timeout;
     let mut result = TcpBinding {
         destination,
@@ -84,16 +124,16 @@ pub async fn binding_over_tcp(
         match tokio::time::timeout_at(deadline.into(), TcpStream::connect(destination)).await {
             Err(_) => return result,
             Ok(Err(e)) => {
-                result.connect = classify_connect_error(&e);
+                result.connect = ConnectOutcome::from_error(&e);
                 return result;
             }
             Ok(Ok(s)) => s,
         };
     result.connect = ConnectOutcome::Connected {
-        time: start.elapsed(),
+        time: now().saturating_duration_since(start),
     };
     let _ = stream.set_nodelay(true);
-    let remaining = deadline.saturating_duration_since(Instant::now());
+    let remaining = deadline.saturating_duration_since(now());
     let config = BindingConfig {
         // Reliable transport: one transmission, RFC 8489 §6.2.2 (Ti = 39.5 s by default; our
         // deadline is the caller's).
@@ -117,16 +157,17 @@ pub async fn binding_over_tcp(
     result
 }
 
-pub(crate) async fn exchange(
-    mut stream: TcpStream,
+/// One Binding transaction over an established stream: write the request, read and frame
+/// the answer (RFC 8489 §6.2.2), everything by `deadline` on the engine's clock.
+pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     mut tx: BindingTransaction,
     deadline: Instant,
 ) -> (BindingOutcome, Option<String>) {
     let from = tx.destination();
     let mut out = Vec::new();
-    let now = Instant::now();
     let mut error = None;
-    if tx.poll_transmit(now, &mut out).is_some() {
+    if tx.poll_transmit(now(), &mut out).is_some() {
         let write = tokio::time::timeout_at(deadline.into(), stream.write_all(&out)).await;
         if !matches!(write, Ok(Ok(()))) {
             error = Some("could not write the request".to_string());
@@ -158,7 +199,7 @@ pub(crate) async fn exchange(
                 loop {
                     match framer.next_message() {
                         Ok(Some(msg)) => {
-                            let _ = tx.handle_input(Instant::now(), from, &msg);
+                            let _ = tx.handle_input(now(), from, &msg);
                         }
                         Ok(None) => break,
                         Err(e) => {
@@ -173,7 +214,7 @@ pub(crate) async fn exchange(
     }
     if !tx.is_done() {
         // Deadline or a broken stream: let the machine time out.
-        tx.handle_timeout(deadline.max(Instant::now()) + Duration::from_secs(3600));
+        tx.handle_timeout(deadline.max(now()) + Duration::from_secs(3600));
     }
     let outcome = tx.take_output().unwrap_or_else(|| BindingOutcome {
         transaction_id: tx.transaction_id(),
@@ -185,4 +226,141 @@ pub(crate) async fn exchange(
         transmissions: 1,
     });
     (outcome, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use probes::binding::BindingStatus;
+    use probes::reflector::{ServerAddrs, respond};
+
+    const SERVER: &str = "192.0.2.1:3478";
+    const CLIENT: &str = "198.51.100.7:40000";
+
+    fn transaction(timeout: Duration) -> BindingTransaction {
+        let config = BindingConfig {
+            retransmit: Retransmit {
+                rto: timeout,
+                rc: 1,
+                rm: 1,
+                deadline: Some(timeout),
+            },
+            ..BindingConfig::default()
+        };
+        BindingTransaction::new(TransactionId([7; 12]), SERVER.parse().unwrap(), config)
+    }
+
+    /// The server end of an in-memory stream: reads the request, waits `delay` on the
+    /// (paused) clock, then writes `reply(request)` and keeps the stream open.
+    fn server(
+        mut end: tokio::io::DuplexStream,
+        delay: Duration,
+        reply: impl FnOnce(&[u8]) -> Vec<u8> + Send + 'static,
+    ) -> tokio::task::JoinHandle<tokio::io::DuplexStream> {
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            let n = end.read(&mut buf).await.unwrap();
+            tokio::time::sleep(delay).await;
+            let bytes = reply(&buf[..n]);
+            end.write_all(&bytes).await.unwrap();
+            end
+        })
+    }
+
+    fn binding_success(request: &[u8]) -> Vec<u8> {
+        let addrs = ServerAddrs {
+            primary_ip: "192.0.2.1".parse().unwrap(),
+            primary_port: 3478,
+            alt_ip: None,
+            alt_port: None,
+        };
+        let mut out = Vec::new();
+        respond(request, CLIENT.parse().unwrap(), &addrs, None, &mut out);
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_is_timed_on_the_engine_clock() {
+        let (client, end) = tokio::io::duplex(4096);
+        let _server = server(end, Duration::from_millis(250), binding_success);
+        let t0 = now();
+        let (outcome, error) = exchange(
+            client,
+            transaction(Duration::from_secs(2)),
+            t0 + Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(error, None);
+        assert!(matches!(outcome.status, BindingStatus::Success(_)));
+        assert_eq!(outcome.rtt, Some(Duration::from_millis(250)));
+        assert_eq!(now() - t0, Duration::from_millis(250));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_and_a_trickled_header_end_exactly_at_the_deadline() {
+        let (client, end) = tokio::io::duplex(4096);
+        let _server = server(end, Duration::from_secs(60), |_| Vec::new());
+        let t0 = now();
+        let (outcome, error) = exchange(
+            client,
+            transaction(Duration::from_secs(2)),
+            t0 + Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(outcome.status, BindingStatus::Timeout);
+        assert_eq!(error, None);
+        assert_eq!(now() - t0, Duration::from_secs(2));
+
+        let (client, end) = tokio::io::duplex(4096);
+        let _server = server(end, Duration::from_millis(100), |req| {
+            binding_success(req)[..10].to_vec()
+        });
+        let t0 = now();
+        let (outcome, error) = exchange(
+            client,
+            transaction(Duration::from_millis(1500)),
+            t0 + Duration::from_millis(1500),
+        )
+        .await;
+        assert_eq!(outcome.status, BindingStatus::Timeout);
+        assert_eq!(
+            error.as_deref(),
+            Some("deadline reached with 10 bytes of an unfinished message")
+        );
+        assert_eq!(now() - t0, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn connect_errors_have_one_reading() {
+        let e = |k| io::Error::from(k);
+        let raw = io::Error::from_raw_os_error;
+        assert_eq!(
+            classify_connect_error(&e(io::ErrorKind::ConnectionRefused)),
+            ConnectFailure::Refused
+        );
+        assert_eq!(
+            classify_connect_error(&e(io::ErrorKind::TimedOut)),
+            ConnectFailure::TimedOut
+        );
+        assert_eq!(
+            classify_connect_error(&raw(libc::EHOSTUNREACH)),
+            ConnectFailure::Unreachable
+        );
+        assert_eq!(
+            classify_connect_error(&raw(libc::EACCES)),
+            ConnectFailure::Denied
+        );
+        assert_eq!(
+            classify_connect_error(&raw(libc::EMFILE)),
+            ConnectFailure::Other
+        );
+        assert_eq!(
+            ConnectOutcome::from_error(&raw(libc::ENETUNREACH)),
+            ConnectOutcome::Unreachable
+        );
+        assert!(matches!(
+            ConnectOutcome::from_error(&raw(libc::EPERM)),
+            ConnectOutcome::Error { .. }
+        ));
+    }
 }

@@ -230,3 +230,59 @@ async fn a_retransmission_whose_token_comes_too_late_is_not_sent() {
     .unwrap();
     assert_eq!(transmissions, vec![1, 1]);
 }
+
+/// `engine::scan::udp_binding_connected` (the sweep's and the check's UDP probe) runs on the
+/// same clock: against a bound socket that never answers, the RFC 8489 schedule ends exactly
+/// at its give-up time, having sent exactly Rc datagrams.
+#[tokio::test(start_paused = true)]
+async fn connected_udp_probe_gives_up_exactly_on_schedule() {
+    let (keep, dest) = silent();
+    keep.set_nonblocking(true).unwrap();
+    let cfg = BindingConfig {
+        retransmit: Retransmit {
+            rto: Duration::from_millis(100),
+            rc: 3,
+            rm: 2,
+            deadline: None,
+        },
+        ..BindingConfig::default()
+    };
+    let start = now();
+    let outcome = engine::scan::udp_binding_connected(dest, tid(9), cfg)
+        .await
+        .unwrap();
+    assert_eq!(outcome, engine::scan::UdpPortOutcome::Silent);
+    // Sent at 0, 100, 300; gives up Rm·RTO = 200 ms after the last, at 500.
+    assert_eq!((now() - start).as_millis(), 500);
+    let mut buf = [0u8; 256];
+    let sent = std::iter::from_fn(|| keep.recv(&mut buf).ok()).count();
+    assert_eq!(sent, 3);
+}
+
+/// An answer that a peer holds back 30 ms of virtual time has an RTT of exactly 30 ms.
+#[tokio::test(start_paused = true)]
+async fn connected_udp_probe_times_the_answer_on_the_engine_clock() {
+    let peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let dest = peer.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        let (n, from) = peer.recv_from(&mut buf).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let addrs = probes::reflector::ServerAddrs {
+            primary_ip: dest.ip(),
+            primary_port: dest.port(),
+            alt_ip: None,
+            alt_port: None,
+        };
+        let mut out = Vec::new();
+        probes::reflector::respond(&buf[..n], from, &addrs, None, &mut out);
+        peer.send_to(&out, from).await.unwrap();
+    });
+    let outcome = engine::scan::udp_binding_connected(dest, tid(10), BindingConfig::default())
+        .await
+        .unwrap();
+    let engine::scan::UdpPortOutcome::Answered { binding } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(binding.rtt, Some(Duration::from_millis(30)));
+}

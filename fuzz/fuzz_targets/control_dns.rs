@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use libfuzzer_sys::fuzz_target;
-use probes::control::dns::{self, RecordType};
+use probes::control::dns::parse_resolv_conf;
+use probes::wire::dns::{self, RecordType};
 
 fuzz_target!(|data: &[u8]| {
     let _ = dns::parse_response(data);
@@ -18,5 +19,5 @@ fuzz_target!(|data: &[u8]| {
             let _ = dns::parse_response(&q);
         }
     }
-    let _ = dns::parse_resolv_conf(&String::from_utf8_lossy(data));
+    let _ = parse_resolv_conf(&String::from_utf8_lossy(data));
 });

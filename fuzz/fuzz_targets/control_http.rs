@@ -4,9 +4,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use probes::control::http;
+use probes::wire::http::parse_head;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(Some(head)) = http::parse_head(data) {
+    if let Ok(Some(head)) = parse_head(data) {
         let _ = head.header("upgrade");
         let _ = head.header("sec-websocket-accept");
         let _ = http::ws_verdict(&head, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", data);

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = probes::control::x509::names(data);
+    let _ = probes::wire::x509::names(data);
 });

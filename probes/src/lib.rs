@@ -13,11 +13,13 @@ pub mod machine;
 pub mod nat;
 pub mod netbird;
 pub mod profile;
+pub mod raw_sweep;
 pub mod reflector;
 pub mod schedule;
 pub mod stun;
 pub mod sweep;
 pub mod turn;
+pub mod wire;
 
 pub mod serde_util;
 

@@ -8,11 +8,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use probes::control::dns::{RecordType, encode_query};
 use probes::stun::view::{Fingerprint, StunView};
 use probes::stun::{Class, MessageType, MessageWriter, Method, TransactionId, attr};
 use probes::turn::auth::{Credentials, Integrity, LongTermKey, Password, PasswordAlgorithm};
 use probes::turn::channel::{ChannelData, Frame, StreamFramer};
+use probes::wire::dns::{RecordType, encode_query};
 use proptest::prelude::*;
 
 fn addr() -> impl Strategy<Value = SocketAddr> {

@@ -2,6 +2,7 @@
 //! mapped address, the server's RFC 5780 details, RTT statistics and loss per target.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -215,7 +216,7 @@ async fn run_async(args: Args, specs: Vec<TargetSpec>) -> Result<Outcome> {
         .collect();
     let total = targets.len() as u64 * u64::from(args.count);
     let progress = Progress::new(total, args.quiet || args.json);
-    let start = Instant::now();
+    let start = engine::clock::now();
 
     let run = if args.tcp {
         run_tcp(&args, &targets, &mut reports, &progress, cancel).await
@@ -230,7 +231,9 @@ async fn run_async(args: Args, specs: Vec<TargetSpec>) -> Result<Outcome> {
         schema: "stunmap.stun/1",
         interrupted: run.interrupted,
         deadline_reached: run.deadline_reached,
-        elapsed_seconds: start.elapsed().as_secs_f64(),
+        elapsed_seconds: engine::clock::now()
+            .saturating_duration_since(start)
+            .as_secs_f64(),
         targets: reports,
         engine: (!args.tcp).then_some(run.counters),
     };
@@ -276,22 +279,14 @@ async fn run_udp(
         deadline: args.deadline.map(Duration::from_secs_f64),
         ..Limits::default()
     };
-    let start = Instant::now();
-    let interval = Duration::from_millis(args.interval);
+    let probes = paced_bindings(
+        targets,
+        args.count,
+        Duration::from_millis(args.interval),
+        engine::clock::now(),
+        config,
+    );
     let n = targets.len();
-    let mut rng = rand::rng();
-    // Round-major order: every target's first transaction, then every target's second …
-    let probes = (0..u64::from(args.count) * n as u64).filter_map(move |i| {
-        let round = (i / n as u64) as u32;
-        let target = targets.get((i % n as u64) as usize).copied()?;
-        let mut tid = [0u8; 12];
-        rng.fill_bytes(&mut tid);
-        let at = start + interval * round;
-        Some(Delayed::new(
-            at,
-            BindingTransaction::with_shared_config(TransactionId(tid), target, config.clone()),
-        ))
-    });
     // Probes that have transmitted and not yet finished: an abandoned one of these was really
     // sent (a paced probe abandoned before its start time was not). Bounded by the in-flight cap.
     let mut on_the_wire = std::collections::HashSet::new();
@@ -321,6 +316,30 @@ async fn run_udp(
     Ok(report)
 }
 
+/// The UDP transactions in round-major order (every target's first, then every target's
+/// second …), round `r` held back until `start + r·interval` on the engine's clock.
+fn paced_bindings(
+    targets: &[SocketAddr],
+    count: u32,
+    interval: Duration,
+    start: Instant,
+    config: std::sync::Arc<BindingConfig>,
+) -> impl Iterator<Item = Delayed<BindingTransaction>> + '_ {
+    let n = targets.len().max(1) as u64;
+    let mut rng = rand::rng();
+    (0..u64::from(count) * targets.len() as u64).filter_map(move |i| {
+        let round = (i / n) as u32;
+        let target = targets.get((i % n) as usize).copied()?;
+        let mut tid = [0u8; 12];
+        rng.fill_bytes(&mut tid);
+        let at = start + interval * round;
+        Some(Delayed::new(
+            at,
+            BindingTransaction::with_shared_config(TransactionId(tid), target, config.clone()),
+        ))
+    })
+}
+
 async fn run_tcp(
     args: &Args,
     targets: &[SocketAddr],
@@ -328,64 +347,103 @@ async fn run_tcp(
     progress: &Progress,
     cancel: Cancel,
 ) -> RunReport {
-    let mut report = RunReport::default();
     let timeout = Duration::from_millis(args.timeout);
-    let interval = Duration::from_millis(args.interval);
-    let deadline = args
-        .deadline
-        .map(|d| Instant::now() + Duration::from_secs_f64(d));
-    // One socket per connection: stay inside the descriptor limit.
-    let concurrency = engine::fd::tcp_budget(args.max_in_flight.clamp(1, 256));
+    let schedule = TcpSchedule {
+        count: args.count,
+        interval: Duration::from_millis(args.interval),
+        // One socket per connection: stay inside the descriptor limit.
+        concurrency: engine::fd::tcp_budget(args.max_in_flight.clamp(1, 256)),
+        deadline: args
+            .deadline
+            .map(|d| engine::clock::now() + Duration::from_secs_f64(d)),
+    };
     let mut rng = rand::rng();
-    'rounds: for round in 0..args.count {
+    let transaction = move |t: SocketAddr| {
+        let mut tid = [0u8; 12];
+        rng.fill_bytes(&mut tid);
+        engine::tcp::binding_over_tcp(
+            t,
+            TransactionId(tid),
+            BindingConfig::default().software,
+            timeout,
+        )
+    };
+    tcp_rounds(targets, &schedule, &cancel, transaction, |idx, r| {
+        if let Some(rep) = reports.get_mut(idx) {
+            rep.connect = Some(match &r.connect {
+                engine::tcp::ConnectOutcome::Connected { time } => {
+                    format!("connected in {}", fmt_secs(time.as_secs_f64()))
+                }
+                other => format!("{other:?}").to_lowercase(),
+            });
+            if let Some(e) = &r.stream_error {
+                if !rep.stream_errors.contains(e) {
+                    rep.stream_errors.push(e.clone());
+                }
+            }
+            match &r.binding {
+                Some(b) => rep.add(b),
+                None => rep.stats.lost(),
+            }
+        }
+        progress.inc();
+    })
+    .await
+}
+
+/// How `stunmap stun --tcp` spaces its transactions.
+#[derive(Clone, Copy, Debug)]
+struct TcpSchedule {
+    /// Rounds (one transaction per target each).
+    count: u32,
+    /// Pause between the end of one round and the start of the next.
+    interval: Duration,
+    /// Connections at once: targets go in chunks of this many, a chunk after the last
+    /// transaction of the one before.
+    concurrency: usize,
+    /// When to stop starting chunks (on the engine's clock).
+    deadline: Option<Instant>,
+}
+
+/// Run `transaction` once per target per round, as `schedule` spaces them, on the engine's
+/// clock; `on_result(target index, result)` as each ends. Stops before a chunk when cancelled
+/// or past the deadline, and says so in the report.
+async fn tcp_rounds<T, Fut>(
+    targets: &[SocketAddr],
+    schedule: &TcpSchedule,
+    cancel: &Cancel,
+    mut transaction: impl FnMut(SocketAddr) -> Fut,
+    mut on_result: impl FnMut(usize, T),
+) -> RunReport
+where
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let mut report = RunReport::default();
+    let concurrency = schedule.concurrency.max(1);
+    'rounds: for round in 0..schedule.count {
         if round > 0 {
-            tokio::time::sleep(interval).await;
+            tokio::select! {
+                _ = tokio::time::sleep(schedule.interval) => {}
+                _ = cancel.cancelled() => {}
+            }
         }
         for (ci, chunk) in targets.chunks(concurrency).enumerate() {
             if cancel.is_cancelled() {
                 report.interrupted = true;
                 break 'rounds;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if schedule.deadline.is_some_and(|d| engine::clock::now() >= d) {
                 report.deadline_reached = true;
                 break 'rounds;
             }
             let mut set = tokio::task::JoinSet::new();
             for (i, t) in chunk.iter().enumerate() {
-                let mut tid = [0u8; 12];
-                rng.fill_bytes(&mut tid);
-                let t = *t;
-                set.spawn(async move {
-                    let r = engine::tcp::binding_over_tcp(
-                        t,
-                        TransactionId(tid),
-                        BindingConfig::default().software,
-                        timeout,
-                    )
-                    .await;
-                    (i, r)
-                });
+                let op = transaction(*t);
+                set.spawn(async move { (i, op.await) });
             }
             while let Some(Ok((i, r))) = set.join_next().await {
-                let idx = ci * concurrency + i;
-                if let Some(rep) = reports.get_mut(idx) {
-                    rep.connect = Some(match &r.connect {
-                        engine::tcp::ConnectOutcome::Connected { time } => {
-                            format!("connected in {}", fmt_secs(time.as_secs_f64()))
-                        }
-                        other => format!("{other:?}").to_lowercase(),
-                    });
-                    if let Some(e) = &r.stream_error {
-                        if !rep.stream_errors.contains(e) {
-                            rep.stream_errors.push(e.clone());
-                        }
-                    }
-                    match &r.binding {
-                        Some(b) => rep.add(b),
-                        None => rep.stats.lost(),
-                    }
-                }
-                progress.inc();
+                on_result(ci * concurrency + i, r);
             }
         }
     }
@@ -490,6 +548,140 @@ fn print_human(report: &Report) {
         println!(
             "{answered} of {} targets answered; {silent} silent (not listed)",
             report.targets.len()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn now() -> Instant {
+        engine::clock::now()
+    }
+
+    fn targets(n: u16) -> Vec<SocketAddr> {
+        (0..n)
+            .map(|i| SocketAddr::from(([192, 0, 2, 1], 3478 + i)))
+            .collect()
+    }
+
+    /// Each transaction "takes" a per-target time on the paused clock; what started when.
+    async fn rounds(
+        schedule: TcpSchedule,
+        cancel: Cancel,
+        took: &'static [u64],
+    ) -> (RunReport, Vec<(u16, u128)>, Vec<usize>, u128) {
+        let t0 = now();
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let log = starts.clone();
+        let transaction = move |t: SocketAddr| {
+            let i = usize::from(t.port() - 3478);
+            log.lock()
+                .unwrap()
+                .push((t.port() - 3478, (now() - t0).as_millis()));
+            let d = Duration::from_millis(took[i]);
+            async move { tokio::time::sleep(d).await }
+        };
+        let mut done = Vec::new();
+        let report = tcp_rounds(
+            &targets(took.len() as u16),
+            &schedule,
+            &cancel,
+            transaction,
+            |i, ()| done.push(i),
+        )
+        .await;
+        let starts = starts.lock().unwrap().clone();
+        (report, starts, done, (now() - t0).as_millis())
+    }
+
+    /// Chunks of `concurrency` start when the one before has finished; round two starts
+    /// `interval` after round one's last answer.
+    #[tokio::test(start_paused = true)]
+    async fn tcp_rounds_follow_the_schedule_exactly() {
+        let schedule = TcpSchedule {
+            count: 2,
+            interval: Duration::from_millis(500),
+            concurrency: 2,
+            deadline: None,
+        };
+        let (report, starts, done, end) = rounds(schedule, Cancel::never(), &[100, 300, 50]).await;
+        assert!(!report.interrupted && !report.deadline_reached);
+        assert_eq!(
+            starts,
+            vec![(0, 0), (1, 0), (2, 300), (0, 850), (1, 850), (2, 1150)]
+        );
+        assert_eq!(done, vec![0, 1, 2, 0, 1, 2]);
+        assert_eq!(end, 1200);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tcp_rounds_stop_at_the_deadline_and_at_once_on_cancel() {
+        let deadline = Some(now() + Duration::from_millis(400));
+        let schedule = TcpSchedule {
+            count: 2,
+            interval: Duration::from_millis(500),
+            concurrency: 2,
+            deadline,
+        };
+        let (report, starts, _, end) = rounds(schedule, Cancel::never(), &[100, 300, 50]).await;
+        assert!(report.deadline_reached && !report.interrupted);
+        assert_eq!(starts, vec![(0, 0), (1, 0), (2, 300)]);
+        assert_eq!(end, 850);
+
+        // A cancel during the pause between rounds ends the run when it comes.
+        let (handle, cancel) = Cancel::new();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(360)).await;
+            handle.cancel();
+        });
+        let schedule = TcpSchedule {
+            deadline: None,
+            ..schedule
+        };
+        let (report, starts, _, end) = rounds(schedule, cancel, &[100, 300, 50]).await;
+        assert!(report.interrupted);
+        assert_eq!(starts.len(), 3);
+        assert_eq!(end, 360);
+    }
+
+    /// The UDP rounds are held back on the engine's clock: every target's n-th transaction
+    /// leaves exactly n·interval after the start.
+    #[tokio::test(start_paused = true)]
+    async fn udp_rounds_leave_on_the_interval() {
+        let silent: Vec<std::net::UdpSocket> = (0..2)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let dests: Vec<SocketAddr> = silent.iter().map(|s| s.local_addr().unwrap()).collect();
+        let config = std::sync::Arc::new(BindingConfig {
+            retransmit: Retransmit {
+                rto: Duration::from_secs(5),
+                rc: 1,
+                rm: 1,
+                deadline: Some(Duration::from_millis(50)),
+            },
+            ..BindingConfig::default()
+        });
+        let t0 = now();
+        let probes = paced_bindings(&dests, 3, Duration::from_millis(200), t0, config);
+        let limits = Limits {
+            rate: None,
+            ..Limits::default()
+        };
+        let mut sent = Vec::new();
+        engine::run(probes, limits, Cancel::never(), |ev| {
+            if let Event::Transmitted { probe, attempt: 0 } = ev {
+                sent.push((probe, (now() - t0).as_millis()));
+            }
+        })
+        .await
+        .unwrap();
+        sent.sort_unstable();
+        assert_eq!(
+            sent,
+            vec![(0, 0), (1, 0), (2, 200), (3, 200), (4, 400), (5, 400)]
         );
     }
 }

@@ -3,7 +3,8 @@
 
 use probes::control::Role;
 use probes::control::assess::{PathFacts, Step, trust_text};
-use probes::control::dns::{DnsVerdict, Lookup, Rcode};
+use probes::control::dns::{DnsVerdict, Lookup};
+use probes::wire::dns::Rcode;
 use probes::control::grpc::GrpcVerdict;
 use probes::control::http::{ConnectVerdict, WsVerdict};
 use probes::control::relay::QuicOutcome;

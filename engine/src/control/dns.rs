@@ -2,9 +2,10 @@
 //! retransmitted once (to the next nameserver when there is one) at half the timeout.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use probes::control::dns::{Lookup, Rcode, RecordType, encode_query, parse_response};
+use probes::control::dns::Lookup;
+use probes::wire::dns::{Rcode, RecordType, encode_query, parse_response};
 use tokio::net::UdpSocket;
 
 /// Nameservers from `/etc/resolv.conf`, port 53.
@@ -49,7 +50,7 @@ async fn query(
         Ok(s) => s,
         Err(e) => return err(e.to_string()),
     };
-    let start = Instant::now();
+    let start = crate::clock::now();
     let deadline = start + timeout;
     let retransmit_at = start + timeout / 2;
     if let Err(e) = socket.send_to(&msg, first).await {
@@ -81,7 +82,7 @@ async fn query(
                 if r.id != id {
                     continue;
                 }
-                let time = start.elapsed();
+                let time = crate::clock::now().saturating_duration_since(start);
                 let mut r = r;
                 r.addresses
                     .retain(|a| a.is_ipv4() == (qtype == RecordType::A));

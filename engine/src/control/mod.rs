@@ -223,7 +223,7 @@ async fn check_path(
 ) -> PathFacts {
     let t = &config.timeouts;
     let mut facts = PathFacts::default();
-    let start = Instant::now();
+    let start = crate::clock::now();
     let stream = open(roots, spec, &target, spec.role.tcp_alpn(), t, &mut facts).await;
     let Some(mut stream) = stream else {
         return facts;
@@ -243,7 +243,7 @@ async fn check_path(
         // gRPC over HTTP/2 did not work here: try the WebSocket transport NetBird's client
         // falls back to, on a new connection that offers only HTTP/1.1.
         let mut fallback = PathFacts::default();
-        let start = Instant::now();
+        let start = crate::clock::now();
         let path = spec.role.websocket_path();
         let ws = match open(roots, spec, &target, &[b"http/1.1"], t, &mut fallback).await {
             Some(mut s) => ws_facts(
@@ -272,7 +272,7 @@ fn ws_facts(r: Result<WsVerdict, (bool, String)>, path: &str, start: Instant) ->
         Ok(v) => WsFacts {
             path: path.to_string(),
             verdict: Some(v),
-            time: Some(start.elapsed()),
+            time: Some(crate::clock::now().saturating_duration_since(start)),
             failure: None,
         },
         Err((timeout, reason)) => WsFacts {

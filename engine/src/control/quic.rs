@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use probes::control::RELAY_QUIC_ALPN;
 use probes::control::relay::QuicOutcome;
@@ -44,7 +44,7 @@ pub(crate) async fn handshake(
         Ok(e) => e,
         Err(e) => return error(e.to_string()),
     };
-    let start = Instant::now();
+    let start = crate::clock::now();
     let connecting = match endpoint.connect_with(config, addr, name) {
         Ok(c) => c,
         Err(e) => return error(e.to_string()),
@@ -52,7 +52,7 @@ pub(crate) async fn handshake(
     let outcome = match tokio::time::timeout(timeout, connecting).await {
         Err(_) => QuicOutcome::Timeout,
         Ok(Ok(conn)) => {
-            let time = start.elapsed();
+            let time = crate::clock::now().saturating_duration_since(start);
             let datagrams = conn.max_datagram_size().is_some();
             conn.close(0u32.into(), b"stunmap probe done");
             QuicOutcome::Connected { time, datagrams }

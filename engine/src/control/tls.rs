@@ -4,13 +4,14 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use probes::control::Timeouts;
 use probes::control::assess::{PathFacts, PathFailure, Step};
-use probes::control::http::{ConnectVerdict, ProxyUrl, connect_verdict, parse_head};
+use probes::control::http::{ConnectVerdict, ProxyUrl, connect_verdict};
 use probes::control::tls::{ChainCheck, TlsFacts, alpn_verdict, trust_verdict};
-use probes::control::{EndpointSpec, Family, x509};
+use probes::control::{EndpointSpec, Family};
+use probes::wire::http::parse_head;
+use probes::wire::x509;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -245,7 +246,7 @@ pub(crate) async fn open(
     }
     let tcp = match target {
         Target::Direct(addr) => {
-            let start = Instant::now();
+            let start = crate::clock::now();
             match tokio::time::timeout(timeouts.connect, TcpStream::connect(addr)).await {
                 Err(_) => {
                     facts.failure = Some(fail(Step::Tcp, true, "no answer to SYN"));
@@ -256,7 +257,7 @@ pub(crate) async fn open(
                     return None;
                 }
                 Ok(Ok(s)) => {
-                    facts.connect_time = Some(start.elapsed());
+                    facts.connect_time = Some(crate::clock::now().saturating_duration_since(start));
                     s
                 }
             }
@@ -278,7 +279,7 @@ pub(crate) async fn open(
             return None;
         }
     };
-    let start = Instant::now();
+    let start = crate::clock::now();
     let handshake = TlsConnector::from(Arc::new(config)).connect(server_name, tcp);
     let stream = match tokio::time::timeout(timeouts.tls, handshake).await {
         Err(_) => {
@@ -291,7 +292,7 @@ pub(crate) async fn open(
         }
         Ok(Ok(s)) => s,
     };
-    let handshake_time = start.elapsed();
+    let handshake_time = crate::clock::now().saturating_duration_since(start);
     let (_, conn) = stream.get_ref();
     let (public_roots, private_roots) = verifier.take().unwrap_or((
         ChainCheck::Other {
@@ -330,7 +331,7 @@ async fn via_proxy(
     timeouts: &Timeouts,
     facts: &mut PathFacts,
 ) -> Option<TcpStream> {
-    let start = Instant::now();
+    let start = crate::clock::now();
     let connect = async {
         let addrs = tokio::net::lookup_host((proxy.host.as_str(), proxy.port)).await?;
         let mut last = std::io::Error::other("the proxy name has no address");
@@ -353,7 +354,7 @@ async fn via_proxy(
         }
         Ok(Ok(s)) => s,
     };
-    facts.connect_time = Some(start.elapsed());
+    facts.connect_time = Some(crate::clock::now().saturating_duration_since(start));
     let request = proxy.connect_request(name, port);
     let exchange = async {
         stream.write_all(request.as_bytes()).await?;
@@ -363,7 +364,7 @@ async fn via_proxy(
         loop {
             let b = stream.read_u8().await?;
             buf.push(b);
-            if buf.ends_with(b"\r\n\r\n") || buf.len() > probes::control::http::MAX_HEAD {
+            if buf.ends_with(b"\r\n\r\n") || buf.len() > probes::wire::http::MAX_HEAD {
                 return Ok::<_, std::io::Error>(buf);
             }
         }

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use probes::control::http::{
-    MAX_HEAD, WEBSOCKET_GUID, WsVerdict, base64, parse_head, upgrade_request, ws_verdict,
-};
+use probes::control::http::{WEBSOCKET_GUID, WsVerdict, base64, upgrade_request, ws_verdict};
+use probes::wire::http::{MAX_HEAD, parse_head};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The `Sec-WebSocket-Accept` a server must answer for `key` (RFC 6455 §4.2.2).

@@ -1,83 +1,11 @@
 //! HTTP/1.1 as far as stunmap speaks it: the WebSocket upgrade request (RFC 6455 §4.1) and its
-//! verdict, the proxy CONNECT request (RFC 9110 §9.3.6) and its verdict, response heads
-//! (RFC 9112 §4), and proxy URLs with `NO_PROXY`.
+//! verdict, the proxy CONNECT request (RFC 9110 §9.3.6) and its verdict, and proxy URLs with
+//! `NO_PROXY`. Response heads are read by [`crate::wire::http`].
 
 use serde::Serialize;
 
 use super::ControlError;
-
-/// The longest response head read before giving up.
-pub const MAX_HEAD: usize = 16 * 1024;
-
-/// A parsed response head.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ResponseHead {
-    /// Status code.
-    pub status: u16,
-    /// Reason phrase.
-    pub reason: String,
-    /// Header fields in order, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// Bytes the head took, including the blank line.
-    #[serde(skip)]
-    pub len: usize,
-}
-
-impl ResponseHead {
-    /// The first value of a header (name in lowercase).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parse a response head from the start of `buf`: `Ok(None)` while it is incomplete.
-pub fn parse_head(buf: &[u8]) -> Result<Option<ResponseHead>, ControlError> {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        if buf.len() > MAX_HEAD {
-            return Err(ControlError::HttpHeadTooLong { limit: MAX_HEAD });
-        }
-        if !buf.is_empty() && !b"HTTP/".starts_with(buf.get(..buf.len().min(5)).unwrap_or(&[])) {
-            return Err(ControlError::HttpMalformed {
-                what: "not an HTTP response",
-            });
-        }
-        return Ok(None);
-    };
-    let text = String::from_utf8_lossy(buf.get(..end).unwrap_or(&[]));
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") {
-        return Err(ControlError::HttpMalformed {
-            what: "not an HTTP/1.x status line",
-        });
-    }
-    let status = parts
-        .next()
-        .and_then(|s| s.parse::<u16>().ok())
-        .filter(|s| (100..1000).contains(s))
-        .ok_or(ControlError::HttpMalformed {
-            what: "bad status code",
-        })?;
-    let reason = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    for line in lines {
-        let (name, value) = line.split_once(':').ok_or(ControlError::HttpMalformed {
-            what: "header line without a colon",
-        })?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-    Ok(Some(ResponseHead {
-        status,
-        reason,
-        headers,
-        len: end + 4,
-    }))
-}
+use crate::wire::http::ResponseHead;
 
 /// Standard base64 (RFC 4648 §4), with padding.
 pub fn base64(bytes: &[u8]) -> String {
@@ -312,6 +240,7 @@ pub fn connect_verdict(head: &ResponseHead) -> ConnectVerdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::http::{MAX_HEAD, parse_head};
 
     #[test]
     fn heads() {

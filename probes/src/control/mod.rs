@@ -6,11 +6,12 @@
 //! speaks only HTTP/1.1 and strips HTTP/2. This module holds everything that interprets what the
 //! engine observed, without touching a socket or a clock:
 //!
-//! - [`dns`]: DNS query encoder and response parser (RFC 1035), and the DNS verdict;
-//! - [`x509`]: subject and issuer names from a DER certificate;
-//! - [`tls`]: the trust verdict (public, private CA, TLS inspection by whom) and the ALPN verdict;
-//! - [`http`]: HTTP/1.1 response heads, the WebSocket upgrade verdict, the CONNECT proxy verdict,
-//!   proxy URLs;
+//! - [`dns`]: the nameservers of resolv.conf and the DNS verdict (the messages are
+//!   [`crate::wire::dns`]);
+//! - [`tls`]: the trust verdict (public, private CA, TLS inspection by whom) and the ALPN verdict
+//!   (certificate names are read by [`crate::wire::x509`]);
+//! - [`http`]: the WebSocket upgrade request and verdict, the CONNECT proxy request and verdict,
+//!   proxy URLs (response heads are [`crate::wire::http`]);
 //! - [`grpc`]: the one gRPC request and the meaning of its status;
 //! - [`relay`]: which relay transport a NetBird client would win with;
 //! - [`assess`]: from all those facts to a status per endpoint and the problems with their fixes.
@@ -21,7 +22,6 @@ pub mod grpc;
 pub mod http;
 pub mod relay;
 pub mod tls;
-pub mod x509;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -275,45 +275,6 @@ pub enum ControlError {
         /// What was given.
         input: String,
     },
-    /// A DNS name cannot be encoded (empty label, label over 63 bytes, name over 253).
-    #[error("not a DNS name: {name:?}")]
-    BadName {
-        /// The name.
-        name: String,
-    },
-    /// A DNS message ended before a field it announced.
-    #[error("DNS message truncated at byte {offset}")]
-    DnsTruncated {
-        /// Where reading stopped.
-        offset: usize,
-    },
-    /// A DNS name's compression pointers loop or point forward.
-    #[error("DNS name compression pointer at byte {offset} is invalid")]
-    DnsBadPointer {
-        /// The pointer's position.
-        offset: usize,
-    },
-    /// A DNS answer is not a response to a query (QR bit clear).
-    #[error("DNS message is not a response")]
-    DnsNotResponse,
-    /// An HTTP response head could not be parsed.
-    #[error("malformed HTTP response: {what}")]
-    HttpMalformed {
-        /// What was wrong.
-        what: &'static str,
-    },
-    /// An HTTP response head exceeded the limit without ending.
-    #[error("HTTP response head longer than {limit} bytes")]
-    HttpHeadTooLong {
-        /// The limit.
-        limit: usize,
-    },
-    /// A DER certificate could not be walked.
-    #[error("certificate DER malformed at byte {offset}")]
-    BadCertificate {
-        /// Where the walk failed.
-        offset: usize,
-    },
     /// A proxy URL is not `http://[user:pass@]host[:port]`.
     #[error("proxy URL not understood ({reason}): {input:?}")]
     BadProxyUrl {
@@ -333,9 +294,6 @@ mod tests {
         /// Peer-controlled bytes never panic a parser.
         #[test]
         fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
-            let _ = dns::parse_response(&bytes);
-            let _ = x509::names(&bytes);
-            let _ = http::parse_head(&bytes);
             let _ = http::page_title(&bytes);
             let text = String::from_utf8_lossy(&bytes);
             let _ = ResolveOverride::parse(&text);
@@ -343,16 +301,6 @@ mod tests {
             let _ = http::ProxyUrl::parse(&text);
         }
 
-        /// Every prefix of a DER walk that nests correctly is accepted or refused, never a panic,
-        /// also with headers that announce huge lengths.
-        #[test]
-        fn der_lengths(tag in any::<u8>(), len in any::<u32>(), tail in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let mut b = vec![0x30, 0x84];
-            b.extend_from_slice(&len.to_be_bytes());
-            b.push(tag);
-            b.extend_from_slice(&tail);
-            let _ = x509::names(&b);
-        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Role;
-use super::x509::CertNames;
+use crate::wire::x509::CertNames;
 
 /// The result of verifying the chain against one set of roots (as the engine's verifier
 /// reported it).
@@ -185,7 +185,7 @@ pub fn alpn_verdict(role: Role, negotiated: Option<&str>) -> AlpnVerdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::x509::DistinguishedName;
+    use crate::wire::x509::DistinguishedName;
 
     fn cert(subject: &str, issuer: &str) -> CertNames {
         let dn = |cn: &str| DistinguishedName {

@@ -3,7 +3,8 @@
 //! - [`discovery`]: RFC 5780 §4 tests against one server with OTHER-ADDRESS, as one probe.
 //! - [`multi`]: the fallback for plain STUN servers: compare mapped addresses across servers.
 //! - [`lifetime`]: how long the NAT keeps an idle mapping (RFC 5780 §4.6), as one probe.
-//! - [`portmap`]: NAT-PMP, PCP and UPnP IGD codecs (whether the gateway maps ports on request).
+//! - [`portmap`]: whether the gateway maps ports on request (NAT-PMP, PCP, UPnP IGD; the codecs
+//!   are in [`crate::wire`]).
 //! - [`classify`]: a pure function from measurements to a [`NatReport`] per address family, a
 //!   [`Verdict`] (direct P2P or relay) and the peer-pair table ([`pair_outcome`]).
 //!

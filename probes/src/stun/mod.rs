@@ -2,12 +2,15 @@
 //!
 //! Two decoders live here and are cross-checked against each other:
 //! - [`view::StunView`], a zero-copy, bounds-checked view over a datagram for the hot path;
-//! - [`full`], a complete decode through `stun_codec` for everything else.
+//! - `full` (cargo feature `full-decode`), a complete decode through `stun_codec`, used by
+//!   the differential tests, the codec benchmark and the fuzz targets; the binary never
+//!   builds it.
 //!
 //! [`encode::MessageWriter`] emits messages into a caller-provided buffer.
 
 pub mod attr;
 pub mod encode;
+#[cfg(feature = "full-decode")]
 pub mod full;
 pub mod stream;
 pub mod view;

@@ -1,12 +1,13 @@
 //! Just enough of X.509 (RFC 5280 §4.1) to name a certificate's subject and issuer: a
-//! bounds-checked DER walk to the two `Name` fields, and their common name and organization.
+//! bounds-checked DER walk (ITU-T X.690 §8.1) to the two `Name` fields (RFC 5280 §4.1.2.4,
+//! §4.1.2.6), and their common name and organization (RFC 5280 Appendix A.1).
 //! Verification is rustls' job; this only says who signed what, for the report.
 
 use std::fmt;
 
 use serde::Serialize;
 
-use super::ControlError;
+use super::WireError;
 
 /// The parts of a distinguished name worth printing.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -57,8 +58,8 @@ impl<'a> Der<'a> {
         self.buf.is_empty()
     }
 
-    fn read(&mut self) -> Result<(u8, Der<'a>), ControlError> {
-        let err = ControlError::BadCertificate { offset: self.base };
+    fn read(&mut self) -> Result<(u8, Der<'a>), WireError> {
+        let err = WireError::Der { offset: self.base };
         let (&tag, rest) = self.buf.split_first().ok_or(err.clone())?;
         let (&first, rest) = rest.split_first().ok_or(err.clone())?;
         let (len, rest) = if first < 0x80 {
@@ -87,17 +88,17 @@ impl<'a> Der<'a> {
         Ok((tag, inner))
     }
 
-    fn expect(&mut self, tag: u8) -> Result<Der<'a>, ControlError> {
+    fn expect(&mut self, tag: u8) -> Result<Der<'a>, WireError> {
         let at = self.base;
         match self.read()? {
             (t, inner) if t == tag => Ok(inner),
-            _ => Err(ControlError::BadCertificate { offset: at }),
+            _ => Err(WireError::Der { offset: at }),
         }
     }
 }
 
 /// Read the subject and issuer of a DER certificate.
-pub fn names(cert_der: &[u8]) -> Result<CertNames, ControlError> {
+pub fn names(cert_der: &[u8]) -> Result<CertNames, WireError> {
     let mut top = Der {
         buf: cert_der,
         base: 0,
@@ -110,7 +111,7 @@ pub fn names(cert_der: &[u8]) -> Result<CertNames, ControlError> {
         (tag, _) = tbs.read()?;
     }
     if tag != 0x02 {
-        return Err(ControlError::BadCertificate { offset: tbs.base });
+        return Err(WireError::Der { offset: tbs.base });
     }
     tbs.expect(TAG_SEQUENCE)?; // signature algorithm
     let issuer = tbs.expect(TAG_SEQUENCE)?;
@@ -127,7 +128,7 @@ pub fn names(cert_der: &[u8]) -> Result<CertNames, ControlError> {
     })
 }
 
-fn name(mut rdns: Der<'_>) -> Result<DistinguishedName, ControlError> {
+fn name(mut rdns: Der<'_>) -> Result<DistinguishedName, WireError> {
     let mut dn = DistinguishedName::default();
     while !rdns.is_empty() {
         let mut set = rdns.expect(TAG_SET)?;
@@ -221,5 +222,6 @@ mod tests {
         for k in 0..c.len() {
             assert!(names(&c[..k]).is_err());
         }
+        assert_eq!(names(&[0x31, 0]), Err(WireError::Der { offset: 0 }));
     }
 }
