@@ -14,7 +14,7 @@ use probes::turn::TidSource;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, SessionConfig};
 use probes::turn::audit::{AuditConfig, AuditProbe};
 use probes::turn::auth::{Credentials, Password};
-use probes::turn::uri::TurnTransport;
+use probes::Transport;
 use probes::{LocalSocket, Probe};
 
 fuzz_target!(|input: &[u8]| {
@@ -23,7 +23,7 @@ fuzz_target!(|input: &[u8]| {
     let Some((&mode, ops)) = input.split_first() else {
         return;
     };
-    let transport = if mode & 2 == 0 { TurnTransport::Udp } else { TurnTransport::Tcp };
+    let transport = if mode & 2 == 0 { Transport::Udp } else { Transport::Tcp };
     let mut session = SessionConfig::new(server, transport, LocalSocket::Private(0));
     if mode & 1 == 1 {
         session.credentials = Some(Credentials::new("user", Password::new("pass")));

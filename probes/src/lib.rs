@@ -10,6 +10,7 @@ pub mod control;
 pub mod hostfw;
 pub mod machine;
 pub mod nat;
+pub mod net;
 pub mod profile;
 pub mod reflector;
 pub mod schedule;
@@ -20,3 +21,4 @@ pub mod turn;
 pub mod serde_util;
 
 pub use machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
+pub use net::{Family, Transport};

@@ -17,6 +17,7 @@ use engine::stream::{Security, StreamOptions, run_stream};
 use engine::tcp::ConnectOutcome;
 use engine::{Cancel, Limits, Rate};
 use probes::Retransmit;
+use probes::Transport as TurnTransport;
 use probes::binding::{BindingConfig, BindingStatus};
 use probes::control::assess::{PathFacts, Severity};
 use probes::control::dns::Lookup;
@@ -31,7 +32,6 @@ use probes::sweep::{StunOverTcp, TcpPortResult, TcpState, sample_ports, summariz
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::auth::Credentials;
 use probes::turn::relay::{DataMode, RelayConfig, RelayProbe};
-use probes::turn::uri::TurnTransport;
 use rand::RngCore;
 use rustls::pki_types::CertificateDer;
 use tokio::task::JoinSet;

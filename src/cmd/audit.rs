@@ -21,11 +21,11 @@ use probes::Probe;
 use probes::turn::allocate::Release;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::audit::{
-    AuditConfig, AuditProbe, AuditReport, PeerOutcome, PeerResult, RelayFamily, Severity,
-    Unauthenticated,
+    AuditConfig, AuditProbe, AuditReport, PeerOutcome, PeerResult, Severity, Unauthenticated,
 };
 use probes::turn::auth::Credentials;
-use probes::turn::uri::{TurnTransport, TurnUri};
+use probes::turn::uri::TurnUri;
+use probes::{Family, Transport};
 use serde::Serialize;
 
 use super::turn::{AuthArgs, parse_uri, server_addr, session_config, tids};
@@ -57,7 +57,7 @@ pub(crate) struct Args {
 /// Whether a transport answered an unauthenticated Allocate.
 #[derive(Debug, Serialize)]
 struct TransportCheck {
-    transport: TurnTransport,
+    transport: Transport,
     port: u16,
     /// Any STUN answer (401, success, another error).
     answers: bool,
@@ -83,7 +83,7 @@ struct Report {
 /// Run one probe over `transport` and return its output and the stream error, if any.
 async fn run_probe<P>(
     probe: P,
-    transport: TurnTransport,
+    transport: Transport,
     server: SocketAddr,
     security: Security,
     cancel: Cancel,
@@ -120,10 +120,10 @@ fn connect_text(c: &ConnectOutcome) -> String {
     }
 }
 
-fn transport_uri(uri: &TurnUri, transport: TurnTransport, port: u16) -> TurnUri {
+fn transport_uri(uri: &TurnUri, transport: Transport, port: u16) -> TurnUri {
     let mut u = uri.clone();
     u.transport = transport;
-    u.secure = transport == TurnTransport::Tls;
+    u.secure = transport == Transport::Tls;
     u.port = port;
     u
 }
@@ -201,16 +201,13 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
             transports: Vec::new(),
         };
         if !args.no_transports && !report.interrupted {
-            let mut tries = vec![
-                (TurnTransport::Udp, uri.port),
-                (TurnTransport::Tcp, uri.port),
-            ];
-            if uri.transport == TurnTransport::Tls {
-                tries.push((TurnTransport::Tls, uri.port));
+            let mut tries = vec![(Transport::Udp, uri.port), (Transport::Tcp, uri.port)];
+            if uri.transport == Transport::Tls {
+                tries.push((Transport::Tls, uri.port));
             }
             if let Some(p) = args.tls_port {
-                if !tries.contains(&(TurnTransport::Tls, p)) {
-                    tries.push((TurnTransport::Tls, p));
+                if !tries.contains(&(Transport::Tls, p)) {
+                    tries.push((Transport::Tls, p));
                 }
             }
             for (transport, port) in tries {
@@ -288,17 +285,17 @@ fn outcome_text(o: &PeerOutcome) -> String {
     }
 }
 
-fn family_name(f: RelayFamily) -> &'static str {
+fn family_name(f: Family) -> &'static str {
     match f {
-        RelayFamily::Ipv4 => "IPv4",
-        RelayFamily::Ipv6 => "IPv6",
+        Family::Ipv4 => "IPv4",
+        Family::Ipv6 => "IPv6",
     }
 }
 
 /// The requests `peers` made toward the `family` allocation. Candidates of the other family
 /// refused with 443 (Peer Address Family Mismatch, RFC 8656 §19) are counted on one line; a
 /// group that could not be asked at all prints its reason once.
-fn print_peers(title: &str, family: RelayFamily, peers: &[PeerResult], ipv6_allocated: bool) {
+fn print_peers(title: &str, family: Family, peers: &[PeerResult], ipv6_allocated: bool) {
     let group: Vec<&PeerResult> = peers.iter().filter(|p| p.relay_family == family).collect();
     if group.iter().all(|p| p.outcome == PeerOutcome::NotTried) {
         return;
@@ -315,7 +312,7 @@ fn print_peers(title: &str, family: RelayFamily, peers: &[PeerResult], ipv6_allo
     }
     let mismatch = |p: &PeerResult| {
         matches!(p.outcome, PeerOutcome::Refused { code: 443, .. })
-            && RelayFamily::of(&p.candidate.peer) != family
+            && Family::of_socket(&p.candidate.peer) != family
     };
     for p in group.iter().filter(|p| !mismatch(p)) {
         let c = &p.candidate;
@@ -330,7 +327,7 @@ fn print_peers(title: &str, family: RelayFamily, peers: &[PeerResult], ipv6_allo
     }
     let n = group.iter().filter(|p| mismatch(p)).count();
     if n > 0 {
-        let why = if family == RelayFamily::Ipv4 && ipv6_allocated {
+        let why = if family == Family::Ipv4 && ipv6_allocated {
             "asked again toward the IPv6 allocation below"
         } else {
             "this allocation cannot test them"
@@ -414,7 +411,7 @@ fn print_human(r: &Report) {
         println!("  relayed v6   {rel}");
     }
     let ipv6_allocated = a.allocate_ipv6 == Some(PeerOutcome::Granted);
-    for family in [RelayFamily::Ipv4, RelayFamily::Ipv6] {
+    for family in [Family::Ipv4, Family::Ipv6] {
         print_peers("CreatePermission", family, &a.permissions, ipv6_allocated);
         print_peers("ChannelBind", family, &a.channel_binds, ipv6_allocated);
     }

@@ -11,7 +11,7 @@ use probes::control::assess::{PathFacts, Severity, Status, trust_text};
 use probes::control::dns::{DnsVerdict, Lookup};
 use probes::control::grpc::GrpcVerdict;
 use probes::control::http::{ConnectVerdict, ProxyUrl, WsVerdict};
-use probes::control::relay::{QuicOutcome, Transport};
+use probes::control::relay::{QuicOutcome, RelayTransport};
 use probes::control::tls::AlpnVerdict;
 use probes::control::{EndpointReport, EndpointSpec, ResolveOverride, Role, Timeouts};
 use rustls::pki_types::CertificateDer;
@@ -390,8 +390,8 @@ fn render_endpoint(e: &EndpointReport, out: &mut String) {
     }
     if let Some(race) = &e.race {
         let winner = match race.winner {
-            Some(Transport::Quic) => "QUIC",
-            Some(Transport::WebSocket) => "WebSocket",
+            Some(RelayTransport::Quic) => "QUIC",
+            Some(RelayTransport::WebSocket) => "WebSocket",
             None => "none (no transport connects)",
         };
         let t = |d: Option<Duration>| d.map(ms).unwrap_or_else(|| "-".into());

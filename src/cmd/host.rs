@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context as _;
-use probes::hostfw::model::{IpFamily, PortRange};
+use probes::Family;
+use probes::hostfw::model::PortRange;
 use probes::hostfw::{
     Cidr, Inputs, Options, Report, Status, diagnose, firewalld, iptables_save, nft_json, ufw,
     windows,
@@ -170,8 +171,8 @@ fn parse_into(
     let text = || String::from_utf8_lossy(bytes).into_owned();
     match name {
         "nft" => inputs.nft = Some(nft_json::parse(&text())?),
-        "iptables" => inputs.iptables = Some(iptables_save::parse(&text(), IpFamily::V4)?),
-        "ip6tables" => inputs.ip6tables = Some(iptables_save::parse(&text(), IpFamily::V6)?),
+        "iptables" => inputs.iptables = Some(iptables_save::parse(&text(), Family::Ipv4)?),
+        "ip6tables" => inputs.ip6tables = Some(iptables_save::parse(&text(), Family::Ipv6)?),
         "ufw" => inputs.ufw = Some(ufw::parse(&text())?),
         "firewalld" => inputs.firewalld = Some(firewalld::parse(&text())?),
         _ => inputs.windows = Some(windows::parse(bytes)?),

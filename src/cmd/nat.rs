@@ -21,7 +21,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
-use crate::target::{Family, TargetSpec, resolve};
+use crate::target::{FamilyChoice, TargetSpec, resolve};
 
 /// Flags of `stunmap nat`.
 #[derive(Debug, clap::Args)]
@@ -295,7 +295,7 @@ fn local_addresses(fam: &FamilyMeasurements, servers: &[SocketAddr], v4: bool) -
 }
 
 async fn run_async(args: Args, specs: Vec<TargetSpec>) -> Result<Outcome> {
-    let family = Family::from_flags(args.ipv4, args.ipv6);
+    let family = FamilyChoice::from_flags(args.ipv4, args.ipv6);
     let mut servers = Vec::new();
     for s in &specs {
         for ip in resolve(&s.host, family).await? {
@@ -370,11 +370,7 @@ pub(crate) fn level_outcome(level: Level) -> Outcome {
 }
 
 fn print_family(r: &NatReport) {
-    let name = match r.family {
-        probes::nat::classify::Family::Ipv4 => "IPv4",
-        probes::nat::classify::Family::Ipv6 => "IPv6",
-    };
-    println!("{name}: {}", r.nat_type);
+    println!("{}: {}", r.family, r.nat_type);
     if let Some(a) = r.public_address {
         println!("  public address     {a}");
     }

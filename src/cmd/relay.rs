@@ -14,9 +14,10 @@ use engine::Cancel;
 use engine::stats::{RttSummary, summarize};
 use engine::stream::{StreamOptions, run_stream};
 use engine::tcp::ConnectOutcome;
+use probes::Transport;
 use probes::turn::allocate::{AllocateStatus, Release};
 use probes::turn::relay::{DataMode, HEADER, RelayConfig, RelayProbe, RelayReport};
-use probes::turn::uri::{TURNS_PORT, TurnTransport, TurnUri};
+use probes::turn::uri::{TURNS_PORT, TurnUri};
 use serde::Serialize;
 
 use super::turn::{AuthArgs, parse_uri, server_addr, session_config, tids};
@@ -83,7 +84,7 @@ enum ModeArg {
 #[derive(Debug, Serialize)]
 struct TransportRun {
     uri: String,
-    transport: TurnTransport,
+    transport: Transport,
     server: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     connect: Option<ConnectOutcome>,
@@ -134,15 +135,15 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
             "relay needs credentials: --user with a password or a REST secret",
         ));
     };
-    let transports: Vec<TurnTransport> = if args.transports.is_empty() {
+    let transports: Vec<Transport> = if args.transports.is_empty() {
         vec![base.transport]
     } else {
         let mut v = Vec::new();
         for t in &args.transports {
             let t = match t {
-                TransportArg::Udp => TurnTransport::Udp,
-                TransportArg::Tcp => TurnTransport::Tcp,
-                TransportArg::Tls => TurnTransport::Tls,
+                TransportArg::Udp => Transport::Udp,
+                TransportArg::Tcp => Transport::Tcp,
+                TransportArg::Tls => Transport::Tls,
             };
             if !v.contains(&t) {
                 v.push(t);
@@ -155,10 +156,10 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         .map(|t| {
             let mut u = base.clone();
             u.transport = *t;
-            u.secure = *t == TurnTransport::Tls;
-            if *t == TurnTransport::Tls && !base.secure {
+            u.secure = *t == Transport::Tls;
+            if *t == Transport::Tls && !base.secure {
                 u.port = args.tls_port.unwrap_or(TURNS_PORT);
-            } else if *t != TurnTransport::Tls && base.secure {
+            } else if *t != Transport::Tls && base.secure {
                 u.port = probes::turn::uri::TURN_PORT;
             }
             u

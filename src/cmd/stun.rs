@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
 use crate::progress::Progress;
-use crate::target::{Family, TargetSpec, resolve};
+use crate::target::{FamilyChoice, TargetSpec, resolve};
 
 /// Flags of `stunmap stun`.
 #[derive(Debug, clap::Args)]
@@ -197,7 +197,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
 }
 
 async fn run_async(args: Args, specs: Vec<TargetSpec>) -> Result<Outcome> {
-    let family = Family::from_flags(args.ipv4, args.ipv6);
+    let family = FamilyChoice::from_flags(args.ipv4, args.ipv6);
     let mut targets: Vec<SocketAddr> = Vec::new();
     for spec in &specs {
         for ip in resolve(&spec.host, family).await? {

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
 use crate::progress::Progress;
-use crate::target::{Family, parse_ports, resolve};
+use crate::target::{FamilyChoice, parse_ports, resolve};
 
 /// Flags of `stunmap sweep`.
 #[derive(Debug, clap::Args)]
@@ -143,7 +143,7 @@ async fn run_async(
     udp_ports: Vec<u16>,
     tcp_range: Option<(u16, u16)>,
 ) -> Result<Outcome> {
-    let family = Family::from_flags(args.ipv4, args.ipv6);
+    let family = FamilyChoice::from_flags(args.ipv4, args.ipv6);
     let ips = resolve(&args.host, family).await?;
     // Raw SYNs are IPv4 only: take the first IPv4 address there.
     let ip = if args.raw {

@@ -13,18 +13,19 @@ use anyhow::{Context, Result};
 use engine::Cancel;
 use engine::stream::{Security, StreamOptions, StreamRun, run_stream};
 use engine::tcp::ConnectOutcome;
+use probes::Transport;
 use probes::turn::TidSource;
 use probes::turn::allocate::{
     AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus, Release, SessionConfig,
 };
 use probes::turn::auth::{Credentials, Password, SharedSecret};
-use probes::turn::uri::{Host, TurnTransport, TurnUri};
+use probes::turn::uri::{Host, TurnUri};
 use probes::{LocalSocket, Retransmit};
 use rand::RngCore;
 use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
-use crate::target::{Family, resolve};
+use crate::target::{FamilyChoice, resolve};
 
 /// Environment variable holding the password of `--user`.
 pub(crate) const PASSWORD_ENV: &str = "STUNMAP_TURN_PASSWORD";
@@ -105,7 +106,7 @@ impl AuthArgs {
 
     /// TLS settings for `uri`.
     pub(crate) fn security(&self, uri: &TurnUri) -> Result<Security> {
-        if uri.transport != TurnTransport::Tls {
+        if uri.transport != Transport::Tls {
             return Ok(Security::Plain);
         }
         let host = match &uri.host {
@@ -127,7 +128,7 @@ pub(crate) async fn server_addr(uri: &TurnUri) -> Result<SocketAddr> {
         Host::Ip(ip) => ip.to_string(),
         Host::Name(n) => n.clone(),
     };
-    let ips = resolve(&host, Family::Any).await?;
+    let ips = resolve(&host, FamilyChoice::Any).await?;
     let ip = ips.first().copied().context("the host has no address")?;
     Ok(SocketAddr::new(ip, uri.port))
 }
@@ -143,7 +144,7 @@ pub(crate) fn tids() -> TidSource {
 /// `timeout`; streams send once and wait `timeout`.
 pub(crate) fn session_config(
     server: SocketAddr,
-    transport: TurnTransport,
+    transport: Transport,
     credentials: Option<Credentials>,
     timeout: Duration,
 ) -> SessionConfig {
@@ -198,7 +199,7 @@ struct Report {
     schema: &'static str,
     uri: String,
     server: SocketAddr,
-    transport: TurnTransport,
+    transport: Transport,
     interrupted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     connect: Option<ConnectOutcome>,

@@ -265,8 +265,8 @@ pub(crate) fn write(w: &mut Writer, r: &CheckReport) {
         );
         for f in [&n.ipv4, &n.ipv6].into_iter().flatten() {
             let family = match f.family {
-                probes::nat::classify::Family::Ipv4 => "ipv4",
-                probes::nat::classify::Family::Ipv6 => "ipv6",
+                probes::Family::Ipv4 => "ipv4",
+                probes::Family::Ipv6 => "ipv6",
             };
             let nat_type = f.nat_type.to_string();
             w.sample(

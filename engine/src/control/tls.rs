@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use probes::Family;
 use probes::control::Timeouts;
 use probes::control::assess::{PathFacts, PathFailure, Step};
 use probes::control::http::{ConnectVerdict, ProxyUrl, connect_verdict, parse_head};
 use probes::control::tls::{ChainCheck, TlsFacts, alpn_verdict, trust_verdict};
-use probes::control::{EndpointSpec, Family, x509};
+use probes::control::{EndpointSpec, x509};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::dns::{DnsVerdict, Lookup};
 use super::grpc::GrpcVerdict;
 use super::http::{ConnectVerdict, WsVerdict};
-use super::relay::{QuicOutcome, RaceResult, Transport, race};
+use super::relay::{QuicOutcome, RaceResult, RelayTransport, race};
 use super::tls::{AlpnVerdict, TlsFacts, TrustVerdict};
 use super::{Family, Role};
 
@@ -270,7 +270,7 @@ pub fn assess(r: &mut EndpointReport) {
             ws_upgraded(p)
         }
     };
-    let families: Vec<(Family, bool)> = [Family::Ipv4, Family::Ipv6]
+    let families: Vec<(Family, bool)> = Family::ALL
         .into_iter()
         .filter(|f| r.paths.iter().any(|p| p.family == Some(*f)))
         .map(|f| (f, r.paths.iter().any(|p| p.family == Some(f) && works(p))))
@@ -471,7 +471,7 @@ fn assess_relay(r: &mut EndpointReport, out: &mut Vec<Problem>) -> Status {
     }
     match (winner, ws_best.is_some() && quic_best.is_some()) {
         (Some(_), true) => Status::Ok,
-        (Some(Transport::Quic | Transport::WebSocket), false) => Status::Degraded,
+        (Some(RelayTransport::Quic | RelayTransport::WebSocket), false) => Status::Degraded,
         (None, _) => {
             if !r.paths.is_empty() || r.dns.has_usable_addresses() {
                 out.push(Problem {

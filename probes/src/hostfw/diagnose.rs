@@ -9,9 +9,10 @@ use serde::Serialize;
 use super::eval::{AddrSpec, Evaluation, IfaceSpec, L4, Packet, Verdict, evaluate};
 use super::firewalld::ZoneOfInterface;
 use super::iptables_save::{Backend, Dump};
-use super::model::{Cidr, IpFamily, PortRange, RuleSource, Ruleset, TableFamily};
+use super::model::{Cidr, PortRange, RuleSource, Ruleset, TableFamily};
 use super::ufw::UfwStatus;
 use super::windows::WinRule;
+use crate::Family;
 
 /// What the user asked about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -360,9 +361,9 @@ pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
         inputs.iptables.is_some() || inputs.ip6tables.is_some() || inputs.nft.is_some();
     let m = manager(inputs, &rs);
     let family = if o.subnet.is_v4() {
-        IpFamily::V4
+        Family::Ipv4
     } else {
-        IpFamily::V6
+        Family::Ipv6
     };
     let any = Cidr::new(o.subnet.addr(), 0).unwrap_or(o.subnet);
     let i = &o.interface;

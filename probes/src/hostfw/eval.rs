@@ -15,9 +15,10 @@ use std::fmt;
 use serde::Serialize;
 
 use super::model::{
-    Action, Chain, Cidr, CtState, Hook, IfName, IpFamily, Match, Policy, PortRange, Proto, Rule,
-    RulePos, RuleSource, Ruleset, TableFamily,
+    Action, Chain, Cidr, CtState, Hook, IfName, Match, Policy, PortRange, Proto, Rule, RulePos,
+    RuleSource, Ruleset, TableFamily,
 };
+use crate::Family;
 
 /// Interface a packet arrives on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -63,7 +64,7 @@ pub enum L4 {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Packet {
     /// IP version.
-    pub family: IpFamily,
+    pub family: Family,
     /// Arrival interface.
     pub iif: IfaceSpec,
     /// Source.
@@ -79,8 +80,8 @@ impl Packet {
         match (self.l4, self.family) {
             (L4::Tcp { .. }, _) => Proto::Tcp,
             (L4::Udp { .. }, _) => Proto::Udp,
-            (L4::Echo, IpFamily::V4) => Proto::Icmp,
-            (L4::Echo, IpFamily::V6) => Proto::Icmpv6,
+            (L4::Echo, Family::Ipv4) => Proto::Icmp,
+            (L4::Echo, Family::Ipv6) => Proto::Icmpv6,
         }
     }
 }
@@ -738,7 +739,7 @@ mod tests {
     fn tcp_on_wt0() -> Packet {
         let vpn = Cidr::parse("100.64.0.0/10").unwrap();
         Packet {
-            family: IpFamily::V4,
+            family: Family::Ipv4,
             iif: IfaceSpec::Named("wt0".into()),
             saddr: AddrSpec {
                 within: vpn,
@@ -764,7 +765,7 @@ mod tests {
             text.push_str("-A INPUT -m set --match-set x src -j a\n");
         }
         text.push_str("-A a -j b\n-A b -j a\nCOMMIT\n");
-        let rs = iptables_save::parse(&text, IpFamily::V4).unwrap().ruleset;
+        let rs = iptables_save::parse(&text, Family::Ipv4).unwrap().ruleset;
         let e = evaluate(&rs, &tcp_on_wt0());
         assert_eq!(e.verdict, Verdict::Uncertain);
         assert!(!e.uncertain_rules.is_empty());
@@ -774,7 +775,7 @@ mod tests {
     fn goto_return_and_policy() {
         let text = "*filter\n:INPUT ACCEPT [0:0]\n:a - [0:0]\n:b - [0:0]\n\
             -A INPUT -j a\n-A INPUT -j DROP\n-A a -g b\n-A a -j ACCEPT\n-A b -j RETURN\nCOMMIT\n";
-        let rs = iptables_save::parse(text, IpFamily::V4).unwrap().ruleset;
+        let rs = iptables_save::parse(text, Family::Ipv4).unwrap().ruleset;
         // goto b, RETURN from b goes back to INPUT (not a), so the DROP decides.
         let e = evaluate(&rs, &tcp_on_wt0());
         assert_eq!(e.verdict, Verdict::Drop);

@@ -2,8 +2,9 @@
 
 use super::diagnose::{Inputs, Options, Report, Status, diagnose};
 use super::eval::{Decider, Verdict};
-use super::model::{Cidr, IpFamily, PortRange, RuleSource};
+use super::model::{Cidr, PortRange, RuleSource};
 use super::{FindingKind, firewalld, iptables_save, nft_json, ufw, windows};
+use crate::Family;
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -31,7 +32,7 @@ fn opts() -> Options {
 }
 
 fn ipt(text: &str) -> Option<iptables_save::Dump> {
-    Some(iptables_save::parse(text, IpFamily::V4).unwrap())
+    Some(iptables_save::parse(text, Family::Ipv4).unwrap())
 }
 
 /// Findings of a kind, in order: tunnel = [icmp, tcp, udp], flat = [51820, range].
@@ -98,7 +99,7 @@ fn ufw_allow_in_on_wt0_accepts() {
     let inputs = Inputs {
         iptables: ipt(fixture!("ufw-allow-wt0-iptables-save.txt")),
         ip6tables: Some(
-            iptables_save::parse(fixture!("ufw-allow-wt0-ip6tables-save.txt"), IpFamily::V6)
+            iptables_save::parse(fixture!("ufw-allow-wt0-ip6tables-save.txt"), Family::Ipv6)
                 .unwrap(),
         ),
         ufw: Some(ufw::parse(fixture!("ufw-allow-wt0-status.txt")).unwrap()),

@@ -13,10 +13,11 @@
 use serde::Serialize;
 
 use super::model::{
-    Action, BaseChain, Chain, Cidr, CtState, Hook, IfName, IpFamily, Match, Policy, PortRange,
-    Proto, Rule, RulePos, RuleSource, Ruleset, TableFamily,
+    Action, BaseChain, Chain, Cidr, CtState, Hook, IfName, Match, Policy, PortRange, Proto, Rule,
+    RulePos, RuleSource, Ruleset, TableFamily,
 };
 use super::{HostFwError, InputFormat};
+use crate::Family;
 
 /// Which kernel backend the dump came from (from its header comment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -455,11 +456,11 @@ impl RuleParser<'_> {
     }
 }
 
-/// Parse a dump. `family` is [`IpFamily::V4`] for `iptables-save`, `V6` for `ip6tables-save`.
-pub fn parse(text: &str, family: IpFamily) -> Result<Dump, HostFwError> {
+/// Parse a dump. `family` is [`Family::Ipv4`] for `iptables-save`, `V6` for `ip6tables-save`.
+pub fn parse(text: &str, family: Family) -> Result<Dump, HostFwError> {
     let (source, tfamily) = match family {
-        IpFamily::V4 => (RuleSource::Iptables, TableFamily::Ip),
-        IpFamily::V6 => (RuleSource::Ip6tables, TableFamily::Ip6),
+        Family::Ipv4 => (RuleSource::Iptables, TableFamily::Ip),
+        Family::Ipv6 => (RuleSource::Ip6tables, TableFamily::Ip6),
     };
     let mut backend = Backend::Unknown;
     let mut tables = Vec::new();
@@ -556,7 +557,7 @@ pub fn parse(text: &str, family: IpFamily) -> Result<Dump, HostFwError> {
                 module: None,
                 matches: Vec::new(),
                 action: Action::Continue,
-                v6: family == IpFamily::V6,
+                v6: family == Family::Ipv6,
             };
             p.parse(&names).map_err(err)?;
             let (matches, action) = (p.matches, p.action);
@@ -627,7 +628,7 @@ mod tests {
             -A INPUT -m set --match-set blocked src -j DROP\n\
             -A c -p tcp -m tcp --tcp-flags SYN SYN -j REJECT --reject-with tcp-reset\n\
             COMMIT\n";
-        let d = parse(text, IpFamily::V4).unwrap();
+        let d = parse(text, Family::Ipv4).unwrap();
         let input = &d.ruleset.chains[0];
         assert_eq!(input.base.as_ref().unwrap().policy, Policy::Drop);
         let r = &input.rules[0];
@@ -672,26 +673,26 @@ mod tests {
     fn errors_name_the_line() {
         let e = parse(
             "*filter\n:INPUT DROP [0:0]\n-A OUTPUT -j ACCEPT\nCOMMIT\n",
-            IpFamily::V4,
+            Family::Ipv4,
         )
         .unwrap_err();
         assert!(matches!(e, HostFwError::Syntax { line: 3, .. }), "{e}");
         let e = parse(
             "*filter\n:INPUT DROP [0:0]\n-A INPUT -s 1.2.3.400 -j ACCEPT\nCOMMIT\n",
-            IpFamily::V4,
+            Family::Ipv4,
         )
         .unwrap_err();
         assert_eq!(
             e.to_string(),
             "iptables-save output, line 3: bad address \"1.2.3.400\""
         );
-        let e = parse("*filter\n:INPUT DROP [0:0]\n", IpFamily::V4).unwrap_err();
+        let e = parse("*filter\n:INPUT DROP [0:0]\n", Family::Ipv4).unwrap_err();
         assert!(e.to_string().contains("no COMMIT"));
-        assert!(parse("garbage\n", IpFamily::V4).is_err());
+        assert!(parse("garbage\n", Family::Ipv4).is_err());
         assert!(
             parse(
                 "*filter\n:INPUT DROP [0:0]\n-A INPUT --bogus\nCOMMIT\n",
-                IpFamily::V4
+                Family::Ipv4
             )
             .is_err()
         );

@@ -5,15 +5,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-/// IP version of a packet or a single-family table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IpFamily {
-    /// IPv4.
-    V4,
-    /// IPv6.
-    V6,
-}
+use crate::Family;
 
 /// Which tool the rules came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -53,11 +45,11 @@ pub enum TableFamily {
 
 impl TableFamily {
     /// Whether packets of `family` traverse chains of this table.
-    pub fn sees(&self, family: IpFamily) -> bool {
+    pub fn sees(&self, family: Family) -> bool {
         matches!(
             (self, family),
-            (TableFamily::Ip, IpFamily::V4)
-                | (TableFamily::Ip6, IpFamily::V6)
+            (TableFamily::Ip, Family::Ipv4)
+                | (TableFamily::Ip6, Family::Ipv6)
                 | (TableFamily::Inet, _)
         )
     }
@@ -458,7 +450,7 @@ pub enum Match {
     /// Only packets of this IP family (implicit in `ip saddr …` inside an `inet` table).
     Family {
         /// The family.
-        family: IpFamily,
+        family: Family,
     },
     /// Destination port (implies the protocol when `proto` is set).
     Dport {

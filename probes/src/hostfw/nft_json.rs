@@ -10,10 +10,11 @@ use serde_json::Value;
 
 use super::iptables_save::icmp_type;
 use super::model::{
-    Action, BaseChain, Chain, Cidr, CtState, Hook, IfName, IpFamily, Match, Policy, PortRange,
-    Proto, Rule, RulePos, RuleSource, Ruleset, TableFamily,
+    Action, BaseChain, Chain, Cidr, CtState, Hook, IfName, Match, Policy, PortRange, Proto, Rule,
+    RulePos, RuleSource, Ruleset, TableFamily,
 };
 use super::{HostFwError, InputFormat};
+use crate::Family;
 
 fn shape(path: &str, detail: impl Into<String>) -> HostFwError {
     HostFwError::Shape {
@@ -310,16 +311,16 @@ fn match_from(
             "l4proto" => protocol(&elems, negated).unwrap_or_else(|| unknown(left, op, right)),
             "nfproto" => match right.as_str() {
                 Some("ipv4") if !negated => vec![Match::Family {
-                    family: IpFamily::V4,
+                    family: Family::Ipv4,
                 }],
                 Some("ipv6") if !negated => vec![Match::Family {
-                    family: IpFamily::V6,
+                    family: Family::Ipv6,
                 }],
                 Some("ipv4") => vec![Match::Family {
-                    family: IpFamily::V6,
+                    family: Family::Ipv6,
                 }],
                 Some("ipv6") => vec![Match::Family {
-                    family: IpFamily::V4,
+                    family: Family::Ipv4,
                 }],
                 _ => unknown(left, op, right),
             },
@@ -354,9 +355,9 @@ fn match_from(
                     }
                 }
                 let family = if proto == "ip" {
-                    IpFamily::V4
+                    Family::Ipv4
                 } else {
-                    IpFamily::V6
+                    Family::Ipv6
                 };
                 let m = if field == "saddr" {
                     Match::Saddr { nets, negated }
@@ -367,9 +368,9 @@ fn match_from(
             }
             ("ip", "protocol") | ("ip6", "nexthdr") => {
                 let family = if proto == "ip" {
-                    IpFamily::V4
+                    Family::Ipv4
                 } else {
-                    IpFamily::V6
+                    Family::Ipv6
                 };
                 let mut v = vec![Match::Family { family }];
                 match protocol(&elems, negated) {

@@ -30,6 +30,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::Family;
 use crate::binding::{BindingOutcome, BindingResponse, BindingStatus};
 use crate::nat::discovery::{DiscoveryMeasurements, HairpinResult, success};
 use crate::nat::lifetime::{LifetimeMeasurements, Trial, TrialOutcome};
@@ -284,16 +285,6 @@ fn check_succeeds(x: (Mapping, Filtering), y: (Mapping, Filtering)) -> bool {
 
 // ---------------------------------------------------------------------------------------------
 // Inputs
-
-/// IPv4 or IPv6: NAT behaviour is measured and reported per family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Family {
-    /// IPv4.
-    Ipv4,
-    /// IPv6.
-    Ipv6,
-}
 
 /// What was measured in one address family.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -1264,13 +1255,6 @@ pub fn classify(m: &Measurements) -> Classification {
     }
 }
 
-fn family_name(f: Family) -> &'static str {
-    match f {
-        Family::Ipv4 => "IPv4",
-        Family::Ipv6 => "IPv6",
-    }
-}
-
 /// Level of one family with UDP, from the pair table against the representative peers.
 fn udp_level(t: NatType) -> Level {
     match (
@@ -1387,7 +1371,7 @@ fn verdict(reports: &[Option<&NatReport>], m: &Measurements, relay: &RelayPaths)
         .filter(|r| r.udp != UdpStatus::NotTested)
         .collect();
     for r in reports.iter().flatten() {
-        let fam = family_name(r.family);
+        let fam = r.family;
         match r.binding_lifetime {
             Some(
                 l @ BindingLifetimeResult::Bounded {
@@ -1411,7 +1395,7 @@ fn verdict(reports: &[Option<&NatReport>], m: &Measurements, relay: &RelayPaths)
         }
     }
     for r in &tested {
-        let fam = family_name(r.family);
+        let fam = r.family;
         match &r.udp {
             UdpStatus::Blocked => reasons.push(format!("{fam}: no STUN server answered over UDP")),
             UdpStatus::PortsRestricted { open, blocked } => reasons.push(format!(

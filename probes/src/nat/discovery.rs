@@ -459,8 +459,9 @@ impl Probe for NatDiscovery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Family;
     use crate::nat::classify::{
-        Family, FamilyMeasurements, Filtering, Mapping, NatPresence, NatReport, Note, UdpStatus,
+        FamilyMeasurements, Filtering, Mapping, NatPresence, NatReport, Note, UdpStatus,
         classify_family,
     };
     use crate::nat::sim::{

@@ -175,8 +175,9 @@ impl Probe for MultiServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Family;
     use crate::machine::Retransmit;
-    use crate::nat::classify::{Family, FamilyMeasurements, Mapping, classify_family};
+    use crate::nat::classify::{FamilyMeasurements, Mapping, classify_family};
     use crate::nat::sim::{
         Filter, Map, NatSpec, Net, OTHER, PRIMARY, ServerQuirks, World, counter_ids, t0,
     };

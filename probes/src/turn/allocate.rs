@@ -29,10 +29,10 @@ use super::auth::{
     Credentials, Integrity, IntegrityKind, LongTermKey, NONCE_COOKIE, PasswordAlgorithm,
     choose_algorithm,
 };
-use super::uri::TurnTransport;
 use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
 use crate::stun::view::{Fingerprint, StunView};
 use crate::stun::{Class, MessageType, MessageWriter, Method, TransactionId, attr};
+use crate::{Family, Transport};
 
 /// Retries after 438 (Stale Nonce) for one request before giving up.
 pub const MAX_NONCE_RETRIES: u8 = 3;
@@ -40,42 +40,13 @@ pub const MAX_NONCE_RETRIES: u8 = 3;
 /// REQUESTED-TRANSPORT value for UDP relaying (protocol 17), RFC 8656 §18.8.
 const UDP_PROTOCOL: u8 = 17;
 
-/// The address family of a relayed transport address: the values of REQUESTED-ADDRESS-FAMILY,
-/// RFC 8656 §18.6 (0x01 IPv4, 0x02 IPv6, as in RFC 8489 §14.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RelayFamily {
-    /// IPv4, what a server allocates when the Allocate names no family (RFC 8656 §7.2, step 7).
-    Ipv4,
-    /// IPv6.
-    Ipv6,
-}
-
-impl RelayFamily {
-    /// The family of `addr` (an IPv4-mapped IPv6 address is IPv6 on the wire).
-    pub fn of(addr: &SocketAddr) -> Self {
-        match addr {
-            SocketAddr::V4(_) => RelayFamily::Ipv4,
-            SocketAddr::V6(_) => RelayFamily::Ipv6,
-        }
-    }
-
-    /// The attribute's family byte, RFC 8656 §18.6.
-    pub fn code(self) -> u8 {
-        match self {
-            RelayFamily::Ipv4 => attr::FAMILY_IPV4,
-            RelayFamily::Ipv6 => attr::FAMILY_IPV6,
-        }
-    }
-}
-
 /// How a session talks to its server.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
     /// The TURN server.
     pub server: SocketAddr,
     /// UDP, TCP or TLS (decides retransmission and ChannelData padding).
-    pub transport: TurnTransport,
+    pub transport: Transport,
     /// The local socket requests leave from (a private socket under `engine::run`; `Default`
     /// is the stream under `engine::stream`).
     pub local: LocalSocket,
@@ -90,13 +61,13 @@ pub struct SessionConfig {
     /// REQUESTED-ADDRESS-FAMILY to put in Allocate, RFC 8656 §7.1 and §18.6; `None` leaves it
     /// out and the server allocates IPv4 (§7.2, step 7). Refresh never carries it: it is only
     /// for dual allocations there (§8.1), and this session makes single-family ones.
-    pub requested_family: Option<RelayFamily>,
+    pub requested_family: Option<Family>,
 }
 
 impl SessionConfig {
     /// A configuration with the usual defaults: RFC 8489 §6.2.1 retransmissions over UDP (one
     /// transmission with a 39.5 s timeout over a stream), stunmap's SOFTWARE.
-    pub fn new(server: SocketAddr, transport: TurnTransport, local: LocalSocket) -> Self {
+    pub fn new(server: SocketAddr, transport: Transport, local: LocalSocket) -> Self {
         let retransmit = if transport.is_stream() {
             Retransmit {
                 rto: Duration::from_millis(39_500),
@@ -415,7 +386,7 @@ impl TurnSession {
                 w.attr(attr::REQUESTED_TRANSPORT, &[UDP_PROTOCOL, 0, 0, 0]);
                 if let Some(f) = self.config.requested_family {
                     // RFC 8656 §18.6: the family byte, then 24 reserved zero bits.
-                    w.attr(attr::REQUESTED_ADDRESS_FAMILY, &[f.code(), 0, 0, 0]);
+                    w.attr(attr::REQUESTED_ADDRESS_FAMILY, &[f.stun_code(), 0, 0, 0]);
                 }
                 if let Some(l) = self.config.lifetime {
                     w.u32_attr(attr::LIFETIME, l);
@@ -705,7 +676,7 @@ pub struct AllocateReport {
     /// The server.
     pub server: SocketAddr,
     /// The transport.
-    pub transport: TurnTransport,
+    pub transport: Transport,
     /// How Allocate ended.
     pub status: AllocateStatus,
     /// SOFTWARE, RFC 8489 §14.14.
@@ -1120,7 +1091,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn config(creds: Option<Credentials>) -> AllocateConfig {
-        let mut session = SessionConfig::new(server(), TurnTransport::Udp, LocalSocket::Private(0));
+        let mut session = SessionConfig::new(server(), Transport::Udp, LocalSocket::Private(0));
         session.credentials = creds;
         session.retransmit = Retransmit {
             rto: Duration::from_millis(100),
@@ -1396,7 +1367,7 @@ pub(crate) mod tests {
     #[test]
     fn requested_family_goes_in_allocate_only() {
         let mut config = config(Some(creds())).session;
-        config.requested_family = Some(RelayFamily::Ipv6);
+        config.requested_family = Some(Family::Ipv6);
         let mut s = TurnSession::new(config, ids());
         let t = t0();
         let family = |buf: &[u8]| {
@@ -1424,11 +1395,6 @@ pub(crate) mod tests {
         buf.clear();
         s.poll_transmit(t, &mut buf).unwrap();
         assert_eq!(family(&buf), None);
-        assert_eq!(RelayFamily::Ipv4.code(), attr::FAMILY_IPV4);
-        assert_eq!(
-            RelayFamily::of(&"[::ffff:127.0.0.1]:9".parse().unwrap()),
-            RelayFamily::Ipv6
-        );
     }
 
     fn config_default() -> SessionConfig {

@@ -59,13 +59,12 @@ use std::ops::Range;
 use std::time::Instant;
 
 use super::TidSource;
-pub use super::allocate::RelayFamily;
 use super::allocate::{
     Answer, Completion, Release, Request, SessionConfig, TurnSession, private_sockets_for,
 };
-use super::uri::TurnTransport;
 use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Transmit};
 use crate::stun::view::StunView;
+use crate::{Family, Transport};
 
 /// The port put in XOR-PEER-ADDRESS (permissions ignore it, RFC 8656 §9; ChannelBind binds it).
 /// 9 is "discard": nothing is ever sent there anyway.
@@ -272,13 +271,13 @@ pub struct PeerResult {
     pub candidate: Candidate,
     /// The family of the allocation the request was made on: the first allocation's (IPv4,
     /// or whatever family the server gave it) or the IPv6 one's.
-    pub relay_family: RelayFamily,
+    pub relay_family: Family,
     /// The answer.
     pub outcome: PeerOutcome,
 }
 
 impl PeerResult {
-    fn not_tried(candidate: Candidate, relay_family: RelayFamily) -> Self {
+    fn not_tried(candidate: Candidate, relay_family: Family) -> Self {
         Self {
             candidate,
             relay_family,
@@ -349,7 +348,7 @@ pub struct AuditReport {
     /// The server.
     pub server: SocketAddr,
     /// The transport the audit ran over.
-    pub transport: TurnTransport,
+    pub transport: Transport,
     /// SOFTWARE, RFC 8489 §14.14, from the first response that carried it.
     pub software: Option<String>,
     /// REALM.
@@ -572,7 +571,7 @@ impl AuditProbe {
         let ipv6_session = |local, ids: &mut TidSource| {
             let mut c = first.clone();
             c.local = local;
-            c.requested_family = Some(RelayFamily::Ipv6);
+            c.requested_family = Some(Family::Ipv6);
             TurnSession::new(c, fork_ids(ids))
         };
         // The IPv6 allocation leaves from the next private socket (see the module docs), or,
@@ -592,25 +591,25 @@ impl AuditProbe {
         let all = candidates();
         let mut permissions: Vec<PeerResult> = all
             .iter()
-            .map(|c| PeerResult::not_tried(c.clone(), RelayFamily::Ipv4))
+            .map(|c| PeerResult::not_tried(c.clone(), Family::Ipv4))
             .collect();
         let perm_split = permissions.len();
         permissions.extend(
             all.iter()
                 .filter(|c| c.peer.is_ipv6())
-                .map(|c| PeerResult::not_tried(c.clone(), RelayFamily::Ipv6)),
+                .map(|c| PeerResult::not_tried(c.clone(), Family::Ipv6)),
         );
         let mut channel_binds: Vec<PeerResult> = CHANNEL_CANDIDATES
             .iter()
             .filter_map(|&i| all.get(i))
-            .map(|c| PeerResult::not_tried(c.clone(), RelayFamily::Ipv4))
+            .map(|c| PeerResult::not_tried(c.clone(), Family::Ipv4))
             .collect();
         let chan_split = channel_binds.len();
         channel_binds.extend(
             IPV6_CHANNEL_CANDIDATES
                 .iter()
                 .filter_map(|&i| all.get(i))
-                .map(|c| PeerResult::not_tried(c.clone(), RelayFamily::Ipv6)),
+                .map(|c| PeerResult::not_tried(c.clone(), Family::Ipv6)),
         );
         let mut probe = Self {
             unauth,
@@ -797,10 +796,10 @@ impl AuditProbe {
         // The family the server actually gave (the first allocation is IPv4 unless the server
         // ignores RFC 8656 §7.2 step 7): what each request of this stage is asked toward.
         let asked = match self.stage {
-            Stage::First => RelayFamily::Ipv4,
-            Stage::Ipv6 => RelayFamily::Ipv6,
+            Stage::First => Family::Ipv4,
+            Stage::Ipv6 => Family::Ipv6,
         };
-        let family = relayed.map_or(asked, |r| RelayFamily::of(&r));
+        let family = relayed.map_or(asked, |r| Family::of_socket(&r));
         let (perms, chans) = (self.permission_range(), self.channel_range());
         let r = &mut self.report;
         for p in r
@@ -1159,7 +1158,7 @@ mod tests {
     const V6: LocalSocket = LocalSocket::Private(1);
 
     fn config(with_creds: bool) -> AuditConfig {
-        let mut session = SessionConfig::new(server(), TurnTransport::Udp, V4);
+        let mut session = SessionConfig::new(server(), Transport::Udp, V4);
         if with_creds {
             session.credentials = Some(creds());
         }
@@ -1334,7 +1333,7 @@ mod tests {
         candidates().iter().filter(|c| c.peer.is_ipv6()).count()
     }
 
-    fn result<'a>(list: &'a [PeerResult], peer: &str, family: RelayFamily) -> &'a PeerResult {
+    fn result<'a>(list: &'a [PeerResult], peer: &str, family: Family) -> &'a PeerResult {
         let peer: IpAddr = peer.parse().unwrap();
         list.iter()
             .find(|p| p.candidate.peer.ip() == peer && p.relay_family == family)
@@ -1386,7 +1385,7 @@ mod tests {
             IPV6_CHANNEL_CANDIDATES.len()
         );
         for p in &r.permissions {
-            let other_family = p.candidate.peer.is_ipv6() != (p.relay_family == RelayFamily::Ipv6);
+            let other_family = p.candidate.peer.is_ipv6() != (p.relay_family == Family::Ipv6);
             let code = if other_family { 443 } else { 403 };
             assert!(
                 matches!(p.outcome, PeerOutcome::Refused { code: c, .. } if c == code),
@@ -1435,19 +1434,19 @@ mod tests {
         assert_eq!(r.relayed_ipv6, Some(v6_relayed()));
         let mapped = "::ffff:127.0.0.1";
         assert!(matches!(
-            result(&r.permissions, mapped, RelayFamily::Ipv4).outcome,
+            result(&r.permissions, mapped, Family::Ipv4).outcome,
             PeerOutcome::Refused { code: 443, .. }
         ));
         assert_eq!(
-            result(&r.permissions, mapped, RelayFamily::Ipv6).outcome,
+            result(&r.permissions, mapped, Family::Ipv6).outcome,
             PeerOutcome::Granted
         );
         assert_eq!(
-            result(&r.channel_binds, mapped, RelayFamily::Ipv6).outcome,
+            result(&r.channel_binds, mapped, Family::Ipv6).outcome,
             PeerOutcome::Granted
         );
         assert!(matches!(
-            result(&r.permissions, "::1", RelayFamily::Ipv6).outcome,
+            result(&r.permissions, "::1", Family::Ipv6).outcome,
             PeerOutcome::Refused { code: 403, .. }
         ));
         // The IPv6 relayed address is a candidate of its own allocation.
@@ -1459,10 +1458,7 @@ mod tests {
             .collect();
         assert_eq!(
             own,
-            vec![
-                (lab.v4.relayed, RelayFamily::Ipv4),
-                (v6_relayed(), RelayFamily::Ipv6)
-            ]
+            vec![(lab.v4.relayed, Family::Ipv4), (v6_relayed(), Family::Ipv6)]
         );
         // A grant toward the IPv6 allocation is a finding like any other.
         let f = r
@@ -1513,7 +1509,7 @@ mod tests {
             .permissions
             .iter()
             .chain(&r.channel_binds)
-            .filter(|p| p.relay_family == RelayFamily::Ipv6)
+            .filter(|p| p.relay_family == Family::Ipv6)
             .collect();
         assert_eq!(v6.len(), ipv6_candidates() + IPV6_CHANNEL_CANDIDATES.len());
         for p in v6 {
@@ -1530,11 +1526,11 @@ mod tests {
         // The first allocation's answers stand (its private and metadata grants included);
         // an untestable candidate is no finding.
         assert!(matches!(
-            result(&r.permissions, "::ffff:127.0.0.1", RelayFamily::Ipv4).outcome,
+            result(&r.permissions, "::ffff:127.0.0.1", Family::Ipv4).outcome,
             PeerOutcome::Refused { code: 443, .. }
         ));
         assert_eq!(
-            result(&r.permissions, "10.0.0.1", RelayFamily::Ipv4).outcome,
+            result(&r.permissions, "10.0.0.1", Family::Ipv4).outcome,
             PeerOutcome::Granted
         );
         assert!(
@@ -1563,7 +1559,7 @@ mod tests {
         assert_eq!(r.release_ipv6, Release::NotNeeded);
         assert!(r.release_is_clean());
         assert!(matches!(
-            &result(&r.permissions, "::1", RelayFamily::Ipv6).outcome,
+            &result(&r.permissions, "::1", Family::Ipv6).outcome,
             PeerOutcome::Untestable { reason } if reason.contains("437")
         ));
     }
@@ -1593,7 +1589,7 @@ mod tests {
         assert!(
             r.permissions
                 .iter()
-                .filter(|p| p.relay_family == RelayFamily::Ipv6)
+                .filter(|p| p.relay_family == Family::Ipv6)
                 .all(|p| p.outcome == PeerOutcome::NotTried)
         );
     }
@@ -1665,11 +1661,11 @@ mod tests {
         assert_eq!(r.allocate_ipv6, Some(PeerOutcome::Granted));
         assert_eq!(r.release_ipv6, Release::Released);
         assert_eq!(
-            result(&r.permissions, "::ffff:127.0.0.1", RelayFamily::Ipv6).outcome,
+            result(&r.permissions, "::ffff:127.0.0.1", Family::Ipv6).outcome,
             PeerOutcome::Granted
         );
         assert_eq!(
-            result(&r.permissions, "127.0.0.1", RelayFamily::Ipv4).outcome,
+            result(&r.permissions, "127.0.0.1", Family::Ipv4).outcome,
             PeerOutcome::NotTried
         );
     }
@@ -1687,7 +1683,7 @@ mod tests {
 
     #[test]
     fn over_tcp_the_ipv6_candidates_are_untestable_and_no_second_socket_is_asked_for() {
-        let mut session = SessionConfig::new(server(), TurnTransport::Tcp, LocalSocket::Default);
+        let mut session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
         session.credentials = Some(creds());
         let mut p = AuditProbe::new(AuditConfig::new(session), TidSource::new([17; 16]));
         assert_eq!(p.private_sockets(), None);
@@ -1698,14 +1694,14 @@ mod tests {
         assert_eq!(r.allocate_ipv6, None);
         assert_eq!(r.release, Release::Released);
         assert!(matches!(
-            &result(&r.permissions, "::ffff:127.0.0.1", RelayFamily::Ipv6).outcome,
+            &result(&r.permissions, "::ffff:127.0.0.1", Family::Ipv6).outcome,
             PeerOutcome::Untestable { reason } if reason.contains("second connection")
         ));
     }
 
     /// The IPv6 allocation alone, over TCP (one connection, no private socket).
     fn ipv6_only_over_tcp() -> AuditProbe {
-        let mut session = SessionConfig::new(server(), TurnTransport::Tcp, LocalSocket::Default);
+        let mut session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
         session.credentials = Some(creds());
         let config = AuditConfig {
             session,
@@ -1753,24 +1749,19 @@ mod tests {
         assert!(r.release_is_clean());
         assert!(!lab.v6.allocated);
         assert_eq!(
-            result(&r.permissions, "::ffff:127.0.0.1", RelayFamily::Ipv6).outcome,
+            result(&r.permissions, "::ffff:127.0.0.1", Family::Ipv6).outcome,
             PeerOutcome::Granted
         );
         assert_eq!(
-            result(&r.channel_binds, "::ffff:127.0.0.1", RelayFamily::Ipv6).outcome,
+            result(&r.channel_binds, "::ffff:127.0.0.1", Family::Ipv6).outcome,
             PeerOutcome::Granted
         );
         assert!(matches!(
-            result(&r.permissions, "::1", RelayFamily::Ipv6).outcome,
+            result(&r.permissions, "::1", Family::Ipv6).outcome,
             PeerOutcome::Refused { code: 403, .. }
         ));
         assert!(matches!(
-            result(
-                &r.permissions,
-                &v6_relayed().ip().to_string(),
-                RelayFamily::Ipv6
-            )
-            .outcome,
+            result(&r.permissions, &v6_relayed().ip().to_string(), Family::Ipv6).outcome,
             PeerOutcome::Granted
         ));
         // The first allocation's part is left alone.
@@ -1778,7 +1769,7 @@ mod tests {
             r.permissions
                 .iter()
                 .chain(&r.channel_binds)
-                .filter(|p| p.relay_family == RelayFamily::Ipv4)
+                .filter(|p| p.relay_family == Family::Ipv4)
                 .all(|p| p.outcome == PeerOutcome::NotTried)
         );
         assert_eq!(r.worst(), Some(Severity::Critical));
@@ -1800,7 +1791,7 @@ mod tests {
             .permissions
             .iter()
             .chain(&r.channel_binds)
-            .filter(|p| p.relay_family == RelayFamily::Ipv6)
+            .filter(|p| p.relay_family == Family::Ipv6)
             .collect();
         assert_eq!(v6.len(), ipv6_candidates() + IPV6_CHANNEL_CANDIDATES.len());
         for p in v6 {
@@ -1853,7 +1844,7 @@ mod tests {
 
     #[test]
     fn ipv6_only_without_credentials_sends_nothing() {
-        let session = SessionConfig::new(server(), TurnTransport::Tcp, LocalSocket::Default);
+        let session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
         let config = AuditConfig {
             session,
             ipv6_only: true,
@@ -1868,7 +1859,7 @@ mod tests {
 
     #[test]
     fn a_tcp_audit_adopts_the_ipv6_allocation_of_a_second_connection() {
-        let mut session = SessionConfig::new(server(), TurnTransport::Tcp, LocalSocket::Default);
+        let mut session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
         session.credentials = Some(creds());
         let mut p = AuditProbe::new(AuditConfig::new(session), TidSource::new([21; 16]));
         let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
@@ -1886,7 +1877,7 @@ mod tests {
         let first_part: Vec<PeerResult> = merged
             .permissions
             .iter()
-            .filter(|p| p.relay_family == RelayFamily::Ipv4)
+            .filter(|p| p.relay_family == Family::Ipv4)
             .cloned()
             .collect();
         merged.adopt_ipv6(ipv6);
@@ -1928,7 +1919,7 @@ mod tests {
 
     #[test]
     fn a_failed_second_connection_says_so_in_the_untestable_reason() {
-        let mut session = SessionConfig::new(server(), TurnTransport::Tcp, LocalSocket::Default);
+        let mut session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
         session.credentials = Some(creds());
         let mut p = AuditProbe::new(AuditConfig::new(session), TidSource::new([22; 16]));
         let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
@@ -1939,7 +1930,7 @@ mod tests {
             .permissions
             .iter()
             .chain(&r.channel_binds)
-            .filter(|p| p.relay_family == RelayFamily::Ipv6)
+            .filter(|p| p.relay_family == Family::Ipv6)
             .collect();
         assert_eq!(v6.len(), ipv6_candidates() + IPV6_CHANNEL_CANDIDATES.len());
         for p in v6 {
@@ -1952,7 +1943,7 @@ mod tests {
         }
         // The first allocation's requests (443 for the IPv6 candidates) are untouched.
         assert!(matches!(
-            result(&r.permissions, "::1", RelayFamily::Ipv4).outcome,
+            result(&r.permissions, "::1", Family::Ipv4).outcome,
             PeerOutcome::Refused { code: 443, .. }
         ));
     }
@@ -2093,10 +2084,7 @@ mod tests {
             .collect();
         assert_eq!(
             own,
-            vec![
-                (relayed, RelayFamily::Ipv4),
-                (v6_relayed(), RelayFamily::Ipv6)
-            ]
+            vec![(relayed, Family::Ipv4), (v6_relayed(), Family::Ipv6)]
         );
     }
 }

@@ -33,7 +33,7 @@ use super::allocate::{
     private_sockets_for,
 };
 use super::channel::{CHANNEL_MIN, ChannelData, DataIndication, encode_send_indication};
-use super::uri::TurnTransport;
+use crate::Transport;
 use crate::binding::{BindingConfig, BindingStatus, BindingTransaction};
 use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
 use crate::stun::TransactionId;
@@ -86,7 +86,7 @@ pub struct RelayReport {
     /// The server.
     pub server: SocketAddr,
     /// The transport to the server.
-    pub transport: TurnTransport,
+    pub transport: Transport,
     /// Channel or indications.
     pub mode: DataMode,
     /// How Allocate ended.
@@ -644,7 +644,7 @@ mod tests {
     use crate::turn::channel::ChannelData;
 
     fn config(mode: DataMode, count: u32) -> RelayConfig {
-        let mut session = SessionConfig::new(server(), TurnTransport::Udp, LocalSocket::Private(0));
+        let mut session = SessionConfig::new(server(), Transport::Udp, LocalSocket::Private(0));
         session.credentials = Some(creds());
         session.retransmit = Retransmit {
             rto: Duration::from_millis(100),
