@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use probes::nat::classify::{Classification, Fix, Level};
+use probes::nat::{Classification, Fix, Level};
 use probes::profile::ServiceKind;
 use serde::Serialize;
 

@@ -25,7 +25,7 @@ use probes::control::grpc::GrpcVerdict;
 use probes::control::http::{ProxyUrl, WsVerdict};
 use probes::control::relay::QuicOutcome;
 use probes::control::{EndpointReport, EndpointSpec, ResolveOverride, Role, Timeouts};
-use probes::nat::classify::{Measurements, RelayPaths, classify};
+use probes::nat::{Measurements, RelayPaths, classify};
 use probes::profile::{Host, Profile, Service, ServiceKind};
 use probes::stun::TransactionId;
 use probes::sweep::{StunOverTcp, TcpPortResult, TcpState, sample_ports, summarize_tcp};

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use probes::control::Problem;
-use probes::nat::classify::{Classification, Fix, Level};
+use probes::nat::{Classification, Fix, Level};
 use probes::profile::{Profile, ServiceKind};
 
 use super::model::{ServiceReport, State, TcpSample, Verdict};

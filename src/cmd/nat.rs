@@ -6,15 +6,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use engine::{Cancel, Event, Limits};
-use probes::nat::classify::{
-    Classification, FamilyMeasurements, Level, Measurements, NatReport, classify,
-};
 use probes::nat::discovery::{
     DiscoveryConfig, DiscoveryMeasurements, NatDiscovery, TransactionIdSource,
 };
 use probes::nat::lifetime::{BindingLifetime, LifetimeConfig, LifetimeMeasurements};
 use probes::nat::multi::{MultiMeasurements, MultiServer};
 use probes::nat::portmap::{PortMapping, ProtocolStatus, UpnpStatus};
+use probes::nat::{Classification, FamilyMeasurements, Level, Measurements, NatReport, classify};
 use probes::stun::TransactionId;
 use probes::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
 use rand::RngCore;

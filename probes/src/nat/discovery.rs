@@ -460,12 +460,12 @@ impl Probe for NatDiscovery {
 mod tests {
     use super::*;
     use crate::Family;
-    use crate::nat::classify::{
-        FamilyMeasurements, Filtering, Mapping, NatPresence, NatReport, Note, UdpStatus,
-        classify_family,
-    };
     use crate::nat::sim::{
         Filter, Map, NatSpec, Net, PRIMARY, ServerQuirks, World, counter_ids, t0,
+    };
+    use crate::nat::{
+        FamilyMeasurements, Filtering, Mapping, NatPresence, NatReport, Note, UdpStatus,
+        classify_family,
     };
 
     fn fast() -> DiscoveryConfig {

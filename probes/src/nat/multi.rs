@@ -177,10 +177,10 @@ mod tests {
     use super::*;
     use crate::Family;
     use crate::machine::Retransmit;
-    use crate::nat::classify::{FamilyMeasurements, Mapping, classify_family};
     use crate::nat::sim::{
         Filter, Map, NatSpec, Net, OTHER, PRIMARY, ServerQuirks, World, counter_ids, t0,
     };
+    use crate::nat::{FamilyMeasurements, Mapping, classify_family};
     use std::time::Duration;
 
     fn destinations() -> Vec<SocketAddr> {

@@ -41,6 +41,10 @@
 //! a lifetime of at least the measured idle time. A trigger that gets no answer (after its
 //! retransmissions, which guard against taking a loss for an expiry) bounds the lifetime from
 //! above by its idle time plus one round trip.
+//!
+//! [`judge`] turns the trials into bounds and a recommended keepalive.
+
+mod judge;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -52,6 +56,12 @@ use crate::binding::{
 use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
 use crate::nat::discovery::{DiscoveryConfig, TransactionIdSource};
 use crate::stun::StunView;
+
+pub(crate) use judge::secs;
+pub use judge::{
+    BindingLifetimeResult, LifetimeUnknown, WIREGUARD_KEEPALIVE, binding_lifetime,
+    recommended_keepalive,
+};
 
 /// The socket triggers leave from (see the module docs for why it is the shared one).
 pub const TRIGGER_SOCKET: LocalSocket = LocalSocket::Default;
@@ -484,8 +494,8 @@ impl Probe for BindingLifetime {
 
 #[cfg(test)]
 mod tests {
+    use super::judge::{BindingLifetimeResult, LifetimeUnknown, binding_lifetime};
     use super::*;
-    use crate::nat::classify::{BindingLifetimeResult, binding_lifetime};
     use crate::nat::sim::{
         Filter, Map, NatSpec, Net, PRIMARY, ServerQuirks, World, counter_ids, t0,
     };
@@ -631,7 +641,7 @@ mod tests {
         assert_eq!(
             binding_lifetime(&m),
             BindingLifetimeResult::Unknown {
-                reason: crate::nat::classify::LifetimeUnknown::ResponsePortUnsupported
+                reason: LifetimeUnknown::ResponsePortUnsupported
             }
         );
         assert!(
@@ -666,7 +676,7 @@ mod tests {
         assert_eq!(
             binding_lifetime(&m),
             BindingLifetimeResult::Unknown {
-                reason: crate::nat::classify::LifetimeUnknown::NoMapping
+                reason: LifetimeUnknown::NoMapping
             }
         );
     }
