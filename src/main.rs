@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod check;
 mod cmd;
 mod exit;
+mod ids;
 mod metrics;
 mod progress;
 mod report;

@@ -27,12 +27,10 @@ use probes::control::relay::QuicOutcome;
 use probes::control::{EndpointReport, EndpointSpec, ResolveOverride, Role, Timeouts};
 use probes::nat::{Measurements, RelayPaths, classify};
 use probes::profile::{Host, Profile, Service, ServiceKind};
-use probes::stun::TransactionId;
 use probes::sweep::{StunOverTcp, TcpPortResult, TcpState, sample_ports, summarize_tcp};
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::auth::Credentials;
 use probes::turn::relay::{DataMode, RelayConfig, RelayProbe};
-use rand::RngCore;
 use rustls::pki_types::CertificateDer;
 use tokio::task::JoinSet;
 
@@ -41,7 +39,7 @@ use super::model::{
     Transport,
 };
 use super::verdict;
-use crate::cmd::turn::{session_config, tids};
+use crate::cmd::turn::session_config;
 
 /// Everything a check needs.
 #[derive(Clone)]
@@ -188,12 +186,6 @@ fn probe_addresses(addrs: &[IpAddr], port: u16, notes: &mut Vec<String>) -> Vec<
         }
     }
     out
-}
-
-fn new_tid() -> TransactionId {
-    let mut t = [0u8; 12];
-    rand::rng().fill_bytes(&mut t);
-    TransactionId(t)
 }
 
 /// Rows collected per service index, in arrival order (sorted at the end).
@@ -776,7 +768,7 @@ async fn stun_row(ctx: &Ctx, host: String, dest: SocketAddr) -> Row {
         row.detail = "not run: stopped".into();
         return row;
     }
-    match udp_binding_connected(dest, new_tid(), config).await {
+    match udp_binding_connected(dest, crate::ids::one(), config).await {
         Ok(UdpPortOutcome::Answered { binding }) => {
             row.state = State::Ok;
             row.rtt_seconds = binding.rtt.map(secs);
@@ -854,7 +846,7 @@ async fn turn_udp(
                     session,
                     exercise: false,
                 },
-                tids(),
+                crate::ids::source(),
             )
         })
         .collect();
@@ -949,7 +941,7 @@ async fn relay_rtt(
     };
     let deadline = ctx.cfg.timeout * 3 + Duration::from_millis(20) * count;
     let run = engine::run_one(
-        RelayProbe::new(config, tids()),
+        RelayProbe::new(config, crate::ids::source()),
         Some(deadline),
         ctx.cancel.clone(),
     )
@@ -1032,7 +1024,7 @@ async fn turn_stream(ctx: &Ctx, host: &Host, server: SocketAddr, transport: Turn
             session,
             exercise: false,
         },
-        tids(),
+        crate::ids::source(),
     );
     let opts = StreamOptions {
         connect_timeout: ctx.cfg.timeout,
@@ -1087,13 +1079,21 @@ async fn tcp_sample(
     let mut results: Vec<TcpPortResult> = Vec::new();
     let sink = ctx.sink.clone();
     let name = service.name.clone();
-    tcp_scan(ip, &ports, cfg, ctx.cancel.clone(), new_tid, |r| {
-        sink(&Event::TcpPort {
-            service: name.clone(),
-            port: sampled(&r),
-        });
-        results.push(r);
-    })
+    let mut ids = crate::ids::source();
+    tcp_scan(
+        ip,
+        &ports,
+        cfg,
+        ctx.cancel.clone(),
+        move || ids.next_id(),
+        |r| {
+            sink(&Event::TcpPort {
+                service: name.clone(),
+                port: sampled(&r),
+            });
+            results.push(r);
+        },
+    )
     .await;
     results.sort_by_key(|r| r.port);
     let summary = summarize_tcp(lo, hi, &results);

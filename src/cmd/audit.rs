@@ -18,17 +18,17 @@ use engine::Cancel;
 use engine::stream::{Security, StreamOptions, run_stream};
 use engine::tcp::ConnectOutcome;
 use probes::Probe;
-use probes::turn::allocate::Release;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::audit::{
     AuditConfig, AuditProbe, AuditReport, PeerOutcome, PeerResult, Severity, Unauthenticated,
 };
 use probes::turn::auth::Credentials;
+use probes::turn::session::Release;
 use probes::turn::uri::TurnUri;
 use probes::{Family, Transport};
 use serde::Serialize;
 
-use super::turn::{AuthArgs, parse_uri, server_addr, session_config, tids};
+use super::turn::{AuthArgs, parse_uri, server_addr, session_config};
 use crate::exit::{Outcome, usage};
 
 /// Flags of `stunmap audit`.
@@ -145,7 +145,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         let timeout = Duration::from_millis(args.timeout);
         let authenticated = credentials.is_some();
         let session = session_config(server, uri.transport, credentials, timeout);
-        let probe = AuditProbe::new(AuditConfig::new(session.clone()), tids());
+        let probe = AuditProbe::new(AuditConfig::new(session.clone()), crate::ids::source());
         let (mut audit, mut interrupted, mut stream_error) = run_probe(
             probe,
             uri.transport,
@@ -163,7 +163,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
                 session,
                 ipv6_only: true,
             };
-            let probe = AuditProbe::new(config, tids());
+            let probe = AuditProbe::new(config, crate::ids::source());
             let run = run_stream(
                 probe,
                 server,
@@ -220,7 +220,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
                         session,
                         exercise: false,
                     },
-                    tids(),
+                    crate::ids::source(),
                 );
                 let (out, interrupted, error): (Option<AllocateReport>, _, _) =
                     run_probe(probe, transport, addr, security, cancel.clone()).await?;

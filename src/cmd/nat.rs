@@ -6,16 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use engine::{Cancel, Event, Limits};
-use probes::nat::discovery::{
-    DiscoveryConfig, DiscoveryMeasurements, NatDiscovery, TransactionIdSource,
-};
+use probes::nat::discovery::{DiscoveryConfig, DiscoveryMeasurements, NatDiscovery};
 use probes::nat::lifetime::{BindingLifetime, LifetimeConfig, LifetimeMeasurements};
 use probes::nat::multi::{MultiMeasurements, MultiServer};
 use probes::nat::portmap::{PortMapping, ProtocolStatus, UpnpStatus};
 use probes::nat::{Classification, FamilyMeasurements, Level, Measurements, NatReport, classify};
-use probes::stun::TransactionId;
 use probes::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
-use rand::RngCore;
 use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
@@ -116,16 +112,6 @@ impl Probe for NatProbe {
     }
 }
 
-fn id_source() -> TransactionIdSource {
-    // A per-source generator seeded from the OS (the thread-local one is not `Send`).
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
-    Box::new(move || {
-        let mut t = [0u8; 12];
-        rng.fill_bytes(&mut t);
-        TransactionId(t)
-    })
-}
-
 #[derive(Debug, Serialize)]
 struct Report {
     schema: &'static str,
@@ -189,13 +175,13 @@ pub(crate) async fn measure(
         };
         probes.push(NatProbe::Discovery(Box::new(NatDiscovery::new(
             cfg,
-            id_source(),
+            crate::ids::source(),
         ))));
         kinds.push(v4);
         probes.push(NatProbe::Multi(MultiServer::new(
             &fam,
             retransmit,
-            id_source(),
+            crate::ids::source(),
         )));
         kinds.push(v4);
     }
@@ -254,7 +240,7 @@ pub(crate) async fn measure_lifetime(
             retransmit,
             ..LifetimeConfig::new(*s, max_idle)
         };
-        BindingLifetime::new(cfg, id_source())
+        BindingLifetime::new(cfg, crate::ids::source())
     });
     let (mut v4, mut v6) = (None, None);
     let limits = Limits {

@@ -15,12 +15,13 @@ use engine::stats::{RttSummary, summarize};
 use engine::stream::{StreamOptions, run_stream};
 use engine::tcp::ConnectOutcome;
 use probes::Transport;
-use probes::turn::allocate::{AllocateStatus, Release};
+use probes::turn::allocate::AllocateStatus;
 use probes::turn::relay::{DataMode, HEADER, RelayConfig, RelayProbe, RelayReport};
+use probes::turn::session::Release;
 use probes::turn::uri::{TURNS_PORT, TurnUri};
 use serde::Serialize;
 
-use super::turn::{AuthArgs, parse_uri, server_addr, session_config, tids};
+use super::turn::{AuthArgs, parse_uri, server_addr, session_config};
 use crate::exit::{Outcome, usage};
 
 /// Longest run allowed: permissions last 300 s (RFC 8656 §9) and the loop does not refresh
@@ -239,7 +240,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
                 direct: args.direct,
                 linger: Duration::from_millis(args.linger),
             };
-            let probe = RelayProbe::new(config, tids());
+            let probe = RelayProbe::new(config, crate::ids::source());
             if uri.transport.is_stream() {
                 let r = run_stream(
                     probe,

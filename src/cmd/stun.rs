@@ -11,8 +11,6 @@ use engine::{Cancel, Event, Limits, Rate, RunReport};
 use probes::Retransmit;
 use probes::binding::{BindingConfig, BindingOutcome, BindingStatus, BindingTransaction};
 use probes::schedule::Delayed;
-use probes::stun::TransactionId;
-use rand::RngCore;
 use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
@@ -279,17 +277,15 @@ async fn run_udp(
     let start = Instant::now();
     let interval = Duration::from_millis(args.interval);
     let n = targets.len();
-    let mut rng = rand::rng();
+    let mut ids = crate::ids::source();
     // Round-major order: every target's first transaction, then every target's second …
     let probes = (0..u64::from(args.count) * n as u64).filter_map(move |i| {
         let round = (i / n as u64) as u32;
         let target = targets.get((i % n as u64) as usize).copied()?;
-        let mut tid = [0u8; 12];
-        rng.fill_bytes(&mut tid);
         let at = start + interval * round;
         Some(Delayed::new(
             at,
-            BindingTransaction::with_shared_config(TransactionId(tid), target, config.clone()),
+            BindingTransaction::with_shared_config(ids.next_id(), target, config.clone()),
         ))
     });
     // Probes that have transmitted and not yet finished: an abandoned one of these was really
@@ -336,7 +332,7 @@ async fn run_tcp(
         .map(|d| Instant::now() + Duration::from_secs_f64(d));
     // One socket per connection: stay inside the descriptor limit.
     let concurrency = engine::fd::tcp_budget(args.max_in_flight.clamp(1, 256));
-    let mut rng = rand::rng();
+    let mut ids = crate::ids::source();
     'rounds: for round in 0..args.count {
         if round > 0 {
             tokio::time::sleep(interval).await;
@@ -352,13 +348,12 @@ async fn run_tcp(
             }
             let mut set = tokio::task::JoinSet::new();
             for (i, t) in chunk.iter().enumerate() {
-                let mut tid = [0u8; 12];
-                rng.fill_bytes(&mut tid);
+                let tid = ids.next_id();
                 let t = *t;
                 set.spawn(async move {
                     let r = engine::tcp::binding_over_tcp(
                         t,
-                        TransactionId(tid),
+                        tid,
                         BindingConfig::default().software,
                         timeout,
                     )

@@ -14,14 +14,11 @@ use engine::Cancel;
 use engine::stream::{Security, StreamOptions, StreamRun, run_stream};
 use engine::tcp::ConnectOutcome;
 use probes::Transport;
-use probes::turn::TidSource;
-use probes::turn::allocate::{
-    AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus, Release, SessionConfig,
-};
+use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::auth::{Credentials, Password, SharedSecret};
+use probes::turn::session::{Release, SessionConfig};
 use probes::turn::uri::{Host, TurnUri};
 use probes::{LocalSocket, Retransmit};
-use rand::RngCore;
 use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
@@ -133,13 +130,6 @@ pub(crate) async fn server_addr(uri: &TurnUri) -> Result<SocketAddr> {
     Ok(SocketAddr::new(ip, uri.port))
 }
 
-/// A transaction-id source seeded from the OS RNG.
-pub(crate) fn tids() -> TidSource {
-    let mut seed = [0u8; 16];
-    rand::rng().fill_bytes(&mut seed);
-    TidSource::new(seed)
-}
-
 /// The session settings for `transport`: UDP retransmits on the RFC 8489 schedule capped at
 /// `timeout`; streams send once and wait `timeout`.
 pub(crate) fn session_config(
@@ -232,7 +222,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
                 session,
                 exercise: !args.no_exercise,
             },
-            tids(),
+            crate::ids::source(),
         );
         let mut report = Report {
             schema: "stunmap.turn/1",

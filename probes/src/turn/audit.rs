@@ -58,11 +58,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::time::Instant;
 
-use super::TidSource;
-use super::allocate::{
+use super::session::{
     Answer, Completion, Release, Request, SessionConfig, TurnSession, private_sockets_for,
 };
 use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Transmit};
+use crate::stun::TransactionIdSource;
 use crate::stun::view::StunView;
 use crate::{Family, Transport};
 
@@ -532,17 +532,6 @@ pub struct AuditProbe {
     output_taken: bool,
 }
 
-/// A second, independent transaction id stream drawn from `ids`.
-fn fork_ids(ids: &mut TidSource) -> TidSource {
-    let a = ids.next_id().0;
-    let b = ids.next_id().0;
-    let mut seed = [0u8; 16];
-    for (s, x) in seed.iter_mut().zip(a.iter().chain(b.iter())) {
-        *s = *x;
-    }
-    TidSource::new(seed)
-}
-
 /// Why the IPv6 candidates could not be asked, from the IPv6 Allocate's answer.
 fn untestable_reason(answer: &Answer) -> String {
     match answer {
@@ -559,7 +548,7 @@ fn untestable_reason(answer: &Answer) -> String {
 
 impl AuditProbe {
     /// A probe; `ids` supplies its transaction ids.
-    pub fn new(config: AuditConfig, mut ids: TidSource) -> Self {
+    pub fn new(config: AuditConfig, mut ids: TransactionIdSource) -> Self {
         let mut first = config.session.clone();
         first.requested_family = None;
         let mut unauth_config = first.clone();
@@ -567,12 +556,12 @@ impl AuditProbe {
         let auth = first
             .credentials
             .is_some()
-            .then(|| TurnSession::new(first.clone(), fork_ids(&mut ids)));
-        let ipv6_session = |local, ids: &mut TidSource| {
+            .then(|| TurnSession::new(first.clone(), ids.fork()));
+        let ipv6_session = |local, ids: &mut TransactionIdSource| {
             let mut c = first.clone();
             c.local = local;
             c.requested_family = Some(Family::Ipv6);
-            TurnSession::new(c, fork_ids(ids))
+            TurnSession::new(c, ids.fork())
         };
         // The IPv6 allocation leaves from the next private socket (see the module docs), or,
         // when it is all this probe does, from the session's own.
@@ -1151,7 +1140,7 @@ pub fn findings(r: &AuditReport) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::stun::{Class, MessageType, MessageWriter, Method, attr};
-    use crate::turn::allocate::tests::{FakeServer, creds, server, t0};
+    use crate::turn::testkit::{FakeServer, creds, server, t0};
     use std::time::Duration;
 
     const V4: LocalSocket = LocalSocket::Private(0);
@@ -1357,7 +1346,7 @@ mod tests {
 
     #[test]
     fn a_server_that_denies_everything_has_no_peer_findings_and_is_released() {
-        let mut p = AuditProbe::new(config(true), TidSource::new([3; 16]));
+        let mut p = AuditProbe::new(config(true), TransactionIdSource::new([3; 16]));
         let mut lab = Lab::new(|_| true, Ipv6Relay::Grant);
         let sent = drive(&mut p, |l, b| lab.answer(l, b), never);
         let r = p.take_output().unwrap();
@@ -1403,7 +1392,7 @@ mod tests {
     fn the_ipv6_allocation_follows_the_release_and_tests_the_mapped_forms() {
         // coturn 4.6.1's defaults: plain loopback refused, the IPv4-mapped form granted
         // (CVE-2026-27624) — but only an IPv6 allocation can show it.
-        let mut p = AuditProbe::new(config(true), TidSource::new([9; 16]));
+        let mut p = AuditProbe::new(config(true), TransactionIdSource::new([9; 16]));
         let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
         let sent = drive(&mut p, |l, b| lab.answer(l, b), never);
         let r = p.take_output().unwrap();
@@ -1489,7 +1478,7 @@ mod tests {
 
     #[test]
     fn a_440_leaves_the_ipv6_candidates_untestable_with_the_reason() {
-        let mut p = AuditProbe::new(config(true), TidSource::new([10; 16]));
+        let mut p = AuditProbe::new(config(true), TransactionIdSource::new([10; 16]));
         let mut lab = Lab::new(coturn_default, Ipv6Relay::Refuse(440));
         let sent = drive(&mut p, |l, b| lab.answer(l, b), never);
         let r = p.take_output().unwrap();
@@ -1545,7 +1534,7 @@ mod tests {
 
     #[test]
     fn a_437_on_the_ipv6_allocation_is_recorded_not_retried() {
-        let mut p = AuditProbe::new(config(true), TidSource::new([11; 16]));
+        let mut p = AuditProbe::new(config(true), TransactionIdSource::new([11; 16]));
         let mut lab = Lab::new(coturn_default, Ipv6Relay::Refuse(437));
         let sent = drive(&mut p, |l, b| lab.answer(l, b), never);
         let r = p.take_output().unwrap();
@@ -1566,7 +1555,7 @@ mod tests {
 
     #[test]
     fn cancel_while_the_ipv6_allocate_is_in_flight_still_releases_it() {
-        let mut p = AuditProbe::new(config(true), TidSource::new([12; 16]));
+        let mut p = AuditProbe::new(config(true), TransactionIdSource::new([12; 16]));
         let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
         // Cancel as the signed IPv6 Allocate leaves: the server makes the allocation anyway.
         let sent = drive(
@@ -1596,7 +1585,7 @@ mod tests {
 
     #[test]
     fn cancel_among_the_ipv6_permissions_releases_the_ipv6_allocation() {
-        let mut p = AuditProbe::new(config(true), TidSource::new([13; 16]));
+        let mut p = AuditProbe::new(config(true), TransactionIdSource::new([13; 16]));
         let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
         let mut v6_perms = 0;
         let sent = drive(
@@ -1621,7 +1610,7 @@ mod tests {
 
     #[test]
     fn a_lost_ipv6_release_is_reported_not_clean() {
-        let mut p = AuditProbe::new(config(true), TidSource::new([14; 16]));
+        let mut p = AuditProbe::new(config(true), TransactionIdSource::new([14; 16]));
         let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
         let sent = drive(
             &mut p,
@@ -1648,7 +1637,7 @@ mod tests {
     #[test]
     fn an_ipv6_only_relay_is_still_audited_for_its_ipv6_candidates() {
         // 440 to the default (IPv4) Allocate: no first allocation, but an IPv6 one.
-        let mut p = AuditProbe::new(config(true), TidSource::new([15; 16]));
+        let mut p = AuditProbe::new(config(true), TransactionIdSource::new([15; 16]));
         let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
         lab.v4.fail_allocate = Some(440);
         drive(&mut p, |l, b| lab.answer(l, b), never);
@@ -1672,7 +1661,7 @@ mod tests {
 
     #[test]
     fn a_refused_first_allocation_makes_no_second_one() {
-        let mut p = AuditProbe::new(config(true), TidSource::new([16; 16]));
+        let mut p = AuditProbe::new(config(true), TransactionIdSource::new([16; 16]));
         let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
         lab.v4.fail_allocate = Some(486);
         let sent = drive(&mut p, |l, b| lab.answer(l, b), never);
@@ -1685,7 +1674,10 @@ mod tests {
     fn over_tcp_the_ipv6_candidates_are_untestable_and_no_second_socket_is_asked_for() {
         let mut session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
         session.credentials = Some(creds());
-        let mut p = AuditProbe::new(AuditConfig::new(session), TidSource::new([17; 16]));
+        let mut p = AuditProbe::new(
+            AuditConfig::new(session),
+            TransactionIdSource::new([17; 16]),
+        );
         assert_eq!(p.private_sockets(), None);
         let mut fake = FakeServer::new();
         let sent = drive(&mut p, |_, b| fake.answer(b), never);
@@ -1707,7 +1699,7 @@ mod tests {
             session,
             ipv6_only: true,
         };
-        AuditProbe::new(config, TidSource::new([19; 16]))
+        AuditProbe::new(config, TransactionIdSource::new([19; 16]))
     }
 
     /// `lab` answering a probe that has one connection: everything must leave on it, and it
@@ -1849,7 +1841,7 @@ mod tests {
             session,
             ipv6_only: true,
         };
-        let mut p = AuditProbe::new(config, TidSource::new([20; 16]));
+        let mut p = AuditProbe::new(config, TransactionIdSource::new([20; 16]));
         assert!(p.is_done());
         assert_eq!(p.poll_transmit(t0(), &mut Vec::new()), None);
         let r = p.take_output().unwrap();
@@ -1861,7 +1853,10 @@ mod tests {
     fn a_tcp_audit_adopts_the_ipv6_allocation_of_a_second_connection() {
         let mut session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
         session.credentials = Some(creds());
-        let mut p = AuditProbe::new(AuditConfig::new(session), TidSource::new([21; 16]));
+        let mut p = AuditProbe::new(
+            AuditConfig::new(session),
+            TransactionIdSource::new([21; 16]),
+        );
         let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
         drive(&mut p, |_, b| lab.answer(V4, b), never);
         let mut merged = p.take_output().unwrap();
@@ -1921,7 +1916,10 @@ mod tests {
     fn a_failed_second_connection_says_so_in_the_untestable_reason() {
         let mut session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
         session.credentials = Some(creds());
-        let mut p = AuditProbe::new(AuditConfig::new(session), TidSource::new([22; 16]));
+        let mut p = AuditProbe::new(
+            AuditConfig::new(session),
+            TransactionIdSource::new([22; 16]),
+        );
         let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
         drive(&mut p, |_, b| lab.answer(V4, b), never);
         let mut r = p.take_output().unwrap();
@@ -1950,7 +1948,7 @@ mod tests {
 
     #[test]
     fn over_udp_the_audit_asks_for_two_private_sockets() {
-        let p = AuditProbe::new(config(true), TidSource::new([18; 16]));
+        let p = AuditProbe::new(config(true), TransactionIdSource::new([18; 16]));
         assert_eq!(
             p.private_sockets(),
             Some(PrivateSockets {
@@ -1963,7 +1961,7 @@ mod tests {
     #[test]
     fn granted_loopback_and_mapped_forms_are_critical_with_the_upgrade_hint() {
         // Denies plain IPv4 loopback only: the mapped form slips through, as in CVE-2026-27624.
-        let mut p = AuditProbe::new(config(true), TidSource::new([4; 16]));
+        let mut p = AuditProbe::new(config(true), TransactionIdSource::new([4; 16]));
         let mut lab = Lab::new(
             |ip| match ip {
                 IpAddr::V4(v) => !v.is_private(),
@@ -1994,7 +1992,7 @@ mod tests {
 
     #[test]
     fn without_credentials_only_the_unauthenticated_checks_run() {
-        let mut p = AuditProbe::new(config(false), TidSource::new([5; 16]));
+        let mut p = AuditProbe::new(config(false), TransactionIdSource::new([5; 16]));
         let mut fake = FakeServer::new();
         let sent = drive(&mut p, |_, b| fake.answer(b), never);
         let r = p.take_output().unwrap();
@@ -2013,7 +2011,7 @@ mod tests {
 
     #[test]
     fn cancel_mid_audit_stops_asking_and_releases() {
-        let mut p = AuditProbe::new(config(true), TidSource::new([6; 16]));
+        let mut p = AuditProbe::new(config(true), TransactionIdSource::new([6; 16]));
         let mut lab = Lab::new(|_| false, Ipv6Relay::Grant);
         // Binding, unauth Allocate, Allocate (401), Allocate (auth), 2 permissions, cancel.
         let sent = drive(&mut p, |l, b| lab.answer(l, b), after(6));
@@ -2036,7 +2034,7 @@ mod tests {
 
     #[test]
     fn a_silent_server_times_out_without_allocating() {
-        let mut p = AuditProbe::new(config(true), TidSource::new([7; 16]));
+        let mut p = AuditProbe::new(config(true), TransactionIdSource::new([7; 16]));
         drive(&mut p, |_, _| None, never);
         let r = p.take_output().unwrap();
         assert!(!r.binding_answered);
@@ -2047,7 +2045,7 @@ mod tests {
 
     #[test]
     fn an_open_relay_is_critical_and_still_released() {
-        let mut p = AuditProbe::new(config(false), TidSource::new([8; 16]));
+        let mut p = AuditProbe::new(config(false), TransactionIdSource::new([8; 16]));
         let relayed: SocketAddr = "192.0.2.1:50000".parse().unwrap();
         let sent = drive(
             &mut p,

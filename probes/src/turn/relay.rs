@@ -27,17 +27,17 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::TidSource;
-use super::allocate::{
-    AllocateStatus, Answer, Completion, Release, Request, SessionConfig, StepOutcome, TurnSession,
+use super::allocate::AllocateStatus;
+use super::channel::{CHANNEL_MIN, ChannelData, DataIndication, encode_send_indication};
+use super::session::{
+    Answer, Completion, Release, Request, SessionConfig, StepOutcome, TurnSession,
     private_sockets_for,
 };
-use super::channel::{CHANNEL_MIN, ChannelData, DataIndication, encode_send_indication};
 use crate::Transport;
 use crate::binding::{BindingConfig, BindingStatus, BindingTransaction};
 use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
-use crate::stun::TransactionId;
 use crate::stun::view::StunView;
+use crate::stun::{TransactionId, TransactionIdSource};
 
 /// Magic at the start of every benchmark payload.
 const MAGIC: &[u8; 4] = b"SMRT";
@@ -164,7 +164,7 @@ pub struct RelayProbe {
 
 impl RelayProbe {
     /// A benchmark; `ids` supplies transaction ids and the run id.
-    pub fn new(mut config: RelayConfig, mut ids: TidSource) -> Self {
+    pub fn new(mut config: RelayConfig, mut ids: TransactionIdSource) -> Self {
         config.size = config.size.max(HEADER);
         let run = ids.next_id();
         let mut run_id = [0u8; 8];
@@ -640,8 +640,8 @@ impl Probe for RelayProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::turn::allocate::tests::{FakeServer, creds, server, t0};
     use crate::turn::channel::ChannelData;
+    use crate::turn::testkit::{FakeServer, creds, server, t0};
 
     fn config(mode: DataMode, count: u32) -> RelayConfig {
         let mut session = SessionConfig::new(server(), Transport::Udp, LocalSocket::Private(0));
@@ -677,7 +677,7 @@ mod tests {
     ) -> (RelayReport, FakeServer) {
         let mut srv = FakeServer::new();
         let peer_addr: SocketAddr = "192.0.2.77:4000".parse().unwrap();
-        let mut p = RelayProbe::new(config(mode, count), TidSource::new([3; 16]));
+        let mut p = RelayProbe::new(config(mode, count), TransactionIdSource::new([3; 16]));
         assert_eq!(p.private_sockets().unwrap().count, 2);
         p.handle_local_addr(LocalSocket::Private(1), peer_addr);
         let t0 = t0();
@@ -801,11 +801,17 @@ mod tests {
 
     #[test]
     fn payloads_are_checked() {
-        let p = RelayProbe::new(config(DataMode::Channel, 3), TidSource::new([3; 16]));
+        let p = RelayProbe::new(
+            config(DataMode::Channel, 3),
+            TransactionIdSource::new([3; 16]),
+        );
         let good = p.payload(2);
         assert_eq!(good.len(), 100);
         assert_eq!(p.seq_of(&good), Some(2));
-        let other = RelayProbe::new(config(DataMode::Channel, 3), TidSource::new([4; 16]));
+        let other = RelayProbe::new(
+            config(DataMode::Channel, 3),
+            TransactionIdSource::new([4; 16]),
+        );
         assert_eq!(p.seq_of(&other.payload(2)), None, "another run's packet");
         assert_eq!(p.seq_of(&good[..10]), None);
     }

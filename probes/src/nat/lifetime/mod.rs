@@ -54,8 +54,8 @@ use crate::binding::{
     BindingConfig, BindingOutcome, BindingStatus, BindingTransaction, SourceCheck,
 };
 use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
-use crate::nat::discovery::{DiscoveryConfig, TransactionIdSource};
-use crate::stun::StunView;
+use crate::nat::discovery::DiscoveryConfig;
+use crate::stun::{StunView, TransactionIdSource};
 
 pub(crate) use judge::secs;
 pub use judge::{
@@ -235,7 +235,11 @@ impl BindingLifetime {
                         outcome: TrialOutcome::Skipped,
                     },
                     opened_at: None,
-                    stage: Stage::Opening(BindingTransaction::new(ids(), config.server, cfg)),
+                    stage: Stage::Opening(BindingTransaction::new(
+                        ids.next_id(),
+                        config.server,
+                        cfg,
+                    )),
                 }
             })
             .collect();
@@ -337,7 +341,7 @@ impl BindingLifetime {
                 continue;
             }
             let tx = BindingTransaction::new(
-                (self.ids)(),
+                self.ids.next_id(),
                 self.config.server,
                 self.trigger_config(mapped.port()),
             );
@@ -496,9 +500,7 @@ impl Probe for BindingLifetime {
 mod tests {
     use super::judge::{BindingLifetimeResult, LifetimeUnknown, binding_lifetime};
     use super::*;
-    use crate::nat::sim::{
-        Filter, Map, NatSpec, Net, PRIMARY, ServerQuirks, World, counter_ids, t0,
-    };
+    use crate::nat::sim::{Filter, Map, NatSpec, Net, PRIMARY, ServerQuirks, World, t0, test_ids};
 
     fn fast(max: u64) -> LifetimeConfig {
         LifetimeConfig {
@@ -523,7 +525,7 @@ mod tests {
         quirks: ServerQuirks,
         cfg: LifetimeConfig,
     ) -> (LifetimeMeasurements, Duration) {
-        let mut probe = BindingLifetime::new(cfg, counter_ids());
+        let mut probe = BindingLifetime::new(cfg, test_ids());
         World::new(net, quirks).run(&mut probe, t0())
     }
 
