@@ -7,6 +7,7 @@
 
 pub mod binding;
 pub mod control;
+pub mod finding;
 pub mod hostfw;
 pub mod machine;
 pub mod nat;

@@ -6,7 +6,8 @@
 
 use std::net::IpAddr;
 
-use probes::nat::{Classification, Fix, Level};
+use probes::finding::Fix;
+use probes::nat::{Classification, Level};
 use probes::profile::ServiceKind;
 use serde::Serialize;
 

@@ -19,12 +19,13 @@ use engine::{Cancel, Limits, Rate};
 use probes::Retransmit;
 use probes::Transport as TurnTransport;
 use probes::binding::{BindingConfig, BindingStatus};
-use probes::control::assess::{PathFacts, Severity};
+use probes::control::assess::PathFacts;
 use probes::control::dns::Lookup;
 use probes::control::grpc::GrpcVerdict;
 use probes::control::http::{ProxyUrl, WsVerdict};
 use probes::control::relay::QuicOutcome;
 use probes::control::{EndpointReport, EndpointSpec, ResolveOverride, Role, Timeouts};
+use probes::finding::{Severity, Status};
 use probes::nat::{Measurements, RelayPaths, classify};
 use probes::profile::{Host, Profile, Service, ServiceKind};
 use probes::sweep::{StunOverTcp, TcpPortResult, TcpState, sample_ports, summarize_tcp};
@@ -1162,9 +1163,11 @@ fn path_state(p: &PathFacts, endpoint: &EndpointReport) -> State {
         return State::Blocked;
     }
     match endpoint.status {
-        probes::control::Status::Ok => State::Ok,
-        probes::control::Status::Degraded => State::Degraded,
-        probes::control::Status::Blocked => State::Blocked,
+        Status::Ok => State::Ok,
+        Status::Degraded => State::Degraded,
+        Status::Blocked => State::Blocked,
+        // The control assessment gives only the three above.
+        Status::Uncertain | Status::Skipped => State::Skipped,
     }
 }
 
@@ -1279,7 +1282,7 @@ fn control_rows(e: &EndpointReport) -> Vec<Row> {
             host: e.name.clone(),
             address: Some(q.address.ip()),
             // A relay reached over WebSocket works without QUIC: degraded, not blocked.
-            state: if state == State::Blocked && e.status != probes::control::Status::Blocked {
+            state: if state == State::Blocked && e.status != Status::Blocked {
                 State::Degraded
             } else {
                 state

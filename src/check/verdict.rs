@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use probes::control::Problem;
-use probes::nat::{Classification, Fix, Level};
+use probes::finding::Fix;
+use probes::nat::{Classification, Level};
 use probes::profile::{Profile, ServiceKind};
 
 use super::model::{ServiceReport, State, TcpSample, Verdict};
@@ -190,7 +191,7 @@ pub(crate) fn judge(
         }
         fixes.push(Fix {
             title: p.summary.clone(),
-            commands: vec![p.fix.clone()],
+            commands: p.fix.iter().map(|f| f.title.clone()).collect(),
             caveat: None,
         });
     }

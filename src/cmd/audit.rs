@@ -18,9 +18,10 @@ use engine::Cancel;
 use engine::stream::{Security, StreamOptions, run_stream};
 use engine::tcp::ConnectOutcome;
 use probes::Probe;
+use probes::finding::Severity;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::audit::{
-    AuditConfig, AuditProbe, AuditReport, PeerOutcome, PeerResult, Severity, Unauthenticated,
+    AuditConfig, AuditProbe, AuditReport, PeerOutcome, PeerResult, Unauthenticated,
 };
 use probes::turn::auth::Credentials;
 use probes::turn::session::Release;
@@ -435,11 +436,11 @@ fn print_human(r: &Report) {
         println!("  findings     none");
     }
     for f in &a.findings {
-        println!("  {:?}: {}", f.severity, f.summary);
+        println!("  {:?}: {}", f.severity(), f.finding.summary);
         if !f.peers.is_empty() {
             println!("      granted: {}", f.peers.join(", "));
         }
-        println!("      fix: {}", f.fix);
+        println!("      fix: {}", f.fix().map_or("", |x| x.title.as_str()));
     }
     if a.release != Release::NotNeeded || a.release_ipv6 == Release::NotNeeded {
         println!("  release      {}", release_text(&a.release));

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use engine::control::{ControlConfig, ControlReport, system_nameservers};
-use probes::control::assess::{PathFacts, Severity, Status, trust_text};
+use probes::control::assess::{PathFacts, trust_text};
 use probes::control::dns::{DnsVerdict, Lookup};
 use probes::control::grpc::GrpcVerdict;
 use probes::control::http::{ConnectVerdict, ProxyUrl, WsVerdict};
 use probes::control::relay::{QuicOutcome, RelayTransport};
 use probes::control::tls::AlpnVerdict;
 use probes::control::{EndpointReport, EndpointSpec, ResolveOverride, Role, Timeouts};
+use probes::finding::{Severity, Status};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use serde::Serialize;
@@ -209,8 +210,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
         print!("{}", render(&report));
     }
     Ok(match report.status {
-        Status::Ok => Outcome::Ok,
-        Status::Degraded => Outcome::Degraded,
+        Status::Ok | Status::Skipped => Outcome::Ok,
+        Status::Degraded | Status::Uncertain => Outcome::Degraded,
         Status::Blocked => Outcome::Blocked,
     })
 }
@@ -224,6 +225,8 @@ fn status_word(s: Status) -> &'static str {
         Status::Ok => "ok",
         Status::Degraded => "DEGRADED",
         Status::Blocked => "BLOCKED",
+        Status::Uncertain => "UNCERTAIN",
+        Status::Skipped => "skipped",
     }
 }
 
@@ -416,12 +419,14 @@ fn render(r: &ControlReport) -> String {
     if !problems.is_empty() {
         out.push_str("\nproblems:\n");
         for p in problems {
+            // The control plane's words for the connectivity severities.
             let sev = match p.severity {
-                Severity::Info => "info",
-                Severity::Degraded => "degraded",
-                Severity::Blocked => "blocked",
+                Severity::Info | Severity::Low => "info",
+                Severity::Medium => "degraded",
+                Severity::High | Severity::Critical => "blocked",
             };
-            out.push_str(&format!("  [{sev}] {}\n      fix: {}\n", p.summary, p.fix));
+            let fix = p.fix.as_ref().map_or("", |f| f.title.as_str());
+            out.push_str(&format!("  [{sev}] {}\n      fix: {fix}\n", p.summary));
         }
     }
     out.push_str(&format!("\nstatus: {}\n", status_word(r.status)));

@@ -33,8 +33,7 @@ use serde::Serialize;
 use crate::Family;
 
 pub use assess::{
-    EndpointReport, PathFacts, PathFailure, Problem, ProblemKind, QuicFacts, Severity, Status,
-    Step, WsFacts, assess,
+    EndpointReport, PathFacts, PathFailure, Problem, ProblemKind, QuicFacts, Step, WsFacts, assess,
 };
 
 /// The NetBird service an endpoint provides; it decides which checks apply.

@@ -45,4 +45,4 @@ pub use report::{
     ChangeTest, Classification, MappingMethod, NatPresence, NatReport, Note, UdpStatus,
 };
 pub use rules::{classify, classify_family};
-pub use verdict::{Fix, Level, Verdict};
+pub use verdict::{Level, Verdict};

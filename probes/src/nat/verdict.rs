@@ -5,6 +5,7 @@ use super::lifetime::{BindingLifetimeResult, WIREGUARD_KEEPALIVE, secs};
 use super::measurements::{Measurements, RelayPaths};
 use super::pair::{PairOutcome, PeerRow, pair_outcome};
 use super::report::{NatPresence, NatReport, UdpStatus};
+use crate::finding::Fix;
 
 /// How good the path prospects are, best first.
 #[derive(
@@ -24,17 +25,6 @@ pub enum Level {
     RelayOnly,
     /// Not even the relay.
     Blocked,
-}
-
-/// A suggested change, in the reference page's terms.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Fix {
-    /// What to do.
-    pub title: String,
-    /// Example commands (nftables, UFW).
-    pub commands: Vec<String>,
-    /// What it costs.
-    pub caveat: Option<String>,
 }
 
 /// The P2P-vs-relay verdict.

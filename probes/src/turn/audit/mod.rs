@@ -71,5 +71,5 @@ mod stream_tests;
 pub use candidates::{Candidate, Category, Encoding, PEER_PORT, candidates};
 pub use probe::{AuditConfig, AuditProbe};
 pub use report::{
-    AuditReport, Finding, PeerOutcome, PeerResult, Severity, Unauthenticated, findings,
+    AuditFinding, AuditKind, AuditReport, PeerOutcome, PeerResult, Unauthenticated, findings,
 };

@@ -577,9 +577,9 @@ impl Probe for AuditProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::finding::Severity;
     use crate::stun::Method;
     use crate::turn::audit::lab::*;
-    use crate::turn::audit::report::Severity;
     use crate::turn::testkit::{FakeServer, server};
 
     #[test]
@@ -693,10 +693,10 @@ mod tests {
             .iter()
             .find(|f| f.category == Some(Category::Loopback))
             .unwrap();
-        assert_eq!(f.severity, Severity::Critical);
+        assert_eq!(f.severity(), Severity::Critical);
         assert_eq!(r.worst(), Some(Severity::Critical));
         assert!(f.peers.iter().any(|s| s == mapped), "{f:?}");
-        assert!(f.fix.contains("CVE-2026-27624"), "{f:?}");
+        assert!(f.fix().unwrap().title.contains("CVE-2026-27624"), "{f:?}");
         assert_eq!(r.release, Release::Released);
         assert_eq!(r.release_ipv6, Release::Released);
         assert!(!lab.v4.allocated && !lab.v6.allocated);

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use super::candidates::{Candidate, Category, Encoding};
+use crate::finding::{Finding, Fix, Severity};
 use crate::turn::session::{Answer, Completion, Release};
 use crate::{Family, Transport};
 
@@ -92,37 +93,52 @@ pub enum Unauthenticated {
     NotTried,
 }
 
-/// How bad a finding is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+/// What an audit finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Severity {
-    /// Worth knowing.
-    Info,
-    /// Minor exposure.
-    Low,
-    /// Abuse possible, limited reach.
-    Medium,
-    /// The network behind the server is reachable.
-    High,
-    /// The server itself or its cloud credentials are reachable, or anyone may relay.
-    Critical,
+pub enum AuditKind {
+    /// The server allocates without credentials.
+    OpenRelay,
+    /// The unauthenticated Allocate got another answer than 401 with REALM and NONCE.
+    NoChallenge,
+    /// Requests toward candidates of one category were granted.
+    PeersGranted,
+    /// The server announces its SOFTWARE.
+    Software,
 }
 
-/// One conclusion, with what to change.
+/// One conclusion of the audit, with the coturn configuration that closes it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Finding {
-    /// How bad.
-    pub severity: Severity,
+pub struct AuditFinding {
+    /// What, how bad, and the fix.
+    #[serde(flatten)]
+    pub finding: Finding<AuditKind>,
     /// The category of the granted peers (`None` for findings not about peers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<Category>,
-    /// What was found.
-    pub summary: String,
     /// The peers granted (text).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<String>,
+}
+
+impl AuditFinding {
+    fn new(kind: AuditKind, severity: Severity, summary: String, fix: String) -> Self {
+        AuditFinding {
+            finding: Finding::new(kind, severity, summary).with_fix(Fix::new(fix)),
+            category: None,
+            peers: Vec::new(),
+        }
+    }
+
+    /// How bad it is.
+    pub fn severity(&self) -> Severity {
+        self.finding.severity
+    }
+
     /// The coturn configuration that closes it.
-    pub fix: String,
+    pub fn fix(&self) -> Option<&Fix> {
+        self.finding.fix.as_ref()
+    }
 }
 
 /// What the audit found.
@@ -157,7 +173,7 @@ pub struct AuditReport {
     /// ChannelBind for a few candidates, on either allocation.
     pub channel_binds: Vec<PeerResult>,
     /// Conclusions, worst first.
-    pub findings: Vec<Finding>,
+    pub findings: Vec<AuditFinding>,
     /// Whether our (first) allocation was given back.
     pub release: Release,
     /// Whether the IPv6 allocation was given back.
@@ -173,7 +189,7 @@ pub struct AuditReport {
 impl AuditReport {
     /// The worst severity among the findings.
     pub fn worst(&self) -> Option<Severity> {
-        self.findings.iter().map(|f| f.severity).max()
+        self.findings.iter().map(AuditFinding::severity).max()
     }
 
     /// Whether neither allocation can be left on the server.
@@ -304,27 +320,25 @@ fn describe(category: Category) -> &'static str {
 }
 
 /// The conclusions of a report, worst first.
-pub fn findings(r: &AuditReport) -> Vec<Finding> {
+pub fn findings(r: &AuditReport) -> Vec<AuditFinding> {
     let mut out = Vec::new();
     if r.unauthenticated == Unauthenticated::Allocated {
-        out.push(Finding {
-            severity: Severity::Critical,
-            category: None,
-            summary: "allocates without credentials: an open relay for anyone".into(),
-            peers: Vec::new(),
-            fix: "lt-cred-mech (or use-auth-secret with static-auth-secret) and a realm.".into(),
-        });
+        out.push(AuditFinding::new(
+            AuditKind::OpenRelay,
+            Severity::Critical,
+            "allocates without credentials: an open relay for anyone".into(),
+            "lt-cred-mech (or use-auth-secret with static-auth-secret) and a realm.".into(),
+        ));
     }
     if let Unauthenticated::Error { code, .. } = &r.unauthenticated {
-        out.push(Finding {
-            severity: Severity::Low,
-            category: None,
-            summary: format!(
+        out.push(AuditFinding::new(
+            AuditKind::NoChallenge,
+            Severity::Low,
+            format!(
                 "answers an unauthenticated Allocate with {code} instead of 401 with REALM and NONCE"
             ),
-            peers: Vec::new(),
-            fix: "check the authentication settings (lt-cred-mech / use-auth-secret).".into(),
-        });
+            "check the authentication settings (lt-cred-mech / use-auth-secret).".into(),
+        ));
     }
     let mut cats: Vec<Category> = Vec::new();
     for p in r.permissions.iter().chain(&r.channel_binds) {
@@ -347,24 +361,26 @@ pub fn findings(r: &AuditReport) -> Vec<Finding> {
                 peers.push(t);
             }
         }
-        out.push(Finding {
-            severity: severity_of(cat),
+        out.push(AuditFinding {
             category: Some(cat),
-            summary: describe(cat).to_string(),
             peers,
-            fix: fix_for(cat, &granted),
+            ..AuditFinding::new(
+                AuditKind::PeersGranted,
+                severity_of(cat),
+                describe(cat).to_string(),
+                fix_for(cat, &granted),
+            )
         });
     }
     if let Some(s) = &r.software {
-        out.push(Finding {
-            severity: Severity::Info,
-            category: None,
-            summary: format!("announces its software and version: {s}"),
-            peers: Vec::new(),
-            fix: "no-software-attribute hides it (coturn).".into(),
-        });
+        out.push(AuditFinding::new(
+            AuditKind::Software,
+            Severity::Info,
+            format!("announces its software and version: {s}"),
+            "no-software-attribute hides it (coturn).".into(),
+        ));
     }
-    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity()));
     out
 }
 
@@ -493,11 +509,14 @@ mod tests {
         drive(&mut p, |l, b| lab.answer(l, b), never);
         let r = p.take_output().unwrap();
         let f = &r.findings[0];
-        assert_eq!(f.severity, Severity::Critical);
+        assert_eq!(f.severity(), Severity::Critical);
         assert!(f.peers.iter().any(|s| s == "::ffff:127.0.0.1"), "{f:?}");
-        assert!(f.fix.contains("CVE-2026-27624"), "{f:?}");
+        assert!(f.fix().unwrap().title.contains("CVE-2026-27624"), "{f:?}");
         assert!(
-            f.fix.contains("::ffff:0.0.0.0-::ffff:255.255.255.255"),
+            f.fix()
+                .unwrap()
+                .title
+                .contains("::ffff:0.0.0.0-::ffff:255.255.255.255"),
             "{f:?}"
         );
         let private = r
@@ -505,7 +524,7 @@ mod tests {
             .iter()
             .find(|f| f.category == Some(Category::Private))
             .unwrap();
-        assert_eq!(private.severity, Severity::High);
+        assert_eq!(private.severity(), Severity::High);
         assert!(private.peers.iter().any(|s| s == "10.0.0.1"));
         assert_eq!(r.release, Release::Released);
         assert_eq!(r.release_ipv6, Release::Released);
@@ -537,7 +556,7 @@ mod tests {
         );
         let r = p.take_output().unwrap();
         assert_eq!(r.unauthenticated, Unauthenticated::Allocated);
-        assert_eq!(r.findings[0].severity, Severity::Critical);
+        assert_eq!(r.findings[0].severity(), Severity::Critical);
         assert_eq!(r.release, Release::Released);
         assert_eq!(r.release_ipv6, Release::Released);
         assert_eq!(methods(&sent, V4).last(), Some(&Method::REFRESH));

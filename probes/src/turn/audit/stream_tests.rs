@@ -4,7 +4,8 @@
 use super::candidates::IPV6_CHANNEL_CANDIDATES;
 use super::lab::*;
 use super::probe::{AuditConfig, AuditProbe};
-use super::report::{PeerOutcome, PeerResult, Severity, Unauthenticated};
+use super::report::{PeerOutcome, PeerResult, Unauthenticated};
+use crate::finding::Severity;
 use crate::machine::{LocalSocket, Probe};
 use crate::stun::{Method, TransactionIdSource};
 use crate::turn::session::{Release, SessionConfig};
