@@ -171,7 +171,7 @@ fn ufw_like_iptables_verdict_matches_kernel_and_flips_with_fix() {
         "iptables table filter chain INPUT: policy DROP (no rule matched)"
     );
     assert!(
-        f["fix"]["command"]
+        f["fix"]["commands"][0]
             .as_str()
             .unwrap()
             .starts_with("sudo ufw allow in on wt0")
@@ -259,7 +259,7 @@ fn nft_drop_in_second_base_chain_matches_kernel_and_flips_with_fix() {
     assert_eq!(chains[0]["verdict"], "accept");
     assert_eq!(chains[0]["base_chain"], "nb_input");
     assert_eq!(
-        f["fix"]["command"],
+        f["fix"]["commands"][0],
         "sudo nft insert rule inet hostfw input iifname \"wt0\" accept"
     );
     assert_eq!(code, 1);

@@ -5,10 +5,10 @@ use std::process::Command;
 
 use anyhow::Context as _;
 use probes::Family;
+use probes::finding::Status;
 use probes::hostfw::model::PortRange;
 use probes::hostfw::{
-    Cidr, Inputs, Options, Report, Status, diagnose, firewalld, iptables_save, nft_json, ufw,
-    windows,
+    Cidr, Inputs, Options, Report, diagnose, firewalld, iptables_save, nft_json, ufw, windows,
 };
 use serde::Serialize;
 
@@ -287,8 +287,9 @@ fn label(s: Status) -> &'static str {
         Status::Ok => "OK",
         Status::Blocked => "BLOCKED",
         Status::Uncertain => "UNCERTAIN",
-        Status::Advisory => "ADVISORY",
-        Status::Info => "INFO",
+        // The diagnosis's degraded: blocked, but it matters only in some setups.
+        Status::Degraded => "ADVISORY",
+        Status::Skipped => "INFO",
     }
 }
 
@@ -328,7 +329,9 @@ fn print_human(report: &Report, sources: &[SourceInfo]) {
             println!("          undecided: {u}");
         }
         if let Some(fix) = &f.fix {
-            println!("          fix: {}", fix.command);
+            for c in &fix.commands {
+                println!("          fix: {c}");
+            }
             if let Some(c) = &fix.caveat {
                 println!("          note: {c}");
             }

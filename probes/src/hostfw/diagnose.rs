@@ -13,6 +13,7 @@ use super::model::{Cidr, PortRange, RuleSource, Ruleset, TableFamily};
 use super::ufw::UfwStatus;
 use super::windows::WinRule;
 use crate::Family;
+use crate::finding::{Fix, Status};
 
 /// What the user asked about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,36 +71,10 @@ pub enum FindingKind {
     NoRules,
 }
 
-/// How bad it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Traffic passes.
-    Ok,
-    /// Traffic is blocked.
-    Blocked,
-    /// Depends on rules the evaluator could not decide.
-    Uncertain,
-    /// Blocked, but it only matters in some setups (flat networks), or a configuration smell
-    /// the kernel rules currently override.
-    Advisory,
-    /// Nothing to judge.
-    Info,
-}
-
-/// A fix: the command and what it costs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Fix {
-    /// Command(s) to run.
-    pub command: String,
-    /// Security caveat, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub caveat: Option<String>,
-}
-
-/// One finding.
+/// One finding of the diagnosis: a packet path or a firewall manager's configuration, how it
+/// fares, the deciding rule and the fix.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Finding {
+pub struct FirewallFinding {
     /// Kind.
     pub kind: FindingKind,
     /// What was checked, in words.
@@ -123,7 +98,7 @@ pub struct Finding {
     pub fix: Option<Fix>,
 }
 
-impl Finding {
+impl FirewallFinding {
     fn plain(
         kind: FindingKind,
         subject: String,
@@ -131,7 +106,7 @@ impl Finding {
         deciding: Option<String>,
         fix: Option<Fix>,
     ) -> Self {
-        Finding {
+        FirewallFinding {
             kind,
             subject,
             status,
@@ -152,7 +127,7 @@ pub struct Report {
     /// VPN subnet.
     pub subnet: Cidr,
     /// Findings in order.
-    pub findings: Vec<Finding>,
+    pub findings: Vec<FirewallFinding>,
     /// Whether any finding blocks traffic.
     pub blocked: bool,
 }
@@ -224,7 +199,8 @@ fn tunnel_fix(m: Manager, eval: &Evaluation, o: &Options) -> Fix {
         ),
     };
     Fix {
-        command,
+        title: format!("Accept new inbound traffic on {i}"),
+        commands: vec![command],
         caveat: Some(format!(
             "{i} only carries traffic already authenticated and decrypted by WireGuard; this opens no port to the internet"
         )),
@@ -263,7 +239,11 @@ fn flat_fix(m: Manager, eval: &Evaluation, o: &Options) -> Fix {
         ),
     };
     Fix {
-        command,
+        title: format!(
+            "Accept inbound WireGuard UDP to ports {}-{} (flat networks)",
+            r.lo, r.hi
+        ),
+        commands: vec![command],
         caveat: Some(
             "only needed when peers reach this host without NAT (flat office network, routed VLAN). It accepts UDP \
              to every port in the range from anyone who can reach this host: Linux cannot scope the rule to the \
@@ -327,17 +307,17 @@ fn kernel_finding(
     eval: Evaluation,
     fix: impl FnOnce(&Evaluation) -> Fix,
     advisory: bool,
-) -> Finding {
+) -> FirewallFinding {
     let mut status = status_of(eval.verdict);
     if advisory && status == Status::Blocked {
-        status = Status::Advisory;
+        status = Status::Degraded;
     }
     let deciding = Some(match &eval.deciding {
         Some(d) => d.to_string(),
         None => "no chain on the input hook: nothing filters".to_owned(),
     });
     let fix = (status != Status::Ok).then(|| fix(&eval));
-    Finding {
+    FirewallFinding {
         kind,
         subject,
         status,
@@ -452,10 +432,10 @@ pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
         findings.extend(windows_findings(w, o));
     }
     if findings.is_empty() {
-        findings.push(Finding::plain(
+        findings.push(FirewallFinding::plain(
             FindingKind::NoRules,
             "no firewall source was read".to_owned(),
-            Status::Info,
+            Status::Skipped,
             None,
             None,
         ));
@@ -469,11 +449,11 @@ pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
     }
 }
 
-fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> Finding {
+fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> FirewallFinding {
     let i = &o.interface;
     let subject = format!("UFW rules for {i}");
     if !u.active {
-        return Finding::plain(
+        return FirewallFinding::plain(
             FindingKind::Ufw,
             "UFW is inactive".to_owned(),
             Status::Ok,
@@ -493,19 +473,18 @@ fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> Finding {
     let first = u.rules.iter().find(concerns);
     let default_deny = u.default_incoming.as_deref().is_none_or(|d| d != "allow");
     let blocked_status = if have_kernel {
-        Status::Advisory
+        Status::Degraded
     } else {
         Status::Blocked
     };
-    let fix = Some(Fix {
-        command: format!(
+    let fix = Some(
+        Fix::new(format!("Allow inbound traffic on {i} in UFW")).command(format!(
             "sudo ufw allow in on {i}   (or, narrower: sudo ufw allow in on {i} from {})",
             o.subnet
-        ),
-        caveat: None,
-    });
+        )),
+    );
     match first {
-        Some(r) if r.allows_in() => Finding::plain(
+        Some(r) if r.allows_in() => FirewallFinding::plain(
             FindingKind::Ufw,
             subject,
             Status::Ok,
@@ -515,7 +494,7 @@ fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> Finding {
             )),
             None,
         ),
-        Some(r) => Finding::plain(
+        Some(r) => FirewallFinding::plain(
             FindingKind::Ufw,
             format!("{subject}: a deny rule comes before any allow for {i}"),
             blocked_status,
@@ -523,14 +502,15 @@ fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> Finding {
                 "ufw rule [{}] (line {}): {}",
                 r.number, r.line, r.text
             )),
-            Some(Fix {
-                command: format!(
-                    "sudo ufw insert 1 allow in on {i}   (UFW rules are evaluated in order; put the allow above the deny)"
+            Some(
+                Fix::new(format!("Put an allow rule for {i} above UFW's deny rule")).command(
+                    format!(
+                        "sudo ufw insert 1 allow in on {i}   (UFW rules are evaluated in order; put the allow above the deny)"
+                    ),
                 ),
-                caveat: None,
-            }),
+            ),
         ),
-        None if default_deny => Finding::plain(
+        None if default_deny => FirewallFinding::plain(
             FindingKind::Ufw,
             format!(
                 "{subject}: none; default incoming policy is {}",
@@ -540,7 +520,7 @@ fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> Finding {
             Some("ufw default policy (incoming)".to_owned()),
             fix,
         ),
-        None => Finding::plain(
+        None => FirewallFinding::plain(
             FindingKind::Ufw,
             subject,
             Status::Ok,
@@ -550,43 +530,41 @@ fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> Finding {
     }
 }
 
-fn firewalld_finding(z: &ZoneOfInterface, o: &Options, have_kernel: bool) -> Finding {
+fn firewalld_finding(z: &ZoneOfInterface, o: &Options, have_kernel: bool) -> FirewallFinding {
     let i = &o.interface;
     let blocked_status = if have_kernel {
-        Status::Advisory
+        Status::Degraded
     } else {
         Status::Blocked
     };
-    let fix = Some(Fix {
-        command: trusted_zone_fix(i),
-        caveat: None,
-    });
+    let fix =
+        Some(Fix::new(format!("Put {i} in firewalld's trusted zone")).command(trusted_zone_fix(i)));
     match z {
-        ZoneOfInterface::Zone(name) if name == "trusted" => Finding::plain(
+        ZoneOfInterface::Zone(name) if name == "trusted" => FirewallFinding::plain(
             FindingKind::FirewalldZone,
             format!("firewalld zone of {i}: trusted"),
             Status::Ok,
             None,
             None,
         ),
-        ZoneOfInterface::Zone(name) => Finding::plain(
+        ZoneOfInterface::Zone(name) => FirewallFinding::plain(
             FindingKind::FirewalldZone,
             format!("firewalld zone of {i}: {name} (only that zone's services are accepted)"),
             blocked_status,
             Some(format!("firewalld zone {name}")),
             fix,
         ),
-        ZoneOfInterface::NoZone => Finding::plain(
+        ZoneOfInterface::NoZone => FirewallFinding::plain(
             FindingKind::FirewalldZone,
             format!("firewalld zone of {i}: none, so the default zone applies"),
             blocked_status,
             Some("firewalld default zone".to_owned()),
             fix,
         ),
-        ZoneOfInterface::NotRunning => Finding::plain(
+        ZoneOfInterface::NotRunning => FirewallFinding::plain(
             FindingKind::FirewalldZone,
             "firewalld is not running".to_owned(),
-            Status::Info,
+            Status::Skipped,
             None,
             None,
         ),
@@ -617,7 +595,7 @@ fn win_text(r: &WinRule) -> String {
     )
 }
 
-fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<Finding> {
+fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<FirewallFinding> {
     let i = &o.interface;
     let exe = "netbird.exe";
     let mut out = Vec::new();
@@ -636,45 +614,45 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<Finding> {
         .iter()
         .filter(|r| !r.enabled && r.allow)
         .find(for_tunnel);
-    let fix = Fix {
-        command: format!(
-            "New-NetFirewallRule -DisplayName \"NetBird\" -Direction Inbound -InterfaceAlias \"{i}\" -Action Allow"
-        ),
-        caveat: None,
-    };
+    let fix = Fix::new(format!("Add an inbound allow rule for {i}")).command(format!(
+        "New-NetFirewallRule -DisplayName \"NetBird\" -Direction Inbound -InterfaceAlias \"{i}\" -Action Allow"
+    ));
     let subject = format!("Windows inbound allow rule for {i} or {exe}");
     out.push(match (block, allow, disabled) {
-        (Some(b), _, _) => Finding::plain(
+        (Some(b), _, _) => FirewallFinding::plain(
             FindingKind::WindowsInterfaceRule,
             format!("{subject}: an enabled block rule overrides it"),
             Status::Blocked,
             Some(win_text(b)),
-            Some(Fix {
-                command: format!(
-                    "Disable or remove the block rule \"{}\" (check Group Policy if it comes back)",
-                    b.display_name
+            Some(
+                Fix::new(format!("Disable the block rule \"{}\"", b.display_name)).command(
+                    format!(
+                        "Disable or remove the block rule \"{}\" (check Group Policy if it comes back)",
+                        b.display_name
+                    ),
                 ),
-                caveat: None,
-            }),
+            ),
         ),
-        (None, Some(a), _) => Finding::plain(
+        (None, Some(a), _) => FirewallFinding::plain(
             FindingKind::WindowsInterfaceRule,
             subject,
             Status::Ok,
             Some(win_text(a)),
             None,
         ),
-        (None, None, Some(d)) => Finding::plain(
+        (None, None, Some(d)) => FirewallFinding::plain(
             FindingKind::WindowsInterfaceRule,
             format!("{subject}: exists but is disabled"),
             Status::Blocked,
             Some(win_text(d)),
-            Some(Fix {
-                command: format!("Enable-NetFirewallRule -DisplayName \"{}\"", d.display_name),
-                caveat: None,
-            }),
+            Some(
+                Fix::new(format!("Enable the rule \"{}\"", d.display_name)).command(format!(
+                    "Enable-NetFirewallRule -DisplayName \"{}\"",
+                    d.display_name
+                )),
+            ),
         ),
-        (None, None, None) => Finding::plain(
+        (None, None, None) => FirewallFinding::plain(
             FindingKind::WindowsInterfaceRule,
             format!("{subject}: missing (Group Policy may have removed it)"),
             Status::Blocked,
@@ -694,13 +672,17 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<Finding> {
     let status = if o.flat_network {
         Status::Blocked
     } else {
-        Status::Advisory
+        Status::Degraded
     };
     let p2p_fix = Fix {
-        command: format!(
-            "New-NetFirewallRule -DisplayName \"NetBird P2P\" -Direction Inbound -Action Allow -Protocol UDP -LocalPort {}-{} -Program \"C:\\Program Files\\Netbird\\netbird.exe\"",
+        title: format!(
+            "Add the NetBird P2P rule for inbound UDP {}-{}",
             o.wg_range.lo, o.wg_range.hi
         ),
+        commands: vec![format!(
+            "New-NetFirewallRule -DisplayName \"NetBird P2P\" -Direction Inbound -Action Allow -Protocol UDP -LocalPort {}-{} -Program \"C:\\Program Files\\Netbird\\netbird.exe\"",
+            o.wg_range.lo, o.wg_range.hi
+        )],
         caveat: Some(
             "only needed when peers reach this host without NAT; scoped to the NetBird program"
                 .to_owned(),
@@ -711,21 +693,21 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<Finding> {
         o.wg_range
     );
     out.push(match (enabled, disabled) {
-        (Some(r), _) => Finding::plain(
+        (Some(r), _) => FirewallFinding::plain(
             FindingKind::WindowsP2pRule,
             subject,
             Status::Ok,
             Some(win_text(r)),
             None,
         ),
-        (None, Some(r)) => Finding::plain(
+        (None, Some(r)) => FirewallFinding::plain(
             FindingKind::WindowsP2pRule,
             format!("{subject}: exists but is disabled"),
             status,
             Some(win_text(r)),
             Some(p2p_fix),
         ),
-        (None, None) => Finding::plain(
+        (None, None) => FirewallFinding::plain(
             FindingKind::WindowsP2pRule,
             format!("{subject}: missing"),
             status,

@@ -1,10 +1,11 @@
 //! Verdicts on rulesets saved from the real tools (see `probes/tests/fixtures/hostfw/README.md`).
 
-use super::diagnose::{Inputs, Options, Report, Status, diagnose};
+use super::diagnose::{Inputs, Options, Report, diagnose};
 use super::eval::{Decider, Verdict};
 use super::model::{Cidr, PortRange, RuleSource};
 use super::{FindingKind, firewalld, iptables_save, nft_json, ufw, windows};
 use crate::Family;
+use crate::finding::Status;
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -36,11 +37,11 @@ fn ipt(text: &str) -> Option<iptables_save::Dump> {
 }
 
 /// Findings of a kind, in order: tunnel = [icmp, tcp, udp], flat = [51820, range].
-fn of(r: &Report, kind: FindingKind) -> Vec<&super::Finding> {
+fn of(r: &Report, kind: FindingKind) -> Vec<&super::FirewallFinding> {
     r.findings.iter().filter(|f| f.kind == kind).collect()
 }
 
-fn deciding(f: &super::Finding) -> &str {
+fn deciding(f: &super::FirewallFinding) -> &str {
     f.deciding.as_deref().unwrap()
 }
 
@@ -70,28 +71,22 @@ fn ufw_default_deny_drops_tunnel_tcp_by_input_policy() {
             deciding(f),
             "iptables table filter chain INPUT: policy DROP (no rule matched)"
         );
-        assert!(
-            f.fix
-                .as_ref()
-                .unwrap()
-                .command
-                .starts_with("sudo ufw allow in on wt0")
-        );
+        assert!(f.fix.as_ref().unwrap().commands[0].starts_with("sudo ufw allow in on wt0"));
     }
     let flat = of(&r, FindingKind::FlatNetworkUdp);
     assert_eq!(flat.len(), 2);
     for f in flat {
         assert_eq!(f.verdict, Some(Verdict::Drop));
         // Only a problem on flat networks unless --flat-network says so.
-        assert_eq!(f.status, Status::Advisory);
+        assert_eq!(f.status, Status::Degraded);
         let fix = f.fix.as_ref().unwrap();
         assert_eq!(
-            fix.command,
+            fix.commands[0],
             "sudo ufw allow in proto udp to any port 49152:65535"
         );
         assert!(fix.caveat.as_ref().unwrap().contains("cannot scope"));
     }
-    assert_eq!(of(&r, FindingKind::Ufw)[0].status, Status::Advisory);
+    assert_eq!(of(&r, FindingKind::Ufw)[0].status, Status::Degraded);
 }
 
 #[test]
@@ -166,23 +161,11 @@ fn ufw_deny_before_netbird_accept_wins() {
         "{}",
         deciding(tcp)
     );
-    assert!(
-        tcp.fix
-            .as_ref()
-            .unwrap()
-            .command
-            .starts_with("sudo ufw insert 1 allow in on wt0")
-    );
+    assert!(tcp.fix.as_ref().unwrap().commands[0].starts_with("sudo ufw insert 1 allow in on wt0"));
     // The NetBird accept is in INPUT after the jump into UFW's chains: never reached.
     let u = of(&r, FindingKind::Ufw)[0];
     assert!(deciding(u).contains("DENY IN"));
-    assert!(
-        u.fix
-            .as_ref()
-            .unwrap()
-            .command
-            .starts_with("sudo ufw insert 1 allow in on wt0")
-    );
+    assert!(u.fix.as_ref().unwrap().commands[0].starts_with("sudo ufw insert 1 allow in on wt0"));
     // From an unknown LAN source the deny may or may not match; both ways end in a drop.
     let flat = of(&r, FindingKind::FlatNetworkUdp)[0];
     assert_eq!(flat.verdict, Some(Verdict::Drop));
@@ -212,7 +195,7 @@ fn nft_drop_in_any_base_chain_wins_over_netbird_accept() {
         matches!(&ev.chains[0].decided_by.by, Decider::Rule { pos, .. } if pos.handle == Some(2))
     );
     assert_eq!(
-        tcp.fix.as_ref().unwrap().command,
+        tcp.fix.as_ref().unwrap().commands[0],
         "sudo nft insert rule inet filter input iifname \"wt0\" accept"
     );
     // 51820 is inside the accepted 51000-51999; the whole ephemeral range only partly.
@@ -282,7 +265,7 @@ fn firewalld_zone_findings() {
     let r = diagnose(&z(fixture!("firewalld-zone-public.txt")), &opts());
     assert_eq!(r.findings[0].status, Status::Blocked);
     assert_eq!(
-        r.findings[0].fix.as_ref().unwrap().command,
+        r.findings[0].fix.as_ref().unwrap().commands[0],
         "sudo firewall-cmd --permanent --zone=trusted --add-interface=wt0 && sudo firewall-cmd --reload"
     );
     let r = diagnose(&z(fixture!("firewalld-zone-none.txt")), &opts());
@@ -311,18 +294,11 @@ fn windows_export_with_and_without_rule() {
     let f = &r.findings[0];
     assert!(f.subject.ends_with("exists but is disabled"));
     assert_eq!(
-        f.fix.as_ref().unwrap().command,
+        f.fix.as_ref().unwrap().commands[0],
         "Enable-NetFirewallRule -DisplayName \"NetBird\""
     );
-    assert_eq!(r.findings[1].status, Status::Advisory);
-    assert!(
-        r.findings[1]
-            .fix
-            .as_ref()
-            .unwrap()
-            .command
-            .contains("-LocalPort 49152-65535")
-    );
+    assert_eq!(r.findings[1].status, Status::Degraded);
+    assert!(r.findings[1].fix.as_ref().unwrap().commands[0].contains("-LocalPort 49152-65535"));
 }
 
 #[test]

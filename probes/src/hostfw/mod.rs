@@ -20,7 +20,7 @@ pub mod nft_json;
 pub mod ufw;
 pub mod windows;
 
-pub use diagnose::{Finding, FindingKind, Fix, Inputs, Options, Report, Status, diagnose};
+pub use diagnose::{FindingKind, FirewallFinding, Inputs, Options, Report, diagnose};
 pub use eval::{Evaluation, Packet, Verdict, evaluate};
 pub use model::{Cidr, PortRange, Ruleset};
 
