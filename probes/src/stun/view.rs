@@ -103,7 +103,26 @@ pub fn check_header(buf: &[u8]) -> Result<(MessageType, TransactionId), ParseErr
     let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
         return Err(ParseError::TooShort(buf.len()));
     };
-    let [t0, t1, l0, l1, c0, c1, c2, c3, tid @ ..] = *header;
+    let len = declared_length(header)?;
+    let actual = buf.len() - HEADER_LEN;
+    if usize::from(len) != actual {
+        return Err(ParseError::LengthMismatch {
+            declared: len,
+            actual,
+        });
+    }
+    let [t0, t1, _, _, _, _, _, _, tid @ ..] = *header;
+    Ok((
+        MessageType::from_u16(u16::from_be_bytes([t0, t1])),
+        TransactionId(tid),
+    ))
+}
+
+/// The checks of a 20-byte header that do not need the rest of the message (top bits 00,
+/// magic cookie, length a multiple of 4; RFC 8489 §6.3), and the length it declares. A stream
+/// reader (RFC 8489 §6.2.2) uses it to know how much more to read.
+pub(crate) fn declared_length(header: &[u8; HEADER_LEN]) -> Result<u16, ParseError> {
+    let [t0, _, l0, l1, c0, c1, c2, c3, ..] = *header;
     if t0 & 0xC0 != 0 {
         return Err(ParseError::NotStun);
     }
@@ -115,17 +134,7 @@ pub fn check_header(buf: &[u8]) -> Result<(MessageType, TransactionId), ParseErr
     if len % 4 != 0 {
         return Err(ParseError::UnalignedLength(len));
     }
-    let actual = buf.len() - HEADER_LEN;
-    if usize::from(len) != actual {
-        return Err(ParseError::LengthMismatch {
-            declared: len,
-            actual,
-        });
-    }
-    Ok((
-        MessageType::from_u16(u16::from_be_bytes([t0, t1])),
-        TransactionId(tid),
-    ))
+    Ok(len)
 }
 
 impl<'a> StunView<'a> {
