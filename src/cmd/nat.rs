@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use engine::{Cancel, Event, Limits};
-use probes::nat::discovery::{DiscoveryConfig, DiscoveryMeasurements, NatDiscovery};
+use probes::Retransmit;
+use probes::nat::discovery::DiscoveryConfig;
 use probes::nat::lifetime::{BindingLifetime, LifetimeConfig, LifetimeMeasurements};
-use probes::nat::multi::{MultiMeasurements, MultiServer};
 use probes::nat::portmap::{PortMapping, ProtocolStatus, UpnpStatus};
-use probes::nat::{Classification, FamilyMeasurements, Level, Measurements, NatReport, classify};
-use probes::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
+use probes::nat::{
+    Classification, FamilyMeasurements, FamilyProbe, Level, Measurements, NatReport, classify,
+};
 use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
@@ -60,58 +61,6 @@ pub(crate) struct Args {
     json: bool,
 }
 
-/// The two probes of one family, run side by side in one engine run.
-enum NatProbe {
-    Discovery(Box<NatDiscovery>),
-    Multi(MultiServer),
-}
-
-enum NatOutput {
-    Discovery(Box<DiscoveryMeasurements>),
-    Multi(MultiMeasurements),
-}
-
-macro_rules! each {
-    ($self:expr, $p:ident => $e:expr) => {
-        match $self {
-            NatProbe::Discovery($p) => $e,
-            NatProbe::Multi($p) => $e,
-        }
-    };
-}
-
-impl Probe for NatProbe {
-    type Output = NatOutput;
-
-    fn handle_input(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), Ignored> {
-        each!(self, p => p.handle_input(now, from, data))
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        each!(self, p => p.handle_timeout(now))
-    }
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        each!(self, p => p.poll_transmit(now, buf))
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        each!(self, p => p.poll_timeout())
-    }
-    fn is_done(&self) -> bool {
-        each!(self, p => p.is_done())
-    }
-    fn take_output(&mut self) -> Option<NatOutput> {
-        match self {
-            NatProbe::Discovery(p) => p.take_output().map(|m| NatOutput::Discovery(Box::new(m))),
-            NatProbe::Multi(p) => p.take_output().map(NatOutput::Multi),
-        }
-    }
-    fn private_sockets(&self) -> Option<PrivateSockets> {
-        each!(self, p => p.private_sockets())
-    }
-    fn handle_local_addr(&mut self, socket: LocalSocket, addr: SocketAddr) {
-        each!(self, p => p.handle_local_addr(socket, addr))
-    }
-}
-
 #[derive(Debug, Serialize)]
 struct Report {
     schema: &'static str,
@@ -157,33 +106,22 @@ pub(crate) async fn measure(
         ..DiscoveryConfig::DEFAULT_RETRANSMIT
     };
     let mut probes = Vec::new();
-    // (family is v4, kind) for each probe, to put outputs back together.
+    // Whether each probe is of the IPv4 family, to put outputs back together.
     let mut kinds = Vec::new();
+    let mut ids = crate::ids::source();
     for v4 in [true, false] {
         let fam: Vec<SocketAddr> = servers
             .iter()
             .copied()
             .filter(|s| s.is_ipv4() == v4)
             .collect();
-        let Some(first) = fam.first().copied() else {
+        let Some(both) = FamilyProbe::both(&fam, retransmit, hairpin, &mut ids) else {
             continue;
         };
-        let cfg = DiscoveryConfig {
-            retransmit,
-            hairpinning: hairpin,
-            ..DiscoveryConfig::new(first)
-        };
-        probes.push(NatProbe::Discovery(Box::new(NatDiscovery::new(
-            cfg,
-            crate::ids::source(),
-        ))));
-        kinds.push(v4);
-        probes.push(NatProbe::Multi(MultiServer::new(
-            &fam,
-            retransmit,
-            crate::ids::source(),
-        )));
-        kinds.push(v4);
+        for p in both {
+            probes.push(p);
+            kinds.push(v4);
+        }
     }
     let mut v4 = FamilyMeasurements::default();
     let mut v6 = FamilyMeasurements::default();
@@ -201,10 +139,7 @@ pub(crate) async fn measure(
             } else {
                 any6 = true
             }
-            match output {
-                NatOutput::Discovery(m) => fam.discovery = Some(*m),
-                NatOutput::Multi(m) => fam.multi = Some(m),
-            }
+            fam.record(output);
         }
     })
     .await?;

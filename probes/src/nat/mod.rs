@@ -6,6 +6,7 @@
 //! - [`lifetime`]: how long the NAT keeps an idle mapping (RFC 5780 §4.6), as one probe, and
 //!   the judgement of its trials.
 //! - [`portmap`]: NAT-PMP, PCP and UPnP IGD codecs (whether the gateway maps ports on request).
+//! - [`family`]: the discovery and the comparison of one family as probes of one engine run.
 //!
 //! The classifier judges, as pure functions:
 //! - [`behaviour`]: the vocabulary, mapping and filtering classes and the [`NatType`];
@@ -21,6 +22,7 @@
 
 pub mod behaviour;
 pub mod discovery;
+pub mod family;
 pub mod lifetime;
 pub mod measurements;
 pub mod multi;
@@ -37,6 +39,7 @@ mod sim;
 
 pub use behaviour::{Filtering, Mapping, NatType};
 pub use discovery::{DiscoveryConfig, DiscoveryMeasurements, NatDiscovery};
+pub use family::{FamilyOutput, FamilyProbe};
 pub use lifetime::{BindingLifetime, BindingLifetimeResult, LifetimeConfig, LifetimeMeasurements};
 pub use measurements::{FamilyMeasurements, Measurements, RelayPaths};
 pub use multi::{MultiMeasurements, MultiServer};
