@@ -268,7 +268,7 @@ pub(crate) fn write(w: &mut Writer, r: &CheckReport) {
                 probes::Family::Ipv4 => "ipv4",
                 probes::Family::Ipv6 => "ipv6",
             };
-            let nat_type = f.nat_type.to_string();
+            let nat_type = f.nat_type.short();
             w.sample(
                 "stunmap_nat_info",
                 &[

@@ -29,6 +29,18 @@ pub enum Step {
     Http,
 }
 
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::ProxyConnect => "TCP connect to the proxy",
+            Step::ProxyTunnel => "proxy CONNECT",
+            Step::Tcp => "TCP connect",
+            Step::Tls => "TLS handshake",
+            Step::Http => "HTTP exchange",
+        })
+    }
+}
+
 /// Where and why an attempt stopped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PathFailure {
@@ -542,7 +554,7 @@ fn path_problems(r: &EndpointReport, p: &PathFacts, out: &mut Vec<Problem>) {
             kind,
             severity,
             summary: format!(
-                "{name} {at}: {:?} step failed{}: {}",
+                "{name} {at}: {} failed{}: {}",
                 f.step,
                 if f.timeout { " (timeout)" } else { "" },
                 f.reason
@@ -737,5 +749,71 @@ pub fn trust_text(t: &TrustVerdict) -> String {
         }
         TrustVerdict::Expired => "certificate expired or not yet valid".to_string(),
         TrustVerdict::Invalid { reason } => format!("invalid chain ({reason})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_read_as_words() {
+        let words: Vec<String> = [
+            Step::ProxyConnect,
+            Step::ProxyTunnel,
+            Step::Tcp,
+            Step::Tls,
+            Step::Http,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            words,
+            [
+                "TCP connect to the proxy",
+                "proxy CONNECT",
+                "TCP connect",
+                "TLS handshake",
+                "HTTP exchange"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_step_is_named_in_the_problem() {
+        let path = PathFacts {
+            address: Some("192.0.2.1:443".parse().unwrap()),
+            failure: Some(PathFailure {
+                step: Step::Tcp,
+                timeout: true,
+                reason: "no answer".into(),
+            }),
+            ..PathFacts::default()
+        };
+        let r = EndpointReport::new(
+            Role::Management,
+            "api.example".into(),
+            443,
+            (
+                Lookup::Overridden { addresses: vec![] },
+                Lookup::Overridden { addresses: vec![] },
+                DnsVerdict::Overridden,
+            ),
+            vec![path],
+            vec![],
+        );
+        let p = r
+            .problems
+            .iter()
+            .find(|p| p.kind == ProblemKind::Tcp)
+            .unwrap();
+        assert_eq!(
+            p.summary,
+            "api.example 192.0.2.1:443: TCP connect failed (timeout): no answer"
+        );
+        assert_eq!(p.severity, Severity::High);
+        assert!(p.fix.as_ref().unwrap().title.contains("drops TCP/443"));
+        assert_eq!(r.status, Status::Blocked);
     }
 }

@@ -4,6 +4,7 @@
 //! and keeps the first that connects, closing the other. So the winner is the transport whose
 //! handshake finishes first; if one is blocked the other wins by default.
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -17,6 +18,15 @@ pub enum RelayTransport {
     WebSocket,
     /// QUIC on UDP.
     Quic,
+}
+
+impl fmt::Display for RelayTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RelayTransport::WebSocket => "WebSocket",
+            RelayTransport::Quic => "QUIC",
+        })
+    }
 }
 
 /// How the QUIC handshake went.
@@ -92,5 +102,7 @@ mod tests {
             Some(RelayTransport::WebSocket)
         );
         assert_eq!(race(None, None).winner, None);
+        assert_eq!(RelayTransport::WebSocket.to_string(), "WebSocket");
+        assert_eq!(RelayTransport::Quic.to_string(), "QUIC");
     }
 }

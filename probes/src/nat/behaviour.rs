@@ -150,13 +150,120 @@ impl NatType {
     ];
 }
 
-impl fmt::Display for NatType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl NatType {
+    /// The short form of RFC 4787 terms: `EIM+APDF`, `ADM/APDM+filtering unknown`,
+    /// `UDP blocked` (what metric labels and the verdict's reasons use).
+    pub fn short(self) -> String {
         match self {
+            NatType::UdpBlocked => "UDP blocked".to_owned(),
+            NatType::Udp { mapping, filtering } => {
+                format!("{}+{}", mapping.short(), filtering.short())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Mapping {
+    /// `endpoint-independent mapping (EIM)`, …, `mapping unknown`; [`Mapping::short`] is the
+    /// abbreviation alone.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mapping::EndpointIndependent => "endpoint-independent mapping (EIM)",
+            Mapping::AddressDependent => "address-dependent mapping (ADM)",
+            Mapping::AddressAndPortDependent => "address-and-port-dependent mapping (APDM)",
+            Mapping::VariesByDestination => "destination-dependent mapping (ADM or APDM)",
+            Mapping::Unknown => "mapping unknown",
+        })
+    }
+}
+
+impl fmt::Display for Filtering {
+    /// `endpoint-independent filtering (EIF)`, …, `filtering unknown`; [`Filtering::short`] is
+    /// the abbreviation alone.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Filtering::EndpointIndependent => "endpoint-independent filtering (EIF)",
+            Filtering::AddressDependent => "address-dependent filtering (ADF)",
+            Filtering::AddressAndPortDependent => "address-and-port-dependent filtering (APDF)",
+            Filtering::Unknown => "filtering unknown",
+        })
+    }
+}
+
+impl fmt::Display for NatType {
+    /// The usual name of a representative type with its RFC 4787 terms
+    /// (`port-restricted cone (EIM+APDF)`), else the terms (`APDM+EIF`, `EIM, filtering
+    /// unknown`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((_, label)) = NatType::TABLE.iter().find(|(t, _)| t == self) {
+            return f.write_str(label);
+        }
+        match *self {
             NatType::UdpBlocked => f.write_str("UDP blocked"),
+            NatType::Udp {
+                mapping: Mapping::Unknown,
+                filtering: Filtering::Unknown,
+            } => f.write_str("mapping and filtering unknown"),
+            NatType::Udp {
+                mapping: Mapping::Unknown,
+                filtering,
+            } => write!(f, "mapping unknown, {}", filtering.short()),
+            NatType::Udp {
+                mapping,
+                filtering: Filtering::Unknown,
+            } => write!(f, "{}, filtering unknown", mapping.short()),
             NatType::Udp { mapping, filtering } => {
                 write!(f, "{}+{}", mapping.short(), filtering.short())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaviour_reads_as_words_with_its_abbreviation() {
+        assert_eq!(
+            Mapping::EndpointIndependent.to_string(),
+            "endpoint-independent mapping (EIM)"
+        );
+        assert_eq!(
+            Mapping::VariesByDestination.to_string(),
+            "destination-dependent mapping (ADM or APDM)"
+        );
+        assert_eq!(Mapping::Unknown.to_string(), "mapping unknown");
+        assert_eq!(
+            Filtering::AddressAndPortDependent.to_string(),
+            "address-and-port-dependent filtering (APDF)"
+        );
+        assert_eq!(Filtering::AddressDependent.short(), "ADF");
+        assert_eq!(Filtering::Unknown.to_string(), "filtering unknown");
+    }
+
+    #[test]
+    fn nat_types_are_named_not_debug_printed() {
+        assert_eq!(
+            NatType::PORT_RESTRICTED_CONE.to_string(),
+            "port-restricted cone (EIM+APDF)"
+        );
+        assert_eq!(NatType::SYMMETRIC.to_string(), "symmetric (APDM+APDF)");
+        assert_eq!(NatType::UdpBlocked.to_string(), "UDP blocked");
+        let odd = NatType::udp(
+            Mapping::AddressAndPortDependent,
+            Filtering::EndpointIndependent,
+        );
+        assert_eq!(odd.to_string(), "APDM+EIF");
+        let half = NatType::udp(Mapping::EndpointIndependent, Filtering::Unknown);
+        assert_eq!(half.to_string(), "EIM, filtering unknown");
+        assert_eq!(half.short(), "EIM+filtering unknown");
+        let none = NatType::udp(Mapping::Unknown, Filtering::Unknown);
+        assert_eq!(none.to_string(), "mapping and filtering unknown");
+        assert_eq!(NatType::OPEN.short(), "EIM+EIF");
+        for (t, label) in NatType::TABLE {
+            assert_eq!(t.to_string(), label);
+            assert!(!t.to_string().contains("Udp"), "no Debug text: {t}");
         }
     }
 }

@@ -3,6 +3,8 @@
 //! [`pair_outcome`] models ICE (RFC 8445) hole punching between two NATs described by their
 //! RFC 4787 mapping (§4.1) and filtering (§5) behaviours; see its docs for the rules.
 
+use std::fmt;
+
 use super::behaviour::{Filtering, Mapping, NatType};
 
 /// Whether two peers get a direct path.
@@ -15,6 +17,16 @@ pub enum PairOutcome {
     Relayed,
     /// Depends on behaviour that was not measured.
     Uncertain,
+}
+
+impl fmt::Display for PairOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PairOutcome::Direct => "direct",
+            PairOutcome::Relayed => "relayed",
+            PairOutcome::Uncertain => "uncertain",
+        })
+    }
 }
 
 /// Whether `me` and `peer` can punch a direct UDP path, following ICE (RFC 8445) over NATs
@@ -107,6 +119,19 @@ pub struct PeerRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_read_as_words() {
+        let words: Vec<String> = [
+            PairOutcome::Direct,
+            PairOutcome::Relayed,
+            PairOutcome::Uncertain,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(words, ["direct", "relayed", "uncertain"]);
+    }
 
     #[test]
     fn pair_table_every_row() {

@@ -228,6 +228,54 @@ impl fmt::Display for Note {
     }
 }
 
+impl fmt::Display for UdpStatus {
+    /// `UDP open`, `UDP only to ports 3478 (not to 3479)`, `UDP blocked`, `UDP not tested`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UdpStatus::Open => f.write_str("UDP open"),
+            UdpStatus::PortsRestricted { open, blocked } => write!(
+                f,
+                "UDP only to port{} {} (not to {})",
+                if open.len() == 1 { "" } else { "s" },
+                ports(open),
+                ports(blocked)
+            ),
+            UdpStatus::Blocked => f.write_str("UDP blocked"),
+            UdpStatus::NotTested => f.write_str("UDP not tested"),
+        }
+    }
+}
+
+fn ports(p: &[u16]) -> String {
+    p.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+}
+
+impl fmt::Display for NatPresence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NatPresence::Absent => "no NAT",
+            NatPresence::Present => "NAT present",
+            NatPresence::Unknown => "NAT presence unknown",
+        })
+    }
+}
+
+impl fmt::Display for MappingMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MappingMethod::Rfc5780 => "RFC 5780 tests",
+            MappingMethod::MultiServer => "compared across servers",
+            MappingMethod::None => "not determined",
+        })
+    }
+}
+
+impl fmt::Display for ChangeTest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 impl ChangeTest {
     fn label(self) -> &'static str {
         match self {
@@ -292,6 +340,30 @@ pub struct Classification {
 mod tests {
     use super::*;
     use crate::nat::fixtures::{O, a};
+
+    #[test]
+    fn statuses_and_methods_read_as_words() {
+        assert_eq!(NatPresence::Present.to_string(), "NAT present");
+        assert_eq!(NatPresence::Absent.to_string(), "no NAT");
+        assert_eq!(NatPresence::Unknown.to_string(), "NAT presence unknown");
+        assert_eq!(MappingMethod::Rfc5780.to_string(), "RFC 5780 tests");
+        assert_eq!(
+            MappingMethod::MultiServer.to_string(),
+            "compared across servers"
+        );
+        assert_eq!(MappingMethod::None.to_string(), "not determined");
+        assert_eq!(ChangeTest::Port.to_string(), "change-port");
+        assert_eq!(UdpStatus::Open.to_string(), "UDP open");
+        let restricted = UdpStatus::PortsRestricted {
+            open: vec![3478],
+            blocked: vec![3479, 5555],
+        };
+        assert_eq!(
+            restricted.to_string(),
+            "UDP only to port 3478 (not to 3479, 5555)"
+        );
+        assert_eq!(UdpStatus::NotTested.to_string(), "UDP not tested");
+    }
 
     #[test]
     fn every_note_has_a_sentence() {

@@ -1,5 +1,7 @@
 //! The P2P-vs-relay verdict over both families, with the fixes in the reference page's terms.
 
+use std::fmt;
+
 use super::behaviour::NatType;
 use super::lifetime::{BindingLifetimeResult, WIREGUARD_KEEPALIVE, secs};
 use super::measurements::{Measurements, RelayPaths};
@@ -25,6 +27,19 @@ pub enum Level {
     RelayOnly,
     /// Not even the relay.
     Blocked,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Direct => "direct P2P",
+            Level::DirectWithEim => "direct with peers on endpoint-independent NATs",
+            Level::DirectWithPermissivePeers => "direct only with open or cone-NAT peers",
+            Level::Unknown => "unknown",
+            Level::RelayOnly => "relay only",
+            Level::Blocked => "blocked",
+        })
+    }
 }
 
 /// The P2P-vs-relay verdict.
@@ -200,7 +215,7 @@ pub(crate) fn verdict(
                 let what = match r.nat {
                     NatPresence::Absent => "no NAT".to_owned(),
                     NatPresence::Present | NatPresence::Unknown => {
-                        format!("NAT {}", r.nat_type)
+                        format!("NAT {}", r.nat_type.short())
                     }
                 };
                 reasons.push(format!(
@@ -546,6 +561,16 @@ mod tests {
                 .reasons
                 .iter()
                 .any(|r| r.starts_with("IPv4: no STUN"))
+        );
+    }
+
+    #[test]
+    fn levels_read_as_words() {
+        assert_eq!(Level::Direct.to_string(), "direct P2P");
+        assert_eq!(Level::RelayOnly.to_string(), "relay only");
+        assert_eq!(
+            Level::DirectWithEim.to_string(),
+            "direct with peers on endpoint-independent NATs"
         );
     }
 

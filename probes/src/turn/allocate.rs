@@ -40,6 +40,18 @@ pub enum AllocateStatus {
     Cancelled,
 }
 
+impl std::fmt::Display for AllocateStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AllocateStatus::Allocated => f.write_str("allocated"),
+            AllocateStatus::AuthRequired => f.write_str("credentials required (401)"),
+            AllocateStatus::Rejected { code, reason } => write!(f, "rejected: {code} {reason}"),
+            AllocateStatus::Timeout => f.write_str("no answer"),
+            AllocateStatus::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
 /// What an Allocate probe found.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct AllocateReport {
@@ -393,6 +405,28 @@ mod tests {
         // A finished probe is done for good.
         assert!(p.take_output().is_none());
         assert_eq!(p.poll_timeout(), None);
+    }
+
+    #[test]
+    fn statuses_read_as_words() {
+        let rejected = AllocateStatus::Rejected {
+            code: 486,
+            reason: "Allocation Quota Reached".into(),
+        };
+        assert_eq!(
+            rejected.to_string(),
+            "rejected: 486 Allocation Quota Reached"
+        );
+        assert_eq!(AllocateStatus::Allocated.to_string(), "allocated");
+        assert_eq!(
+            AllocateStatus::AuthRequired.to_string(),
+            "credentials required (401)"
+        );
+        assert_eq!(
+            IntegrityKind::Sha256.to_string(),
+            "MESSAGE-INTEGRITY-SHA256"
+        );
+        assert_eq!(PasswordAlgorithm::Sha256.to_string(), "SHA-256");
     }
 
     #[test]

@@ -645,6 +645,32 @@ impl Release {
     }
 }
 
+impl std::fmt::Display for StepOutcome {
+    /// `ok`, `ok (12.3 ms)`, `refused: 403 Forbidden`, `no answer`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepOutcome::Ok { rtt: None } => f.write_str("ok"),
+            StepOutcome::Ok { rtt: Some(rtt) } => {
+                write!(f, "ok ({:.1} ms)", rtt.as_secs_f64() * 1e3)
+            }
+            StepOutcome::Error { code, reason } => write!(f, "refused: {code} {reason}"),
+            StepOutcome::Timeout => f.write_str("no answer"),
+        }
+    }
+}
+
+impl std::fmt::Display for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Release::NotNeeded => f.write_str("nothing to release"),
+            Release::Released => f.write_str("released"),
+            Release::AlreadyGone => f.write_str("already gone (437)"),
+            Release::Failed { code, reason } => write!(f, "release refused: {code} {reason}"),
+            Release::Timeout => f.write_str("release not confirmed (no answer)"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -716,6 +742,25 @@ mod tests {
         buf.clear();
         s.poll_transmit(t, &mut buf).unwrap();
         assert_eq!(family(&buf), None);
+    }
+
+    #[test]
+    fn outcomes_read_as_words() {
+        let ok = StepOutcome::Ok {
+            rtt: Some(Duration::from_micros(12_340)),
+        };
+        assert_eq!(ok.to_string(), "ok (12.3 ms)");
+        let refused = StepOutcome::Error {
+            code: 403,
+            reason: "Forbidden".into(),
+        };
+        assert_eq!(refused.to_string(), "refused: 403 Forbidden");
+        assert_eq!(StepOutcome::Timeout.to_string(), "no answer");
+        assert_eq!(Release::Released.to_string(), "released");
+        assert_eq!(
+            Release::Timeout.to_string(),
+            "release not confirmed (no answer)"
+        );
     }
 
     #[test]

@@ -122,6 +122,18 @@ pub(crate) fn secs(d: Duration) -> String {
     }
 }
 
+impl fmt::Display for LifetimeUnknown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LifetimeUnknown::NoMapping => "the server did not answer",
+            LifetimeUnknown::ResponsePortUnsupported => {
+                "the server does not honour RESPONSE-PORT (RFC 5780 §7.5)"
+            }
+            LifetimeUnknown::Inconclusive => "no trial finished",
+        })
+    }
+}
+
 impl fmt::Display for BindingLifetimeResult {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -145,13 +157,7 @@ impl fmt::Display for BindingLifetimeResult {
                 secs(*survives_at_least),
                 secs(*recommended_keepalive)
             ),
-            BindingLifetimeResult::Unknown { reason } => f.write_str(match reason {
-                LifetimeUnknown::NoMapping => "unknown: the server did not answer",
-                LifetimeUnknown::ResponsePortUnsupported => {
-                    "unknown: the server does not honour RESPONSE-PORT (RFC 5780 §7.5)"
-                }
-                LifetimeUnknown::Inconclusive => "unknown: no trial finished",
-            }),
+            BindingLifetimeResult::Unknown { reason } => write!(f, "unknown: {reason}"),
         }
     }
 }
@@ -200,6 +206,13 @@ mod tests {
                 BindingLifetimeResult::Unknown { reason }
             );
         }
+        assert_eq!(
+            BindingLifetimeResult::Unknown {
+                reason: LifetimeUnknown::NoMapping
+            }
+            .to_string(),
+            "unknown: the server did not answer"
+        );
         assert_eq!(
             recommended_keepalive(Duration::from_millis(2900)),
             Duration::from_millis(1900)

@@ -44,6 +44,32 @@ pub enum Encoding {
     Nat64,
 }
 
+impl std::fmt::Display for Category {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Category::Loopback => "loopback",
+            Category::CloudMetadata => "cloud metadata",
+            Category::Private => "private",
+            Category::SharedCgnat => "shared (CGNAT)",
+            Category::LinkLocal => "link-local",
+            Category::Multicast => "multicast",
+            Category::OwnRelay => "own relay address",
+        })
+    }
+}
+
+impl std::fmt::Display for Encoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Encoding::Plain => "plain",
+            Encoding::Unspecified => "unspecified address",
+            Encoding::Ipv4Mapped => "IPv4-mapped IPv6",
+            Encoding::Ipv4Compatible => "IPv4-compatible IPv6",
+            Encoding::Nat64 => "NAT64 prefix",
+        })
+    }
+}
+
 /// One peer address the audit asks for.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Candidate {
@@ -158,6 +184,14 @@ pub(crate) const IPV6_CHANNEL_CANDIDATES: [usize; 1] = [5];
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn categories_and_encodings_read_as_words() {
+        assert_eq!(Category::CloudMetadata.to_string(), "cloud metadata");
+        assert_eq!(Category::SharedCgnat.to_string(), "shared (CGNAT)");
+        assert_eq!(Encoding::Ipv4Mapped.to_string(), "IPv4-mapped IPv6");
+        assert_eq!(Encoding::Nat64.to_string(), "NAT64 prefix");
+    }
 
     #[test]
     fn channel_candidates_are_the_ones_documented() {

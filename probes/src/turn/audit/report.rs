@@ -93,6 +93,30 @@ pub enum Unauthenticated {
     NotTried,
 }
 
+impl std::fmt::Display for PeerOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerOutcome::Granted => f.write_str("granted"),
+            PeerOutcome::Refused { code, reason } => write!(f, "refused: {code} {reason}"),
+            PeerOutcome::Timeout => f.write_str("no answer"),
+            PeerOutcome::NotTried => f.write_str("not tried"),
+            PeerOutcome::Untestable { reason } => write!(f, "untestable: {reason}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Unauthenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unauthenticated::Challenge => f.write_str("401 with REALM and NONCE"),
+            Unauthenticated::Allocated => f.write_str("allocated without credentials"),
+            Unauthenticated::Error { code, reason, .. } => write!(f, "error {code} {reason}"),
+            Unauthenticated::Timeout => f.write_str("no answer"),
+            Unauthenticated::NotTried => f.write_str("not tried"),
+        }
+    }
+}
+
 /// What an audit finding is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -105,6 +129,17 @@ pub enum AuditKind {
     PeersGranted,
     /// The server announces its SOFTWARE.
     Software,
+}
+
+impl std::fmt::Display for AuditKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AuditKind::OpenRelay => "open relay",
+            AuditKind::NoChallenge => "no credential challenge",
+            AuditKind::PeersGranted => "peers granted",
+            AuditKind::Software => "software announced",
+        })
+    }
 }
 
 /// One conclusion of the audit, with the coturn configuration that closes it.
@@ -387,6 +422,21 @@ pub fn findings(r: &AuditReport) -> Vec<AuditFinding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_and_kinds_read_as_words() {
+        let refused = PeerOutcome::Refused {
+            code: 403,
+            reason: "Forbidden IP".into(),
+        };
+        assert_eq!(refused.to_string(), "refused: 403 Forbidden IP");
+        assert_eq!(PeerOutcome::NotTried.to_string(), "not tried");
+        assert_eq!(
+            Unauthenticated::Challenge.to_string(),
+            "401 with REALM and NONCE"
+        );
+        assert_eq!(AuditKind::OpenRelay.to_string(), "open relay");
+    }
     use crate::machine::{LocalSocket, Probe};
     use crate::stun::{
         Class, MessageType, MessageWriter, Method, StunView, TransactionIdSource, attr,
