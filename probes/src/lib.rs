@@ -22,4 +22,4 @@ pub mod turn;
 pub mod serde_util;
 
 pub use machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
-pub use net::{Family, Transport};
+pub use net::{Family, PortRange, Transport};

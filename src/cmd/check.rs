@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use engine::Cancel;
+use probes::PortRange;
 use probes::control::ResolveOverride;
 use probes::control::http::ProxyUrl;
-use probes::profile::{Host, PortRange, Profile, Service, ServiceKind};
+use probes::profile::{Host, Profile, Service, ServiceKind};
 use rand::RngCore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;

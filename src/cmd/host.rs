@@ -4,12 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context as _;
-use probes::Family;
 use probes::finding::Status;
-use probes::hostfw::model::PortRange;
 use probes::hostfw::{
     Cidr, Inputs, Options, Report, diagnose, firewalld, iptables_save, nft_json, ufw, windows,
 };
+use probes::{Family, PortRange};
 use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
@@ -89,10 +88,10 @@ struct Output<'a> {
 fn parse_range(s: &str) -> Option<PortRange> {
     let (a, b) = s.split_once(['-', ':']).unwrap_or((s, s));
     let r = PortRange {
-        lo: a.trim().parse().ok()?,
-        hi: b.trim().parse().ok()?,
+        start: a.trim().parse().ok()?,
+        end: b.trim().parse().ok()?,
     };
-    (r.lo <= r.hi).then_some(r)
+    (r.start <= r.end).then_some(r)
 }
 
 fn valid_iface(s: &str) -> bool {
@@ -348,8 +347,8 @@ mod tests {
         assert_eq!(
             parse_range("49152-65535"),
             Some(PortRange {
-                lo: 49152,
-                hi: 65535
+                start: 49152,
+                end: 65535
             })
         );
         assert_eq!(parse_range("51820"), Some(PortRange::single(51820)));

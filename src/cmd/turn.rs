@@ -17,7 +17,7 @@ use probes::Transport;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::auth::{Credentials, Password, SharedSecret};
 use probes::turn::session::{Release, SessionConfig};
-use probes::turn::uri::{Host, TurnUri};
+use probes::turn::uri::{TurnUri, UriHost};
 use probes::{LocalSocket, Retransmit};
 use serde::Serialize;
 
@@ -107,8 +107,8 @@ impl AuthArgs {
             return Ok(Security::Plain);
         }
         let host = match &uri.host {
-            Host::Ip(ip) => ip.to_string(),
-            Host::Name(n) => n.clone(),
+            UriHost::Ip(ip) => ip.to_string(),
+            UriHost::Name(n) => n.clone(),
         };
         Security::tls(&host, self.ca_file.as_deref()).map_err(|e| usage(e.to_string()))
     }
@@ -122,8 +122,8 @@ pub(crate) fn parse_uri(text: &str) -> Result<TurnUri> {
 /// The server's address (the first of the host's addresses).
 pub(crate) async fn server_addr(uri: &TurnUri) -> Result<SocketAddr> {
     let host = match &uri.host {
-        Host::Ip(ip) => ip.to_string(),
-        Host::Name(n) => n.clone(),
+        UriHost::Ip(ip) => ip.to_string(),
+        UriHost::Name(n) => n.clone(),
     };
     let ips = resolve(&host, FamilyChoice::Any).await?;
     let ip = ips.first().copied().context("the host has no address")?;

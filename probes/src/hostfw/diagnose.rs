@@ -6,14 +6,14 @@
 
 use serde::Serialize;
 
-use super::eval::{AddrSpec, Evaluation, IfaceSpec, L4, Packet, Verdict, evaluate};
+use super::eval::{AddrSpec, Evaluation, IfaceSpec, L4, Packet, PacketVerdict, evaluate};
 use super::firewalld::ZoneOfInterface;
 use super::iptables_save::{Backend, Dump};
-use super::model::{Cidr, PortRange, RuleSource, Ruleset, TableFamily};
+use super::model::{Cidr, RuleSource, Ruleset, TableFamily};
 use super::ufw::UfwStatus;
 use super::windows::WinRule;
-use crate::Family;
 use crate::finding::{Fix, Status};
+use crate::{Family, PortRange};
 
 /// What the user asked about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub struct FirewallFinding {
     pub status: Status,
     /// Packet verdict (kernel-rule findings).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<Verdict>,
+    pub verdict: Option<PacketVerdict>,
     /// The deciding rule or policy, as text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deciding: Option<String>,
@@ -210,30 +210,33 @@ fn tunnel_fix(m: Manager, eval: &Evaluation, o: &Options) -> Fix {
 fn flat_fix(m: Manager, eval: &Evaluation, o: &Options) -> Fix {
     let r = o.wg_range;
     let command = match m {
-        Manager::Ufw => format!("sudo ufw allow in proto udp to any port {}:{}", r.lo, r.hi),
+        Manager::Ufw => format!(
+            "sudo ufw allow in proto udp to any port {}:{}",
+            r.start, r.end
+        ),
         Manager::Firewalld => format!(
             "sudo firewall-cmd --permanent --add-port={}-{}/udp && sudo firewall-cmd --reload",
-            r.lo, r.hi
+            r.start, r.end
         ),
         Manager::Nft | Manager::Iptables => blocking_base(eval).map_or_else(
             || {
                 format!(
                     "sudo iptables -I INPUT -p udp --dport {}:{} -j ACCEPT",
-                    r.lo, r.hi
+                    r.start, r.end
                 )
             },
             |(src, fam, table, chain)| match src {
                 RuleSource::Nft => format!(
                     "sudo nft insert rule {fam} {table} {chain} udp dport {}-{} accept",
-                    r.lo, r.hi
+                    r.start, r.end
                 ),
                 RuleSource::Iptables => format!(
                     "sudo iptables -t {table} -I {chain} -p udp --dport {}:{} -j ACCEPT",
-                    r.lo, r.hi
+                    r.start, r.end
                 ),
                 RuleSource::Ip6tables => format!(
                     "sudo ip6tables -t {table} -I {chain} -p udp --dport {}:{} -j ACCEPT",
-                    r.lo, r.hi
+                    r.start, r.end
                 ),
             },
         ),
@@ -241,7 +244,7 @@ fn flat_fix(m: Manager, eval: &Evaluation, o: &Options) -> Fix {
     Fix {
         title: format!(
             "Accept inbound WireGuard UDP to ports {}-{} (flat networks)",
-            r.lo, r.hi
+            r.start, r.end
         ),
         commands: vec![command],
         caveat: Some(
@@ -259,7 +262,11 @@ fn blocking_base(eval: &Evaluation) -> Option<(RuleSource, TableFamily, String, 
         .chains
         .iter()
         .find(|s| s.verdict.blocks())
-        .or_else(|| eval.chains.iter().find(|s| s.verdict == Verdict::Uncertain))?;
+        .or_else(|| {
+            eval.chains
+                .iter()
+                .find(|s| s.verdict == PacketVerdict::Uncertain)
+        })?;
     Some((
         step.decided_by.source,
         step.decided_by.family.clone(),
@@ -293,11 +300,11 @@ pub fn combined_ruleset(inputs: &Inputs) -> Ruleset {
     rs
 }
 
-fn status_of(v: Verdict) -> Status {
+fn status_of(v: PacketVerdict) -> Status {
     match v {
-        Verdict::Accept => Status::Ok,
-        Verdict::Drop | Verdict::Reject => Status::Blocked,
-        Verdict::Uncertain => Status::Uncertain,
+        PacketVerdict::Accept => Status::Ok,
+        PacketVerdict::Drop | PacketVerdict::Reject => Status::Blocked,
+        PacketVerdict::Uncertain => Status::Uncertain,
     }
 }
 
@@ -573,7 +580,7 @@ fn firewalld_finding(z: &ZoneOfInterface, o: &Options, have_kernel: bool) -> Fir
 
 fn win_text(r: &WinRule) -> String {
     format!(
-        "rule #{} \"{}\" (Enabled={}, Direction={}, Action={}, Profile={}, InterfaceAlias={}, Program={}, Protocol={}, LocalPort={})",
+        "rule #{} \"{}\" (Enabled={}, Direction={}, RuleAction={}, Profile={}, InterfaceAlias={}, Program={}, Protocol={}, LocalPort={})",
         r.index,
         r.display_name,
         if r.enabled { "True" } else { "False" },
@@ -615,7 +622,7 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<FirewallFinding> {
         .filter(|r| !r.enabled && r.allow)
         .find(for_tunnel);
     let fix = Fix::new(format!("Add an inbound allow rule for {i}")).command(format!(
-        "New-NetFirewallRule -DisplayName \"NetBird\" -Direction Inbound -InterfaceAlias \"{i}\" -Action Allow"
+        "New-NetFirewallRule -DisplayName \"NetBird\" -Direction Inbound -InterfaceAlias \"{i}\" -RuleAction Allow"
     ));
     let subject = format!("Windows inbound allow rule for {i} or {exe}");
     out.push(match (block, allow, disabled) {
@@ -677,11 +684,11 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<FirewallFinding> {
     let p2p_fix = Fix {
         title: format!(
             "Add the NetBird P2P rule for inbound UDP {}-{}",
-            o.wg_range.lo, o.wg_range.hi
+            o.wg_range.start, o.wg_range.end
         ),
         commands: vec![format!(
-            "New-NetFirewallRule -DisplayName \"NetBird P2P\" -Direction Inbound -Action Allow -Protocol UDP -LocalPort {}-{} -Program \"C:\\Program Files\\Netbird\\netbird.exe\"",
-            o.wg_range.lo, o.wg_range.hi
+            "New-NetFirewallRule -DisplayName \"NetBird P2P\" -Direction Inbound -RuleAction Allow -Protocol UDP -LocalPort {}-{} -Program \"C:\\Program Files\\Netbird\\netbird.exe\"",
+            o.wg_range.start, o.wg_range.end
         )],
         caveat: Some(
             "only needed when peers reach this host without NAT; scoped to the NetBird program"

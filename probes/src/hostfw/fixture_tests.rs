@@ -1,11 +1,11 @@
 //! Verdicts on rulesets saved from the real tools (see `probes/tests/fixtures/hostfw/README.md`).
 
 use super::diagnose::{Inputs, Options, Report, diagnose};
-use super::eval::{Decider, Verdict};
-use super::model::{Cidr, PortRange, RuleSource};
+use super::eval::{Decider, PacketVerdict};
+use super::model::{Cidr, RuleSource};
 use super::{FindingKind, firewalld, iptables_save, nft_json, ufw, windows};
-use crate::Family;
 use crate::finding::Status;
+use crate::{Family, PortRange};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -23,8 +23,8 @@ fn opts() -> Options {
         subnet: Cidr::parse("100.64.0.0/10").unwrap(),
         service_port: 8080,
         wg_range: PortRange {
-            lo: 49152,
-            hi: 65535,
+            start: 49152,
+            end: 65535,
         },
         wg_port: 51820,
         uplink: None,
@@ -56,7 +56,7 @@ fn ufw_default_deny_drops_tunnel_tcp_by_input_policy() {
     assert!(r.blocked);
     let t = of(&r, FindingKind::Tunnel);
     // UFW accepts ping in ufw-before-input (icmp type 8), and nothing else.
-    assert_eq!(t[0].verdict, Some(Verdict::Accept));
+    assert_eq!(t[0].verdict, Some(PacketVerdict::Accept));
     assert!(
         deciding(t[0]).contains("chain ufw-before-input, rule 8"),
         "{}",
@@ -66,7 +66,7 @@ fn ufw_default_deny_drops_tunnel_tcp_by_input_policy() {
         deciding(t[0]).ends_with("-A ufw-before-input -p icmp -m icmp --icmp-type 8 -j ACCEPT")
     );
     for f in &t[1..] {
-        assert_eq!(f.verdict, Some(Verdict::Drop));
+        assert_eq!(f.verdict, Some(PacketVerdict::Drop));
         assert_eq!(
             deciding(f),
             "iptables table filter chain INPUT: policy DROP (no rule matched)"
@@ -76,7 +76,7 @@ fn ufw_default_deny_drops_tunnel_tcp_by_input_policy() {
     let flat = of(&r, FindingKind::FlatNetworkUdp);
     assert_eq!(flat.len(), 2);
     for f in flat {
-        assert_eq!(f.verdict, Some(Verdict::Drop));
+        assert_eq!(f.verdict, Some(PacketVerdict::Drop));
         // Only a problem on flat networks unless --flat-network says so.
         assert_eq!(f.status, Status::Degraded);
         let fix = f.fix.as_ref().unwrap();
@@ -104,7 +104,7 @@ fn ufw_allow_in_on_wt0_accepts() {
     assert!(!r.blocked);
     let t = of(&r, FindingKind::Tunnel);
     for f in &t[1..] {
-        assert_eq!(f.verdict, Some(Verdict::Accept));
+        assert_eq!(f.verdict, Some(PacketVerdict::Accept));
         assert_eq!(
             deciding(f),
             "iptables table filter chain ufw-user-input, rule 1 (line 100): -A ufw-user-input -i wt0 -j ACCEPT"
@@ -126,7 +126,7 @@ fn ufw_flat_network_rule_accepts_wireguard_udp() {
     };
     let r = diagnose(&inputs, &o);
     for f in of(&r, FindingKind::FlatNetworkUdp) {
-        assert_eq!(f.verdict, Some(Verdict::Accept), "{f:?}");
+        assert_eq!(f.verdict, Some(PacketVerdict::Accept), "{f:?}");
         assert!(
             deciding(f)
                 .ends_with("-A ufw-user-input -p udp -m multiport --dports 49152:65535 -j ACCEPT")
@@ -155,7 +155,7 @@ fn ufw_deny_before_netbird_accept_wins() {
     let r = diagnose(&inputs, &opts());
     assert!(r.blocked);
     let tcp = of(&r, FindingKind::Tunnel)[1];
-    assert_eq!(tcp.verdict, Some(Verdict::Drop));
+    assert_eq!(tcp.verdict, Some(PacketVerdict::Drop));
     assert!(
         deciding(tcp).ends_with("rule 1 (line 103): -A ufw-user-input -s 100.64.0.0/10 -j DROP"),
         "{}",
@@ -168,7 +168,7 @@ fn ufw_deny_before_netbird_accept_wins() {
     assert!(u.fix.as_ref().unwrap().commands[0].starts_with("sudo ufw insert 1 allow in on wt0"));
     // From an unknown LAN source the deny may or may not match; both ways end in a drop.
     let flat = of(&r, FindingKind::FlatNetworkUdp)[0];
-    assert_eq!(flat.verdict, Some(Verdict::Drop));
+    assert_eq!(flat.verdict, Some(PacketVerdict::Drop));
     assert!(flat.uncertain_rules.is_empty());
 }
 
@@ -181,7 +181,7 @@ fn nft_drop_in_any_base_chain_wins_over_netbird_accept() {
     let r = diagnose(&inputs, &opts());
     assert!(r.blocked);
     let tcp = of(&r, FindingKind::Tunnel)[1];
-    assert_eq!(tcp.verdict, Some(Verdict::Drop));
+    assert_eq!(tcp.verdict, Some(PacketVerdict::Drop));
     assert_eq!(
         deciding(tcp),
         "nft table inet filter chain input: policy drop (no rule matched)"
@@ -189,7 +189,7 @@ fn nft_drop_in_any_base_chain_wins_over_netbird_accept() {
     let ev = tcp.evaluation.as_ref().unwrap();
     // The NetBird chain (priority -1) accepted first; the inet chain (priority 0) dropped.
     assert_eq!(ev.chains.len(), 2);
-    assert_eq!(ev.chains[0].verdict, Verdict::Accept);
+    assert_eq!(ev.chains[0].verdict, PacketVerdict::Accept);
     assert_eq!(ev.chains[0].priority, -1);
     assert!(
         matches!(&ev.chains[0].decided_by.by, Decider::Rule { pos, .. } if pos.handle == Some(2))
@@ -200,8 +200,8 @@ fn nft_drop_in_any_base_chain_wins_over_netbird_accept() {
     );
     // 51820 is inside the accepted 51000-51999; the whole ephemeral range only partly.
     let flat = of(&r, FindingKind::FlatNetworkUdp);
-    assert_eq!(flat[0].verdict, Some(Verdict::Accept));
-    assert_eq!(flat[1].verdict, Some(Verdict::Uncertain));
+    assert_eq!(flat[0].verdict, Some(PacketVerdict::Accept));
+    assert_eq!(flat[1].verdict, Some(PacketVerdict::Uncertain));
     assert!(flat[1].uncertain_rules[0].ends_with("udp dport 51000-51999 accept"));
 
     let fixed = Inputs {
@@ -210,7 +210,7 @@ fn nft_drop_in_any_base_chain_wins_over_netbird_accept() {
     };
     let r = diagnose(&fixed, &opts());
     let tcp = of(&r, FindingKind::Tunnel)[1];
-    assert_eq!(tcp.verdict, Some(Verdict::Accept));
+    assert_eq!(tcp.verdict, Some(PacketVerdict::Accept));
     assert_eq!(
         deciding(tcp),
         "nft table inet filter chain input, rule 5 (handle 10): iifname \"wt0\" accept comment \"stunmap fix\""
@@ -227,7 +227,7 @@ fn iptables_nft_tables_in_nft_json_are_opaque_but_reported_honestly() {
     };
     let r = diagnose(&alone, &opts());
     let tcp = of(&r, FindingKind::Tunnel)[1];
-    assert_eq!(tcp.verdict, Some(Verdict::Uncertain));
+    assert_eq!(tcp.verdict, Some(PacketVerdict::Uncertain));
     assert!(
         tcp.uncertain_rules
             .iter()
@@ -243,7 +243,7 @@ fn iptables_nft_tables_in_nft_json_are_opaque_but_reported_honestly() {
     };
     let r = diagnose(&both, &opts());
     let tcp = of(&r, FindingKind::Tunnel)[1];
-    assert_eq!(tcp.verdict, Some(Verdict::Drop));
+    assert_eq!(tcp.verdict, Some(PacketVerdict::Drop));
     assert!(
         tcp.evaluation
             .as_ref()

@@ -13,11 +13,11 @@
 use serde::Serialize;
 
 use super::model::{
-    Action, BaseChain, Chain, Cidr, CtState, Hook, IfName, Match, Policy, PortRange, Proto, Rule,
-    RulePos, RuleSource, Ruleset, TableFamily,
+    BaseChain, Chain, Cidr, CtState, Hook, IfName, Match, Policy, Proto, Rule, RuleAction, RulePos,
+    RuleSource, Ruleset, TableFamily,
 };
 use super::{HostFwError, InputFormat};
-use crate::Family;
+use crate::{Family, PortRange};
 
 /// Which kernel backend the dump came from (from its header comment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -135,10 +135,10 @@ fn port_range(v: &str) -> Result<PortRange, String> {
     match v.split_once(':') {
         Some((a, b)) => {
             let r = PortRange {
-                lo: num(a, 0)?,
-                hi: num(b, u16::MAX)?,
+                start: num(a, 0)?,
+                end: num(b, u16::MAX)?,
             };
-            if r.lo > r.hi { Err(bad()) } else { Ok(r) }
+            if r.start > r.end { Err(bad()) } else { Ok(r) }
         }
         None => Ok(PortRange::single(num(v, 0)?)),
     }
@@ -228,7 +228,7 @@ struct RuleParser<'a> {
     proto: Option<Proto>,
     module: Option<String>,
     matches: Vec<Match>,
-    action: Action,
+    action: RuleAction,
     v6: bool,
 }
 
@@ -412,18 +412,18 @@ impl RuleParser<'_> {
                     let goto = tok == "-g" || tok == "--goto";
                     self.action = if chains.contains(&v) {
                         if goto {
-                            Action::Goto(v)
+                            RuleAction::Goto(v)
                         } else {
-                            Action::Jump(v)
+                            RuleAction::Jump(v)
                         }
                     } else {
                         match v.as_str() {
-                            "ACCEPT" => Action::Accept,
-                            "DROP" => Action::Drop,
-                            "REJECT" => Action::Reject,
-                            "RETURN" => Action::Return,
-                            t if NON_TERMINAL.contains(&t) => Action::Continue,
-                            _ => Action::Unknown(v.clone()),
+                            "ACCEPT" => RuleAction::Accept,
+                            "DROP" => RuleAction::Drop,
+                            "REJECT" => RuleAction::Reject,
+                            "RETURN" => RuleAction::Return,
+                            t if NON_TERMINAL.contains(&t) => RuleAction::Continue,
+                            _ => RuleAction::Unknown(v.clone()),
                         }
                     };
                     // Target options follow the target.
@@ -556,7 +556,7 @@ pub fn parse(text: &str, family: Family) -> Result<Dump, HostFwError> {
                 proto: None,
                 module: None,
                 matches: Vec::new(),
-                action: Action::Continue,
+                action: RuleAction::Continue,
                 v6: family == Family::Ipv6,
             };
             p.parse(&names).map_err(err)?;
@@ -632,7 +632,7 @@ mod tests {
         let input = &d.ruleset.chains[0];
         assert_eq!(input.base.as_ref().unwrap().policy, Policy::Drop);
         let r = &input.rules[0];
-        assert_eq!(r.action, Action::Jump("c".into()));
+        assert_eq!(r.action, RuleAction::Jump("c".into()));
         assert_eq!(
             r.matches[0],
             Match::InIface {
@@ -649,8 +649,8 @@ mod tests {
             Match::Dport {
                 proto: Some(Proto::Udp),
                 ranges: vec![PortRange {
-                    lo: 49152,
-                    hi: 65535
+                    start: 49152,
+                    end: 65535
                 }],
                 negated: false
             }
@@ -663,7 +663,7 @@ mod tests {
             }
         );
         let c = &d.ruleset.chains[1];
-        assert_eq!(c.rules[0].action, Action::Reject);
+        assert_eq!(c.rules[0].action, RuleAction::Reject);
         assert!(
             matches!(&c.rules[0].matches[1], Match::Unknown { what } if what == "--tcp-flags SYN SYN")
         );

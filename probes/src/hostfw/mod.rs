@@ -21,8 +21,8 @@ pub mod ufw;
 pub mod windows;
 
 pub use diagnose::{FindingKind, FirewallFinding, Inputs, Options, Report, diagnose};
-pub use eval::{Evaluation, Packet, Verdict, evaluate};
-pub use model::{Cidr, PortRange, Ruleset};
+pub use eval::{Evaluation, Packet, PacketVerdict, evaluate};
+pub use model::{Cidr, Ruleset};
 
 use serde::Serialize;
 

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::Family;
+use crate::{Family, PortRange};
 
 /// Which tool the rules came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -145,13 +145,13 @@ pub struct Rule {
     /// Conditions, all of which must hold.
     pub matches: Vec<Match>,
     /// What happens when they do.
-    pub action: Action,
+    pub action: RuleAction,
 }
 
 /// What a matching rule does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "kind", content = "target")]
-pub enum Action {
+pub enum RuleAction {
     /// Accept: leave this base chain.
     Accept,
     /// Drop silently.
@@ -257,32 +257,6 @@ impl CtState {
             "untracked" => CtState::Untracked,
             _ => return None,
         })
-    }
-}
-
-/// An inclusive port range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct PortRange {
-    /// First port.
-    pub lo: u16,
-    /// Last port.
-    pub hi: u16,
-}
-
-impl PortRange {
-    /// A single port.
-    pub fn single(p: u16) -> Self {
-        Self { lo: p, hi: p }
-    }
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.lo == self.hi {
-            write!(f, "{}", self.lo)
-        } else {
-            write!(f, "{}-{}", self.lo, self.hi)
-        }
     }
 }
 

@@ -18,19 +18,19 @@ use crate::Transport;
 
 /// The host of a URI.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Host {
+pub enum UriHost {
     /// An IPv4 address or a bracketed IPv6 literal.
     Ip(IpAddr),
     /// A registered name (resolved by the caller; also the TLS server name).
     Name(String),
 }
 
-impl fmt::Display for Host {
+impl fmt::Display for UriHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
-            Host::Ip(ip) => write!(f, "{ip}"),
-            Host::Name(n) => f.write_str(n),
+            UriHost::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            UriHost::Ip(ip) => write!(f, "{ip}"),
+            UriHost::Name(n) => f.write_str(n),
         }
     }
 }
@@ -41,7 +41,7 @@ pub struct TurnUri {
     /// `turns:` (TLS) or not.
     pub secure: bool,
     /// The host.
-    pub host: Host,
+    pub host: UriHost,
     /// The port (explicit or the scheme's default).
     pub port: u16,
     /// The transport to use: UDP, TCP or TLS (TURN has no QUIC transport, RFC 8656 §3.1).
@@ -93,7 +93,7 @@ impl TurnUri {
                     None => return Err(TurnError::BadIpLiteral { uri: owned() }),
                 },
             };
-            (Host::Ip(IpAddr::V6(ip)), port)
+            (UriHost::Ip(IpAddr::V6(ip)), port)
         } else {
             let (h, p) = match hostport.rsplit_once(':') {
                 Some((h, p)) => (h, Some(p)),
@@ -103,7 +103,7 @@ impl TurnUri {
                 return Err(TurnError::MissingHost { uri: owned() });
             }
             let host = match h.parse::<std::net::Ipv4Addr>() {
-                Ok(ip) => Host::Ip(IpAddr::V4(ip)),
+                Ok(ip) => UriHost::Ip(IpAddr::V4(ip)),
                 Err(_) => {
                     let ok = h
                         .chars()
@@ -114,7 +114,7 @@ impl TurnUri {
                             host: h.to_string(),
                         });
                     }
-                    Host::Name(h.to_ascii_lowercase())
+                    UriHost::Name(h.to_ascii_lowercase())
                 }
             };
             (host, p)
@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn rfc7065_examples_and_defaults() {
         let u = TurnUri::parse("turn:example.org").unwrap();
-        assert_eq!(u.host, Host::Name("example.org".into()));
+        assert_eq!(u.host, UriHost::Name("example.org".into()));
         assert_eq!(
             (u.port, u.transport, u.secure),
             (3478, Transport::Udp, false)
@@ -212,10 +212,10 @@ mod tests {
         let u = TurnUri::parse("TURN:example.org:443?Transport=TCP").unwrap();
         assert_eq!((u.port, u.transport), (443, Transport::Tcp));
         let u = TurnUri::parse("turns:192.0.2.1:443?transport=tcp").unwrap();
-        assert_eq!(u.host, Host::Ip("192.0.2.1".parse().unwrap()));
+        assert_eq!(u.host, UriHost::Ip("192.0.2.1".parse().unwrap()));
         assert_eq!(u.transport, Transport::Tls);
         let u = TurnUri::parse("turn:[2001:db8::1]:3479").unwrap();
-        assert_eq!(u.host, Host::Ip("2001:db8::1".parse().unwrap()));
+        assert_eq!(u.host, UriHost::Ip("2001:db8::1".parse().unwrap()));
         assert_eq!(u.port, 3479);
         assert_eq!(u.to_string(), "turn:[2001:db8::1]:3479?transport=udp");
         assert_eq!(TurnUri::parse(&u.to_string()).unwrap(), u);
