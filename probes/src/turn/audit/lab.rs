@@ -200,7 +200,7 @@ pub(crate) fn result<'a>(list: &'a [PeerResult], peer: &str, family: Family) -> 
         .unwrap_or_else(|| panic!("{peer} toward {family:?} missing"))
 }
 
-/// The IPv6-only audit over TCP, with credentials, on the stream (`LocalSocket::Default`).
+/// The IPv6 allocation alone, over TCP (one connection, no private socket), with credentials.
 pub(crate) fn ipv6_only_over_tcp() -> AuditProbe {
     let mut session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
     session.credentials = Some(creds());
@@ -211,7 +211,8 @@ pub(crate) fn ipv6_only_over_tcp() -> AuditProbe {
     AuditProbe::new(config, TransactionIdSource::new([19; 16]))
 }
 
-/// Answers a probe on one connection as the IPv6 side of `lab` does.
+/// `lab` answering a probe that has one connection: everything must leave on it, and it
+/// plays the lab's IPv6 5-tuple.
 pub(crate) fn on_one_connection(
     lab: &mut Lab,
 ) -> impl FnMut(LocalSocket, &[u8]) -> Option<Vec<u8>> {

@@ -33,11 +33,6 @@ fn over_tcp_the_ipv6_candidates_are_untestable_and_no_second_socket_is_asked_for
     ));
 }
 
-/// The IPv6 allocation alone, over TCP (one connection, no private socket).
-
-/// `lab` answering a probe that has one connection: everything must leave on it, and it
-/// plays the lab's IPv6 5-tuple.
-
 #[test]
 fn ipv6_only_over_tcp_allocates_ipv6_asks_the_ipv6_candidates_and_releases() {
     let mut p = ipv6_only_over_tcp();
