@@ -381,15 +381,7 @@ impl RelayProbe {
             }
             Phase::Loop => {}
             Phase::Releasing => {
-                self.report.release = match &c.answer {
-                    Answer::Success(_) => Release::Released,
-                    Answer::Error { code: 437, .. } => Release::AlreadyGone,
-                    Answer::Error { code, reason, .. } => Release::Failed {
-                        code: *code,
-                        reason: reason.clone(),
-                    },
-                    Answer::Timeout => Release::Timeout,
-                };
+                self.report.release = Release::from_completion(&c);
                 self.phase = Phase::Done;
             }
             Phase::Done => {}

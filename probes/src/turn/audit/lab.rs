@@ -3,9 +3,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use super::candidates::Category;
 use super::candidates::candidates;
 use super::probe::{AuditConfig, AuditProbe};
-use super::report::PeerResult;
+use super::report::{AuditReport, PeerResult};
 use crate::machine::{LocalSocket, Probe};
 use crate::stun::TransactionIdSource;
 use crate::stun::view::StunView;
@@ -220,4 +221,22 @@ pub(crate) fn on_one_connection(
         assert_eq!(l, LocalSocket::Default);
         lab.answer(V6, b)
     }
+}
+
+/// The requests of a report asked toward its IPv6 allocation (permissions, then channel binds).
+pub(crate) fn ipv6_requests(r: &AuditReport) -> Vec<&PeerResult> {
+    r.permissions
+        .iter()
+        .chain(&r.channel_binds)
+        .filter(|p| p.relay_family == Family::Ipv6)
+        .collect()
+}
+
+/// The report's own-relay candidates, with the allocation each was asked toward.
+pub(crate) fn own_relays(r: &AuditReport) -> Vec<(SocketAddr, Family)> {
+    r.permissions
+        .iter()
+        .filter(|p| p.candidate.category == Category::OwnRelay)
+        .map(|p| (p.candidate.peer, p.relay_family))
+        .collect()
 }

@@ -677,12 +677,7 @@ mod tests {
             PeerOutcome::Refused { code: 403, .. }
         ));
         // The IPv6 relayed address is a candidate of its own allocation.
-        let own: Vec<_> = r
-            .permissions
-            .iter()
-            .filter(|p| p.candidate.category == Category::OwnRelay)
-            .map(|p| (p.candidate.peer, p.relay_family))
-            .collect();
+        let own = own_relays(&r);
         assert_eq!(
             own,
             vec![(lab.v4.relayed, Family::Ipv4), (v6_relayed(), Family::Ipv6)]
@@ -732,12 +727,7 @@ mod tests {
         assert_eq!(r.release, Release::Released);
         // Nothing but the Allocate (and its 401 round) on the second socket.
         assert_eq!(methods(&sent, V6), vec![Method::ALLOCATE, Method::ALLOCATE]);
-        let v6: Vec<&PeerResult> = r
-            .permissions
-            .iter()
-            .chain(&r.channel_binds)
-            .filter(|p| p.relay_family == Family::Ipv6)
-            .collect();
+        let v6 = ipv6_requests(&r);
         assert_eq!(v6.len(), ipv6_candidates() + IPV6_CHANNEL_CANDIDATES.len());
         for p in v6 {
             match &p.outcome {

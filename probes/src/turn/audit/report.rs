@@ -523,12 +523,7 @@ mod tests {
         drive(&mut p, |_, b| lab.answer(V4, b), never);
         let mut r = p.take_output().unwrap();
         r.ipv6_untestable("second connection refused");
-        let v6: Vec<&PeerResult> = r
-            .permissions
-            .iter()
-            .chain(&r.channel_binds)
-            .filter(|p| p.relay_family == Family::Ipv6)
-            .collect();
+        let v6 = ipv6_requests(&r);
         assert_eq!(v6.len(), ipv6_candidates() + IPV6_CHANNEL_CANDIDATES.len());
         for p in v6 {
             assert_eq!(
@@ -611,12 +606,7 @@ mod tests {
         assert_eq!(r.release_ipv6, Release::Released);
         assert_eq!(methods(&sent, V4).last(), Some(&Method::REFRESH));
         assert_eq!(methods(&sent, V6).last(), Some(&Method::REFRESH));
-        let own: Vec<_> = r
-            .permissions
-            .iter()
-            .filter(|p| p.candidate.category == Category::OwnRelay)
-            .map(|p| (p.candidate.peer, p.relay_family))
-            .collect();
+        let own = own_relays(&r);
         assert_eq!(
             own,
             vec![(relayed, Family::Ipv4), (v6_relayed(), Family::Ipv6)]

@@ -4,7 +4,7 @@
 use super::candidates::IPV6_CHANNEL_CANDIDATES;
 use super::lab::*;
 use super::probe::{AuditConfig, AuditProbe};
-use super::report::{PeerOutcome, PeerResult, Unauthenticated};
+use super::report::{PeerOutcome, Unauthenticated};
 use crate::finding::Severity;
 use crate::machine::{LocalSocket, Probe};
 use crate::stun::{Method, TransactionIdSource};
@@ -101,12 +101,7 @@ fn ipv6_only_over_tcp_a_440_leaves_the_candidates_untestable() {
         Some(PeerOutcome::Refused { code: 440, .. })
     ));
     assert_eq!(r.release_ipv6, Release::NotNeeded);
-    let v6: Vec<&PeerResult> = r
-        .permissions
-        .iter()
-        .chain(&r.channel_binds)
-        .filter(|p| p.relay_family == Family::Ipv6)
-        .collect();
+    let v6 = ipv6_requests(&r);
     assert_eq!(v6.len(), ipv6_candidates() + IPV6_CHANNEL_CANDIDATES.len());
     for p in v6 {
         assert!(
