@@ -358,7 +358,7 @@ impl RelayProbe {
                 }
             },
             Phase::Permission => {
-                self.report.permission = Some(step(&c));
+                self.report.permission = Some(StepOutcome::from_completion(&c));
                 match (&c.answer, self.config.mode, self.report.peer) {
                     (Answer::Success(_), DataMode::Channel, Some(peer)) => {
                         self.session.start(Request::ChannelBind {
@@ -372,7 +372,7 @@ impl RelayProbe {
                 }
             }
             Phase::ChannelBind => {
-                self.report.channel_bind = Some(step(&c));
+                self.report.channel_bind = Some(StepOutcome::from_completion(&c));
                 if matches!(c.answer, Answer::Success(_)) {
                     self.start_loop(now);
                 } else {
@@ -447,17 +447,6 @@ impl RelayProbe {
             self.on_completion(now, c);
         }
         Ok(())
-    }
-}
-
-fn step(c: &Completion) -> StepOutcome {
-    match &c.answer {
-        Answer::Success(_) => StepOutcome::Ok { rtt: c.rtt },
-        Answer::Error { code, reason, .. } => StepOutcome::Error {
-            code: *code,
-            reason: reason.clone(),
-        },
-        Answer::Timeout => StepOutcome::Timeout,
     }
 }
 
