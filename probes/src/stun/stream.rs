@@ -131,7 +131,7 @@ mod tests {
         assert_eq!(
             s.next_message(),
             Err(FrameError::NotStun {
-                reason: ParseError::UnalignedLength(2)
+                reason: ParseError::UnalignedLength { length: 2 }
             })
         );
     }

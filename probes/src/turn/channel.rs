@@ -267,7 +267,7 @@ mod tests {
         assert!(matches!(
             f.next_frame(),
             Err(FrameError::NotStun {
-                reason: crate::stun::view::ParseError::BadCookie(_)
+                reason: crate::stun::view::ParseError::BadCookie { .. }
             })
         ));
     }
