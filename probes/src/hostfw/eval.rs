@@ -8,7 +8,7 @@
 //!
 //! A match the evaluator cannot decide (an unknown match, a prefix that only partly overlaps the
 //! described addresses) forks the walk: both outcomes are followed. If they agree the verdict
-//! stands; if not the verdict is [`Verdict::Uncertain`] and the undecided rules are named.
+//! stands; if not the verdict is [`PacketVerdict::Uncertain`] and the undecided rules are named.
 
 use std::fmt;
 

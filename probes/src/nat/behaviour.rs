@@ -89,7 +89,8 @@ impl Filtering {
     }
 }
 
-/// What a host looks like to a peer trying to reach it, the input of [`pair_outcome`].
+/// What a host looks like to a peer trying to reach it, the input of
+/// [`pair_outcome`](super::pair::pair_outcome).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum NatType {

@@ -42,7 +42,8 @@
 //! retransmissions, which guard against taking a loss for an expiry) bounds the lifetime from
 //! above by its idle time plus one round trip.
 //!
-//! [`judge`] turns the trials into bounds and a recommended keepalive.
+//! The `judge` submodule turns the trials into a [`BindingLifetimeResult`]: bounds and a
+//! recommended keepalive.
 
 mod judge;
 

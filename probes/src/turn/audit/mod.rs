@@ -9,7 +9,7 @@
 //!    the Allocate with 401 and REALM/NONCE (RFC 8489 §9.2.4); a success means an open relay;
 //! 2. with credentials, one Allocate of the server's default family (RFC 8656 §7; IPv4, §7.2
 //!    step 7);
-//! 3. one CreatePermission (RFC 8656 §10) per candidate peer in [`candidates`] — loopback,
+//! 3. one CreatePermission (RFC 8656 §10) per candidate peer in [`candidates()`] — loopback,
 //!    the unspecified address, private, shared (CGNAT), link-local and cloud-metadata
 //!    addresses, multicast, the server's own relayed address, and the IPv6 encodings of IPv4
 //!    addresses that bypassed real deny lists (coturn CVE-2020-26262: `0.0.0.0`, `::`, `::1`;
@@ -55,7 +55,7 @@
 //! untestable entries and draws the findings again.
 //!
 //! # Modules
-//! - [`candidates`]: the peer addresses asked for, by what they reach and how they are written.
+//! - [`candidates`](mod@candidates): the peer addresses asked for, by what they reach and how they are written.
 //! - [`probe`]: the probe, its configuration and its two allocations.
 //! - [`report`]: what the server answered and the findings drawn from it.
 

@@ -242,7 +242,7 @@ impl AuditReport {
     }
 
     /// Take the IPv6 allocation from `ipv6`, the report of an audit run with
-    /// [`AuditConfig::ipv6_only`] (over TCP/TLS, on a connection of its own): its Allocate,
+    /// [`AuditConfig::ipv6_only`](super::probe::AuditConfig::ipv6_only) (over TCP/TLS, on a connection of its own): its Allocate,
     /// relayed address, release and requests replace this report's IPv6 part, and the
     /// findings are drawn again from the whole.
     pub fn adopt_ipv6(&mut self, ipv6: AuditReport) {
