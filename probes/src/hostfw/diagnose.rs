@@ -580,7 +580,7 @@ fn firewalld_finding(z: &ZoneOfInterface, o: &Options, have_kernel: bool) -> Fir
 
 fn win_text(r: &WinRule) -> String {
     format!(
-        "rule #{} \"{}\" (Enabled={}, Direction={}, RuleAction={}, Profile={}, InterfaceAlias={}, Program={}, Protocol={}, LocalPort={})",
+        "rule #{} \"{}\" (Enabled={}, Direction={}, Action={}, Profile={}, InterfaceAlias={}, Program={}, Protocol={}, LocalPort={})",
         r.index,
         r.display_name,
         if r.enabled { "True" } else { "False" },
@@ -622,7 +622,7 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<FirewallFinding> {
         .filter(|r| !r.enabled && r.allow)
         .find(for_tunnel);
     let fix = Fix::new(format!("Add an inbound allow rule for {i}")).command(format!(
-        "New-NetFirewallRule -DisplayName \"NetBird\" -Direction Inbound -InterfaceAlias \"{i}\" -RuleAction Allow"
+        "New-NetFirewallRule -DisplayName \"NetBird\" -Direction Inbound -InterfaceAlias \"{i}\" -Action Allow"
     ));
     let subject = format!("Windows inbound allow rule for {i} or {exe}");
     out.push(match (block, allow, disabled) {
@@ -687,7 +687,7 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<FirewallFinding> {
             o.wg_range.start, o.wg_range.end
         ),
         commands: vec![format!(
-            "New-NetFirewallRule -DisplayName \"NetBird P2P\" -Direction Inbound -RuleAction Allow -Protocol UDP -LocalPort {}-{} -Program \"C:\\Program Files\\Netbird\\netbird.exe\"",
+            "New-NetFirewallRule -DisplayName \"NetBird P2P\" -Direction Inbound -Action Allow -Protocol UDP -LocalPort {}-{} -Program \"C:\\Program Files\\Netbird\\netbird.exe\"",
             o.wg_range.start, o.wg_range.end
         )],
         caveat: Some(

@@ -55,7 +55,8 @@
 //! untestable entries and draws the findings again.
 //!
 //! # Modules
-//! - [`candidates`](mod@candidates): the peer addresses asked for, by what they reach and how they are written.
+//! - [`candidates`](mod@candidates): the peer addresses asked for, by what they reach and how
+//!   they are written.
 //! - [`probe`]: the probe, its configuration and its two allocations.
 //! - [`report`]: what the server answered and the findings drawn from it.
 

@@ -242,9 +242,9 @@ impl AuditReport {
     }
 
     /// Take the IPv6 allocation from `ipv6`, the report of an audit run with
-    /// [`AuditConfig::ipv6_only`](super::probe::AuditConfig::ipv6_only) (over TCP/TLS, on a connection of its own): its Allocate,
-    /// relayed address, release and requests replace this report's IPv6 part, and the
-    /// findings are drawn again from the whole.
+    /// [`AuditConfig::ipv6_only`](super::probe::AuditConfig::ipv6_only) (over TCP/TLS, on a
+    /// connection of its own): its Allocate, relayed address, release and requests replace this
+    /// report's IPv6 part, and the findings are drawn again from the whole.
     pub fn adopt_ipv6(&mut self, ipv6: AuditReport) {
         let (p, c) = self.ipv6_from;
         let (p6, c6) = ipv6.ipv6_from;
