@@ -298,7 +298,30 @@ fn windows_export_with_and_without_rule() {
         "Enable-NetFirewallRule -DisplayName \"NetBird\""
     );
     assert_eq!(r.findings[1].status, Status::Degraded);
-    assert!(r.findings[1].fix.as_ref().unwrap().commands[0].contains("-LocalPort 49152-65535"));
+    let p2p = r.findings[1].fix.as_ref().unwrap();
+    assert_eq!(
+        p2p.title,
+        "Add the NetBird P2P rule for inbound UDP 49152-65535"
+    );
+    assert!(p2p.commands[0].contains("-LocalPort 49152-65535"));
+    assert!(p2p.commands[0].contains(" -Direction Inbound -Action Allow "));
+
+    // No rule at all: the allow rule's PowerShell, and the rule text a finding quotes.
+    let r = diagnose(&w("[]"), &opts());
+    let fix = r.findings[0].fix.as_ref().unwrap();
+    assert_eq!(fix.title, "Add an inbound allow rule for wt0");
+    assert_eq!(
+        fix.commands,
+        [
+            "New-NetFirewallRule -DisplayName \"NetBird\" -Direction Inbound -InterfaceAlias \"wt0\" -Action Allow"
+        ]
+    );
+    let r = diagnose(&w(fixture!("windows-firewall-with-rule.json")), &opts());
+    assert!(
+        deciding(&r.findings[0]).contains(", Action=Allow,"),
+        "{:?}",
+        r.findings[0]
+    );
 }
 
 #[test]
