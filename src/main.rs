@@ -9,6 +9,7 @@ mod app;
 mod check;
 mod cmd;
 mod exit;
+mod ids;
 mod metrics;
 // Called by `stunmap check` once it reads the live status; until then only by its tests.
 #[allow(dead_code)]

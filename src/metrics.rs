@@ -315,7 +315,7 @@ async fn probe(
     w.sample(
         "probe_success",
         &[],
-        if report.verdict.status == crate::check::model::State::Ok {
+        if report.verdict.status == crate::check::model::Status::Ok {
             1.0
         } else {
             0.0

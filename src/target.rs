@@ -14,29 +14,30 @@ pub(crate) struct TargetSpec {
     pub(crate) ports: (u16, u16),
 }
 
-/// Which address families to use.
+/// Which address families the `-4`/`-6` flags select (not an address family itself: that is
+/// [`probes::Family`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Family {
+pub(crate) enum FamilyChoice {
     #[default]
     Any,
     V4,
     V6,
 }
 
-impl Family {
+impl FamilyChoice {
     pub(crate) fn from_flags(v4: bool, v6: bool) -> Self {
         match (v4, v6) {
-            (true, false) => Family::V4,
-            (false, true) => Family::V6,
-            _ => Family::Any,
+            (true, false) => FamilyChoice::V4,
+            (false, true) => FamilyChoice::V6,
+            _ => FamilyChoice::Any,
         }
     }
 
     fn admits(self, ip: &IpAddr) -> bool {
         match self {
-            Family::Any => true,
-            Family::V4 => ip.is_ipv4(),
-            Family::V6 => ip.is_ipv6(),
+            FamilyChoice::Any => true,
+            FamilyChoice::V4 => ip.is_ipv4(),
+            FamilyChoice::V6 => ip.is_ipv6(),
         }
     }
 }
@@ -117,7 +118,7 @@ impl TargetSpec {
 }
 
 /// Resolve a host to every address of the admitted families (IP literals need no lookup).
-pub(crate) async fn resolve(host: &str, family: Family) -> Result<Vec<IpAddr>> {
+pub(crate) async fn resolve(host: &str, family: FamilyChoice) -> Result<Vec<IpAddr>> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         if !family.admits(&ip) {
             return Err(usage(format!(

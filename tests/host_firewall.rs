@@ -171,7 +171,7 @@ fn ufw_like_iptables_verdict_matches_kernel_and_flips_with_fix() {
         "iptables table filter chain INPUT: policy DROP (no rule matched)"
     );
     assert!(
-        f["fix"]["command"]
+        f["fix"]["commands"][0]
             .as_str()
             .unwrap()
             .starts_with("sudo ufw allow in on wt0")
@@ -259,7 +259,7 @@ fn nft_drop_in_second_base_chain_matches_kernel_and_flips_with_fix() {
     assert_eq!(chains[0]["verdict"], "accept");
     assert_eq!(chains[0]["base_chain"], "nb_input");
     assert_eq!(
-        f["fix"]["command"],
+        f["fix"]["commands"][0],
         "sudo nft insert rule inet hostfw input iifname \"wt0\" accept"
     );
     assert_eq!(code, 1);
@@ -346,7 +346,7 @@ fn every_offered_fix_covers_the_port_it_is_offered_for() {
         );
         for (i, f) in blocked.iter().enumerate() {
             let subject = f["subject"].as_str().unwrap();
-            let fix = f["fix"]["command"].as_str().unwrap();
+            let fix = f["fix"]["commands"][0].as_str().unwrap();
             // Paste the fix as offered (without sudo: the test is root) into a fresh host.
             let cmd = fix.strip_prefix("sudo ").unwrap_or(fix);
             assert!(cmd.starts_with("iptables "), "{fix}");
@@ -371,7 +371,7 @@ fn every_offered_fix_covers_the_port_it_is_offered_for() {
 /// same verdicts as nft's own JSON of the same kernel ruleset.
 #[test]
 fn nft_text_and_nft_json_of_one_ruleset_agree() {
-    use probes::hostfw::model::PortRange;
+    use probes::PortRange;
     use probes::hostfw::{Cidr, Inputs, Options, diagnose, nft_json, nft_text};
     if let Some(why) = skip_reason() {
         if std::env::var_os("STUNMAP_LAB_REQUIRED").is_some_and(|v| v != "0") {
@@ -423,8 +423,8 @@ fn nft_text_and_nft_json_of_one_ruleset_agree() {
             subnet: Cidr::parse("100.64.0.0/10").unwrap(),
             service_port: 8080,
             wg_range: PortRange {
-                lo: 49152,
-                hi: 65535,
+                start: 49152,
+                end: 65535,
             },
             wg_port: port,
             uplink: None,

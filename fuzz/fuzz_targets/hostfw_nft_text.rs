@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use probes::hostfw::model::PortRange;
+use probes::PortRange;
 use probes::hostfw::{Cidr, Inputs, Options, diagnose, nft_text};
 
 fuzz_target!(|data: &[u8]| {
@@ -19,8 +19,8 @@ fuzz_target!(|data: &[u8]| {
         subnet,
         service_port: 8080,
         wg_range: PortRange {
-            lo: 49152,
-            hi: 65535,
+            start: 49152,
+            end: 65535,
         },
         wg_port: 51820,
         uplink: None,

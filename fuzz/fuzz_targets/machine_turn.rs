@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use probes::stun::TransactionId;
-use probes::turn::TidSource;
-use probes::turn::allocate::{AllocateConfig, AllocateProbe, SessionConfig};
+use probes::stun::TransactionIdSource;
+use probes::turn::allocate::{AllocateConfig, AllocateProbe};
+use probes::turn::session::SessionConfig;
 use probes::turn::audit::{AuditConfig, AuditProbe};
 use probes::turn::auth::{Credentials, Password};
-use probes::turn::uri::TurnTransport;
+use probes::Transport;
 use probes::{LocalSocket, Probe};
 
 fuzz_target!(|input: &[u8]| {
@@ -23,7 +24,7 @@ fuzz_target!(|input: &[u8]| {
     let Some((&mode, ops)) = input.split_first() else {
         return;
     };
-    let transport = if mode & 2 == 0 { TurnTransport::Udp } else { TurnTransport::Tcp };
+    let transport = if mode & 2 == 0 { Transport::Udp } else { Transport::Tcp };
     let mut session = SessionConfig::new(server, transport, LocalSocket::Private(0));
     if mode & 1 == 1 {
         session.credentials = Some(Credentials::new("user", Password::new("pass")));
@@ -34,7 +35,7 @@ fuzz_target!(|input: &[u8]| {
                 session,
                 exercise: mode & 8 == 0,
             },
-            TidSource::new([mode; 16]),
+            TransactionIdSource::new([mode; 16]),
         );
         drive(&mut p, server, other, ops);
     } else {
@@ -42,7 +43,7 @@ fuzz_target!(|input: &[u8]| {
             session,
             ipv6_only: mode & 8 != 0,
         };
-        let mut p = AuditProbe::new(config, TidSource::new([mode; 16]));
+        let mut p = AuditProbe::new(config, TransactionIdSource::new([mode; 16]));
         drive(&mut p, server, other, ops);
     }
 });

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use probes::hostfw::model::IpFamily;
+use probes::Family;
 use probes::hostfw::{iptables_save, nft_text};
 use probes::netbird::{bundle, log, status};
 
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(t) = b.text("iptables.txt") {
         if let Some(sec) = bundle::iptables_save_section(&t) {
-            let _ = iptables_save::parse(sec, IpFamily::V4);
+            let _ = iptables_save::parse(sec, Family::Ipv4);
         }
     }
     if let Some(t) = b.text("nftables.txt") {

@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use probes::nat::classify::NatType;
+use probes::nat::NatType;
 use probes::netbird::compare::{MeasuredState, MeasuredUri, compare};
 use probes::netbird::peers::{Measured, explain};
 use probes::netbird::{log, routes, status};

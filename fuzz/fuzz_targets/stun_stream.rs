@@ -5,10 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 use libfuzzer_sys::fuzz_target;
-use probes::stun::stream::{StreamError, StunStream};
+use probes::stun::stream::{FrameError, StunStream};
 use probes::stun::view;
 
-fn reassemble(data: &[u8], sizes: &[u8]) -> (Vec<Vec<u8>>, Option<StreamError>, usize) {
+fn reassemble(data: &[u8], sizes: &[u8]) -> (Vec<Vec<u8>>, Option<FrameError>, usize) {
     let mut s = StunStream::new();
     let mut out = Vec::new();
     let mut rest = data;

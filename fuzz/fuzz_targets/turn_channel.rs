@@ -6,7 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use probes::stun::view::StunView;
-use probes::turn::channel::{ChannelData, DataIndication, Frame, FrameError, StreamFramer};
+use probes::stun::stream::FrameError;
+use probes::turn::channel::{ChannelData, DataIndication, Frame, StreamFramer};
 
 /// Frames of `data` cut into chunks whose sizes come from `sizes` (cycled; 0 means 1).
 fn frame(data: &[u8], sizes: &[u8]) -> (Vec<Frame>, Option<FrameError>, usize) {

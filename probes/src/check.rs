@@ -12,58 +12,27 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::control::{Problem, ProblemKind};
-use crate::nat::classify::{Classification, Fix, Level};
+use crate::finding::{Fix, Status};
+use crate::nat::{Classification, Level};
 use crate::profile::ServiceKind;
 
-/// How a check, a service or the whole run went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum State {
-    /// It works.
-    Ok,
-    /// It works partly, or only through a fallback.
-    Degraded,
-    /// It does not work.
-    Blocked,
-    /// Not checked (no credentials, a wildcard name, no route for the family, deadline).
-    Skipped,
-}
-
-impl State {
-    /// Lower-case name, as in the JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Ok => "ok",
-            State::Degraded => "degraded",
-            State::Blocked => "blocked",
-            State::Skipped => "skipped",
+/// The state of a service from its rows: skipped rows do not count; all ok → ok, none ok →
+/// blocked, anything between (degraded or uncertain rows among ok ones) → degraded.
+pub fn combine(rows: impl Iterator<Item = Status>) -> Status {
+    let (mut ok, mut partial, mut blocked) = (0, 0, 0);
+    for s in rows {
+        match s {
+            Status::Ok => ok += 1,
+            Status::Degraded | Status::Uncertain => partial += 1,
+            Status::Blocked => blocked += 1,
+            Status::Skipped => {}
         }
     }
-
-    /// The state of a service from its rows: skipped rows do not count; all ok → ok, none ok →
-    /// blocked, anything between → degraded.
-    pub fn combine(rows: impl Iterator<Item = State>) -> State {
-        let (mut ok, mut degraded, mut blocked) = (0, 0, 0);
-        for s in rows {
-            match s {
-                State::Ok => ok += 1,
-                State::Degraded => degraded += 1,
-                State::Blocked => blocked += 1,
-                State::Skipped => {}
-            }
-        }
-        match (ok, degraded, blocked) {
-            (0, 0, 0) => State::Skipped,
-            (_, 0, 0) => State::Ok,
-            (0, 0, _) => State::Blocked,
-            _ => State::Degraded,
-        }
-    }
-}
-
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    match (ok, partial, blocked) {
+        (0, 0, 0) => Status::Skipped,
+        (_, 0, 0) => Status::Ok,
+        (0, 0, _) => Status::Blocked,
+        _ => Status::Degraded,
     }
 }
 
@@ -77,7 +46,7 @@ pub struct ServiceFacts {
     /// Hosts as written in the profile.
     pub hosts: Vec<String>,
     /// Its state.
-    pub state: State,
+    pub state: Status,
     /// STUN/TURN UDP ports that were blocked.
     pub blocked_udp_ports: Vec<u16>,
     /// A TURN Allocate succeeded (or got its 401) on some transport.
@@ -96,7 +65,7 @@ impl ServiceFacts {
         name: impl Into<String>,
         kind: ServiceKind,
         hosts: Vec<String>,
-        state: State,
+        state: Status,
     ) -> Self {
         ServiceFacts {
             name: name.into(),
@@ -115,7 +84,7 @@ impl ServiceFacts {
         self.kind == k
     }
 
-    fn state(&self) -> State {
+    fn state(&self) -> Status {
         self.state
     }
 }
@@ -158,7 +127,7 @@ pub struct CheckFacts<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CheckVerdict {
     /// `ok`, `degraded` or `blocked`.
-    pub status: State,
+    pub status: Status,
     /// The NAT classifier's level, after the port and control findings.
     pub level: Level,
     /// One line.
@@ -285,9 +254,9 @@ pub fn judge(facts: &CheckFacts<'_>) -> CheckVerdict {
         level = Level::RelayOnly;
     }
     let mut status = match level {
-        Level::Direct => State::Ok,
-        Level::Blocked => State::Blocked,
-        _ => State::Degraded,
+        Level::Direct => Status::Ok,
+        Level::Blocked => Status::Blocked,
+        _ => Status::Degraded,
     };
     let mut headline = facts.nat.map(|c| c.verdict.headline.clone());
     control_plane(&mut f, facts, &mut status, &mut headline, nothing_resolves);
@@ -296,16 +265,23 @@ pub fn judge(facts: &CheckFacts<'_>) -> CheckVerdict {
         if p.kind == ProblemKind::Dns && !unresolved.is_empty() {
             continue;
         }
+        let fix = p.fix.as_ref();
         f.fixes.push(Fix {
             title: p.summary.clone(),
-            commands: vec![p.fix.clone()],
-            caveat: None,
+            commands: fix
+                .map(|x| {
+                    std::iter::once(x.title.clone())
+                        .chain(x.commands.iter().cloned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            caveat: fix.and_then(|x| x.caveat.clone()),
         });
     }
     ports(&mut f, facts, &mut status);
     relays(&mut f, facts, &mut status);
 
-    if !f.port_reasons.is_empty() && status != State::Blocked {
+    if !f.port_reasons.is_empty() && status != Status::Blocked {
         if let Some(h) = &mut headline {
             h.push_str(", but ");
             h.push_str(&f.port_reasons.join("; "));
@@ -313,9 +289,9 @@ pub fn judge(facts: &CheckFacts<'_>) -> CheckVerdict {
     }
     f.reasons.append(&mut f.port_reasons);
     // A service nothing was sent to is never counted as working.
-    let probed = facts.services.iter().any(|s| s.state() != State::Skipped);
+    let probed = facts.services.iter().any(|s| s.state() != Status::Skipped);
     for s in facts.services {
-        if s.state() == State::Skipped && !s.is(ServiceKind::Relay) {
+        if s.state() == Status::Skipped && !s.is(ServiceKind::Relay) {
             f.reasons.push(format!(
                 "{}: {}",
                 s.name,
@@ -324,7 +300,7 @@ pub fn judge(facts: &CheckFacts<'_>) -> CheckVerdict {
         }
     }
     if !probed && !facts.services.is_empty() && !nothing_resolves {
-        status = State::Blocked;
+        status = Status::Blocked;
         headline = Some(format!(
             "Not probed: nothing could be sent: {}",
             facts
@@ -337,19 +313,19 @@ pub fn judge(facts: &CheckFacts<'_>) -> CheckVerdict {
         ));
     }
     if nothing_resolves {
-        status = State::Blocked;
+        status = Status::Blocked;
         headline = Some(format!(
             "Blocked: cannot resolve {} — no DNS answer (no route to the internet, or DNS is blocked)",
             facts.names.join(", ")
         ));
     }
     let headline = headline.unwrap_or_else(|| match status {
-        State::Ok => "OK: every check passed".into(),
-        State::Degraded => "Degraded: some checks failed".into(),
+        Status::Ok => "OK: every check passed".into(),
+        Status::Degraded => "Degraded: some checks failed".into(),
         _ => "Blocked: nothing answered".into(),
     });
     // Keep the level consistent with the status for readers of the JSON.
-    if status == State::Blocked {
+    if status == Status::Blocked {
         level = Level::Blocked;
     }
     let mut seen = HashSet::new();
@@ -388,16 +364,16 @@ fn names(f: &mut Findings, unresolved: &[&String]) {
 fn control_plane(
     f: &mut Findings,
     facts: &CheckFacts<'_>,
-    status: &mut State,
+    status: &mut Status,
     headline: &mut Option<String>,
     nothing_resolves: bool,
 ) {
     let mut dead: Vec<&str> = Vec::new();
     for s in facts.services {
         if (s.is(ServiceKind::Management) || s.is(ServiceKind::Signal))
-            && s.state() == State::Blocked
+            && s.state() == Status::Blocked
         {
-            *status = State::Blocked;
+            *status = Status::Blocked;
             f.reasons.push(format!(
                 "{} cannot be used: {}",
                 s.name,
@@ -416,7 +392,7 @@ fn control_plane(
 }
 
 /// Any blocked STUN/TURN port or part of the range makes the run degraded at best.
-fn ports(f: &mut Findings, facts: &CheckFacts<'_>, status: &mut State) {
+fn ports(f: &mut Findings, facts: &CheckFacts<'_>, status: &mut Status) {
     for s in facts.services {
         if !(s.is(ServiceKind::Stun) || s.is(ServiceKind::Turn)) {
             continue;
@@ -432,12 +408,12 @@ fn ports(f: &mut Findings, facts: &CheckFacts<'_>, status: &mut State) {
                 port_list(&blocked)
             ));
             f.fixes.push(udp_fix(s, &blocked, facts.resolved));
-            if *status == State::Ok {
-                *status = State::Degraded;
+            if *status == Status::Ok {
+                *status = Status::Degraded;
             }
         }
-        if s.state() == State::Degraded && *status == State::Ok {
-            *status = State::Degraded;
+        if s.state() == Status::Degraded && *status == Status::Ok {
+            *status = Status::Degraded;
         }
     }
     for sample in facts.samples {
@@ -451,17 +427,17 @@ fn ports(f: &mut Findings, facts: &CheckFacts<'_>, status: &mut State) {
                 sample.range_end
             ));
             f.fixes.push(tcp_range_fix(sample, facts.resolved));
-            if *status == State::Ok {
-                *status = State::Degraded;
+            if *status == Status::Ok {
+                *status = Status::Degraded;
             }
         }
     }
 }
 
-fn relays(f: &mut Findings, facts: &CheckFacts<'_>, status: &mut State) {
+fn relays(f: &mut Findings, facts: &CheckFacts<'_>, status: &mut Status) {
     for s in facts.services {
-        if s.is(ServiceKind::Relay) && s.state() == State::Blocked && *status == State::Ok {
-            *status = State::Degraded;
+        if s.is(ServiceKind::Relay) && s.state() == Status::Blocked && *status == Status::Ok {
+            *status = Status::Degraded;
             f.reasons
                 .push(format!("{}: the relay cannot be reached", s.name));
         }
@@ -483,7 +459,7 @@ fn relays(f: &mut Findings, facts: &CheckFacts<'_>, status: &mut State) {
 mod tests {
     use super::*;
 
-    fn service(kind: ServiceKind, state: State) -> ServiceFacts {
+    fn service(kind: ServiceKind, state: Status) -> ServiceFacts {
         ServiceFacts::new(
             kind.as_str(),
             kind,
@@ -496,7 +472,7 @@ mod tests {
     fn nothing_resolving_is_blocked_whatever_else_ran() {
         let names = vec!["a.example".to_string(), "b.example".to_string()];
         let resolved = HashMap::new();
-        let services = [service(ServiceKind::Turn, State::Ok)];
+        let services = [service(ServiceKind::Turn, Status::Ok)];
         let v = judge(&CheckFacts {
             names: &names,
             resolved: &resolved,
@@ -505,7 +481,7 @@ mod tests {
             nat: None,
             control_problems: &[],
         });
-        assert_eq!(v.status, State::Blocked);
+        assert_eq!(v.status, Status::Blocked);
         assert_eq!(v.level, Level::Blocked);
         assert!(v.headline.contains("cannot resolve a.example, b.example"));
     }
@@ -515,9 +491,9 @@ mod tests {
         let names = vec!["m.example".to_string()];
         let resolved =
             HashMap::from([("m.example".to_string(), vec!["192.0.2.1".parse().unwrap()])]);
-        let mut m = service(ServiceKind::Management, State::Blocked);
+        let mut m = service(ServiceKind::Management, Status::Blocked);
         m.blocked_detail = Some("connect timed out".into());
-        let services = [m, service(ServiceKind::Turn, State::Ok)];
+        let services = [m, service(ServiceKind::Turn, Status::Ok)];
         let v = judge(&CheckFacts {
             names: &names,
             resolved: &resolved,
@@ -526,7 +502,7 @@ mod tests {
             nat: None,
             control_problems: &[],
         });
-        assert_eq!(v.status, State::Blocked);
+        assert_eq!(v.status, Status::Blocked);
         assert!(
             v.reasons
                 .iter()
@@ -541,7 +517,7 @@ mod tests {
             "stun.example".to_string(),
             vec!["2001:db8::7".parse().unwrap()],
         )]);
-        let mut s = service(ServiceKind::Stun, State::Skipped);
+        let mut s = service(ServiceKind::Stun, Status::Skipped);
         s.not_probed = Some("not probed: no route to stun.example (2001:db8::7)".into());
         let services = [s];
         let v = judge(&CheckFacts {
@@ -552,7 +528,7 @@ mod tests {
             nat: None,
             control_problems: &[],
         });
-        assert_eq!(v.status, State::Blocked);
+        assert_eq!(v.status, Status::Blocked);
         assert!(v.headline.starts_with("Not probed"), "{}", v.headline);
         assert!(
             v.reasons
@@ -568,7 +544,7 @@ mod tests {
             "stun.example".to_string(),
             vec!["192.0.2.7".parse().unwrap()],
         )]);
-        let mut s = service(ServiceKind::Stun, State::Degraded);
+        let mut s = service(ServiceKind::Stun, Status::Degraded);
         s.hosts = vec!["stun.example".into()];
         s.blocked_udp_ports = vec![5555, 80, 80];
         let sample = SampleFacts {

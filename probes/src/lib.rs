@@ -8,9 +8,11 @@
 pub mod binding;
 pub mod check;
 pub mod control;
+pub mod finding;
 pub mod hostfw;
 pub mod machine;
 pub mod nat;
+pub mod net;
 pub mod netbird;
 pub mod profile;
 pub mod raw_sweep;
@@ -24,3 +26,4 @@ pub mod wire;
 pub mod serde_util;
 
 pub use machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
+pub use net::{Family, PortRange, Transport};

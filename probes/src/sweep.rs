@@ -139,7 +139,7 @@ pub struct TcpPortResult {
 
 /// A run of ports that behaved alike.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct PortRange {
+pub struct PortRun {
     /// First port the range stands for.
     pub start: u16,
     /// Last port the range stands for.
@@ -188,7 +188,7 @@ pub struct TcpSummary {
     pub tried: usize,
     /// The range cut where the state changes between consecutive tried ports (a cut falls
     /// halfway between them: its exact place was not measured when sampling).
-    pub ranges: Vec<PortRange>,
+    pub ranges: Vec<PortRun>,
     /// Count per state.
     pub open: usize,
     /// Count per state.
@@ -219,7 +219,7 @@ pub fn summarize_tcp(lo: u16, hi: u16, results: &[TcpPortResult]) -> TcpSummary 
     rs.sort_by_key(|r| r.port);
     let size = usize::from(hi.saturating_sub(lo)) + 1;
     let full = rs.len() >= size;
-    let mut ranges: Vec<PortRange> = Vec::new();
+    let mut ranges: Vec<PortRun> = Vec::new();
     for r in &rs {
         let stun = usize::from(matches!(r.stun, StunOverTcp::Answered { .. }));
         match ranges.last_mut() {
@@ -228,7 +228,7 @@ pub fn summarize_tcp(lo: u16, hi: u16, results: &[TcpPortResult]) -> TcpSummary 
                 last.tried += 1;
                 last.stun_answered += stun;
             }
-            _ => ranges.push(PortRange {
+            _ => ranges.push(PortRun {
                 start: r.port,
                 end: r.port,
                 state: r.state,

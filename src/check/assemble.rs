@@ -11,20 +11,20 @@ use engine::stream::StreamRun;
 use engine::tcp::ConnectOutcome;
 use probes::binding::BindingStatus;
 use probes::check::{CheckFacts, SampleFacts, ServiceFacts};
-use probes::control::assess::{PathFacts, Severity};
+use probes::control::assess::PathFacts;
 use probes::control::http::WsVerdict;
 use probes::control::relay::QuicOutcome;
-use probes::control::{EndpointReport, Problem, Role, Status};
-use probes::nat::classify::{Classification, RelayPaths};
+use probes::control::{EndpointReport, Problem, Role};
+use probes::finding::Severity;
+use probes::nat::{Classification, RelayPaths};
 use probes::profile::{Profile, ServiceKind};
 use probes::sweep::{StunOverTcp, TcpPortResult, summarize_tcp};
 use probes::turn::allocate::{AllocateReport, AllocateStatus};
 use probes::turn::relay::RelayReport;
-use probes::turn::uri::TurnTransport;
 
 use super::model::{
     CheckReport, ConnectFailure, NotRun, ProbeKind, ProfileInfo, RelayRtt, Row, RowOutcome,
-    SampledPort, ServiceReport, State, TcpSample, Transport, Verdict,
+    SampledPort, ServiceReport, Status, TcpSample, Transport, Verdict,
 };
 use super::plan::{SampleTarget, StunTarget, TurnStreamTarget, TurnUdpTarget};
 use crate::exit::Outcome;
@@ -33,7 +33,7 @@ use crate::exit::Outcome;
 pub(crate) fn stun_row(t: &StunTarget, r: Option<std::io::Result<UdpPortOutcome>>) -> Row {
     let (state, outcome, rtt) = match r {
         None => (
-            State::Skipped,
+            Status::Skipped,
             RowOutcome::NotRun {
                 why: NotRun::Stopped,
             },
@@ -50,15 +50,15 @@ pub(crate) fn stun_row(t: &StunTarget, r: Option<std::io::Result<UdpPortOutcome>
                 },
                 BindingStatus::Timeout => RowOutcome::Answered { mapped: None },
             };
-            (State::Ok, outcome, binding.rtt)
+            (Status::Ok, outcome, binding.rtt)
         }
-        Some(Ok(UdpPortOutcome::Silent)) => (State::Blocked, RowOutcome::Silent, None),
+        Some(Ok(UdpPortOutcome::Silent)) => (Status::Blocked, RowOutcome::Silent, None),
         Some(Ok(UdpPortOutcome::PortUnreachable)) => {
-            (State::Blocked, RowOutcome::PortUnreachable, None)
+            (Status::Blocked, RowOutcome::PortUnreachable, None)
         }
-        Some(Ok(UdpPortOutcome::Unreachable)) => (State::Blocked, RowOutcome::Unreachable, None),
+        Some(Ok(UdpPortOutcome::Unreachable)) => (Status::Blocked, RowOutcome::Unreachable, None),
         Some(Err(e)) => (
-            State::Blocked,
+            Status::Blocked,
             RowOutcome::SendFailed {
                 message: e.to_string(),
             },
@@ -77,36 +77,36 @@ pub(crate) fn stun_row(t: &StunTarget, r: Option<std::io::Result<UdpPortOutcome>
     .rtt(rtt)
 }
 
-/// State and outcome of a finished Allocate.
-fn allocate(r: &AllocateReport) -> (State, RowOutcome) {
+/// Status and outcome of a finished Allocate.
+fn allocate(r: &AllocateReport) -> (Status, RowOutcome) {
     let released = r.release.is_clean();
     let (mut state, outcome) = match &r.status {
         AllocateStatus::Allocated => (
-            State::Ok,
+            Status::Ok,
             RowOutcome::Allocated {
                 relayed: r.relayed,
                 released,
             },
         ),
-        AllocateStatus::AuthRequired => (State::Ok, RowOutcome::AuthRequired),
+        AllocateStatus::AuthRequired => (Status::Ok, RowOutcome::AuthRequired),
         AllocateStatus::Rejected { code, reason } => (
-            State::Degraded,
+            Status::Degraded,
             RowOutcome::Rejected {
                 error_code: *code,
                 reason: reason.clone(),
                 released,
             },
         ),
-        AllocateStatus::Timeout => (State::Blocked, RowOutcome::NoAnswer),
+        AllocateStatus::Timeout => (Status::Blocked, RowOutcome::NoAnswer),
         AllocateStatus::Cancelled => (
-            State::Skipped,
+            Status::Skipped,
             RowOutcome::NotRun {
                 why: NotRun::Stopped,
             },
         ),
     };
-    if !released && state != State::Skipped {
-        state = State::Degraded;
+    if !released && state != Status::Skipped {
+        state = Status::Degraded;
     }
     (state, outcome)
 }
@@ -132,20 +132,20 @@ pub(crate) fn turn_udp_rows(
                     (s, o, r.allocate_rtt)
                 }
                 (None, Err(e)) => (
-                    State::Skipped,
+                    Status::Skipped,
                     RowOutcome::NotRun {
                         why: NotRun::Engine { message: e.clone() },
                     },
                     None,
                 ),
                 (None, Ok(_)) if stopped => (
-                    State::Skipped,
+                    Status::Skipped,
                     RowOutcome::NotRun {
                         why: NotRun::Stopped,
                     },
                     None,
                 ),
-                (None, Ok(_)) => (State::Blocked, RowOutcome::NoAnswer, None),
+                (None, Ok(_)) => (Status::Blocked, RowOutcome::NoAnswer, None),
             };
             Row::new(
                 ProbeKind::Turn,
@@ -178,14 +178,14 @@ pub(crate) fn turn_stream_row(
     t: &TurnStreamTarget,
     run: &Result<StreamRun<AllocateReport>, String>,
 ) -> Row {
-    let transport = if t.transport == TurnTransport::Tls {
+    let transport = if t.transport == Transport::Tls {
         Transport::Tls
     } else {
         Transport::Tcp
     };
     let (state, outcome, rtt) = match run {
         Err(message) => (
-            State::Skipped,
+            Status::Skipped,
             RowOutcome::NotRun {
                 why: NotRun::TlsSetup {
                     message: message.clone(),
@@ -199,14 +199,14 @@ pub(crate) fn turn_stream_row(
                 (s, o, r.allocate_rtt)
             }
             (ConnectOutcome::Connected { .. }, None) => (
-                State::Blocked,
+                Status::Blocked,
                 RowOutcome::NoStreamAnswer {
                     error: run.error.clone(),
                 },
                 None,
             ),
             (c, None) => (
-                State::Blocked,
+                Status::Blocked,
                 RowOutcome::ConnectFailed {
                     failure: connect_failure(c),
                 },
@@ -261,13 +261,13 @@ pub(crate) fn sample(
     let summary = summarize_tcp(lo, hi, results);
     let blocked = summary.filtered + summary.unreachable;
     let state = if results.is_empty() {
-        State::Skipped
+        Status::Skipped
     } else if blocked == 0 {
-        State::Ok
+        Status::Ok
     } else if blocked == results.len() {
-        State::Blocked
+        Status::Blocked
     } else {
-        State::Degraded
+        Status::Degraded
     };
     let row = Row::new(
         ProbeKind::TcpSample,
@@ -301,15 +301,11 @@ pub(crate) fn sample(
     (row, sample)
 }
 
-fn path_state(p: &PathFacts, endpoint: &EndpointReport) -> State {
+fn path_state(p: &PathFacts, endpoint: &EndpointReport) -> Status {
     if p.failure.is_some() {
-        return State::Blocked;
+        return Status::Blocked;
     }
-    match endpoint.status {
-        Status::Ok => State::Ok,
-        Status::Degraded => State::Degraded,
-        Status::Blocked => State::Blocked,
-    }
+    endpoint.status
 }
 
 /// The rows of one control-plane endpoint.
@@ -349,7 +345,7 @@ pub(crate) fn control_rows(e: &EndpointReport) -> Vec<Row> {
                 probe,
                 Transport::Tls,
                 e.name.clone(),
-                State::Blocked,
+                Status::Blocked,
                 RowOutcome::NotConnected { why },
             )
             .port(Some(e.port)),
@@ -357,12 +353,12 @@ pub(crate) fn control_rows(e: &EndpointReport) -> Vec<Row> {
     }
     for q in &e.quic {
         let (state, rtt) = match &q.outcome {
-            QuicOutcome::Connected { time, .. } => (State::Ok, Some(*time)),
-            _ => (State::Blocked, None),
+            QuicOutcome::Connected { time, .. } => (Status::Ok, Some(*time)),
+            _ => (Status::Blocked, None),
         };
         // A relay reached over WebSocket works without QUIC: degraded, not blocked.
-        let state = if state == State::Blocked && e.status != Status::Blocked {
-            State::Degraded
+        let state = if state == Status::Blocked && e.status != Status::Blocked {
+            Status::Degraded
         } else {
             state
         };
@@ -419,9 +415,9 @@ pub(crate) fn relay_paths(rows: &[(usize, Row)], relay_ws: Option<bool>) -> Rela
     let any = |t: Transport| -> Option<bool> {
         let v: Vec<bool> = rows
             .iter()
-            .filter(|(_, r)| r.probe == ProbeKind::Turn && r.transport == t)
-            .filter(|(_, r)| r.state != State::Skipped)
-            .map(|(_, r)| r.state == State::Ok)
+            .filter(|(_, r)| r.probe == ProbeKind::Turn && r.transport == Some(t))
+            .filter(|(_, r)| r.state != Status::Skipped)
+            .map(|(_, r)| r.state == Status::Ok)
             .collect();
         (!v.is_empty()).then(|| v.iter().any(|x| *x))
     };
@@ -493,7 +489,7 @@ pub(crate) fn services(profile: &Profile, rows: Vec<(usize, Row)>) -> Vec<Servic
             name: s.name.clone(),
             kind: s.kind,
             hosts: s.hosts.iter().map(ToString::to_string).collect(),
-            state: State::Skipped,
+            state: Status::Skipped,
             checks: Vec::new(),
         })
         .collect();
@@ -514,18 +510,18 @@ pub(crate) fn services(profile: &Profile, rows: Vec<(usize, Row)>) -> Vec<Servic
         // DNS is a step towards the real checks: a name that resolves proves nothing about
         // the service, so when nothing else ran the service was not probed (skipped), unless
         // a lookup failed (blocked).
-        let main: Vec<State> = s
+        let main: Vec<Status> = s
             .checks
             .iter()
-            .filter(|r| r.probe != ProbeKind::Dns && r.state != State::Skipped)
+            .filter(|r| r.probe != ProbeKind::Dns && r.state != Status::Skipped)
             .map(|r| r.state)
             .collect();
         s.state = if !main.is_empty() {
-            State::combine(main.into_iter())
-        } else if s.checks.iter().any(|r| r.state == State::Blocked) {
-            State::Blocked
+            probes::check::combine(main.into_iter())
+        } else if s.checks.iter().any(|r| r.state == Status::Blocked) {
+            Status::Blocked
         } else {
-            State::Skipped
+            Status::Skipped
         };
     }
     services
@@ -538,28 +534,28 @@ fn facts(s: &ServiceReport) -> ServiceFacts {
         .checks
         .iter()
         .filter(|r| {
-            r.transport == Transport::Udp
+            r.transport == Some(Transport::Udp)
                 && matches!(r.probe, ProbeKind::Stun | ProbeKind::Turn)
-                && r.state == State::Blocked
+                && r.state == Status::Blocked
         })
         .filter_map(|r| r.port)
         .collect();
     f.turn_answered = s
         .checks
         .iter()
-        .any(|r| r.probe == ProbeKind::Turn && r.state == State::Ok);
+        .any(|r| r.probe == ProbeKind::Turn && r.state == Status::Ok);
     f.blocked_detail = s
         .checks
         .iter()
-        .find(|r| r.state == State::Blocked)
+        .find(|r| r.state == Status::Blocked)
         .map(|r| r.detail.clone());
     f.relay_skipped =
-        s.kind == ServiceKind::Relay && s.checks.iter().any(|r| r.state == State::Skipped);
-    if s.state == State::Skipped {
+        s.kind == ServiceKind::Relay && s.checks.iter().any(|r| r.state == Status::Skipped);
+    if s.state == Status::Skipped {
         f.not_probed = s
             .checks
             .iter()
-            .find(|r| r.state == State::Skipped)
+            .find(|r| r.state == Status::Skipped)
             .map(|r| r.detail.clone());
     }
     f
@@ -617,8 +613,8 @@ pub(crate) fn report(profile: &Profile, parts: Parts) -> CheckReport {
         Outcome::Interrupted
     } else {
         match v.status {
-            State::Ok => Outcome::Ok,
-            State::Degraded => Outcome::Degraded,
+            Status::Ok => Outcome::Ok,
+            Status::Degraded => Outcome::Degraded,
             _ => Outcome::Blocked,
         }
     };

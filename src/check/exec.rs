@@ -10,28 +10,20 @@ use engine::scan::{TcpScanConfig, UdpPortOutcome, tcp_scan, udp_binding_connecte
 use engine::stream::{Security, StreamOptions, StreamRun, run_stream};
 use engine::{Cancel, Limits, Rate};
 use probes::Retransmit;
+use probes::Transport;
 use probes::binding::BindingConfig;
 use probes::control::Timeouts;
-use probes::nat::classify::Measurements;
+use probes::nat::Measurements;
 use probes::profile::Host;
-use probes::stun::TransactionId;
 use probes::sweep::TcpPortResult;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport};
 use probes::turn::auth::Credentials;
 use probes::turn::relay::{DataMode, RelayConfig, RelayProbe, RelayReport};
-use probes::turn::uri::TurnTransport;
-use rand::RngCore as _;
 
 use super::plan::{
     CheckConfig, ControlPlan, Reach, Resolved, SampleTarget, TurnStreamTarget, TurnUdpTarget,
 };
-use crate::cmd::turn::{session_config, tids};
-
-fn new_tid() -> TransactionId {
-    let mut t = [0u8; 12];
-    rand::rng().fill_bytes(&mut t);
-    TransactionId(t)
-}
+use crate::cmd::turn::session_config;
 
 /// Resolve one name: `--resolve` first, else the engine's own DNS client (A and AAAA).
 async fn resolve_name(name: &str, ports: &[u16], cfg: &CheckConfig) -> Resolved {
@@ -137,7 +129,7 @@ pub(crate) async fn stun(
         ..BindingConfig::default()
     };
     tokio::select! {
-        r = udp_binding_connected(dest, new_tid(), config) => Some(r),
+        r = udp_binding_connected(dest, crate::ids::one(), config) => Some(r),
         _ = cancel.cancelled() => None,
     }
 }
@@ -167,7 +159,7 @@ pub(crate) async fn turn_udp(
         .map(|p| {
             let session = session_config(
                 SocketAddr::new(target.ip, *p),
-                TurnTransport::Udp,
+                Transport::Udp,
                 cfg.credentials.clone(),
                 cfg.timeout,
             );
@@ -176,7 +168,7 @@ pub(crate) async fn turn_udp(
                     session,
                     exercise: false,
                 },
-                tids(),
+                crate::ids::source(),
             )
         })
         .collect();
@@ -206,7 +198,7 @@ pub(crate) async fn turn_stream(
     target: &TurnStreamTarget,
     cancel: &Cancel,
 ) -> Result<StreamRun<AllocateReport>, String> {
-    let security = if target.transport == TurnTransport::Tls {
+    let security = if target.transport == Transport::Tls {
         let name = match &target.host {
             Host::Name(n) => n.clone(),
             _ => target.server.ip().to_string(),
@@ -226,7 +218,7 @@ pub(crate) async fn turn_stream(
             session,
             exercise: false,
         },
-        tids(),
+        crate::ids::source(),
     );
     let opts = StreamOptions {
         connect_timeout: cfg.timeout,
@@ -261,7 +253,7 @@ pub(crate) async fn sample(
         &target.ports,
         scan,
         cancel.clone(),
-        new_tid,
+        crate::ids::one,
         |r| {
             on_port(&r);
             results.push(r);
@@ -281,7 +273,7 @@ pub(crate) async fn relay_rtt(
 ) -> Result<Option<RelayReport>, String> {
     let count = cfg.relay_count.max(1);
     let config = RelayConfig {
-        session: session_config(server, TurnTransport::Udp, Some(creds), cfg.timeout),
+        session: session_config(server, Transport::Udp, Some(creds), cfg.timeout),
         peer_socket: 1,
         peer_probe: Some(server),
         count,
@@ -293,7 +285,7 @@ pub(crate) async fn relay_rtt(
     };
     let deadline = cfg.timeout * 3 + Duration::from_millis(20) * count;
     engine::run_one(
-        RelayProbe::new(config, tids()),
+        RelayProbe::new(config, crate::ids::source()),
         Some(deadline),
         cancel.clone(),
     )

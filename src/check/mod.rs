@@ -16,7 +16,7 @@ use std::sync::Arc;
 use engine::control::ControlReport;
 use engine::scan::UdpPortOutcome;
 use engine::stream::StreamRun;
-use probes::nat::classify::{Measurements, classify};
+use probes::nat::{Measurements, classify};
 use probes::sweep::TcpPortResult;
 use probes::turn::allocate::AllocateReport;
 use tokio::task::JoinSet;

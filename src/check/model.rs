@@ -12,7 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 use probes::control::assess::PathFacts;
 use probes::control::dns::Lookup;
 use probes::control::relay::QuicOutcome;
-use probes::nat::classify::{Classification, Fix, Level};
+use probes::finding::Fix;
+use probes::nat::{Classification, Level};
 use probes::profile::ServiceKind;
 use probes::sweep::TcpState;
 use serde::Serialize;
@@ -22,7 +23,7 @@ use crate::report::words;
 /// The schema id written into every JSON report.
 pub(crate) const SCHEMA: &str = "stunmap.check/1";
 
-pub(crate) use probes::check::State;
+pub(crate) use probes::finding::Status;
 
 /// What a row tried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -58,32 +59,11 @@ impl ProbeKind {
     }
 }
 
-/// The transport a check used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Transport {
-    /// A DNS lookup (UDP to the resolver).
-    Dns,
-    /// UDP.
-    Udp,
-    /// TCP.
-    Tcp,
-    /// TLS over TCP.
-    Tls,
-    /// QUIC over UDP.
-    Quic,
-}
+pub(crate) use probes::Transport;
 
-impl Transport {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Transport::Dns => "dns",
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-            Transport::Quic => "quic",
-        }
-    }
+/// A row's transport in the JSON: the transport's name, or `dns` for a lookup (schema v1).
+fn transport_or_dns<S: serde::Serializer>(t: &Option<Transport>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(t.map_or("dns", Transport::as_str))
 }
 
 /// Why a check did not run.
@@ -402,8 +382,9 @@ impl fmt::Display for RowOutcome {
 pub(crate) struct Row {
     /// What was tried.
     pub(crate) probe: ProbeKind,
-    /// Transport.
-    pub(crate) transport: Transport,
+    /// Transport (none for a DNS lookup; `dns` in the JSON).
+    #[serde(serialize_with = "transport_or_dns")]
+    pub(crate) transport: Option<Transport>,
     /// Port (none for DNS).
     pub(crate) port: Option<u16>,
     /// The name (or address) from the profile.
@@ -411,7 +392,7 @@ pub(crate) struct Row {
     /// The address contacted.
     pub(crate) address: Option<IpAddr>,
     /// How it went.
-    pub(crate) state: State,
+    pub(crate) state: Status,
     /// Round-trip or handshake time, seconds.
     pub(crate) rtt_seconds: Option<f64>,
     /// The typed result.
@@ -424,14 +405,14 @@ impl Row {
     /// A row of `probe` over `transport` to `host`; `detail` is written from `outcome`.
     pub(crate) fn new(
         probe: ProbeKind,
-        transport: Transport,
+        transport: impl Into<Option<Transport>>,
         host: impl Into<String>,
-        state: State,
+        state: Status,
         outcome: RowOutcome,
     ) -> Row {
         Row {
             probe,
-            transport,
+            transport: transport.into(),
             port: None,
             host: host.into(),
             address: None,
@@ -471,7 +452,7 @@ pub(crate) struct ServiceReport {
     /// Hosts as written in the profile.
     pub(crate) hosts: Vec<String>,
     /// Overall state.
-    pub(crate) state: State,
+    pub(crate) state: Status,
     /// The rows, in a stable order.
     pub(crate) checks: Vec<Row>,
 }
@@ -550,7 +531,7 @@ pub(crate) struct RelayRtt {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct Verdict {
     /// `ok`, `degraded` or `blocked` (the exit code's meaning).
-    pub(crate) status: State,
+    pub(crate) status: Status,
     /// The NAT classifier's level (direct … blocked), after the port and control findings.
     pub(crate) level: Level,
     /// The process exit code this report gives.

@@ -13,10 +13,9 @@ use probes::control::{EndpointSpec, ResolveOverride, Role};
 use probes::profile::{Host, Profile, ServiceKind};
 use probes::sweep::sample_ports;
 use probes::turn::auth::Credentials;
-use probes::turn::uri::TurnTransport;
 use rustls::pki_types::CertificateDer;
 
-use super::model::{NotRun, ProbeKind, Row, RowOutcome, State, Transport};
+use super::model::{NotRun, ProbeKind, Row, RowOutcome, Status, Transport};
 
 /// Everything a check needs.
 #[derive(Clone)]
@@ -223,7 +222,7 @@ pub(crate) struct TurnStreamTarget {
     /// Where to.
     pub(crate) server: SocketAddr,
     /// TCP or TLS.
-    pub(crate) transport: TurnTransport,
+    pub(crate) transport: Transport,
 }
 
 /// The TCP sample of one range.
@@ -278,21 +277,21 @@ impl Plan {
 fn dns_row(name: &str, r: &Resolved) -> Row {
     let (state, outcome) = match &r.lookups {
         None => (
-            State::Ok,
+            Status::Ok,
             RowOutcome::Resolved {
                 addresses: r.addresses.clone(),
                 overridden: true,
             },
         ),
         Some(_) if !r.addresses.is_empty() => (
-            State::Ok,
+            Status::Ok,
             RowOutcome::Resolved {
                 addresses: r.addresses.clone(),
                 overridden: false,
             },
         ),
         Some((a, aaaa)) => (
-            State::Blocked,
+            Status::Blocked,
             RowOutcome::Unresolved {
                 name: name.to_string(),
                 a: a.clone(),
@@ -300,7 +299,7 @@ fn dns_row(name: &str, r: &Resolved) -> Row {
             },
         ),
     };
-    Row::new(ProbeKind::Dns, Transport::Dns, name, state, outcome).rtt(r.time())
+    Row::new(ProbeKind::Dns, None, name, state, outcome).rtt(r.time())
 }
 
 /// Plan every probe of a check from what DNS and the routing table said.
@@ -341,7 +340,7 @@ fn control(cfg: &CheckConfig, plan: &mut Plan) {
                         ProbeKind::Websocket,
                         Transport::Tls,
                         h.to_string(),
-                        State::Skipped,
+                        Status::Skipped,
                         RowOutcome::NotRun {
                             why: NotRun::Wildcard {
                                 pattern: h.to_string(),
@@ -398,7 +397,7 @@ fn stun(cfg: &CheckConfig, reach: &Reach, plan: &mut Plan) {
                     ProbeKind::Stun,
                     Transport::Udp,
                     h.to_string(),
-                    State::Skipped,
+                    Status::Skipped,
                     RowOutcome::NotRun {
                         why: reach.not_probed(h),
                     },
@@ -433,7 +432,7 @@ fn turn(cfg: &CheckConfig, reach: &Reach, plan: &mut Plan) {
                     ProbeKind::Turn,
                     Transport::Udp,
                     h.to_string(),
-                    State::Skipped,
+                    Status::Skipped,
                     RowOutcome::NotRun {
                         why: reach.not_probed(h),
                     },
@@ -451,13 +450,13 @@ fn turn(cfg: &CheckConfig, reach: &Reach, plan: &mut Plan) {
                         ports: udp,
                     });
                 }
-                let mut stream_ports: Vec<(u16, TurnTransport)> = s
+                let mut stream_ports: Vec<(u16, Transport)> = s
                     .tcp
                     .iter()
-                    .map(|r| (r.start, TurnTransport::Tcp))
-                    .chain(s.tls.iter().map(|p| (*p, TurnTransport::Tls)))
+                    .map(|r| (r.start, Transport::Tcp))
+                    .chain(s.tls.iter().map(|p| (*p, Transport::Tls)))
                     .collect();
-                stream_ports.sort_by_key(|(p, t)| (*p, *t == TurnTransport::Tls));
+                stream_ports.sort_by_key(|(p, t)| (*p, *t == Transport::Tls));
                 stream_ports.dedup();
                 for (port, transport) in stream_ports {
                     plan.turn_stream.push(TurnStreamTarget {

@@ -1,8 +1,8 @@
 //! `stunmap check`'s report for people (its [`Doc`]) and for Prometheus (its metrics).
 
-use probes::nat::classify::Family;
+use probes::Family;
 
-use super::model::{CheckReport, ProbeKind, Row, State, Transport};
+use super::model::{CheckReport, ProbeKind, Row, Status, Transport};
 use crate::app::{Report, RunInfo};
 use crate::exit::Outcome;
 use crate::report::doc::{
@@ -28,17 +28,17 @@ impl Report for CheckReport {
 }
 
 /// The tone of a state.
-pub(crate) fn tone(s: State) -> Tone {
+pub(crate) fn tone(s: Status) -> Tone {
     match s {
-        State::Ok => Tone::Good,
-        State::Degraded => Tone::Warn,
-        State::Blocked => Tone::Bad,
-        State::Skipped => Tone::Neutral,
+        Status::Ok => Tone::Good,
+        Status::Degraded | Status::Uncertain => Tone::Warn,
+        Status::Blocked => Tone::Bad,
+        Status::Skipped => Tone::Neutral,
     }
 }
 
 /// A state as a mark.
-pub(crate) fn mark(s: State) -> Mark {
+pub(crate) fn mark(s: Status) -> Mark {
     Mark::new(s.as_str(), tone(s))
 }
 
@@ -48,9 +48,14 @@ fn what(r: &Row) -> String {
         return "dns".into();
     }
     match r.port {
-        Some(p) => format!("{} {}/{p}", r.probe.as_str(), r.transport.as_str()),
-        None => format!("{} {}", r.probe.as_str(), r.transport.as_str()),
+        Some(p) => format!("{} {}/{p}", r.probe.as_str(), transport(r)),
+        None => format!("{} {}", r.probe.as_str(), transport(r)),
     }
+}
+
+/// A row's transport as reports name it (`dns` for a lookup).
+fn transport(r: &Row) -> &'static str {
+    r.transport.map_or("dns", probes::Transport::as_str)
 }
 
 /// The host, and the address when it is not the host itself.
@@ -74,7 +79,7 @@ fn port_map(r: &CheckReport) -> Block {
         .rows()
         .filter(|(_, row)| {
             matches!(row.probe, ProbeKind::Stun | ProbeKind::Turn)
-                && row.transport == Transport::Udp
+                && row.transport == Some(Transport::Udp)
         })
         .filter_map(|(s, row)| {
             let port = row.port?;
@@ -273,7 +278,12 @@ fn bool01(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
 
-const STATES: [State; 4] = [State::Ok, State::Degraded, State::Blocked, State::Skipped];
+const STATES: [Status; 4] = [
+    Status::Ok,
+    Status::Degraded,
+    Status::Blocked,
+    Status::Skipped,
+];
 
 /// The check's metrics.
 pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
@@ -287,14 +297,14 @@ pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
     w.sample(
         "stunmap_check_success",
         &p,
-        bool01(r.verdict.status == State::Ok),
+        bool01(r.verdict.status == Status::Ok),
     );
     w.family(
         "stunmap_check_status",
         "gauge",
         "The check's verdict: one series per status, 1 for the current one.",
     );
-    for s in [State::Ok, State::Degraded, State::Blocked] {
+    for s in [Status::Ok, Status::Degraded, Status::Blocked] {
         w.sample(
             "stunmap_check_status",
             &[("profile", profile), ("status", s.as_str())],
@@ -343,7 +353,7 @@ fn services(w: &mut Writer, r: &CheckReport, profile: &str) {
     w.family(
         "stunmap_service_status",
         "gauge",
-        "State of each service of the profile: one series per state, 1 for the current one.",
+        "Status of each service of the profile: one series per state, 1 for the current one.",
     );
     for s in &r.services {
         for st in STATES {
@@ -362,7 +372,7 @@ fn services(w: &mut Writer, r: &CheckReport, profile: &str) {
     // Each family's samples must stay together: labels first, then one pass per family.
     let mut rows = Vec::new();
     for (s, row) in r.rows() {
-        if row.state == State::Skipped || row.probe == ProbeKind::TcpSample {
+        if row.state == Status::Skipped || row.probe == ProbeKind::TcpSample {
             continue;
         }
         let labels: Vec<(&'static str, String)> = vec![
@@ -370,7 +380,7 @@ fn services(w: &mut Writer, r: &CheckReport, profile: &str) {
             ("service", s.name.clone()),
             ("kind", s.kind.as_str().to_string()),
             ("probe", row.probe.as_str().to_string()),
-            ("transport", row.transport.as_str().to_string()),
+            ("transport", transport(row).to_string()),
             ("host", row.host.clone()),
             (
                 "address",
@@ -390,7 +400,7 @@ fn services(w: &mut Writer, r: &CheckReport, profile: &str) {
         w.sample(
             "stunmap_probe_success",
             &l,
-            bool01(matches!(row.state, State::Ok | State::Degraded)),
+            bool01(matches!(row.state, Status::Ok | Status::Degraded)),
         );
     }
     if rows.iter().any(|(_, row)| row.rtt_seconds.is_some()) {
@@ -470,7 +480,7 @@ fn nat(w: &mut Writer, r: &CheckReport, profile: &str) {
             Family::Ipv4 => "ipv4",
             Family::Ipv6 => "ipv6",
         };
-        let nat_type = f.nat_type.to_string();
+        let nat_type = f.nat_type.short();
         w.sample(
             "stunmap_nat_info",
             &[

@@ -18,17 +18,18 @@ use engine::Cancel;
 use engine::stream::{Security, StreamOptions, run_stream};
 use engine::tcp::ConnectOutcome;
 use probes::Probe;
-use probes::turn::allocate::Release;
+use probes::finding::Severity;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::audit::{
-    AuditConfig, AuditProbe, AuditReport, PeerOutcome, PeerResult, RelayFamily, Severity,
-    Unauthenticated,
+    AuditConfig, AuditProbe, AuditReport, PeerOutcome, PeerResult, Unauthenticated,
 };
 use probes::turn::auth::Credentials;
-use probes::turn::uri::{TurnTransport, TurnUri};
+use probes::turn::session::Release;
+use probes::turn::uri::TurnUri;
+use probes::{Family, Transport};
 use serde::Serialize;
 
-use super::turn::{AuthArgs, parse_uri, server_addr, session_config, tids};
+use super::turn::{AuthArgs, parse_uri, server_addr, session_config};
 use crate::exit::{Outcome, usage};
 
 /// Flags of `stunmap audit`.
@@ -57,7 +58,7 @@ pub(crate) struct Args {
 /// Whether a transport answered an unauthenticated Allocate.
 #[derive(Debug, Serialize)]
 struct TransportCheck {
-    transport: TurnTransport,
+    transport: Transport,
     port: u16,
     /// Any STUN answer (401, success, another error).
     answers: bool,
@@ -83,7 +84,7 @@ struct Report {
 /// Run one probe over `transport` and return its output and the stream error, if any.
 async fn run_probe<P>(
     probe: P,
-    transport: TurnTransport,
+    transport: Transport,
     server: SocketAddr,
     security: Security,
     cancel: Cancel,
@@ -120,10 +121,10 @@ fn connect_text(c: &ConnectOutcome) -> String {
     }
 }
 
-fn transport_uri(uri: &TurnUri, transport: TurnTransport, port: u16) -> TurnUri {
+fn transport_uri(uri: &TurnUri, transport: Transport, port: u16) -> TurnUri {
     let mut u = uri.clone();
     u.transport = transport;
-    u.secure = transport == TurnTransport::Tls;
+    u.secure = transport == Transport::Tls;
     u.port = port;
     u
 }
@@ -145,7 +146,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         let timeout = Duration::from_millis(args.timeout);
         let authenticated = credentials.is_some();
         let session = session_config(server, uri.transport, credentials, timeout);
-        let probe = AuditProbe::new(AuditConfig::new(session.clone()), tids());
+        let probe = AuditProbe::new(AuditConfig::new(session.clone()), crate::ids::source());
         let (mut audit, mut interrupted, mut stream_error) = run_probe(
             probe,
             uri.transport,
@@ -163,7 +164,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
                 session,
                 ipv6_only: true,
             };
-            let probe = AuditProbe::new(config, tids());
+            let probe = AuditProbe::new(config, crate::ids::source());
             let run = run_stream(
                 probe,
                 server,
@@ -201,16 +202,13 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
             transports: Vec::new(),
         };
         if !args.no_transports && !report.interrupted {
-            let mut tries = vec![
-                (TurnTransport::Udp, uri.port),
-                (TurnTransport::Tcp, uri.port),
-            ];
-            if uri.transport == TurnTransport::Tls {
-                tries.push((TurnTransport::Tls, uri.port));
+            let mut tries = vec![(Transport::Udp, uri.port), (Transport::Tcp, uri.port)];
+            if uri.transport == Transport::Tls {
+                tries.push((Transport::Tls, uri.port));
             }
             if let Some(p) = args.tls_port {
-                if !tries.contains(&(TurnTransport::Tls, p)) {
-                    tries.push((TurnTransport::Tls, p));
+                if !tries.contains(&(Transport::Tls, p)) {
+                    tries.push((Transport::Tls, p));
                 }
             }
             for (transport, port) in tries {
@@ -223,7 +221,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
                         session,
                         exercise: false,
                     },
-                    tids(),
+                    crate::ids::source(),
                 );
                 let (out, interrupted, error): (Option<AllocateReport>, _, _) =
                     run_probe(probe, transport, addr, security, cancel.clone()).await?;
@@ -288,17 +286,17 @@ fn outcome_text(o: &PeerOutcome) -> String {
     }
 }
 
-fn family_name(f: RelayFamily) -> &'static str {
+fn family_name(f: Family) -> &'static str {
     match f {
-        RelayFamily::Ipv4 => "IPv4",
-        RelayFamily::Ipv6 => "IPv6",
+        Family::Ipv4 => "IPv4",
+        Family::Ipv6 => "IPv6",
     }
 }
 
 /// The requests `peers` made toward the `family` allocation. Candidates of the other family
 /// refused with 443 (Peer Address Family Mismatch, RFC 8656 §19) are counted on one line; a
 /// group that could not be asked at all prints its reason once.
-fn print_peers(title: &str, family: RelayFamily, peers: &[PeerResult], ipv6_allocated: bool) {
+fn print_peers(title: &str, family: Family, peers: &[PeerResult], ipv6_allocated: bool) {
     let group: Vec<&PeerResult> = peers.iter().filter(|p| p.relay_family == family).collect();
     if group.iter().all(|p| p.outcome == PeerOutcome::NotTried) {
         return;
@@ -315,7 +313,7 @@ fn print_peers(title: &str, family: RelayFamily, peers: &[PeerResult], ipv6_allo
     }
     let mismatch = |p: &PeerResult| {
         matches!(p.outcome, PeerOutcome::Refused { code: 443, .. })
-            && RelayFamily::of(&p.candidate.peer) != family
+            && Family::of_socket(&p.candidate.peer) != family
     };
     for p in group.iter().filter(|p| !mismatch(p)) {
         let c = &p.candidate;
@@ -330,7 +328,7 @@ fn print_peers(title: &str, family: RelayFamily, peers: &[PeerResult], ipv6_allo
     }
     let n = group.iter().filter(|p| mismatch(p)).count();
     if n > 0 {
-        let why = if family == RelayFamily::Ipv4 && ipv6_allocated {
+        let why = if family == Family::Ipv4 && ipv6_allocated {
             "asked again toward the IPv6 allocation below"
         } else {
             "this allocation cannot test them"
@@ -414,7 +412,7 @@ fn print_human(r: &Report) {
         println!("  relayed v6   {rel}");
     }
     let ipv6_allocated = a.allocate_ipv6 == Some(PeerOutcome::Granted);
-    for family in [RelayFamily::Ipv4, RelayFamily::Ipv6] {
+    for family in [Family::Ipv4, Family::Ipv6] {
         print_peers("CreatePermission", family, &a.permissions, ipv6_allocated);
         print_peers("ChannelBind", family, &a.channel_binds, ipv6_allocated);
     }
@@ -438,11 +436,11 @@ fn print_human(r: &Report) {
         println!("  findings     none");
     }
     for f in &a.findings {
-        println!("  {:?}: {}", f.severity, f.summary);
+        println!("  {:?}: {}", f.severity(), f.finding.summary);
         if !f.peers.is_empty() {
             println!("      granted: {}", f.peers.join(", "));
         }
-        println!("      fix: {}", f.fix);
+        println!("      fix: {}", f.fix().map_or("", |x| x.title.as_str()));
     }
     if a.release != Release::NotNeeded || a.release_ipv6 == Release::NotNeeded {
         println!("  release      {}", release_text(&a.release));

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+use probes::PortRange;
 use probes::control::ResolveOverride;
-use probes::profile::{Host, PortRange, Profile, Service, ServiceKind};
+use probes::profile::{Host, Profile, Service, ServiceKind};
 use rand::RngCore;
 
 use crate::app::{OutputArgs, ReportFiles};

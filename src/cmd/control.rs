@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use engine::control::{ControlConfig, ControlReport};
-use probes::control::assess::{Severity, Status};
-use probes::control::relay::Transport;
+use probes::control::relay::RelayTransport;
 use probes::control::{EndpointReport, EndpointSpec, Problem, ResolveOverride, Role, Timeouts};
+use probes::finding::{Severity, Status};
 use serde::Serialize;
 
 use super::common;
@@ -184,6 +184,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
 fn status_mark(s: Status) -> Mark {
     match s {
         Status::Ok => Mark::new("ok", Tone::Good),
+        Status::Skipped => Mark::new("skipped", Tone::Neutral),
+        Status::Uncertain => Mark::new("uncertain", Tone::Warn),
         Status::Degraded => Mark::new("degraded", Tone::Warn),
         Status::Blocked => Mark::new("blocked", Tone::Bad),
     }
@@ -216,8 +218,8 @@ fn endpoint_section(e: &EndpointReport) -> Section {
     }
     if let Some(race) = &e.race {
         let winner = match race.winner {
-            Some(Transport::Quic) => "QUIC",
-            Some(Transport::WebSocket) => "WebSocket",
+            Some(RelayTransport::Quic) => "QUIC",
+            Some(RelayTransport::WebSocket) => "WebSocket",
             None => "none (no transport connects)",
         };
         let t = |d: Option<Duration>| d.map(duration).unwrap_or_else(|| "-".into());
@@ -244,8 +246,8 @@ impl Report for ControlOutput {
 
     fn outcome(&self) -> Outcome {
         match self.report.status {
-            Status::Ok => Outcome::Ok,
-            Status::Degraded => Outcome::Degraded,
+            Status::Ok | Status::Skipped => Outcome::Ok,
+            Status::Degraded | Status::Uncertain => Outcome::Degraded,
             Status::Blocked => Outcome::Blocked,
         }
     }
@@ -258,8 +260,10 @@ impl Report for ControlOutput {
             .map(|e| format!("{} {}:{}", e.role, e.name, e.port))
             .collect();
         let headline = match r.status {
-            Status::Ok => "Control plane reachable".to_string(),
-            Status::Degraded => "Control plane reachable, with problems".to_string(),
+            Status::Ok | Status::Skipped => "Control plane reachable".to_string(),
+            Status::Degraded | Status::Uncertain => {
+                "Control plane reachable, with problems".to_string()
+            }
             Status::Blocked => "Control plane blocked".to_string(),
         };
         let mut doc = Doc::new("stunmap control", headline);
@@ -279,18 +283,25 @@ impl Report for ControlOutput {
             Section::new("Problems").block(Block::Fixes(
                 problems
                     .iter()
-                    .map(|p| FixItem {
-                        title: format!(
-                            "[{}] {}",
-                            match p.severity {
-                                Severity::Info => "info",
-                                Severity::Degraded => "degraded",
-                                Severity::Blocked => "blocked",
-                            },
-                            p.summary
-                        ),
-                        commands: vec![p.fix.clone()],
-                        caveat: None,
+                    .map(|p| {
+                        // The control plane's words for the connectivity severities.
+                        let sev = match p.severity {
+                            Severity::Info | Severity::Low => "info",
+                            Severity::Medium => "degraded",
+                            Severity::High | Severity::Critical => "blocked",
+                        };
+                        let fix = p.fix.as_ref();
+                        FixItem {
+                            title: format!("[{sev}] {}", p.summary),
+                            commands: fix
+                                .map(|f| {
+                                    std::iter::once(f.title.clone())
+                                        .chain(f.commands.iter().cloned())
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                            caveat: fix.and_then(|f| f.caveat.clone()),
+                        }
                     })
                     .collect(),
             )),

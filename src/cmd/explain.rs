@@ -5,13 +5,13 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use probes::hostfw::model::{IpFamily, PortRange};
 use probes::hostfw::{self, Cidr, Options};
 use probes::netbird::bundle::{self, Bundle};
 use probes::netbird::log::{self as nblog, IceHistory};
 use probes::netbird::peers::{self, Measured, PeerFinding, Reason};
 use probes::netbird::routes::{self, RouteFinding};
 use probes::netbird::status::{self, Status};
+use probes::{Family, PortRange};
 use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
@@ -188,7 +188,7 @@ fn analyse(b: &Bundle, subnet: Cidr, flat_network: bool, label: String) -> Repor
     let mut inputs = hostfw::Inputs::default();
     if let Some(t) = b.text("iptables.txt") {
         match bundle::iptables_save_section(&t) {
-            Some(sec) => match hostfw::iptables_save::parse(sec, IpFamily::V4) {
+            Some(sec) => match hostfw::iptables_save::parse(sec, Family::Ipv4) {
                 Ok(d) => inputs.iptables = Some(d),
                 Err(e) => notes.push(format!("iptables.txt: {e}")),
             },
@@ -213,8 +213,8 @@ fn analyse(b: &Bundle, subnet: Cidr, flat_network: bool, label: String) -> Repor
                 subnet,
                 service_port: 8080,
                 wg_range: PortRange {
-                    lo: 49152,
-                    hi: 65535,
+                    start: 49152,
+                    end: 65535,
                 },
                 wg_port: wireguard_port,
                 uplink: None,
@@ -369,18 +369,20 @@ fn print_human(r: &Report) {
         println!("\nHost firewall (iptables.txt, nftables.txt)");
         for f in &h.findings {
             let label = match f.status {
-                hostfw::Status::Ok => "OK",
-                hostfw::Status::Blocked => "BLOCKED",
-                hostfw::Status::Uncertain => "UNCERTAIN",
-                hostfw::Status::Advisory => "ADVISORY",
-                hostfw::Status::Info => "INFO",
+                probes::finding::Status::Ok => "OK",
+                probes::finding::Status::Blocked => "BLOCKED",
+                probes::finding::Status::Uncertain => "UNCERTAIN",
+                probes::finding::Status::Degraded => "ADVISORY",
+                probes::finding::Status::Skipped => "INFO",
             };
             println!("  {label:<9} {}", clean(&f.subject));
             if let Some(d) = &f.deciding {
                 println!("            decided by {}", clean(d));
             }
             if let Some(fix) = &f.fix {
-                println!("            fix: {}", clean(&fix.command));
+                for c in &fix.commands {
+                    println!("            fix: {}", clean(c));
+                }
             }
         }
     }

@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context as _;
-use probes::hostfw::model::{IpFamily, PortRange};
+use probes::finding::Status;
 use probes::hostfw::{
-    Cidr, Inputs, Options, Report, Status, diagnose, firewalld, iptables_save, nft_json, ufw,
-    windows,
+    Cidr, Inputs, Options, Report, diagnose, firewalld, iptables_save, nft_json, ufw, windows,
 };
+use probes::{Family, PortRange};
 use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
@@ -88,10 +88,10 @@ struct Output<'a> {
 fn parse_range(s: &str) -> Option<PortRange> {
     let (a, b) = s.split_once(['-', ':']).unwrap_or((s, s));
     let r = PortRange {
-        lo: a.trim().parse().ok()?,
-        hi: b.trim().parse().ok()?,
+        start: a.trim().parse().ok()?,
+        end: b.trim().parse().ok()?,
     };
-    (r.lo <= r.hi).then_some(r)
+    (r.start <= r.end).then_some(r)
 }
 
 fn valid_iface(s: &str) -> bool {
@@ -170,8 +170,8 @@ fn parse_into(
     let text = || String::from_utf8_lossy(bytes).into_owned();
     match name {
         "nft" => inputs.nft = Some(nft_json::parse(&text())?),
-        "iptables" => inputs.iptables = Some(iptables_save::parse(&text(), IpFamily::V4)?),
-        "ip6tables" => inputs.ip6tables = Some(iptables_save::parse(&text(), IpFamily::V6)?),
+        "iptables" => inputs.iptables = Some(iptables_save::parse(&text(), Family::Ipv4)?),
+        "ip6tables" => inputs.ip6tables = Some(iptables_save::parse(&text(), Family::Ipv6)?),
         "ufw" => inputs.ufw = Some(ufw::parse(&text())?),
         "firewalld" => inputs.firewalld = Some(firewalld::parse(&text())?),
         _ => inputs.windows = Some(windows::parse(bytes)?),
@@ -286,8 +286,9 @@ fn label(s: Status) -> &'static str {
         Status::Ok => "OK",
         Status::Blocked => "BLOCKED",
         Status::Uncertain => "UNCERTAIN",
-        Status::Advisory => "ADVISORY",
-        Status::Info => "INFO",
+        // The diagnosis's degraded: blocked, but it matters only in some setups.
+        Status::Degraded => "ADVISORY",
+        Status::Skipped => "INFO",
     }
 }
 
@@ -327,7 +328,9 @@ fn print_human(report: &Report, sources: &[SourceInfo]) {
             println!("          undecided: {u}");
         }
         if let Some(fix) = &f.fix {
-            println!("          fix: {}", fix.command);
+            for c in &fix.commands {
+                println!("          fix: {c}");
+            }
             if let Some(c) = &fix.caveat {
                 println!("          note: {c}");
             }
@@ -344,8 +347,8 @@ mod tests {
         assert_eq!(
             parse_range("49152-65535"),
             Some(PortRange {
-                lo: 49152,
-                hi: 65535
+                start: 49152,
+                end: 65535
             })
         );
         assert_eq!(parse_range("51820"), Some(PortRange::single(51820)));

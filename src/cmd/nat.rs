@@ -6,22 +6,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use engine::{Cancel, Event, Limits};
-use probes::nat::classify::{
-    Classification, FamilyMeasurements, Level, Measurements, NatReport, classify,
-};
-use probes::nat::discovery::{
-    DiscoveryConfig, DiscoveryMeasurements, NatDiscovery, TransactionIdSource,
-};
+use probes::Retransmit;
+use probes::nat::discovery::DiscoveryConfig;
 use probes::nat::lifetime::{BindingLifetime, LifetimeConfig, LifetimeMeasurements};
-use probes::nat::multi::{MultiMeasurements, MultiServer};
 use probes::nat::portmap::{PortMapping, ProtocolStatus, UpnpStatus};
-use probes::stun::TransactionId;
-use probes::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
-use rand::RngCore;
+use probes::nat::{
+    Classification, FamilyMeasurements, FamilyProbe, Level, Measurements, NatReport, classify,
+};
 use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
-use crate::target::{Family, TargetSpec, resolve};
+use crate::target::{FamilyChoice, TargetSpec, resolve};
 
 /// Flags of `stunmap nat`.
 #[derive(Debug, clap::Args)]
@@ -64,68 +59,6 @@ pub(crate) struct Args {
     /// Machine-readable output (schema `stunmap.nat/1`).
     #[arg(long)]
     json: bool,
-}
-
-/// The two probes of one family, run side by side in one engine run.
-enum NatProbe {
-    Discovery(Box<NatDiscovery>),
-    Multi(MultiServer),
-}
-
-enum NatOutput {
-    Discovery(Box<DiscoveryMeasurements>),
-    Multi(MultiMeasurements),
-}
-
-macro_rules! each {
-    ($self:expr, $p:ident => $e:expr) => {
-        match $self {
-            NatProbe::Discovery($p) => $e,
-            NatProbe::Multi($p) => $e,
-        }
-    };
-}
-
-impl Probe for NatProbe {
-    type Output = NatOutput;
-
-    fn handle_input(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), Ignored> {
-        each!(self, p => p.handle_input(now, from, data))
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        each!(self, p => p.handle_timeout(now))
-    }
-    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        each!(self, p => p.poll_transmit(now, buf))
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        each!(self, p => p.poll_timeout())
-    }
-    fn is_done(&self) -> bool {
-        each!(self, p => p.is_done())
-    }
-    fn take_output(&mut self) -> Option<NatOutput> {
-        match self {
-            NatProbe::Discovery(p) => p.take_output().map(|m| NatOutput::Discovery(Box::new(m))),
-            NatProbe::Multi(p) => p.take_output().map(NatOutput::Multi),
-        }
-    }
-    fn private_sockets(&self) -> Option<PrivateSockets> {
-        each!(self, p => p.private_sockets())
-    }
-    fn handle_local_addr(&mut self, socket: LocalSocket, addr: SocketAddr) {
-        each!(self, p => p.handle_local_addr(socket, addr))
-    }
-}
-
-fn id_source() -> TransactionIdSource {
-    // A per-source generator seeded from the OS (the thread-local one is not `Send`).
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
-    Box::new(move || {
-        let mut t = [0u8; 12];
-        rng.fill_bytes(&mut t);
-        TransactionId(t)
-    })
 }
 
 #[derive(Debug, Serialize)]
@@ -173,33 +106,22 @@ pub(crate) async fn measure(
         ..DiscoveryConfig::DEFAULT_RETRANSMIT
     };
     let mut probes = Vec::new();
-    // (family is v4, kind) for each probe, to put outputs back together.
+    // Whether each probe is of the IPv4 family, to put outputs back together.
     let mut kinds = Vec::new();
+    let mut ids = crate::ids::source();
     for v4 in [true, false] {
         let fam: Vec<SocketAddr> = servers
             .iter()
             .copied()
             .filter(|s| s.is_ipv4() == v4)
             .collect();
-        let Some(first) = fam.first().copied() else {
+        let Some(both) = FamilyProbe::both(&fam, retransmit, hairpin, &mut ids) else {
             continue;
         };
-        let cfg = DiscoveryConfig {
-            retransmit,
-            hairpinning: hairpin,
-            ..DiscoveryConfig::new(first)
-        };
-        probes.push(NatProbe::Discovery(Box::new(NatDiscovery::new(
-            cfg,
-            id_source(),
-        ))));
-        kinds.push(v4);
-        probes.push(NatProbe::Multi(MultiServer::new(
-            &fam,
-            retransmit,
-            id_source(),
-        )));
-        kinds.push(v4);
+        for p in both {
+            probes.push(p);
+            kinds.push(v4);
+        }
     }
     let mut v4 = FamilyMeasurements::default();
     let mut v6 = FamilyMeasurements::default();
@@ -217,10 +139,7 @@ pub(crate) async fn measure(
             } else {
                 any6 = true
             }
-            match output {
-                NatOutput::Discovery(m) => fam.discovery = Some(*m),
-                NatOutput::Multi(m) => fam.multi = Some(m),
-            }
+            fam.record(output);
         }
     })
     .await?;
@@ -256,7 +175,7 @@ pub(crate) async fn measure_lifetime(
             retransmit,
             ..LifetimeConfig::new(*s, max_idle)
         };
-        BindingLifetime::new(cfg, id_source())
+        BindingLifetime::new(cfg, crate::ids::source())
     });
     let (mut v4, mut v6) = (None, None);
     let limits = Limits {
@@ -295,7 +214,7 @@ fn local_addresses(fam: &FamilyMeasurements, servers: &[SocketAddr], v4: bool) -
 }
 
 async fn run_async(args: Args, specs: Vec<TargetSpec>) -> Result<Outcome> {
-    let family = Family::from_flags(args.ipv4, args.ipv6);
+    let family = FamilyChoice::from_flags(args.ipv4, args.ipv6);
     let mut servers = Vec::new();
     for s in &specs {
         for ip in resolve(&s.host, family).await? {
@@ -370,11 +289,7 @@ pub(crate) fn level_outcome(level: Level) -> Outcome {
 }
 
 fn print_family(r: &NatReport) {
-    let name = match r.family {
-        probes::nat::classify::Family::Ipv4 => "IPv4",
-        probes::nat::classify::Family::Ipv6 => "IPv6",
-    };
-    println!("{name}: {}", r.nat_type);
+    println!("{}: {}", r.family, r.nat_type);
     if let Some(a) = r.public_address {
         println!("  public address     {a}");
     }

@@ -14,12 +14,14 @@ use engine::Cancel;
 use engine::stats::{RttSummary, summarize};
 use engine::stream::{StreamOptions, run_stream};
 use engine::tcp::ConnectOutcome;
-use probes::turn::allocate::{AllocateStatus, Release};
+use probes::Transport;
+use probes::turn::allocate::AllocateStatus;
 use probes::turn::relay::{DataMode, HEADER, RelayConfig, RelayProbe, RelayReport};
-use probes::turn::uri::{TURNS_PORT, TurnTransport, TurnUri};
+use probes::turn::session::Release;
+use probes::turn::uri::{TURNS_PORT, TurnUri};
 use serde::Serialize;
 
-use super::turn::{AuthArgs, parse_uri, server_addr, session_config, tids};
+use super::turn::{AuthArgs, parse_uri, server_addr, session_config};
 use crate::exit::{Outcome, usage};
 
 /// Longest run allowed: permissions last 300 s (RFC 8656 §9) and the loop does not refresh
@@ -83,7 +85,7 @@ enum ModeArg {
 #[derive(Debug, Serialize)]
 struct TransportRun {
     uri: String,
-    transport: TurnTransport,
+    transport: Transport,
     server: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     connect: Option<ConnectOutcome>,
@@ -134,15 +136,15 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
             "relay needs credentials: --user with a password or a REST secret",
         ));
     };
-    let transports: Vec<TurnTransport> = if args.transports.is_empty() {
+    let transports: Vec<Transport> = if args.transports.is_empty() {
         vec![base.transport]
     } else {
         let mut v = Vec::new();
         for t in &args.transports {
             let t = match t {
-                TransportArg::Udp => TurnTransport::Udp,
-                TransportArg::Tcp => TurnTransport::Tcp,
-                TransportArg::Tls => TurnTransport::Tls,
+                TransportArg::Udp => Transport::Udp,
+                TransportArg::Tcp => Transport::Tcp,
+                TransportArg::Tls => Transport::Tls,
             };
             if !v.contains(&t) {
                 v.push(t);
@@ -155,10 +157,10 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         .map(|t| {
             let mut u = base.clone();
             u.transport = *t;
-            u.secure = *t == TurnTransport::Tls;
-            if *t == TurnTransport::Tls && !base.secure {
+            u.secure = *t == Transport::Tls;
+            if *t == Transport::Tls && !base.secure {
                 u.port = args.tls_port.unwrap_or(TURNS_PORT);
-            } else if *t != TurnTransport::Tls && base.secure {
+            } else if *t != Transport::Tls && base.secure {
                 u.port = probes::turn::uri::TURN_PORT;
             }
             u
@@ -238,7 +240,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
                 direct: args.direct,
                 linger: Duration::from_millis(args.linger),
             };
-            let probe = RelayProbe::new(config, tids());
+            let probe = RelayProbe::new(config, crate::ids::source());
             if uri.transport.is_stream() {
                 let r = run_stream(
                     probe,

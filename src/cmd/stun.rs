@@ -12,13 +12,11 @@ use engine::{Cancel, Event, Limits, Rate, RunReport};
 use probes::Retransmit;
 use probes::binding::{BindingConfig, BindingOutcome, BindingStatus, BindingTransaction};
 use probes::schedule::Delayed;
-use probes::stun::TransactionId;
-use rand::RngCore;
 use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
 use crate::progress::Progress;
-use crate::target::{Family, TargetSpec, resolve};
+use crate::target::{FamilyChoice, TargetSpec, resolve};
 
 /// Flags of `stunmap stun`.
 #[derive(Debug, clap::Args)]
@@ -198,7 +196,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
 }
 
 async fn run_async(args: Args, specs: Vec<TargetSpec>) -> Result<Outcome> {
-    let family = Family::from_flags(args.ipv4, args.ipv6);
+    let family = FamilyChoice::from_flags(args.ipv4, args.ipv6);
     let mut targets: Vec<SocketAddr> = Vec::new();
     for spec in &specs {
         for ip in resolve(&spec.host, family).await? {
@@ -326,16 +324,14 @@ fn paced_bindings(
     config: std::sync::Arc<BindingConfig>,
 ) -> impl Iterator<Item = Delayed<BindingTransaction>> + '_ {
     let n = targets.len().max(1) as u64;
-    let mut rng = rand::rng();
+    let mut ids = crate::ids::source();
     (0..u64::from(count) * targets.len() as u64).filter_map(move |i| {
         let round = (i / n) as u32;
         let target = targets.get((i % n) as usize).copied()?;
-        let mut tid = [0u8; 12];
-        rng.fill_bytes(&mut tid);
         let at = start + interval * round;
         Some(Delayed::new(
             at,
-            BindingTransaction::with_shared_config(TransactionId(tid), target, config.clone()),
+            BindingTransaction::with_shared_config(ids.next_id(), target, config.clone()),
         ))
     })
 }
@@ -357,16 +353,9 @@ async fn run_tcp(
             .deadline
             .map(|d| engine::clock::now() + Duration::from_secs_f64(d)),
     };
-    let mut rng = rand::rng();
+    let mut ids = crate::ids::source();
     let transaction = move |t: SocketAddr| {
-        let mut tid = [0u8; 12];
-        rng.fill_bytes(&mut tid);
-        engine::tcp::binding_over_tcp(
-            t,
-            TransactionId(tid),
-            BindingConfig::default().software,
-            timeout,
-        )
+        engine::tcp::binding_over_tcp(t, ids.next_id(), BindingConfig::default().software, timeout)
     };
     tcp_rounds(targets, &schedule, &cancel, transaction, |idx, r| {
         if let Some(rep) = reports.get_mut(idx) {

@@ -10,7 +10,6 @@ use engine::scan::{TcpScanConfig, UdpPortOutcome, tcp_scan, udp_binding_connecte
 use engine::{Cancel, Rate};
 use probes::Retransmit;
 use probes::binding::BindingConfig;
-use probes::stun::TransactionId;
 use probes::sweep::{
     DEFAULT_SAMPLE, TcpPortResult, TcpState, TcpSummary, sample_ports, summarize_tcp,
 };
@@ -19,7 +18,7 @@ use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
 use crate::progress::Progress;
-use crate::target::{Family, parse_ports, resolve};
+use crate::target::{FamilyChoice, parse_ports, resolve};
 
 /// Flags of `stunmap sweep`.
 #[derive(Debug, clap::Args)]
@@ -132,18 +131,12 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
     rt.block_on(run_async(args, udp_ports, tcp_range))
 }
 
-fn new_tid() -> TransactionId {
-    let mut t = [0u8; 12];
-    rand::rng().fill_bytes(&mut t);
-    TransactionId(t)
-}
-
 async fn run_async(
     args: Args,
     udp_ports: Vec<u16>,
     tcp_range: Option<(u16, u16)>,
 ) -> Result<Outcome> {
-    let family = Family::from_flags(args.ipv4, args.ipv6);
+    let family = FamilyChoice::from_flags(args.ipv4, args.ipv6);
     let ips = resolve(&args.host, family).await?;
     // Raw SYNs are IPv4 only: take the first IPv4 address there.
     let ip = if args.raw {
@@ -176,7 +169,7 @@ async fn run_async(
     let mut udp_set = tokio::task::JoinSet::new();
     for port in &udp_ports {
         let dest = SocketAddr::new(ip, *port);
-        let tid = new_tid();
+        let tid = crate::ids::one();
         udp_set
             .spawn(async move { (dest.port(), udp_binding_connected(dest, tid, udp_cfg).await) });
     }
@@ -218,10 +211,18 @@ async fn run_async(
             }),
             stun: !args.no_stun,
         };
-        tcp_scan(ip, &ports, cfg, cancel.clone(), new_tid, |r| {
-            progress.inc();
-            results.push(r);
-        })
+        let mut ids = crate::ids::source();
+        tcp_scan(
+            ip,
+            &ports,
+            cfg,
+            cancel.clone(),
+            move || ids.next_id(),
+            |r| {
+                progress.inc();
+                results.push(r);
+            },
+        )
         .await
     };
     progress.finish();

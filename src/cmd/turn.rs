@@ -13,18 +13,16 @@ use anyhow::{Context, Result};
 use engine::Cancel;
 use engine::stream::{Security, StreamOptions, StreamRun, run_stream};
 use engine::tcp::ConnectOutcome;
-use probes::turn::TidSource;
-use probes::turn::allocate::{
-    AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus, Release, SessionConfig,
-};
+use probes::Transport;
+use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::auth::{Credentials, Password, SharedSecret};
-use probes::turn::uri::{Host, TurnTransport, TurnUri};
+use probes::turn::session::{Release, SessionConfig};
+use probes::turn::uri::{TurnUri, UriHost};
 use probes::{LocalSocket, Retransmit};
-use rand::RngCore;
 use serde::Serialize;
 
 use crate::exit::{Outcome, usage};
-use crate::target::{Family, resolve};
+use crate::target::{FamilyChoice, resolve};
 
 /// Environment variable holding the password of `--user`.
 pub(crate) const PASSWORD_ENV: &str = "STUNMAP_TURN_PASSWORD";
@@ -105,12 +103,12 @@ impl AuthArgs {
 
     /// TLS settings for `uri`.
     pub(crate) fn security(&self, uri: &TurnUri) -> Result<Security> {
-        if uri.transport != TurnTransport::Tls {
+        if uri.transport != Transport::Tls {
             return Ok(Security::Plain);
         }
         let host = match &uri.host {
-            Host::Ip(ip) => ip.to_string(),
-            Host::Name(n) => n.clone(),
+            UriHost::Ip(ip) => ip.to_string(),
+            UriHost::Name(n) => n.clone(),
         };
         Security::tls(&host, self.ca_file.as_deref()).map_err(|e| usage(e.to_string()))
     }
@@ -124,26 +122,19 @@ pub(crate) fn parse_uri(text: &str) -> Result<TurnUri> {
 /// The server's address (the first of the host's addresses).
 pub(crate) async fn server_addr(uri: &TurnUri) -> Result<SocketAddr> {
     let host = match &uri.host {
-        Host::Ip(ip) => ip.to_string(),
-        Host::Name(n) => n.clone(),
+        UriHost::Ip(ip) => ip.to_string(),
+        UriHost::Name(n) => n.clone(),
     };
-    let ips = resolve(&host, Family::Any).await?;
+    let ips = resolve(&host, FamilyChoice::Any).await?;
     let ip = ips.first().copied().context("the host has no address")?;
     Ok(SocketAddr::new(ip, uri.port))
-}
-
-/// A transaction-id source seeded from the OS RNG.
-pub(crate) fn tids() -> TidSource {
-    let mut seed = [0u8; 16];
-    rand::rng().fill_bytes(&mut seed);
-    TidSource::new(seed)
 }
 
 /// The session settings for `transport`: UDP retransmits on the RFC 8489 schedule capped at
 /// `timeout`; streams send once and wait `timeout`.
 pub(crate) fn session_config(
     server: SocketAddr,
-    transport: TurnTransport,
+    transport: Transport,
     credentials: Option<Credentials>,
     timeout: Duration,
 ) -> SessionConfig {
@@ -198,7 +189,7 @@ struct Report {
     schema: &'static str,
     uri: String,
     server: SocketAddr,
-    transport: TurnTransport,
+    transport: Transport,
     interrupted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     connect: Option<ConnectOutcome>,
@@ -231,7 +222,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
                 session,
                 exercise: !args.no_exercise,
             },
-            tids(),
+            crate::ids::source(),
         );
         let mut report = Report {
             schema: "stunmap.turn/1",

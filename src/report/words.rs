@@ -4,11 +4,11 @@
 use probes::control::Role;
 use probes::control::assess::{PathFacts, Step, trust_text};
 use probes::control::dns::{DnsVerdict, Lookup};
-use probes::wire::dns::Rcode;
 use probes::control::grpc::GrpcVerdict;
 use probes::control::http::{ConnectVerdict, WsVerdict};
 use probes::control::relay::QuicOutcome;
 use probes::control::tls::AlpnVerdict;
+use probes::wire::dns::Rcode;
 
 use super::doc::duration;
 

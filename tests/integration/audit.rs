@@ -339,7 +339,13 @@ fn audit_asks_the_ipv6_candidates_toward_an_ipv6_allocation() {
                 .find(|f| f["category"] == "loopback")
                 .unwrap();
             assert_eq!(f["severity"], "critical");
-            assert!(f["fix"].as_str().unwrap().contains("CVE-2026-27624"), "{f}");
+            assert!(
+                f["fix"]["title"]
+                    .as_str()
+                    .unwrap()
+                    .contains("CVE-2026-27624"),
+                "{f}"
+            );
         }
         None => assert!(!bypassed, "{j}"),
     }

@@ -163,7 +163,7 @@ fn folder_report_matches_the_schema_and_explains_each_relayed_peer() {
         .find(|f| f["subject"].as_str().unwrap().contains("port 51820 "))
         .unwrap();
     assert_eq!(
-        wg["fix"]["command"],
+        wg["fix"]["commands"][0],
         "sudo iptables -t filter -I INPUT -p udp --dport 51820 -j ACCEPT"
     );
     no_keys(&out);

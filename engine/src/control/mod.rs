@@ -16,10 +16,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use probes::control::assess::{PathFacts, QuicFacts, Status, Step, WsFacts};
+use probes::Family;
+use probes::control::assess::{PathFacts, QuicFacts, Step, WsFacts};
 use probes::control::dns::{DnsVerdict, Lookup, is_sinkhole, published_addresses, verdict};
 use probes::control::http::{ProxyUrl, WsVerdict, no_proxy_matches};
-use probes::control::{EndpointReport, EndpointSpec, Family, ResolveOverride, Role, Timeouts};
+use probes::control::{EndpointReport, EndpointSpec, ResolveOverride, Role, Timeouts};
+use probes::finding::Status;
 use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 use tokio::task::JoinSet;

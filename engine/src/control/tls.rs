@@ -5,11 +5,12 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use probes::Family;
+use probes::control::EndpointSpec;
 use probes::control::Timeouts;
 use probes::control::assess::{PathFacts, PathFailure, Step};
 use probes::control::http::{ConnectVerdict, ProxyUrl, connect_verdict};
 use probes::control::tls::{ChainCheck, TlsFacts, alpn_verdict, trust_verdict};
-use probes::control::{EndpointSpec, Family};
 use probes::wire::http::parse_head;
 use probes::wire::x509;
 use rustls::client::WebPkiServerVerifier;

@@ -8,21 +8,10 @@ use serde::Serialize;
 use super::dns::{DnsVerdict, Lookup};
 use super::grpc::GrpcVerdict;
 use super::http::{ConnectVerdict, WsVerdict};
-use super::relay::{QuicOutcome, RaceResult, Transport, race};
+use super::relay::{QuicOutcome, RaceResult, RelayTransport, race};
 use super::tls::{AlpnVerdict, TlsFacts, TrustVerdict};
 use super::{Family, Role};
-
-/// How well an endpoint works from here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    /// Everything checked works.
-    Ok,
-    /// It works, but not fully: a fallback transport, TLS inspection, one relay transport down.
-    Degraded,
-    /// A NetBird client cannot use it.
-    Blocked,
-}
+use crate::finding::{Finding, Fix, Severity, Status};
 
 /// The step a connection attempt stopped at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -38,6 +27,18 @@ pub enum Step {
     Tls,
     /// The HTTP exchange (gRPC request or WebSocket upgrade).
     Http,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::ProxyConnect => "TCP connect to the proxy",
+            Step::ProxyTunnel => "proxy CONNECT",
+            Step::Tcp => "TCP connect",
+            Step::Tls => "TLS handshake",
+            Step::Http => "HTTP exchange",
+        })
+    }
 }
 
 /// Where and why an attempt stopped.
@@ -131,30 +132,10 @@ pub enum ProblemKind {
     Family,
 }
 
-/// How much a problem matters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Severity {
-    /// Worth knowing; clients still work normally.
-    Info,
-    /// Clients work, worse or through a fallback.
-    Degraded,
-    /// Clients cannot use the endpoint.
-    Blocked,
-}
-
-/// One problem and its fix.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    /// What it is about.
-    pub kind: ProblemKind,
-    /// How much it matters.
-    pub severity: Severity,
-    /// What is wrong.
-    pub summary: String,
-    /// What to do.
-    pub fix: String,
-}
+/// One problem of an endpoint and its fix. Connectivity severities: `Info` (clients work
+/// normally), `Medium` (they work worse or through a fallback), `High` (they cannot use the
+/// endpoint over that path).
+pub type Problem = Finding<ProblemKind>;
 
 /// Everything about one endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -270,7 +251,7 @@ pub fn assess(r: &mut EndpointReport) {
             ws_upgraded(p)
         }
     };
-    let families: Vec<(Family, bool)> = [Family::Ipv4, Family::Ipv6]
+    let families: Vec<(Family, bool)> = Family::ALL
         .into_iter()
         .filter(|f| r.paths.iter().any(|p| p.family == Some(*f)))
         .map(|f| (f, r.paths.iter().any(|p| p.family == Some(f) && works(p))))
@@ -280,18 +261,18 @@ pub fn assess(r: &mut EndpointReport) {
             kind: ProblemKind::Family,
             severity: Severity::Info,
             summary: format!("{} works over {a} but not over {b}", r.name),
-            fix: format!(
+            fix: Some(Fix::new(format!(
                 "clients fall back to {a}; if {b} should work, check the {b} route and firewall \
                  for TCP/{}",
                 r.port
-            ),
+            ))),
         });
     }
     problems.sort_by_key(|p| std::cmp::Reverse(p.severity));
     problems.dedup_by(|a, b| a.kind == b.kind && a.summary == b.summary);
     // A blocking problem on one path blocks the endpoint only when no path works, which the
     // per-role assessment decided; a degrading one always degrades.
-    if status < Status::Degraded && problems.iter().any(|p| p.severity == Severity::Degraded) {
+    if status == Status::Ok && problems.iter().any(|p| p.severity == Severity::Medium) {
         status = Status::Degraded;
     }
     r.status = status;
@@ -304,7 +285,7 @@ fn dns_problems(r: &EndpointReport, out: &mut Vec<Problem>) {
         // The proxy resolves the name itself; local DNS failing matters less.
         Severity::Info
     } else {
-        Severity::Blocked
+        Severity::High
     };
     let name = &r.name;
     let (severity, summary, fix) = match &r.dns {
@@ -344,7 +325,7 @@ fn dns_problems(r: &EndpointReport, out: &mut Vec<Problem>) {
             format!("allow {name} on the DNS filter (Pi-hole, corporate resolver, …)"),
         ),
         DnsVerdict::DiffersFromPublished { unexpected } => (
-            Severity::Degraded,
+            Severity::Medium,
             format!(
                 "DNS: {name} resolves to {}, not in the published list (a DNS filter rewriting \
                  answers, or a stale list)",
@@ -364,7 +345,7 @@ fn dns_problems(r: &EndpointReport, out: &mut Vec<Problem>) {
         kind: ProblemKind::Dns,
         severity,
         summary,
-        fix,
+        fix: Some(Fix::new(fix)),
     });
 }
 
@@ -392,18 +373,18 @@ fn assess_grpc(r: &EndpointReport, out: &mut Vec<Problem>) -> Status {
                 .unwrap_or("gRPC over HTTP/2 does not get through");
             out.push(Problem {
                 kind: ProblemKind::WebSocketFallback,
-                severity: Severity::Degraded,
+                severity: Severity::Medium,
                 summary: format!(
                     "{}: {why}; NetBird's client falls back to its WebSocket transport ({}), \
                      which works",
                     r.name,
                     r.role.websocket_path()
                 ),
-                fix: format!(
+                fix: Some(Fix::new(format!(
                     "allow HTTP/2 (ALPN h2) to {}:{} on the proxy or firewall for the native \
                      gRPC transport",
                     r.name, r.port
-                ),
+                ))),
             });
             Status::Degraded
         }
@@ -413,12 +394,14 @@ fn assess_grpc(r: &EndpointReport, out: &mut Vec<Problem>) -> Status {
             } else {
                 out.push(Problem {
                     kind: ProblemKind::Grpc,
-                    severity: Severity::Blocked,
+                    severity: Severity::High,
                     summary: format!(
                         "{}: {} cannot be reached over gRPC or its WebSocket fallback",
                         r.name, r.role
                     ),
-                    fix: "see the problems below for where each path stops".to_string(),
+                    fix: Some(Fix::new(
+                        "see the problems below for where each path stops".to_string(),
+                    )),
                 });
             }
             Status::Blocked
@@ -451,41 +434,43 @@ fn assess_relay(r: &mut EndpointReport, out: &mut Vec<Problem>) -> Status {
         let (summary, fix) = quic_problem(r);
         out.push(Problem {
             kind: ProblemKind::Quic,
-            severity: Severity::Degraded,
+            severity: Severity::Medium,
             summary,
-            fix,
+            fix: Some(Fix::new(fix)),
         });
     }
     if ws_best.is_none() && quic_best.is_some() && !r.paths.is_empty() {
         out.push(Problem {
             kind: ProblemKind::WebSocket,
-            severity: Severity::Degraded,
+            severity: Severity::Medium,
             summary: format!(
                 "{}: the relay's WebSocket transport (TLS on TCP/{}, path {}) does not work",
                 r.name,
                 r.port,
                 r.role.websocket_path()
             ),
-            fix: "see the problems below for where it stops".to_string(),
+            fix: Some(Fix::new(
+                "see the problems below for where it stops".to_string(),
+            )),
         });
     }
     match (winner, ws_best.is_some() && quic_best.is_some()) {
         (Some(_), true) => Status::Ok,
-        (Some(Transport::Quic | Transport::WebSocket), false) => Status::Degraded,
+        (Some(RelayTransport::Quic | RelayTransport::WebSocket), false) => Status::Degraded,
         (None, _) => {
             if !r.paths.is_empty() || r.dns.has_usable_addresses() {
                 out.push(Problem {
                     kind: ProblemKind::WebSocket,
-                    severity: Severity::Blocked,
+                    severity: Severity::High,
                     summary: format!(
                         "{}: neither relay transport connects; peers that need this relay \
                          cannot connect",
                         r.name
                     ),
-                    fix: format!(
+                    fix: Some(Fix::new(format!(
                         "allow TCP/{0} (TLS, WebSocket) and UDP/{0} (QUIC) to {1}",
                         r.port, r.name
-                    ),
+                    ))),
                 });
             }
             Status::Blocked
@@ -533,7 +518,7 @@ fn path_problems(r: &EndpointReport, p: &PathFacts, out: &mut Vec<Problem>) {
     let at = where_(p);
     let name = &r.name;
     let port = r.port;
-    let severity = Severity::Blocked;
+    let severity = Severity::High;
     if let Some(f) = &p.failure {
         let (kind, fix) = match f.step {
             Step::ProxyConnect => (
@@ -569,12 +554,12 @@ fn path_problems(r: &EndpointReport, p: &PathFacts, out: &mut Vec<Problem>) {
             kind,
             severity,
             summary: format!(
-                "{name} {at}: {:?} step failed{}: {}",
+                "{name} {at}: {} failed{}: {}",
                 f.step,
                 if f.timeout { " (timeout)" } else { "" },
                 f.reason
             ),
-            fix,
+            fix: Some(Fix::new(fix)),
         });
     }
     match &p.proxy_reply {
@@ -588,15 +573,19 @@ fn path_problems(r: &EndpointReport, p: &PathFacts, out: &mut Vec<Problem>) {
                     .map(|c| format!(", {c}"))
                     .unwrap_or_default()
             ),
-            fix: "give them in the proxy URL (http://user:password@proxy:port); NetBird reads \
+            fix: Some(Fix::new(
+                "give them in the proxy URL (http://user:password@proxy:port); NetBird reads \
                   HTTPS_PROXY the same way"
-                .to_string(),
+                    .to_string(),
+            )),
         }),
         Some(ConnectVerdict::Refused { status, reason }) => out.push(Problem {
             kind: ProblemKind::Proxy,
             severity,
             summary: format!("the proxy refuses CONNECT to {name}:{port} ({status} {reason})"),
-            fix: format!("allow CONNECT to {name}:{port} on the proxy"),
+            fix: Some(Fix::new(format!(
+                "allow CONNECT to {name}:{port} on the proxy"
+            ))),
         }),
         _ => {}
     }
@@ -616,21 +605,23 @@ fn path_problems(r: &EndpointReport, p: &PathFacts, out: &mut Vec<Problem>) {
             };
             out.push(Problem {
                 kind: ProblemKind::TlsInspection,
-                severity: Severity::Degraded,
+                severity: Severity::Medium,
                 summary: format!("{name} {at}: TLS inspection by {issuer}; {breaks}"),
-                fix: format!(
+                fix: Some(Fix::new(format!(
                     "exempt {name} from TLS inspection on the proxy, or install the \"{issuer}\" \
                      root on every client (stunmap accepts it with --ca)"
-                ),
+                ))),
             });
         }
         Some(t) if !t.is_trusted() => out.push(Problem {
             kind: ProblemKind::Tls,
             severity,
             summary: format!("{name} {at}: certificate not trusted: {}", trust_text(t)),
-            fix: "install a certificate valid for the name from a public CA on the server \
+            fix: Some(Fix::new(
+                "install a certificate valid for the name from a public CA on the server \
                   (or pass a private root with --ca)"
-                .to_string(),
+                    .to_string(),
+            )),
         }),
         _ => {}
     }
@@ -645,14 +636,16 @@ fn path_problems(r: &EndpointReport, p: &PathFacts, out: &mut Vec<Problem>) {
                 out.push(Problem {
                     kind: ProblemKind::Http2,
                     severity: if ws_upgraded(p) {
-                        Severity::Degraded
+                        Severity::Medium
                     } else {
-                        Severity::Blocked
+                        Severity::High
                     },
                     summary: format!("{name} {at}: the path {what}; gRPC needs HTTP/2 (h2)"),
-                    fix: "let HTTP/2 through: on a proxy, enable HTTP/2 to the upstream or \
+                    fix: Some(Fix::new(
+                        "let HTTP/2 through: on a proxy, enable HTTP/2 to the upstream or \
                           exempt the name from inspection"
-                        .to_string(),
+                            .to_string(),
+                    )),
                 });
             }
             Some(AlpnVerdict::Ok) => {
@@ -668,9 +661,11 @@ fn path_problems(r: &EndpointReport, p: &PathFacts, out: &mut Vec<Problem>) {
                             "{name} {at}: HTTP/2 answered {http_status} ({}) without a gRPC status",
                             content_type.as_deref().unwrap_or("no content type")
                         ),
-                        fix: "something other than the gRPC service answers: route gRPC paths \
+                        fix: Some(Fix::new(
+                            "something other than the gRPC service answers: route gRPC paths \
                               to it on the reverse proxy"
-                            .to_string(),
+                                .to_string(),
+                        )),
                     });
                 }
             }
@@ -687,7 +682,7 @@ fn ws_problems(r: &EndpointReport, at: &str, ws: &WsFacts, out: &mut Vec<Problem
     let severity = if r.role.is_grpc() {
         Severity::Info
     } else {
-        Severity::Degraded
+        Severity::Medium
     };
     let (summary, fix) = match &ws.verdict {
         None | Some(WsVerdict::Upgraded) => return,
@@ -738,7 +733,7 @@ fn ws_problems(r: &EndpointReport, at: &str, ws: &WsFacts, out: &mut Vec<Problem
         kind: ProblemKind::WebSocket,
         severity,
         summary,
-        fix,
+        fix: Some(Fix::new(fix)),
     });
 }
 
@@ -754,5 +749,71 @@ pub fn trust_text(t: &TrustVerdict) -> String {
         }
         TrustVerdict::Expired => "certificate expired or not yet valid".to_string(),
         TrustVerdict::Invalid { reason } => format!("invalid chain ({reason})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_read_as_words() {
+        let words: Vec<String> = [
+            Step::ProxyConnect,
+            Step::ProxyTunnel,
+            Step::Tcp,
+            Step::Tls,
+            Step::Http,
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            words,
+            [
+                "TCP connect to the proxy",
+                "proxy CONNECT",
+                "TCP connect",
+                "TLS handshake",
+                "HTTP exchange"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_step_is_named_in_the_problem() {
+        let path = PathFacts {
+            address: Some("192.0.2.1:443".parse().unwrap()),
+            failure: Some(PathFailure {
+                step: Step::Tcp,
+                timeout: true,
+                reason: "no answer".into(),
+            }),
+            ..PathFacts::default()
+        };
+        let r = EndpointReport::new(
+            Role::Management,
+            "api.example".into(),
+            443,
+            (
+                Lookup::Overridden { addresses: vec![] },
+                Lookup::Overridden { addresses: vec![] },
+                DnsVerdict::Overridden,
+            ),
+            vec![path],
+            vec![],
+        );
+        let p = r
+            .problems
+            .iter()
+            .find(|p| p.kind == ProblemKind::Tcp)
+            .unwrap();
+        assert_eq!(
+            p.summary,
+            "api.example 192.0.2.1:443: TCP connect failed (timeout): no answer"
+        );
+        assert_eq!(p.severity, Severity::High);
+        assert!(p.fix.as_ref().unwrap().title.contains("drops TCP/443"));
+        assert_eq!(r.status, Status::Blocked);
     }
 }

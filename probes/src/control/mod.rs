@@ -29,9 +29,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+// The family is the crate's own; `dns` and `assess` name it through here.
+use crate::Family;
+
 pub use assess::{
-    EndpointReport, PathFacts, PathFailure, Problem, ProblemKind, QuicFacts, Severity, Status,
-    Step, WsFacts, assess,
+    EndpointReport, PathFacts, PathFailure, Problem, ProblemKind, QuicFacts, Step, WsFacts, assess,
 };
 
 /// The NetBird service an endpoint provides; it decides which checks apply.
@@ -86,36 +88,6 @@ impl fmt::Display for Role {
 pub const RELAY_WS_PATH: &str = "/relay";
 /// The relay's QUIC ALPN protocol id.
 pub const RELAY_QUIC_ALPN: &[u8] = b"nb-quic";
-
-/// An IP family; the checks run for each separately.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    /// IPv4 (A records).
-    Ipv4,
-    /// IPv6 (AAAA records).
-    Ipv6,
-}
-
-impl Family {
-    /// The family of an address.
-    pub fn of(ip: IpAddr) -> Family {
-        if ip.is_ipv4() {
-            Family::Ipv4
-        } else {
-            Family::Ipv6
-        }
-    }
-}
-
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Family::Ipv4 => "IPv4",
-            Family::Ipv6 => "IPv6",
-        })
-    }
-}
 
 /// A name and port to check, with its role.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -4,18 +4,29 @@
 //! and keeps the first that connects, closing the other. So the winner is the transport whose
 //! handshake finishes first; if one is blocked the other wins by default.
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
 
-/// A relay transport.
+/// One of the NetBird relay client's two transports. Not a [`crate::Transport`]: WebSocket is a
+/// protocol over TLS on TCP, and the question here is which protocol stack a client keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Transport {
+pub enum RelayTransport {
     /// WebSocket over TLS on TCP.
     WebSocket,
     /// QUIC on UDP.
     Quic,
+}
+
+impl fmt::Display for RelayTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RelayTransport::WebSocket => "WebSocket",
+            RelayTransport::Quic => "QUIC",
+        })
+    }
 }
 
 /// How the QUIC handshake went.
@@ -46,7 +57,7 @@ pub enum QuicOutcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RaceResult {
     /// The winner, if anything connected.
-    pub winner: Option<Transport>,
+    pub winner: Option<RelayTransport>,
     /// WebSocket handshake time (TCP + TLS + upgrade), if it worked.
     #[serde(with = "crate::serde_util::opt_secs")]
     pub websocket: Option<Duration>,
@@ -58,9 +69,9 @@ pub struct RaceResult {
 /// Decide the race from the best handshake time of each transport.
 pub fn race(websocket: Option<Duration>, quic: Option<Duration>) -> RaceResult {
     let winner = match (websocket, quic) {
-        (Some(w), Some(q)) if q <= w => Some(Transport::Quic),
-        (Some(_), _) => Some(Transport::WebSocket),
-        (None, Some(_)) => Some(Transport::Quic),
+        (Some(w), Some(q)) if q <= w => Some(RelayTransport::Quic),
+        (Some(_), _) => Some(RelayTransport::WebSocket),
+        (None, Some(_)) => Some(RelayTransport::Quic),
         (None, None) => None,
     };
     RaceResult {
@@ -79,14 +90,19 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!(
             race(Some(ms(30)), Some(ms(10))).winner,
-            Some(Transport::Quic)
+            Some(RelayTransport::Quic)
         );
         assert_eq!(
             race(Some(ms(3)), Some(ms(10))).winner,
-            Some(Transport::WebSocket)
+            Some(RelayTransport::WebSocket)
         );
-        assert_eq!(race(None, Some(ms(10))).winner, Some(Transport::Quic));
-        assert_eq!(race(Some(ms(1)), None).winner, Some(Transport::WebSocket));
+        assert_eq!(race(None, Some(ms(10))).winner, Some(RelayTransport::Quic));
+        assert_eq!(
+            race(Some(ms(1)), None).winner,
+            Some(RelayTransport::WebSocket)
+        );
         assert_eq!(race(None, None).winner, None);
+        assert_eq!(RelayTransport::WebSocket.to_string(), "WebSocket");
+        assert_eq!(RelayTransport::Quic.to_string(), "QUIC");
     }
 }

@@ -6,12 +6,14 @@
 
 use serde::Serialize;
 
-use super::eval::{AddrSpec, Evaluation, IfaceSpec, L4, Packet, Verdict, evaluate};
+use super::eval::{AddrSpec, Evaluation, IfaceSpec, L4, Packet, PacketVerdict, evaluate};
 use super::firewalld::ZoneOfInterface;
 use super::iptables_save::{Backend, Dump};
-use super::model::{Cidr, IpFamily, PortRange, RuleSource, Ruleset, TableFamily};
+use super::model::{Cidr, RuleSource, Ruleset, TableFamily};
 use super::ufw::UfwStatus;
 use super::windows::WinRule;
+use crate::finding::{Fix, Status};
+use crate::{Family, PortRange};
 
 /// What the user asked about.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,36 +71,10 @@ pub enum FindingKind {
     NoRules,
 }
 
-/// How bad it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Traffic passes.
-    Ok,
-    /// Traffic is blocked.
-    Blocked,
-    /// Depends on rules the evaluator could not decide.
-    Uncertain,
-    /// Blocked, but it only matters in some setups (flat networks), or a configuration smell
-    /// the kernel rules currently override.
-    Advisory,
-    /// Nothing to judge.
-    Info,
-}
-
-/// A fix: the command and what it costs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Fix {
-    /// Command(s) to run.
-    pub command: String,
-    /// Security caveat, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub caveat: Option<String>,
-}
-
-/// One finding.
+/// One finding of the diagnosis: a packet path or a firewall manager's configuration, how it
+/// fares, the deciding rule and the fix.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Finding {
+pub struct FirewallFinding {
     /// Kind.
     pub kind: FindingKind,
     /// What was checked, in words.
@@ -107,7 +83,7 @@ pub struct Finding {
     pub status: Status,
     /// Packet verdict (kernel-rule findings).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<Verdict>,
+    pub verdict: Option<PacketVerdict>,
     /// The deciding rule or policy, as text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deciding: Option<String>,
@@ -122,7 +98,7 @@ pub struct Finding {
     pub fix: Option<Fix>,
 }
 
-impl Finding {
+impl FirewallFinding {
     fn plain(
         kind: FindingKind,
         subject: String,
@@ -130,7 +106,7 @@ impl Finding {
         deciding: Option<String>,
         fix: Option<Fix>,
     ) -> Self {
-        Finding {
+        FirewallFinding {
             kind,
             subject,
             status,
@@ -151,7 +127,7 @@ pub struct Report {
     /// VPN subnet.
     pub subnet: Cidr,
     /// Findings in order.
-    pub findings: Vec<Finding>,
+    pub findings: Vec<FirewallFinding>,
     /// Whether any finding blocks traffic.
     pub blocked: bool,
 }
@@ -223,7 +199,8 @@ fn tunnel_fix(m: Manager, eval: &Evaluation, o: &Options) -> Fix {
         ),
     };
     Fix {
-        command,
+        title: format!("Accept new inbound traffic on {i}"),
+        commands: vec![command],
         caveat: Some(format!(
             "{i} only carries traffic already authenticated and decrypted by WireGuard; this opens no port to the internet"
         )),
@@ -234,11 +211,11 @@ fn tunnel_fix(m: Manager, eval: &Evaluation, o: &Options) -> Fix {
 /// finding is about, so the rule it offers always covers them (the default port's finding gets a
 /// rule for that port, not the ephemeral range).
 fn flat_fix(m: Manager, eval: &Evaluation, r: PortRange) -> Fix {
-    // iptables and UFW write ranges `lo:hi`, firewalld and nft `lo-hi`; one port is just the port.
-    let colon = if r.lo == r.hi {
-        r.lo.to_string()
+    // iptables and UFW write ranges `start:end`, firewalld and nft `start-end`; one port is just the port.
+    let colon = if r.start == r.end {
+        r.start.to_string()
     } else {
-        format!("{}:{}", r.lo, r.hi)
+        format!("{}:{}", r.start, r.end)
     };
     let dash = r.to_string();
     let command = match m {
@@ -261,13 +238,21 @@ fn flat_fix(m: Manager, eval: &Evaluation, r: PortRange) -> Fix {
             },
         ),
     };
-    let scope = if r.lo == r.hi {
-        format!("UDP port {} from anyone who can reach this host", r.lo)
+    let scope = if r.start == r.end {
+        format!("UDP port {} from anyone who can reach this host", r.start)
     } else {
         format!("UDP to every port in {dash} from anyone who can reach this host")
     };
     Fix {
-        command,
+        title: if r.start == r.end {
+            format!(
+                "Accept inbound WireGuard UDP to port {} (flat networks)",
+                r.start
+            )
+        } else {
+            format!("Accept inbound WireGuard UDP to ports {dash} (flat networks)")
+        },
+        commands: vec![command],
         caveat: Some(format!(
             "only needed when peers reach this host without NAT (flat office network, routed VLAN). It accepts \
              {scope}: Linux cannot scope the rule to the NetBird process as Windows can. Weigh it against staying \
@@ -282,7 +267,11 @@ fn blocking_base(eval: &Evaluation) -> Option<(RuleSource, TableFamily, String, 
         .chains
         .iter()
         .find(|s| s.verdict.blocks())
-        .or_else(|| eval.chains.iter().find(|s| s.verdict == Verdict::Uncertain))?;
+        .or_else(|| {
+            eval.chains
+                .iter()
+                .find(|s| s.verdict == PacketVerdict::Uncertain)
+        })?;
     Some((
         step.decided_by.source,
         step.decided_by.family.clone(),
@@ -316,11 +305,11 @@ pub fn combined_ruleset(inputs: &Inputs) -> Ruleset {
     rs
 }
 
-fn status_of(v: Verdict) -> Status {
+fn status_of(v: PacketVerdict) -> Status {
     match v {
-        Verdict::Accept => Status::Ok,
-        Verdict::Drop | Verdict::Reject => Status::Blocked,
-        Verdict::Uncertain => Status::Uncertain,
+        PacketVerdict::Accept => Status::Ok,
+        PacketVerdict::Drop | PacketVerdict::Reject => Status::Blocked,
+        PacketVerdict::Uncertain => Status::Uncertain,
     }
 }
 
@@ -330,17 +319,17 @@ fn kernel_finding(
     eval: Evaluation,
     fix: impl FnOnce(&Evaluation) -> Fix,
     advisory: bool,
-) -> Finding {
+) -> FirewallFinding {
     let mut status = status_of(eval.verdict);
     if advisory && status == Status::Blocked {
-        status = Status::Advisory;
+        status = Status::Degraded;
     }
     let deciding = Some(match &eval.deciding {
         Some(d) => d.to_string(),
         None => "no chain on the input hook: nothing filters".to_owned(),
     });
     let fix = (status != Status::Ok).then(|| fix(&eval));
-    Finding {
+    FirewallFinding {
         kind,
         subject,
         status,
@@ -364,9 +353,9 @@ pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
         inputs.iptables.is_some() || inputs.ip6tables.is_some() || inputs.nft.is_some();
     let m = manager(inputs, &rs);
     let family = if o.subnet.is_v4() {
-        IpFamily::V4
+        Family::Ipv4
     } else {
-        IpFamily::V6
+        Family::Ipv6
     };
     let any = Cidr::new(o.subnet.addr(), 0).unwrap_or(o.subnet);
     let i = &o.interface;
@@ -455,10 +444,10 @@ pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
         findings.extend(windows_findings(w, o));
     }
     if findings.is_empty() {
-        findings.push(Finding::plain(
+        findings.push(FirewallFinding::plain(
             FindingKind::NoRules,
             "no firewall source was read".to_owned(),
-            Status::Info,
+            Status::Skipped,
             None,
             None,
         ));
@@ -472,11 +461,11 @@ pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
     }
 }
 
-fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> Finding {
+fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> FirewallFinding {
     let i = &o.interface;
     let subject = format!("UFW rules for {i}");
     if !u.active {
-        return Finding::plain(
+        return FirewallFinding::plain(
             FindingKind::Ufw,
             "UFW is inactive".to_owned(),
             Status::Ok,
@@ -496,19 +485,18 @@ fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> Finding {
     let first = u.rules.iter().find(concerns);
     let default_deny = u.default_incoming.as_deref().is_none_or(|d| d != "allow");
     let blocked_status = if have_kernel {
-        Status::Advisory
+        Status::Degraded
     } else {
         Status::Blocked
     };
-    let fix = Some(Fix {
-        command: format!(
+    let fix = Some(
+        Fix::new(format!("Allow inbound traffic on {i} in UFW")).command(format!(
             "sudo ufw allow in on {i}   (or, narrower: sudo ufw allow in on {i} from {})",
             o.subnet
-        ),
-        caveat: None,
-    });
+        )),
+    );
     match first {
-        Some(r) if r.allows_in() => Finding::plain(
+        Some(r) if r.allows_in() => FirewallFinding::plain(
             FindingKind::Ufw,
             subject,
             Status::Ok,
@@ -518,7 +506,7 @@ fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> Finding {
             )),
             None,
         ),
-        Some(r) => Finding::plain(
+        Some(r) => FirewallFinding::plain(
             FindingKind::Ufw,
             format!("{subject}: a deny rule comes before any allow for {i}"),
             blocked_status,
@@ -526,14 +514,15 @@ fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> Finding {
                 "ufw rule [{}] (line {}): {}",
                 r.number, r.line, r.text
             )),
-            Some(Fix {
-                command: format!(
-                    "sudo ufw insert 1 allow in on {i}   (UFW rules are evaluated in order; put the allow above the deny)"
+            Some(
+                Fix::new(format!("Put an allow rule for {i} above UFW's deny rule")).command(
+                    format!(
+                        "sudo ufw insert 1 allow in on {i}   (UFW rules are evaluated in order; put the allow above the deny)"
+                    ),
                 ),
-                caveat: None,
-            }),
+            ),
         ),
-        None if default_deny => Finding::plain(
+        None if default_deny => FirewallFinding::plain(
             FindingKind::Ufw,
             format!(
                 "{subject}: none; default incoming policy is {}",
@@ -543,7 +532,7 @@ fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> Finding {
             Some("ufw default policy (incoming)".to_owned()),
             fix,
         ),
-        None => Finding::plain(
+        None => FirewallFinding::plain(
             FindingKind::Ufw,
             subject,
             Status::Ok,
@@ -553,43 +542,41 @@ fn ufw_finding(u: &UfwStatus, o: &Options, have_kernel: bool) -> Finding {
     }
 }
 
-fn firewalld_finding(z: &ZoneOfInterface, o: &Options, have_kernel: bool) -> Finding {
+fn firewalld_finding(z: &ZoneOfInterface, o: &Options, have_kernel: bool) -> FirewallFinding {
     let i = &o.interface;
     let blocked_status = if have_kernel {
-        Status::Advisory
+        Status::Degraded
     } else {
         Status::Blocked
     };
-    let fix = Some(Fix {
-        command: trusted_zone_fix(i),
-        caveat: None,
-    });
+    let fix =
+        Some(Fix::new(format!("Put {i} in firewalld's trusted zone")).command(trusted_zone_fix(i)));
     match z {
-        ZoneOfInterface::Zone(name) if name == "trusted" => Finding::plain(
+        ZoneOfInterface::Zone(name) if name == "trusted" => FirewallFinding::plain(
             FindingKind::FirewalldZone,
             format!("firewalld zone of {i}: trusted"),
             Status::Ok,
             None,
             None,
         ),
-        ZoneOfInterface::Zone(name) => Finding::plain(
+        ZoneOfInterface::Zone(name) => FirewallFinding::plain(
             FindingKind::FirewalldZone,
             format!("firewalld zone of {i}: {name} (only that zone's services are accepted)"),
             blocked_status,
             Some(format!("firewalld zone {name}")),
             fix,
         ),
-        ZoneOfInterface::NoZone => Finding::plain(
+        ZoneOfInterface::NoZone => FirewallFinding::plain(
             FindingKind::FirewalldZone,
             format!("firewalld zone of {i}: none, so the default zone applies"),
             blocked_status,
             Some("firewalld default zone".to_owned()),
             fix,
         ),
-        ZoneOfInterface::NotRunning => Finding::plain(
+        ZoneOfInterface::NotRunning => FirewallFinding::plain(
             FindingKind::FirewalldZone,
             "firewalld is not running".to_owned(),
-            Status::Info,
+            Status::Skipped,
             None,
             None,
         ),
@@ -620,7 +607,7 @@ fn win_text(r: &WinRule) -> String {
     )
 }
 
-fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<Finding> {
+fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<FirewallFinding> {
     let i = &o.interface;
     let exe = "netbird.exe";
     let mut out = Vec::new();
@@ -639,45 +626,45 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<Finding> {
         .iter()
         .filter(|r| !r.enabled && r.allow)
         .find(for_tunnel);
-    let fix = Fix {
-        command: format!(
-            "New-NetFirewallRule -DisplayName \"NetBird\" -Direction Inbound -InterfaceAlias \"{i}\" -Action Allow"
-        ),
-        caveat: None,
-    };
+    let fix = Fix::new(format!("Add an inbound allow rule for {i}")).command(format!(
+        "New-NetFirewallRule -DisplayName \"NetBird\" -Direction Inbound -InterfaceAlias \"{i}\" -Action Allow"
+    ));
     let subject = format!("Windows inbound allow rule for {i} or {exe}");
     out.push(match (block, allow, disabled) {
-        (Some(b), _, _) => Finding::plain(
+        (Some(b), _, _) => FirewallFinding::plain(
             FindingKind::WindowsInterfaceRule,
             format!("{subject}: an enabled block rule overrides it"),
             Status::Blocked,
             Some(win_text(b)),
-            Some(Fix {
-                command: format!(
-                    "Disable or remove the block rule \"{}\" (check Group Policy if it comes back)",
-                    b.display_name
+            Some(
+                Fix::new(format!("Disable the block rule \"{}\"", b.display_name)).command(
+                    format!(
+                        "Disable or remove the block rule \"{}\" (check Group Policy if it comes back)",
+                        b.display_name
+                    ),
                 ),
-                caveat: None,
-            }),
+            ),
         ),
-        (None, Some(a), _) => Finding::plain(
+        (None, Some(a), _) => FirewallFinding::plain(
             FindingKind::WindowsInterfaceRule,
             subject,
             Status::Ok,
             Some(win_text(a)),
             None,
         ),
-        (None, None, Some(d)) => Finding::plain(
+        (None, None, Some(d)) => FirewallFinding::plain(
             FindingKind::WindowsInterfaceRule,
             format!("{subject}: exists but is disabled"),
             Status::Blocked,
             Some(win_text(d)),
-            Some(Fix {
-                command: format!("Enable-NetFirewallRule -DisplayName \"{}\"", d.display_name),
-                caveat: None,
-            }),
+            Some(
+                Fix::new(format!("Enable the rule \"{}\"", d.display_name)).command(format!(
+                    "Enable-NetFirewallRule -DisplayName \"{}\"",
+                    d.display_name
+                )),
+            ),
         ),
-        (None, None, None) => Finding::plain(
+        (None, None, None) => FirewallFinding::plain(
             FindingKind::WindowsInterfaceRule,
             format!("{subject}: missing (Group Policy may have removed it)"),
             Status::Blocked,
@@ -697,13 +684,17 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<Finding> {
     let status = if o.flat_network {
         Status::Blocked
     } else {
-        Status::Advisory
+        Status::Degraded
     };
     let p2p_fix = Fix {
-        command: format!(
-            "New-NetFirewallRule -DisplayName \"NetBird P2P\" -Direction Inbound -Action Allow -Protocol UDP -LocalPort {}-{} -Program \"C:\\Program Files\\Netbird\\netbird.exe\"",
-            o.wg_range.lo, o.wg_range.hi
+        title: format!(
+            "Add the NetBird P2P rule for inbound UDP {}-{}",
+            o.wg_range.start, o.wg_range.end
         ),
+        commands: vec![format!(
+            "New-NetFirewallRule -DisplayName \"NetBird P2P\" -Direction Inbound -Action Allow -Protocol UDP -LocalPort {}-{} -Program \"C:\\Program Files\\Netbird\\netbird.exe\"",
+            o.wg_range.start, o.wg_range.end
+        )],
         caveat: Some(
             "only needed when peers reach this host without NAT; scoped to the NetBird program"
                 .to_owned(),
@@ -714,21 +705,21 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<Finding> {
         o.wg_range
     );
     out.push(match (enabled, disabled) {
-        (Some(r), _) => Finding::plain(
+        (Some(r), _) => FirewallFinding::plain(
             FindingKind::WindowsP2pRule,
             subject,
             Status::Ok,
             Some(win_text(r)),
             None,
         ),
-        (None, Some(r)) => Finding::plain(
+        (None, Some(r)) => FirewallFinding::plain(
             FindingKind::WindowsP2pRule,
             format!("{subject}: exists but is disabled"),
             status,
             Some(win_text(r)),
             Some(p2p_fix),
         ),
-        (None, None) => Finding::plain(
+        (None, None) => FirewallFinding::plain(
             FindingKind::WindowsP2pRule,
             format!("{subject}: missing"),
             status,

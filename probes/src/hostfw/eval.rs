@@ -8,16 +8,17 @@
 //!
 //! A match the evaluator cannot decide (an unknown match, a prefix that only partly overlaps the
 //! described addresses) forks the walk: both outcomes are followed. If they agree the verdict
-//! stands; if not the verdict is [`Verdict::Uncertain`] and the undecided rules are named.
+//! stands; if not the verdict is [`PacketVerdict::Uncertain`] and the undecided rules are named.
 
 use std::fmt;
 
 use serde::Serialize;
 
 use super::model::{
-    Action, Chain, Cidr, CtState, Hook, IfName, IpFamily, Match, Policy, PortRange, Proto, Rule,
-    RulePos, RuleSource, Ruleset, TableFamily,
+    Chain, Cidr, CtState, Hook, IfName, Match, Policy, Proto, Rule, RuleAction, RulePos,
+    RuleSource, Ruleset, TableFamily,
 };
+use crate::{Family, PortRange};
 
 /// Interface a packet arrives on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -63,7 +64,7 @@ pub enum L4 {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Packet {
     /// IP version.
-    pub family: IpFamily,
+    pub family: Family,
     /// Arrival interface.
     pub iif: IfaceSpec,
     /// Source.
@@ -79,8 +80,8 @@ impl Packet {
         match (self.l4, self.family) {
             (L4::Tcp { .. }, _) => Proto::Tcp,
             (L4::Udp { .. }, _) => Proto::Udp,
-            (L4::Echo, IpFamily::V4) => Proto::Icmp,
-            (L4::Echo, IpFamily::V6) => Proto::Icmpv6,
+            (L4::Echo, Family::Ipv4) => Proto::Icmp,
+            (L4::Echo, Family::Ipv6) => Proto::Icmpv6,
         }
     }
 }
@@ -88,7 +89,7 @@ impl Packet {
 /// Final verdict for a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Verdict {
+pub enum PacketVerdict {
     /// Delivered.
     Accept,
     /// Silently dropped.
@@ -99,20 +100,20 @@ pub enum Verdict {
     Uncertain,
 }
 
-impl Verdict {
+impl PacketVerdict {
     /// Drop or reject.
     pub fn blocks(self) -> bool {
-        matches!(self, Verdict::Drop | Verdict::Reject)
+        matches!(self, PacketVerdict::Drop | PacketVerdict::Reject)
     }
 }
 
-impl fmt::Display for Verdict {
+impl fmt::Display for PacketVerdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Verdict::Accept => "accepted",
-            Verdict::Drop => "dropped",
-            Verdict::Reject => "rejected",
-            Verdict::Uncertain => "uncertain",
+            PacketVerdict::Accept => "accepted",
+            PacketVerdict::Drop => "dropped",
+            PacketVerdict::Reject => "rejected",
+            PacketVerdict::Uncertain => "uncertain",
         })
     }
 }
@@ -195,7 +196,7 @@ impl fmt::Display for Decision {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChainStep {
     /// Verdict of this base chain alone.
-    pub verdict: Verdict,
+    pub verdict: PacketVerdict,
     /// What decided it (for an uncertain verdict: one possible outcome).
     pub decided_by: Decision,
     /// The base chain: where the packet entered.
@@ -212,7 +213,7 @@ pub struct ChainStep {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Evaluation {
     /// Overall verdict.
-    pub verdict: Verdict,
+    pub verdict: PacketVerdict,
     /// The rule or policy that decided (the drop, or the accept that let the packet through the
     /// last chain that could have dropped it). `None` when no base chain is on the input hook.
     pub deciding: Option<Decision>,
@@ -317,10 +318,10 @@ fn match_ports(pkt: &Packet, proto: Option<Proto>, ranges: &[PortRange], dst: bo
     }
     let mut result = Tri::No;
     for r in ranges {
-        if r.lo <= dport.lo && dport.hi <= r.hi {
+        if r.start <= dport.start && dport.end <= r.end {
             return Tri::Yes;
         }
-        if r.lo <= dport.hi && dport.lo <= r.hi {
+        if r.start <= dport.end && dport.start <= r.end {
             result = Tri::Maybe;
         }
     }
@@ -414,7 +415,7 @@ fn match_rule(pkt: &Packet, rule: &Rule) -> Tri {
 /// One finished walk through a base chain.
 #[derive(Clone, Debug)]
 struct Leaf {
-    verdict: Verdict,
+    verdict: PacketVerdict,
     by: Decision,
     /// Undecided rules assumed on the way, with the assumption taken.
     assumed: Vec<(Decision, bool)>,
@@ -429,7 +430,7 @@ struct Walker<'a> {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Frame {
+struct ChainFrame {
     chain: usize,
     next: usize,
 }
@@ -463,7 +464,7 @@ impl Walker<'_> {
         })
     }
 
-    fn leaf(&mut self, verdict: Verdict, by: Decision, assumed: &[(Decision, bool)]) {
+    fn leaf(&mut self, verdict: PacketVerdict, by: Decision, assumed: &[(Decision, bool)]) {
         self.leaves.push(Leaf {
             verdict,
             by,
@@ -472,7 +473,12 @@ impl Walker<'_> {
     }
 
     /// Follow the packet from `stack` to a verdict, forking on undecided matches.
-    fn walk(&mut self, base: usize, mut stack: Vec<Frame>, mut assumed: Vec<(Decision, bool)>) {
+    fn walk(
+        &mut self,
+        base: usize,
+        mut stack: Vec<ChainFrame>,
+        mut assumed: Vec<(Decision, bool)>,
+    ) {
         loop {
             if self.leaves.len() >= MAX_LEAVES {
                 let by = self.decision(
@@ -481,7 +487,7 @@ impl Walker<'_> {
                         reason: "too many undecided rules to follow".into(),
                     },
                 );
-                self.leaf(Verdict::Uncertain, by, &assumed);
+                self.leaf(PacketVerdict::Uncertain, by, &assumed);
                 return;
             }
             let Some(top) = stack.last_mut() else {
@@ -493,8 +499,8 @@ impl Walker<'_> {
                     .and_then(|c| c.base.as_ref())
                     .map_or(Policy::Accept, |b| b.policy);
                 let v = match policy {
-                    Policy::Accept => Verdict::Accept,
-                    Policy::Drop => Verdict::Drop,
+                    Policy::Accept => PacketVerdict::Accept,
+                    Policy::Drop => PacketVerdict::Drop,
                 };
                 let by = self.decision(base, Decider::Policy { policy });
                 self.leaf(v, by, &assumed);
@@ -514,7 +520,7 @@ impl Walker<'_> {
             match match_rule(self.pkt, rule) {
                 Tri::No => top.next += 1,
                 // Whether or not it matched, a rule without a verdict changes nothing.
-                Tri::Maybe if rule.action == Action::Continue => top.next += 1,
+                Tri::Maybe if rule.action == RuleAction::Continue => top.next += 1,
                 Tri::Yes => match self.apply(stack, &assumed, frame.chain, rule) {
                     Next::Done => return,
                     Next::Go(s) => stack = s,
@@ -532,7 +538,7 @@ impl Walker<'_> {
                                 reason: "too many undecided rules to follow".into(),
                             },
                         );
-                        self.leaf(Verdict::Uncertain, by, &a);
+                        self.leaf(PacketVerdict::Uncertain, by, &a);
                         return;
                     }
                     let mut s = stack.clone();
@@ -553,7 +559,7 @@ impl Walker<'_> {
     /// The rule at `stack.top().next` matched: record a verdict, or return where to go on.
     fn apply(
         &mut self,
-        mut stack: Vec<Frame>,
+        mut stack: Vec<ChainFrame>,
         assumed: &[(Decision, bool)],
         chain: usize,
         rule: &Rule,
@@ -563,24 +569,24 @@ impl Walker<'_> {
             t.next += 1;
         }
         let verdict = match &rule.action {
-            Action::Accept => Verdict::Accept,
-            Action::Drop => Verdict::Drop,
-            Action::Reject => Verdict::Reject,
-            Action::Unknown(_) => Verdict::Uncertain,
-            Action::Continue => return Next::Go(stack),
-            Action::Return => {
+            RuleAction::Accept => PacketVerdict::Accept,
+            RuleAction::Drop => PacketVerdict::Drop,
+            RuleAction::Reject => PacketVerdict::Reject,
+            RuleAction::Unknown(_) => PacketVerdict::Uncertain,
+            RuleAction::Continue => return Next::Go(stack),
+            RuleAction::Return => {
                 stack.pop();
                 return Next::Go(stack);
             }
-            Action::Jump(target) | Action::Goto(target) => {
+            RuleAction::Jump(target) | RuleAction::Goto(target) => {
                 let reason = match self.find_chain(chain, target) {
                     None => format!("jump to missing chain {target}"),
                     Some(_) if stack.len() >= MAX_DEPTH => "jumps nested too deep (loop?)".into(),
                     Some(idx) => {
-                        if matches!(rule.action, Action::Goto(_)) {
+                        if matches!(rule.action, RuleAction::Goto(_)) {
                             stack.pop();
                         }
-                        stack.push(Frame {
+                        stack.push(ChainFrame {
                             chain: idx,
                             next: 0,
                         });
@@ -588,7 +594,7 @@ impl Walker<'_> {
                     }
                 };
                 let by = self.decision(chain, Decider::Limit { reason });
-                self.leaf(Verdict::Uncertain, by, assumed);
+                self.leaf(PacketVerdict::Uncertain, by, assumed);
                 return Next::Done;
             }
         };
@@ -604,7 +610,7 @@ enum Next {
     /// A verdict was recorded.
     Done,
     /// Go on from this stack.
-    Go(Vec<Frame>),
+    Go(Vec<ChainFrame>),
 }
 
 fn hook_applies(c: &Chain, pkt: &Packet) -> Option<i32> {
@@ -624,7 +630,7 @@ pub fn evaluate(rs: &Ruleset, pkt: &Packet) -> Evaluation {
 
     let mut steps = Vec::new();
     let mut uncertain_rules: Vec<Decision> = Vec::new();
-    let mut first_block: Option<(Verdict, Decision)> = None;
+    let mut first_block: Option<(PacketVerdict, Decision)> = None;
     let mut any_uncertain = false;
     for (priority, idx) in bases {
         let mut w = Walker {
@@ -635,7 +641,7 @@ pub fn evaluate(rs: &Ruleset, pkt: &Packet) -> Evaluation {
         };
         w.walk(
             idx,
-            vec![Frame {
+            vec![ChainFrame {
                 chain: idx,
                 next: 0,
             }],
@@ -646,11 +652,11 @@ pub fn evaluate(rs: &Ruleset, pkt: &Packet) -> Evaluation {
             continue;
         };
         let agreed = leaves.iter().all(|l| l.verdict == first.verdict)
-            && first.verdict != Verdict::Uncertain;
+            && first.verdict != PacketVerdict::Uncertain;
         let verdict = if agreed {
             first.verdict
         } else {
-            Verdict::Uncertain
+            PacketVerdict::Uncertain
         };
         if !agreed {
             any_uncertain = true;
@@ -660,7 +666,7 @@ pub fn evaluate(rs: &Ruleset, pkt: &Packet) -> Evaluation {
                         uncertain_rules.push(d.clone());
                     }
                 }
-                if l.verdict == Verdict::Uncertain && !uncertain_rules.contains(&l.by) {
+                if l.verdict == PacketVerdict::Uncertain && !uncertain_rules.contains(&l.by) {
                     uncertain_rules.push(l.by.clone());
                 }
             }
@@ -699,9 +705,9 @@ pub fn evaluate(rs: &Ruleset, pkt: &Packet) -> Evaluation {
     } else if any_uncertain {
         let d = steps
             .iter()
-            .find(|s| s.verdict == Verdict::Uncertain)
+            .find(|s| s.verdict == PacketVerdict::Uncertain)
             .map(|s| s.decided_by.clone());
-        (Verdict::Uncertain, d)
+        (PacketVerdict::Uncertain, d)
     } else {
         // Accepted by all: name the accept in the last chain whose policy would have dropped,
         // else the last accept by a rule, else the last step.
@@ -717,9 +723,9 @@ pub fn evaluate(rs: &Ruleset, pkt: &Packet) -> Evaluation {
             .or(by_rule)
             .or(steps.last())
             .map(|s| s.decided_by.clone());
-        (Verdict::Accept, d)
+        (PacketVerdict::Accept, d)
     };
-    if verdict != Verdict::Uncertain {
+    if verdict != PacketVerdict::Uncertain {
         uncertain_rules.clear();
     }
     Evaluation {
@@ -738,7 +744,7 @@ mod tests {
     fn tcp_on_wt0() -> Packet {
         let vpn = Cidr::parse("100.64.0.0/10").unwrap();
         Packet {
-            family: IpFamily::V4,
+            family: Family::Ipv4,
             iif: IfaceSpec::Named("wt0".into()),
             saddr: AddrSpec {
                 within: vpn,
@@ -764,9 +770,9 @@ mod tests {
             text.push_str("-A INPUT -m set --match-set x src -j a\n");
         }
         text.push_str("-A a -j b\n-A b -j a\nCOMMIT\n");
-        let rs = iptables_save::parse(&text, IpFamily::V4).unwrap().ruleset;
+        let rs = iptables_save::parse(&text, Family::Ipv4).unwrap().ruleset;
         let e = evaluate(&rs, &tcp_on_wt0());
-        assert_eq!(e.verdict, Verdict::Uncertain);
+        assert_eq!(e.verdict, PacketVerdict::Uncertain);
         assert!(!e.uncertain_rules.is_empty());
     }
 
@@ -774,17 +780,17 @@ mod tests {
     fn goto_return_and_policy() {
         let text = "*filter\n:INPUT ACCEPT [0:0]\n:a - [0:0]\n:b - [0:0]\n\
             -A INPUT -j a\n-A INPUT -j DROP\n-A a -g b\n-A a -j ACCEPT\n-A b -j RETURN\nCOMMIT\n";
-        let rs = iptables_save::parse(text, IpFamily::V4).unwrap().ruleset;
+        let rs = iptables_save::parse(text, Family::Ipv4).unwrap().ruleset;
         // goto b, RETURN from b goes back to INPUT (not a), so the DROP decides.
         let e = evaluate(&rs, &tcp_on_wt0());
-        assert_eq!(e.verdict, Verdict::Drop);
+        assert_eq!(e.verdict, PacketVerdict::Drop);
         assert!(matches!(&e.deciding.unwrap().by, Decider::Rule { pos, .. } if pos.index == 2));
     }
 
     #[test]
     fn no_input_chain_accepts() {
         let e = evaluate(&Ruleset::default(), &tcp_on_wt0());
-        assert_eq!(e.verdict, Verdict::Accept);
+        assert_eq!(e.verdict, PacketVerdict::Accept);
         assert!(e.deciding.is_none());
     }
 }

@@ -1,9 +1,11 @@
 //! Verdicts on rulesets saved from the real tools (see `probes/tests/fixtures/hostfw/README.md`).
 
-use super::diagnose::{Inputs, Options, Report, Status, diagnose};
-use super::eval::{Decider, Verdict};
-use super::model::{Cidr, IpFamily, PortRange, RuleSource};
+use super::diagnose::{Inputs, Options, Report, diagnose};
+use super::eval::{Decider, PacketVerdict};
+use super::model::{Cidr, RuleSource};
 use super::{FindingKind, firewalld, iptables_save, nft_json, ufw, windows};
+use crate::finding::Status;
+use crate::{Family, PortRange};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -21,8 +23,8 @@ fn opts() -> Options {
         subnet: Cidr::parse("100.64.0.0/10").unwrap(),
         service_port: 8080,
         wg_range: PortRange {
-            lo: 49152,
-            hi: 65535,
+            start: 49152,
+            end: 65535,
         },
         wg_port: 51820,
         uplink: None,
@@ -31,15 +33,15 @@ fn opts() -> Options {
 }
 
 fn ipt(text: &str) -> Option<iptables_save::Dump> {
-    Some(iptables_save::parse(text, IpFamily::V4).unwrap())
+    Some(iptables_save::parse(text, Family::Ipv4).unwrap())
 }
 
 /// Findings of a kind, in order: tunnel = [icmp, tcp, udp], flat = [51820, range].
-fn of(r: &Report, kind: FindingKind) -> Vec<&super::Finding> {
+fn of(r: &Report, kind: FindingKind) -> Vec<&super::FirewallFinding> {
     r.findings.iter().filter(|f| f.kind == kind).collect()
 }
 
-fn deciding(f: &super::Finding) -> &str {
+fn deciding(f: &super::FirewallFinding) -> &str {
     f.deciding.as_deref().unwrap()
 }
 
@@ -54,7 +56,7 @@ fn ufw_default_deny_drops_tunnel_tcp_by_input_policy() {
     assert!(r.blocked);
     let t = of(&r, FindingKind::Tunnel);
     // UFW accepts ping in ufw-before-input (icmp type 8), and nothing else.
-    assert_eq!(t[0].verdict, Some(Verdict::Accept));
+    assert_eq!(t[0].verdict, Some(PacketVerdict::Accept));
     assert!(
         deciding(t[0]).contains("chain ufw-before-input, rule 8"),
         "{}",
@@ -64,34 +66,28 @@ fn ufw_default_deny_drops_tunnel_tcp_by_input_policy() {
         deciding(t[0]).ends_with("-A ufw-before-input -p icmp -m icmp --icmp-type 8 -j ACCEPT")
     );
     for f in &t[1..] {
-        assert_eq!(f.verdict, Some(Verdict::Drop));
+        assert_eq!(f.verdict, Some(PacketVerdict::Drop));
         assert_eq!(
             deciding(f),
             "iptables table filter chain INPUT: policy DROP (no rule matched)"
         );
-        assert!(
-            f.fix
-                .as_ref()
-                .unwrap()
-                .command
-                .starts_with("sudo ufw allow in on wt0")
-        );
+        assert!(f.fix.as_ref().unwrap().commands[0].starts_with("sudo ufw allow in on wt0"));
     }
     let flat = of(&r, FindingKind::FlatNetworkUdp);
     assert_eq!(flat.len(), 2);
     // Each fix names the ports its finding is about.
     for (f, ports) in flat.into_iter().zip(["51820", "49152:65535"]) {
-        assert_eq!(f.verdict, Some(Verdict::Drop));
+        assert_eq!(f.verdict, Some(PacketVerdict::Drop));
         // Only a problem on flat networks unless --flat-network says so.
-        assert_eq!(f.status, Status::Advisory);
+        assert_eq!(f.status, Status::Degraded);
         let fix = f.fix.as_ref().unwrap();
         assert_eq!(
-            fix.command,
+            fix.commands[0],
             format!("sudo ufw allow in proto udp to any port {ports}")
         );
         assert!(fix.caveat.as_ref().unwrap().contains("cannot scope"));
     }
-    assert_eq!(of(&r, FindingKind::Ufw)[0].status, Status::Advisory);
+    assert_eq!(of(&r, FindingKind::Ufw)[0].status, Status::Degraded);
 }
 
 #[test]
@@ -99,7 +95,7 @@ fn ufw_allow_in_on_wt0_accepts() {
     let inputs = Inputs {
         iptables: ipt(fixture!("ufw-allow-wt0-iptables-save.txt")),
         ip6tables: Some(
-            iptables_save::parse(fixture!("ufw-allow-wt0-ip6tables-save.txt"), IpFamily::V6)
+            iptables_save::parse(fixture!("ufw-allow-wt0-ip6tables-save.txt"), Family::Ipv6)
                 .unwrap(),
         ),
         ufw: Some(ufw::parse(fixture!("ufw-allow-wt0-status.txt")).unwrap()),
@@ -109,7 +105,7 @@ fn ufw_allow_in_on_wt0_accepts() {
     assert!(!r.blocked);
     let t = of(&r, FindingKind::Tunnel);
     for f in &t[1..] {
-        assert_eq!(f.verdict, Some(Verdict::Accept));
+        assert_eq!(f.verdict, Some(PacketVerdict::Accept));
         assert_eq!(
             deciding(f),
             "iptables table filter chain ufw-user-input, rule 1 (line 100): -A ufw-user-input -i wt0 -j ACCEPT"
@@ -131,7 +127,7 @@ fn ufw_flat_network_rule_accepts_wireguard_udp() {
     };
     let r = diagnose(&inputs, &o);
     for f in of(&r, FindingKind::FlatNetworkUdp) {
-        assert_eq!(f.verdict, Some(Verdict::Accept), "{f:?}");
+        assert_eq!(f.verdict, Some(PacketVerdict::Accept), "{f:?}");
         assert!(
             deciding(f)
                 .ends_with("-A ufw-user-input -p udp -m multiport --dports 49152:65535 -j ACCEPT")
@@ -160,32 +156,20 @@ fn ufw_deny_before_netbird_accept_wins() {
     let r = diagnose(&inputs, &opts());
     assert!(r.blocked);
     let tcp = of(&r, FindingKind::Tunnel)[1];
-    assert_eq!(tcp.verdict, Some(Verdict::Drop));
+    assert_eq!(tcp.verdict, Some(PacketVerdict::Drop));
     assert!(
         deciding(tcp).ends_with("rule 1 (line 103): -A ufw-user-input -s 100.64.0.0/10 -j DROP"),
         "{}",
         deciding(tcp)
     );
-    assert!(
-        tcp.fix
-            .as_ref()
-            .unwrap()
-            .command
-            .starts_with("sudo ufw insert 1 allow in on wt0")
-    );
+    assert!(tcp.fix.as_ref().unwrap().commands[0].starts_with("sudo ufw insert 1 allow in on wt0"));
     // The NetBird accept is in INPUT after the jump into UFW's chains: never reached.
     let u = of(&r, FindingKind::Ufw)[0];
     assert!(deciding(u).contains("DENY IN"));
-    assert!(
-        u.fix
-            .as_ref()
-            .unwrap()
-            .command
-            .starts_with("sudo ufw insert 1 allow in on wt0")
-    );
+    assert!(u.fix.as_ref().unwrap().commands[0].starts_with("sudo ufw insert 1 allow in on wt0"));
     // From an unknown LAN source the deny may or may not match; both ways end in a drop.
     let flat = of(&r, FindingKind::FlatNetworkUdp)[0];
-    assert_eq!(flat.verdict, Some(Verdict::Drop));
+    assert_eq!(flat.verdict, Some(PacketVerdict::Drop));
     assert!(flat.uncertain_rules.is_empty());
 }
 
@@ -198,7 +182,7 @@ fn nft_drop_in_any_base_chain_wins_over_netbird_accept() {
     let r = diagnose(&inputs, &opts());
     assert!(r.blocked);
     let tcp = of(&r, FindingKind::Tunnel)[1];
-    assert_eq!(tcp.verdict, Some(Verdict::Drop));
+    assert_eq!(tcp.verdict, Some(PacketVerdict::Drop));
     assert_eq!(
         deciding(tcp),
         "nft table inet filter chain input: policy drop (no rule matched)"
@@ -206,19 +190,19 @@ fn nft_drop_in_any_base_chain_wins_over_netbird_accept() {
     let ev = tcp.evaluation.as_ref().unwrap();
     // The NetBird chain (priority -1) accepted first; the inet chain (priority 0) dropped.
     assert_eq!(ev.chains.len(), 2);
-    assert_eq!(ev.chains[0].verdict, Verdict::Accept);
+    assert_eq!(ev.chains[0].verdict, PacketVerdict::Accept);
     assert_eq!(ev.chains[0].priority, -1);
     assert!(
         matches!(&ev.chains[0].decided_by.by, Decider::Rule { pos, .. } if pos.handle == Some(2))
     );
     assert_eq!(
-        tcp.fix.as_ref().unwrap().command,
+        tcp.fix.as_ref().unwrap().commands[0],
         "sudo nft insert rule inet filter input iifname \"wt0\" accept"
     );
     // 51820 is inside the accepted 51000-51999; the whole ephemeral range only partly.
     let flat = of(&r, FindingKind::FlatNetworkUdp);
-    assert_eq!(flat[0].verdict, Some(Verdict::Accept));
-    assert_eq!(flat[1].verdict, Some(Verdict::Uncertain));
+    assert_eq!(flat[0].verdict, Some(PacketVerdict::Accept));
+    assert_eq!(flat[1].verdict, Some(PacketVerdict::Uncertain));
     assert!(flat[1].uncertain_rules[0].ends_with("udp dport 51000-51999 accept"));
 
     let fixed = Inputs {
@@ -227,7 +211,7 @@ fn nft_drop_in_any_base_chain_wins_over_netbird_accept() {
     };
     let r = diagnose(&fixed, &opts());
     let tcp = of(&r, FindingKind::Tunnel)[1];
-    assert_eq!(tcp.verdict, Some(Verdict::Accept));
+    assert_eq!(tcp.verdict, Some(PacketVerdict::Accept));
     assert_eq!(
         deciding(tcp),
         "nft table inet filter chain input, rule 5 (handle 10): iifname \"wt0\" accept comment \"stunmap fix\""
@@ -244,7 +228,7 @@ fn iptables_nft_tables_in_nft_json_are_opaque_but_reported_honestly() {
     };
     let r = diagnose(&alone, &opts());
     let tcp = of(&r, FindingKind::Tunnel)[1];
-    assert_eq!(tcp.verdict, Some(Verdict::Uncertain));
+    assert_eq!(tcp.verdict, Some(PacketVerdict::Uncertain));
     assert!(
         tcp.uncertain_rules
             .iter()
@@ -260,7 +244,7 @@ fn iptables_nft_tables_in_nft_json_are_opaque_but_reported_honestly() {
     };
     let r = diagnose(&both, &opts());
     let tcp = of(&r, FindingKind::Tunnel)[1];
-    assert_eq!(tcp.verdict, Some(Verdict::Drop));
+    assert_eq!(tcp.verdict, Some(PacketVerdict::Drop));
     assert!(
         tcp.evaluation
             .as_ref()
@@ -282,7 +266,7 @@ fn firewalld_zone_findings() {
     let r = diagnose(&z(fixture!("firewalld-zone-public.txt")), &opts());
     assert_eq!(r.findings[0].status, Status::Blocked);
     assert_eq!(
-        r.findings[0].fix.as_ref().unwrap().command,
+        r.findings[0].fix.as_ref().unwrap().commands[0],
         "sudo firewall-cmd --permanent --zone=trusted --add-interface=wt0 && sudo firewall-cmd --reload"
     );
     let r = diagnose(&z(fixture!("firewalld-zone-none.txt")), &opts());
@@ -311,17 +295,33 @@ fn windows_export_with_and_without_rule() {
     let f = &r.findings[0];
     assert!(f.subject.ends_with("exists but is disabled"));
     assert_eq!(
-        f.fix.as_ref().unwrap().command,
+        f.fix.as_ref().unwrap().commands[0],
         "Enable-NetFirewallRule -DisplayName \"NetBird\""
     );
-    assert_eq!(r.findings[1].status, Status::Advisory);
+    assert_eq!(r.findings[1].status, Status::Degraded);
+    let p2p = r.findings[1].fix.as_ref().unwrap();
+    assert_eq!(
+        p2p.title,
+        "Add the NetBird P2P rule for inbound UDP 49152-65535"
+    );
+    assert!(p2p.commands[0].contains("-LocalPort 49152-65535"));
+    assert!(p2p.commands[0].contains(" -Direction Inbound -Action Allow "));
+
+    // No rule at all: the allow rule's PowerShell, and the rule text a finding quotes.
+    let r = diagnose(&w("[]"), &opts());
+    let fix = r.findings[0].fix.as_ref().unwrap();
+    assert_eq!(fix.title, "Add an inbound allow rule for wt0");
+    assert_eq!(
+        fix.commands,
+        [
+            "New-NetFirewallRule -DisplayName \"NetBird\" -Direction Inbound -InterfaceAlias \"wt0\" -Action Allow"
+        ]
+    );
+    let r = diagnose(&w(fixture!("windows-firewall-with-rule.json")), &opts());
     assert!(
-        r.findings[1]
-            .fix
-            .as_ref()
-            .unwrap()
-            .command
-            .contains("-LocalPort 49152-65535")
+        deciding(&r.findings[0]).contains(", Action=Allow,"),
+        "{:?}",
+        r.findings[0]
     );
 }
 
@@ -358,11 +358,11 @@ fn flat_network_fix_covers_a_wireguard_port_outside_the_range() {
         flat[0].subject
     );
     assert_eq!(
-        flat[0].fix.as_ref().unwrap().command,
+        flat[0].fix.as_ref().unwrap().commands[0],
         "sudo iptables -t filter -I INPUT -p udp --dport 41820 -j ACCEPT"
     );
     assert_eq!(
-        flat[1].fix.as_ref().unwrap().command,
+        flat[1].fix.as_ref().unwrap().commands[0],
         "sudo iptables -t filter -I INPUT -p udp --dport 49152:65535 -j ACCEPT"
     );
     assert!(flat.iter().all(|f| f.status == Status::Blocked));

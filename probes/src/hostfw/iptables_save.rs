@@ -13,10 +13,11 @@
 use serde::Serialize;
 
 use super::model::{
-    Action, BaseChain, Chain, Cidr, CtState, Hook, IfName, IpFamily, Match, Policy, PortRange,
-    Proto, Rule, RulePos, RuleSource, Ruleset, TableFamily,
+    BaseChain, Chain, Cidr, CtState, Hook, IfName, Match, Policy, Proto, Rule, RuleAction, RulePos,
+    RuleSource, Ruleset, TableFamily,
 };
 use super::{HostFwError, InputFormat};
+use crate::{Family, PortRange};
 
 /// Which kernel backend the dump came from (from its header comment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -134,10 +135,10 @@ fn port_range(v: &str) -> Result<PortRange, String> {
     match v.split_once(':') {
         Some((a, b)) => {
             let r = PortRange {
-                lo: num(a, 0)?,
-                hi: num(b, u16::MAX)?,
+                start: num(a, 0)?,
+                end: num(b, u16::MAX)?,
             };
-            if r.lo > r.hi { Err(bad()) } else { Ok(r) }
+            if r.start > r.end { Err(bad()) } else { Ok(r) }
         }
         None => Ok(PortRange::single(num(v, 0)?)),
     }
@@ -227,7 +228,7 @@ struct RuleParser<'a> {
     proto: Option<Proto>,
     module: Option<String>,
     matches: Vec<Match>,
-    action: Action,
+    action: RuleAction,
     v6: bool,
 }
 
@@ -411,18 +412,18 @@ impl RuleParser<'_> {
                     let goto = tok == "-g" || tok == "--goto";
                     self.action = if chains.contains(&v) {
                         if goto {
-                            Action::Goto(v)
+                            RuleAction::Goto(v)
                         } else {
-                            Action::Jump(v)
+                            RuleAction::Jump(v)
                         }
                     } else {
                         match v.as_str() {
-                            "ACCEPT" => Action::Accept,
-                            "DROP" => Action::Drop,
-                            "REJECT" => Action::Reject,
-                            "RETURN" => Action::Return,
-                            t if NON_TERMINAL.contains(&t) => Action::Continue,
-                            _ => Action::Unknown(v.clone()),
+                            "ACCEPT" => RuleAction::Accept,
+                            "DROP" => RuleAction::Drop,
+                            "REJECT" => RuleAction::Reject,
+                            "RETURN" => RuleAction::Return,
+                            t if NON_TERMINAL.contains(&t) => RuleAction::Continue,
+                            _ => RuleAction::Unknown(v.clone()),
                         }
                     };
                     // Target options follow the target.
@@ -455,11 +456,11 @@ impl RuleParser<'_> {
     }
 }
 
-/// Parse a dump. `family` is [`IpFamily::V4`] for `iptables-save`, `V6` for `ip6tables-save`.
-pub fn parse(text: &str, family: IpFamily) -> Result<Dump, HostFwError> {
+/// Parse a dump. `family` is [`Family::Ipv4`] for `iptables-save`, `V6` for `ip6tables-save`.
+pub fn parse(text: &str, family: Family) -> Result<Dump, HostFwError> {
     let (source, tfamily) = match family {
-        IpFamily::V4 => (RuleSource::Iptables, TableFamily::Ip),
-        IpFamily::V6 => (RuleSource::Ip6tables, TableFamily::Ip6),
+        Family::Ipv4 => (RuleSource::Iptables, TableFamily::Ip),
+        Family::Ipv6 => (RuleSource::Ip6tables, TableFamily::Ip6),
     };
     let mut backend = Backend::Unknown;
     let mut tables = Vec::new();
@@ -555,8 +556,8 @@ pub fn parse(text: &str, family: IpFamily) -> Result<Dump, HostFwError> {
                 proto: None,
                 module: None,
                 matches: Vec::new(),
-                action: Action::Continue,
-                v6: family == IpFamily::V6,
+                action: RuleAction::Continue,
+                v6: family == Family::Ipv6,
             };
             p.parse(&names).map_err(err)?;
             let (matches, action) = (p.matches, p.action);
@@ -627,11 +628,11 @@ mod tests {
             -A INPUT -m set --match-set blocked src -j DROP\n\
             -A c -p tcp -m tcp --tcp-flags SYN SYN -j REJECT --reject-with tcp-reset\n\
             COMMIT\n";
-        let d = parse(text, IpFamily::V4).unwrap();
+        let d = parse(text, Family::Ipv4).unwrap();
         let input = &d.ruleset.chains[0];
         assert_eq!(input.base.as_ref().unwrap().policy, Policy::Drop);
         let r = &input.rules[0];
-        assert_eq!(r.action, Action::Jump("c".into()));
+        assert_eq!(r.action, RuleAction::Jump("c".into()));
         assert_eq!(
             r.matches[0],
             Match::InIface {
@@ -648,8 +649,8 @@ mod tests {
             Match::Dport {
                 proto: Some(Proto::Udp),
                 ranges: vec![PortRange {
-                    lo: 49152,
-                    hi: 65535
+                    start: 49152,
+                    end: 65535
                 }],
                 negated: false
             }
@@ -662,7 +663,7 @@ mod tests {
             }
         );
         let c = &d.ruleset.chains[1];
-        assert_eq!(c.rules[0].action, Action::Reject);
+        assert_eq!(c.rules[0].action, RuleAction::Reject);
         assert!(
             matches!(&c.rules[0].matches[1], Match::Unknown { what } if what == "--tcp-flags SYN SYN")
         );
@@ -672,26 +673,26 @@ mod tests {
     fn errors_name_the_line() {
         let e = parse(
             "*filter\n:INPUT DROP [0:0]\n-A OUTPUT -j ACCEPT\nCOMMIT\n",
-            IpFamily::V4,
+            Family::Ipv4,
         )
         .unwrap_err();
         assert!(matches!(e, HostFwError::Syntax { line: 3, .. }), "{e}");
         let e = parse(
             "*filter\n:INPUT DROP [0:0]\n-A INPUT -s 1.2.3.400 -j ACCEPT\nCOMMIT\n",
-            IpFamily::V4,
+            Family::Ipv4,
         )
         .unwrap_err();
         assert_eq!(
             e.to_string(),
             "iptables-save output, line 3: bad address \"1.2.3.400\""
         );
-        let e = parse("*filter\n:INPUT DROP [0:0]\n", IpFamily::V4).unwrap_err();
+        let e = parse("*filter\n:INPUT DROP [0:0]\n", Family::Ipv4).unwrap_err();
         assert!(e.to_string().contains("no COMMIT"));
-        assert!(parse("garbage\n", IpFamily::V4).is_err());
+        assert!(parse("garbage\n", Family::Ipv4).is_err());
         assert!(
             parse(
                 "*filter\n:INPUT DROP [0:0]\n-A INPUT --bogus\nCOMMIT\n",
-                IpFamily::V4
+                Family::Ipv4
             )
             .is_err()
         );

@@ -22,9 +22,9 @@ pub mod nft_text;
 pub mod ufw;
 pub mod windows;
 
-pub use diagnose::{Finding, FindingKind, Fix, Inputs, Options, Report, Status, diagnose};
-pub use eval::{Evaluation, Packet, Verdict, evaluate};
-pub use model::{Cidr, PortRange, Ruleset};
+pub use diagnose::{FindingKind, FirewallFinding, Inputs, Options, Report, diagnose};
+pub use eval::{Evaluation, Packet, PacketVerdict, evaluate};
+pub use model::{Cidr, Ruleset};
 
 use serde::Serialize;
 

@@ -5,15 +5,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-/// IP version of a packet or a single-family table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IpFamily {
-    /// IPv4.
-    V4,
-    /// IPv6.
-    V6,
-}
+use crate::{Family, PortRange};
 
 /// Which tool the rules came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -53,11 +45,11 @@ pub enum TableFamily {
 
 impl TableFamily {
     /// Whether packets of `family` traverse chains of this table.
-    pub fn sees(&self, family: IpFamily) -> bool {
+    pub fn sees(&self, family: Family) -> bool {
         matches!(
             (self, family),
-            (TableFamily::Ip, IpFamily::V4)
-                | (TableFamily::Ip6, IpFamily::V6)
+            (TableFamily::Ip, Family::Ipv4)
+                | (TableFamily::Ip6, Family::Ipv6)
                 | (TableFamily::Inet, _)
         )
     }
@@ -153,13 +145,13 @@ pub struct Rule {
     /// Conditions, all of which must hold.
     pub matches: Vec<Match>,
     /// What happens when they do.
-    pub action: Action,
+    pub action: RuleAction,
 }
 
 /// What a matching rule does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "kind", content = "target")]
-pub enum Action {
+pub enum RuleAction {
     /// Accept: leave this base chain.
     Accept,
     /// Drop silently.
@@ -265,32 +257,6 @@ impl CtState {
             "untracked" => CtState::Untracked,
             _ => return None,
         })
-    }
-}
-
-/// An inclusive port range.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct PortRange {
-    /// First port.
-    pub lo: u16,
-    /// Last port.
-    pub hi: u16,
-}
-
-impl PortRange {
-    /// A single port.
-    pub fn single(p: u16) -> Self {
-        Self { lo: p, hi: p }
-    }
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.lo == self.hi {
-            write!(f, "{}", self.lo)
-        } else {
-            write!(f, "{}-{}", self.lo, self.hi)
-        }
     }
 }
 
@@ -458,7 +424,7 @@ pub enum Match {
     /// Only packets of this IP family (implicit in `ip saddr …` inside an `inet` table).
     Family {
         /// The family.
-        family: IpFamily,
+        family: Family,
     },
     /// Destination port (implies the protocol when `proto` is set).
     Dport {

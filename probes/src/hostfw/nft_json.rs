@@ -10,10 +10,11 @@ use serde_json::Value;
 
 use super::iptables_save::icmp_type;
 use super::model::{
-    Action, BaseChain, Chain, Cidr, CtState, Hook, IfName, IpFamily, Match, Policy, PortRange,
-    Proto, Rule, RulePos, RuleSource, Ruleset, TableFamily,
+    BaseChain, Chain, Cidr, CtState, Hook, IfName, Match, Policy, Proto, Rule, RuleAction, RulePos,
+    RuleSource, Ruleset, TableFamily,
 };
 use super::{HostFwError, InputFormat};
+use crate::{Family, PortRange};
 
 fn shape(path: &str, detail: impl Into<String>) -> HostFwError {
     HostFwError::Shape {
@@ -154,12 +155,12 @@ pub fn parse(text: &str) -> Result<Ruleset, HostFwError> {
     Ok(Ruleset { chains })
 }
 
-type Alt = (Vec<Match>, Action);
+type Alt = (Vec<Match>, RuleAction);
 
 /// The rule as one or more (matches, action) alternatives (more than one only for a vmap).
 fn rule_alternatives(exprs: &[Value], path: &str) -> Result<Vec<Alt>, HostFwError> {
     let mut matches = Vec::new();
-    let mut action = Action::Continue;
+    let mut action = RuleAction::Continue;
     for (j, e) in exprs.iter().enumerate() {
         let epath = format!("{path}.expr[{j}]");
         let Some((key, body)) = e.as_object().and_then(|o| o.iter().next()) else {
@@ -169,26 +170,26 @@ fn rule_alternatives(exprs: &[Value], path: &str) -> Result<Vec<Alt>, HostFwErro
             "match" => matches.extend(match_expr(body, &epath)?),
             "counter" | "log" | "comment" | "notrack" => {}
             "limit" => matches.push(Match::Limit),
-            "accept" => action = Action::Accept,
-            "drop" => action = Action::Drop,
-            "reject" => action = Action::Reject,
-            "return" => action = Action::Return,
-            "continue" => action = Action::Continue,
+            "accept" => action = RuleAction::Accept,
+            "drop" => action = RuleAction::Drop,
+            "reject" => action = RuleAction::Reject,
+            "return" => action = RuleAction::Return,
+            "continue" => action = RuleAction::Continue,
             "jump" | "goto" => {
                 let t = str_field(body, "target", &epath)?.to_owned();
                 action = if key == "jump" {
-                    Action::Jump(t)
+                    RuleAction::Jump(t)
                 } else {
-                    Action::Goto(t)
+                    RuleAction::Goto(t)
                 };
             }
             "xt" => {
                 let name = body.get("name").and_then(Value::as_str).unwrap_or("?");
                 if body.get("type").and_then(Value::as_str) == Some("target") {
                     action = if matches!(name, "LOG" | "NFLOG" | "MARK" | "CONNMARK" | "TRACE") {
-                        Action::Continue
+                        RuleAction::Continue
                     } else {
-                        Action::Unknown(format!("xt target {name}"))
+                        RuleAction::Unknown(format!("xt target {name}"))
                     };
                 } else {
                     matches.push(Match::Unknown {
@@ -202,7 +203,7 @@ fn rule_alternatives(exprs: &[Value], path: &str) -> Result<Vec<Alt>, HostFwErro
                     .and_then(|d| d.get("set"))
                     .and_then(Value::as_array)
                 else {
-                    action = Action::Unknown(stmt_text(e));
+                    action = RuleAction::Unknown(stmt_text(e));
                     continue;
                 };
                 let key = body.get("key").unwrap_or(&Value::Null);
@@ -222,7 +223,7 @@ fn rule_alternatives(exprs: &[Value], path: &str) -> Result<Vec<Alt>, HostFwErro
                 }
                 return Ok(alts);
             }
-            "queue" => action = Action::Unknown("queue".into()),
+            "queue" => action = RuleAction::Unknown("queue".into()),
             _ => matches.push(Match::Unknown { what: stmt_text(e) }),
         }
     }
@@ -310,16 +311,16 @@ fn match_from(
             "l4proto" => protocol(&elems, negated).unwrap_or_else(|| unknown(left, op, right)),
             "nfproto" => match right.as_str() {
                 Some("ipv4") if !negated => vec![Match::Family {
-                    family: IpFamily::V4,
+                    family: Family::Ipv4,
                 }],
                 Some("ipv6") if !negated => vec![Match::Family {
-                    family: IpFamily::V6,
+                    family: Family::Ipv6,
                 }],
                 Some("ipv4") => vec![Match::Family {
-                    family: IpFamily::V6,
+                    family: Family::Ipv6,
                 }],
                 Some("ipv6") => vec![Match::Family {
-                    family: IpFamily::V4,
+                    family: Family::Ipv4,
                 }],
                 _ => unknown(left, op, right),
             },
@@ -354,9 +355,9 @@ fn match_from(
                     }
                 }
                 let family = if proto == "ip" {
-                    IpFamily::V4
+                    Family::Ipv4
                 } else {
-                    IpFamily::V6
+                    Family::Ipv6
                 };
                 let m = if field == "saddr" {
                     Match::Saddr { nets, negated }
@@ -367,9 +368,9 @@ fn match_from(
             }
             ("ip", "protocol") | ("ip6", "nexthdr") => {
                 let family = if proto == "ip" {
-                    IpFamily::V4
+                    Family::Ipv4
                 } else {
-                    IpFamily::V6
+                    Family::Ipv6
                 };
                 let mut v = vec![Match::Family { family }];
                 match protocol(&elems, negated) {
@@ -497,7 +498,7 @@ fn port_value(v: &Value) -> Option<PortRange> {
         Value::Object(o) => {
             let r = o.get("range")?.as_array()?;
             let (lo, hi) = (num(r.first()?)?, num(r.get(1)?)?);
-            (lo <= hi).then_some(PortRange { lo, hi })
+            (lo <= hi).then_some(PortRange { start: lo, end: hi })
         }
         _ => None,
     }
@@ -665,8 +666,8 @@ mod tests {
         let rs = parse(doc).unwrap();
         let c = &rs.chains[0];
         assert_eq!(c.rules.len(), 3);
-        assert_eq!(c.rules[0].action, Action::Goto("trusted".into()));
-        assert_eq!(c.rules[1].action, Action::Drop);
+        assert_eq!(c.rules[0].action, RuleAction::Goto("trusted".into()));
+        assert_eq!(c.rules[1].action, RuleAction::Drop);
         assert_eq!(c.rules[0].pos.handle, Some(3));
         assert_eq!(
             c.rules[0].matches[0],

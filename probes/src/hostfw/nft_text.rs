@@ -20,10 +20,11 @@
 
 use super::iptables_save::icmp_type;
 use super::model::{
-    Action, BaseChain, Chain, Cidr, CtState, Hook, IfName, IpFamily, Match, Policy, PortRange,
-    Proto, Rule, RulePos, RuleSource, Ruleset, TableFamily,
+    BaseChain, Chain, Cidr, CtState, Hook, IfName, Match, Policy, Proto, Rule, RuleAction, RulePos,
+    RuleSource, Ruleset, TableFamily,
 };
 use super::{HostFwError, InputFormat};
+use crate::{Family, PortRange};
 
 /// Most lines read (a ruleset of a million lines is not a host firewall).
 const MAX_LINES: usize = 1_000_000;
@@ -243,8 +244,8 @@ fn ifname(v: &str) -> Option<IfName> {
 fn port(v: &str) -> Option<PortRange> {
     match v.split_once('-') {
         Some((a, b)) => Some(PortRange {
-            lo: a.parse().ok()?,
-            hi: b.parse().ok()?,
+            start: a.parse().ok()?,
+            end: b.parse().ok()?,
         }),
         None => Some(PortRange::single(v.parse().ok()?)),
     }
@@ -269,11 +270,11 @@ fn is_verdict(w: &str) -> bool {
 }
 
 /// Parse one rule's code (comment already removed).
-fn rule(code: &str, in_inet: bool) -> (Vec<Match>, Action) {
+fn rule(code: &str, in_inet: bool) -> (Vec<Match>, RuleAction) {
     let toks = tokens(code);
     let mut w = Walk { t: &toks, i: 0 };
     let mut m: Vec<Match> = Vec::new();
-    let mut action = Action::Continue;
+    let mut action = RuleAction::Continue;
     let unknown = |what: &str| Match::Unknown {
         what: what.to_owned(),
     };
@@ -308,9 +309,9 @@ fn rule(code: &str, in_inet: bool) -> (Vec<Match>, Action) {
             },
             "ip" | "ip6" => {
                 let fam = if tok == "ip" {
-                    IpFamily::V4
+                    Family::Ipv4
                 } else {
-                    IpFamily::V6
+                    Family::Ipv6
                 };
                 match w.next().map(str::to_owned).as_deref() {
                     Some(field @ ("saddr" | "daddr")) => match w.op() {
@@ -377,7 +378,7 @@ fn rule(code: &str, in_inet: bool) -> (Vec<Match>, Action) {
                 (Some(neg), [v]) if v == "ipv4" || v == "ipv6" => {
                     let v4 = (v == "ipv4") != neg;
                     m.push(Match::Family {
-                        family: if v4 { IpFamily::V4 } else { IpFamily::V6 },
+                        family: if v4 { Family::Ipv4 } else { Family::Ipv6 },
                     });
                 }
                 _ => fail = true,
@@ -451,24 +452,24 @@ fn rule(code: &str, in_inet: bool) -> (Vec<Match>, Action) {
                 }
             }
             "comment" => w.i += 1,
-            "accept" => action = Action::Accept,
-            "drop" => action = Action::Drop,
+            "accept" => action = RuleAction::Accept,
+            "drop" => action = RuleAction::Drop,
             "reject" => {
-                action = Action::Reject;
+                action = RuleAction::Reject;
                 w.i = toks.len();
             }
-            "return" => action = Action::Return,
-            "continue" => action = Action::Continue,
+            "return" => action = RuleAction::Return,
+            "continue" => action = RuleAction::Continue,
             "jump" | "goto" => match w.next() {
                 Some(c) => {
                     let c = c.trim_matches('"').to_owned();
                     action = if tok == "jump" {
-                        Action::Jump(c)
+                        RuleAction::Jump(c)
                     } else {
-                        Action::Goto(c)
+                        RuleAction::Goto(c)
                     };
                 }
-                None => action = Action::Unknown(tok.clone()),
+                None => action = RuleAction::Unknown(tok.clone()),
             },
             other => {
                 // An expression or statement not modelled: up to the next verdict, it may or may
@@ -483,7 +484,7 @@ fn rule(code: &str, in_inet: bool) -> (Vec<Match>, Action) {
                     other,
                     "masquerade" | "snat" | "dnat" | "redirect" | "queue" | "notrack"
                 ) {
-                    action = Action::Unknown(what);
+                    action = RuleAction::Unknown(what);
                 } else {
                     m.push(unknown(&what));
                 }
@@ -633,7 +634,7 @@ fn push_rule(c: &mut Chain, line: usize, code: &str, handle: Option<u64>) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use crate::hostfw::eval::{AddrSpec, IfaceSpec, L4, Packet, Verdict, evaluate};
+    use crate::hostfw::eval::{AddrSpec, IfaceSpec, L4, Packet, PacketVerdict, evaluate};
 
     const RULESET: &str = "table inet hostfw { # handle 3\n\
 \tset allowed { # handle 2\n\t\ttype ipv4_addr\n\t\telements = { 192.0.2.1,\n\t\t\t     192.0.2.2 }\n\t}\n\
@@ -659,7 +660,7 @@ table ip netbird {\n\
     fn pkt(iif: &str, l4: L4) -> Packet {
         let vpn = Cidr::parse("100.64.0.0/10").unwrap();
         Packet {
-            family: IpFamily::V4,
+            family: Family::Ipv4,
             iif: IfaceSpec::Named(iif.into()),
             saddr: AddrSpec {
                 within: vpn,
@@ -698,7 +699,7 @@ table ip netbird {\n\
                 },
             ),
         );
-        assert_eq!(e.verdict, Verdict::Accept, "{e:?}");
+        assert_eq!(e.verdict, PacketVerdict::Accept, "{e:?}");
         // TCP 22 from the VPN: from_vpn returns, then the log+drop rule drops — unless the
         // source is in the named set, which is not modelled: uncertain, naming that rule.
         let e = evaluate(
@@ -710,7 +711,7 @@ table ip netbird {\n\
                 },
             ),
         );
-        assert_eq!(e.verdict, Verdict::Uncertain, "{e:?}");
+        assert_eq!(e.verdict, PacketVerdict::Uncertain, "{e:?}");
         assert_eq!(e.uncertain_rules.len(), 1);
         assert!(e.uncertain_rules[0].to_string().contains("@allowed"));
         let d = e.deciding.unwrap().to_string();
@@ -725,7 +726,7 @@ table ip netbird {\n\
                 },
             ),
         );
-        assert_ne!(e.verdict, Verdict::Drop, "{e:?}");
+        assert_ne!(e.verdict, PacketVerdict::Drop, "{e:?}");
     }
 
     #[test]

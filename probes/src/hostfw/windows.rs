@@ -21,8 +21,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::model::PortRange;
 use super::{HostFwError, InputFormat};
+use crate::PortRange;
 
 /// One firewall rule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -93,7 +93,7 @@ impl WinRule {
 fn port_covers(spec: &str, r: PortRange) -> bool {
     let (a, b) = spec.split_once('-').unwrap_or((spec, spec));
     match (a.trim().parse::<u16>(), b.trim().parse::<u16>()) {
-        (Ok(lo), Ok(hi)) => lo <= r.lo && r.hi <= hi,
+        (Ok(lo), Ok(hi)) => lo <= r.start && r.end <= hi,
         _ => false,
     }
 }
@@ -244,13 +244,13 @@ mod tests {
         .unwrap();
         assert!(r[0].is_program("NetBird.exe"));
         assert!(r[0].covers_udp(PortRange {
-            lo: 49152,
-            hi: 65535
+            start: 49152,
+            end: 65535
         }));
         assert!(r[0].covers_udp(PortRange::single(51820)));
         assert!(!r[0].covers_udp(PortRange {
-            lo: 1024,
-            hi: 65535
+            start: 1024,
+            end: 65535
         }));
         assert!(r[0].on_interface("Ethernet"));
     }

@@ -57,7 +57,7 @@ use crate::binding::{
 };
 use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
 use crate::stun::attr::ChangeRequest;
-use crate::stun::{Class, Method, StunView, TransactionId};
+use crate::stun::{Class, Method, StunView, TransactionId, TransactionIdSource};
 
 /// Socket of the mapping tests (and of the mapped address the hairpin test aims at).
 pub const MAPPING_SOCKET: LocalSocket = LocalSocket::Private(0);
@@ -65,10 +65,6 @@ pub const MAPPING_SOCKET: LocalSocket = LocalSocket::Private(0);
 pub const HAIRPIN_SOCKET: LocalSocket = LocalSocket::Private(1);
 /// Socket of the filtering tests: a fresh mapping that has only ever sent to the primary address.
 pub const FILTERING_SOCKET: LocalSocket = LocalSocket::Private(2);
-
-/// A source of fresh, uniformly random transaction ids (RFC 8489 §5). The caller injects it:
-/// this crate draws no randomness.
-pub type TransactionIdSource = Box<dyn FnMut() -> TransactionId + Send>;
 
 /// How the discovery runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,7 +278,7 @@ impl NatDiscovery {
             ),
             Test::Hairpin => (HAIRPIN_SOCKET, None, SourceCheck::Destination),
         };
-        let tid = (self.ids)();
+        let tid = self.ids.next_id();
         if test == Test::Hairpin {
             self.hairpin_tid = Some(tid);
         }
@@ -459,12 +455,11 @@ impl Probe for NatDiscovery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nat::classify::{
-        Family, FamilyMeasurements, Filtering, Mapping, NatPresence, NatReport, Note, UdpStatus,
+    use crate::Family;
+    use crate::nat::sim::{Filter, Map, NatSpec, Net, PRIMARY, ServerQuirks, World, t0, test_ids};
+    use crate::nat::{
+        FamilyMeasurements, Filtering, Mapping, NatPresence, NatReport, Note, UdpStatus,
         classify_family,
-    };
-    use crate::nat::sim::{
-        Filter, Map, NatSpec, Net, PRIMARY, ServerQuirks, World, counter_ids, t0,
     };
 
     fn fast() -> DiscoveryConfig {
@@ -485,7 +480,7 @@ mod tests {
         config: DiscoveryConfig,
     ) -> (DiscoveryMeasurements, NatReport, Duration) {
         let mut world = World::new(net, quirks);
-        let mut probe = NatDiscovery::new(config, counter_ids());
+        let mut probe = NatDiscovery::new(config, test_ids());
         for s in probe.sockets() {
             probe.set_local_addr(s, world.local(s));
         }
@@ -680,7 +675,7 @@ mod tests {
 
     #[test]
     fn unknown_and_late_datagrams_are_ignored() {
-        let mut probe = NatDiscovery::new(fast(), counter_ids());
+        let mut probe = NatDiscovery::new(fast(), test_ids());
         let t = t0();
         let mut buf = Vec::new();
         assert!(probe.poll_transmit(t, &mut buf).is_some());

@@ -20,7 +20,8 @@ use std::time::Instant;
 
 use crate::binding::{BindingConfig, BindingOutcome, BindingTransaction};
 use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
-use crate::nat::discovery::{DiscoveryConfig, TransactionIdSource};
+use crate::nat::discovery::DiscoveryConfig;
+use crate::stun::TransactionIdSource;
 use crate::stun::{StunView, TransactionId};
 
 /// The socket every request leaves from: comparing mappings only means something for one
@@ -70,7 +71,7 @@ impl MultiServer {
                     local: MULTI_SOCKET,
                     ..BindingConfig::default()
                 };
-                (i, BindingTransaction::new(ids(), *d, cfg))
+                (i, BindingTransaction::new(ids.next_id(), *d, cfg))
             })
             .collect();
         Self {
@@ -175,11 +176,12 @@ impl Probe for MultiServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Family;
     use crate::machine::Retransmit;
-    use crate::nat::classify::{Family, FamilyMeasurements, Mapping, classify_family};
     use crate::nat::sim::{
-        Filter, Map, NatSpec, Net, OTHER, PRIMARY, ServerQuirks, World, counter_ids, t0,
+        Filter, Map, NatSpec, Net, OTHER, PRIMARY, ServerQuirks, World, t0, test_ids,
     };
+    use crate::nat::{FamilyMeasurements, Mapping, classify_family};
     use std::time::Duration;
 
     fn destinations() -> Vec<SocketAddr> {
@@ -204,7 +206,7 @@ mod tests {
             rm: 4,
             deadline: None,
         };
-        let mut probe = MultiServer::new(&destinations(), rt, counter_ids());
+        let mut probe = MultiServer::new(&destinations(), rt, test_ids());
         probe.set_local_addr(world.local(MULTI_SOCKET));
         let (m, took) = world.run(&mut probe, t0());
         assert_eq!(m.results.len(), 4);
@@ -228,10 +230,10 @@ mod tests {
 
     #[test]
     fn output_only_once_and_only_when_done() {
-        let mut probe = MultiServer::with_default_timing(&destinations(), counter_ids());
+        let mut probe = MultiServer::with_default_timing(&destinations(), test_ids());
         assert!(!probe.is_done());
         assert!(probe.take_output().is_none());
-        let mut empty = MultiServer::with_default_timing(&[], counter_ids());
+        let mut empty = MultiServer::with_default_timing(&[], test_ids());
         assert!(empty.is_done());
         assert!(empty.take_output().is_some());
         assert!(empty.take_output().is_none());

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::machine::{LocalSocket, Probe};
 use crate::stun::attr::{self, ChangeRequest};
-use crate::stun::{Class, MessageType, MessageWriter, Method, StunView, TransactionId};
+use crate::stun::{
+    Class, MessageType, MessageWriter, Method, StunView, TransactionId, TransactionIdSource,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Map {
@@ -427,14 +429,8 @@ impl World {
 }
 
 /// Deterministic transaction ids for tests.
-pub(crate) fn counter_ids() -> Box<dyn FnMut() -> TransactionId + Send> {
-    let mut n: u32 = 0;
-    Box::new(move || {
-        n += 1;
-        let mut id = [0x5a; 12];
-        id[8..].copy_from_slice(&n.to_be_bytes());
-        TransactionId(id)
-    })
+pub(crate) fn test_ids() -> TransactionIdSource {
+    TransactionIdSource::new([0x5a; 16])
 }
 
 #[allow(clippy::disallowed_methods)]

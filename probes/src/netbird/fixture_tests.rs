@@ -7,8 +7,9 @@ use super::compare::{Agreement, MeasuredState, MeasuredUri, compare};
 use super::peers::{Measured, Reason, explain};
 use super::status::{CandidateType, ConnectionType, StatusFormat, parse, to_profile};
 use super::{bundle, log};
-use crate::nat::classify::NatType;
-use crate::profile::{Host, PortRange, ServiceKind, netbird_cloud};
+use crate::PortRange;
+use crate::nat::NatType;
+use crate::profile::{Host, ServiceKind, netbird_cloud};
 
 macro_rules! fixture {
     ($name:literal) => {

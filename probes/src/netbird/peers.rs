@@ -7,14 +7,15 @@
 //! peers behind NAT a server-reflexive (srflx) one, learnt from STUN (RFC 8445 §5.1.1.2) — and
 //! connectivity checks that get through both NATs' filters (RFC 4787 §5), which in turn needs
 //! endpoint-independent mapping on at least the filtering side (see
-//! [`crate::nat::classify::pair_outcome`]). The first rule that fits gives the reason.
+//! [`crate::nat::pair_outcome`]). The first rule that fits gives the reason.
 
 use serde::{Deserialize, Serialize};
 
 use super::log::{IceHistory, PeerIce};
 use super::status::{CandidateType, ConnectionType, PeerState, Status};
 use super::uri::{self, Scheme};
-use crate::nat::classify::{Fix, Mapping, NatType, PairOutcome, pair_outcome};
+use crate::finding::Fix;
+use crate::nat::{Mapping, NatType, PairOutcome, pair_outcome};
 
 /// What this run measured of this network. Every field is optional: `None` is "not measured".
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

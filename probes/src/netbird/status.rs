@@ -20,7 +20,8 @@ use serde_json::{Map, Value};
 
 use super::NetbirdError;
 use super::uri::{self, NbUri, Scheme, Transport};
-use crate::profile::{Host, PortRange, Profile, Service, ServiceKind};
+use crate::PortRange;
+use crate::profile::{Host, Profile, Service, ServiceKind};
 
 /// Largest status read (a status of thousands of peers is well under 4 MiB).
 pub const MAX_STATUS_BYTES: usize = 4 << 20;

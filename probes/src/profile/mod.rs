@@ -13,6 +13,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::PortRange;
+
 /// The embedded NetBird Cloud profile, as TOML.
 pub const NETBIRD_CLOUD_TOML: &str = include_str!("../../profiles/netbird-cloud.toml");
 
@@ -84,72 +86,6 @@ impl ServiceKind {
 impl fmt::Display for ServiceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// An inclusive port range (a single port has `start == end`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PortRange {
-    /// First port.
-    pub start: u16,
-    /// Last port.
-    pub end: u16,
-}
-
-impl PortRange {
-    /// One port.
-    pub const fn single(p: u16) -> PortRange {
-        PortRange { start: p, end: p }
-    }
-
-    /// Parse `P` or `A-B` (1..=65535, A <= B).
-    pub fn parse(s: &str) -> Result<PortRange, String> {
-        let port = |p: &str| match p.trim().parse::<u16>() {
-            Ok(0) | Err(_) => Err(format!("{p:?} is not a port (1-65535)")),
-            Ok(n) => Ok(n),
-        };
-        let r = match s.split_once('-') {
-            Some((a, b)) => PortRange {
-                start: port(a)?,
-                end: port(b)?,
-            },
-            None => PortRange::single(port(s)?),
-        };
-        if r.start > r.end {
-            return Err(format!("{s:?}: range starts after it ends"));
-        }
-        Ok(r)
-    }
-
-    /// Number of ports.
-    pub fn count(&self) -> u32 {
-        u32::from(self.end) - u32::from(self.start) + 1
-    }
-
-    /// Whether it is one port.
-    pub fn is_single(&self) -> bool {
-        self.start == self.end
-    }
-
-    /// The ports.
-    pub fn ports(&self) -> impl Iterator<Item = u16> {
-        self.start..=self.end
-    }
-}
-
-impl fmt::Display for PortRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_single() {
-            write!(f, "{}", self.start)
-        } else {
-            write!(f, "{}-{}", self.start, self.end)
-        }
-    }
-}
-
-impl Serialize for PortRange {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }
 

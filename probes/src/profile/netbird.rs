@@ -225,7 +225,8 @@ pub fn import(json: &str, seed: &Profile) -> Result<(Profile, Vec<String>), Prof
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use crate::profile::{PortRange, netbird_cloud};
+    use crate::PortRange;
+    use crate::profile::netbird_cloud;
 
     // Shaped like the published list (names and addresses made up, documentation ranges).
     const LIST: &str = r#"[

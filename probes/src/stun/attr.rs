@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use super::view::ParseError;
 use super::{MAGIC_COOKIE, TransactionId};
 
 /// MAPPED-ADDRESS, RFC 8489 §14.1.
@@ -116,25 +117,8 @@ pub const FAMILY_IPV4: u8 = 0x01;
 /// Address family codes, RFC 8489 §14.1.
 pub const FAMILY_IPV6: u8 = 0x02;
 
-/// Why an address attribute value could not be read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AddressError {
-    /// The value is not 8 (IPv4) or 20 (IPv6) bytes as its family demands.
-    #[error("address attribute of {len} bytes does not fit family {family:#04x}")]
-    BadLength {
-        /// The family byte.
-        family: u8,
-        /// The value's length.
-        len: usize,
-    },
-    /// The family byte is neither 0x01 nor 0x02.
-    #[error("unknown address family {0:#04x}")]
-    UnknownFamily(u8),
-}
-
 /// Decode a MAPPED-ADDRESS-style value (RFC 8489 §14.1): reserved byte, family, port, address.
-pub fn decode_address(value: &[u8]) -> Result<SocketAddr, AddressError> {
+pub fn decode_address(value: &[u8]) -> Result<SocketAddr, ParseError> {
     let family = value.get(1).copied().unwrap_or(0);
     match (family, value) {
         (FAMILY_IPV4, [_, _, p0, p1, a, b, c, d]) => Ok(SocketAddr::new(
@@ -149,18 +133,18 @@ pub fn decode_address(value: &[u8]) -> Result<SocketAddr, AddressError> {
                 u16::from_be_bytes([*p0, *p1]),
             ))
         }
-        (FAMILY_IPV4 | FAMILY_IPV6, _) => Err(AddressError::BadLength {
+        (FAMILY_IPV4 | FAMILY_IPV6, _) => Err(ParseError::AddressLength {
             family,
             len: value.len(),
         }),
-        _ => Err(AddressError::UnknownFamily(family)),
+        _ => Err(ParseError::UnknownFamily { family }),
     }
 }
 
 /// Decode an XOR-MAPPED-ADDRESS-style value (RFC 8489 §14.2): the port is XORed with the top 16
 /// bits of the magic cookie, an IPv4 address with the cookie, an IPv6 address with the cookie
 /// followed by the transaction id.
-pub fn decode_xor_address(value: &[u8], tid: &TransactionId) -> Result<SocketAddr, AddressError> {
+pub fn decode_xor_address(value: &[u8], tid: &TransactionId) -> Result<SocketAddr, ParseError> {
     let plain = decode_address(value)?;
     Ok(xor_address(plain, tid))
 }
@@ -266,31 +250,14 @@ pub struct ErrorCode<'a> {
     pub reason: &'a [u8],
 }
 
-/// Why an ERROR-CODE value is malformed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ErrorCodeError {
-    /// Shorter than the 4-byte fixed part.
-    #[error("ERROR-CODE shorter than 4 bytes")]
-    Short,
-    /// Class outside 3–6 or number above 99 (RFC 8489 §14.8).
-    #[error("ERROR-CODE class {class} number {number} out of range")]
-    OutOfRange {
-        /// The class digit.
-        class: u8,
-        /// The number.
-        number: u8,
-    },
-}
-
 /// Decode an ERROR-CODE value, RFC 8489 §14.8.
-pub fn decode_error_code(value: &[u8]) -> Result<ErrorCode<'_>, ErrorCodeError> {
+pub fn decode_error_code(value: &[u8]) -> Result<ErrorCode<'_>, ParseError> {
     let [_, _, class, number, reason @ ..] = value else {
-        return Err(ErrorCodeError::Short);
+        return Err(ParseError::ErrorCodeTooShort);
     };
     let class = class & 0x07;
     if !(3..=6).contains(&class) || *number > 99 {
-        return Err(ErrorCodeError::OutOfRange {
+        return Err(ParseError::ErrorCodeOutOfRange {
             class,
             number: *number,
         });
@@ -322,17 +289,20 @@ mod tests {
     fn address_rejects_wrong_lengths_and_families() {
         assert_eq!(
             decode_address(&[0, 1, 0, 1, 1, 2, 3]),
-            Err(AddressError::BadLength { family: 1, len: 7 })
+            Err(ParseError::AddressLength { family: 1, len: 7 })
         );
         assert_eq!(
             decode_address(&[0, 2, 0, 1, 1, 2, 3, 4]),
-            Err(AddressError::BadLength { family: 2, len: 8 })
+            Err(ParseError::AddressLength { family: 2, len: 8 })
         );
         assert_eq!(
             decode_address(&[0, 3, 0, 1, 1, 2, 3, 4]),
-            Err(AddressError::UnknownFamily(3))
+            Err(ParseError::UnknownFamily { family: 3 })
         );
-        assert_eq!(decode_address(&[]), Err(AddressError::UnknownFamily(0)));
+        assert_eq!(
+            decode_address(&[]),
+            Err(ParseError::UnknownFamily { family: 0 })
+        );
         let a = decode_address(&[0, 1, 0x12, 0x34, 10, 0, 0, 1]).unwrap();
         assert_eq!(a, "10.0.0.1:4660".parse().unwrap());
     }
@@ -356,17 +326,20 @@ mod tests {
                 reason: b"x"
             }
         );
-        assert_eq!(decode_error_code(&[0, 0, 4]), Err(ErrorCodeError::Short));
+        assert_eq!(
+            decode_error_code(&[0, 0, 4]),
+            Err(ParseError::ErrorCodeTooShort)
+        );
         assert_eq!(
             decode_error_code(&[0, 0, 2, 0]),
-            Err(ErrorCodeError::OutOfRange {
+            Err(ParseError::ErrorCodeOutOfRange {
                 class: 2,
                 number: 0
             })
         );
         assert_eq!(
             decode_error_code(&[0, 0, 4, 100]),
-            Err(ErrorCodeError::OutOfRange {
+            Err(ParseError::ErrorCodeOutOfRange {
                 class: 4,
                 number: 100
             })

@@ -399,7 +399,7 @@ fn expected_header(
         Ok(_) => return ExpectedHeader::Accepted,
         // The fast path checks alignment before comparing the length with the datagram;
         // stun_codec never checks alignment, so both cases reduce to a length comparison.
-        Err(ParseError::UnalignedLength(declared))
+        Err(ParseError::UnalignedLength { length: declared })
         | Err(ParseError::LengthMismatch { declared, .. }) => usize::from(declared),
         Err(_) => return ExpectedHeader::Rejected,
     };
@@ -542,7 +542,7 @@ fn compare_decoded(
     message: &Message<FullAttribute>,
 ) -> Result<(), Disagreement> {
     let m = summarize(message);
-    let addr = |a: &Result<SocketAddr, attr::AddressError>, b: &SocketAddr| a.as_ref() == Ok(b);
+    let addr = |a: &Result<SocketAddr, ParseError>, b: &SocketAddr| a.as_ref() == Ok(b);
     compare_field(
         "XOR-MAPPED-ADDRESS",
         view,

@@ -17,6 +17,8 @@ pub mod view;
 
 use std::fmt;
 
+use sha2::{Digest, Sha256};
+
 pub use encode::MessageWriter;
 pub use view::StunView;
 
@@ -53,6 +55,58 @@ impl fmt::Debug for TransactionId {
             write!(f, "{b:02x}")?;
         }
         write!(f, ")")
+    }
+}
+
+/// Where a probe's transaction ids come from: SHA-256 of a caller-supplied random seed and a
+/// counter, cut to 96 bits. The caller draws the seed (this crate has no randomness), so ids
+/// are unpredictable to anyone without it, as RFC 8489 §5 asks, and deterministic in tests. One
+/// source serves a probe that needs many ids; [`TransactionIdSource::fork`] gives a part of a
+/// probe a stream of its own.
+#[derive(Clone)]
+pub struct TransactionIdSource {
+    seed: [u8; 16],
+    counter: u64,
+}
+
+impl fmt::Debug for TransactionIdSource {
+    /// The seed is left out: it would predict every id.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransactionIdSource")
+            .field("counter", &self.counter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TransactionIdSource {
+    /// A source seeded with 128 random bits.
+    pub fn new(seed: [u8; 16]) -> Self {
+        Self { seed, counter: 0 }
+    }
+
+    /// The next id.
+    pub fn next_id(&mut self) -> TransactionId {
+        let mut h = Sha256::new();
+        h.update(self.seed);
+        h.update(self.counter.to_be_bytes());
+        self.counter = self.counter.wrapping_add(1);
+        let digest = h.finalize();
+        let mut id = [0u8; 12];
+        for (o, b) in id.iter_mut().zip(digest.iter()) {
+            *o = *b;
+        }
+        TransactionId(id)
+    }
+
+    /// A second, independent source seeded from this one's next two ids.
+    pub fn fork(&mut self) -> TransactionIdSource {
+        let a = self.next_id().0;
+        let b = self.next_id().0;
+        let mut seed = [0u8; 16];
+        for (s, x) in seed.iter_mut().zip(a.iter().chain(b.iter())) {
+            *s = *x;
+        }
+        TransactionIdSource::new(seed)
     }
 }
 
@@ -163,6 +217,20 @@ impl MessageType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transaction_ids_are_deterministic_distinct_and_fork_apart() {
+        let mut a = TransactionIdSource::new([1; 16]);
+        let mut b = TransactionIdSource::new([1; 16]);
+        let x = a.next_id();
+        assert_eq!(x, b.next_id());
+        assert_ne!(x, a.next_id());
+        assert_ne!(TransactionIdSource::new([2; 16]).next_id(), x);
+        let mut fork = a.fork();
+        let (f, n) = (fork.next_id(), a.next_id());
+        assert_ne!(f, n);
+        assert!(!format!("{a:?}").contains("seed"), "the seed is not shown");
+    }
 
     #[test]
     fn message_type_round_trips_for_every_value() {

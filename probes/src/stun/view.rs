@@ -7,25 +7,35 @@
 
 use std::net::SocketAddr;
 
-use super::attr::{self, AddressError, ErrorCode, ErrorCodeError};
+use super::attr::{self, ErrorCode};
 use super::{FINGERPRINT_XOR, HEADER_LEN, MAGIC_COOKIE, MessageType, TransactionId};
 
-/// Why a datagram is not a well-formed STUN message.
+/// Why bytes from a peer are not well-formed STUN: the message (header, attribute walk) or an
+/// attribute value a reader was asked for (address, ERROR-CODE). The one error of the STUN codec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ParseError {
     /// Fewer than 20 bytes, RFC 8489 §5.
-    #[error("datagram of {0} bytes is shorter than a STUN header")]
-    TooShort(usize),
+    #[error("datagram of {len} bytes is shorter than a STUN header")]
+    TooShort {
+        /// The datagram's length.
+        len: usize,
+    },
     /// The first two bits are not zero, RFC 8489 §5 (likely RTP, DTLS, ChannelData …).
     #[error("first two bits are not zero")]
     NotStun,
     /// The magic cookie is not 0x2112A442, RFC 8489 §5.
-    #[error("bad magic cookie {0:#010x}")]
-    BadCookie(u32),
+    #[error("bad magic cookie {cookie:#010x}")]
+    BadCookie {
+        /// What the cookie field held.
+        cookie: u32,
+    },
     /// The length field is not a multiple of 4, RFC 8489 §5.
-    #[error("message length {0} is not a multiple of 4")]
-    UnalignedLength(u16),
+    #[error("message length {length} is not a multiple of 4")]
+    UnalignedLength {
+        /// The header's length field.
+        length: u16,
+    },
     /// The length field does not match the datagram, RFC 8489 §6.3.
     #[error("message length {declared} does not match the {actual} bytes after the header")]
     LengthMismatch {
@@ -41,6 +51,32 @@ pub enum ParseError {
         kind: u16,
         /// Offset of the attribute header in the message.
         offset: usize,
+    },
+    /// An address attribute's value is not 8 (IPv4) or 20 (IPv6) bytes as its family demands,
+    /// RFC 8489 §14.1.
+    #[error("address attribute of {len} bytes does not fit family {family:#04x}")]
+    AddressLength {
+        /// The family byte.
+        family: u8,
+        /// The value's length.
+        len: usize,
+    },
+    /// An address attribute's family byte is neither 0x01 nor 0x02, RFC 8489 §14.1.
+    #[error("unknown address family {family:#04x}")]
+    UnknownFamily {
+        /// The family byte.
+        family: u8,
+    },
+    /// ERROR-CODE shorter than its 4-byte fixed part, RFC 8489 §14.8.
+    #[error("ERROR-CODE shorter than 4 bytes")]
+    ErrorCodeTooShort,
+    /// ERROR-CODE class outside 3–6 or number above 99, RFC 8489 §14.8.
+    #[error("ERROR-CODE class {class} number {number} out of range")]
+    ErrorCodeOutOfRange {
+        /// The class digit.
+        class: u8,
+        /// The number.
+        number: u8,
     },
 }
 
@@ -101,20 +137,9 @@ pub struct StunView<'a> {
 /// field. This is the part the differential test compares with `stun_codec`.
 pub fn check_header(buf: &[u8]) -> Result<(MessageType, TransactionId), ParseError> {
     let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
-        return Err(ParseError::TooShort(buf.len()));
+        return Err(ParseError::TooShort { len: buf.len() });
     };
-    let [t0, t1, l0, l1, c0, c1, c2, c3, tid @ ..] = *header;
-    if t0 & 0xC0 != 0 {
-        return Err(ParseError::NotStun);
-    }
-    let cookie = u32::from_be_bytes([c0, c1, c2, c3]);
-    if cookie != MAGIC_COOKIE {
-        return Err(ParseError::BadCookie(cookie));
-    }
-    let len = u16::from_be_bytes([l0, l1]);
-    if len % 4 != 0 {
-        return Err(ParseError::UnalignedLength(len));
-    }
+    let len = declared_length(header)?;
     let actual = buf.len() - HEADER_LEN;
     if usize::from(len) != actual {
         return Err(ParseError::LengthMismatch {
@@ -122,10 +147,30 @@ pub fn check_header(buf: &[u8]) -> Result<(MessageType, TransactionId), ParseErr
             actual,
         });
     }
+    let [t0, t1, _, _, _, _, _, _, tid @ ..] = *header;
     Ok((
         MessageType::from_u16(u16::from_be_bytes([t0, t1])),
         TransactionId(tid),
     ))
+}
+
+/// The checks of a 20-byte header that do not need the rest of the message (top bits 00,
+/// magic cookie, length a multiple of 4; RFC 8489 §6.3), and the length it declares. A stream
+/// reader (RFC 8489 §6.2.2) uses it to know how much more to read.
+pub(crate) fn declared_length(header: &[u8; HEADER_LEN]) -> Result<u16, ParseError> {
+    let [t0, _, l0, l1, c0, c1, c2, c3, ..] = *header;
+    if t0 & 0xC0 != 0 {
+        return Err(ParseError::NotStun);
+    }
+    let cookie = u32::from_be_bytes([c0, c1, c2, c3]);
+    if cookie != MAGIC_COOKIE {
+        return Err(ParseError::BadCookie { cookie });
+    }
+    let len = u16::from_be_bytes([l0, l1]);
+    if len % 4 != 0 {
+        return Err(ParseError::UnalignedLength { length: len });
+    }
+    Ok(len)
 }
 
 impl<'a> StunView<'a> {
@@ -251,31 +296,31 @@ impl<'a> StunView<'a> {
     }
 
     /// XOR-MAPPED-ADDRESS, RFC 8489 §14.2.
-    pub fn xor_mapped_address(&self) -> Option<Result<SocketAddr, AddressError>> {
+    pub fn xor_mapped_address(&self) -> Option<Result<SocketAddr, ParseError>> {
         let tid = self.transaction_id();
         self.value(attr::XOR_MAPPED_ADDRESS)
             .map(|v| attr::decode_xor_address(v, &tid))
     }
 
     /// XOR-RELAYED-ADDRESS, RFC 8656 §18.5.
-    pub fn xor_relayed_address(&self) -> Option<Result<SocketAddr, AddressError>> {
+    pub fn xor_relayed_address(&self) -> Option<Result<SocketAddr, ParseError>> {
         let tid = self.transaction_id();
         self.value(attr::XOR_RELAYED_ADDRESS)
             .map(|v| attr::decode_xor_address(v, &tid))
     }
 
     /// MAPPED-ADDRESS, RFC 8489 §14.1.
-    pub fn mapped_address(&self) -> Option<Result<SocketAddr, AddressError>> {
+    pub fn mapped_address(&self) -> Option<Result<SocketAddr, ParseError>> {
         self.value(attr::MAPPED_ADDRESS).map(attr::decode_address)
     }
 
     /// OTHER-ADDRESS, RFC 5780 §7.4.
-    pub fn other_address(&self) -> Option<Result<SocketAddr, AddressError>> {
+    pub fn other_address(&self) -> Option<Result<SocketAddr, ParseError>> {
         self.value(attr::OTHER_ADDRESS).map(attr::decode_address)
     }
 
     /// RESPONSE-ORIGIN, RFC 5780 §7.3.
-    pub fn response_origin(&self) -> Option<Result<SocketAddr, AddressError>> {
+    pub fn response_origin(&self) -> Option<Result<SocketAddr, ParseError>> {
         self.value(attr::RESPONSE_ORIGIN).map(attr::decode_address)
     }
 
@@ -287,7 +332,7 @@ impl<'a> StunView<'a> {
     }
 
     /// ERROR-CODE, RFC 8489 §14.8.
-    pub fn error_code(&self) -> Option<Result<ErrorCode<'a>, ErrorCodeError>> {
+    pub fn error_code(&self) -> Option<Result<ErrorCode<'a>, ParseError>> {
         self.value(attr::ERROR_CODE).map(attr::decode_error_code)
     }
 
@@ -389,7 +434,7 @@ mod tests {
         assert!(StunView::parse(&good).is_ok());
         assert_eq!(
             StunView::parse(&good[..19]).unwrap_err(),
-            ParseError::TooShort(19)
+            ParseError::TooShort { len: 19 }
         );
         let mut bad = good.clone();
         bad[0] |= 0x80;
@@ -398,13 +443,13 @@ mod tests {
         bad[4] = 0;
         assert!(matches!(
             StunView::parse(&bad).unwrap_err(),
-            ParseError::BadCookie(_)
+            ParseError::BadCookie { .. }
         ));
         let mut bad = good.clone();
         bad[3] = bad[3].wrapping_add(1);
         assert!(matches!(
             StunView::parse(&bad).unwrap_err(),
-            ParseError::UnalignedLength(_)
+            ParseError::UnalignedLength { .. }
         ));
         let mut bad = good.clone();
         bad.extend_from_slice(&[0; 4]);

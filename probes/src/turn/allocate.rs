@@ -1,603 +1,21 @@
-//! The TURN control session (one request at a time, with the long-term credential mechanism)
-//! and the Allocate probe built on it.
-//!
-//! [`TurnSession`] sends a request, retransmits it over UDP on the RFC 8489 §6.2.1 schedule
-//! (once over TCP/TLS, §6.2.2), and handles authentication itself:
-//! - a 401 carrying REALM and NONCE to an unauthenticated request, when credentials are
-//!   configured, is answered by the same request with USERNAME, REALM, NONCE and
-//!   MESSAGE-INTEGRITY (RFC 8489 §9.2.3–§9.2.4), or MESSAGE-INTEGRITY-SHA256 with
-//!   PASSWORD-ALGORITHM(S) when the NONCE carries the RFC 8489 §9.2 nonce cookie and the server
-//!   lists its PASSWORD-ALGORITHMS;
-//! - a 438 (Stale Nonce) is retried with the new NONCE, at most [`MAX_NONCE_RETRIES`] times
-//!   per request (RFC 8489 §9.2.5);
-//! - once the key is known, every response to an authenticated request must carry a valid
-//!   MESSAGE-INTEGRITY(-SHA256) if it is a success; a wrong one on any response is ignored as
-//!   if never received (RFC 8489 §9.2.5). Error responses without integrity are accepted: a
-//!   server cannot sign a 401 for a wrong password, and a forged error can only make a probe
-//!   report failure, never a relay that does not exist.
-//!
-//! [`AllocateProbe`] runs Allocate (RFC 8656 §7), optionally CreatePermission (§10) and
-//! ChannelBind (§12) toward its own reflexive address, and always ends with Refresh LIFETIME 0
-//! (§8) when an allocation was made — on success, on error and on cancellation. A leaked
-//! allocation would hold a relay port on the server for its whole lifetime.
+//! The Allocate probe (`stunmap turn`): [`AllocateProbe`] runs Allocate (RFC 8656 §7) on a
+//! [`TurnSession`], optionally CreatePermission (§10) and ChannelBind (§12) toward its own
+//! reflexive address, and always ends with Refresh LIFETIME 0 (§8) when an allocation was made
+//! — on success, on error and on cancellation. A leaked allocation would hold a relay port on
+//! the server for its whole lifetime.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::TidSource;
-use super::auth::{
-    Credentials, Integrity, IntegrityKind, LongTermKey, NONCE_COOKIE, PasswordAlgorithm,
-    choose_algorithm,
+use super::auth::{IntegrityKind, PasswordAlgorithm};
+use super::session::{
+    Answer, Completion, Release, Request, SessionConfig, StepOutcome, TurnSession,
+    private_sockets_for,
 };
-use super::uri::TurnTransport;
-use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
-use crate::stun::view::{Fingerprint, StunView};
-use crate::stun::{Class, MessageType, MessageWriter, Method, TransactionId, attr};
-
-/// Retries after 438 (Stale Nonce) for one request before giving up.
-pub const MAX_NONCE_RETRIES: u8 = 3;
-
-/// REQUESTED-TRANSPORT value for UDP relaying (protocol 17), RFC 8656 §18.8.
-const UDP_PROTOCOL: u8 = 17;
-
-/// The address family of a relayed transport address: the values of REQUESTED-ADDRESS-FAMILY,
-/// RFC 8656 §18.6 (0x01 IPv4, 0x02 IPv6, as in RFC 8489 §14.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RelayFamily {
-    /// IPv4, what a server allocates when the Allocate names no family (RFC 8656 §7.2, step 7).
-    Ipv4,
-    /// IPv6.
-    Ipv6,
-}
-
-impl RelayFamily {
-    /// The family of `addr` (an IPv4-mapped IPv6 address is IPv6 on the wire).
-    pub fn of(addr: &SocketAddr) -> Self {
-        match addr {
-            SocketAddr::V4(_) => RelayFamily::Ipv4,
-            SocketAddr::V6(_) => RelayFamily::Ipv6,
-        }
-    }
-
-    /// The attribute's family byte, RFC 8656 §18.6.
-    pub fn code(self) -> u8 {
-        match self {
-            RelayFamily::Ipv4 => attr::FAMILY_IPV4,
-            RelayFamily::Ipv6 => attr::FAMILY_IPV6,
-        }
-    }
-}
-
-/// How a session talks to its server.
-#[derive(Clone, Debug)]
-pub struct SessionConfig {
-    /// The TURN server.
-    pub server: SocketAddr,
-    /// UDP, TCP or TLS (decides retransmission and ChannelData padding).
-    pub transport: TurnTransport,
-    /// The local socket requests leave from (a private socket under `engine::run`; `Default`
-    /// is the stream under `engine::stream`).
-    pub local: LocalSocket,
-    /// Credentials; `None` stops at the server's 401, which still proves a TURN server.
-    pub credentials: Option<Credentials>,
-    /// Retransmission schedule (set `rc` to 1 on streams).
-    pub retransmit: Retransmit,
-    /// LIFETIME to ask for in Allocate (seconds), RFC 8656 §7.1; `None` takes the default.
-    pub lifetime: Option<u32>,
-    /// SOFTWARE, RFC 8489 §14.14.
-    pub software: Option<&'static str>,
-    /// REQUESTED-ADDRESS-FAMILY to put in Allocate, RFC 8656 §7.1 and §18.6; `None` leaves it
-    /// out and the server allocates IPv4 (§7.2, step 7). Refresh never carries it: it is only
-    /// for dual allocations there (§8.1), and this session makes single-family ones.
-    pub requested_family: Option<RelayFamily>,
-}
-
-impl SessionConfig {
-    /// A configuration with the usual defaults: RFC 8489 §6.2.1 retransmissions over UDP (one
-    /// transmission with a 39.5 s timeout over a stream), stunmap's SOFTWARE.
-    pub fn new(server: SocketAddr, transport: TurnTransport, local: LocalSocket) -> Self {
-        let retransmit = if transport.is_stream() {
-            Retransmit {
-                rto: Duration::from_millis(39_500),
-                rc: 1,
-                rm: 1,
-                deadline: None,
-            }
-        } else {
-            Retransmit::default()
-        };
-        Self {
-            server,
-            transport,
-            local,
-            credentials: None,
-            retransmit,
-            lifetime: None,
-            software: Some(concat!("stunmap ", env!("CARGO_PKG_VERSION"))),
-            requested_family: None,
-        }
-    }
-}
-
-/// A request the session can send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case", tag = "method")]
-pub enum Request {
-    /// Binding, RFC 8489 §3 (unauthenticated; used for the direct-path RTT).
-    Binding,
-    /// Allocate, RFC 8656 §7.1 (UDP relaying).
-    Allocate,
-    /// Refresh, RFC 8656 §8.1; LIFETIME 0 deletes the allocation.
-    Refresh {
-        /// Seconds.
-        lifetime: u32,
-    },
-    /// CreatePermission, RFC 8656 §10.1.
-    CreatePermission {
-        /// The peer whose IP is permitted.
-        peer: SocketAddr,
-    },
-    /// ChannelBind, RFC 8656 §12.1.
-    ChannelBind {
-        /// 0x4000–0x4FFF.
-        channel: u16,
-        /// The peer bound to it.
-        peer: SocketAddr,
-    },
-}
-
-impl Request {
-    fn method(&self) -> Method {
-        match self {
-            Request::Binding => Method::BINDING,
-            Request::Allocate => Method::ALLOCATE,
-            Request::Refresh { .. } => Method::REFRESH,
-            Request::CreatePermission { .. } => Method::CREATE_PERMISSION,
-            Request::ChannelBind { .. } => Method::CHANNEL_BIND,
-        }
-    }
-
-    fn needs_auth(&self) -> bool {
-        !matches!(self, Request::Binding)
-    }
-}
-
-/// What a success response said.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Success {
-    /// XOR-RELAYED-ADDRESS, RFC 8656 §18.5.
-    pub relayed: Option<SocketAddr>,
-    /// XOR-MAPPED-ADDRESS, RFC 8489 §14.2.
-    pub mapped: Option<SocketAddr>,
-    /// LIFETIME, RFC 8656 §18.2 (seconds).
-    pub lifetime: Option<u32>,
-}
-
-/// How a request ended.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum Answer {
-    /// A success response (authenticated when the request was).
-    Success(Success),
-    /// An error response, RFC 8489 §14.8.
-    Error {
-        /// 300–699 (0 when ERROR-CODE was missing or malformed).
-        code: u16,
-        /// Reason phrase, lossy UTF-8.
-        reason: String,
-        /// Whether the response carried REALM and NONCE (a 401 with both proves a TURN
-        /// server that wants credentials).
-        challenge: bool,
-    },
-    /// No acceptable response in time.
-    Timeout,
-}
-
-/// A finished request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Completion {
-    /// What was asked.
-    pub request: Request,
-    /// The answer.
-    pub answer: Answer,
-    /// RTT of the last transaction of the request (see `binding` for Karn's rule).
-    pub rtt: Option<Duration>,
-    /// The response followed a retransmission.
-    pub rtt_ambiguous: bool,
-}
-
-struct Auth {
-    realm: Vec<u8>,
-    nonce: Vec<u8>,
-    key: LongTermKey,
-    algorithm: PasswordAlgorithm,
-    password_algorithms: Option<Vec<u8>>,
-    integrity: IntegrityKind,
-}
-
-impl std::fmt::Debug for Auth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth")
-            .field("realm", &String::from_utf8_lossy(&self.realm))
-            .field("algorithm", &self.algorithm)
-            .field("integrity", &self.integrity)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-struct Pending {
-    tid: TransactionId,
-    request: Request,
-    authenticated: bool,
-    attempts: u8,
-    first_sent: Option<Instant>,
-    last_sent: Option<Instant>,
-    nonce_retries: u8,
-}
-
-/// The control side of one TURN client: one outstanding request at a time.
-#[derive(Debug)]
-pub struct TurnSession {
-    config: SessionConfig,
-    ids: TidSource,
-    auth: Option<Auth>,
-    pending: Option<Pending>,
-    software: Option<String>,
-    realm: Option<String>,
-    stale_nonces: u32,
-    rejected_integrity: u32,
-}
-
-impl TurnSession {
-    /// A session with no request outstanding.
-    pub fn new(config: SessionConfig, ids: TidSource) -> Self {
-        Self {
-            config,
-            ids,
-            auth: None,
-            pending: None,
-            software: None,
-            realm: None,
-            stale_nonces: 0,
-            rejected_integrity: 0,
-        }
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &SessionConfig {
-        &self.config
-    }
-
-    /// Whether no request is outstanding.
-    pub fn is_idle(&self) -> bool {
-        self.pending.is_none()
-    }
-
-    /// The request outstanding, if any.
-    pub fn pending_request(&self) -> Option<Request> {
-        self.pending.map(|p| p.request)
-    }
-
-    /// Whether the outstanding request (if any) is authenticated.
-    pub fn pending_authenticated(&self) -> bool {
-        self.pending.is_some_and(|p| p.authenticated)
-    }
-
-    /// SOFTWARE of the server, from the first response that had it.
-    pub fn software(&self) -> Option<&str> {
-        self.software.as_deref()
-    }
-
-    /// REALM of the server.
-    pub fn realm(&self) -> Option<&str> {
-        self.realm.as_deref()
-    }
-
-    /// 438 answers received.
-    pub fn stale_nonces(&self) -> u32 {
-        self.stale_nonces
-    }
-
-    /// Responses ignored for missing or wrong integrity.
-    pub fn rejected_integrity(&self) -> u32 {
-        self.rejected_integrity
-    }
-
-    /// The integrity attribute and password algorithm in use, once authenticated.
-    pub fn auth_mode(&self) -> Option<(IntegrityKind, PasswordAlgorithm)> {
-        self.auth.as_ref().map(|a| (a.integrity, a.algorithm))
-    }
-
-    /// Whether `tid` is the outstanding request's.
-    pub fn owns(&self, tid: &TransactionId) -> bool {
-        self.pending.is_some_and(|p| p.tid == *tid)
-    }
-
-    /// Start `request`, replacing any outstanding one (whose late answer is then ignored).
-    pub fn start(&mut self, request: Request) {
-        self.pending = Some(Pending {
-            tid: self.ids.next_id(),
-            request,
-            authenticated: request.needs_auth() && self.auth.is_some(),
-            attempts: 0,
-            first_sent: None,
-            last_sent: None,
-            nonce_retries: 0,
-        });
-    }
-
-    /// Forget the outstanding request.
-    pub fn abandon(&mut self) {
-        self.pending = None;
-    }
-
-    fn restart(&mut self, authenticated: bool, nonce_retries: u8) {
-        if let Some(p) = self.pending.as_mut() {
-            p.tid = self.ids.next_id();
-            p.authenticated = authenticated;
-            p.attempts = 0;
-            p.first_sent = None;
-            p.last_sent = None;
-            p.nonce_retries = nonce_retries;
-        }
-    }
-
-    fn due(&self, p: &Pending) -> Option<Instant> {
-        let first = p.first_sent?;
-        let r = &self.config.retransmit;
-        let give_up = r.give_up_after();
-        match r.offset(p.attempts) {
-            Some(at) if p.attempts < r.rc && at < give_up => first.checked_add(at),
-            _ => first.checked_add(give_up),
-        }
-    }
-
-    /// When the session next needs [`TurnSession::handle_timeout`].
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let p = self.pending.as_ref()?;
-        p.first_sent?;
-        self.due(p)
-    }
-
-    /// Give up on the outstanding request when its schedule ran out.
-    pub fn handle_timeout(&mut self, now: Instant) -> Option<Completion> {
-        let p = self.pending?;
-        let first = p.first_sent?;
-        if now.saturating_duration_since(first) < self.config.retransmit.give_up_after() {
-            return None;
-        }
-        self.pending = None;
-        Some(Completion {
-            request: p.request,
-            answer: Answer::Timeout,
-            rtt: None,
-            rtt_ambiguous: p.attempts > 1,
-        })
-    }
-
-    /// Append the outstanding request to `buf` when a (re)transmission is due.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let p = self.pending?;
-        let r = self.config.retransmit;
-        let send = match p.first_sent {
-            None => true,
-            Some(first) => {
-                p.attempts < r.rc
-                    && self.due(&p).is_some_and(|d| now >= d)
-                    && now.saturating_duration_since(first) < r.give_up_after()
-            }
-        };
-        if !send {
-            return None;
-        }
-        self.encode(&p, buf);
-        if let Some(q) = self.pending.as_mut() {
-            q.attempts = q.attempts.saturating_add(1);
-            q.first_sent.get_or_insert(now);
-            q.last_sent = Some(now);
-        }
-        Some(Transmit {
-            destination: self.config.server,
-            local: self.config.local,
-            transaction_id: p.tid,
-            attempt: p.attempts,
-        })
-    }
-
-    fn encode(&self, p: &Pending, buf: &mut Vec<u8>) {
-        let ty = MessageType::new(Class::Request, p.request.method());
-        let mut w = MessageWriter::new(buf, ty, &p.tid);
-        match p.request {
-            Request::Binding => {}
-            Request::Allocate => {
-                w.attr(attr::REQUESTED_TRANSPORT, &[UDP_PROTOCOL, 0, 0, 0]);
-                if let Some(f) = self.config.requested_family {
-                    // RFC 8656 §18.6: the family byte, then 24 reserved zero bits.
-                    w.attr(attr::REQUESTED_ADDRESS_FAMILY, &[f.code(), 0, 0, 0]);
-                }
-                if let Some(l) = self.config.lifetime {
-                    w.u32_attr(attr::LIFETIME, l);
-                }
-            }
-            Request::Refresh { lifetime } => {
-                w.u32_attr(attr::LIFETIME, lifetime);
-            }
-            Request::CreatePermission { peer } => {
-                w.xor_address(attr::XOR_PEER_ADDRESS, &peer);
-            }
-            Request::ChannelBind { channel, peer } => {
-                let [c0, c1] = channel.to_be_bytes();
-                w.attr(attr::CHANNEL_NUMBER, &[c0, c1, 0, 0]);
-                w.xor_address(attr::XOR_PEER_ADDRESS, &peer);
-            }
-        }
-        if let Some(s) = self.config.software {
-            w.software(s);
-        }
-        if p.authenticated {
-            if let (Some(a), Some(c)) = (&self.auth, &self.config.credentials) {
-                w.attr(attr::USERNAME, c.username.as_bytes());
-                w.attr(attr::REALM, &a.realm);
-                w.attr(attr::NONCE, &a.nonce);
-                if let Some(pa) = &a.password_algorithms {
-                    w.attr(attr::PASSWORD_ALGORITHMS, pa);
-                    let [a0, a1] = a.algorithm.code().to_be_bytes();
-                    w.attr(attr::PASSWORD_ALGORITHM, &[a0, a1, 0, 0]);
-                }
-                match a.integrity {
-                    IntegrityKind::Sha1 => {
-                        w.attr_over_message(attr::MESSAGE_INTEGRITY, 20, |m| a.key.hmac_sha1(m))
-                    }
-                    IntegrityKind::Sha256 => {
-                        w.attr_over_message(attr::MESSAGE_INTEGRITY_SHA256, 32, |m| {
-                            a.key.hmac_sha256(m)
-                        })
-                    }
-                };
-            }
-        }
-        w.fingerprint();
-        w.finish();
-    }
-
-    fn learn_auth(&mut self, view: &StunView<'_>) -> bool {
-        let (Some(creds), Some(realm), Some(nonce)) =
-            (&self.config.credentials, view.realm(), view.nonce())
-        else {
-            return false;
-        };
-        let offered = view
-            .attributes()
-            .find(|(k, _)| *k == attr::PASSWORD_ALGORITHMS)
-            .map(|(_, v)| v);
-        let modern = nonce.starts_with(NONCE_COOKIE);
-        let (algorithm, password_algorithms, integrity) = match (
-            modern,
-            offered.and_then(|o| choose_algorithm(o).map(|a| (a, o))),
-        ) {
-            (true, Some((alg, raw))) => (alg, Some(raw.to_vec()), IntegrityKind::Sha256),
-            (true, None) => (PasswordAlgorithm::Md5, None, IntegrityKind::Sha256),
-            (false, _) => (PasswordAlgorithm::Md5, None, IntegrityKind::Sha1),
-        };
-        self.auth = Some(Auth {
-            realm: realm.to_vec(),
-            nonce: nonce.to_vec(),
-            key: LongTermKey::derive(creds, realm, algorithm),
-            algorithm,
-            password_algorithms,
-            integrity,
-        });
-        true
-    }
-
-    /// A STUN message from the server. `Ok(None)`: taken, the request goes on (an
-    /// authentication round); `Ok(Some(_))`: the request finished.
-    pub fn handle_response(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        view: &StunView<'_>,
-    ) -> Result<Option<Completion>, Ignored> {
-        let Some(p) = self.pending else {
-            return Err(Ignored::Late);
-        };
-        if view.transaction_id() != p.tid {
-            return Err(Ignored::UnknownTransaction);
-        }
-        let ty = view.message_type();
-        if !matches!(ty.class, Class::SuccessResponse | Class::ErrorResponse) {
-            return Err(Ignored::NotAResponse);
-        }
-        if ty.method != p.request.method() {
-            return Err(Ignored::WrongMethod);
-        }
-        if from != self.config.server {
-            return Err(Ignored::UnexpectedSource);
-        }
-        if view.fingerprint() == Fingerprint::Invalid {
-            return Err(Ignored::BadFingerprint);
-        }
-        let success = ty.class == Class::SuccessResponse;
-        if p.authenticated {
-            if let Some(a) = &self.auth {
-                match a.key.verify(view.as_bytes()) {
-                    Integrity::Valid => {}
-                    Integrity::Absent if !success => {}
-                    Integrity::Absent | Integrity::Invalid => {
-                        self.rejected_integrity = self.rejected_integrity.saturating_add(1);
-                        return Err(Ignored::BadIntegrity);
-                    }
-                }
-            }
-        }
-        if let Some(s) = view.software() {
-            self.software
-                .get_or_insert_with(|| String::from_utf8_lossy(s).into_owned());
-        }
-        if let Some(r) = view.realm() {
-            self.realm = Some(String::from_utf8_lossy(r).into_owned());
-        }
-        let rtt = p.last_sent.map(|t| now.saturating_duration_since(t));
-        let answer = if success {
-            Answer::Success(Success {
-                relayed: view.xor_relayed_address().and_then(Result::ok),
-                mapped: view.xor_mapped_address().and_then(Result::ok),
-                lifetime: view.lifetime(),
-            })
-        } else {
-            let (code, reason) = match view.error_code() {
-                // coturn counts NUL padding into the reason phrase ("…family\0\0"); a
-                // phrase is UTF-8 text (RFC 8489 §14.8), so trailing NULs are dropped.
-                Some(Ok(e)) => (
-                    e.code,
-                    String::from_utf8_lossy(e.reason)
-                        .trim_end_matches('\0')
-                        .to_string(),
-                ),
-                _ => (0, "missing ERROR-CODE".to_string()),
-            };
-            let challenge = view.realm().is_some() && view.nonce().is_some();
-            if code == 401 && challenge && !p.authenticated && p.request.needs_auth() {
-                if self.learn_auth(view) {
-                    self.restart(true, p.nonce_retries);
-                    return Ok(None);
-                }
-            } else if code == 438 && p.nonce_retries < MAX_NONCE_RETRIES {
-                if let (Some(a), Some(nonce)) = (self.auth.as_mut(), view.nonce()) {
-                    self.stale_nonces = self.stale_nonces.saturating_add(1);
-                    a.nonce = nonce.to_vec();
-                    self.restart(p.authenticated, p.nonce_retries.saturating_add(1));
-                    return Ok(None);
-                }
-            }
-            Answer::Error {
-                code,
-                reason,
-                challenge,
-            }
-        };
-        self.pending = None;
-        Ok(Some(Completion {
-            request: p.request,
-            answer,
-            rtt,
-            rtt_ambiguous: p.attempts > 1,
-        }))
-    }
-}
-
-/// The private sockets a session on `LocalSocket::Private(n)` needs (sockets 0..=n).
-pub(crate) fn private_sockets_for(config: &SessionConfig) -> Option<PrivateSockets> {
-    match config.local {
-        LocalSocket::Private(n) => Some(PrivateSockets {
-            count: n.saturating_add(1),
-            toward: config.server,
-        }),
-        LocalSocket::Default => None,
-    }
-}
+use crate::Transport;
+use crate::machine::{Ignored, PrivateSockets, Probe, Transmit};
+use crate::stun::TransactionIdSource;
+use crate::stun::view::StunView;
 
 /// How Allocate ended.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -622,79 +40,14 @@ pub enum AllocateStatus {
     Cancelled,
 }
 
-/// The result of a CreatePermission or ChannelBind step.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum StepOutcome {
-    /// Success.
-    Ok {
-        /// RTT, seconds.
-        #[serde(with = "crate::serde_util::opt_secs")]
-        rtt: Option<Duration>,
-    },
-    /// An error response.
-    Error {
-        /// The code.
-        code: u16,
-        /// The reason phrase.
-        reason: String,
-    },
-    /// No answer.
-    Timeout,
-}
-
-impl StepOutcome {
-    fn from_completion(c: &Completion) -> Self {
-        match &c.answer {
-            Answer::Success(_) => StepOutcome::Ok { rtt: c.rtt },
-            Answer::Error { code, reason, .. } => StepOutcome::Error {
-                code: *code,
-                reason: reason.clone(),
-            },
-            Answer::Timeout => StepOutcome::Timeout,
-        }
-    }
-}
-
-/// Whether the allocation was given back (RFC 8656 §8: Refresh with LIFETIME 0).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum Release {
-    /// No allocation was made.
-    NotNeeded,
-    /// The server confirmed the deletion.
-    Released,
-    /// 437: the server no longer had it (a retransmitted Refresh after the deletion).
-    AlreadyGone,
-    /// The server refused the Refresh: the allocation may still exist until its lifetime ends.
-    Failed {
-        /// The code.
-        code: u16,
-        /// The reason phrase.
-        reason: String,
-    },
-    /// No answer: the allocation may still exist until its lifetime ends.
-    Timeout,
-}
-
-impl Release {
-    /// Whether nothing is left on the server.
-    pub fn is_clean(&self) -> bool {
-        matches!(
-            self,
-            Release::NotNeeded | Release::Released | Release::AlreadyGone
-        )
-    }
-
-    pub(crate) fn from_completion(c: &Completion) -> Self {
-        match &c.answer {
-            Answer::Success(_) => Release::Released,
-            Answer::Error { code: 437, .. } => Release::AlreadyGone,
-            Answer::Error { code, reason, .. } => Release::Failed {
-                code: *code,
-                reason: reason.clone(),
-            },
-            Answer::Timeout => Release::Timeout,
+impl std::fmt::Display for AllocateStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AllocateStatus::Allocated => f.write_str("allocated"),
+            AllocateStatus::AuthRequired => f.write_str("credentials required (401)"),
+            AllocateStatus::Rejected { code, reason } => write!(f, "rejected: {code} {reason}"),
+            AllocateStatus::Timeout => f.write_str("no answer"),
+            AllocateStatus::Cancelled => f.write_str("cancelled"),
         }
     }
 }
@@ -705,7 +58,7 @@ pub struct AllocateReport {
     /// The server.
     pub server: SocketAddr,
     /// The transport.
-    pub transport: TurnTransport,
+    pub transport: Transport,
     /// How Allocate ended.
     pub status: AllocateStatus,
     /// SOFTWARE, RFC 8489 §14.14.
@@ -772,7 +125,7 @@ pub struct AllocateProbe {
 
 impl AllocateProbe {
     /// A probe; `ids` supplies its transaction ids.
-    pub fn new(config: AllocateConfig, ids: TidSource) -> Self {
+    pub fn new(config: AllocateConfig, ids: TransactionIdSource) -> Self {
         let report = AllocateReport {
             server: config.session.server,
             transport: config.session.transport,
@@ -968,175 +321,23 @@ impl Probe for AllocateProbe {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::turn::auth::Password;
+    use crate::stun::{Method, TransactionId};
+    use crate::turn::auth::Credentials;
+    use crate::turn::session::MAX_NONCE_RETRIES;
+    use crate::turn::testkit::{FakeServer, creds, ids, server, session_config, t0};
 
-    pub(crate) const USER: &str = "test";
-    pub(crate) const PASS: &str = "secret";
-    pub(crate) const REALM: &[u8] = b"lab";
-
-    pub(crate) fn server() -> SocketAddr {
-        "192.0.2.1:3478".parse().unwrap()
-    }
-
-    pub(crate) fn creds() -> Credentials {
-        Credentials::new(USER, Password::new(PASS))
-    }
-
-    /// A scripted TURN server for tests: checks MESSAGE-INTEGRITY with the right key, answers
-    /// 401 to unauthenticated requests, 438 when told to, and success otherwise.
-    #[derive(Debug)]
-    pub(crate) struct FakeServer {
-        pub(crate) nonce: Vec<u8>,
-        pub(crate) stale_next: u32,
-        pub(crate) password: &'static str,
-        pub(crate) allocated: bool,
-        pub(crate) relayed: SocketAddr,
-        pub(crate) mapped: SocketAddr,
-        pub(crate) log: Vec<(Method, Option<u16>)>,
-        pub(crate) fail_allocate: Option<u16>,
-        pub(crate) sign: bool,
-    }
-
-    impl FakeServer {
-        pub(crate) fn new() -> Self {
-            Self {
-                nonce: b"n1".to_vec(),
-                stale_next: 0,
-                password: PASS,
-                allocated: false,
-                relayed: "192.0.2.1:50000".parse().unwrap(),
-                mapped: "203.0.113.9:40000".parse().unwrap(),
-                log: Vec::new(),
-                fail_allocate: None,
-                sign: true,
-            }
-        }
-
-        fn key(&self) -> LongTermKey {
-            LongTermKey::derive(
-                &Credentials::new(USER, Password::new(self.password)),
-                REALM,
-                PasswordAlgorithm::Md5,
-            )
-        }
-
-        /// Answer one request (None for indications).
-        pub(crate) fn answer(&mut self, req: &[u8]) -> Option<Vec<u8>> {
-            let v = StunView::parse(req).unwrap();
-            let ty = v.message_type();
-            if ty.class != Class::Request {
-                return None;
-            }
-            let tid = v.transaction_id();
-            let mut out = Vec::new();
-            let err = |out: &mut Vec<u8>, code: u16, nonce: &[u8], key: Option<&LongTermKey>| {
-                let mut w = MessageWriter::new(
-                    out,
-                    MessageType::new(Class::ErrorResponse, ty.method),
-                    &tid,
-                );
-                w.error_code(code, "err");
-                w.attr(attr::REALM, REALM);
-                w.attr(attr::NONCE, nonce);
-                w.software("fake");
-                if let Some(k) = key {
-                    w.attr_over_message(attr::MESSAGE_INTEGRITY, 20, |m| k.hmac_sha1(m));
-                }
-                w.fingerprint();
-            };
-            if ty.method == Method::BINDING {
-                let mut w = MessageWriter::new(
-                    &mut out,
-                    MessageType::new(Class::SuccessResponse, ty.method),
-                    &tid,
-                );
-                w.xor_address(attr::XOR_MAPPED_ADDRESS, &self.mapped);
-                w.fingerprint();
-                self.log.push((ty.method, None));
-                return Some(out);
-            }
-            if !v.has_message_integrity() {
-                self.log.push((ty.method, Some(401)));
-                err(&mut out, 401, &self.nonce.clone(), None);
-                return Some(out);
-            }
-            if self.key().verify(req) != Integrity::Valid {
-                self.log.push((ty.method, Some(401)));
-                err(&mut out, 401, &self.nonce.clone(), None);
-                return Some(out);
-            }
-            if self.stale_next > 0 || v.nonce() != Some(&self.nonce[..]) {
-                self.stale_next = self.stale_next.saturating_sub(1);
-                self.nonce.push(b'x');
-                self.log.push((ty.method, Some(438)));
-                err(&mut out, 438, &self.nonce.clone(), None);
-                return Some(out);
-            }
-            let key = self.key();
-            if ty.method == Method::ALLOCATE {
-                if let Some(code) = self.fail_allocate {
-                    self.log.push((ty.method, Some(code)));
-                    err(&mut out, code, &self.nonce.clone(), Some(&key));
-                    return Some(out);
-                }
-                self.allocated = true;
-            }
-            if ty.method == Method::REFRESH && v.lifetime() == Some(0) {
-                if !self.allocated {
-                    self.log.push((ty.method, Some(437)));
-                    err(&mut out, 437, &self.nonce.clone(), Some(&key));
-                    return Some(out);
-                }
-                self.allocated = false;
-            }
-            self.log.push((ty.method, None));
-            let mut w = MessageWriter::new(
-                &mut out,
-                MessageType::new(Class::SuccessResponse, ty.method),
-                &tid,
-            );
-            if ty.method == Method::ALLOCATE {
-                w.xor_address(attr::XOR_RELAYED_ADDRESS, &self.relayed);
-                w.xor_address(attr::XOR_MAPPED_ADDRESS, &self.mapped);
-                w.u32_attr(attr::LIFETIME, 600);
-            }
-            if ty.method == Method::REFRESH {
-                w.u32_attr(attr::LIFETIME, v.lifetime().unwrap_or(600));
-            }
-            w.software("fake");
-            if self.sign {
-                w.attr_over_message(attr::MESSAGE_INTEGRITY, 20, |m| key.hmac_sha1(m));
-            }
-            w.fingerprint();
-            Some(out)
-        }
-    }
-
-    #[allow(clippy::disallowed_methods)]
-    pub(crate) fn t0() -> Instant {
-        Instant::now()
-    }
-
-    pub(crate) fn config(creds: Option<Credentials>) -> AllocateConfig {
-        let mut session = SessionConfig::new(server(), TurnTransport::Udp, LocalSocket::Private(0));
-        session.credentials = creds;
-        session.retransmit = Retransmit {
-            rto: Duration::from_millis(100),
-            rc: 3,
-            rm: 4,
-            deadline: None,
-        };
+    fn config(creds: Option<Credentials>) -> AllocateConfig {
         AllocateConfig {
-            session,
+            session: session_config(creds),
             exercise: true,
         }
     }
 
     /// Run a probe against the fake server on simulated time, with `lose` deciding whether
     /// the n-th datagram (either way) is dropped. Returns the output.
-    pub(crate) fn drive(
+    fn drive(
         probe: &mut AllocateProbe,
         srv: &mut FakeServer,
         cancel_at: Option<usize>,
@@ -1175,10 +376,6 @@ pub(crate) mod tests {
         probe.take_output().unwrap()
     }
 
-    fn ids() -> TidSource {
-        TidSource::new([7; 16])
-    }
-
     #[test]
     fn allocate_with_credentials_exercises_and_releases() {
         let mut srv = FakeServer::new();
@@ -1208,6 +405,28 @@ pub(crate) mod tests {
         // A finished probe is done for good.
         assert!(p.take_output().is_none());
         assert_eq!(p.poll_timeout(), None);
+    }
+
+    #[test]
+    fn statuses_read_as_words() {
+        let rejected = AllocateStatus::Rejected {
+            code: 486,
+            reason: "Allocation Quota Reached".into(),
+        };
+        assert_eq!(
+            rejected.to_string(),
+            "rejected: 486 Allocation Quota Reached"
+        );
+        assert_eq!(AllocateStatus::Allocated.to_string(), "allocated");
+        assert_eq!(
+            AllocateStatus::AuthRequired.to_string(),
+            "credentials required (401)"
+        );
+        assert_eq!(
+            IntegrityKind::Sha256.to_string(),
+            "MESSAGE-INTEGRITY-SHA256"
+        );
+        assert_eq!(PasswordAlgorithm::Sha256.to_string(), "SHA-256");
     }
 
     #[test]
@@ -1356,109 +575,5 @@ pub(crate) mod tests {
         r[n - 4..].copy_from_slice(&crc.to_be_bytes());
         assert_eq!(p.handle_input(t, server(), &r), Err(Ignored::BadIntegrity));
         assert!(!p.is_done());
-    }
-
-    #[test]
-    fn modern_nonce_with_password_algorithms_uses_sha256() {
-        let mut s = TurnSession::new(config(Some(creds())).session, ids());
-        s.start(Request::Allocate);
-        let t = t0();
-        let mut buf = Vec::new();
-        let tx = s.poll_transmit(t, &mut buf).unwrap();
-        let mut r = Vec::new();
-        let mut w = MessageWriter::new(
-            &mut r,
-            MessageType::new(Class::ErrorResponse, Method::ALLOCATE),
-            &tx.transaction_id,
-        );
-        w.error_code(401, "Unauthorized");
-        w.attr(attr::REALM, REALM);
-        w.attr(attr::NONCE, b"obMatJos2AAABxyz");
-        w.attr(attr::PASSWORD_ALGORITHMS, &[0, 1, 0, 0, 0, 2, 0, 0]);
-        w.finish();
-        let v = StunView::parse(&r).unwrap();
-        assert_eq!(s.handle_response(t, server(), &v), Ok(None));
-        assert_eq!(
-            s.auth_mode(),
-            Some((IntegrityKind::Sha256, PasswordAlgorithm::Sha256))
-        );
-        buf.clear();
-        s.poll_transmit(t, &mut buf).unwrap();
-        let v = StunView::parse(&buf).unwrap();
-        let kinds: Vec<u16> = v.attributes().map(|(k, _)| k).collect();
-        assert!(kinds.contains(&attr::PASSWORD_ALGORITHM));
-        assert!(kinds.contains(&attr::MESSAGE_INTEGRITY_SHA256));
-        assert!(!kinds.contains(&attr::MESSAGE_INTEGRITY));
-        let key = LongTermKey::derive(&creds(), REALM, PasswordAlgorithm::Sha256);
-        assert_eq!(key.verify(&buf), Integrity::Valid);
-    }
-
-    #[test]
-    fn requested_family_goes_in_allocate_only() {
-        let mut config = config(Some(creds())).session;
-        config.requested_family = Some(RelayFamily::Ipv6);
-        let mut s = TurnSession::new(config, ids());
-        let t = t0();
-        let family = |buf: &[u8]| {
-            StunView::parse(buf)
-                .unwrap()
-                .attributes()
-                .find(|(k, _)| *k == attr::REQUESTED_ADDRESS_FAMILY)
-                .map(|(_, v)| v.to_vec())
-        };
-        s.start(Request::Allocate);
-        let mut buf = Vec::new();
-        s.poll_transmit(t, &mut buf).unwrap();
-        assert_eq!(family(&buf), Some(vec![0x02, 0, 0, 0]));
-        s.start(Request::Refresh { lifetime: 0 });
-        buf.clear();
-        s.poll_transmit(t, &mut buf).unwrap();
-        assert_eq!(
-            family(&buf),
-            None,
-            "RFC 8656 §8.1: only dual allocations name it"
-        );
-        // The default session names no family: the server's default (IPv4) applies.
-        let mut s = TurnSession::new(config_default(), ids());
-        s.start(Request::Allocate);
-        buf.clear();
-        s.poll_transmit(t, &mut buf).unwrap();
-        assert_eq!(family(&buf), None);
-        assert_eq!(RelayFamily::Ipv4.code(), attr::FAMILY_IPV4);
-        assert_eq!(
-            RelayFamily::of(&"[::ffff:127.0.0.1]:9".parse().unwrap()),
-            RelayFamily::Ipv6
-        );
-    }
-
-    fn config_default() -> SessionConfig {
-        config(Some(creds())).session
-    }
-
-    #[test]
-    fn nul_padding_in_a_reason_phrase_is_dropped() {
-        let mut s = TurnSession::new(config_default(), ids());
-        s.start(Request::Binding);
-        let t = t0();
-        let mut buf = Vec::new();
-        let tx = s.poll_transmit(t, &mut buf).unwrap();
-        let mut r = Vec::new();
-        let mut w = MessageWriter::new(
-            &mut r,
-            MessageType::new(Class::ErrorResponse, Method::BINDING),
-            &tx.transaction_id,
-        );
-        w.error_code(440, "Unsupported address family\0\0");
-        w.finish();
-        let v = StunView::parse(&r).unwrap();
-        let c = s.handle_response(t, server(), &v).unwrap().unwrap();
-        assert_eq!(
-            c.answer,
-            Answer::Error {
-                code: 440,
-                reason: "Unsupported address family".into(),
-                challenge: false
-            }
-        );
     }
 }

@@ -138,6 +138,25 @@ pub enum IntegrityKind {
     Sha256,
 }
 
+impl std::fmt::Display for PasswordAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PasswordAlgorithm::Md5 => "MD5",
+            PasswordAlgorithm::Sha256 => "SHA-256",
+        })
+    }
+}
+
+impl std::fmt::Display for IntegrityKind {
+    /// The attribute's name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IntegrityKind::Sha1 => "MESSAGE-INTEGRITY",
+            IntegrityKind::Sha256 => "MESSAGE-INTEGRITY-SHA256",
+        })
+    }
+}
+
 /// The long-term key, RFC 8489 §9.2.2: the hash of `username ":" realm ":" password` (the
 /// OpaqueString/SASLprep step is the identity for the ASCII credentials TURN deployments use;
 /// other strings are hashed as given). Redacted in `Debug`.

@@ -6,10 +6,9 @@
 use std::net::SocketAddr;
 
 use crate::stun::attr;
+use crate::stun::stream::{FrameError, StunStream};
 use crate::stun::view::StunView;
-use crate::stun::{
-    Class, HEADER_LEN, MAGIC_COOKIE, MessageType, MessageWriter, Method, TransactionId,
-};
+use crate::stun::{Class, MessageType, MessageWriter, Method, TransactionId};
 
 /// The first channel number a client may bind, RFC 8656 §12.
 pub const CHANNEL_MIN: u16 = 0x4000;
@@ -126,26 +125,13 @@ impl Frame {
     }
 }
 
-/// Why a stream cannot be framed any further (the connection should be closed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum FrameError {
-    /// At a message boundary the first two bits were 10 or 11: neither STUN nor ChannelData
-    /// (RFC 8656 §12).
-    #[error("stream byte {0:#04x} at a message boundary is neither STUN nor ChannelData")]
-    Unknown(u8),
-    /// A STUN header with a bad magic cookie or an unaligned length.
-    #[error("bad STUN header on the stream")]
-    BadStunHeader,
-}
-
 /// Splits a TURN byte stream (TCP or TLS) into STUN messages and ChannelData messages by their
-/// first two bits (RFC 8656 §12): 00 is STUN (length from the header, RFC 8489 §6.2.2), 01 is
-/// ChannelData (length field plus padding to four bytes, RFC 8656 §12.5). Memory is bounded by
-/// one message plus one read.
+/// first two bits (RFC 8656 §12): 00 is STUN (length from the header, RFC 8489 §6.2.2, read by
+/// the [`StunStream`] underneath), 01 is ChannelData (length field plus padding to four bytes,
+/// RFC 8656 §12.5). Memory is bounded by one message plus one read.
 #[derive(Debug, Default)]
 pub struct StreamFramer {
-    buf: Vec<u8>,
+    stream: StunStream,
 }
 
 impl StreamFramer {
@@ -156,54 +142,31 @@ impl StreamFramer {
 
     /// Bytes held that do not form a whole frame yet.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.stream.buffered()
     }
 
     /// Append bytes read from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+        self.stream.push(bytes);
     }
 
     /// The next complete frame, if buffered.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        let Some(&first) = self.buf.first() else {
+        let Some(&[first]) = self.stream.head::<1>() else {
             return Ok(None);
         };
         match first >> 6 {
-            0 => {
-                let Some(h) = self.buf.first_chunk::<HEADER_LEN>() else {
-                    return Ok(None);
-                };
-                let cookie = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-                let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
-                if cookie != MAGIC_COOKIE || len % 4 != 0 {
-                    return Err(FrameError::BadStunHeader);
-                }
-                Ok(self
-                    .take(HEADER_LEN + len, HEADER_LEN + len)
-                    .map(Frame::Stun))
-            }
+            0 => Ok(self.stream.next_message()?.map(Frame::Stun)),
             1 => {
-                let Some(&[_, _, l0, l1]) = self.buf.first_chunk::<4>() else {
+                let Some(&[_, _, l0, l1]) = self.stream.head::<4>() else {
                     return Ok(None);
                 };
                 let len = 4 + usize::from(u16::from_be_bytes([l0, l1]));
                 let padded = (len + 3) & !3;
-                Ok(self.take(padded, len).map(Frame::ChannelData))
+                Ok(self.stream.take(padded, len).map(Frame::ChannelData))
             }
-            _ => Err(FrameError::Unknown(first)),
+            _ => Err(FrameError::UnknownFrame { byte: first }),
         }
-    }
-
-    /// Remove `total` bytes when buffered and return the first `keep` of them.
-    fn take(&mut self, total: usize, keep: usize) -> Option<Vec<u8>> {
-        if self.buf.len() < total {
-            return None;
-        }
-        let rest = self.buf.split_off(total);
-        let mut frame = std::mem::replace(&mut self.buf, rest);
-        frame.truncate(keep);
-        Some(frame)
     }
 }
 
@@ -298,9 +261,14 @@ mod tests {
     fn framer_rejects_garbage() {
         let mut f = StreamFramer::new();
         f.push(&[0x80, 1, 2, 3]);
-        assert_eq!(f.next_frame(), Err(FrameError::Unknown(0x80)));
+        assert_eq!(f.next_frame(), Err(FrameError::UnknownFrame { byte: 0x80 }));
         let mut f = StreamFramer::new();
         f.push(b"\x00\x01\x00\x00GET / HTTP/1.1\r\n");
-        assert_eq!(f.next_frame(), Err(FrameError::BadStunHeader));
+        assert!(matches!(
+            f.next_frame(),
+            Err(FrameError::NotStun {
+                reason: crate::stun::view::ParseError::BadCookie { .. }
+            })
+        ));
     }
 }

@@ -23,7 +23,8 @@
 //! - [`uri`]: `turn:` / `turns:` URIs, RFC 7065.
 //! - [`auth`]: credentials (redacted in `Debug`), long-term keys, MESSAGE-INTEGRITY(-SHA256).
 //! - [`channel`]: ChannelData, Send and Data indications, stream framing.
-//! - [`allocate`]: the TURN control session and the Allocate probe.
+//! - [`session`]: the TURN control session every probe here builds on.
+//! - [`allocate`]: the Allocate probe.
 //! - [`relay`]: the relay round-trip benchmark probe.
 //! - [`audit`]: the relay audit (which internal peers a server would relay to).
 
@@ -32,11 +33,11 @@ pub mod audit;
 pub mod auth;
 pub mod channel;
 pub mod relay;
+pub mod session;
 pub mod uri;
 
-use sha2::{Digest, Sha256};
-
-use crate::stun::TransactionId;
+#[cfg(test)]
+mod testkit;
 
 /// Errors of the TURN area: bad URIs and unusable credentials. What a server answers is not an
 /// error here but part of a probe's output.
@@ -104,58 +105,4 @@ pub enum TurnError {
     /// unambiguously; nor can an empty one.
     #[error("bad user name for TURN REST credentials")]
     BadRestUser,
-}
-
-/// Transaction ids for a probe that needs several: SHA-256 of a caller-supplied random seed
-/// and a counter, cut to 96 bits. The caller draws the seed (this crate has no randomness); ids
-/// are then unpredictable to anyone without the seed, as RFC 8489 §6 asks, and deterministic in
-/// tests.
-#[derive(Clone)]
-pub struct TidSource {
-    seed: [u8; 16],
-    counter: u64,
-}
-
-impl std::fmt::Debug for TidSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TidSource")
-            .field("counter", &self.counter)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TidSource {
-    /// A source seeded with 128 random bits.
-    pub fn new(seed: [u8; 16]) -> Self {
-        Self { seed, counter: 0 }
-    }
-
-    /// The next id.
-    pub fn next_id(&mut self) -> TransactionId {
-        let mut h = Sha256::new();
-        h.update(self.seed);
-        h.update(self.counter.to_be_bytes());
-        self.counter = self.counter.wrapping_add(1);
-        let digest = h.finalize();
-        let mut id = [0u8; 12];
-        for (o, b) in id.iter_mut().zip(digest.iter()) {
-            *o = *b;
-        }
-        TransactionId(id)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tid_source_is_deterministic_and_distinct() {
-        let mut a = TidSource::new([1; 16]);
-        let mut b = TidSource::new([1; 16]);
-        let x = a.next_id();
-        assert_eq!(x, b.next_id());
-        assert_ne!(x, a.next_id());
-        assert_ne!(TidSource::new([2; 16]).next_id(), x);
-    }
 }

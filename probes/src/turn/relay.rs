@@ -27,17 +27,17 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::TidSource;
-use super::allocate::{
-    AllocateStatus, Answer, Completion, Release, Request, SessionConfig, StepOutcome, TurnSession,
+use super::allocate::AllocateStatus;
+use super::channel::{CHANNEL_MIN, ChannelData, DataIndication, encode_send_indication};
+use super::session::{
+    Answer, Completion, Release, Request, SessionConfig, StepOutcome, TurnSession,
     private_sockets_for,
 };
-use super::channel::{CHANNEL_MIN, ChannelData, DataIndication, encode_send_indication};
-use super::uri::TurnTransport;
+use crate::Transport;
 use crate::binding::{BindingConfig, BindingStatus, BindingTransaction};
 use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
-use crate::stun::TransactionId;
 use crate::stun::view::StunView;
+use crate::stun::{TransactionId, TransactionIdSource};
 
 /// Magic at the start of every benchmark payload.
 const MAGIC: &[u8; 4] = b"SMRT";
@@ -86,7 +86,7 @@ pub struct RelayReport {
     /// The server.
     pub server: SocketAddr,
     /// The transport to the server.
-    pub transport: TurnTransport,
+    pub transport: Transport,
     /// Channel or indications.
     pub mode: DataMode,
     /// How Allocate ended.
@@ -164,7 +164,7 @@ pub struct RelayProbe {
 
 impl RelayProbe {
     /// A benchmark; `ids` supplies transaction ids and the run id.
-    pub fn new(mut config: RelayConfig, mut ids: TidSource) -> Self {
+    pub fn new(mut config: RelayConfig, mut ids: TransactionIdSource) -> Self {
         config.size = config.size.max(HEADER);
         let run = ids.next_id();
         let mut run_id = [0u8; 8];
@@ -358,7 +358,7 @@ impl RelayProbe {
                 }
             },
             Phase::Permission => {
-                self.report.permission = Some(step(&c));
+                self.report.permission = Some(StepOutcome::from_completion(&c));
                 match (&c.answer, self.config.mode, self.report.peer) {
                     (Answer::Success(_), DataMode::Channel, Some(peer)) => {
                         self.session.start(Request::ChannelBind {
@@ -372,7 +372,7 @@ impl RelayProbe {
                 }
             }
             Phase::ChannelBind => {
-                self.report.channel_bind = Some(step(&c));
+                self.report.channel_bind = Some(StepOutcome::from_completion(&c));
                 if matches!(c.answer, Answer::Success(_)) {
                     self.start_loop(now);
                 } else {
@@ -381,15 +381,7 @@ impl RelayProbe {
             }
             Phase::Loop => {}
             Phase::Releasing => {
-                self.report.release = match &c.answer {
-                    Answer::Success(_) => Release::Released,
-                    Answer::Error { code: 437, .. } => Release::AlreadyGone,
-                    Answer::Error { code, reason, .. } => Release::Failed {
-                        code: *code,
-                        reason: reason.clone(),
-                    },
-                    Answer::Timeout => Release::Timeout,
-                };
+                self.report.release = Release::from_completion(&c);
                 self.phase = Phase::Done;
             }
             Phase::Done => {}
@@ -455,17 +447,6 @@ impl RelayProbe {
             self.on_completion(now, c);
         }
         Ok(())
-    }
-}
-
-fn step(c: &Completion) -> StepOutcome {
-    match &c.answer {
-        Answer::Success(_) => StepOutcome::Ok { rtt: c.rtt },
-        Answer::Error { code, reason, .. } => StepOutcome::Error {
-            code: *code,
-            reason: reason.clone(),
-        },
-        Answer::Timeout => StepOutcome::Timeout,
     }
 }
 
@@ -640,11 +621,11 @@ impl Probe for RelayProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::turn::allocate::tests::{FakeServer, creds, server, t0};
     use crate::turn::channel::ChannelData;
+    use crate::turn::testkit::{FakeServer, creds, server, t0};
 
     fn config(mode: DataMode, count: u32) -> RelayConfig {
-        let mut session = SessionConfig::new(server(), TurnTransport::Udp, LocalSocket::Private(0));
+        let mut session = SessionConfig::new(server(), Transport::Udp, LocalSocket::Private(0));
         session.credentials = Some(creds());
         session.retransmit = Retransmit {
             rto: Duration::from_millis(100),
@@ -677,7 +658,7 @@ mod tests {
     ) -> (RelayReport, FakeServer) {
         let mut srv = FakeServer::new();
         let peer_addr: SocketAddr = "192.0.2.77:4000".parse().unwrap();
-        let mut p = RelayProbe::new(config(mode, count), TidSource::new([3; 16]));
+        let mut p = RelayProbe::new(config(mode, count), TransactionIdSource::new([3; 16]));
         assert_eq!(p.private_sockets().unwrap().count, 2);
         p.handle_local_addr(LocalSocket::Private(1), peer_addr);
         let t0 = t0();
@@ -801,11 +782,17 @@ mod tests {
 
     #[test]
     fn payloads_are_checked() {
-        let p = RelayProbe::new(config(DataMode::Channel, 3), TidSource::new([3; 16]));
+        let p = RelayProbe::new(
+            config(DataMode::Channel, 3),
+            TransactionIdSource::new([3; 16]),
+        );
         let good = p.payload(2);
         assert_eq!(good.len(), 100);
         assert_eq!(p.seq_of(&good), Some(2));
-        let other = RelayProbe::new(config(DataMode::Channel, 3), TidSource::new([4; 16]));
+        let other = RelayProbe::new(
+            config(DataMode::Channel, 3),
+            TransactionIdSource::new([4; 16]),
+        );
         assert_eq!(p.seq_of(&other.payload(2)), None, "another run's packet");
         assert_eq!(p.seq_of(&good[..10]), None);
     }

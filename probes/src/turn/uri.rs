@@ -14,57 +14,23 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::TurnError;
-
-/// How the client reaches the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TurnTransport {
-    /// TURN over UDP.
-    Udp,
-    /// TURN over TCP, RFC 8656 §3.1.
-    Tcp,
-    /// TURN over TLS over TCP (`turns:`), RFC 8656 §3.1.
-    Tls,
-}
-
-impl TurnTransport {
-    /// Whether the transport is a byte stream (TCP, TLS): one transmission per request
-    /// (RFC 8489 §6.2.2) and 4-byte-aligned ChannelData (RFC 8656 §12.5).
-    pub fn is_stream(self) -> bool {
-        !matches!(self, TurnTransport::Udp)
-    }
-
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TurnTransport::Udp => "udp",
-            TurnTransport::Tcp => "tcp",
-            TurnTransport::Tls => "tls",
-        }
-    }
-}
-
-impl fmt::Display for TurnTransport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::Transport;
 
 /// The host of a URI.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Host {
+pub enum UriHost {
     /// An IPv4 address or a bracketed IPv6 literal.
     Ip(IpAddr),
     /// A registered name (resolved by the caller; also the TLS server name).
     Name(String),
 }
 
-impl fmt::Display for Host {
+impl fmt::Display for UriHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
-            Host::Ip(ip) => write!(f, "{ip}"),
-            Host::Name(n) => f.write_str(n),
+            UriHost::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            UriHost::Ip(ip) => write!(f, "{ip}"),
+            UriHost::Name(n) => f.write_str(n),
         }
     }
 }
@@ -75,11 +41,11 @@ pub struct TurnUri {
     /// `turns:` (TLS) or not.
     pub secure: bool,
     /// The host.
-    pub host: Host,
+    pub host: UriHost,
     /// The port (explicit or the scheme's default).
     pub port: u16,
-    /// The transport to use.
-    pub transport: TurnTransport,
+    /// The transport to use: UDP, TCP or TLS (TURN has no QUIC transport, RFC 8656 §3.1).
+    pub transport: Transport,
 }
 
 /// Default port of `turn:`, RFC 8656 §4.
@@ -127,7 +93,7 @@ impl TurnUri {
                     None => return Err(TurnError::BadIpLiteral { uri: owned() }),
                 },
             };
-            (Host::Ip(IpAddr::V6(ip)), port)
+            (UriHost::Ip(IpAddr::V6(ip)), port)
         } else {
             let (h, p) = match hostport.rsplit_once(':') {
                 Some((h, p)) => (h, Some(p)),
@@ -137,7 +103,7 @@ impl TurnUri {
                 return Err(TurnError::MissingHost { uri: owned() });
             }
             let host = match h.parse::<std::net::Ipv4Addr>() {
-                Ok(ip) => Host::Ip(IpAddr::V4(ip)),
+                Ok(ip) => UriHost::Ip(IpAddr::V4(ip)),
                 Err(_) => {
                     let ok = h
                         .chars()
@@ -148,7 +114,7 @@ impl TurnUri {
                             host: h.to_string(),
                         });
                     }
-                    Host::Name(h.to_ascii_lowercase())
+                    UriHost::Name(h.to_ascii_lowercase())
                 }
             };
             (host, p)
@@ -174,9 +140,9 @@ impl TurnUri {
         let transport = match query {
             None => {
                 if secure {
-                    TurnTransport::Tls
+                    Transport::Tls
                 } else {
-                    TurnTransport::Udp
+                    Transport::Udp
                 }
             }
             Some(q) => {
@@ -189,9 +155,9 @@ impl TurnUri {
                     return Err(bad());
                 }
                 match (v.to_ascii_lowercase().as_str(), secure) {
-                    ("udp", false) => TurnTransport::Udp,
-                    ("tcp", false) => TurnTransport::Tcp,
-                    ("tcp", true) => TurnTransport::Tls,
+                    ("udp", false) => Transport::Udp,
+                    ("tcp", false) => Transport::Tcp,
+                    ("tcp", true) => Transport::Tls,
                     ("udp", true) => return Err(TurnError::DtlsUnsupported { uri: owned() }),
                     _ => return Err(bad()),
                 }
@@ -210,9 +176,11 @@ impl fmt::Display for TurnUri {
     /// The canonical form, with the port and transport spelled out.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.secure { "turns" } else { "turn" };
-        let t = match self.transport {
-            TurnTransport::Udp => "udp",
-            TurnTransport::Tcp | TurnTransport::Tls => "tcp",
+        // RFC 7065 §3.1 names only udp and tcp (TLS is the `turns:` scheme over tcp).
+        let t = if self.transport.is_stream() {
+            "tcp"
+        } else {
+            "udp"
         };
         write!(f, "{scheme}:{}:{}?transport={t}", self.host, self.port)
     }
@@ -232,22 +200,22 @@ mod tests {
     #[test]
     fn rfc7065_examples_and_defaults() {
         let u = TurnUri::parse("turn:example.org").unwrap();
-        assert_eq!(u.host, Host::Name("example.org".into()));
+        assert_eq!(u.host, UriHost::Name("example.org".into()));
         assert_eq!(
             (u.port, u.transport, u.secure),
-            (3478, TurnTransport::Udp, false)
+            (3478, Transport::Udp, false)
         );
         let u = TurnUri::parse("turns:example.org").unwrap();
-        assert_eq!((u.port, u.transport), (5349, TurnTransport::Tls));
+        assert_eq!((u.port, u.transport), (5349, Transport::Tls));
         let u = TurnUri::parse("turn:example.org?transport=udp").unwrap();
-        assert_eq!(u.transport, TurnTransport::Udp);
+        assert_eq!(u.transport, Transport::Udp);
         let u = TurnUri::parse("TURN:example.org:443?Transport=TCP").unwrap();
-        assert_eq!((u.port, u.transport), (443, TurnTransport::Tcp));
+        assert_eq!((u.port, u.transport), (443, Transport::Tcp));
         let u = TurnUri::parse("turns:192.0.2.1:443?transport=tcp").unwrap();
-        assert_eq!(u.host, Host::Ip("192.0.2.1".parse().unwrap()));
-        assert_eq!(u.transport, TurnTransport::Tls);
+        assert_eq!(u.host, UriHost::Ip("192.0.2.1".parse().unwrap()));
+        assert_eq!(u.transport, Transport::Tls);
         let u = TurnUri::parse("turn:[2001:db8::1]:3479").unwrap();
-        assert_eq!(u.host, Host::Ip("2001:db8::1".parse().unwrap()));
+        assert_eq!(u.host, UriHost::Ip("2001:db8::1".parse().unwrap()));
         assert_eq!(u.port, 3479);
         assert_eq!(u.to_string(), "turn:[2001:db8::1]:3479?transport=udp");
         assert_eq!(TurnUri::parse(&u.to_string()).unwrap(), u);

@@ -41,6 +41,11 @@
 //! a lifetime of at least the measured idle time. A trigger that gets no answer (after its
 //! retransmissions, which guard against taking a loss for an expiry) bounds the lifetime from
 //! above by its idle time plus one round trip.
+//!
+//! The `judge` submodule turns the trials into a [`BindingLifetimeResult`]: bounds and a
+//! recommended keepalive.
+
+mod judge;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -50,8 +55,14 @@ use crate::binding::{
     BindingConfig, BindingOutcome, BindingStatus, BindingTransaction, SourceCheck,
 };
 use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
-use crate::nat::discovery::{DiscoveryConfig, TransactionIdSource};
-use crate::stun::StunView;
+use crate::nat::discovery::DiscoveryConfig;
+use crate::stun::{StunView, TransactionIdSource};
+
+pub(crate) use judge::secs;
+pub use judge::{
+    BindingLifetimeResult, LifetimeUnknown, WIREGUARD_KEEPALIVE, binding_lifetime,
+    recommended_keepalive,
+};
 
 /// The socket triggers leave from (see the module docs for why it is the shared one).
 pub const TRIGGER_SOCKET: LocalSocket = LocalSocket::Default;
@@ -225,7 +236,11 @@ impl BindingLifetime {
                         outcome: TrialOutcome::Skipped,
                     },
                     opened_at: None,
-                    stage: Stage::Opening(BindingTransaction::new(ids(), config.server, cfg)),
+                    stage: Stage::Opening(BindingTransaction::new(
+                        ids.next_id(),
+                        config.server,
+                        cfg,
+                    )),
                 }
             })
             .collect();
@@ -327,7 +342,7 @@ impl BindingLifetime {
                 continue;
             }
             let tx = BindingTransaction::new(
-                (self.ids)(),
+                self.ids.next_id(),
                 self.config.server,
                 self.trigger_config(mapped.port()),
             );
@@ -484,11 +499,9 @@ impl Probe for BindingLifetime {
 
 #[cfg(test)]
 mod tests {
+    use super::judge::{BindingLifetimeResult, LifetimeUnknown, binding_lifetime};
     use super::*;
-    use crate::nat::classify::{BindingLifetimeResult, binding_lifetime};
-    use crate::nat::sim::{
-        Filter, Map, NatSpec, Net, PRIMARY, ServerQuirks, World, counter_ids, t0,
-    };
+    use crate::nat::sim::{Filter, Map, NatSpec, Net, PRIMARY, ServerQuirks, World, t0, test_ids};
 
     fn fast(max: u64) -> LifetimeConfig {
         LifetimeConfig {
@@ -513,7 +526,7 @@ mod tests {
         quirks: ServerQuirks,
         cfg: LifetimeConfig,
     ) -> (LifetimeMeasurements, Duration) {
-        let mut probe = BindingLifetime::new(cfg, counter_ids());
+        let mut probe = BindingLifetime::new(cfg, test_ids());
         World::new(net, quirks).run(&mut probe, t0())
     }
 
@@ -631,7 +644,7 @@ mod tests {
         assert_eq!(
             binding_lifetime(&m),
             BindingLifetimeResult::Unknown {
-                reason: crate::nat::classify::LifetimeUnknown::ResponsePortUnsupported
+                reason: LifetimeUnknown::ResponsePortUnsupported
             }
         );
         assert!(
@@ -666,7 +679,7 @@ mod tests {
         assert_eq!(
             binding_lifetime(&m),
             BindingLifetimeResult::Unknown {
-                reason: crate::nat::classify::LifetimeUnknown::NoMapping
+                reason: LifetimeUnknown::NoMapping
             }
         );
     }
