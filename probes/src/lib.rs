@@ -10,6 +10,7 @@ pub mod control;
 pub mod hostfw;
 pub mod machine;
 pub mod nat;
+pub mod pair;
 pub mod profile;
 pub mod reflector;
 pub mod schedule;
