@@ -188,7 +188,7 @@ impl Cancel {
         *self.0.borrow()
     }
 
-    async fn cancelled(&mut self) {
+    pub(crate) async fn cancelled(&mut self) {
         while !*self.0.borrow_and_update() {
             if self.0.changed().await.is_err() {
                 std::future::pending::<()>().await;

@@ -843,6 +843,14 @@ impl Rooms {
             .find(|m| *m != conn)
     }
 
+    /// The room `conn` sits in.
+    pub fn room_of(&self, conn: ConnId) -> Option<&str> {
+        self.rooms
+            .iter()
+            .find(|(_, r)| r.members.contains(&conn))
+            .map(|(name, _)| name.as_str())
+    }
+
     /// `conn` left `room`; returns the peer to tell. An empty room closes.
     pub fn leave(&mut self, room: &str, conn: ConnId) -> Option<ConnId> {
         let r = self.rooms.get_mut(room)?;
@@ -1143,6 +1151,8 @@ mod tests {
         assert!(rooms.join(t0, "b", 4).is_ok());
         assert_eq!(rooms.join(t0, "c", 5), Err(Refusal::TooManyRooms));
         assert_eq!(rooms.peer("a", 1), Some(2));
+        assert_eq!(rooms.room_of(2), Some("a"));
+        assert_eq!(rooms.room_of(9), None);
         assert_eq!(rooms.leave("a", 2), Some(1));
         assert_eq!(rooms.leave("a", 1), None);
         assert_eq!(rooms.len(), 1);
