@@ -226,3 +226,4 @@ fn spawn_reader(
         }
     })
 }
+

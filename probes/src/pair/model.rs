@@ -309,7 +309,7 @@ pub struct SideReport {
     /// The nominated pair, if any.
     pub nominated: Option<Nominated>,
     /// From the start of the checks to the first nomination, milliseconds.
-    pub connect_ms: Option<u64>,
+    pub connect_ms: Option<f64>,
     /// Connectivity checks per local→remote direction.
     pub checks: Vec<CheckFlow>,
     /// RTT and loss measured from this side over the nominated pair.
@@ -348,7 +348,10 @@ impl SideReport {
                 return Err(Invalid::BadText { what: "turn error" });
             }
         }
-        if self.connect_ms.is_some_and(|ms| ms > 3_600_000) {
+        if self
+            .connect_ms
+            .is_some_and(|ms| !ms.is_finite() || !(0.0..=3_600_000.0).contains(&ms))
+        {
             return Err(Invalid::BadNumber { what: "connect_ms" });
         }
         Ok(())
@@ -641,7 +644,7 @@ impl PairResult {
             .into_iter()
             .flatten()
             .find_map(|r| r.connect_ms)
-            .map(|ms| ms as f64 / 1e3);
+            .map(|ms| ms / 1e3);
         let mut failed_checks = Vec::new();
         if outcome != Outcome::Direct {
             failed_checks.extend(failures(Side::A, &a, &b));
@@ -999,7 +1002,7 @@ mod tests {
             source: sa("100.64.2.2:5000"),
             destination: sa("198.18.0.1:4000"),
         });
-        a.connect_ms = Some(120);
+        a.connect_ms = Some(120.0);
         let ra = PairResult::merge(&a, Some(&b), &[]);
         let rb = PairResult::merge(&b, Some(&a), &[]);
         assert_eq!(ra, rb);

@@ -253,7 +253,7 @@ pub struct PairSession {
     offer_sent: bool,
     checks_started: Option<Instant>,
     nominated: Option<Nominated>,
-    connect_ms: Option<u64>,
+    connect_ms: Option<f64>,
     flows: BTreeMap<(SocketAddr, SocketAddr), CheckFlow>,
     echo: Echo,
     outbox: VecDeque<(LocalSocket, SocketAddr, Vec<u8>)>,
@@ -648,7 +648,7 @@ impl PairSession {
             let since = self
                 .checks_started
                 .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
-            self.connect_ms = Some(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+            self.connect_ms = Some(since.as_secs_f64() * 1e3);
         }
         let relayed = self.is_relayed(&n);
         match self.phase {
