@@ -53,7 +53,12 @@ impl RendezvousArgs {
         }
         let text = match &self.pair_secret_file {
             Some(f) => std::fs::read_to_string(f)
-                .map_err(|e| usage(format!("cannot read the pair secret file {}: {e}", f.display())))?
+                .map_err(|e| {
+                    usage(format!(
+                        "cannot read the pair secret file {}: {e}",
+                        f.display()
+                    ))
+                })?
                 .lines()
                 .next()
                 .unwrap_or("")
@@ -67,9 +72,9 @@ impl RendezvousArgs {
         };
         let secret = RoomSecret::new(text.into_bytes()).map_err(|e| usage(e.to_string()))?;
         let tls = match (&self.cert, &self.key) {
-            (Some(c), Some(k)) => Some(
-                engine::rendezvous::tls_acceptor(c, k).map_err(|e| usage(e.to_string()))?,
-            ),
+            (Some(c), Some(k)) => {
+                Some(engine::rendezvous::tls_acceptor(c, k).map_err(|e| usage(e.to_string()))?)
+            }
             _ => None,
         };
         Ok(Some(Prepared {
@@ -90,7 +95,9 @@ impl Prepared {
     pub(crate) async fn run(self) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(self.addr)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {} for the rendezvous: {e}", self.addr))?;
+            .map_err(|e| {
+                anyhow::anyhow!("cannot listen on {} for the rendezvous: {e}", self.addr)
+            })?;
         let shown = listener.local_addr()?;
         let _ = std::io::Write::write_fmt(
             &mut std::io::stderr(),

@@ -153,7 +153,9 @@ where
             run.output = probe.take_output();
             break;
         }
-        let mut wake = probe.poll_timeout().map(|t| t.max(now + Duration::from_millis(1)));
+        let mut wake = probe
+            .poll_timeout()
+            .map(|t| t.max(now + Duration::from_millis(1)));
         for t in [deadline_at.filter(|_| drain_until.is_none()), drain_until]
             .into_iter()
             .flatten()
@@ -226,4 +228,3 @@ fn spawn_reader(
         }
     })
 }
-

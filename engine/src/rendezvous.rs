@@ -242,7 +242,11 @@ impl Client {
         }
     }
 
-    async fn step(&mut self, limit: Duration, what: &'static str) -> Result<ClientEvent, ClientError> {
+    async fn step(
+        &mut self,
+        limit: Duration,
+        what: &'static str,
+    ) -> Result<ClientEvent, ClientError> {
         let addr = self.addr;
         tokio::time::timeout(limit, self.recv())
             .await
@@ -442,10 +446,7 @@ fn clock_now() -> Instant {
 fn leave(hub: &Mutex<Hub>, id: ConnId) {
     let Ok(mut h) = hub.lock() else { return };
     h.conns.remove(&id);
-    let room = h
-        .rooms
-        .room_of(id)
-        .map(ToOwned::to_owned);
+    let room = h.rooms.room_of(id).map(ToOwned::to_owned);
     if let Some(room) = room {
         if let Some(peer) = h.rooms.leave(&room, id) {
             if let Some(tx) = h.conns.get(&peer) {

@@ -194,14 +194,19 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         .as_deref()
         .map(super::turn::parse_uri)
         .transpose()?;
-    if turn_uri.as_ref().is_some_and(|u| u.transport != TurnTransport::Udp) {
+    if turn_uri
+        .as_ref()
+        .is_some_and(|u| u.transport != TurnTransport::Udp)
+    {
         return Err(usage(
             "--turn: only UDP TURN carries ICE checks here (turn:HOST[:PORT])",
         ));
     }
     let credentials = args.auth.credentials()?;
     if turn_uri.is_some() && credentials.is_none() {
-        return Err(usage("--turn needs --user and a password (STUNMAP_TURN_PASSWORD or --password-file)"));
+        return Err(usage(
+            "--turn needs --user and a password (STUNMAP_TURN_PASSWORD or --password-file)",
+        ));
     }
     let secret = load_secret(args.pair_secret_file.as_ref())?;
     let security = if args.tls {
@@ -250,10 +255,13 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
 
 fn run_explain(files: &[PathBuf], json: bool) -> Result<Outcome> {
     let read = |p: &PathBuf| -> Result<_> {
-        let meta = std::fs::metadata(p)
-            .map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
+        let meta =
+            std::fs::metadata(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
         if meta.len() > probes::pair::explain::MAX_REPORT as u64 {
-            return Err(usage(format!("{}: larger than a nat report can be", p.display())));
+            return Err(usage(format!(
+                "{}: larger than a nat report can be",
+                p.display()
+            )));
         }
         let bytes =
             std::fs::read(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
@@ -391,7 +399,10 @@ fn empty_report(role: Role) -> SideReport {
     }
 }
 
-async fn wait_nat(rx: &mut watch::Receiver<Option<NatSummary>>, cancel: &Cancel) -> Option<NatSummary> {
+async fn wait_nat(
+    rx: &mut watch::Receiver<Option<NatSummary>>,
+    cancel: &Cancel,
+) -> Option<NatSummary> {
     if cancel.is_cancelled() {
         return *rx.borrow();
     }
@@ -411,7 +422,12 @@ fn fill_nat(r: &mut SideReport, nat: Option<NatSummary>) {
     }
 }
 
-fn interrupted_report(plan: &Plan, role: Role, started: Instant, nat: Option<NatSummary>) -> Report {
+fn interrupted_report(
+    plan: &Plan,
+    role: Role,
+    started: Instant,
+    nat: Option<NatSummary>,
+) -> Report {
     let mut local = empty_report(role);
     local.interrupted = true;
     fill_nat(&mut local, nat);
@@ -618,7 +634,9 @@ fn side_label(side: Side, this: Side) -> String {
 }
 
 fn print_side(side: Side, this: Side, v: &SideView) {
-    let nat = v.nat.map_or_else(|| "not measured".into(), |n| n.to_string());
+    let nat = v
+        .nat
+        .map_or_else(|| "not measured".into(), |n| n.to_string());
     println!("  {:<14} NAT {nat}", side_label(side, this));
     if let Some(p) = v.public_address {
         println!("  {:<14} public address {p}", "");
@@ -719,8 +737,14 @@ fn print_human(r: &Report) {
         for f in &res.failed_checks {
             println!(
                 "  {} {} {} → {} {} {}: {} ({} sent)",
-                f.from.side, f.from.kind, f.from.address, f.to.side, f.to.kind, f.to.address,
-                f.reason, f.requests_sent
+                f.from.side,
+                f.from.kind,
+                f.from.address,
+                f.to.side,
+                f.to.kind,
+                f.to.address,
+                f.reason,
+                f.requests_sent
             );
         }
     }

@@ -20,6 +20,7 @@ mod hostile;
 mod lab_reference;
 mod nat_lab;
 mod nat_more_lab;
+mod pair;
 mod pair_lab;
 mod prometheus;
 mod serve_and_stun;

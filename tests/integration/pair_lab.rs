@@ -18,13 +18,32 @@ const SECRET: &str = "lab-pair-secret-0123456789";
 fn run_pair(a: Site, b: Site, extra: &[&str]) -> Result<(Value, Value), LabError> {
     let mut lab = Lab2::new(a, b)?;
     lab.start_coturn().map_err(LabError::Setup)?;
-    lab.start_rendezvous(bin(), SECRET).map_err(LabError::Setup)?;
+    lab.start_rendezvous(bin(), SECRET)
+        .map_err(LabError::Setup)?;
     let rv = format!("{PUBLIC_1}:{RENDEZVOUS_PORT}");
     let stun = format!("{PUBLIC_1}:{TURN_PORT}");
     let turn = format!("turn:{PUBLIC_1}:{TURN_PORT}");
     let mut args: Vec<String> = [
-        "timeout", "90", bin(), "pair", &rv, "--room", "matrix", "--stun", &stun, "--turn", &turn,
-        "--user", "test", "--duration", "1", "--timeout", "8", "--rto", "150", "--json",
+        "timeout",
+        "90",
+        bin(),
+        "pair",
+        &rv,
+        "--room",
+        "matrix",
+        "--stun",
+        &stun,
+        "--turn",
+        &turn,
+        "--user",
+        "test",
+        "--duration",
+        "1",
+        "--timeout",
+        "8",
+        "--rto",
+        "150",
+        "--json",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -121,20 +140,28 @@ fn every_pair_of_router_modes_matches_the_model() {
         rows.push((a, b, va, vb));
     }
     let mut table = String::from(
-        "| A \\ B | outcome (measured) | selected pair | model | agrees |\n|---|---|---|---|---|\n",
+        "| site A × site B | outcome (measured) | selected pair (A ↔ B) | model | agrees |\n|---|---|---|---|---|\n",
     );
     let mut wrong = Vec::new();
     for (a, b, va, vb) in &rows {
         // Both sides print the same result.
         for k in ["outcome", "selected", "prediction", "failed_checks"] {
-            assert_eq!(va[k], vb[k], "{a:?} × {b:?}: {k} differs\nA: {va:#}\nB: {vb:#}");
+            assert_eq!(
+                va[k], vb[k],
+                "{a:?} × {b:?}: {k} differs\nA: {va:#}\nB: {vb:#}"
+            );
         }
         let outcome = va["outcome"].as_str().unwrap_or("?");
+        // In mode order: site A's end first, whichever side of the result it was.
+        let (mine, theirs) = match va["this_side"].as_str() {
+            Some("a") => ("a", "b"),
+            _ => ("b", "a"),
+        };
         let pair = match va["selected"].as_object() {
             Some(s) => format!(
                 "{} ↔ {}",
-                s["a"]["kind"].as_str().unwrap_or("?"),
-                s["b"]["kind"].as_str().unwrap_or("?")
+                s[mine]["kind"].as_str().unwrap_or("?"),
+                s[theirs]["kind"].as_str().unwrap_or("?")
             ),
             None => "-".into(),
         };
@@ -146,7 +173,9 @@ fn every_pair_of_router_modes_matches_the_model() {
             b.name()
         ));
         if outcome != measured(*a, *b) || agrees != &Value::Bool(true) {
-            wrong.push(format!("{a:?} × {b:?}: {outcome}, model {model}, agrees {agrees}\n{va:#}"));
+            wrong.push(format!(
+                "{a:?} × {b:?}: {outcome}, model {model}, agrees {agrees}\n{va:#}"
+            ));
         }
     }
     eprintln!("{table}");
@@ -170,6 +199,8 @@ fn direct_is_still_found_through_a_lossy_router() {
     assert_eq!(va["outcome"], "direct", "{va:#}");
     assert_eq!(vb["outcome"], "direct", "{vb:#}");
     let loss = va["a"]["rtt"]["loss"].as_f64().unwrap();
-    assert!(loss > 0.05 && loss < 0.6, "20 % each way through one router: {va:#}");
+    assert!(
+        loss > 0.05 && loss < 0.6,
+        "20 % each way through one router: {va:#}"
+    );
 }
-

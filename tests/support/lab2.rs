@@ -120,7 +120,8 @@ impl Lab2 {
     /// Build both sites and the public namespace.
     pub fn new(a: Site, b: Site) -> Result<Lab2, LabError> {
         let uid = Command::new("id").arg("-u").output().ok();
-        if !uid.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0") {
+        let is_root = uid.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if !is_root {
             return Err(LabError::Skip("not running as root".into()));
         }
         if Command::new("ip").arg("-V").output().is_err() {
@@ -167,7 +168,13 @@ impl Lab2 {
 
     fn build(&mut self, a: Site, b: Site) -> Result<(), String> {
         let p = self.public();
-        for ns in [self.client(0), self.router(0), self.client(1), self.router(1), p.clone()] {
+        for ns in [
+            self.client(0),
+            self.router(0),
+            self.client(1),
+            self.router(1),
+            p.clone(),
+        ] {
             run(Command::new("ip").args(["netns", "add", &ns]))?;
             self.namespaces.push(ns);
         }
@@ -183,19 +190,30 @@ impl Lab2 {
         // LAN addresses are dropped on the way, silently, as on the internet (toward an
         // address nobody answers ARP for). Without a route a send to one fails at once in
         // this namespace, and coturn closes the allocation whose relay socket saw the error.
-        ip(format!("-n {p} route add 100.64.0.0/10 via 198.18.0.99 dev br0"))?;
+        ip(format!(
+            "-n {p} route add 100.64.0.0/10 via 198.18.0.99 dev br0"
+        ))?;
         for (i, site) in [a, b].into_iter().enumerate() {
             let (c, r) = (self.client(i), self.router(i));
             let n = i + 1;
             let wan = format!("198.18.0.{n}");
             let lan = format!("100.64.{n}");
-            ip(format!("-n {c} link add lan0 type veth peer name lan1 netns {r}"))?;
-            ip(format!("-n {r} link add wan0 type veth peer name w{i} netns {p}"))?;
+            ip(format!(
+                "-n {c} link add lan0 type veth peer name lan1 netns {r}"
+            ))?;
+            ip(format!(
+                "-n {r} link add wan0 type veth peer name w{i} netns {p}"
+            ))?;
             ip(format!("-n {c} addr add {lan}.2/24 dev lan0"))?;
             ip(format!("-n {r} addr add {lan}.1/24 dev lan1"))?;
             ip(format!("-n {r} addr add {wan}/24 dev wan0"))?;
             ip(format!("-n {p} link set w{i} master br0"))?;
-            for (ns, dev) in [(&c, "lan0"), (&r, "lan1"), (&r, "wan0"), (&p, &format!("w{i}"))] {
+            for (ns, dev) in [
+                (&c, "lan0"),
+                (&r, "lan1"),
+                (&r, "wan0"),
+                (&p, &format!("w{i}")),
+            ] {
                 ip(format!("-n {ns} link set {dev} up"))?;
             }
             for ns in [&c, &r] {
@@ -257,9 +275,17 @@ impl Lab2 {
     }
 
     /// Start `cmd` in namespace `ns`; output to files in [`Lab2::dir`]. Killed on drop.
-    pub fn spawn(&mut self, ns: &str, name: &str, cmd: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
-        let out = std::fs::File::create(self.dir.join(format!("{name}.out"))).map_err(|e| e.to_string())?;
-        let err = std::fs::File::create(self.dir.join(format!("{name}.err"))).map_err(|e| e.to_string())?;
+    pub fn spawn(
+        &mut self,
+        ns: &str,
+        name: &str,
+        cmd: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<(), String> {
+        let out = std::fs::File::create(self.dir.join(format!("{name}.out")))
+            .map_err(|e| e.to_string())?;
+        let err = std::fs::File::create(self.dir.join(format!("{name}.err")))
+            .map_err(|e| e.to_string())?;
         let mut c = Command::new("ip");
         c.args(["netns", "exec", ns]).args(cmd);
         for (k, v) in env {
@@ -284,7 +310,13 @@ impl Lab2 {
     }
 
     /// Wait until something in `ns` listens on `proto` (`-uln` / `-tln`) `addr`.
-    pub fn wait_listener(&self, ns: &str, flags: &str, addr: &str, limit: Duration) -> Result<(), String> {
+    pub fn wait_listener(
+        &self,
+        ns: &str,
+        flags: &str,
+        addr: &str,
+        limit: Duration,
+    ) -> Result<(), String> {
         let start = Instant::now();
         loop {
             let out = Command::new("ip")
@@ -312,14 +344,23 @@ impl Lab2 {
              userdb={d}/turndb\npidfile={d}/turnserver.pid\nlog-file={d}/turnserver.log\n\
              simple-log\n{verbose}",
             alt = TURN_PORT + 1,
-            verbose = if std::env::var_os("STUNMAP_LAB_VERBOSE_TURN").is_some() { "verbose\n" } else { "" }
+            verbose = if std::env::var_os("STUNMAP_LAB_VERBOSE_TURN").is_some() {
+                "verbose\n"
+            } else {
+                ""
+            }
         );
         let path = self.dir.join("turnserver.conf");
         std::fs::write(&path, conf).map_err(|e| e.to_string())?;
         let path = path.to_string_lossy().into_owned();
         let p = self.public();
         self.spawn(&p, "turnserver", &["turnserver", "-c", &path], &[])?;
-        self.wait_listener(&p, "-uln", &format!("{PUBLIC_2}:{TURN_PORT}"), Duration::from_secs(5))
+        self.wait_listener(
+            &p,
+            "-uln",
+            &format!("{PUBLIC_2}:{TURN_PORT}"),
+            Duration::from_secs(5),
+        )
     }
 
     /// `stunmap serve` with only the rendezvous, on PUBLIC_1:RENDEZVOUS_PORT.
