@@ -653,10 +653,10 @@ fn print_side(side: Side, this: Side, v: &SideView) {
         let what = match (&t.relayed, &t.error) {
             (Some(r), _) => format!(
                 "relay {r} ({})",
-                if t.released {
-                    "released"
-                } else {
-                    "NOT confirmed released"
+                match t.released {
+                    Some(true) => "released",
+                    Some(false) => "NOT confirmed released",
+                    None => "released by that side after its report",
                 }
             ),
             (None, Some(e)) => format!("no relay: {}", clean(e)),

@@ -280,8 +280,9 @@ pub struct TurnSummary {
     /// Why there is none.
     pub error: Option<String>,
     /// Whether the allocation was given back (Refresh LIFETIME 0, RFC 8656 §8); `true` when
-    /// none was made.
-    pub released: bool,
+    /// none was made, `None` in a report sent to the peer before the release (a run reports
+    /// first and releases after).
+    pub released: Option<bool>,
 }
 
 /// The pair this side ended up sending on: the last nomination (RFC 8445 §8.1.1).
@@ -1143,7 +1144,7 @@ mod tests {
             server: sa("1.2.3.4:3478"),
             relayed: None,
             error: Some("x".repeat(MAX_TEXT + 1)),
-            released: true,
+            released: Some(true),
         });
         assert!(r.validate().is_err());
     }

@@ -547,7 +547,7 @@ impl PairSession {
                     server: c.server,
                     relayed: t.relayed,
                     error: t.error.clone(),
-                    released: t.released || t.relayed.is_none(),
+                    released: (t.released || t.relayed.is_none()).then_some(true),
                 }),
             interrupted: self.interrupted,
         }
@@ -596,7 +596,7 @@ impl PairSession {
             .take()
             .unwrap_or_else(|| self.local_report());
         if let (Some(t), Some(tr)) = (self.turn.as_ref(), local.turn.as_mut()) {
-            tr.released = t.released || t.relayed.is_none();
+            tr.released = Some(t.released || t.relayed.is_none());
         }
         local.interrupted = self.interrupted;
         self.output = Some(SessionOutput {
