@@ -647,3 +647,51 @@ fn interrupted_mid_run_releases_the_turn_allocations() {
     assert_eq!(turn.allocations_made(), 2);
     turn.assert_no_allocations_left();
 }
+
+#[test]
+fn the_rendezvous_over_tls() {
+    if !have("openssl") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("stunmap-pair-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "openssl could not make a certificate");
+    let (cert, key) = (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned());
+    let s = server(&["--cert", &cert, "--key", &key]);
+    let args = ["--stun", &s.stun, "--duration", "1", "--tls", "--ca-file", &cert, "--json"];
+    let (oa, ob) = both(
+        pair_cmd(&s.rendezvous, "tls", &args),
+        pair_cmd(&s.rendezvous, "tls", &args),
+        Duration::from_millis(200),
+    );
+    assert_eq!(json_of(&oa)["outcome"], "direct", "{}", stderr(&oa));
+    assert_eq!(json_of(&ob)["outcome"], "direct");
+    // Without --ca-file the self-signed certificate is refused; without --tls the server
+    // hangs up on the plain hello. Both are one-line errors.
+    assert_fails_fast(
+        pair_cmd(&s.rendezvous, "tls", &["--tls"]),
+        Duration::from_secs(3),
+        "TLS with the rendezvous",
+    );
+    assert_fails_fast(
+        pair_cmd(&s.rendezvous, "tls", &[]),
+        Duration::from_secs(8),
+        "rendezvous",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
