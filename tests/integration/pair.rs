@@ -657,7 +657,9 @@ fn the_rendezvous_over_tls() {
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let ok = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
         .args(["-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1"])
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
@@ -671,9 +673,21 @@ fn the_rendezvous_over_tls() {
         .unwrap()
         .success();
     assert!(ok, "openssl could not make a certificate");
-    let (cert, key) = (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned());
+    let (cert, key) = (
+        cert.to_string_lossy().into_owned(),
+        key.to_string_lossy().into_owned(),
+    );
     let s = server(&["--cert", &cert, "--key", &key]);
-    let args = ["--stun", &s.stun, "--duration", "1", "--tls", "--ca-file", &cert, "--json"];
+    let args = [
+        "--stun",
+        &s.stun,
+        "--duration",
+        "1",
+        "--tls",
+        "--ca-file",
+        &cert,
+        "--json",
+    ];
     let (oa, ob) = both(
         pair_cmd(&s.rendezvous, "tls", &args),
         pair_cmd(&s.rendezvous, "tls", &args),
