@@ -23,6 +23,12 @@ use crate::udp::{RecvBuffers, UdpEndpoint, routed_source};
 
 /// Depth of the queue from the socket readers; a flood beyond it is dropped.
 const QUEUE: usize = 1024;
+/// Writes queued for the stream before it takes them (or connects).
+const STREAM_QUEUE: usize = 256;
+/// The reader id of the stream in the queue (private sockets are 0..255).
+const STREAM: u8 = u8::MAX;
+/// TCP connect and each write on the stream.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a signalled run ended.
 #[derive(Debug)]
@@ -103,6 +109,14 @@ where
             sockets.push(ep);
         }
     }
+    // A TCP stream the machine asked for (TURN over TCP): connected and read by a task of
+    // its own, written through a bounded queue, so a slow connect stalls nothing else.
+    let mut stream_tx: Option<mpsc::Sender<Vec<u8>>> = None;
+    if let Some(server) = probe.stream_to() {
+        let (wtx, wrx) = mpsc::channel::<Vec<u8>>(STREAM_QUEUE);
+        stream_tx = Some(wtx);
+        readers.0.push(spawn_stream(server, wrx, tx.clone()));
+    }
     drop(tx);
     let mut buf = Vec::with_capacity(2048);
     let mut drain_until: Option<Instant> = None;
@@ -137,7 +151,17 @@ where
             };
             let ep = match t.local {
                 LocalSocket::Private(n) => sockets.get(usize::from(n)),
-                LocalSocket::Default => None,
+                LocalSocket::Default => {
+                    let queued = stream_tx
+                        .as_ref()
+                        .is_some_and(|w| w.try_send(buf.clone()).is_ok());
+                    if queued {
+                        run.datagrams_sent += 1;
+                    } else {
+                        run.send_errors += 1;
+                    }
+                    continue;
+                }
             };
             let Some(ep) = ep else {
                 run.send_errors += 1;
@@ -172,8 +196,13 @@ where
         tokio::select! {
             Some((n, from, data)) = rx.recv() => {
                 run.datagrams_received += 1;
+                let socket = if n == STREAM {
+                    LocalSocket::Default
+                } else {
+                    LocalSocket::Private(n)
+                };
                 if probe
-                    .handle_input_on(clock_now(), LocalSocket::Private(n), from, &data)
+                    .handle_input_on(clock_now(), socket, from, &data)
                     .is_err()
                 {
                     run.ignored += 1;
@@ -225,6 +254,57 @@ fn spawn_reader(
                     return;
                 }
             }
+        }
+    })
+}
+
+/// Connect to `server`, then copy the queue to the stream and the stream to the readers'
+/// queue; an empty chunk tells the machine the connection failed or closed.
+fn spawn_stream(
+    server: SocketAddr,
+    mut writes: mpsc::Receiver<Vec<u8>>,
+    tx: mpsc::Sender<(u8, SocketAddr, Vec<u8>)>,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::spawn(async move {
+        let conn =
+            tokio::time::timeout(STREAM_TIMEOUT, tokio::net::TcpStream::connect(server)).await;
+        let Ok(Ok(stream)) = conn else {
+            let _ = tx.send((STREAM, server, Vec::new())).await;
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let (mut r, mut w) = stream.into_split();
+        let reader = async {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let chunk = buf.get(..n).unwrap_or_default().to_vec();
+                        if tx.send((STREAM, server, chunk)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        let writer = async {
+            while let Some(m) = writes.recv().await {
+                match tokio::time::timeout(STREAM_TIMEOUT, w.write_all(&m)).await {
+                    Ok(Ok(())) => {}
+                    _ => return true,
+                }
+            }
+            // The run is over: close quietly.
+            false
+        };
+        let broken = tokio::select! {
+            () = reader => true,
+            b = writer => b,
+        };
+        if broken {
+            let _ = tx.send((STREAM, server, Vec::new())).await;
         }
     })
 }

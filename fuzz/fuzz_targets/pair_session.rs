@@ -1,5 +1,5 @@
 //! A `stunmap pair` session (the `is` ICE agent inside) driven by arbitrary input: datagrams
-//! on the ICE and TURN sockets from the STUN server, the TURN server, the peer's candidates or
+//! on the ICE and TURN sockets (or bytes of a TURN stream) from the STUN server, the TURN server, the peer's candidates or
 //! strangers (random bytes, or bytes wrapped as STUN/Data indications), signalling messages
 //! parsed from JSON (offers, reports, the peer leaving), timeouts and cancellation. Never a
 //! panic; it always finishes once time runs far enough; at most one output.
@@ -14,6 +14,7 @@ use probes::pair::model::Role;
 use probes::pair::rendezvous::PeerMsg;
 use probes::pair::session::{Inbound, PairConfig, PairSession, Signalled, TurnConfig};
 use probes::turn::auth::{Credentials, Password};
+use probes::turn::uri::TurnTransport;
 use probes::{LocalSocket, Probe};
 
 fuzz_target!(|input: &[u8]| {
@@ -29,6 +30,7 @@ fuzz_target!(|input: &[u8]| {
     if mode & 2 == 2 {
         cfg.turn = Some(TurnConfig {
             server: turn,
+            transport: if mode & 4 == 0 { TurnTransport::Udp } else { TurnTransport::Tcp },
             credentials: Credentials::new("user", Password::new("pass")),
         });
     }
@@ -48,7 +50,12 @@ fuzz_target!(|input: &[u8]| {
         // A length byte, then that many bytes of payload (for the ops that take one).
         let (len, body) = rest.split_first().map_or((0, rest), |(l, b)| (usize::from(*l), b));
         let (chunk, after) = body.split_at(len.min(body.len()));
-        match op % 6 {
+        match op % 7 {
+            6 => {
+                rest = after;
+                // Bytes on the TURN stream (empty: it closed).
+                let _ = s.handle_input_on(now, LocalSocket::Default, turn, chunk);
+            }
             0 => {
                 rest = after;
                 let from = [stun, peer, "192.0.2.99:1".parse().unwrap()][usize::from(op / 6 % 3)];

@@ -57,7 +57,8 @@ pub(crate) struct Args {
     /// and server-reflexive candidates.
     #[arg(long = "stun", value_name = "HOST[:PORT]")]
     stun: Vec<String>,
-    /// TURN server (turn:HOST[:PORT], UDP) for a relay candidate; with --user.
+    /// TURN server for a relay candidate: turn:HOST[:PORT] (UDP) or
+    /// turn:HOST[:PORT]?transport=tcp (TCP to the server, UDP from the relay); with --user.
     #[arg(long, value_name = "URI")]
     turn: Option<String>,
     /// File whose first line is the room secret (default: $STUNMAP_PAIR_SECRET).
@@ -196,10 +197,10 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         .transpose()?;
     if turn_uri
         .as_ref()
-        .is_some_and(|u| u.transport != TurnTransport::Udp)
+        .is_some_and(|u| u.transport == TurnTransport::Tls)
     {
         return Err(usage(
-            "--turn: only UDP TURN carries ICE checks here (turn:HOST[:PORT])",
+            "--turn: turns: (TLS) is not supported here; use turn:HOST[:PORT] or turn:HOST[:PORT]?transport=tcp",
         ));
     }
     let credentials = args.auth.credentials()?;
@@ -233,6 +234,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         let turn = match (&turn_uri, credentials) {
             (Some(u), Some(c)) => Some(TurnConfig {
                 server: super::turn::server_addr(u).await?,
+                transport: u.transport,
                 credentials: c,
             }),
             _ => None,

@@ -1,6 +1,6 @@
 //! `stunmap pair` between two real sites of the namespace lab (tests/support/lab2.rs): every
 //! pair of router modes, each run on both sides at once against coturn (STUN with RFC 5780,
-//! TURN) and `stunmap serve --rendezvous`. The measured outcomes are the table in docs/nat.md
+//! TURN: over UDP, over TCP from a site whose UDP is blocked) and `stunmap serve --rendezvous`. The measured outcomes are the table in docs/nat.md
 //! ("The peer-pair matrix, measured"); the model must agree with every one of them.
 
 use std::thread;
@@ -22,34 +22,43 @@ fn run_pair(a: Site, b: Site, extra: &[&str]) -> Result<(Value, Value), LabError
         .map_err(LabError::Setup)?;
     let rv = format!("{PUBLIC_1}:{RENDEZVOUS_PORT}");
     let stun = format!("{PUBLIC_1}:{TURN_PORT}");
-    let turn = format!("turn:{PUBLIC_1}:{TURN_PORT}");
-    let mut args: Vec<String> = [
-        "timeout",
-        "90",
-        bin(),
-        "pair",
-        &rv,
-        "--room",
-        "matrix",
-        "--stun",
-        &stun,
-        "--turn",
-        &turn,
-        "--user",
-        "test",
-        "--duration",
-        "1",
-        "--timeout",
-        "8",
-        "--rto",
-        "150",
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
+    // TURN over UDP, or over TCP from a site whose UDP is blocked (as a client falls back).
+    let turn = |site: Site| match site.mode {
+        SiteMode::UdpBlocked => format!("turn:{PUBLIC_1}:{TURN_PORT}?transport=tcp"),
+        _ => format!("turn:{PUBLIC_1}:{TURN_PORT}"),
+    };
+    let args_for = |site: Site| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "timeout",
+            "90",
+            bin(),
+            "pair",
+            &rv,
+            "--room",
+            "matrix",
+            "--stun",
+            &stun,
+            "--turn",
+            &turn(site),
+            "--user",
+            "test",
+            "--duration",
+            "1",
+            "--timeout",
+            "8",
+            "--rto",
+            "150",
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let sites = [a, b];
     let side = |i: usize, delay: Duration| {
+        let args = args_for(sites[i]);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut cmd = lab.command(&lab.client(i), &argv);
         cmd.env("STUNMAP_PAIR_SECRET", SECRET)
@@ -110,7 +119,7 @@ fn measured(a: SiteMode, b: SiteMode) -> &'static str {
     use SiteMode::*;
     let (x, y) = if a <= b { (a, b) } else { (b, a) };
     match (x, y) {
-        (UdpBlocked, _) | (_, UdpBlocked) => "failed",
+        (UdpBlocked, _) | (_, UdpBlocked) => "relayed",
         (Masquerade, RandomFully) | (RandomFully, RandomFully) => "relayed",
         _ => "direct",
     }
@@ -150,6 +159,13 @@ fn every_pair_of_router_modes_matches_the_model() {
                 va[k], vb[k],
                 "{a:?} × {b:?}: {k} differs\nA: {va:#}\nB: {vb:#}"
             );
+        }
+        // Each side gave its allocation back (over UDP, or over TCP where UDP is blocked).
+        for v in [va, vb] {
+            let me = v["this_side"].as_str().unwrap();
+            let t = &v[me]["turn"];
+            assert!(t["relayed"].is_string(), "{a:?} × {b:?}: no relay\n{v:#}");
+            assert_eq!(t["released"], true, "{a:?} × {b:?}\n{v:#}");
         }
         let outcome = va["outcome"].as_str().unwrap_or("?");
         // In mode order: site A's end first, whichever side of the result it was.

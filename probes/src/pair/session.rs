@@ -51,7 +51,7 @@ use crate::stun::{Class, TransactionId};
 use crate::turn::TidSource;
 use crate::turn::allocate::{Answer, Request, SessionConfig as TurnSessionConfig, TurnSession};
 use crate::turn::auth::Credentials;
-use crate::turn::channel::{DataIndication, encode_send_indication};
+use crate::turn::channel::{DataIndication, Frame, StreamFramer, encode_send_indication};
 use crate::turn::uri::TurnTransport;
 
 /// A machine that exchanges signalling messages besides datagrams: the engine carries what
@@ -66,6 +66,13 @@ pub trait Signalled: Probe {
     fn handle_signal(&mut self, now: Instant, signal: Self::In);
     /// The next message to send, if any.
     fn poll_signal(&mut self) -> Option<Self::Out>;
+    /// A TCP server the engine connects to before the first transmit: datagrams with
+    /// [`LocalSocket::Default`] are written to that stream (the machine frames them), and what
+    /// arrives is handed to `handle_input_on(now, LocalSocket::Default, server, bytes)` in
+    /// chunks, an empty chunk meaning the connection failed or closed.
+    fn stream_to(&self) -> Option<SocketAddr> {
+        None
+    }
 }
 
 /// What the rendezvous tells the session.
@@ -95,8 +102,11 @@ const MAX_ECHOES: usize = 20_000;
 /// The TURN server and the credentials for it.
 #[derive(Clone, Debug)]
 pub struct TurnConfig {
-    /// The server (UDP).
+    /// The server.
     pub server: SocketAddr,
+    /// UDP (a probe-private socket) or TCP (RFC 8656 §3.1: the engine's stream; the relayed
+    /// address still speaks UDP to the peers). TLS is not supported here.
+    pub transport: TurnTransport,
     /// Long-term or REST credentials.
     pub credentials: Credentials,
 }
@@ -233,6 +243,8 @@ struct Turn {
     permitted: Vec<IpAddr>,
     released: bool,
     allocating: bool,
+    /// Over TCP: the framer of the stream (RFC 8656 §12.5, RFC 6062 §2).
+    framer: Option<StreamFramer>,
 }
 
 /// One peer's `stunmap pair` run (see the module docs).
@@ -378,13 +390,25 @@ impl PairSession {
             })
             .collect();
         let turn = config.turn.as_ref().map(|t| {
-            let mut sc = TurnSessionConfig::new(
-                t.server,
-                TurnTransport::Udp,
-                LocalSocket::Private(TURN_SOCKET),
-            );
+            let tcp = t.transport == TurnTransport::Tcp;
+            let (transport, local) = if tcp {
+                (TurnTransport::Tcp, LocalSocket::Default)
+            } else {
+                (TurnTransport::Udp, LocalSocket::Private(TURN_SOCKET))
+            };
+            let mut sc = TurnSessionConfig::new(t.server, transport, local);
             sc.credentials = Some(t.credentials.clone());
-            sc.retransmit = config.retransmit;
+            sc.retransmit = if tcp {
+                // One transmission on a reliable stream (RFC 8489 §6.2.2), a shorter wait.
+                Retransmit {
+                    rto: Duration::from_secs(5),
+                    rc: 1,
+                    rm: 1,
+                    deadline: None,
+                }
+            } else {
+                config.retransmit
+            };
             let mut session = TurnSession::new(sc, TidSource::new(seed16(&mut ids)));
             session.start(Request::Allocate);
             Turn {
@@ -396,6 +420,7 @@ impl PairSession {
                 permitted: Vec::new(),
                 released: false,
                 allocating: true,
+                framer: tcp.then(StreamFramer::new),
             }
         });
         Self {
@@ -688,17 +713,16 @@ impl PairSession {
     /// Queue `data` from the local candidate `source` (the host base or the relayed address)
     /// to `destination`.
     fn queue_from(&mut self, source: SocketAddr, destination: SocketAddr, data: Vec<u8>) {
-        let relay = self
-            .turn
-            .as_ref()
-            .and_then(|t| t.relayed.map(|r| (r, t.session.config().server)));
+        let relay = self.turn.as_ref().and_then(|t| {
+            let c = t.session.config();
+            t.relayed.map(|r| (r, c.server, c.local))
+        });
         match relay {
-            Some((relayed, server)) if relayed == source => {
+            Some((relayed, server, socket)) if relayed == source => {
                 let tid = self.ids.next_id();
                 let mut buf = Vec::with_capacity(data.len() + 48);
                 encode_send_indication(&tid, &destination, &data, &mut buf);
-                self.outbox
-                    .push_back((LocalSocket::Private(TURN_SOCKET), server, buf));
+                self.outbox.push_back((socket, server, buf));
             }
             _ => self
                 .outbox
@@ -807,6 +831,68 @@ impl PairSession {
             self.on_turn_completion(now, c.request, c.answer);
         }
         Ok(())
+    }
+
+    /// Bytes from the TURN stream (TCP); an empty chunk: the connection failed or closed.
+    fn on_turn_stream(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), Ignored> {
+        let Some(t) = self.turn.as_mut() else {
+            return Err(Ignored::Unexpected);
+        };
+        let Some(framer) = t.framer.as_mut() else {
+            return Err(Ignored::Unexpected);
+        };
+        if data.is_empty() {
+            self.on_turn_closed(now);
+            return Ok(());
+        }
+        framer.push(data);
+        let mut frames = Vec::new();
+        let broken = loop {
+            match framer.next_frame() {
+                Ok(Some(Frame::Stun(b))) => frames.push(b),
+                // No channel is bound: ChannelData cannot be for us.
+                Ok(Some(Frame::ChannelData(_))) => {}
+                Ok(None) => break false,
+                Err(_) => break true,
+            }
+        };
+        for f in frames {
+            let _ = self.on_turn_datagram(now, from, &f);
+        }
+        if broken {
+            self.on_turn_closed(now);
+        }
+        Ok(())
+    }
+
+    /// The TURN connection is gone: so is the allocation (RFC 8656 §3.1: over TCP the
+    /// 5-tuple includes the connection).
+    fn on_turn_closed(&mut self, now: Instant) {
+        let Some(t) = self.turn.as_mut() else { return };
+        if t.framer.take().is_none() {
+            return;
+        }
+        t.session.abandon();
+        t.permissions.clear();
+        if t.allocating {
+            t.allocating = false;
+            t.error = Some("the TURN connection closed before the allocation".into());
+        } else if t.relayed.is_some() && !t.released {
+            t.released = true;
+            t.error.get_or_insert_with(|| {
+                "the TURN connection closed (which ends the allocation)".into()
+            });
+        }
+        if self.phase == Phase::Releasing {
+            self.finish(now);
+        } else {
+            self.advance(now);
+        }
     }
 
     fn on_turn_completion(&mut self, now: Instant, request: Request, answer: Answer) {
@@ -937,6 +1023,7 @@ impl Probe for PairSession {
         }
         self.start(now);
         let r = match socket {
+            LocalSocket::Default => self.on_turn_stream(now, from, data),
             LocalSocket::Private(TURN_SOCKET) => self.on_turn_datagram(now, from, data),
             LocalSocket::Private(ICE_SOCKET) => {
                 let gather = self
@@ -1073,8 +1160,12 @@ impl Probe for PairSession {
     }
 
     fn private_sockets(&self) -> Option<PrivateSockets> {
+        let udp_turn = self
+            .turn
+            .as_ref()
+            .is_some_and(|t| t.session.config().local == LocalSocket::Private(TURN_SOCKET));
         Some(PrivateSockets {
-            count: if self.turn.is_some() { 2 } else { 1 },
+            count: if udp_turn { 2 } else { 1 },
             toward: self.config.route_toward,
         })
     }
@@ -1083,6 +1174,10 @@ impl Probe for PairSession {
         match socket {
             LocalSocket::Private(ICE_SOCKET) if self.host.is_none() => {
                 self.host = Some(addr);
+                // Over TCP the relay candidate's local interface is the host's.
+                if let Some(t) = self.turn.as_mut().filter(|t| t.framer.is_some()) {
+                    t.local = Some(addr);
+                }
                 if let Ok(c) = Candidate::host(addr, "udp") {
                     self.agent.add_local_candidate(c);
                 }
@@ -1167,6 +1262,13 @@ impl Signalled for PairSession {
 
     fn poll_signal(&mut self) -> Option<PeerMsg> {
         self.signals.pop_front()
+    }
+
+    fn stream_to(&self) -> Option<SocketAddr> {
+        self.turn
+            .as_ref()
+            .filter(|t| t.session.config().local == LocalSocket::Default)
+            .map(|t| t.session.config().server)
     }
 }
 
