@@ -19,7 +19,7 @@ cargo +"$toolchain" fuzz build
 for target in $(cargo +"$toolchain" fuzz list); do
     seeds=("fuzz/corpus_seed/$target")
     case "$target" in
-        stun_* | turn_* | machine_*) seeds+=("fuzz/corpus_seed/coturn") ;;
+        stun_* | turn_* | machine_* | pair_session) seeds+=("fuzz/corpus_seed/coturn") ;;
     esac
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT

@@ -15,6 +15,7 @@ mod metrics;
 #[allow(dead_code)]
 mod netbird_live;
 mod progress;
+mod rendezvous;
 mod report;
 mod serve;
 mod target;
@@ -43,7 +44,12 @@ enum Command {
     /// NAT mapping/filtering behaviour (RFC 5780), gateway port mapping (NAT-PMP, PCP, UPnP),
     /// optionally the binding lifetime, and the P2P-vs-relay verdict.
     Nat(cmd::nat::Args),
-    /// Run a STUN Binding reflector (UDP and TCP) on one port or a range of ports.
+    /// A live ICE test between this host and a peer running the same command (they meet
+    /// through `stunmap serve --rendezvous`): direct, relayed or failed, the selected pair,
+    /// RTT and loss, why checks failed, and whether the NAT pair model predicted it.
+    Pair(Box<cmd::pair::Args>),
+    /// Run a STUN Binding reflector (UDP and TCP) on one port or a range of ports, and
+    /// optionally the `stunmap pair` rendezvous.
     Serve(cmd::serve::Args),
     /// Measure the engine on this machine: transactions/s against a raw sendmmsg loop, and
     /// memory per in-flight transaction (loopback only).
@@ -80,6 +86,7 @@ fn main() -> ExitCode {
         Command::Stun(args) => cmd::stun::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Nat(args) => cmd::nat::run(args),
+        Command::Pair(args) => cmd::pair::run(*args),
         Command::Sweep(args) => cmd::sweep::run(args),
         Command::Host(args) => cmd::host::run(args),
         Command::Bench(args) => cmd::bench::run(args),

@@ -11,10 +11,12 @@ pub mod connect;
 pub mod control;
 pub mod driver;
 pub mod fd;
+pub mod ice;
 #[cfg(target_os = "linux")]
 pub mod mmsg;
 pub mod portmap;
 pub mod rate;
+pub mod rendezvous;
 pub mod scan;
 pub mod stats;
 pub mod stream;

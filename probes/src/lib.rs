@@ -14,6 +14,7 @@ pub mod machine;
 pub mod nat;
 pub mod net;
 pub mod netbird;
+pub mod pair;
 pub mod profile;
 pub mod raw_sweep;
 pub mod reflector;

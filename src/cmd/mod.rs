@@ -9,6 +9,7 @@ pub(crate) mod demo;
 pub(crate) mod explain;
 pub(crate) mod host;
 pub(crate) mod nat;
+pub(crate) mod pair;
 pub(crate) mod relay;
 pub(crate) mod serve;
 pub(crate) mod stun;

@@ -31,7 +31,7 @@ pub(crate) struct Args {
     /// 0.0.0.0:3478, [::]:3478, 127.0.0.1:21000-21999.
     #[arg(
         long,
-        required_unless_present = "metrics",
+        required_unless_present_any = ["metrics", "rendezvous"],
         value_name = "ADDR:PORT[-PORT]"
     )]
     listen: Vec<String>,
@@ -70,6 +70,8 @@ pub(crate) struct Args {
     probe_timeout: u64,
     #[command(flatten)]
     auth: super::turn::AuthArgs,
+    #[command(flatten)]
+    rendezvous: crate::rendezvous::RendezvousArgs,
 }
 
 /// The /probe modules: the embedded profile and every --module.
@@ -158,6 +160,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         max_tcp: args.max_tcp.max(1),
         tcp_idle: Duration::from_secs(args.tcp_idle.max(1)),
     };
+    let rendezvous = args.rendezvous.prepare()?;
     let rt = crate::app::runtime::build(crate::app::Flavor::MultiThread)?;
     let modules = match args.metrics {
         Some(_) => Some(modules(&args)?),
@@ -224,8 +227,15 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
             })
             .await
         };
+        let rendezvous = async move {
+            match rendezvous {
+                Some(r) => r.run().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = server => r?,
+            r = rendezvous => r?,
             r = metrics => r?,
             _ = stop.cancel.cancelled() => {}
         }

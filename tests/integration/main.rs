@@ -22,6 +22,8 @@ mod lab_reference;
 mod nat_lab;
 mod nat_more_lab;
 mod not_probed;
+mod pair;
+mod pair_lab;
 mod prometheus;
 mod serve_and_stun;
 mod signals;

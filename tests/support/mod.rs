@@ -5,3 +5,4 @@
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
 pub mod lab;
+pub mod lab2;

@@ -1,0 +1,310 @@
+//! Drive ONE sans-IO machine that also signals (the `stunmap pair` ICE session) on its
+//! probe-private UDP sockets and the tokio clock, carrying its signalling messages to and from
+//! channels (the rendezvous connection is on the other end).
+//!
+//! The loop is [`crate::driver::run`]'s, cut down to one machine: bind the sockets the
+//! machine asks for (reporting each one's address with the routed source IP), then, each
+//! turn, fire its timer, send what it transmits, forward its signals, and sleep until a
+//! datagram, a signal, its timer, the deadline or cancellation. Cancellation asks the machine
+//! to `cancel`; one with cleanup (a TURN allocation to release) keeps running for at most
+//! `drain`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use probes::LocalSocket;
+use probes::pair::session::Signalled;
+use tokio::sync::mpsc;
+
+use crate::driver::{Cancel, EngineError};
+use crate::udp::{RecvBuffers, UdpEndpoint, routed_source};
+
+/// Depth of the queue from the socket readers; a flood beyond it is dropped.
+const QUEUE: usize = 1024;
+/// Writes queued for the stream before it takes them (or connects).
+const STREAM_QUEUE: usize = 256;
+/// The reader id of the stream in the queue (private sockets are 0..255).
+const STREAM: u8 = u8::MAX;
+/// TCP connect and each write on the stream.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a signalled run ended.
+#[derive(Debug)]
+pub struct SignalledRun<O> {
+    /// The machine's output (`None` if it was abandoned).
+    pub output: Option<O>,
+    /// Stopped by cancellation.
+    pub interrupted: bool,
+    /// Stopped by the deadline.
+    pub deadline_reached: bool,
+    /// Datagrams handed to the kernel.
+    pub datagrams_sent: u64,
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Datagrams the machine did not take (junk, strays).
+    pub ignored: u64,
+    /// Sends that failed.
+    pub send_errors: u64,
+    /// Signals dropped because the channel was full or closed.
+    pub signals_dropped: u64,
+}
+
+struct Readers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+fn clock_now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Run `probe` to completion, cancellation or `deadline`.
+pub async fn run_signalled<P>(
+    mut probe: P,
+    mut inbox: mpsc::Receiver<P::In>,
+    outbox: mpsc::Sender<P::Out>,
+    cancel: Cancel,
+    deadline: Option<Duration>,
+    drain: Duration,
+) -> Result<SignalledRun<P::Output>, EngineError>
+where
+    P: Signalled,
+{
+    let start = clock_now();
+    let deadline_at = deadline.map(|d| start + d);
+    let mut run = SignalledRun {
+        output: None,
+        interrupted: false,
+        deadline_reached: false,
+        datagrams_sent: 0,
+        datagrams_received: 0,
+        ignored: 0,
+        send_errors: 0,
+        signals_dropped: 0,
+    };
+    let mut sockets: Vec<Arc<UdpEndpoint>> = Vec::new();
+    let (tx, mut rx) = mpsc::channel::<(u8, SocketAddr, Vec<u8>)>(QUEUE);
+    let mut readers = Readers(Vec::new());
+    if let Some(req) = probe.private_sockets() {
+        let source_ip = routed_source(&req.toward).ok();
+        for n in 0..req.count {
+            let ep = UdpEndpoint::ephemeral_for(&req.toward).map_err(|e| EngineError::Bind {
+                addr: crate::udp::wildcard_for(&req.toward),
+                source: e,
+            })?;
+            let mut local = ep.local_addr();
+            if let Some(ip) = source_ip {
+                local.set_ip(ip);
+            }
+            probe.handle_local_addr(LocalSocket::Private(n), local);
+            let ep = Arc::new(ep);
+            readers.0.push(spawn_reader(ep.clone(), n, tx.clone()));
+            sockets.push(ep);
+        }
+    }
+    // A TCP stream the machine asked for (TURN over TCP): connected and read by a task of
+    // its own, written through a bounded queue, so a slow connect stalls nothing else.
+    let mut stream_tx: Option<mpsc::Sender<Vec<u8>>> = None;
+    if let Some(server) = probe.stream_to() {
+        let (wtx, wrx) = mpsc::channel::<Vec<u8>>(STREAM_QUEUE);
+        stream_tx = Some(wtx);
+        readers.0.push(spawn_stream(server, wrx, tx.clone()));
+    }
+    drop(tx);
+    let mut buf = Vec::with_capacity(2048);
+    let mut drain_until: Option<Instant> = None;
+    let mut inbox_open = true;
+    loop {
+        let now = clock_now();
+        if drain_until.is_none() {
+            let timed_out = deadline_at.is_some_and(|t| now >= t);
+            if cancel.is_cancelled() || timed_out {
+                run.interrupted = cancel.is_cancelled();
+                run.deadline_reached = timed_out && !run.interrupted;
+                drain_until = Some(now + drain);
+                if !probe.cancel(now) {
+                    forward_signals(&mut probe, &outbox, &mut run);
+                    run.output = probe.take_output();
+                    break;
+                }
+            }
+        }
+        if drain_until.is_some_and(|t| now >= t) {
+            forward_signals(&mut probe, &outbox, &mut run);
+            run.output = probe.take_output();
+            break;
+        }
+        if probe.poll_timeout().is_some_and(|t| t <= now) {
+            probe.handle_timeout(now);
+        }
+        loop {
+            buf.clear();
+            let Some(t) = probe.poll_transmit(now, &mut buf) else {
+                break;
+            };
+            let ep = match t.local {
+                LocalSocket::Private(n) => sockets.get(usize::from(n)),
+                LocalSocket::Default => {
+                    let queued = stream_tx
+                        .as_ref()
+                        .is_some_and(|w| w.try_send(buf.clone()).is_ok());
+                    if queued {
+                        run.datagrams_sent += 1;
+                    } else {
+                        run.send_errors += 1;
+                    }
+                    continue;
+                }
+            };
+            let Some(ep) = ep else {
+                run.send_errors += 1;
+                continue;
+            };
+            match ep.send_to(t.destination, &buf).await {
+                Ok(()) => run.datagrams_sent += 1,
+                Err(_) => run.send_errors += 1,
+            }
+        }
+        forward_signals(&mut probe, &outbox, &mut run);
+        if probe.is_done() {
+            run.output = probe.take_output();
+            break;
+        }
+        let mut wake = probe
+            .poll_timeout()
+            .map(|t| t.max(now + Duration::from_millis(1)));
+        for t in [deadline_at.filter(|_| drain_until.is_none()), drain_until]
+            .into_iter()
+            .flatten()
+        {
+            wake = Some(wake.map_or(t, |w| w.min(t)));
+        }
+        let sleep = async {
+            match wake {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let draining = drain_until.is_some();
+        tokio::select! {
+            Some((n, from, data)) = rx.recv() => {
+                run.datagrams_received += 1;
+                let socket = if n == STREAM {
+                    LocalSocket::Default
+                } else {
+                    LocalSocket::Private(n)
+                };
+                if probe
+                    .handle_input_on(clock_now(), socket, from, &data)
+                    .is_err()
+                {
+                    run.ignored += 1;
+                }
+            }
+            sig = inbox.recv(), if inbox_open => match sig {
+                Some(s) => probe.handle_signal(clock_now(), s),
+                None => inbox_open = false,
+            },
+            _ = sleep => {}
+            _ = cancel.cancelled(), if !draining => {}
+        }
+    }
+    drop(readers);
+    Ok(run)
+}
+
+fn forward_signals<P: Signalled>(
+    probe: &mut P,
+    outbox: &mpsc::Sender<P::Out>,
+    run: &mut SignalledRun<P::Output>,
+) {
+    while let Some(s) = probe.poll_signal() {
+        if outbox.try_send(s).is_err() {
+            run.signals_dropped += 1;
+        }
+    }
+}
+
+fn spawn_reader(
+    ep: Arc<UdpEndpoint>,
+    n: u8,
+    tx: mpsc::Sender<(u8, SocketAddr, Vec<u8>)>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut bufs = RecvBuffers::default();
+        loop {
+            if ep.readable().await.is_err() {
+                return;
+            }
+            let count = match bufs.recv(&ep) {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => continue,
+            };
+            for (from, data) in bufs.datagrams(count) {
+                // A full queue drops the datagram: a flood cannot grow memory.
+                if tx.try_send((n, from, data.to_vec())).is_err() && tx.is_closed() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// Connect to `server`, then copy the queue to the stream and the stream to the readers'
+/// queue; an empty chunk tells the machine the connection failed or closed.
+fn spawn_stream(
+    server: SocketAddr,
+    mut writes: mpsc::Receiver<Vec<u8>>,
+    tx: mpsc::Sender<(u8, SocketAddr, Vec<u8>)>,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::spawn(async move {
+        let conn =
+            tokio::time::timeout(STREAM_TIMEOUT, tokio::net::TcpStream::connect(server)).await;
+        let Ok(Ok(stream)) = conn else {
+            let _ = tx.send((STREAM, server, Vec::new())).await;
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let (mut r, mut w) = stream.into_split();
+        let reader = async {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let chunk = buf.get(..n).unwrap_or_default().to_vec();
+                        if tx.send((STREAM, server, chunk)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        let writer = async {
+            while let Some(m) = writes.recv().await {
+                match tokio::time::timeout(STREAM_TIMEOUT, w.write_all(&m)).await {
+                    Ok(Ok(())) => {}
+                    _ => return true,
+                }
+            }
+            // The run is over: close quietly.
+            false
+        };
+        let broken = tokio::select! {
+            () = reader => true,
+            b = writer => b,
+        };
+        if broken {
+            let _ = tx.send((STREAM, server, Vec::new())).await;
+        }
+    })
+}
