@@ -404,11 +404,12 @@ where
         }
 
         let mut wake = d.timers.peek().map(|Reverse((t, _))| *t);
-        if (can_admit || !d.ready.is_empty()) && !tokens {
-            if let Some(b) = d.bucket.as_mut() {
-                let t = b.ready_at(clock_now());
-                wake = Some(wake.map_or(t, |w| w.min(t)));
-            }
+        if (can_admit || !d.ready.is_empty())
+            && !tokens
+            && let Some(b) = d.bucket.as_mut()
+        {
+            let t = b.ready_at(clock_now());
+            wake = Some(wake.map_or(t, |w| w.min(t)));
         }
         for t in [deadline_at.filter(|_| drain_until.is_none()), drain_until]
             .into_iter()
@@ -538,11 +539,11 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
     fn service(&mut self, now: Instant, key: SlotKey) {
         loop {
             if !self.token_available(now) {
-                if let Some(slot) = self.slot(key) {
-                    if !slot.queued {
-                        slot.queued = true;
-                        self.ready.push_back(key);
-                    }
+                if let Some(slot) = self.slot(key)
+                    && !slot.queued
+                {
+                    slot.queued = true;
+                    self.ready.push_back(key);
                 }
                 return;
             }

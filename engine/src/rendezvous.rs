@@ -447,12 +447,11 @@ fn leave(hub: &Mutex<Hub>, id: ConnId) {
     let Ok(mut h) = hub.lock() else { return };
     h.conns.remove(&id);
     let room = h.rooms.room_of(id).map(ToOwned::to_owned);
-    if let Some(room) = room {
-        if let Some(peer) = h.rooms.leave(&room, id) {
-            if let Some(tx) = h.conns.get(&peer) {
-                let _ = tx.try_send(ServerMsg::PeerLeft);
-            }
-        }
+    if let Some(room) = room
+        && let Some(peer) = h.rooms.leave(&room, id)
+        && let Some(tx) = h.conns.get(&peer)
+    {
+        let _ = tx.try_send(ServerMsg::PeerLeft);
     }
 }
 
@@ -534,10 +533,10 @@ async fn connection(
                         .and_then(|r| h.rooms.peer(r, id))
                         .and_then(|p| h.conns.get(&p));
                     // No peer yet: dropped (clients send only after `peer-joined`).
-                    if let Some(p) = peer {
-                        if p.try_send(ServerMsg::Signal { body }).is_ok() {
-                            stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if let Some(p) = peer
+                        && p.try_send(ServerMsg::Signal { body }).is_ok()
+                    {
+                        stats.forwarded.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Ok(ServerEvent::Bye) => return Ok(()),

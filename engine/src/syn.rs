@@ -782,10 +782,10 @@ fn read_answers(rbuf: &mut [u8], shared: &Shared, clock: &impl Clock) -> io::Res
             }
         }
     }
-    if !icmp_from.is_empty() {
-        if let Ok(mut sources) = shared.icmp_sources.lock() {
-            sources.extend(icmp_from);
-        }
+    if !icmp_from.is_empty()
+        && let Ok(mut sources) = shared.icmp_sources.lock()
+    {
+        sources.extend(icmp_from);
     }
     if got.is_empty() {
         return Ok(());

@@ -281,11 +281,12 @@ pub fn judge(facts: &CheckFacts<'_>) -> CheckVerdict {
     ports(&mut f, facts, &mut status);
     relays(&mut f, facts, &mut status);
 
-    if !f.port_reasons.is_empty() && status != Status::Blocked {
-        if let Some(h) = &mut headline {
-            h.push_str(", but ");
-            h.push_str(&f.port_reasons.join("; "));
-        }
+    if !f.port_reasons.is_empty()
+        && status != Status::Blocked
+        && let Some(h) = &mut headline
+    {
+        h.push_str(", but ");
+        h.push_str(&f.port_reasons.join("; "));
     }
     f.reasons.append(&mut f.port_reasons);
     // A service nothing was sent to is never counted as working.

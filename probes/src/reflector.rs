@@ -116,20 +116,20 @@ pub fn respond(
         alt_ip: false,
         alt_port: false,
     };
-    if let Some(unknown) = view.unknown_comprehension_required() {
-        if unknown != attr::CHANGE_REQUEST {
-            let mut w = MessageWriter::new(out, MessageType::BINDING_ERROR, &tid);
-            w.error_code(420, "Unknown Attribute");
-            w.attr(attr::UNKNOWN_ATTRIBUTES, &unknown.to_be_bytes());
-            if let Some(s) = software {
-                w.software(s);
-            }
-            w.fingerprint();
-            return Action::Reply {
-                from: origin_here,
-                to: client,
-            };
+    if let Some(unknown) = view.unknown_comprehension_required()
+        && unknown != attr::CHANGE_REQUEST
+    {
+        let mut w = MessageWriter::new(out, MessageType::BINDING_ERROR, &tid);
+        w.error_code(420, "Unknown Attribute");
+        w.attr(attr::UNKNOWN_ATTRIBUTES, &unknown.to_be_bytes());
+        if let Some(s) = software {
+            w.software(s);
         }
+        w.fingerprint();
+        return Action::Reply {
+            from: origin_here,
+            to: client,
+        };
     }
     // RFC 5780 §7.5: the port the response goes to, on the request's source IP. A value that
     // is not 4 bytes or names port 0 is refused with 400 (RFC 8489 §6.3.1 calls for 400 on a

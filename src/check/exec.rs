@@ -181,10 +181,10 @@ pub(crate) async fn turn_udp(
     };
     let mut results: Vec<Option<AllocateReport>> = vec![None; target.ports.len()];
     engine::run(probes, limits, cancel.clone(), |ev| {
-        if let engine::Event::Finished { probe, output } = ev {
-            if let Some(slot) = results.get_mut(probe) {
-                *slot = Some(output);
-            }
+        if let engine::Event::Finished { probe, output } = ev
+            && let Some(slot) = results.get_mut(probe)
+        {
+            *slot = Some(output);
         }
     })
     .await

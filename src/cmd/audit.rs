@@ -206,10 +206,10 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
             if uri.transport == Transport::Tls {
                 tries.push((Transport::Tls, uri.port));
             }
-            if let Some(p) = args.tls_port {
-                if !tries.contains(&(Transport::Tls, p)) {
-                    tries.push((Transport::Tls, p));
-                }
+            if let Some(p) = args.tls_port
+                && !tries.contains(&(Transport::Tls, p))
+            {
+                tries.push((Transport::Tls, p));
             }
             for (transport, port) in tries {
                 let u = transport_uri(&uri, transport, port);
@@ -302,14 +302,13 @@ fn print_peers(title: &str, family: Family, peers: &[PeerResult], ipv6_allocated
         return;
     }
     println!("  {title} toward the {} allocation", family_name(family));
-    if let Some(PeerOutcome::Untestable { reason }) = group.first().map(|p| &p.outcome) {
-        if group
+    if let Some(PeerOutcome::Untestable { reason }) = group.first().map(|p| &p.outcome)
+        && group
             .iter()
             .all(|p| matches!(p.outcome, PeerOutcome::Untestable { .. }))
-        {
-            println!("    {} untestable: {reason}", candidates(group.len()));
-            return;
-        }
+    {
+        println!("    {} untestable: {reason}", candidates(group.len()));
+        return;
     }
     let mismatch = |p: &PeerResult| {
         matches!(p.outcome, PeerOutcome::Refused { code: 443, .. })

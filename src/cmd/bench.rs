@@ -282,10 +282,10 @@ async fn engine_round(
     };
     let mut answered = 0u64;
     let report = engine::run(probes, limits, cancel.clone(), |ev| {
-        if let Event::Finished { output, .. } = ev {
-            if !matches!(output.status, probes::binding::BindingStatus::Timeout) {
-                answered += 1;
-            }
+        if let Event::Finished { output, .. } = ev
+            && !matches!(output.status, probes::binding::BindingStatus::Timeout)
+        {
+            answered += 1;
         }
     })
     .await?;
@@ -343,11 +343,11 @@ async fn memory_round(n: usize, stop: &Cancel) -> Result<MemoryResult> {
         })
     };
     let run = engine::run(probes, limits, cancel, |ev| {
-        if let Event::Started { probe } = ev {
-            if probe + 1 == n {
-                at_peak = engine::bench::rss_bytes().unwrap_or(0);
-                handle.cancel();
-            }
+        if let Event::Started { probe } = ev
+            && probe + 1 == n
+        {
+            at_peak = engine::bench::rss_bytes().unwrap_or(0);
+            handle.cancel();
         }
     })
     .await;

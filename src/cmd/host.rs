@@ -117,10 +117,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
             args.interface
         )));
     }
-    if let Some(u) = &args.uplink {
-        if !valid_iface(u) {
-            return Err(usage(format!("--uplink: not an interface name: {u:?}")));
-        }
+    if let Some(u) = &args.uplink
+        && !valid_iface(u)
+    {
+        return Err(usage(format!("--uplink: not an interface name: {u:?}")));
     }
     let (inputs, sources) = match &args.from {
         Some(dir) => read_dir(dir)?,

@@ -559,12 +559,10 @@ async fn run_pair(
                     if let PeerMsg::Report(r) = &mut m {
                         fill_nat(r, wait_nat(&mut nat_rx, cancel).await);
                     }
-                    if link_up {
-                        if let Err(e) = client.send(m).await {
-                            link_up = false;
-                            link_error = Some(e);
-                            let _ = in_tx.send(Inbound::PeerLeft).await;
-                        }
+                    if link_up && let Err(e) = client.send(m).await {
+                        link_up = false;
+                        link_error = Some(e);
+                        let _ = in_tx.send(Inbound::PeerLeft).await;
                     }
                 }
             }
@@ -587,11 +585,11 @@ async fn run_pair(
     fill_nat(&mut local, nat);
     local.interrupted |= interrupted;
     let mut abort = abort;
-    if let (Some(e), None) = (&link_error, &peer) {
-        if abort.is_none() || abort == Some(Abort::PeerLeft) {
-            eprintln!("stunmap: the rendezvous connection failed: {e}");
-            abort = Some(Abort::PeerLeft);
-        }
+    if let (Some(e), None) = (&link_error, &peer)
+        && (abort.is_none() || abort == Some(Abort::PeerLeft))
+    {
+        eprintln!("stunmap: the rendezvous connection failed: {e}");
+        abort = Some(Abort::PeerLeft);
     }
     let result = PairResult::merge(&local, peer.as_ref(), &peer_offer);
     Ok(Report {

@@ -144,12 +144,12 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
             ));
         }
     }
-    if let Some(p) = args.alt_port {
-        if p == 0 || listen.iter().any(|(_, (a, b))| (*a..=*b).contains(&p)) {
-            return Err(usage(
-                "--alt-port must be a non-zero port outside the --listen range",
-            ));
-        }
+    if let Some(p) = args.alt_port
+        && (p == 0 || listen.iter().any(|(_, (a, b))| (*a..=*b).contains(&p)))
+    {
+        return Err(usage(
+            "--alt-port must be a non-zero port outside the --listen range",
+        ));
     }
     let cfg = ServeConfig {
         listen,
@@ -191,11 +191,11 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
             Some((m, msg)) => (Some(m), Some(msg)),
             None => (None, None),
         };
-        if cfg.listen.is_empty() {
-            if let Some(m) = &metrics_msg {
-                // Not eprintln!: a closed stderr (a parent that read the first line) must not panic.
-                let _ = writeln!(std::io::stderr(), "{m}");
-            }
+        if cfg.listen.is_empty()
+            && let Some(m) = &metrics_msg
+        {
+            // Not eprintln!: a closed stderr (a parent that read the first line) must not panic.
+            let _ = writeln!(std::io::stderr(), "{m}");
         }
         let metrics = async move {
             match metrics {

@@ -133,10 +133,10 @@ impl TargetReport {
             }
             BindingStatus::Success(r) => {
                 self.stats.answered(o.rtt, o.rtt_ambiguous);
-                if let Some(m) = r.mapped_address() {
-                    if !self.mapped.contains(&m) {
-                        self.mapped.push(m);
-                    }
+                if let Some(m) = r.mapped_address()
+                    && !self.mapped.contains(&m)
+                {
+                    self.mapped.push(m);
                 }
                 if let (Some(x), Some(m)) = (r.xor_mapped, r.mapped) {
                     self.alg_suspected |= x != m;
@@ -297,10 +297,10 @@ async fn run_udp(
             progress.inc();
         }
         Event::Abandoned { probe } => {
-            if on_the_wire.remove(&probe) {
-                if let Some(r) = reports.get_mut(probe % n) {
-                    r.unfinished += 1;
-                }
+            if on_the_wire.remove(&probe)
+                && let Some(r) = reports.get_mut(probe % n)
+            {
+                r.unfinished += 1;
             }
             progress.inc();
         }
@@ -365,10 +365,10 @@ async fn run_tcp(
                 }
                 other => format!("{other:?}").to_lowercase(),
             });
-            if let Some(e) = &r.stream_error {
-                if !rep.stream_errors.contains(e) {
-                    rep.stream_errors.push(e.clone());
-                }
+            if let Some(e) = &r.stream_error
+                && !rep.stream_errors.contains(e)
+            {
+                rep.stream_errors.push(e.clone());
             }
             match &r.binding {
                 Some(b) => rep.add(b),

@@ -271,14 +271,14 @@ fn junk_flood_at_the_engine_socket_while_real_transactions_complete() {
     let mut ok = 0u64;
     let report = rt()
         .block_on(engine::run(probes, limits, Cancel::never(), |ev| {
-            if let Event::Finished { output, .. } = ev {
-                if let BindingStatus::Success(r) = output.status {
-                    assert_eq!(
-                        r.mapped_address().unwrap().port(),
-                        engine_addr.lock().unwrap().unwrap().port()
-                    );
-                    ok += 1;
-                }
+            if let Event::Finished { output, .. } = ev
+                && let BindingStatus::Success(r) = output.status
+            {
+                assert_eq!(
+                    r.mapped_address().unwrap().port(),
+                    engine_addr.lock().unwrap().unwrap().port()
+                );
+                ok += 1;
             }
         }))
         .unwrap();

@@ -302,10 +302,10 @@ fn is_never_local(net: &Cidr) -> bool {
 
 fn match_ports(pkt: &Packet, proto: Option<Proto>, ranges: &[PortRange], dst: bool) -> Tri {
     let p = pkt.proto();
-    if let Some(want) = proto {
-        if want != p {
-            return Tri::No;
-        }
+    if let Some(want) = proto
+        && want != p
+    {
+        return Tri::No;
     }
     let dport = match pkt.l4 {
         L4::Tcp { dport } | L4::Udp { dport } => dport,

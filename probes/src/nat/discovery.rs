@@ -343,16 +343,16 @@ impl NatDiscovery {
             return;
         };
         let primary = self.config.server;
-        if let Some(other) = r.other_address {
-            if other.is_ipv4() == primary.is_ipv4() {
-                self.start(Test::MappingII, SocketAddr::new(other.ip(), primary.port()));
-                self.start(Test::MappingIII, other);
-            }
+        if let Some(other) = r.other_address
+            && other.is_ipv4() == primary.is_ipv4()
+        {
+            self.start(Test::MappingII, SocketAddr::new(other.ip(), primary.port()));
+            self.start(Test::MappingIII, other);
         }
-        if self.config.hairpinning {
-            if let Some(mapped) = r.mapped_address() {
-                self.start(Test::Hairpin, mapped);
-            }
+        if self.config.hairpinning
+            && let Some(mapped) = r.mapped_address()
+        {
+            self.start(Test::Hairpin, mapped);
         }
     }
 }
@@ -400,10 +400,10 @@ impl Probe for NatDiscovery {
         // Fixed order so runs are reproducible.
         for test in TESTS {
             for (t, tx) in &mut self.running {
-                if *t == test {
-                    if let Some(out) = tx.poll_transmit(now, buf) {
-                        return Some(out);
-                    }
+                if *t == test
+                    && let Some(out) = tx.poll_transmit(now, buf)
+                {
+                    return Some(out);
                 }
             }
         }

@@ -128,10 +128,10 @@ fn all_responses(m: &FamilyMeasurements) -> Vec<&BindingResponse> {
 /// The reference response: mapping test I, else the first multi-server answer; with the local
 /// address of the socket it was sent from.
 fn reference(m: &FamilyMeasurements) -> Option<(&BindingResponse, Option<SocketAddr>)> {
-    if let Some(d) = &m.discovery {
-        if let Some(r) = d.primary_response() {
-            return Some((r, d.local_mapping));
-        }
+    if let Some(d) = &m.discovery
+        && let Some(r) = d.primary_response()
+    {
+        return Some((r, d.local_mapping));
     }
     let mm = m.multi.as_ref()?;
     mm.results
@@ -147,10 +147,10 @@ fn nat_presence(
     notes: &mut Vec<Note>,
 ) -> NatPresence {
     let mut ips: Vec<IpAddr> = m.local_addresses.clone();
-    if let Some(l) = local {
-        if !l.ip().is_unspecified() {
-            ips.push(l.ip());
-        }
+    if let Some(l) = local
+        && !l.ip().is_unspecified()
+    {
+        ips.push(l.ip());
     }
     if ips.is_empty() {
         return NatPresence::Unknown;
@@ -351,11 +351,12 @@ pub fn classify_family(family: Family, m: &FamilyMeasurements) -> NatReport {
     }
 
     for r in all_responses(m) {
-        if let (Some(mapped), Some(xor_mapped)) = (r.mapped, r.xor_mapped) {
-            if mapped != xor_mapped && !report.alg_detected {
-                report.alg_detected = true;
-                notes.push(Note::Alg { mapped, xor_mapped });
-            }
+        if let (Some(mapped), Some(xor_mapped)) = (r.mapped, r.xor_mapped)
+            && mapped != xor_mapped
+            && !report.alg_detected
+        {
+            report.alg_detected = true;
+            notes.push(Note::Alg { mapped, xor_mapped });
         }
     }
 

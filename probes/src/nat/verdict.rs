@@ -348,10 +348,10 @@ pub(crate) fn verdict(
                 "a port mapped through NAT-PMP, PCP or UPnP is endpoint-independent and unfiltered, so peers behind symmetric NATs can reach it; the table below assumes no mapping is requested".into(),
             );
         }
-    } else if let Some(pm) = &m.port_mapping {
-        if pm.gateway.is_some() {
-            reasons.push("the gateway offers no port mapping (NAT-PMP, PCP, UPnP IGD)".into());
-        }
+    } else if let Some(pm) = &m.port_mapping
+        && pm.gateway.is_some()
+    {
+        reasons.push("the gateway offers no port mapping (NAT-PMP, PCP, UPnP IGD)".into());
     }
 
     let peers = NatType::TABLE

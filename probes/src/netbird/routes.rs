@@ -119,15 +119,13 @@ pub fn parse(text: &str) -> Routes {
                 interface: cols.get(2).and_then(|s| cell(s)),
                 table: cols.get(8).and_then(|s| cell(s)),
             });
-        } else if in_list {
-            if let Some(destination) = cols.first().and_then(|d| prefix(d)) {
-                out.routes.push(Route {
-                    destination,
-                    gateway: None,
-                    interface: None,
-                    table: None,
-                });
-            }
+        } else if in_list && let Some(destination) = cols.first().and_then(|d| prefix(d)) {
+            out.routes.push(Route {
+                destination,
+                gateway: None,
+                interface: None,
+                table: None,
+            });
         }
     }
     out

@@ -690,10 +690,10 @@ fn parse_text(text: &str) -> Result<(Status, Vec<String>), NetbirdError> {
                 }
             }
             Section::Relays => {
-                if let Some(r) = text_relay(t) {
-                    if st.relays.len() < MAX_URIS {
-                        st.relays.push(r);
-                    }
+                if let Some(r) = text_relay(t)
+                    && st.relays.len() < MAX_URIS
+                {
+                    st.relays.push(r);
                 }
             }
             Section::Top | Section::Events | Section::Other => {}
@@ -963,14 +963,13 @@ pub fn to_profile(st: &Status, seed: &Profile) -> Result<NetbirdProfile, Netbird
     }
     // Peers' relay addresses name relays the client was handed for them.
     for p in &st.peers {
-        if let Some(a) = &p.relay_address {
-            if let Ok(u) = uri::parse(a, false) {
-                if matches!(u.scheme, Scheme::Rels | Scheme::Rel) {
-                    upsert(ServiceKind::Relay, &u.host, &mut |s| {
-                        add_port(&mut s.tcp, u.port)
-                    });
-                }
-            }
+        if let Some(a) = &p.relay_address
+            && let Ok(u) = uri::parse(a, false)
+            && matches!(u.scheme, Scheme::Rels | Scheme::Rel)
+        {
+            upsert(ServiceKind::Relay, &u.host, &mut |s| {
+                add_port(&mut s.tcp, u.port)
+            });
         }
     }
     if services.is_empty() {

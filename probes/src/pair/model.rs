@@ -344,10 +344,10 @@ impl SideReport {
         if let Some(r) = &self.rtt {
             r.validate()?;
         }
-        if let Some(t) = &self.turn {
-            if t.error.as_ref().is_some_and(|e| e.len() > MAX_TEXT) {
-                return Err(Invalid::BadText { what: "turn error" });
-            }
+        if let Some(t) = &self.turn
+            && t.error.as_ref().is_some_and(|e| e.len() > MAX_TEXT)
+        {
+            return Err(Invalid::BadText { what: "turn error" });
         }
         if self
             .connect_ms

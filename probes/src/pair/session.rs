@@ -511,19 +511,19 @@ impl PairSession {
         for c in &offer.candidates {
             self.agent.add_remote_candidate(from_wire(c));
         }
-        if let Some(t) = self.turn.as_mut() {
-            if let Some(relayed) = t.relayed {
-                let mut ips: Vec<IpAddr> = offer
-                    .candidates
-                    .iter()
-                    .map(|c| c.address.ip())
-                    .filter(|ip| ip.is_ipv4() == relayed.is_ipv4())
-                    .collect();
-                ips.sort();
-                ips.dedup();
-                for ip in ips {
-                    t.permissions.push_back(SocketAddr::new(ip, 0));
-                }
+        if let Some(t) = self.turn.as_mut()
+            && let Some(relayed) = t.relayed
+        {
+            let mut ips: Vec<IpAddr> = offer
+                .candidates
+                .iter()
+                .map(|c| c.address.ip())
+                .filter(|ip| ip.is_ipv4() == relayed.is_ipv4())
+                .collect();
+            ips.sort();
+            ips.dedup();
+            for ip in ips {
+                t.permissions.push_back(SocketAddr::new(ip, 0));
             }
         }
         self.phase = Phase::Checking;
@@ -639,12 +639,11 @@ impl PairSession {
     fn drain_agent(&mut self, now: Instant) {
         while let Some(t) = self.agent.poll_transmit() {
             let contents: Vec<u8> = t.contents.into();
-            if let Ok((ty, _)) = check_header(&contents) {
-                if ty.class == Class::Request {
-                    if let Some(f) = self.flow(t.source, t.destination) {
-                        f.requests_sent = f.requests_sent.saturating_add(1);
-                    }
-                }
+            if let Ok((ty, _)) = check_header(&contents)
+                && ty.class == Class::Request
+                && let Some(f) = self.flow(t.source, t.destination)
+            {
+                f.requests_sent = f.requests_sent.saturating_add(1);
             }
             self.queue_from(t.source, t.destination, contents);
         }
@@ -753,15 +752,13 @@ impl PairSession {
             message,
         };
         let accepted = self.agent.handle_packet(now, packet);
-        if accepted {
-            if let Some(f) = self.flow(local, from) {
-                match ty.class {
-                    Class::Request => f.requests_received = f.requests_received.saturating_add(1),
-                    Class::SuccessResponse => {
-                        f.responses_received = f.responses_received.saturating_add(1)
-                    }
-                    _ => {}
+        if accepted && let Some(f) = self.flow(local, from) {
+            match ty.class {
+                Class::Request => f.requests_received = f.requests_received.saturating_add(1),
+                Class::SuccessResponse => {
+                    f.responses_received = f.responses_received.saturating_add(1)
                 }
+                _ => {}
             }
         }
         self.drain_agent(now);
@@ -903,10 +900,10 @@ impl PairSession {
                 match s.relayed {
                     Some(r) if usable_address(&r) => {
                         t.relayed = Some(r);
-                        if let Some(local) = t.local {
-                            if let Ok(c) = Candidate::relayed(r, local, "udp") {
-                                self.agent.add_local_candidate(c);
-                            }
+                        if let Some(local) = t.local
+                            && let Ok(c) = Candidate::relayed(r, local, "udp")
+                        {
+                            self.agent.add_local_candidate(c);
                         }
                     }
                     _ => t.error = Some("the allocation carried no usable relayed address".into()),
@@ -1108,10 +1105,10 @@ impl Probe for PairSession {
                 return Some(t);
             }
         }
-        if let Some(t) = self.turn.as_mut() {
-            if let Some(tx) = t.session.poll_transmit(now, buf) {
-                return Some(tx);
-            }
+        if let Some(t) = self.turn.as_mut()
+            && let Some(tx) = t.session.poll_transmit(now, buf)
+        {
+            return Some(tx);
         }
         None
     }
@@ -1199,20 +1196,21 @@ impl PairSession {
         for g in self.gathers.iter_mut().filter(|g| !g.done) {
             if let Some(out) = g.tx.take_output() {
                 g.done = true;
-                if let BindingStatus::Success(r) = out.status {
-                    if let Some(m) = r.mapped_address() {
-                        found.push(m);
-                    }
+                if let BindingStatus::Success(r) = out.status
+                    && let Some(m) = r.mapped_address()
+                {
+                    found.push(m);
                 }
             } else if g.tx.is_done() {
                 g.done = true;
             }
         }
         for m in found {
-            if usable_address(&m) && m.is_ipv4() == host.is_ipv4() {
-                if let Ok(c) = Candidate::server_reflexive(m, host, "udp") {
-                    self.agent.add_local_candidate(c);
-                }
+            if usable_address(&m)
+                && m.is_ipv4() == host.is_ipv4()
+                && let Ok(c) = Candidate::server_reflexive(m, host, "udp")
+            {
+                self.agent.add_local_candidate(c);
             }
         }
         self.advance(now);

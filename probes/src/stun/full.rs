@@ -517,14 +517,14 @@ pub fn cross_check(bytes: &[u8]) -> Result<Agreement, Disagreement> {
         }) => Some((*message_type, *transaction_id)),
         Err(_) => None,
     };
-    if let (Ok(fast), Some(full_header)) = (&header, full_header) {
-        if *fast != full_header {
-            return Err(disagree(
-                "class, method and transaction id",
-                fast,
-                full_header,
-            ));
-        }
+    if let (Ok(fast), Some(full_header)) = (&header, full_header)
+        && *fast != full_header
+    {
+        return Err(disagree(
+            "class, method and transaction id",
+            fast,
+            full_header,
+        ));
     }
     match (&walk, &full) {
         (Err(ParseError::AttributeOverrun { .. }), Ok(_)) => {
@@ -635,14 +635,14 @@ fn compare_decoded(
         m.has_message_integrity.then_some(()),
         |_, _| true,
     )?;
-    if let Some(kind) = view.unknown_comprehension_required() {
-        if !m.unknown_attributes.contains(&kind) {
-            return Err(disagree(
-                "unknown comprehension-required attribute",
-                kind,
-                &m.unknown_attributes,
-            ));
-        }
+    if let Some(kind) = view.unknown_comprehension_required()
+        && !m.unknown_attributes.contains(&kind)
+    {
+        return Err(disagree(
+            "unknown comprehension-required attribute",
+            kind,
+            &m.unknown_attributes,
+        ));
     }
     if m.has_fingerprint && view.fingerprint() != view::Fingerprint::Valid {
         let fingerprints = view

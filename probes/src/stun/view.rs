@@ -213,15 +213,15 @@ impl<'a> StunView<'a> {
             };
             if counts {
                 if let Some(i) = tracked_index(kind) {
-                    if let Some(slot) = view.slots.get_mut(i) {
-                        if slot.start == 0 {
-                            // Lossless: `start` < buf.len() <= 20 + 65535 and `len` came from
-                            // a u16.
-                            *slot = Slot {
-                                start: start as u32,
-                                len: len as u16,
-                            };
-                        }
+                    if let Some(slot) = view.slots.get_mut(i)
+                        && slot.start == 0
+                    {
+                        // Lossless: `start` < buf.len() <= 20 + 65535 and `len` came from
+                        // a u16.
+                        *slot = Slot {
+                            start: start as u32,
+                            len: len as u16,
+                        };
                     }
                 } else if attr::is_comprehension_required(kind)
                     && view.unknown_required.is_none()

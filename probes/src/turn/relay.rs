@@ -265,14 +265,12 @@ impl RelayProbe {
     }
 
     fn settle_peer_binding(&mut self) {
-        if let Some(b) = self.peer_binding.as_mut() {
-            if let Some(out) = b.take_output() {
-                if let BindingStatus::Success(r) = out.status {
-                    if let Some(m) = r.mapped_address() {
-                        self.report.peer = Some(m);
-                    }
-                }
-            }
+        if let Some(b) = self.peer_binding.as_mut()
+            && let Some(out) = b.take_output()
+            && let BindingStatus::Success(r) = out.status
+            && let Some(m) = r.mapped_address()
+        {
+            self.report.peer = Some(m);
         }
     }
 
@@ -430,12 +428,12 @@ impl RelayProbe {
             return self.returned(now, cd.data);
         }
         let view = StunView::parse(data).map_err(Ignored::Malformed)?;
-        if let Some(b) = self.peer_binding.as_mut() {
-            if view.transaction_id() == b.transaction_id() {
-                b.handle_input(now, from, data)?;
-                self.advance_to_permission();
-                return Ok(());
-            }
+        if let Some(b) = self.peer_binding.as_mut()
+            && view.transaction_id() == b.transaction_id()
+        {
+            b.handle_input(now, from, data)?;
+            self.advance_to_permission();
+            return Ok(());
         }
         if let Some(d) = DataIndication::from_view(&view) {
             if Some(d.peer) != self.report.peer {
@@ -475,11 +473,11 @@ impl Probe for RelayProbe {
         if let Some(c) = self.session.handle_timeout(now) {
             self.on_completion(now, c);
         }
-        if let Some(b) = self.peer_binding.as_mut() {
-            if b.poll_timeout().is_some_and(|t| now >= t) {
-                b.handle_timeout(now);
-                self.advance_to_permission();
-            }
+        if let Some(b) = self.peer_binding.as_mut()
+            && b.poll_timeout().is_some_and(|t| now >= t)
+        {
+            b.handle_timeout(now);
+            self.advance_to_permission();
         }
         if self.phase == Phase::Loop && self.loop_end.is_some_and(|t| now >= t) {
             self.release();

@@ -405,27 +405,27 @@ impl TurnSession {
         if let Some(s) = self.config.software {
             w.software(s);
         }
-        if p.authenticated {
-            if let (Some(a), Some(c)) = (&self.auth, &self.config.credentials) {
-                w.attr(attr::USERNAME, c.username.as_bytes());
-                w.attr(attr::REALM, &a.realm);
-                w.attr(attr::NONCE, &a.nonce);
-                if let Some(pa) = &a.password_algorithms {
-                    w.attr(attr::PASSWORD_ALGORITHMS, pa);
-                    let [a0, a1] = a.algorithm.code().to_be_bytes();
-                    w.attr(attr::PASSWORD_ALGORITHM, &[a0, a1, 0, 0]);
-                }
-                match a.integrity {
-                    IntegrityKind::Sha1 => {
-                        w.attr_over_message(attr::MESSAGE_INTEGRITY, 20, |m| a.key.hmac_sha1(m))
-                    }
-                    IntegrityKind::Sha256 => {
-                        w.attr_over_message(attr::MESSAGE_INTEGRITY_SHA256, 32, |m| {
-                            a.key.hmac_sha256(m)
-                        })
-                    }
-                };
+        if p.authenticated
+            && let (Some(a), Some(c)) = (&self.auth, &self.config.credentials)
+        {
+            w.attr(attr::USERNAME, c.username.as_bytes());
+            w.attr(attr::REALM, &a.realm);
+            w.attr(attr::NONCE, &a.nonce);
+            if let Some(pa) = &a.password_algorithms {
+                w.attr(attr::PASSWORD_ALGORITHMS, pa);
+                let [a0, a1] = a.algorithm.code().to_be_bytes();
+                w.attr(attr::PASSWORD_ALGORITHM, &[a0, a1, 0, 0]);
             }
+            match a.integrity {
+                IntegrityKind::Sha1 => {
+                    w.attr_over_message(attr::MESSAGE_INTEGRITY, 20, |m| a.key.hmac_sha1(m))
+                }
+                IntegrityKind::Sha256 => {
+                    w.attr_over_message(attr::MESSAGE_INTEGRITY_SHA256, 32, |m| {
+                        a.key.hmac_sha256(m)
+                    })
+                }
+            };
         }
         w.fingerprint();
         w.finish();
@@ -489,15 +489,15 @@ impl TurnSession {
             return Err(Ignored::BadFingerprint);
         }
         let success = ty.class == Class::SuccessResponse;
-        if p.authenticated {
-            if let Some(a) = &self.auth {
-                match a.key.verify(view.as_bytes()) {
-                    Integrity::Valid => {}
-                    Integrity::Absent if !success => {}
-                    Integrity::Absent | Integrity::Invalid => {
-                        self.rejected_integrity = self.rejected_integrity.saturating_add(1);
-                        return Err(Ignored::BadIntegrity);
-                    }
+        if p.authenticated
+            && let Some(a) = &self.auth
+        {
+            match a.key.verify(view.as_bytes()) {
+                Integrity::Valid => {}
+                Integrity::Absent if !success => {}
+                Integrity::Absent | Integrity::Invalid => {
+                    self.rejected_integrity = self.rejected_integrity.saturating_add(1);
+                    return Err(Ignored::BadIntegrity);
                 }
             }
         }
@@ -533,13 +533,14 @@ impl TurnSession {
                     self.restart(true, p.nonce_retries);
                     return Ok(None);
                 }
-            } else if code == 438 && p.nonce_retries < MAX_NONCE_RETRIES {
-                if let (Some(a), Some(nonce)) = (self.auth.as_mut(), view.nonce()) {
-                    self.stale_nonces = self.stale_nonces.saturating_add(1);
-                    a.nonce = nonce.to_vec();
-                    self.restart(p.authenticated, p.nonce_retries.saturating_add(1));
-                    return Ok(None);
-                }
+            } else if code == 438
+                && p.nonce_retries < MAX_NONCE_RETRIES
+                && let (Some(a), Some(nonce)) = (self.auth.as_mut(), view.nonce())
+            {
+                self.stale_nonces = self.stale_nonces.saturating_add(1);
+                a.nonce = nonce.to_vec();
+                self.restart(p.authenticated, p.nonce_retries.saturating_add(1));
+                return Ok(None);
             }
             Answer::Error {
                 code,

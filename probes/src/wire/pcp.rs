@@ -97,7 +97,7 @@ pub fn parse_response(b: &[u8]) -> Result<PcpReply, WireError> {
             len: b.len(),
         });
     }
-    if b.len() % 4 != 0 || b.len() > 1100 {
+    if !b.len().is_multiple_of(4) || b.len() > 1100 {
         return Err(WireError::Length {
             layer: Layer::Pcp,
             len: b.len(),
