@@ -22,11 +22,13 @@ use probes::sweep::{StunOverTcp, TcpPortResult, summarize_tcp};
 use probes::turn::allocate::{AllocateReport, AllocateStatus};
 use probes::turn::relay::RelayReport;
 
+use probes::netbird::{Measured, MeasuredState, MeasuredUri};
+
 use super::model::{
-    CheckReport, ConnectFailure, NotRun, ProbeKind, ProfileInfo, RelayRtt, Row, RowOutcome,
-    SampledPort, ServiceReport, Status, TcpSample, Transport, Verdict,
+    CheckReport, ConnectFailure, NetbirdSection, NotRun, ProbeKind, ProfileInfo, RelayRtt, Row,
+    RowOutcome, SampledPort, ServiceReport, Status, TcpSample, Transport, Verdict,
 };
-use super::plan::{SampleTarget, StunTarget, TurnStreamTarget, TurnUdpTarget};
+use super::plan::{NetbirdInput, SampleTarget, StunTarget, TurnStreamTarget, TurnUdpTarget};
 use crate::exit::Outcome;
 
 /// The row of one STUN Binding (`None`: not run because the check was stopped).
@@ -581,6 +583,8 @@ pub(crate) struct Parts {
     pub(crate) notes: Vec<String>,
     /// A signal stopped the run.
     pub(crate) interrupted: bool,
+    /// The NetBird status the profile came from.
+    pub(crate) netbird: Option<NetbirdInput>,
 }
 
 /// The report.
@@ -618,6 +622,10 @@ pub(crate) fn report(profile: &Profile, parts: Parts) -> CheckReport {
             _ => Outcome::Blocked,
         }
     };
+    let netbird = parts
+        .netbird
+        .as_ref()
+        .map(|input| netbird(input, &services, parts.nat.as_ref()));
     let mut notes = parts.notes;
     let mut seen = std::collections::HashSet::new();
     notes.retain(|n| seen.insert(n.clone()));
@@ -638,7 +646,113 @@ pub(crate) fn report(profile: &Profile, parts: Parts) -> CheckReport {
         tcp_samples: samples,
         nat: parts.nat,
         relay_rtt: parts.relay_rtt,
+        netbird,
         fixes: v.fixes,
         notes,
+    }
+}
+
+/// The URI a row measured, in NetBird's spelling (`stun:host:port`, `turn:…?transport=udp`,
+/// `turns:…`, `rels://host:port`, `https://host:port`).
+fn row_uri(kind: ServiceKind, r: &Row) -> Option<String> {
+    let port = r.port?;
+    let host = &r.host;
+    Some(match (kind, r.probe, r.transport) {
+        (_, ProbeKind::Stun, _) => format!("stun:{host}:{port}"),
+        (_, ProbeKind::Turn, Some(Transport::Udp)) => format!("turn:{host}:{port}?transport=udp"),
+        (_, ProbeKind::Turn, Some(Transport::Tcp)) => format!("turn:{host}:{port}?transport=tcp"),
+        (_, ProbeKind::Turn, Some(Transport::Tls)) => format!("turns:{host}:{port}?transport=tcp"),
+        (ServiceKind::Relay, ProbeKind::Websocket, _) => format!("rels://{host}:{port}"),
+        (ServiceKind::Management | ServiceKind::Signal, ProbeKind::Grpc, _) => {
+            format!("https://{host}:{port}")
+        }
+        _ => return None,
+    })
+}
+
+/// What this run measured of each URI: ok when any row of it worked, failed when every row that
+/// ran failed, not tested otherwise.
+fn measured_uris(services: &[ServiceReport]) -> Vec<MeasuredUri> {
+    let mut out: Vec<(String, Vec<&Row>)> = Vec::new();
+    for s in services {
+        for r in &s.checks {
+            let Some(uri) = row_uri(s.kind, r) else {
+                continue;
+            };
+            match out.iter_mut().find(|(u, _)| *u == uri) {
+                Some((_, rows)) => rows.push(r),
+                None => out.push((uri, vec![r])),
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(uri, rows)| {
+            let ran: Vec<&Row> = rows
+                .iter()
+                .copied()
+                .filter(|r| r.state != Status::Skipped)
+                .collect();
+            let ok = ran
+                .iter()
+                .find(|r| matches!(r.state, Status::Ok | Status::Degraded));
+            let state = match (ok, ran.first()) {
+                (Some(_), _) => MeasuredState::Ok,
+                (None, Some(_)) => MeasuredState::Failed,
+                (None, None) => MeasuredState::NotTested,
+            };
+            let detail = ok
+                .or(ran.first())
+                .or(rows.first())
+                .map(|r| r.detail.clone());
+            MeasuredUri { uri, state, detail }
+        })
+        .collect()
+}
+
+/// Whether any row of `probe` worked (`None` when none ran).
+fn any_worked(services: &[ServiceReport], probe: ProbeKind) -> Option<bool> {
+    let ran: Vec<Status> = services
+        .iter()
+        .flat_map(|s| &s.checks)
+        .filter(|r| r.probe == probe && r.state != Status::Skipped)
+        .map(|r| r.state)
+        .collect();
+    (!ran.is_empty()).then(|| {
+        ran.iter()
+            .any(|s| matches!(s, Status::Ok | Status::Degraded))
+    })
+}
+
+/// The NetBird section: the client's URIs beside this run's measurement of them, and its
+/// relayed or unconnected peers explained with this network's NAT class and open paths.
+fn netbird(
+    input: &NetbirdInput,
+    services: &[ServiceReport],
+    nat: Option<&Classification>,
+) -> NetbirdSection {
+    let nat_type = nat.and_then(|c| c.ipv4.as_ref().or(c.ipv6.as_ref()).map(|r| r.nat_type));
+    let relay = services.iter().filter(|s| s.kind == ServiceKind::Relay);
+    let relay_states: Vec<Status> = relay
+        .map(|s| s.state)
+        .filter(|s| *s != Status::Skipped)
+        .collect();
+    let measured = Measured {
+        nat: nat_type,
+        stun_udp: any_worked(services, ProbeKind::Stun),
+        turn_ok: any_worked(services, ProbeKind::Turn),
+        relay_ok: (!relay_states.is_empty()).then(|| {
+            relay_states
+                .iter()
+                .any(|s| matches!(s, Status::Ok | Status::Degraded))
+        }),
+    };
+    let st = &input.status;
+    NetbirdSection {
+        source: input.source.clone(),
+        daemon_version: st.daemon_version.clone(),
+        wireguard_port: st.wireguard_port,
+        uris: probes::netbird::compare::compare(st, &measured_uris(services)),
+        peers: probes::netbird::peers::explain(st, &measured, None),
+        notes: input.notes.clone(),
     }
 }

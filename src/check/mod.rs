@@ -175,6 +175,7 @@ pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
             resolved: exec::resolved_addresses(&reach),
             notes,
             interrupted: ctx.interrupted(),
+            netbird: cfg.netbird.clone(),
         },
     )
 }

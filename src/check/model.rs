@@ -14,6 +14,7 @@ use probes::control::dns::Lookup;
 use probes::control::relay::QuicOutcome;
 use probes::finding::Fix;
 use probes::nat::{Classification, Level};
+use probes::netbird::{PeerFinding, UriComparison};
 use probes::profile::ServiceKind;
 use probes::sweep::TcpState;
 use serde::Serialize;
@@ -542,6 +543,51 @@ pub(crate) struct Verdict {
     pub(crate) reasons: Vec<String>,
 }
 
+/// Where the NetBird status came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub(crate) enum NetbirdSource {
+    /// `--netbird-status FILE`.
+    File {
+        /// The file.
+        path: String,
+    },
+    /// `--netbird-status -`.
+    Stdin,
+    /// `netbird status --json`, run by stunmap.
+    Live {
+        /// The `netbird` binary that ran.
+        binary: String,
+    },
+}
+
+impl fmt::Display for NetbirdSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetbirdSource::File { path } => write!(f, "netbird status from {path}"),
+            NetbirdSource::Stdin => f.write_str("netbird status from standard input"),
+            NetbirdSource::Live { binary } => write!(f, "`{binary} status --json`, read live"),
+        }
+    }
+}
+
+/// What the local NetBird client was given and reports, beside this run's measurements.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct NetbirdSection {
+    /// Where the status came from.
+    pub(crate) source: NetbirdSource,
+    /// The daemon's version.
+    pub(crate) daemon_version: Option<String>,
+    /// The WireGuard port the client listens on.
+    pub(crate) wireguard_port: Option<u16>,
+    /// Every URI the client was given: NetBird's own flag beside stunmap's measurement.
+    pub(crate) uris: Vec<UriComparison>,
+    /// Every peer not connected directly, with the most likely reason and the fix.
+    pub(crate) peers: Vec<PeerFinding>,
+    /// What the import skipped or assumed.
+    pub(crate) notes: Vec<String>,
+}
+
 /// Where the profile came from.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct ProfileInfo {
@@ -568,6 +614,8 @@ pub(crate) struct CheckReport {
     pub(crate) nat: Option<Classification>,
     /// Relay RTT (with credentials).
     pub(crate) relay_rtt: Vec<RelayRtt>,
+    /// The local NetBird client's view (with a NetBird status, live or from a file).
+    pub(crate) netbird: Option<NetbirdSection>,
     /// What to change, in the reference page's terms.
     pub(crate) fixes: Vec<Fix>,
     /// Notes on what was assumed or skipped.

@@ -58,6 +58,19 @@ pub(crate) struct CheckConfig {
     pub(crate) relay_count: u32,
     /// Notes from loading the profile.
     pub(crate) notes: Vec<String>,
+    /// The local NetBird client's status, when the profile came from it.
+    pub(crate) netbird: Option<NetbirdInput>,
+}
+
+/// A NetBird status the check compares itself with.
+#[derive(Clone, Debug)]
+pub(crate) struct NetbirdInput {
+    /// The status.
+    pub(crate) status: probes::netbird::Status,
+    /// Where it came from.
+    pub(crate) source: super::model::NetbirdSource,
+    /// Notes of its import.
+    pub(crate) notes: Vec<String>,
 }
 
 impl std::fmt::Debug for CheckConfig {

@@ -2,7 +2,9 @@
 
 use probes::Family;
 
-use super::model::{CheckReport, ProbeKind, Row, Status, Transport};
+use probes::netbird::Agreement;
+
+use super::model::{CheckReport, NetbirdSection, ProbeKind, Row, Status, Transport};
 use crate::app::{Report, RunInfo};
 use crate::exit::Outcome;
 use crate::report::doc::{
@@ -229,6 +231,9 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
                 .block(Block::Fields(fields)),
         );
     }
+    if let Some(nb) = &r.netbird {
+        netbird_sections(&mut doc, nb);
+    }
     let relay: Vec<String> = r
         .relay_rtt
         .iter()
@@ -272,6 +277,103 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
     );
     doc.push(Section::new("Notes").block(Block::List(r.notes.clone())));
     doc
+}
+
+fn netbird_sections(doc: &mut Doc, nb: &NetbirdSection) {
+    let mut fields = vec![("source".to_string(), nb.source.to_string())];
+    if let Some(v) = &nb.daemon_version {
+        fields.push(("NetBird".into(), v.clone()));
+    }
+    if let Some(p) = nb.wireguard_port {
+        fields.push(("WireGuard port".into(), format!("UDP {p}")));
+    }
+    let mut sec = Section::new("NetBird: what this client was given").block(Block::Fields(fields));
+    sec.push(Block::Table {
+        header: ["URI", "NetBird", "stunmap", "agreement"]
+            .map(String::from)
+            .to_vec(),
+        rows: nb
+            .uris
+            .iter()
+            .map(|u| {
+                let netbird = match (&u.netbird_error, u.netbird_ok) {
+                    (_, true) => "available".to_string(),
+                    (Some(e), false) => format!("unavailable: {e}"),
+                    (None, false) => "unavailable".to_string(),
+                };
+                let measured = match &u.measured_detail {
+                    Some(d) => format!("{}: {d}", u.measured),
+                    None => u.measured.to_string(),
+                };
+                let mark = match u.agreement {
+                    Agreement::Agree => Mark::new("agree", Tone::Good),
+                    Agreement::NetbirdOnly | Agreement::StunmapOnly => {
+                        Mark::new("disagree", Tone::Bad)
+                    }
+                    Agreement::Pending => Mark::new("pending", Tone::Neutral),
+                    Agreement::NotMeasured => Mark::new("not measured", Tone::Neutral),
+                };
+                vec![
+                    Cell::from(u.uri.clone()),
+                    Cell::from(netbird),
+                    Cell::from(measured),
+                    Cell::from(mark),
+                ]
+            })
+            .collect(),
+    });
+    sec.push(Block::List(
+        nb.uris
+            .iter()
+            .filter_map(|u| {
+                u.note
+                    .as_ref()
+                    .map(|n| format!("{}: {}; {n}", u.uri, u.agreement))
+            })
+            .collect(),
+    ));
+    sec.push(Block::List(nb.notes.clone()));
+    doc.push(sec);
+    let mut peers = Section::new(if nb.peers.is_empty() {
+        "NetBird peers: every peer is connected directly"
+    } else {
+        "NetBird peers not connected directly"
+    });
+    peers.push(Block::Table {
+        header: [
+            "peer",
+            "connection",
+            "ICE local/remote",
+            "most likely reason",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: nb
+            .peers
+            .iter()
+            .map(|p| {
+                vec![
+                    Cell::from(format!("{} ({})", p.peer, p.netbird_ip)),
+                    Cell::from(p.connection_type.to_string()),
+                    Cell::from(format!("{} / {}", p.ice_local, p.ice_remote)),
+                    Cell::from(p.detail.clone()),
+                ]
+            })
+            .collect(),
+    });
+    peers.push(Block::Fixes(
+        nb.peers
+            .iter()
+            .filter_map(|p| {
+                p.fix.as_ref().map(|f| FixItem {
+                    title: format!("{}: {}", p.peer, f.title),
+                    commands: f.commands.clone(),
+                    caveat: f.caveat.clone(),
+                })
+            })
+            .collect(),
+    ));
+    doc.push(peers);
 }
 
 fn bool01(b: bool) -> f64 {
@@ -347,6 +449,66 @@ pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
     samples(w, r, profile);
     nat(w, r, profile);
     relay(w, r, profile);
+    if let Some(nb) = &r.netbird {
+        netbird_metrics(w, nb, profile);
+    }
+}
+
+fn netbird_metrics(w: &mut Writer, nb: &NetbirdSection, profile: &str) {
+    w.family(
+        "stunmap_netbird_uri_disagreement",
+        "gauge",
+        "1 when NetBird's own availability of a URI and stunmap's measurement of it disagree.",
+    );
+    for u in &nb.uris {
+        w.sample(
+            "stunmap_netbird_uri_disagreement",
+            &[("profile", profile), ("uri", &u.uri), ("role", u.role)],
+            bool01(matches!(
+                u.agreement,
+                Agreement::NetbirdOnly | Agreement::StunmapOnly
+            )),
+        );
+    }
+    w.family(
+        "stunmap_netbird_peer_not_direct_info",
+        "gauge",
+        "A peer NetBird reports relayed or not connected, with the most likely reason; always 1.",
+    );
+    for p in &nb.peers {
+        let (local, remote) = (p.ice_local.to_string(), p.ice_remote.to_string());
+        w.sample(
+            "stunmap_netbird_peer_not_direct_info",
+            &[
+                ("profile", profile),
+                ("peer", &p.peer),
+                ("reason", crate::report::netbird::reason_label(p.reason)),
+                ("ice_local", &local),
+                ("ice_remote", &remote),
+            ],
+            1.0,
+        );
+    }
+    w.family(
+        "stunmap_netbird_peers_not_direct",
+        "gauge",
+        "Peers NetBird reports relayed or not connected, by most likely reason.",
+    );
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    for p in &nb.peers {
+        let l = crate::report::netbird::reason_label(p.reason);
+        match counts.iter_mut().find(|(k, _)| *k == l) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((l, 1)),
+        }
+    }
+    for (l, n) in counts {
+        w.sample(
+            "stunmap_netbird_peers_not_direct",
+            &[("profile", profile), ("reason", l)],
+            n as f64,
+        );
+    }
 }
 
 fn services(w: &mut Writer, r: &CheckReport, profile: &str) {

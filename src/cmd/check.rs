@@ -14,7 +14,8 @@ use rand::RngCore;
 
 use crate::app::{OutputArgs, ReportFiles};
 use crate::check::Check;
-use crate::check::plan::CheckConfig;
+use crate::check::model::NetbirdSource;
+use crate::check::plan::{CheckConfig, NetbirdInput};
 use crate::exit::{Outcome, usage};
 use crate::target::TargetSpec;
 
@@ -73,6 +74,15 @@ pub(crate) struct SourceArgs {
     /// Use ADDR for NAME instead of DNS (curl's convention: NAME:ADDR or NAME:PORT:ADDR).
     #[arg(long, value_name = "NAME:[PORT:]ADDR")]
     pub(crate) resolve: Vec<String>,
+    /// Check what the local NetBird client was given, from `netbird status --json` saved in
+    /// FILE (or `-` for standard input): its management, signal, STUN/TURN and relay URIs and
+    /// its peers. Without this flag the live `netbird status --json` is read when the `netbird`
+    /// CLI is on the PATH.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["profile", "endpoints"])]
+    pub(crate) netbird_status: Option<PathBuf>,
+    /// Do not read the local NetBird client's status.
+    #[arg(long, conflicts_with = "netbird_status")]
+    pub(crate) no_netbird: bool,
 }
 
 /// Timing and scope.
@@ -186,8 +196,11 @@ fn adhoc_service(kind: ServiceKind, name: &str, spec: &str, default_port: u16) -
     Ok(s)
 }
 
+/// A profile, where it came from, notes, and the NetBird status it was built from.
+type Loaded = (Profile, String, Vec<String>, Option<NetbirdInput>);
+
 /// The profile the flags describe, and where it came from.
-pub(crate) fn load_profile(src: &SourceArgs) -> Result<(Profile, String, Vec<String>)> {
+pub(crate) fn load_profile(src: &SourceArgs) -> Result<Loaded> {
     let adhoc = !src.management.is_empty()
         || !src.signal.is_empty()
         || !src.stun.is_empty()
@@ -231,23 +244,82 @@ pub(crate) fn load_profile(src: &SourceArgs) -> Result<(Profile, String, Vec<Str
             services,
         };
         p.validate().map_err(|e| usage(e.to_string()))?;
-        return Ok((p, "command line".into(), notes));
+        return Ok((p, "command line".into(), notes, None));
     }
     let seed = probes::profile::netbird_cloud().context("the embedded profile")?;
     if let Some(path) = &src.profile {
         let text = super::common::read_text("--profile", path, super::common::MAX_FILE)?;
         let p = Profile::from_toml(&text)
             .map_err(|e| usage(format!("--profile {}: {e}", path.display())))?;
-        return Ok((p, path.display().to_string(), notes));
+        return Ok((p, path.display().to_string(), notes, None));
     }
     if let Some(path) = &src.endpoints {
         let text = super::common::read_text("--endpoints", path, super::common::MAX_FILE)?;
         let (p, n) = probes::profile::netbird::import(&text, &seed)
             .map_err(|e| usage(format!("--endpoints {}: {e}", path.display())))?;
         notes.extend(n);
-        return Ok((p, path.display().to_string(), notes));
+        return Ok((p, path.display().to_string(), notes, None));
     }
-    Ok((seed, "embedded".into(), notes))
+    let status = match &src.netbird_status {
+        Some(path) => Some(netbird_file(path)?),
+        None if src.no_netbird => None,
+        None => match crate::netbird_live::read_live_status() {
+            crate::netbird_live::Live::Read {
+                binary,
+                status,
+                notes: n,
+            } => Some(NetbirdInput {
+                status: *status,
+                source: NetbirdSource::Live {
+                    binary: binary.display().to_string(),
+                },
+                notes: n,
+            }),
+            crate::netbird_live::Live::NotInstalled => None,
+            crate::netbird_live::Live::Failed(why) => {
+                notes.push(format!(
+                    "the local NetBird client's status could not be read ({why}); the embedded profile is checked"
+                ));
+                None
+            }
+        },
+    };
+    let Some(input) = status else {
+        return Ok((seed, "embedded".into(), notes, None));
+    };
+    let nb = probes::netbird::status::to_profile(&input.status, &seed)
+        .map_err(|e| usage(format!("NetBird status: {e}")))?;
+    notes.extend(nb.notes.iter().cloned());
+    let source = input.source.to_string();
+    Ok((nb.profile, source, notes, Some(input)))
+}
+
+/// A saved `netbird status --json` (or `-` for standard input), capped in size.
+fn netbird_file(path: &std::path::Path) -> Result<NetbirdInput> {
+    let cap = probes::netbird::status::MAX_STATUS_BYTES as u64;
+    let (bytes, source) = if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::io::stdin().lock(), cap + 1),
+            &mut buf,
+        )
+        .map_err(|e| usage(format!("--netbird-status -: {e}")))?;
+        (buf, NetbirdSource::Stdin)
+    } else {
+        (
+            super::common::read_file("--netbird-status", path, cap)?,
+            NetbirdSource::File {
+                path: path.display().to_string(),
+            },
+        )
+    };
+    let (status, notes) = probes::netbird::status::parse(&bytes)
+        .map_err(|e| usage(format!("--netbird-status {}: {e}", path.display())))?;
+    Ok(NetbirdInput {
+        status,
+        source,
+        notes,
+    })
 }
 
 /// Build the check's configuration from flags.
@@ -256,7 +328,7 @@ pub(crate) fn build_config(
     tuning: &TuningArgs,
     auth: &super::turn::AuthArgs,
 ) -> Result<CheckConfig> {
-    let (profile, source, notes) = load_profile(src)?;
+    let (profile, source, notes, netbird) = load_profile(src)?;
     let adhoc_relays = !src.management.is_empty()
         || !src.signal.is_empty()
         || !src.stun.is_empty()
@@ -297,6 +369,7 @@ pub(crate) fn build_config(
         hairpin: !tuning.no_hairpin,
         relay_count: tuning.relay_count,
         notes,
+        netbird,
     })
 }
 

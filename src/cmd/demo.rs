@@ -231,6 +231,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         hairpin: !tuning.no_hairpin,
         relay_count: tuning.relay_count,
         notes,
+        netbird: None,
     };
     crate::app::run(Check(cfg), &args.output, &args.files, "checks")
 }

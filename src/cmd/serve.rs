@@ -81,8 +81,12 @@ fn modules(args: &Args) -> Result<BTreeMap<String, crate::check::plan::CheckConf
         ..super::check::TuningArgs::default()
     };
     let mut out = BTreeMap::new();
-    let cfg =
-        super::check::build_config(&super::check::SourceArgs::default(), &tuning, &args.auth)?;
+    // A probe server checks its modules, not the NetBird client that may run on its host.
+    let embedded = super::check::SourceArgs {
+        no_netbird: true,
+        ..super::check::SourceArgs::default()
+    };
+    let cfg = super::check::build_config(&embedded, &tuning, &args.auth)?;
     out.insert(cfg.profile.name.clone(), cfg);
     for m in &args.module {
         let Some((name, file)) = m.split_once('=') else {
@@ -99,6 +103,7 @@ fn modules(args: &Args) -> Result<BTreeMap<String, crate::check::plan::CheckConf
         }
         let src = super::check::SourceArgs {
             profile: Some(file.into()),
+            no_netbird: true,
             ..super::check::SourceArgs::default()
         };
         let cfg = super::check::build_config(&src, &tuning, &args.auth)?;

@@ -634,3 +634,194 @@ fn demo_fills_every_section_and_tears_down() {
         .unwrap() as u16;
     assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok());
 }
+
+/// A NetBird status saved from `netbird status --json` (the fixture of a newer client), with
+/// its URIs pointed at this lab: the STUN server it says is down answers stunmap, the TURN
+/// server it says is up does not.
+fn lab_status(dir: &TempDir, stun: u16, dead: u16) -> PathBuf {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/netbird/status-newer-relayed-srflx.json"
+    );
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    v["management"]["url"] = format!("https://mgmt.lab.test:{dead}").into();
+    v["signal"]["url"] = format!("https://signal.lab.test:{dead}").into();
+    v["relays"]["details"] = serde_json::json!([
+        {"uri": format!("stun:stun.lab.test:{stun}"), "available": false, "error": "context deadline exceeded"},
+        {"uri": format!("turn:turn.lab.test:{dead}?transport=udp"), "available": true, "error": ""}
+    ]);
+    let path = dir.path("status.json");
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn a_netbird_status_gives_the_profile_the_comparison_and_the_peer_reasons() {
+    let (_serve, stun) = reflector();
+    let dead = free_port("127.0.0.1");
+    let dir = TempDir::new("netbird");
+    let status = lab_status(&dir, stun, dead);
+    let prom = dir.path("check.prom");
+    let html = dir.path("check.html");
+    let mut args: Vec<String> = vec![
+        "--netbird-status".into(),
+        status.display().to_string(),
+        "--dns-server".into(),
+        DEAD_DNS.into(),
+        "--timeout".into(),
+        "1000".into(),
+        "--json".into(),
+        "--prom".into(),
+        prom.display().to_string(),
+        "--html".into(),
+        html.display().to_string(),
+    ];
+    for n in ["mgmt", "signal", "stun", "turn"] {
+        args.push("--resolve".into());
+        args.push(format!("{n}.lab.test:127.0.0.1"));
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, _) = check(&argv, &[]);
+    let v = json(&out);
+    validate(&v);
+    assert!(
+        v["profile"]["source"]
+            .as_str()
+            .unwrap()
+            .contains("netbird status from"),
+        "{:#}",
+        v["profile"]
+    );
+    let nb = &v["netbird"];
+    assert_eq!(nb["source"]["kind"], "file", "{nb:#}");
+    assert_eq!(nb["wireguard_port"], 41820);
+    let uri = |u: &str| {
+        nb["uris"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["uri"] == u)
+            .unwrap_or_else(|| panic!("no {u} in {nb:#}"))
+            .clone()
+    };
+    // NetBird says the STUN server is down; stunmap got an answer from it.
+    let s = uri(&format!("stun:stun.lab.test:{stun}"));
+    assert_eq!(s["measured"], "ok", "{s:#}");
+    assert_eq!(s["agreement"], "stunmap_only", "{s:#}");
+    // NetBird says the TURN server is up; nothing answers stunmap there.
+    let t = uri(&format!("turn:turn.lab.test:{dead}?transport=udp"));
+    assert_eq!(t["measured"], "failed", "{t:#}");
+    assert_eq!(t["agreement"], "netbird_only", "{t:#}");
+    // The relayed peer with srflx on both sides is explained.
+    let peers = nb["peers"].as_array().unwrap();
+    assert!(
+        peers
+            .iter()
+            .any(|p| p["peer"] == "db-02.netbird.selfhosted"),
+        "{nb:#}"
+    );
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        text.contains("stunmap_netbird_uri_disagreement{")
+            && text.contains("stunmap_netbird_peer_not_direct_info{"),
+        "{text}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("NetBird peers not connected directly"),
+        "{page}"
+    );
+
+    // The same for people: the section and its disagreements.
+    argv_human(&args);
+}
+
+fn argv_human(args: &[String]) {
+    let human: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--json")
+        .collect();
+    let (out, _) = check(&human, &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("NetBird: what this client was given"),
+        "{text}"
+    );
+    assert!(text.contains("disagree: only stunmap reaches it"), "{text}");
+    assert!(text.contains("db-02.netbird.selfhosted"), "{text}");
+}
+
+#[test]
+fn a_bad_netbird_status_is_a_usage_error() {
+    let dir = TempDir::new("badnb");
+    let bad = dir.path("bad.json");
+    std::fs::write(&bad, "<html>not a status</html>").unwrap();
+    let (out, _) = check(&["--netbird-status", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--netbird-status") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[test]
+fn the_live_netbird_status_is_read_unless_told_not_to() {
+    let (_serve, stun) = reflector();
+    let dead = free_port("127.0.0.1");
+    let dir = TempDir::new("nblive");
+    let status = lab_status(&dir, stun, dead);
+    // A `netbird` CLI on the PATH whose daemon answers with that status.
+    let bin_dir = dir.path("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let fake = bin_dir.join("netbird");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\n[ \"$1 $2\" = \"status --json\" ] && exec cat '{}'\nexit 1\n",
+            status.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut args = vec![
+        "--dns-server",
+        DEAD_DNS,
+        "--timeout",
+        "500",
+        "--json",
+        "--resolve",
+        "mgmt.lab.test:127.0.0.1",
+        "--resolve",
+        "signal.lab.test:127.0.0.1",
+        "--resolve",
+        "stun.lab.test:127.0.0.1",
+        "--resolve",
+        "turn.lab.test:127.0.0.1",
+    ];
+    let (out, _) = check(&args, &[("PATH", &path)]);
+    let v = json(&out);
+    validate(&v);
+    assert_eq!(v["netbird"]["source"]["kind"], "live", "{:#}", v["netbird"]);
+    assert!(
+        v["profile"]["source"]
+            .as_str()
+            .unwrap()
+            .contains("read live"),
+        "{:#}",
+        v["profile"]
+    );
+    // --no-netbird: the embedded profile, no NetBird section.
+    args.push("--no-netbird");
+    let (out, _) = check(&args, &[("PATH", &path)]);
+    let v = json(&out);
+    assert!(v["netbird"].is_null(), "{:#}", v["netbird"]);
+    assert_eq!(v["profile"]["source"], "embedded");
+}

@@ -18,6 +18,16 @@ pub enum MeasuredState {
     NotTested,
 }
 
+impl std::fmt::Display for MeasuredState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MeasuredState::Ok => "ok",
+            MeasuredState::Failed => "failed",
+            MeasuredState::NotTested => "not tested",
+        })
+    }
+}
+
 /// One URI as stunmap measured it (the caller's input).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeasuredUri {
@@ -45,6 +55,18 @@ pub enum Agreement {
     Pending,
     /// stunmap did not probe it.
     NotMeasured,
+}
+
+impl std::fmt::Display for Agreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Agreement::Agree => "agree",
+            Agreement::NetbirdOnly => "disagree: only NetBird reaches it",
+            Agreement::StunmapOnly => "disagree: only stunmap reaches it",
+            Agreement::Pending => "NetBird's check still running",
+            Agreement::NotMeasured => "not measured by stunmap",
+        })
+    }
 }
 
 /// One row.
@@ -159,4 +181,18 @@ pub fn compare(st: &Status, measured: &[MeasuredUri]) -> Vec<UriComparison> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    #[test]
+    fn states_and_agreements_read_as_words() {
+        assert_eq!(MeasuredState::NotTested.to_string(), "not tested");
+        assert_eq!(
+            Agreement::StunmapOnly.to_string(),
+            "disagree: only stunmap reaches it"
+        );
+    }
 }

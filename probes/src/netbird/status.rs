@@ -85,6 +85,17 @@ pub enum ConnectionType {
     Other(String),
 }
 
+impl fmt::Display for ConnectionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectionType::P2p => f.write_str("direct (P2P)"),
+            ConnectionType::Relayed => f.write_str("relayed"),
+            ConnectionType::None => f.write_str("not connected"),
+            ConnectionType::Other(o) => f.write_str(o),
+        }
+    }
+}
+
 impl ConnectionType {
     fn parse(s: &str) -> ConnectionType {
         match s.trim() {
