@@ -54,6 +54,10 @@ use crate::turn::auth::Credentials;
 use crate::turn::channel::{DataIndication, Frame, StreamFramer, encode_send_indication};
 use crate::turn::session::{Answer, Request, SessionConfig as TurnSessionConfig, TurnSession};
 
+use candidates::{from_wire, to_wire};
+use echo::parse_echo;
+use relay::seed16;
+
 /// A machine that exchanges signalling messages besides datagrams: the engine carries what
 /// [`Signalled::poll_signal`] returns to the peer and feeds what comes back to
 /// [`Signalled::handle_signal`].
@@ -278,81 +282,6 @@ pub struct PairSession {
     output: Option<SessionOutput>,
 }
 
-fn to_wire(c: &Candidate) -> Option<WireCandidate> {
-    let kind = match c.kind() {
-        IceKind::Host => CandidateKind::Host,
-        IceKind::ServerReflexive => CandidateKind::Srflx,
-        IceKind::Relayed => CandidateKind::Relay,
-        IceKind::PeerReflexive => return None,
-    };
-    // The agent computes the foundation; it is the first field of the SDP form
-    // ("candidate:<foundation> 1 udp ...", RFC 8839 §5.1).
-    let sdp = c.to_sdp_string();
-    let foundation = sdp
-        .strip_prefix("candidate:")
-        .and_then(|s| s.split(' ').next())
-        .filter(|f| !f.is_empty() && f.len() <= 32)
-        .unwrap_or("1")
-        .to_owned();
-    Some(WireCandidate {
-        kind,
-        address: c.addr(),
-        priority: c.prio(),
-        foundation,
-    })
-}
-
-fn from_wire(c: &WireCandidate) -> Candidate {
-    let kind = match c.kind {
-        CandidateKind::Host => IceKind::Host,
-        CandidateKind::Srflx => IceKind::ServerReflexive,
-        CandidateKind::Relay => IceKind::Relayed,
-        CandidateKind::Prflx => IceKind::PeerReflexive,
-    };
-    Candidate::from_parts(
-        c.foundation.clone(),
-        1,
-        Protocol::Udp,
-        c.priority,
-        c.address,
-        kind,
-        None,
-        None,
-        None,
-    )
-}
-
-/// 16 bytes for another id source, from two ids of `ids`.
-fn seed16(ids: &mut TransactionIdSource) -> [u8; 16] {
-    let (a, b) = (ids.next_id().0, ids.next_id().0);
-    let mut out = [0u8; 16];
-    for (o, v) in out.iter_mut().zip(a.iter().chain(b.iter())) {
-        *o = *v;
-    }
-    out
-}
-
-fn echo_packet(kind: u8, token: u64, seq: u32) -> [u8; ECHO_LEN] {
-    let mut p = [0u8; ECHO_LEN];
-    p[..4].copy_from_slice(&ECHO_MAGIC);
-    p[4] = kind;
-    p[8..16].copy_from_slice(&token.to_be_bytes());
-    p[16..20].copy_from_slice(&seq.to_be_bytes());
-    p
-}
-
-fn parse_echo(data: &[u8]) -> Option<(u8, u64, u32)> {
-    let p: &[u8; ECHO_LEN] = data.try_into().ok()?;
-    let (head, rest) = p.split_first_chunk::<4>()?;
-    if *head != ECHO_MAGIC {
-        return None;
-    }
-    let (&[kind, _, _, _], rest) = rest.split_first_chunk::<4>()?;
-    let (token, rest) = rest.split_first_chunk::<8>()?;
-    let seq: [u8; 4] = rest.try_into().ok()?;
-    Some((kind, u64::from_be_bytes(*token), u32::from_be_bytes(seq)))
-}
-
 impl PairSession {
     /// A session; `ufrag`, `pwd`, `tie_breaker` and `seed` in `config` must be random.
     pub fn new(config: PairConfig) -> Self {
@@ -534,24 +463,6 @@ impl PairSession {
         self.next_turn_request();
     }
 
-    fn next_turn_request(&mut self) {
-        let Some(t) = self.turn.as_mut() else { return };
-        if !t.session.is_idle() || t.relayed.is_none() || self.phase == Phase::Releasing {
-            return;
-        }
-        if let Some(peer) = t.permissions.pop_front() {
-            t.session.start(Request::CreatePermission { peer });
-        }
-    }
-
-    fn begin_measuring(&mut self, now: Instant) {
-        self.phase = Phase::Measuring;
-        let stop = now + self.config.duration;
-        self.echo.stop_at = Some(stop);
-        self.echo.next_at = Some(now);
-        self.phase_until = Some(stop + self.config.echo_linger);
-    }
-
     fn local_report(&self) -> SideReport {
         let sent = self.echo.next_seq;
         let rtt = (sent > 0).then(|| RttStats::from_samples(sent, &self.echo.samples));
@@ -590,26 +501,6 @@ impl PairSession {
         } else {
             self.phase = Phase::Reporting;
             self.phase_until = Some(now + self.config.report_timeout);
-        }
-    }
-
-    fn begin_release(&mut self, now: Instant) {
-        self.phase = Phase::Releasing;
-        self.phase_until = None;
-        let releasing = match self.turn.as_mut() {
-            Some(t) if t.relayed.is_some() && !t.released => {
-                t.permissions.clear();
-                t.session.start(Request::Refresh { lifetime: 0 });
-                true
-            }
-            Some(t) if t.allocating => {
-                // An Allocate still outstanding may succeed late: wait for it, then release.
-                true
-            }
-            _ => false,
-        };
-        if !releasing {
-            self.finish(now);
         }
     }
 
@@ -769,192 +660,6 @@ impl PairSession {
         }
     }
 
-    fn on_echo(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        from: SocketAddr,
-        kind: u8,
-        token: u64,
-        seq: u32,
-    ) -> Result<(), Ignored> {
-        // Only addresses that took part in authenticated checks.
-        let known = self
-            .flows
-            .get(&(local, from))
-            .is_some_and(|f| f.requests_received > 0 || f.responses_received > 0);
-        if !known {
-            return Err(Ignored::UnexpectedSource);
-        }
-        match kind {
-            ECHO_REQUEST => {
-                let reply = echo_packet(ECHO_REPLY, token, seq).to_vec();
-                self.queue_from(local, from, reply);
-                Ok(())
-            }
-            ECHO_REPLY if token == self.token => match self.echo.sent.remove(&seq) {
-                Some(t) => {
-                    self.echo.samples.push(now.saturating_duration_since(t));
-                    Ok(())
-                }
-                None => Err(Ignored::Late),
-            },
-            _ => Err(Ignored::Unexpected),
-        }
-    }
-
-    fn on_turn_datagram(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        data: &[u8],
-    ) -> Result<(), Ignored> {
-        let Some(t) = self.turn.as_mut() else {
-            return Err(Ignored::Unexpected);
-        };
-        if from != t.session.config().server {
-            return Err(Ignored::UnexpectedSource);
-        }
-        let view = StunView::parse(data).map_err(Ignored::Malformed)?;
-        if let Some(di) = DataIndication::from_view(&view) {
-            let Some(relayed) = t.relayed else {
-                return Err(Ignored::Unexpected);
-            };
-            let (peer, inner) = (di.peer, di.data.to_vec());
-            return self.on_peer_datagram(now, relayed, peer, &inner);
-        }
-        let done = t.session.handle_response(now, from, &view)?;
-        if let Some(c) = done {
-            self.on_turn_completion(now, c.request, c.answer);
-        }
-        Ok(())
-    }
-
-    /// Bytes from the TURN stream (TCP); an empty chunk: the connection failed or closed.
-    fn on_turn_stream(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        data: &[u8],
-    ) -> Result<(), Ignored> {
-        let Some(t) = self.turn.as_mut() else {
-            return Err(Ignored::Unexpected);
-        };
-        let Some(framer) = t.framer.as_mut() else {
-            return Err(Ignored::Unexpected);
-        };
-        if data.is_empty() {
-            self.on_turn_closed(now);
-            return Ok(());
-        }
-        framer.push(data);
-        let mut frames = Vec::new();
-        let broken = loop {
-            match framer.next_frame() {
-                Ok(Some(Frame::Stun(b))) => frames.push(b),
-                // No channel is bound: ChannelData cannot be for us.
-                Ok(Some(Frame::ChannelData(_))) => {}
-                Ok(None) => break false,
-                Err(_) => break true,
-            }
-        };
-        for f in frames {
-            let _ = self.on_turn_datagram(now, from, &f);
-        }
-        if broken {
-            self.on_turn_closed(now);
-        }
-        Ok(())
-    }
-
-    /// The TURN connection is gone: so is the allocation (RFC 8656 §3.1: over TCP the
-    /// 5-tuple includes the connection).
-    fn on_turn_closed(&mut self, now: Instant) {
-        let Some(t) = self.turn.as_mut() else { return };
-        if t.framer.take().is_none() {
-            return;
-        }
-        t.session.abandon();
-        t.permissions.clear();
-        if t.allocating {
-            t.allocating = false;
-            t.error = Some("the TURN connection closed before the allocation".into());
-        } else if t.relayed.is_some() && !t.released {
-            t.released = true;
-            t.error.get_or_insert_with(|| {
-                "the TURN connection closed (which ends the allocation)".into()
-            });
-        }
-        if self.phase == Phase::Releasing {
-            self.finish(now);
-        } else {
-            self.advance(now);
-        }
-    }
-
-    fn on_turn_completion(&mut self, now: Instant, request: Request, answer: Answer) {
-        let Some(t) = self.turn.as_mut() else { return };
-        match (request, answer) {
-            (Request::Allocate, Answer::Success(s)) => {
-                t.allocating = false;
-                match s.relayed {
-                    Some(r) if usable_address(&r) => {
-                        t.relayed = Some(r);
-                        if let Some(local) = t.local
-                            && let Ok(c) = Candidate::relayed(r, local, "udp")
-                        {
-                            self.agent.add_local_candidate(c);
-                        }
-                    }
-                    _ => t.error = Some("the allocation carried no usable relayed address".into()),
-                }
-            }
-            (Request::Allocate, Answer::Error { code, reason, .. }) => {
-                t.allocating = false;
-                let mut reason = reason;
-                reason.truncate(100);
-                t.error = Some(format!("Allocate refused: {code} {reason}"));
-            }
-            (Request::Allocate, Answer::Timeout) => {
-                t.allocating = false;
-                t.error = Some("no answer to Allocate".into());
-            }
-            (Request::CreatePermission { peer }, Answer::Success(_)) => {
-                t.permitted.push(peer.ip());
-            }
-            (Request::Refresh { lifetime: 0 }, answer) => {
-                // 437: already gone. A timeout leaves it to expire on its own.
-                t.released = matches!(answer, Answer::Success(_))
-                    || matches!(answer, Answer::Error { code: 437, .. });
-                if !t.released {
-                    t.error
-                        .get_or_insert_with(|| "the allocation was not confirmed released".into());
-                }
-                self.finish(now);
-                return;
-            }
-            _ => {}
-        }
-        if self.phase == Phase::Releasing {
-            // An Allocate that ended while releasing: give it back now, or finish.
-            let allocated = self
-                .turn
-                .as_ref()
-                .is_some_and(|t| t.relayed.is_some() && !t.released);
-            if allocated {
-                if let Some(t) = self.turn.as_mut() {
-                    t.session.start(Request::Refresh { lifetime: 0 });
-                }
-            } else {
-                self.finish(now);
-            }
-            return;
-        }
-        self.drain_agent(now);
-        self.next_turn_request();
-        self.advance(now);
-    }
-
     /// Move on when the current phase's condition is met.
     fn advance(&mut self, now: Instant) {
         if self.phase == Phase::Gathering && self.gathering_done() {
@@ -975,29 +680,6 @@ impl PairSession {
             Phase::Reporting => self.begin_release(now),
             Phase::Releasing | Phase::Done => {}
         }
-    }
-
-    fn echo_due(&mut self, now: Instant) {
-        if self.phase != Phase::Measuring {
-            return;
-        }
-        let (Some(next), Some(stop)) = (self.echo.next_at, self.echo.stop_at) else {
-            return;
-        };
-        if now < next {
-            return;
-        }
-        if now >= stop || self.echo.sent.len() >= MAX_ECHOES {
-            self.echo.next_at = None;
-            return;
-        }
-        let Some(n) = self.nominated else { return };
-        let seq = self.echo.next_seq;
-        self.echo.next_seq = seq.saturating_add(1);
-        self.echo.sent.insert(seq, now);
-        let p = echo_packet(ECHO_REQUEST, self.token, seq).to_vec();
-        self.queue_from(n.source, n.destination, p);
-        self.echo.next_at = Some(next + self.config.echo_interval).filter(|t| *t < stop);
     }
 }
 
@@ -1269,6 +951,10 @@ impl Signalled for PairSession {
             .map(|t| t.session.config().server)
     }
 }
+
+mod candidates;
+mod echo;
+mod relay;
 
 #[cfg(test)]
 mod tests;

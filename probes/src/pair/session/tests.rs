@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::echo::echo_packet;
 use super::*;
 use crate::pair::model::{Outcome, PairResult};
 use crate::reflector::{Action, ServerAddrs, respond};
