@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod app;
 mod check;
@@ -60,6 +60,12 @@ enum Command {
     /// unauthenticated answers, over an IPv4 and (over UDP) an IPv6 allocation. Sends no data
     /// to any of them; releases both allocations.
     Audit(cmd::audit::Args),
+    /// Shell completion script on stdout (bash, zsh, fish, elvish, powershell); for packaging.
+    #[command(hide = true)]
+    Completions(cmd::docs::CompletionsArgs),
+    /// Man pages (stunmap.1 and one per subcommand) into a directory; for packaging.
+    #[command(hide = true)]
+    Man(cmd::docs::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +86,8 @@ fn main() -> ExitCode {
         Command::Turn(args) => cmd::turn::run(args),
         Command::Relay(args) => cmd::relay::run(args),
         Command::Audit(args) => cmd::audit::run(args),
+        Command::Completions(args) => cmd::docs::completions(args, Cli::command()),
+        Command::Man(args) => cmd::docs::man(args, Cli::command()),
     };
     match result {
         Ok(code) => code.into(),

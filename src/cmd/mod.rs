@@ -6,6 +6,7 @@ pub(crate) mod check;
 pub(crate) mod common;
 pub(crate) mod control;
 pub(crate) mod demo;
+pub(crate) mod docs;
 pub(crate) mod host;
 pub(crate) mod nat;
 pub(crate) mod relay;
