@@ -279,7 +279,10 @@ const STATES: [State; 4] = [State::Ok, State::Degraded, State::Blocked, State::S
 const LEVELS: [(Level, &str); 6] = [
     (Level::Direct, "direct"),
     (Level::DirectWithEim, "direct-with-eim"),
-    (Level::DirectWithPermissivePeers, "direct-with-permissive-peers"),
+    (
+        Level::DirectWithPermissivePeers,
+        "direct-with-permissive-peers",
+    ),
     (Level::Unknown, "unknown"),
     (Level::RelayOnly, "relay-only"),
     (Level::Blocked, "blocked"),

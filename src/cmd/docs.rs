@@ -77,7 +77,7 @@ pub(crate) fn pages(cli: clap::Command) -> Result<Vec<(String, Vec<u8>)>> {
     main.render_subcommands_section(&mut text)?;
     main_sections(&names).to_writer(&mut text)?;
     main.render_version_section(&mut text)?;
-    out.push((main.get_filename(), text));
+    out.push((main.get_filename(), one_preamble(&text)));
 
     for sub in subcommands {
         let man = clap_mangen::Man::new(sub);
@@ -90,6 +90,21 @@ pub(crate) fn pages(cli: clap::Command) -> Result<Vec<(String, Vec<u8>)>> {
         out.push((man.get_filename(), text));
     }
     Ok(out)
+}
+
+/// Each section rendered on its own starts with roff's string definitions; keep the first.
+fn one_preamble(text: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(text);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let preamble = line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq");
+        if preamble && !seen.insert(line.to_string()) {
+            continue;
+        }
+        out.push_str(line);
+    }
+    out.into_bytes()
 }
 
 /// A subcommand's page name: its display name after `build` ("stunmap-check").
@@ -232,6 +247,8 @@ mod tests {
                 "{section}"
             );
         }
+        assert_eq!(main.matches(".TH ").count(), 1);
+        assert_eq!(main.matches(".ds Aq").count(), 2, "{main}");
         // A subcommand's page has its flags.
         let check = pages.iter().find(|(f, _)| f == "stunmap-check.1").unwrap();
         let check = String::from_utf8_lossy(&check.1);
