@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod app;
 mod check;
@@ -73,6 +73,12 @@ enum Command {
     /// Explain a `netbird debug bundle` (zip or folder), offline: why each peer is relayed or
     /// not connected, routes into the tunnel, and the host firewall from its iptables dump.
     Explain(cmd::explain::Args),
+    /// Shell completion script on stdout (bash, zsh, fish, elvish, powershell); for packaging.
+    #[command(hide = true)]
+    Completions(cmd::docs::CompletionsArgs),
+    /// Man pages (stunmap.1 and one per subcommand) into a directory; for packaging.
+    #[command(hide = true)]
+    Man(cmd::docs::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +101,8 @@ fn main() -> ExitCode {
         Command::Relay(args) => cmd::relay::run(args),
         Command::Audit(args) => cmd::audit::run(args),
         Command::Explain(args) => cmd::explain::run(args),
+        Command::Completions(args) => cmd::docs::completions(args, Cli::command()),
+        Command::Man(args) => cmd::docs::man(args, Cli::command()),
     };
     match result {
         Ok(code) => code.into(),

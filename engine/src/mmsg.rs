@@ -36,8 +36,16 @@ pub fn send_many(
         })
         .collect();
     // SAFETY: every header points at an address and an iovec that outlive the call (`items`,
-    // `iovs`), and the count is the vector's length.
-    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, flags) };
+    // `iovs`), and the count is the vector's length. (musl declares the flags `unsigned int`,
+    // glibc `int`.)
+    let r = unsafe {
+        libc::sendmmsg(
+            fd,
+            hdrs.as_mut_ptr(),
+            hdrs.len() as libc::c_uint,
+            flags as _,
+        )
+    };
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -73,12 +81,13 @@ pub fn recv_many(
         })
         .collect();
     // SAFETY: headers point into `iovs`/`buf`, alive for the call; the count is theirs.
+    // (musl declares the flags `unsigned int`, glibc `int`.)
     let r = unsafe {
         libc::recvmmsg(
             fd,
             hdrs.as_mut_ptr(),
             hdrs.len() as libc::c_uint,
-            flags,
+            flags as _,
             std::ptr::null_mut(),
         )
     };

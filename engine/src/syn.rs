@@ -732,7 +732,8 @@ fn wait_ready(fds: &[std::os::fd::RawFd], events: libc::c_short, wait: Duration)
         })
         .collect();
     let ts = libc::timespec {
-        tv_sec: wait.as_secs() as libc::time_t,
+        // `as _`: musl deprecates naming `time_t` (it is changing width); waits are short.
+        tv_sec: wait.as_secs() as _,
         tv_nsec: libc::c_long::from(wait.subsec_nanos() as i32),
     };
     // SAFETY: `p` holds `len` live pollfds and `ts` lives for the call, no signal mask. A

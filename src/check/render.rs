@@ -1,6 +1,7 @@
 //! `stunmap check`'s report for people (its [`Doc`]) and for Prometheus (its metrics).
 
 use probes::Family;
+use probes::nat::verdict::Level;
 
 use probes::netbird::Agreement;
 
@@ -387,6 +388,19 @@ const STATES: [Status; 4] = [
     Status::Skipped,
 ];
 
+/// Every level with its label value (the JSON report's spelling).
+const LEVELS: [(Level, &str); 6] = [
+    (Level::Direct, "direct"),
+    (Level::DirectWithEim, "direct-with-eim"),
+    (
+        Level::DirectWithPermissivePeers,
+        "direct-with-permissive-peers",
+    ),
+    (Level::Unknown, "unknown"),
+    (Level::RelayOnly, "relay-only"),
+    (Level::Blocked, "blocked"),
+];
+
 /// The check's metrics.
 pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
     let profile = r.profile.name.as_str();
@@ -411,6 +425,18 @@ pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
             "stunmap_check_status",
             &[("profile", profile), ("status", s.as_str())],
             bool01(r.verdict.status == s),
+        );
+    }
+    w.family(
+        "stunmap_check_level",
+        "gauge",
+        "The path prospect behind the verdict (relay-only: no direct path, only a relay): one series per level, 1 for the current one.",
+    );
+    for (l, name) in LEVELS {
+        w.sample(
+            "stunmap_check_level",
+            &[("profile", profile), ("level", name)],
+            bool01(r.verdict.level == l),
         );
     }
     w.family(
@@ -711,6 +737,18 @@ fn relay(w: &mut Writer, r: &CheckReport, profile: &str) {
                 &l,
                 f64::from(x.sent.saturating_sub(x.received)) / f64::from(x.sent),
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_labels_are_the_json_spelling() {
+        for (l, name) in LEVELS {
+            assert_eq!(serde_json::to_value(l).unwrap(), name);
         }
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod common;
 pub(crate) mod control;
 pub(crate) mod demo;
 pub(crate) mod explain;
+pub(crate) mod docs;
 pub(crate) mod host;
 pub(crate) mod nat;
 pub(crate) mod pair;

@@ -13,6 +13,7 @@ mod support;
 mod audit;
 mod check;
 mod common;
+mod contrib;
 mod control;
 mod coturn_interop;
 mod engine_runs;
