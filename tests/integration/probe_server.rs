@@ -686,9 +686,7 @@ fn abandoned_probes_are_cancelled_and_the_queue_is_bounded() {
     // One more than the queue holds: 503 at once.
     let a = exchange(
         port,
-        &format!(
-            "GET /probe?module=slow&target=127.0.0.1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        ),
+        "GET /probe?module=slow&target=127.0.0.1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(a.status, 503, "{a:?}");
     // Every client leaves.
