@@ -215,7 +215,7 @@ impl Request {
             .collect();
         Ok(Request {
             endpoint,
-            openmetrics: accept.iter().any(|_| true) && wants_openmetrics(&accept),
+            openmetrics: wants_openmetrics(&accept),
             scrape_timeout,
         })
     }
@@ -545,6 +545,27 @@ mod tests {
             probe_budget(Duration::from_millis(100)),
             Duration::from_millis(50)
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_request_is_answered_with_a_status(
+            path in "/[a-z]{0,8}",
+            query in proptest::option::of(".{0,64}"),
+            timeout in proptest::collection::vec(proptest::num::u8::ANY, 0..12),
+            accept in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+        ) {
+            let headers = [(SCRAPE_TIMEOUT_HEADER, &timeout[..]), ("accept", &accept[..])];
+            match Request::parse("GET", &path, query.as_deref(), &headers, &Auth::none()) {
+                Ok(r) => {
+                    if let Some(t) = r.scrape_timeout {
+                        proptest::prop_assert!(t >= Duration::from_millis(100));
+                        proptest::prop_assert!(t <= Duration::from_secs(3600));
+                    }
+                }
+                Err(e) => proptest::prop_assert!(matches!(e.status(), 400 | 404 | 414)),
+            }
+        }
     }
 
     #[test]
