@@ -3,7 +3,8 @@
 # fuzz/corpus_seed/<target>/ (and the captured coturn responses in fuzz/corpus_seed/coturn/ for
 # the STUN/TURN targets). Fails (non-zero exit) on the first crash, leak or timeout.
 # Every target of `cargo fuzz list` runs, the NetBird status and bundle readers
-# (netbird_status, netbird_bundle) included.
+# (netbird_status, netbird_bundle) and the probe server's request handling (probe_request)
+# included.
 #
 #   fuzz/ci-smoke.sh                 # 20000 runs per target
 #   RUNS=200000 fuzz/ci-smoke.sh     # longer

@@ -50,7 +50,7 @@ enum Command {
     Pair(Box<cmd::pair::Args>),
     /// Run a STUN Binding reflector (UDP and TCP) on one port or a range of ports, and
     /// optionally the `stunmap pair` rendezvous.
-    Serve(cmd::serve::Args),
+    Serve(Box<cmd::serve::Args>),
     /// Measure the engine on this machine: transactions/s against a raw sendmmsg loop, and
     /// memory per in-flight transaction (loopback only).
     Bench(cmd::bench::Args),
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::check::run(*args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Stun(args) => cmd::stun::run(args),
-        Command::Serve(args) => cmd::serve::run(args),
+        Command::Serve(args) => cmd::serve::run(*args),
         Command::Nat(args) => cmd::nat::run(args),
         Command::Pair(args) => cmd::pair::run(*args),
         Command::Sweep(args) => cmd::sweep::run(args),

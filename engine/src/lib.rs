@@ -14,6 +14,7 @@ pub mod fd;
 pub mod ice;
 #[cfg(target_os = "linux")]
 pub mod mmsg;
+pub mod netif;
 pub mod portmap;
 pub mod rate;
 pub mod rendezvous;

@@ -236,7 +236,8 @@ impl Ctx {
     }
 }
 
-fn unix_now() -> f64 {
+/// Now, seconds since the Unix epoch.
+pub(crate) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())

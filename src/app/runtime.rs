@@ -128,6 +128,13 @@ impl Stop {
         stop
     }
 
+    /// Stop the run now, as a signal would (a `/probe` check whose client left, or whose
+    /// server is stopping): probes stop sending and run their cleanups.
+    pub(crate) fn interrupt(&self) {
+        self.reason.signal.store(true, Ordering::SeqCst);
+        self.handle.cancel();
+    }
+
     fn arm_deadline(&self, limit: Duration) {
         let s = self.clone();
         tokio::spawn(async move {

@@ -69,6 +69,8 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 2000, value_name = "MS", requires = "metrics")]
     probe_timeout: u64,
     #[command(flatten)]
+    probe: crate::metrics::ProbeArgs,
+    #[command(flatten)]
     auth: super::turn::AuthArgs,
     #[command(flatten)]
     rendezvous: crate::rendezvous::RendezvousArgs,
@@ -166,48 +168,39 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         tcp_idle: Duration::from_secs(args.tcp_idle.max(1)),
     };
     let rendezvous = args.rendezvous.prepare()?;
-    let rt = crate::app::runtime::build(crate::app::Flavor::MultiThread)?;
-    let modules = match args.metrics {
-        Some(_) => Some(modules(&args)?),
+    let stats = Arc::new(ServeStats::default());
+    let probe_server = match args.metrics {
+        Some(_) => {
+            let reflector = (!cfg.listen.is_empty()).then(|| stats.clone());
+            let server =
+                crate::metrics::MetricsServer::new(modules(&args)?, &args.probe, reflector)?;
+            Some(Arc::new(server))
+        }
         None => None,
     };
+    let rt = crate::app::runtime::build(crate::app::Flavor::MultiThread)?;
     rt.block_on(async {
         // One signal path for every command: SIGINT/SIGTERM stop the server cleanly (exit
         // 130 with the counters on stderr); --duration is the run's deadline (exit 0).
         let stop = crate::app::Stop::install(args.duration.map(Duration::from_secs));
-        let stats = Arc::new(ServeStats::default());
         let final_stats = stats.clone();
-        let metrics = match (args.metrics, modules) {
-            (Some(addr), Some(modules)) => {
+        // The probe server runs until the stop, then finishes what is open.
+        let (metrics, metrics_msg) = match (args.metrics, probe_server) {
+            (Some(addr), Some(server)) => {
                 let listener = crate::metrics::bind(addr).await?;
-                let reflector = (!cfg.listen.is_empty()).then(|| stats.clone());
-                let msg = format!(
-                    "stunmap serve: metrics on http://{}/metrics, probes on /probe?module={}",
-                    listener.local_addr()?,
-                    modules.keys().cloned().collect::<Vec<_>>().join("|")
-                );
-                let server = Arc::new(crate::metrics::MetricsServer::new(modules, reflector));
-                Some((crate::metrics::run(listener, server), msg))
+                let msg = server.banner(listener.local_addr()?);
+                let task = tokio::spawn(crate::metrics::run(listener, server, stop.cancel.clone()));
+                (Some(task), Some(msg))
             }
-            _ => None,
+            _ => (None, None),
         };
         // The reflector's "listening" line comes first (scripts wait for it), then this one.
-        let (metrics, metrics_msg) = match metrics {
-            Some((m, msg)) => (Some(m), Some(msg)),
-            None => (None, None),
-        };
         if cfg.listen.is_empty()
             && let Some(m) = &metrics_msg
         {
             // Not eprintln!: a closed stderr (a parent that read the first line) must not panic.
             let _ = writeln!(std::io::stderr(), "{m}");
         }
-        let metrics = async move {
-            match metrics {
-                Some(m) => m.await,
-                None => std::future::pending().await,
-            }
-        };
         let has_reflector = !cfg.listen.is_empty();
         let server = async move {
             if !has_reflector {
@@ -241,8 +234,10 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         tokio::select! {
             r = server => r?,
             r = rendezvous => r?,
-            r = metrics => r?,
             _ = stop.cancel.cancelled() => {}
+        }
+        if let Some(m) = metrics {
+            let _ = m.await;
         }
         // Flushed as the last line, whatever stopped the server.
         let _ = writeln!(

@@ -25,6 +25,7 @@ mod nat_more_lab;
 mod not_probed;
 mod pair;
 mod pair_lab;
+mod probe_server;
 mod prometheus;
 mod serve_and_stun;
 mod signals;

@@ -103,6 +103,9 @@ fn prometheus_scrapes_probe_and_self_metrics() {
         &format!("lab={}", profile.display()),
         "--probe-timeout",
         "500",
+        // The probe server refuses loopback targets unless allowed.
+        "--probe-allow",
+        "127.0.0.0/8",
     ]);
     let web = free_port("127.0.0.1");
     let config = dir.join("prometheus.yml");
@@ -168,6 +171,10 @@ fn prometheus_scrapes_probe_and_self_metrics() {
                     .any(|(m, _)| m["port"] == stun.to_string().as_str() && m["transport"] == "udp"),
                 "{rtt:?}"
             );
+            // Prometheus asked for OpenMetrics and got it: the counter's family is
+            // `stunmap_probes` (the classic format would have named it with `_total`).
+            let meta = http_get(web, "/api/v1/metadata?metric=stunmap_probes").unwrap_or_default();
+            assert!(meta.contains("\"type\":\"counter\""), "{meta}");
             return;
         }
         assert!(
