@@ -228,6 +228,22 @@ pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     (outcome, error)
 }
 
+/// The round trip of a TCP connect to `destination`: from the SYN to the SYN-ACK, or to the
+/// RST that refuses it (either comes from the destination host, or from a middlebox that
+/// answers for it). `None` when nothing answers within `timeout`, or the answer is an ICMP
+/// error or a local refusal (neither times a round trip to that host). The connection is
+/// closed at once; nothing is sent on it.
+pub async fn connect_rtt(destination: SocketAddr, timeout: Duration) -> Option<Duration> {
+    let start = now();
+    match tokio::time::timeout(timeout, TcpStream::connect(destination)).await {
+        Ok(Ok(_stream)) => Some(now().saturating_duration_since(start)),
+        Ok(Err(e)) if classify_connect_error(&e) == ConnectFailure::Refused => {
+            Some(now().saturating_duration_since(start))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,5 +378,17 @@ mod tests {
             ConnectOutcome::from_error(&raw(libc::EPERM)),
             ConnectOutcome::Error { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_connect_times_a_round_trip_whether_accepted_or_refused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        let rtt = connect_rtt(open, Duration::from_secs(2)).await;
+        assert!(rtt.is_some_and(|r| r < Duration::from_secs(1)), "{rtt:?}");
+        // A port nobody listens on: the RST is a round trip too.
+        drop(listener);
+        let refused = connect_rtt(open, Duration::from_secs(2)).await;
+        assert!(refused.is_some(), "{refused:?}");
     }
 }

@@ -13,7 +13,7 @@ use probes::Retransmit;
 use probes::Transport;
 use probes::binding::BindingConfig;
 use probes::control::Timeouts;
-use probes::nat::Measurements;
+use probes::nat::{Measurements, Timing};
 use probes::profile::Host;
 use probes::sweep::TcpPortResult;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport};
@@ -24,6 +24,10 @@ use super::plan::{
     CheckConfig, ControlPlan, Reach, Resolved, SampleTarget, TurnStreamTarget, TurnUdpTarget,
 };
 use crate::cmd::turn::session_config;
+
+/// The NAT tests' whole budget in a check: the blind schedule at the default `--rto`
+/// (5 × 200 ms) fits with room; a measured path ends far sooner.
+const NAT_BUDGET: Duration = Duration::from_secs(2);
 
 /// Resolve one name: `--resolve` first, else the engine's own DNS client (A and AAAA).
 async fn resolve_name(name: &str, ports: &[u16], cfg: &CheckConfig) -> Resolved {
@@ -134,13 +138,19 @@ pub(crate) async fn stun(
     }
 }
 
-/// The RFC 5780 NAT tests toward the STUN servers.
+/// The RFC 5780 NAT tests toward the STUN servers, on the RTT-adaptive schedule
+/// (`probes::nat::timing`): `--rto` is the blind RTO and the ceiling, the budget is
+/// [`NAT_BUDGET`].
 pub(crate) async fn nat(
     cfg: &CheckConfig,
     servers: &[SocketAddr],
     cancel: &Cancel,
 ) -> Result<Measurements, String> {
-    crate::cmd::nat::measure(servers, cfg.rto, cfg.hairpin, cancel.clone())
+    let timing = Timing {
+        budget: NAT_BUDGET.max(cfg.rto),
+        ..Timing::with_initial_rto(cfg.rto)
+    };
+    crate::exec::nat::measure(servers, timing, cfg.hairpin, cancel.clone())
         .await
         .map(|(m, _)| m)
         .map_err(|e| e.to_string())
