@@ -228,19 +228,27 @@ pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     (outcome, error)
 }
 
-/// The round trip of a TCP connect to `destination`: from the SYN to the SYN-ACK, or to the
-/// RST that refuses it (either comes from the destination host, or from a middlebox that
-/// answers for it). `None` when nothing answers within `timeout`, or the answer is an ICMP
-/// error or a local refusal (neither times a round trip to that host). The connection is
-/// closed at once; nothing is sent on it.
-pub async fn connect_rtt(destination: SocketAddr, timeout: Duration) -> Option<Duration> {
+/// A TCP connect to `destination` and nothing else: how it went and how long it took to know
+/// (the connection, if made, is closed at once; nothing is sent on it). A SYN-ACK and a RST
+/// both time a round trip to the destination, or to a middlebox that answers for it
+/// ([`ConnectOutcome::is_round_trip`]).
+pub async fn connect_only(destination: SocketAddr, timeout: Duration) -> (ConnectOutcome, Duration) {
     let start = now();
-    match tokio::time::timeout(timeout, TcpStream::connect(destination)).await {
-        Ok(Ok(_stream)) => Some(now().saturating_duration_since(start)),
-        Ok(Err(e)) if classify_connect_error(&e) == ConnectFailure::Refused => {
-            Some(now().saturating_duration_since(start))
-        }
-        _ => None,
+    let outcome = match tokio::time::timeout(timeout, TcpStream::connect(destination)).await {
+        Ok(Ok(_stream)) => ConnectOutcome::Connected {
+            time: now().saturating_duration_since(start),
+        },
+        Ok(Err(e)) => ConnectOutcome::from_error(&e),
+        Err(_) => ConnectOutcome::Timeout,
+    };
+    (outcome, now().saturating_duration_since(start))
+}
+
+impl ConnectOutcome {
+    /// Whether the answer timed a round trip: a SYN-ACK or a RST (an ICMP error may come from
+    /// any router on the way, a local refusal from this host).
+    pub fn is_round_trip(&self) -> bool {
+        matches!(self, ConnectOutcome::Connected { .. } | ConnectOutcome::Refused)
     }
 }
 
@@ -384,11 +392,15 @@ mod tests {
     async fn a_connect_times_a_round_trip_whether_accepted_or_refused() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let open = listener.local_addr().unwrap();
-        let rtt = connect_rtt(open, Duration::from_secs(2)).await;
-        assert!(rtt.is_some_and(|r| r < Duration::from_secs(1)), "{rtt:?}");
+        let (outcome, took) = connect_only(open, Duration::from_secs(2)).await;
+        assert!(matches!(outcome, ConnectOutcome::Connected { time } if time <= took));
+        assert!(outcome.is_round_trip() && took < Duration::from_secs(1));
         // A port nobody listens on: the RST is a round trip too.
         drop(listener);
-        let refused = connect_rtt(open, Duration::from_secs(2)).await;
-        assert!(refused.is_some(), "{refused:?}");
+        let (outcome, _) = connect_only(open, Duration::from_secs(2)).await;
+        assert_eq!(outcome, ConnectOutcome::Refused);
+        assert!(outcome.is_round_trip());
+        assert!(!ConnectOutcome::Timeout.is_round_trip());
+        assert!(!ConnectOutcome::Unreachable.is_round_trip());
     }
 }

@@ -57,11 +57,13 @@ async fn family(
         let mut tries = tokio::task::JoinSet::new();
         for port in ports {
             let dest = SocketAddr::new(first.ip(), port);
-            tries.spawn(engine::tcp::connect_rtt(dest, timing.budget));
+            tries.spawn(engine::tcp::connect_only(dest, timing.budget));
         }
         // The first round trip is enough.
         while let Some(r) = tries.join_next().await {
-            if let Ok(Some(rtt)) = r {
+            if let Ok((outcome, rtt)) = r
+                && outcome.is_round_trip()
+            {
                 let _ = hint_tx.send(TcpRtt(rtt)).await;
                 break;
             }
