@@ -232,7 +232,10 @@ pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 /// (the connection, if made, is closed at once; nothing is sent on it). A SYN-ACK and a RST
 /// both time a round trip to the destination, or to a middlebox that answers for it
 /// ([`ConnectOutcome::is_round_trip`]).
-pub async fn connect_only(destination: SocketAddr, timeout: Duration) -> (ConnectOutcome, Duration) {
+pub async fn connect_only(
+    destination: SocketAddr,
+    timeout: Duration,
+) -> (ConnectOutcome, Duration) {
     let start = now();
     let outcome = match tokio::time::timeout(timeout, TcpStream::connect(destination)).await {
         Ok(Ok(_stream)) => ConnectOutcome::Connected {
@@ -248,7 +251,10 @@ impl ConnectOutcome {
     /// Whether the answer timed a round trip: a SYN-ACK or a RST (an ICMP error may come from
     /// any router on the way, a local refusal from this host).
     pub fn is_round_trip(&self) -> bool {
-        matches!(self, ConnectOutcome::Connected { .. } | ConnectOutcome::Refused)
+        matches!(
+            self,
+            ConnectOutcome::Connected { .. } | ConnectOutcome::Refused
+        )
     }
 }
 

@@ -73,7 +73,12 @@ impl HostRtt {
         cap: Duration,
     ) -> Option<tokio::time::Instant> {
         let rto = self.rto(ip, cap)?;
-        Some(start + Timing::with_initial_rto(cap).silence(rto).max(at_least + rto))
+        Some(
+            start
+                + Timing::with_initial_rto(cap)
+                    .silence(rto)
+                    .max(at_least + rto),
+        )
     }
 
     /// Resolves when a row toward `ip` that started at `start` has been silent long enough

@@ -82,20 +82,20 @@ pub struct TcpRtt(pub Duration);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RunTiming {
     /// The smoothed RTT the waits were based on at the end (`None`: nothing measured).
-    #[serde(with = "crate::serde_util::opt_secs")]
+    #[serde(rename = "rtt_seconds", with = "crate::serde_util::opt_secs")]
     pub rtt: Option<Duration>,
     /// Where that RTT came from.
     pub rtt_source: RttSource,
     /// Samples behind it.
     pub rtt_samples: u32,
     /// The RTO at the end.
-    #[serde(with = "crate::serde_util::secs")]
+    #[serde(rename = "rto_seconds", with = "crate::serde_util::secs")]
     pub rto: Duration,
     /// From the first transmission to the end of the last test.
-    #[serde(with = "crate::serde_util::secs")]
+    #[serde(rename = "elapsed_seconds", with = "crate::serde_util::secs")]
     pub elapsed: Duration,
     /// The budget.
-    #[serde(with = "crate::serde_util::secs")]
+    #[serde(rename = "budget_seconds", with = "crate::serde_util::secs")]
     pub budget: Duration,
     /// Whether the budget ended the run.
     pub budget_reached: bool,

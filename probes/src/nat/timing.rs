@@ -81,17 +81,17 @@ impl Pace {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Timing {
     /// The RTO before anything was measured; also the ceiling of a measured RTO.
-    #[serde(with = "crate::serde_util::secs")]
+    #[serde(rename = "initial_rto_seconds", with = "crate::serde_util::secs")]
     pub initial_rto: Duration,
     /// The lower bound of a measured RTO (lowered to the initial RTO if that is smaller).
-    #[serde(with = "crate::serde_util::secs")]
+    #[serde(rename = "floor_seconds", with = "crate::serde_util::secs")]
     pub floor: Duration,
     /// Transmissions of every test (at least 1).
     pub transmissions: u8,
     /// RTOs waited after the last transmission (at least 1).
     pub final_wait: u8,
     /// Nothing waits longer than this after the run starts.
-    #[serde(with = "crate::serde_util::secs")]
+    #[serde(rename = "budget_seconds", with = "crate::serde_util::secs")]
     pub budget: Duration,
     /// How fast datagrams may leave.
     pub pace: Pace,
