@@ -271,6 +271,51 @@ impl FamilyRun {
         }
     }
 
+    fn input(
+        &mut self,
+        now: Instant,
+        socket: Option<LocalSocket>,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), Ignored> {
+        self.last_now = Some(now);
+        let view = StunView::parse(data).map_err(Ignored::Malformed)?;
+        let tid = view.transaction_id();
+        if Some(tid) == self.hairpin_tid {
+            let ty = view.message_type();
+            if ty.class == Class::Request && ty.method == Method::BINDING {
+                // It must come back to the mapping it was sent to.
+                if socket.is_some_and(|s| s != MAPPING_SOCKET) {
+                    return Err(Ignored::Unexpected);
+                }
+                if self.discovery.hairpin.is_some() {
+                    return Err(Ignored::Late);
+                }
+                self.discovery.hairpin = Some(HairpinResult::Received { source: from });
+                self.running
+                    .retain(|(k, _)| *k != Key::Rfc5780(Test::Hairpin));
+                self.harvest(now);
+                return Ok(());
+            }
+        }
+        let Some((_, tx)) = self
+            .running
+            .iter_mut()
+            .find(|(_, tx)| tx.transaction_id() == tid)
+        else {
+            return Err(Ignored::UnknownTransaction);
+        };
+        if socket.is_some_and(|s| s != tx.local()) {
+            return Err(Ignored::Unexpected);
+        }
+        let r = tx.handle_response(now, from, &view);
+        if let Ok(Some(rtt)) = r {
+            self.schedule.udp_sample(rtt);
+        }
+        self.harvest(now);
+        r.map(|_| ())
+    }
+
     fn timing(&self) -> RunTiming {
         let s = &self.schedule;
         let estimate = s.estimate();
@@ -296,35 +341,21 @@ impl Probe for FamilyRun {
     type Output = FamilyOutput;
 
     fn handle_input(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), Ignored> {
-        self.last_now = Some(now);
-        let view = StunView::parse(data).map_err(Ignored::Malformed)?;
-        let tid = view.transaction_id();
-        if Some(tid) == self.hairpin_tid {
-            let ty = view.message_type();
-            if ty.class == Class::Request && ty.method == Method::BINDING {
-                if self.discovery.hairpin.is_some() {
-                    return Err(Ignored::Late);
-                }
-                self.discovery.hairpin = Some(HairpinResult::Received { source: from });
-                self.running
-                    .retain(|(k, _)| *k != Key::Rfc5780(Test::Hairpin));
-                self.harvest(now);
-                return Ok(());
-            }
-        }
-        let Some((_, tx)) = self
-            .running
-            .iter_mut()
-            .find(|(_, tx)| tx.transaction_id() == tid)
-        else {
-            return Err(Ignored::UnknownTransaction);
-        };
-        let r = tx.handle_response(now, from, &view);
-        if let Ok(Some(rtt)) = r {
-            self.schedule.udp_sample(rtt);
-        }
-        self.harvest(now);
-        r.map(|_| ())
+        self.input(now, None, from, data)
+    }
+
+    /// An answer counts only on the socket its request left from: one that reached another
+    /// socket came in through another mapping, which says nothing about the filter of the
+    /// test's own (a NAT that gives two of our sockets the same external port toward
+    /// different servers routes a change-IP reply to whichever mapping matches it).
+    fn handle_input_on(
+        &mut self,
+        now: Instant,
+        socket: LocalSocket,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), Ignored> {
+        self.input(now, Some(socket), from, data)
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -636,6 +667,50 @@ mod tests {
         assert!(out.discovery.mapping_i.is_none(), "not run, not filtered");
         assert!(out.multi.results.is_empty());
         assert_eq!(out.timing.datagrams, 5);
+    }
+
+    #[test]
+    fn an_answer_counts_only_on_the_socket_its_request_left_from() {
+        use crate::stun::{MessageType, MessageWriter, attr};
+        let mut probe = FamilyRun::new(FamilyConfig::new(servers()), test_ids()).unwrap();
+        let t = t0();
+        let mut sent = Vec::new();
+        loop {
+            let mut buf = Vec::new();
+            let Some(tx) = probe.poll_transmit(t, &mut buf) else {
+                break;
+            };
+            sent.push(tx);
+        }
+        // Filtering II is the first request from the filtering socket.
+        let f2 = sent.iter().find(|x| x.local == FILTERING_SOCKET).unwrap();
+        let other: SocketAddr = OTHER.parse().unwrap();
+        let mut reply = Vec::new();
+        let mut w =
+            MessageWriter::new(&mut reply, MessageType::BINDING_SUCCESS, &f2.transaction_id);
+        w.xor_address(
+            attr::XOR_MAPPED_ADDRESS,
+            &"198.51.100.1:4000".parse().unwrap(),
+        );
+        w.address(attr::RESPONSE_ORIGIN, &other);
+        w.fingerprint();
+        // Through another mapping (the NAT gave the mapping socket's flow to OTHER the same
+        // external port): not evidence about the filtering socket's filter.
+        let at = t + ms(1);
+        assert_eq!(
+            probe.handle_input_on(at, MAPPING_SOCKET, other, &reply),
+            Err(Ignored::Unexpected)
+        );
+        assert_eq!(
+            probe.schedule().source(),
+            RttSource::None,
+            "no sample either"
+        );
+        assert_eq!(
+            probe.handle_input_on(at, FILTERING_SOCKET, other, &reply),
+            Ok(())
+        );
+        assert_eq!(probe.schedule().source(), RttSource::Udp);
     }
 
     /// The lab's kinds of network, as the simulation builds them.

@@ -65,6 +65,11 @@ impl Transaction {
         self.done
     }
 
+    /// The socket the request leaves from (and its answers must arrive on).
+    pub(crate) fn local(&self) -> LocalSocket {
+        self.request.local
+    }
+
     /// Whether the budget ended it early.
     pub(crate) fn was_cut(&self) -> bool {
         self.cut
