@@ -400,7 +400,7 @@ mod tests {
         let open = listener.local_addr().unwrap();
         let (outcome, took) = connect_only(open, Duration::from_secs(2)).await;
         assert!(matches!(outcome, ConnectOutcome::Connected { time } if time <= took));
-        assert!(outcome.is_round_trip() && took < Duration::from_secs(1));
+        assert!(outcome.is_round_trip());
         // A port nobody listens on: the RST is a round trip too.
         drop(listener);
         let (outcome, _) = connect_only(open, Duration::from_secs(2)).await;
