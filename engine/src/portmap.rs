@@ -18,6 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 
+use crate::Cancel;
+
 /// The whole budget of [`probe_gateway`] when the caller has no opinion: NAT-PMP and PCP
 /// answer within a LAN round trip, and UPnP devices within MX = 1 s of the search.
 pub const DEFAULT_BUDGET: Duration = Duration::from_millis(1200);
@@ -32,14 +34,22 @@ pub fn default_gateway_v4() -> Option<Ipv4Addr> {
 }
 
 /// Ask the default gateway (or `gateway`, when given) about NAT-PMP, PCP and UPnP IGD, all
-/// within `budget`.
-pub async fn probe_gateway(gateway: Option<Ipv4Addr>, budget: Duration) -> PortMapping {
+/// within `budget`; waits for answers end early when `settle` fires (the caller has its
+/// verdict and wants what is in by then). A description already being fetched is finished.
+pub async fn probe_gateway(
+    gateway: Option<Ipv4Addr>,
+    budget: Duration,
+    settle: Cancel,
+) -> PortMapping {
     let Some(gw) = gateway.or_else(default_gateway_v4) else {
         return PortMapping::default();
     };
     let deadline = Instant::now() + budget;
-    let (nat_pmp, pcp, (upnp, ignored_answers)) =
-        tokio::join!(nat_pmp(gw, deadline), pcp(gw, deadline), upnp(gw, deadline));
+    let (nat_pmp, pcp, (upnp, ignored_answers)) = tokio::join!(
+        nat_pmp(gw, deadline, &settle),
+        pcp(gw, deadline, &settle),
+        upnp(gw, deadline, &settle)
+    );
     PortMapping {
         gateway: Some(gw),
         nat_pmp,
@@ -49,11 +59,20 @@ pub async fn probe_gateway(gateway: Option<Ipv4Addr>, budget: Duration) -> PortM
     }
 }
 
+/// `fut` until `at` or until `settle` fires; `None` then.
+async fn until<F: std::future::Future>(at: Instant, settle: &Cancel, fut: F) -> Option<F::Output> {
+    tokio::select! {
+        r = timeout_at(at, fut) => r.ok(),
+        () = settle.cancelled() => None,
+    }
+}
+
 /// Send `request` to the gateway's port 5351 with RFC 6886 §3.1's schedule (250 ms, doubling)
-/// until an answer `parse` accepts arrives or the deadline passes.
+/// until an answer `parse` accepts arrives, the deadline passes or `settle` fires.
 async fn exchange<T>(
     gw: Ipv4Addr,
     deadline: Instant,
+    settle: &Cancel,
     request: impl Fn(IpAddr) -> Vec<u8>,
     parse: impl Fn(&[u8]) -> Option<T>,
 ) -> Result<Option<T>, ProtocolStatus> {
@@ -79,16 +98,16 @@ async fn exchange<T>(
         }
         let resend = (Instant::now() + wait).min(deadline);
         loop {
-            match timeout_at(resend, sock.recv(&mut buf)).await {
-                Err(_) => break,
-                Ok(Err(e)) => return Err(status_of(&e)),
-                Ok(Ok(n)) => match parse(buf.get(..n).unwrap_or(&[])) {
+            match until(resend, settle, sock.recv(&mut buf)).await {
+                None => break,
+                Some(Err(e)) => return Err(status_of(&e)),
+                Some(Ok(n)) => match parse(buf.get(..n).unwrap_or(&[])) {
                     Some(t) => return Ok(Some(t)),
                     None => malformed = true,
                 },
             }
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || settle.is_cancelled() {
             return if malformed {
                 Err(ProtocolStatus::Malformed)
             } else {
@@ -107,10 +126,11 @@ fn status_of(e: &io::Error) -> ProtocolStatus {
     }
 }
 
-async fn nat_pmp(gw: Ipv4Addr, deadline: Instant) -> ProtocolStatus {
+async fn nat_pmp(gw: Ipv4Addr, deadline: Instant, settle: &Cancel) -> ProtocolStatus {
     let r = exchange(
         gw,
         deadline,
+        settle,
         |_| NATPMP_EXTERNAL_REQUEST.to_vec(),
         |b| natpmp::parse_external(b).ok(),
     )
@@ -122,10 +142,11 @@ async fn nat_pmp(gw: Ipv4Addr, deadline: Instant) -> ProtocolStatus {
     }
 }
 
-async fn pcp(gw: Ipv4Addr, deadline: Instant) -> ProtocolStatus {
+async fn pcp(gw: Ipv4Addr, deadline: Instant, settle: &Cancel) -> ProtocolStatus {
     let r = exchange(
         gw,
         deadline,
+        settle,
         |local| pcp::announce_request(local).to_vec(),
         |b| pcp::parse_response(b).ok(),
     )
@@ -138,7 +159,7 @@ async fn pcp(gw: Ipv4Addr, deadline: Instant) -> ProtocolStatus {
 }
 
 /// SSDP search, then the description of the first answer from the gateway.
-async fn upnp(gw: Ipv4Addr, deadline: Instant) -> (UpnpStatus, u32) {
+async fn upnp(gw: Ipv4Addr, deadline: Instant, settle: &Cancel) -> (UpnpStatus, u32) {
     let mut ignored = 0;
     let Ok(sock) = UdpSocket::bind("0.0.0.0:0").await else {
         return (UpnpStatus::NoAnswer, ignored);
@@ -149,18 +170,21 @@ async fn upnp(gw: Ipv4Addr, deadline: Instant) -> (UpnpStatus, u32) {
     let mut buf = vec![0u8; 4096];
     // Two copies, 100 ms apart, against loss (UDA 1.1 suggests sending more than once).
     for copy in 0..2u8 {
+        if settle.is_cancelled() {
+            break;
+        }
         if sock.send_to(search.as_bytes(), SSDP_GROUP).await.is_err() {
             return (UpnpStatus::NoAnswer, ignored);
         }
-        let until = if copy == 0 {
+        let wait_until = if copy == 0 {
             (Instant::now() + Duration::from_millis(100)).min(deadline)
         } else {
             deadline
         };
         loop {
-            let (n, from) = match timeout_at(until, sock.recv_from(&mut buf)).await {
-                Err(_) | Ok(Err(_)) => break,
-                Ok(Ok(x)) => x,
+            let (n, from) = match until(wait_until, settle, sock.recv_from(&mut buf)).await {
+                None | Some(Err(_)) => break,
+                Some(Ok(x)) => x,
             };
             let Ok(answer) = upnp::parse_ssdp_answer(buf.get(..n).unwrap_or(&[])) else {
                 continue;

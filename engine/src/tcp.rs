@@ -228,6 +228,36 @@ pub(crate) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     (outcome, error)
 }
 
+/// A TCP connect to `destination` and nothing else: how it went and how long it took to know
+/// (the connection, if made, is closed at once; nothing is sent on it). A SYN-ACK and a RST
+/// both time a round trip to the destination, or to a middlebox that answers for it
+/// ([`ConnectOutcome::is_round_trip`]).
+pub async fn connect_only(
+    destination: SocketAddr,
+    timeout: Duration,
+) -> (ConnectOutcome, Duration) {
+    let start = now();
+    let outcome = match tokio::time::timeout(timeout, TcpStream::connect(destination)).await {
+        Ok(Ok(_stream)) => ConnectOutcome::Connected {
+            time: now().saturating_duration_since(start),
+        },
+        Ok(Err(e)) => ConnectOutcome::from_error(&e),
+        Err(_) => ConnectOutcome::Timeout,
+    };
+    (outcome, now().saturating_duration_since(start))
+}
+
+impl ConnectOutcome {
+    /// Whether the answer timed a round trip: a SYN-ACK or a RST (an ICMP error may come from
+    /// any router on the way, a local refusal from this host).
+    pub fn is_round_trip(&self) -> bool {
+        matches!(
+            self,
+            ConnectOutcome::Connected { .. } | ConnectOutcome::Refused
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,5 +392,21 @@ mod tests {
             ConnectOutcome::from_error(&raw(libc::EPERM)),
             ConnectOutcome::Error { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_connect_times_a_round_trip_whether_accepted_or_refused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        let (outcome, took) = connect_only(open, Duration::from_secs(2)).await;
+        assert!(matches!(outcome, ConnectOutcome::Connected { time } if time <= took));
+        assert!(outcome.is_round_trip());
+        // A port nobody listens on: the RST is a round trip too.
+        drop(listener);
+        let (outcome, _) = connect_only(open, Duration::from_secs(2)).await;
+        assert_eq!(outcome, ConnectOutcome::Refused);
+        assert!(outcome.is_round_trip());
+        assert!(!ConnectOutcome::Timeout.is_round_trip());
+        assert!(!ConnectOutcome::Unreachable.is_round_trip());
     }
 }

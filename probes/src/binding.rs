@@ -220,6 +220,55 @@ impl BindingTransaction {
     }
 }
 
+/// Whether `view` is a Binding response (success or error): the checks every Binding
+/// transaction makes before it looks at the source address (RFC 8489 §6.3).
+pub(crate) fn response_type(view: &StunView<'_>) -> Result<(), Ignored> {
+    let ty = view.message_type();
+    if !matches!(ty.class, Class::SuccessResponse | Class::ErrorResponse) {
+        return Err(Ignored::NotAResponse);
+    }
+    if ty.method != Method::BINDING {
+        return Err(Ignored::WrongMethod);
+    }
+    Ok(())
+}
+
+/// What a Binding response says, once [`response_type`] and the source check passed: the
+/// FINGERPRINT check (RFC 8489 §14.7), then the success attributes (RFC 8489 §14, RFC 5780 §7)
+/// or the ERROR-CODE (RFC 8489 §14.8).
+pub(crate) fn response_status(view: &StunView<'_>) -> Result<BindingStatus, Ignored> {
+    let fingerprint = match view.fingerprint() {
+        Fingerprint::Invalid => return Err(Ignored::BadFingerprint),
+        Fingerprint::Valid => true,
+        Fingerprint::Absent => false,
+    };
+    let status = if view.message_type().class == Class::SuccessResponse {
+        BindingStatus::Success(BindingResponse {
+            xor_mapped: view.xor_mapped_address().and_then(Result::ok),
+            mapped: view.mapped_address().and_then(Result::ok),
+            other_address: view.other_address().and_then(Result::ok),
+            response_origin: view.response_origin().and_then(Result::ok),
+            software: view
+                .software()
+                .map(|s| String::from_utf8_lossy(s).into_owned()),
+            fingerprint,
+            unknown_attribute: view.unknown_comprehension_required(),
+        })
+    } else {
+        match view.error_code() {
+            Some(Ok(e)) => BindingStatus::Error {
+                code: e.code,
+                reason: String::from_utf8_lossy(e.reason).into_owned(),
+            },
+            _ => BindingStatus::Error {
+                code: 0,
+                reason: "missing ERROR-CODE".into(),
+            },
+        }
+    };
+    Ok(status)
+}
+
 impl Probe for BindingTransaction {
     type Output = BindingOutcome;
 
@@ -231,45 +280,11 @@ impl Probe for BindingTransaction {
         if self.state != State::Waiting {
             return Err(Ignored::Late);
         }
-        let ty = view.message_type();
-        if !matches!(ty.class, Class::SuccessResponse | Class::ErrorResponse) {
-            return Err(Ignored::NotAResponse);
-        }
-        if ty.method != Method::BINDING {
-            return Err(Ignored::WrongMethod);
-        }
+        response_type(&view)?;
         if self.config.source_check == SourceCheck::Destination && from != self.destination {
             return Err(Ignored::UnexpectedSource);
         }
-        let fingerprint = match view.fingerprint() {
-            Fingerprint::Invalid => return Err(Ignored::BadFingerprint),
-            Fingerprint::Valid => true,
-            Fingerprint::Absent => false,
-        };
-        let status = if ty.class == Class::SuccessResponse {
-            BindingStatus::Success(BindingResponse {
-                xor_mapped: view.xor_mapped_address().and_then(Result::ok),
-                mapped: view.mapped_address().and_then(Result::ok),
-                other_address: view.other_address().and_then(Result::ok),
-                response_origin: view.response_origin().and_then(Result::ok),
-                software: view
-                    .software()
-                    .map(|s| String::from_utf8_lossy(s).into_owned()),
-                fingerprint,
-                unknown_attribute: view.unknown_comprehension_required(),
-            })
-        } else {
-            match view.error_code() {
-                Some(Ok(e)) => BindingStatus::Error {
-                    code: e.code,
-                    reason: String::from_utf8_lossy(e.reason).into_owned(),
-                },
-                _ => BindingStatus::Error {
-                    code: 0,
-                    reason: "missing ERROR-CODE".into(),
-                },
-            }
-        };
+        let status = response_status(&view)?;
         self.finish(status, Some(from), now);
         Ok(())
     }

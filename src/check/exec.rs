@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use engine::control::{ControlConfig, ControlReport};
@@ -13,7 +14,8 @@ use probes::Retransmit;
 use probes::Transport;
 use probes::binding::BindingConfig;
 use probes::control::Timeouts;
-use probes::nat::Measurements;
+use probes::nat::timing::RttEstimator;
+use probes::nat::{Measurements, Timing};
 use probes::profile::Host;
 use probes::sweep::TcpPortResult;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport};
@@ -24,6 +26,89 @@ use super::plan::{
     CheckConfig, ControlPlan, Reach, Resolved, SampleTarget, TurnStreamTarget, TurnUdpTarget,
 };
 use crate::cmd::turn::session_config;
+
+/// The NAT tests' whole budget in a check: the blind schedule at the default `--rto`
+/// (5 × 200 ms) fits with room; a measured path ends far sooner.
+const NAT_BUDGET: Duration = Duration::from_secs(2);
+
+/// The first retransmission timeout of a UDP row (STUN Binding, TURN Allocate): with the
+/// doubling of RFC 8489 §6.2.1 four transmissions fit in 700 ms, so a row cut short by a
+/// measured silence ([`HostRtt::silence`]) has made at least four.
+const UDP_RTO: Duration = Duration::from_millis(100);
+/// Transmissions a UDP row makes before a measured silence may end it.
+const UDP_TRANSMISSIONS: u8 = 4;
+/// The kernel's first SYN retransmission (RFC 6298 §2.1's initial RTO of 1 s): a TCP connect
+/// is judged dropped only after the second SYN had time to be answered.
+const SYN_RETRANSMISSION: Duration = Duration::from_secs(1);
+
+/// Round trips measured to the check's hosts while it runs (a TCP connect, a STUN answer), so
+/// that a path to the same host that stays silent is judged in multiples of a measured RTT
+/// (the rule of `probes::nat::timing`: five RTOs, the RTO between 100 ms and the step
+/// timeout) instead of after the step timeout. Without a measured RTT a row waits its step
+/// timeout, as before.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HostRtt(Arc<tokio::sync::watch::Sender<HashMap<IpAddr, RttEstimator>>>);
+
+impl HostRtt {
+    /// An unambiguous round trip to `ip`.
+    pub(crate) fn sample(&self, ip: IpAddr, rtt: Duration) {
+        self.0.send_modify(|m| m.entry(ip).or_default().sample(rtt));
+    }
+
+    /// The RTO toward `ip` by the rule of `probes::nat::timing`, if a round trip is measured.
+    fn rto(&self, ip: IpAddr, cap: Duration) -> Option<Duration> {
+        let rto = self.0.borrow().get(&ip).and_then(RttEstimator::rto)?;
+        let timing = Timing::with_initial_rto(cap);
+        Some(rto.clamp(timing.effective_floor(), timing.ceiling()))
+    }
+
+    /// When a row toward `ip` that started at `start` may be called silent: `at_least` after
+    /// its start (its own transmissions) and five measured RTOs; `None` while nothing is
+    /// measured.
+    fn silent_at(
+        &self,
+        ip: IpAddr,
+        start: tokio::time::Instant,
+        at_least: Duration,
+        cap: Duration,
+    ) -> Option<tokio::time::Instant> {
+        let rto = self.rto(ip, cap)?;
+        Some(
+            start
+                + Timing::with_initial_rto(cap)
+                    .silence(rto)
+                    .max(at_least + rto),
+        )
+    }
+
+    /// Resolves when a row toward `ip` that started at `start` has been silent long enough
+    /// (see [`HostRtt::silent_at`]); never while nothing is measured.
+    pub(crate) async fn silence(
+        &self,
+        ip: IpAddr,
+        start: tokio::time::Instant,
+        at_least: Duration,
+        cap: Duration,
+    ) {
+        let mut rx = self.0.subscribe();
+        loop {
+            match self.silent_at(ip, start, at_least, cap) {
+                Some(at) => tokio::select! {
+                    () = tokio::time::sleep_until(at) => return,
+                    r = rx.changed() => if r.is_err() {
+                        tokio::time::sleep_until(at).await;
+                        return;
+                    },
+                },
+                None => {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// Resolve one name: `--resolve` first, else the engine's own DNS client (A and AAAA).
 async fn resolve_name(name: &str, ports: &[u16], cfg: &CheckConfig) -> Resolved {
@@ -111,58 +196,81 @@ pub(crate) async fn control(
     }
 }
 
-/// One Binding on a connected UDP socket (ICMP errors for exactly this port come back).
+/// One Binding on a connected UDP socket (ICMP errors for exactly this port come back);
+/// silent once a measured RTT to the host says so ([`HostRtt`]), else after the step timeout.
 pub(crate) async fn stun(
     cfg: &CheckConfig,
     dest: SocketAddr,
+    host: &HostRtt,
     cancel: &Cancel,
 ) -> Option<std::io::Result<UdpPortOutcome>> {
     if cancel.is_cancelled() {
         return None;
     }
+    let retransmit = Retransmit {
+        rto: UDP_RTO.min(cfg.timeout),
+        deadline: Some(cfg.timeout),
+        ..Retransmit::default()
+    };
+    let own = retransmit
+        .offset(UDP_TRANSMISSIONS - 1)
+        .unwrap_or(cfg.timeout);
     let config = BindingConfig {
-        retransmit: Retransmit {
-            rto: Duration::from_millis(250).min(cfg.timeout),
-            deadline: Some(cfg.timeout),
-            ..Retransmit::default()
-        },
+        retransmit,
         ..BindingConfig::default()
     };
-    tokio::select! {
-        r = udp_binding_connected(dest, crate::ids::one(), config) => Some(r),
-        _ = cancel.cancelled() => None,
+    let start = tokio::time::Instant::now();
+    let r = tokio::select! {
+        r = udp_binding_connected(dest, crate::ids::one(), config) => r,
+        () = host.silence(dest.ip(), start, own, cfg.timeout) => Ok(UdpPortOutcome::Silent),
+        _ = cancel.cancelled() => return None,
+    };
+    if let Ok(UdpPortOutcome::Answered { binding }) = &r
+        && let (Some(rtt), false) = (binding.rtt, binding.rtt_ambiguous)
+    {
+        host.sample(dest.ip(), rtt);
     }
+    Some(r)
 }
 
-/// The RFC 5780 NAT tests toward the STUN servers.
+/// The RFC 5780 NAT tests toward the STUN servers, on the RTT-adaptive schedule
+/// (`probes::nat::timing`): `--rto` is the blind RTO and the ceiling, the budget is
+/// [`NAT_BUDGET`].
 pub(crate) async fn nat(
     cfg: &CheckConfig,
     servers: &[SocketAddr],
     cancel: &Cancel,
 ) -> Result<Measurements, String> {
-    crate::cmd::nat::measure(servers, cfg.rto, cfg.hairpin, cancel.clone())
+    let timing = Timing {
+        budget: NAT_BUDGET.max(cfg.rto),
+        ..Timing::with_initial_rto(cfg.rto)
+    };
+    crate::exec::nat::measure(servers, timing, cfg.hairpin, cancel.clone())
         .await
         .map(|(m, _)| m)
         .map_err(|e| e.to_string())
 }
 
 /// TURN Allocates over UDP to every port of one address at once; one report per port (`None`
-/// where the probe did not finish), or why the engine could not run.
+/// where the probe did not finish: no answer), or why the engine could not run. A measured
+/// silence ([`HostRtt`]) ends the run early, as cancellation does: what allocated is released.
 pub(crate) async fn turn_udp(
     cfg: &CheckConfig,
     target: &TurnUdpTarget,
+    host: &HostRtt,
     cancel: &Cancel,
 ) -> Result<Vec<Option<AllocateReport>>, String> {
     let probes: Vec<AllocateProbe> = target
         .ports
         .iter()
         .map(|p| {
-            let session = session_config(
+            let mut session = session_config(
                 SocketAddr::new(target.ip, *p),
                 Transport::Udp,
                 cfg.credentials.clone(),
                 cfg.timeout,
             );
+            session.retransmit.rto = UDP_RTO.min(cfg.timeout);
             AllocateProbe::new(
                 AllocateConfig {
                     session,
@@ -180,24 +288,82 @@ pub(crate) async fn turn_udp(
         ..Limits::default()
     };
     let mut results: Vec<Option<AllocateReport>> = vec![None; target.ports.len()];
-    engine::run(probes, limits, cancel.clone(), |ev| {
+    // The run's own token: the check's cancel, or the measured silence of the host.
+    let (stop, run_cancel) = Cancel::new();
+    let own = Retransmit {
+        rto: UDP_RTO.min(cfg.timeout),
+        ..Retransmit::default()
+    }
+    .offset(UDP_TRANSMISSIONS - 1)
+    .unwrap_or(cfg.timeout);
+    let start = tokio::time::Instant::now();
+    // Silent: stop the run, give what answered two RTOs to release, then let go of the rest
+    // (nothing was heard from it, so it holds nothing). Cancelled: the engine's drain.
+    let watch = async {
+        tokio::select! {
+            () = host.silence(target.ip, start, own, cfg.timeout) => {
+                stop.cancel();
+                let rto = host.rto(target.ip, cfg.timeout).unwrap_or(UDP_RTO);
+                tokio::time::sleep(rto * 2).await;
+            }
+            _ = cancel.cancelled() => {
+                stop.cancel();
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let run = engine::run(probes, limits, run_cancel, |ev| {
         if let engine::Event::Finished { probe, output } = ev
             && let Some(slot) = results.get_mut(probe)
         {
             *slot = Some(output);
         }
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    });
+    let report = tokio::select! {
+        r = run => Some(r),
+        () = watch => None,
+    };
+    if let Some(r) = report {
+        r.map_err(|e| e.to_string())?;
+    }
     Ok(results)
 }
 
-/// A TURN Allocate over TCP or TLS.
+/// A TURN Allocate over TCP or TLS. A bare connect goes first: it times a round trip to the
+/// host for the silent rows ([`HostRtt`]), and a connect that gets no answer is called dropped
+/// once a measured RTT to the host (and the kernel's second SYN) says so, with nothing
+/// allocated yet; then the Allocate runs on a connection of its own.
 pub(crate) async fn turn_stream(
     cfg: &CheckConfig,
     target: &TurnStreamTarget,
+    host: &HostRtt,
     cancel: &Cancel,
 ) -> Result<StreamRun<AllocateReport>, String> {
+    let start = tokio::time::Instant::now();
+    let probe_connect = async {
+        let (outcome, took) = engine::tcp::connect_only(target.server, cfg.timeout).await;
+        if outcome.is_round_trip() {
+            host.sample(target.server.ip(), took);
+        }
+        outcome
+    };
+    let connect = tokio::select! {
+        c = probe_connect => c,
+        () = host.silence(target.server.ip(), start, SYN_RETRANSMISSION, cfg.timeout) => {
+            engine::tcp::ConnectOutcome::Timeout
+        }
+        _ = cancel.cancelled() => engine::tcp::ConnectOutcome::Timeout,
+    };
+    if !matches!(connect, engine::tcp::ConnectOutcome::Connected { .. }) {
+        return Ok(StreamRun {
+            output: None,
+            connect,
+            tls: None,
+            error: None,
+            interrupted: cancel.is_cancelled(),
+            deadline_reached: false,
+        });
+    }
     let security = if target.transport == Transport::Tls {
         let name = match &target.host {
             Host::Name(n) => n.clone(),

@@ -183,6 +183,8 @@ pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
 /// Start every section of the plan at once.
 fn spawn(cfg: &Arc<CheckConfig>, ctx: &Ctx, plan: &plan::Plan) -> JoinSet<Done> {
     let mut tasks = JoinSet::new();
+    // Round trips to the hosts, shared by the rows (a silent path is judged on them).
+    let host = exec::HostRtt::default();
     if !plan.control.endpoints.is_empty() {
         let (cfg, ctx, p) = (cfg.clone(), ctx.clone(), plan.control.clone());
         tasks.spawn(async move {
@@ -193,9 +195,9 @@ fn spawn(cfg: &Arc<CheckConfig>, ctx: &Ctx, plan: &plan::Plan) -> JoinSet<Done> 
         });
     }
     for t in plan.stun.iter().cloned() {
-        let (cfg, ctx) = (cfg.clone(), ctx.clone());
+        let (cfg, ctx, host) = (cfg.clone(), ctx.clone(), host.clone());
         tasks.spawn(async move {
-            let r = exec::stun(&cfg, t.dest, &ctx.cancel).await;
+            let r = exec::stun(&cfg, t.dest, &host, &ctx.cancel).await;
             Done::Stun(t, r)
         });
     }
@@ -208,9 +210,9 @@ fn spawn(cfg: &Arc<CheckConfig>, ctx: &Ctx, plan: &plan::Plan) -> JoinSet<Done> 
         });
     }
     for t in plan.turn_udp.iter().cloned() {
-        let (cfg, ctx) = (cfg.clone(), ctx.clone());
+        let (cfg, ctx, host) = (cfg.clone(), ctx.clone(), host.clone());
         tasks.spawn(async move {
-            let run = exec::turn_udp(&cfg, &t, &ctx.cancel).await;
+            let run = exec::turn_udp(&cfg, &t, &host, &ctx.cancel).await;
             let rtt = match (assemble::first_allocated(&run), cfg.credentials.clone()) {
                 (Some(server), Some(creds)) if !ctx.stopped() => {
                     let r = exec::relay_rtt(&cfg, server, creds, &ctx.cancel).await;
@@ -227,9 +229,9 @@ fn spawn(cfg: &Arc<CheckConfig>, ctx: &Ctx, plan: &plan::Plan) -> JoinSet<Done> 
         });
     }
     for t in plan.turn_stream.iter().cloned() {
-        let (cfg, ctx) = (cfg.clone(), ctx.clone());
+        let (cfg, ctx, host) = (cfg.clone(), ctx.clone(), host.clone());
         tasks.spawn(async move {
-            let run = exec::turn_stream(&cfg, &t, &ctx.cancel).await;
+            let run = exec::turn_stream(&cfg, &t, &host, &ctx.cancel).await;
             Done::TurnStream(t, run)
         });
     }

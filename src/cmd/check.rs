@@ -112,9 +112,11 @@ pub(crate) struct TuningArgs {
     #[arg(long, default_value_t = 200, value_name = "MS",
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub(crate) rto: u64,
-    /// Skip the hairpinning test.
+    /// Also test hairpinning (RFC 5780 §4.5). Off by default: the test sends a packet from
+    /// the NAT's public address to itself, which some firewalls (Palo Alto's among them) take
+    /// for a LAND attack and answer by dropping the host's live NAT sessions.
     #[arg(long)]
-    pub(crate) no_hairpin: bool,
+    pub(crate) hairpin: bool,
     /// Packets looped through the relay for the RTT (with credentials), 1 to 10000.
     #[arg(long, default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -142,7 +144,7 @@ impl Default for TuningArgs {
             seed: None,
             rate: engine::Rate::POLITE.pps,
             rto: 200,
-            no_hairpin: false,
+            hairpin: false,
             relay_count: 20,
             dns_server: Vec::new(),
             ca: Vec::new(),
@@ -366,7 +368,7 @@ pub(crate) fn build_config(
         deadline: Duration::from_secs(tuning.deadline),
         relays,
         rto: Duration::from_millis(tuning.rto),
-        hairpin: !tuning.no_hairpin,
+        hairpin: tuning.hairpin,
         relay_count: tuning.relay_count,
         notes,
         netbird,

@@ -228,7 +228,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         deadline: Duration::from_secs(30),
         relays: Vec::new(),
         rto: Duration::from_millis(100),
-        hairpin: !tuning.no_hairpin,
+        hairpin: tuning.hairpin,
         relay_count: tuning.relay_count,
         notes,
         netbird: None,

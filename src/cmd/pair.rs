@@ -315,7 +315,8 @@ async fn discover(servers: Vec<SocketAddr>, rto: Duration, cancel: Cancel) -> Na
         return empty;
     }
     let v4 = servers.first().is_some_and(SocketAddr::is_ipv4);
-    let Ok((m, _)) = super::nat::measure(&servers, rto, false, cancel).await else {
+    let timing = probes::nat::Timing::with_initial_rto(rto);
+    let Ok((m, _)) = crate::exec::nat::measure(&servers, timing, false, cancel).await else {
         return empty;
     };
     let c = classify(&m);

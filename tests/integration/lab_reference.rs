@@ -107,6 +107,38 @@ fn nftables_full_cone_is_eim_with_eif() {
 }
 
 #[test]
+fn restricted_cone_is_eim_with_adf() {
+    let Some(lab) = reference_lab(NatMode::RestrictedCone) else {
+        return;
+    };
+    let out = natdiscovery(&lab);
+    assert!(
+        out.contains("NAT with Endpoint Independent Mapping!"),
+        "{out}"
+    );
+    assert!(
+        out.contains("NAT with Address Dependent Filtering!"),
+        "{out}"
+    );
+}
+
+#[test]
+fn home_router_is_eim_with_apdf() {
+    let Some(lab) = reference_lab(NatMode::HomeRouter) else {
+        return;
+    };
+    let out = natdiscovery(&lab);
+    assert!(
+        out.contains("NAT with Endpoint Independent Mapping!"),
+        "{out}"
+    );
+    assert!(
+        out.contains("NAT with Address and Port Dependent Filtering!"),
+        "{out}"
+    );
+}
+
+#[test]
 fn no_nat_shows_the_client_address() {
     let Some(lab) = reference_lab(NatMode::NoNat) else {
         return;

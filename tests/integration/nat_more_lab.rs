@@ -16,12 +16,14 @@ fn nat_json(lab: &Lab, args: &[&str]) -> Value {
     cmd.extend_from_slice(&["--rto", "150", "--json"]);
     let out = lab.exec_in(Ns::Client, &cmd).expect("run stunmap nat");
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(&text).unwrap_or_else(|e| {
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| {
         panic!(
             "not JSON ({e}): {text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         )
-    })
+    });
+    crate::common::validate("nat-v1.json", &v);
+    v
 }
 
 /// Conntrack's UDP timeouts in the router namespace (both the unreplied and the "stream"
@@ -113,7 +115,7 @@ fn miniupnpd_on_the_gateway_is_found() {
         return;
     }
     let server = lab.start_reflector(bin()).expect("reflector");
-    let v = nat_json(&lab, &[&server, "--no-hairpin"]);
+    let v = nat_json(&lab, &[&server]);
     let pm = &v["measurements"]["port_mapping"];
     assert_eq!(pm["gateway"], ROUTER_LAN_IP, "{pm:#}");
     // miniupnpd refuses to serve a reserved external address (the lab's 198.18.0.1): NAT-PMP
@@ -140,7 +142,7 @@ fn miniupnpd_on_the_gateway_is_found() {
 fn no_port_mapping_without_miniupnpd() {
     let mut lab = lab_or_skip!(NatMode::Masquerade);
     let server = lab.start_reflector(bin()).expect("reflector");
-    let v = nat_json(&lab, &[&server, "--no-hairpin"]);
+    let v = nat_json(&lab, &[&server]);
     let pm = &v["measurements"]["port_mapping"];
     assert_eq!(pm["gateway"], ROUTER_LAN_IP, "{pm:#}");
     assert_eq!(pm["nat_pmp"]["status"], "unreachable", "{pm:#}");

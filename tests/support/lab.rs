@@ -50,6 +50,16 @@ pub enum NatMode {
     UdpBlockedTcp443Open,
     /// MASQUERADE; forwarding drops everything except replies and UDP to port 3478.
     UdpOnly3478,
+    /// Endpoint-independent mapping with address-dependent filtering ("restricted cone"):
+    /// nftables masquerade, every (remote IP, client port) the client sends UDP to recorded
+    /// in a set, and inbound UDP to the router's WAN address DNATed to the client only from
+    /// a recorded IP (any port) to its port. The router keeps client ports (masquerade
+    /// preserves a free port), so the set is keyed by the client's port.
+    RestrictedCone,
+    /// A home router: MASQUERADE, and the WAN side's unsolicited packets to the router itself
+    /// dropped (`INPUT -i wan0 --ctstate NEW,INVALID -j DROP`), so no conntrack entry is left
+    /// to collide with a later mapping (LAB.md). Port-restricted cone, like MASQUERADE.
+    HomeRouter,
 }
 
 /// The three namespaces.
@@ -227,6 +237,29 @@ impl Lab {
                 let file = file.to_string_lossy().into_owned();
                 self.exec_ok(Ns::Router, &["nft", "-f", &file])?;
             }
+            NatMode::RestrictedCone => {
+                let rules = format!(
+                    "table ip stunmap_restricted {{\n\
+                     \tset contacted {{ type ipv4_addr . inet_service; flags timeout; timeout 300s; }}\n\
+                     \tchain seen {{ type filter hook forward priority filter; iifname \"lan1\" oifname \"wan0\" meta l4proto udp add @contacted {{ ip daddr . udp sport }}; }}\n\
+                     \tchain snat_out {{ type nat hook postrouting priority srcnat; oifname \"wan0\" masquerade; }}\n\
+                     \tchain dnat_in {{ type nat hook prerouting priority dstnat; iifname \"wan0\" ip daddr {ROUTER_WAN_IP} ip saddr . udp dport @contacted dnat to {CLIENT_IP}; }}\n\
+                     \tchain wan_in {{ type filter hook input priority filter; iifname \"wan0\" ct state new,invalid drop; }}\n\
+                     }}\n"
+                );
+                // Chain names are the table's own (`fwd` and some others are nft keywords).
+                let file = self.dir.join("restricted.nft");
+                std::fs::write(&file, rules).map_err(|e| e.to_string())?;
+                let file = file.to_string_lossy().into_owned();
+                self.exec_ok(Ns::Router, &["nft", "-f", &file])?;
+            }
+            NatMode::HomeRouter => {
+                ipt(self, masquerade)?;
+                ipt(
+                    self,
+                    "-A INPUT -i wan0 -m conntrack --ctstate NEW,INVALID -j DROP",
+                )?;
+            }
             NatMode::NoNat => {
                 ip(&format!(
                     "-n {p} route add 100.64.0.0/24 via {ROUTER_WAN_IP}"
@@ -255,6 +288,20 @@ impl Lab {
         c.args(["netns", "exec", &self.ns_name(ns)]);
         c.args(cmd);
         c
+    }
+
+    /// Drop `percent` % of the UDP datagrams the router forwards, in each direction, at random
+    /// (nft `numgen random mod 100 < N drop`; TCP is left alone).
+    pub fn add_udp_loss(&self, percent: u32) -> Result<(), String> {
+        let rules = format!(
+            "table inet stunmap_loss {{\n\
+             \tchain lossy {{ type filter hook forward priority -10; meta l4proto udp numgen random mod 100 < {percent} drop; }}\n\
+             }}\n"
+        );
+        let file = self.dir.join("loss.nft");
+        std::fs::write(&file, rules).map_err(|e| e.to_string())?;
+        let file = file.to_string_lossy().into_owned();
+        self.exec_ok(Ns::Router, &["nft", "-f", &file])
     }
 
     /// Run `cmd` in a namespace to completion and return its output (no check of the status).
@@ -337,23 +384,49 @@ impl Lab {
     /// alternate port `port + 1`, long-term credentials `test:secret`, realm `lab`. Waits until
     /// it listens.
     pub fn start_coturn(&mut self, port: u16) -> Result<(), String> {
+        let ips = format!("listening-ip={PUBLIC_IP_1}\nlistening-ip={PUBLIC_IP_2}\n");
+        self.coturn(port, &ips, Some(port + 1), (49152, 49400))?;
+        self.wait_udp_listener(
+            Ns::Public,
+            &format!("{PUBLIC_IP_2}:{}", port + 1),
+            Duration::from_secs(5),
+        )
+    }
+
+    /// Start a second, plain coturn (no RFC 5780 alternate) on PUBLIC_IP_1:`port` only, with
+    /// relay ports of its own (49401-49650), beside [`Lab::start_coturn`]'s.
+    pub fn start_coturn_plain(&mut self, port: u16) -> Result<(), String> {
+        let ips = format!("listening-ip={PUBLIC_IP_1}\n");
+        self.coturn(port, &ips, None, (49401, 49650))
+    }
+
+    fn coturn(
+        &mut self,
+        port: u16,
+        listening: &str,
+        alt: Option<u16>,
+        relay_ports: (u16, u16),
+    ) -> Result<(), String> {
         let d = self.dir.to_string_lossy().into_owned();
+        let alt = alt
+            .map(|a| format!("alt-listening-port={a}\n"))
+            .unwrap_or_default();
+        let (min, max) = relay_ports;
         let conf = format!(
-            "listening-ip={PUBLIC_IP_1}\nlistening-ip={PUBLIC_IP_2}\nrelay-ip={PUBLIC_IP_1}\n\
-             listening-port={port}\nalt-listening-port={alt}\nmin-port=49152\nmax-port=49400\n\
+            "{listening}relay-ip={PUBLIC_IP_1}\n\
+             listening-port={port}\n{alt}min-port={min}\nmax-port={max}\n\
              lt-cred-mech\nuser=test:secret\nrealm=lab\nfingerprint\nno-tls\nno-dtls\nno-cli\n\
-             userdb={d}/turndb\npidfile={d}/turnserver.pid\nlog-file={d}/turnserver.log\n\
-             simple-log\n",
-            alt = port + 1
+             userdb={d}/turndb{port}\npidfile={d}/turnserver{port}.pid\n\
+             log-file={d}/turnserver{port}.log\nsimple-log\n"
         );
-        let path = self.dir.join("turnserver.conf");
+        let path = self.dir.join(format!("turnserver{port}.conf"));
         std::fs::write(&path, conf).map_err(|e| e.to_string())?;
         let path = path.to_string_lossy().into_owned();
         self.spawn_in(Ns::Public, &["turnserver", "-c", &path])
             .map_err(|e| format!("turnserver: {e}"))?;
         self.wait_udp_listener(
             Ns::Public,
-            &format!("{PUBLIC_IP_2}:{port}"),
+            &format!("{PUBLIC_IP_1}:{port}"),
             Duration::from_secs(5),
         )
     }

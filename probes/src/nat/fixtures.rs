@@ -81,6 +81,7 @@ pub(crate) fn eim(
         }),
         multi: None,
         local_addresses: vec![a(LOCAL).ip()],
+        timing: None,
     }
 }
 
@@ -112,6 +113,7 @@ pub(crate) fn multi(results: &[(&str, Option<&str>)]) -> FamilyMeasurements {
                 .collect(),
         }),
         local_addresses: vec![],
+        timing: None,
     }
 }
 
@@ -127,6 +129,7 @@ pub(crate) fn blocked() -> FamilyMeasurements {
         }),
         multi: None,
         local_addresses: vec![],
+        timing: None,
     }
 }
 

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use super::discovery::DiscoveryMeasurements;
+use super::family::RunTiming;
 use super::lifetime::LifetimeMeasurements;
 use super::multi::MultiMeasurements;
 use super::portmap::PortMapping;
@@ -21,6 +22,9 @@ pub struct FamilyMeasurements {
     /// The host's own addresses in this family (to recognise "no NAT" when sockets are bound to
     /// a wildcard address).
     pub local_addresses: Vec<IpAddr>,
+    /// How the run's waits went, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timing: Option<RunTiming>,
 }
 
 /// Reachability of the relay paths, measured elsewhere (`stunmap check`); `None` = not tested.

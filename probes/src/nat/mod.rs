@@ -7,7 +7,10 @@
 //!   the judgement of its trials.
 //! - [`portmap`]: whether the gateway maps ports on request (NAT-PMP, PCP, UPnP IGD; the codecs
 //!   are in [`crate::wire`]).
-//! - [`family`]: the discovery and the comparison of one family as probes of one engine run.
+//! - [`family`]: the discovery and the comparison of one family as one machine
+//!   ([`FamilyRun`]) on one RTT-adaptive schedule;
+//! - [`timing`]: that schedule: the RTT estimate (RFC 6298 §2), the waits, the budget and the
+//!   pacing.
 //!
 //! The classifier judges, as pure functions:
 //! - [`behaviour`]: the vocabulary, mapping and filtering classes and the [`NatType`];
@@ -31,6 +34,8 @@ pub mod pair;
 pub mod portmap;
 pub mod report;
 pub mod rules;
+pub mod timing;
+mod transaction;
 pub mod verdict;
 
 #[cfg(test)]
@@ -39,14 +44,15 @@ mod fixtures;
 mod sim;
 
 pub use behaviour::{Filtering, Mapping, NatType};
-pub use discovery::{DiscoveryConfig, DiscoveryMeasurements, NatDiscovery};
-pub use family::{FamilyOutput, FamilyProbe};
+pub use discovery::{DiscoveryConfig, DiscoveryMeasurements};
+pub use family::{FamilyConfig, FamilyOutput, FamilyRun, RunTiming, TcpRtt};
 pub use lifetime::{BindingLifetime, BindingLifetimeResult, LifetimeConfig, LifetimeMeasurements};
 pub use measurements::{FamilyMeasurements, Measurements, RelayPaths};
-pub use multi::{MultiMeasurements, MultiServer};
+pub use multi::MultiMeasurements;
 pub use pair::{PairOutcome, PeerRow, pair_outcome};
 pub use report::{
     ChangeTest, Classification, MappingMethod, NatPresence, NatReport, Note, UdpStatus,
 };
 pub use rules::{classify, classify_family};
+pub use timing::{Pace, RttSource, Timing};
 pub use verdict::{Level, Verdict};

@@ -114,6 +114,58 @@ impl UpnpStatus {
     }
 }
 
+impl std::fmt::Display for ProtocolStatus {
+    /// "available, external address 203.0.113.1 (epoch 42 s)", "refused: … (3)", "no answer" …
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProtocolStatus::Available { external, epoch } => {
+                f.write_str("available")?;
+                if let Some(a) = external {
+                    write!(f, ", external address {a}")?;
+                }
+                write!(f, " (epoch {epoch} s)")
+            }
+            ProtocolStatus::Refused { code, meaning } => write!(f, "refused: {meaning} ({code})"),
+            ProtocolStatus::NatPmpOnly => f.write_str("no (the gateway speaks only NAT-PMP)"),
+            ProtocolStatus::Unreachable => f.write_str("no (port 5351 closed)"),
+            ProtocolStatus::NoAnswer => f.write_str("no answer"),
+            ProtocolStatus::Malformed => f.write_str("unreadable answers"),
+            ProtocolStatus::NotTested => f.write_str("not tested"),
+        }
+    }
+}
+
+impl std::fmt::Display for UpnpStatus {
+    /// "available: WANIPConnection:1 at http://…", "no answer to the SSDP search" …
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpnpStatus::Available {
+                location, services, ..
+            } => {
+                let names: Vec<&str> = services
+                    .iter()
+                    .map(|s| {
+                        s.service_type
+                            .rsplit_once(":service:")
+                            .map_or(s.service_type.as_str(), |(_, n)| n)
+                    })
+                    .collect();
+                write!(f, "available: {} at {location}", names.join(", "))
+            }
+            UpnpStatus::NoWanService { location } => write!(
+                f,
+                "a device answered ({location}) but offers no WAN connection service"
+            ),
+            UpnpStatus::DescriptionFailed { location, reason } => write!(
+                f,
+                "a device answered but its description failed ({location}: {reason})"
+            ),
+            UpnpStatus::NoAnswer => f.write_str("no answer to the SSDP search"),
+            UpnpStatus::NotTested => f.write_str("not tested"),
+        }
+    }
+}
+
 /// Port mapping on the default gateway: what each protocol said.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PortMapping {

@@ -7,6 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::machine::{LocalSocket, Probe};
+use crate::nat::family::TcpRtt;
+use crate::pair::session::Signalled;
 use crate::stun::attr::{self, ChangeRequest};
 use crate::stun::{
     Class, MessageType, MessageWriter, Method, StunView, TransactionId, TransactionIdSource,
@@ -117,6 +119,12 @@ pub(crate) struct World {
     declared: HashSet<TransactionId>,
     dropped_once: bool,
     pub(crate) sent: usize,
+    /// Every datagram the probe sent: when, from which socket, to where.
+    pub(crate) log: Vec<(Instant, LocalSocket, SocketAddr)>,
+    /// Round-trip time of every path.
+    rtt: Duration,
+    /// Random loss: percent of datagrams dropped in each direction, and the generator.
+    loss: Option<(u64, u64)>,
 }
 
 impl World {
@@ -136,7 +144,36 @@ impl World {
             declared: HashSet::new(),
             dropped_once: false,
             sent: 0,
+            log: Vec::new(),
+            rtt: Duration::from_millis(20),
+            loss: None,
         }
+    }
+
+    /// Every path with this round-trip time.
+    pub(crate) fn with_rtt(mut self, rtt: Duration) -> Self {
+        self.rtt = rtt;
+        self
+    }
+
+    /// Drop `percent` % of the datagrams in each direction at random (seeded, so a run is
+    /// reproducible), like the lab's `numgen random mod 100 < N drop`.
+    pub(crate) fn with_loss(mut self, percent: u64, seed: u64) -> Self {
+        self.loss = Some((percent, seed | 1));
+        self
+    }
+
+    /// Whether the next datagram is lost (xorshift64*).
+    pub(crate) fn lose(&mut self) -> bool {
+        let Some((percent, state)) = self.loss.as_mut() else {
+            return false;
+        };
+        let mut x = *state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        *state = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) % 100 < *percent
     }
 
     pub(crate) fn client_ip(&self) -> IpAddr {
@@ -326,11 +363,15 @@ impl World {
 
     fn send(&mut self, now: Instant, local: LocalSocket, dst: SocketAddr, data: Vec<u8>) {
         self.sent += 1;
+        self.log.push((now, local, dst));
         let src = self.local(local);
         match self.net {
             Net::UdpBlocked => return,
             Net::UdpOnlyTo(p) if dst.port() != p => return,
             _ => {}
+        }
+        if self.lose() {
+            return;
         }
         if self.quirks.drop_first_from_default
             && local == LocalSocket::Default
@@ -340,7 +381,7 @@ impl World {
             return;
         }
         let translated = self.outbound(now, src, dst);
-        let rtt = Duration::from_millis(20);
+        let rtt = self.rtt;
         // Hairpin (RFC 4787 §6): to our own public address.
         if dst.ip() == self.nat_ip || dst.ip() == self.client_ip {
             let hairpins = match self.spec() {
@@ -357,7 +398,9 @@ impl World {
         };
         // The reply crosses the path half an RTT later: the NAT judges it then.
         let arrive = now + rtt / 2;
-        if let Some(internal) = self.inbound(arrive, from, to) {
+        if let Some(internal) = self.inbound(arrive, from, to)
+            && !self.lose()
+        {
             self.queue.push((now + rtt, from, internal, reply));
         }
     }
@@ -390,9 +433,39 @@ impl World {
 
     /// Drive `probe` to completion; returns its output and the simulated duration.
     pub(crate) fn run<P: Probe>(&mut self, probe: &mut P, t0: Instant) -> (P::Output, Duration) {
+        self.drive(probe, t0, None, |_, _, _| {})
+    }
+
+    /// The same, with a TCP round trip of `rtt` measured beside the run and signalled `at`
+    /// after the start.
+    pub(crate) fn run_hinted<P: Probe + Signalled<In = TcpRtt>>(
+        &mut self,
+        probe: &mut P,
+        t0: Instant,
+        at: Duration,
+        rtt: Duration,
+    ) -> (P::Output, Duration) {
+        self.drive(probe, t0, Some((t0 + at, rtt)), |p, now, rtt| {
+            p.handle_signal(now, TcpRtt(rtt))
+        })
+    }
+
+    fn drive<P: Probe>(
+        &mut self,
+        probe: &mut P,
+        t0: Instant,
+        mut hint: Option<(Instant, Duration)>,
+        mut signal: impl FnMut(&mut P, Instant, Duration),
+    ) -> (P::Output, Duration) {
         let mut now = t0;
         let mut buf = Vec::new();
         for _ in 0..1_000_000 {
+            if let Some((at, rtt)) = hint
+                && now >= at
+            {
+                signal(probe, now, rtt);
+                hint = None;
+            }
             loop {
                 buf.clear();
                 let Some(t) = probe.poll_transmit(now, &mut buf) else {
@@ -416,6 +489,7 @@ impl World {
             let next = [
                 probe.poll_timeout(),
                 self.queue.iter().map(|(at, _, _, _)| *at).min(),
+                hint.map(|(at, _)| at),
             ]
             .into_iter()
             .flatten()

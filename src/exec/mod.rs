@@ -1,0 +1,3 @@
+//! Engine runs shared by several commands (so one command never imports another's module).
+
+pub(crate) mod nat;
