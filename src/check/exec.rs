@@ -18,7 +18,7 @@ use probes::nat::timing::RttEstimator;
 use probes::nat::{Measurements, Timing};
 use probes::profile::Host;
 use probes::sweep::TcpPortResult;
-use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport};
+use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::auth::Credentials;
 use probes::turn::relay::{DataMode, RelayConfig, RelayProbe, RelayReport};
 
@@ -297,11 +297,13 @@ pub(crate) async fn turn_udp(
     .offset(UDP_TRANSMISSIONS - 1)
     .unwrap_or(cfg.timeout);
     let start = tokio::time::Instant::now();
+    let silenced = std::sync::atomic::AtomicBool::new(false);
     // Silent: stop the run, give what answered two RTOs to release, then let go of the rest
     // (nothing was heard from it, so it holds nothing). Cancelled: the engine's drain.
     let watch = async {
         tokio::select! {
             () = host.silence(target.ip, start, own, cfg.timeout) => {
+                silenced.store(true, std::sync::atomic::Ordering::Relaxed);
                 stop.cancel();
                 let rto = host.rto(target.ip, cfg.timeout).unwrap_or(UDP_RTO);
                 tokio::time::sleep(rto * 2).await;
@@ -325,6 +327,15 @@ pub(crate) async fn turn_udp(
     };
     if let Some(r) = report {
         r.map_err(|e| e.to_string())?;
+    }
+    // A probe the measured silence stopped was not answered: that is the finding, not an
+    // interruption (the check's own cancel leaves it as stopped).
+    if silenced.load(std::sync::atomic::Ordering::Relaxed) && !cancel.is_cancelled() {
+        for r in results.iter_mut().flatten() {
+            if r.status == AllocateStatus::Cancelled {
+                r.status = AllocateStatus::Timeout;
+            }
+        }
     }
     Ok(results)
 }
