@@ -623,8 +623,13 @@ fn interrupted_mid_run_releases_the_turn_allocations() {
     let a = spawn_pair(ca);
     thread::sleep(Duration::from_millis(200));
     let b = spawn_pair(cb);
-    // Connected and measuring by then (loopback connects in milliseconds).
-    thread::sleep(Duration::from_secs(4));
+    // Both allocations made (coturn's log says so), then a moment to connect and measure
+    // (loopback connects in milliseconds; a loaded machine may take seconds to get here).
+    let waiting = Instant::now();
+    while turn.allocations_made() < 2 && waiting.elapsed() < Duration::from_secs(20) {
+        thread::sleep(Duration::from_millis(100));
+    }
+    thread::sleep(Duration::from_secs(2));
     interrupt(&a);
     interrupt(&b);
     let start = Instant::now();
