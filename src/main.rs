@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod app;
 mod check;
 mod cmd;
+mod exec;
 mod exit;
 mod ids;
 mod metrics;

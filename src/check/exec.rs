@@ -23,7 +23,7 @@ use probes::turn::relay::{DataMode, RelayConfig, RelayProbe, RelayReport};
 use super::plan::{
     CheckConfig, ControlPlan, Reach, Resolved, SampleTarget, TurnStreamTarget, TurnUdpTarget,
 };
-use crate::cmd::turn::session_config;
+use crate::exec::turn::session_config;
 
 /// Resolve one name: `--resolve` first, else the engine's own DNS client (A and AAAA).
 async fn resolve_name(name: &str, ports: &[u16], cfg: &CheckConfig) -> Resolved {

@@ -1,0 +1,3 @@
+//! Engine calls more than one command makes the same way.
+
+pub(crate) mod turn;
