@@ -258,8 +258,8 @@ struct Explain {
 fn plan(args: &Args) -> anyhow::Result<Explain> {
     let subnet = Cidr::parse(&args.subnet).ok_or_else(|| {
         usage(format!(
-            "--subnet: not an address prefix: {:?}",
-            args.subnet
+            "--subnet: not an address prefix: '{}'",
+            crate::report::doc::clean(&args.subnet)
         ))
     })?;
     Ok(Explain {
