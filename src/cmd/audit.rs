@@ -538,8 +538,12 @@ impl Report for AuditOutput {
             run.exit_code.code()
         ));
         if let Some(why) = &self.not_tested {
-            doc.summary
-                .push("the findings below say nothing about relaying to internal addresses".into());
+            let any_finding = self.audit.as_ref().is_some_and(|a| !a.findings.is_empty());
+            doc.summary.push(if any_finding {
+                "the findings below say nothing about relaying to internal addresses".into()
+            } else {
+                "nothing is known about relaying to internal addresses".into()
+            });
             if *why == NotTested::NoCredentials {
                 doc.summary.push(
                     "give credentials (--user with STUNMAP_TURN_PASSWORD, or a REST secret) to audit relaying"
