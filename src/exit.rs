@@ -58,16 +58,47 @@ pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
     UsageError(msg.into()).into()
 }
 
-/// Print a clap error; help and version exit 0, anything else is a usage error (64).
+/// Print a clap error; help and version exit 0, anything else is a usage error (64) printed
+/// as one line ([`one_line`]).
 pub(crate) fn clap_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    let _ = e.print();
     match e.kind() {
         ErrorKind::DisplayHelp
         | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::SUCCESS,
-        _ => Outcome::Usage.into(),
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("stunmap: {}", one_line(&e.render().to_string()));
+            Outcome::Usage.into()
+        }
     }
+}
+
+/// A clap error message on one line: the reason with the indented lines that continue it
+/// (the names of missing arguments), then any tip in parentheses; the usage synopsis and
+/// the pointer to `--help` are left out.
+fn one_line(rendered: &str) -> String {
+    let mut lines = rendered.lines();
+    let mut out = lines
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim()
+        .to_string();
+    let mut continuing = true;
+    for line in lines {
+        let t = line.trim();
+        if t.is_empty() {
+            continuing = false;
+        } else if let Some(tip) = t.strip_prefix("tip:") {
+            out.push_str(&format!(" (tip: {})", tip.trim()));
+        } else if continuing && line.starts_with(char::is_whitespace) {
+            out.push(' ');
+            out.push_str(t);
+        }
+    }
+    out
 }
 
 /// Print an error from a command: usage errors exit 64, everything else 70.
@@ -78,4 +109,30 @@ pub(crate) fn report(e: &anyhow::Error) -> ExitCode {
     }
     eprintln!("stunmap: error: {e:#}");
     Outcome::Internal.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        assert_eq!(
+            one_line(
+                "error: unexpected argument '--password' found\n\n  tip: a similar argument \
+                 exists: '--password-file'\n\nUsage: stunmap turn <URI>\n\nFor more \
+                 information, try '--help'.\n"
+            ),
+            "error: unexpected argument '--password' found (tip: a similar argument exists: \
+             '--password-file')"
+        );
+        assert_eq!(
+            one_line(
+                "error: the following required arguments were not provided:\n  <URI>\n\n\
+                 Usage: stunmap turn <URI>\n"
+            ),
+            "error: the following required arguments were not provided: <URI>"
+        );
+        assert_eq!(one_line(""), "invalid arguments");
+    }
 }

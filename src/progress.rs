@@ -9,28 +9,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[derive(Debug)]
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
-    retransmits: std::cell::Cell<u64>,
 }
 
 impl Progress {
     pub(crate) fn new(total: u64, quiet: bool) -> Self {
         if quiet || !std::io::stderr().is_terminal() || total < 50 {
-            return Self {
-                bar: None,
-                retransmits: 0.into(),
-            };
+            return Self { bar: None };
         }
         let bar = ProgressBar::new(total);
         if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} probes, {msg} (eta {eta})",
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} probes (eta {eta})",
         ) {
             bar.set_style(style);
         }
-        bar.set_message("0 retransmitted");
-        Self {
-            bar: Some(bar),
-            retransmits: 0.into(),
-        }
+        Self { bar: Some(bar) }
     }
 
     pub(crate) fn inc(&self) {
@@ -43,14 +35,6 @@ impl Progress {
     pub(crate) fn set(&self, done: u64) {
         if let Some(b) = &self.bar {
             b.set_position(done);
-        }
-    }
-
-    pub(crate) fn retransmit(&self) {
-        if let Some(b) = &self.bar {
-            let n = self.retransmits.get() + 1;
-            self.retransmits.set(n);
-            b.set_message(format!("{n} retransmitted"));
         }
     }
 

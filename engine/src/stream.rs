@@ -146,6 +146,9 @@ pub struct StreamRun<O> {
     pub deadline_reached: bool,
 }
 
+/// How long a cancelled run waits for the stream's shutdown (TLS close_notify, FIN).
+const SHUTDOWN_WHEN_STOPPED: Duration = Duration::from_millis(100);
+
 /// Iterations allowed when fast-forwarding a probe whose stream broke.
 const FAST_FORWARD_STEPS: usize = 1000;
 
@@ -166,13 +169,23 @@ pub async fn run_stream<P: Probe>(
         interrupted: false,
         deadline_reached: false,
     };
-    let tcp = match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(server)).await {
-        Err(_) => return run,
-        Ok(Err(e)) => {
-            run.connect = ConnectOutcome::from_error(&e);
+    // The connection and the handshake end at once on cancellation: nothing was allocated
+    // yet, so there is nothing to clean up.
+    let connect = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(server));
+    let tcp = tokio::select! {
+        r = connect => match r {
+            Err(_) => return run,
+            Ok(Err(e)) => {
+                run.connect = ConnectOutcome::from_error(&e);
+                return run;
+            }
+            Ok(Ok(s)) => s,
+        },
+        _ = cancel.cancelled() => {
+            run.interrupted = true;
+            run.error = Some("stopped while connecting".into());
             return run;
         }
-        Ok(Ok(s)) => s,
     };
     run.connect = ConnectOutcome::Connected {
         time: now().saturating_duration_since(start),
@@ -188,9 +201,17 @@ pub async fn run_stream<P: Probe>(
             config,
         } => {
             let connector = tokio_rustls::TlsConnector::from(config);
-            match tokio::time::timeout(opts.connect_timeout, connector.connect(server_name, tcp))
-                .await
-            {
+            let handshake =
+                tokio::time::timeout(opts.connect_timeout, connector.connect(server_name, tcp));
+            let handshake = tokio::select! {
+                r = handshake => r,
+                _ = cancel.cancelled() => {
+                    run.interrupted = true;
+                    run.error = Some("stopped during the TLS handshake".into());
+                    return run;
+                }
+            };
+            match handshake {
                 Err(_) => {
                     run.error = Some("TLS handshake timed out".into());
                     run
@@ -396,7 +417,13 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
     for (_, task) in &udp {
         task.abort();
     }
-    let _ = tokio::time::timeout(opts.io_timeout, wr.shutdown()).await;
+    // A stopped run does not wait on a peer that does not read.
+    let shutdown = if run.interrupted || run.deadline_reached {
+        opts.io_timeout.min(SHUTDOWN_WHEN_STOPPED)
+    } else {
+        opts.io_timeout
+    };
+    let _ = tokio::time::timeout(shutdown, wr.shutdown()).await;
     run.output = probe.take_output();
     run
 }

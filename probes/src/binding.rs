@@ -76,13 +76,31 @@ pub struct BindingResponse {
     pub fingerprint: bool,
     /// A comprehension-required attribute the parser does not know (reported, not fatal).
     pub unknown_attribute: Option<u16>,
+    /// XOR-MAPPED-ADDRESS or MAPPED-ADDRESS was present but could not be decoded (RFC 8489
+    /// §14.1, §14.2): which one and why. Such an answer carries no mapping to trust.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub malformed_address: Option<String>,
 }
 
 impl BindingResponse {
-    /// The reflexive address: XOR-MAPPED-ADDRESS, else MAPPED-ADDRESS.
+    /// The reflexive address: XOR-MAPPED-ADDRESS, else MAPPED-ADDRESS; none from a response
+    /// whose address attribute is malformed.
     pub fn mapped_address(&self) -> Option<SocketAddr> {
+        if self.malformed_address.is_some() {
+            return None;
+        }
         self.xor_mapped.or(self.mapped)
     }
+}
+
+/// The first of XOR-MAPPED-ADDRESS and MAPPED-ADDRESS that is present and cannot be decoded.
+fn malformed_address(view: &StunView<'_>) -> Option<String> {
+    let bad = |name: &str, a: Option<Result<SocketAddr, crate::stun::view::ParseError>>| match a {
+        Some(Err(e)) => Some(format!("{name}: {e}")),
+        _ => None,
+    };
+    bad("XOR-MAPPED-ADDRESS", view.xor_mapped_address())
+        .or_else(|| bad("MAPPED-ADDRESS", view.mapped_address()))
 }
 
 /// How a Binding transaction ended.
@@ -253,6 +271,7 @@ pub(crate) fn response_status(view: &StunView<'_>) -> Result<BindingStatus, Igno
                 .map(|s| String::from_utf8_lossy(s).into_owned()),
             fingerprint,
             unknown_attribute: view.unknown_comprehension_required(),
+            malformed_address: malformed_address(view),
         })
     } else {
         match view.error_code() {
@@ -389,6 +408,33 @@ mod tests {
     #[allow(clippy::disallowed_methods)]
     fn t0() -> Instant {
         Instant::now()
+    }
+
+    /// A success whose XOR-MAPPED-ADDRESS cannot be decoded is an answer without a mapping,
+    /// and says why.
+    #[test]
+    fn a_malformed_mapped_address_is_no_mapping() {
+        let t0 = t0();
+        let tid = TransactionId([2; 12]);
+        let mut tx = BindingTransaction::new(tid, server(), quick());
+        let mut buf = Vec::new();
+        tx.poll_transmit(t0, &mut buf).unwrap();
+        let mut resp = Vec::new();
+        let mut w = MessageWriter::new(&mut resp, MessageType::BINDING_SUCCESS, &tid);
+        // Family 0x01 (IPv4) with a value of five bytes.
+        w.attr(attr::XOR_MAPPED_ADDRESS, &[0, 1, 0x12, 0x34, 0x56]);
+        w.address(attr::MAPPED_ADDRESS, &"203.0.113.9:4000".parse().unwrap());
+        w.finish();
+        tx.handle_input(t0 + Duration::from_millis(5), server(), &resp)
+            .unwrap();
+        let out = tx.take_output().unwrap();
+        let BindingStatus::Success(r) = out.status else {
+            panic!("{out:?}");
+        };
+        assert!(r.xor_mapped.is_none());
+        assert_eq!(r.mapped_address(), None, "{r:?}");
+        let why = r.malformed_address.unwrap();
+        assert!(why.starts_with("XOR-MAPPED-ADDRESS: "), "{why}");
     }
 
     #[test]

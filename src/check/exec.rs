@@ -25,7 +25,7 @@ use probes::turn::relay::{DataMode, RelayConfig, RelayProbe, RelayReport};
 use super::plan::{
     CheckConfig, ControlPlan, Reach, Resolved, SampleTarget, TurnStreamTarget, TurnUdpTarget,
 };
-use crate::cmd::turn::session_config;
+use crate::exec::turn::session_config;
 
 /// The NAT tests' whole budget in a check: the blind schedule at the default `--rto`
 /// (5 × 200 ms) fits with room; a measured path ends far sooner.

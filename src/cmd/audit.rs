@@ -7,21 +7,22 @@
 //! releases both allocations. It also reports the server's SOFTWARE, which transports answer,
 //! and what an unauthenticated Allocate gets.
 //!
+//! A run in which no request toward a candidate was answered (no credentials, a refused or
+//! unanswered Allocate) says "not tested" with the reason and exits 1: it found nothing
+//! because it could test nothing.
+//!
 //! Credentials come as for `stunmap turn`: `--user` with `STUNMAP_TURN_PASSWORD` /
 //! `--password-file`, or a TURN REST secret from `STUNMAP_TURN_SECRET` / `--secret-file`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
-use engine::Cancel;
-use engine::stream::{Security, StreamOptions, run_stream};
-use engine::tcp::ConnectOutcome;
-use probes::Probe;
-use probes::finding::Severity;
+use anyhow::Result;
+use engine::stream::Security;
+use probes::finding::{Severity, Status};
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::audit::{
-    AuditConfig, AuditProbe, AuditReport, PeerOutcome, PeerResult, Unauthenticated,
+    AuditConfig, AuditProbe, AuditReport, NotTested, PeerOutcome, PeerResult, Unauthenticated,
 };
 use probes::turn::auth::Credentials;
 use probes::turn::session::Release;
@@ -29,11 +30,20 @@ use probes::turn::uri::TurnUri;
 use probes::{Family, Transport};
 use serde::Serialize;
 
-use super::turn::{AuthArgs, parse_uri, server_addr, session_config};
-use crate::exit::{Outcome, usage};
+use super::turn::{AuthArgs, MAX_TIMEOUT_MS, mark, parse_uri, server_addr};
+use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
+use crate::exec::turn::{no_result, session_config};
+use crate::exit::Outcome;
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, secs};
+use crate::report::prom::{Writer, flag, run_facts};
+use crate::report::words;
 
 /// Flags of `stunmap audit`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Exit status: 0 relaying tested and nothing internal granted; 1 a finding of medium severity or
+worse, an allocation not confirmed released, or relaying not tested (no credentials, the
+allocation refused); 2 the server does not answer; 64 bad flags; 130 interrupted.")]
 pub(crate) struct Args {
     /// The server to audit: turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT].
     /// Audit only servers you run or are allowed to test.
@@ -41,18 +51,88 @@ pub(crate) struct Args {
     uri: String,
     #[command(flatten)]
     auth: AuthArgs,
-    /// Milliseconds a request may take (retransmissions included).
-    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    /// Milliseconds a request may take, retransmissions included (1 to 60000).
+    #[arg(long, default_value_t = 2000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_MS))]
     timeout: u64,
     /// Also try TLS on this port when listing the transports the server accepts.
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     tls_port: Option<u16>,
     /// Skip the check of the other transports.
     #[arg(long)]
     no_transports: bool,
-    /// Machine-readable output (schema `stunmap.audit/1`).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    files: ReportFiles,
+}
+
+/// One transport to list: where an unauthenticated Allocate goes.
+#[derive(Debug)]
+struct TransportTry {
+    transport: Transport,
+    port: u16,
+    security: Security,
+}
+
+/// A planned audit.
+#[derive(Debug)]
+struct Audit {
+    uri: TurnUri,
+    credentials: Option<Credentials>,
+    security: Security,
+    timeout: Duration,
+    transports: Vec<TransportTry>,
+}
+
+/// The transports listed: UDP and TCP on the URI's port, TLS there for turns:, and TLS on
+/// `--tls-port`.
+fn transport_tries(uri: &TurnUri, tls_port: Option<u16>) -> Vec<(Transport, u16)> {
+    let mut tries = vec![(Transport::Udp, uri.port), (Transport::Tcp, uri.port)];
+    if uri.transport == Transport::Tls {
+        tries.push((Transport::Tls, uri.port));
+    }
+    if let Some(p) = tls_port
+        && !tries.contains(&(Transport::Tls, p))
+    {
+        tries.push((Transport::Tls, p));
+    }
+    tries
+}
+
+/// The plan (pure: flags and files, no network).
+fn plan(args: &Args) -> Result<Audit> {
+    let uri = parse_uri(&args.uri)?;
+    let transports = if args.no_transports {
+        Vec::new()
+    } else {
+        transport_tries(&uri, args.tls_port)
+            .into_iter()
+            .map(|(transport, port)| {
+                let mut u = uri.clone();
+                u.transport = transport;
+                u.secure = transport == Transport::Tls;
+                u.port = port;
+                Ok(TransportTry {
+                    transport,
+                    port,
+                    security: args.auth.security(&u)?,
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    Ok(Audit {
+        credentials: args.auth.credentials()?,
+        security: args.auth.security(&uri)?,
+        uri,
+        timeout: Duration::from_millis(args.timeout),
+        transports,
+    })
+}
+
+pub(crate) fn run(args: Args) -> Result<Outcome> {
+    let audit = plan(&args)?;
+    crate::app::run(audit, &args.output, &args.files, "steps")
 }
 
 /// Whether a transport answered an unauthenticated Allocate.
@@ -68,221 +148,149 @@ struct TransportCheck {
     error: Option<String>,
 }
 
+/// The report of `stunmap audit` (schema `stunmap.audit/1`).
 #[derive(Debug, Serialize)]
-struct Report {
-    schema: &'static str,
+pub(crate) struct AuditOutput {
     uri: String,
     server: SocketAddr,
-    interrupted: bool,
     authenticated: bool,
+    /// ok (relaying tested, nothing of medium severity or worse), degraded (findings, an
+    /// allocation not confirmed released, or relaying not tested), blocked (no answer).
+    status: Status,
+    /// Why relaying was not tested, when it was not: the findings then say nothing about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_tested: Option<NotTested>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_error: Option<String>,
     audit: Option<AuditReport>,
     transports: Vec<TransportCheck>,
 }
 
-/// Run one probe over `transport` and return its output and the stream error, if any.
-async fn run_probe<P>(
-    probe: P,
-    transport: Transport,
-    server: SocketAddr,
-    security: Security,
-    cancel: Cancel,
-) -> Result<(Option<P::Output>, bool, Option<String>)>
-where
-    P: Probe,
-{
-    if transport.is_stream() {
-        let run = run_stream(probe, server, security, StreamOptions::default(), cancel).await;
-        return Ok((run.output, run.interrupted, run.error));
-    }
-    let (out, r) = engine::run_one(probe, None, cancel).await?;
-    Ok((out, r.interrupted, None))
-}
+impl Command for Audit {
+    type Report = AuditOutput;
 
-/// Whether the audit made its first allocation (and gave it back) or was refused it with 440
-/// (an IPv6-only relay), and the IPv6 allocation is still to be made: over TCP/TLS, on a
-/// second connection. As over UDP, never while the first allocation may still exist.
-fn wants_ipv6_connection(a: &AuditReport) -> bool {
-    let first = matches!(
-        a.allocate,
-        Some(PeerOutcome::Granted | PeerOutcome::Refused { code: 440, .. })
-    );
-    first && a.allocate_ipv6.is_none() && a.release.is_clean() && !a.cancelled
-}
-
-fn connect_text(c: &ConnectOutcome) -> String {
-    match c {
-        ConnectOutcome::Connected { .. } => "no result".into(),
-        ConnectOutcome::Refused => "connection refused".into(),
-        ConnectOutcome::Timeout => "connection timed out".into(),
-        ConnectOutcome::Unreachable => "unreachable".into(),
-        ConnectOutcome::Error { message, .. } => message.clone(),
-    }
-}
-
-fn transport_uri(uri: &TurnUri, transport: Transport, port: u16) -> TurnUri {
-    let mut u = uri.clone();
-    u.transport = transport;
-    u.secure = transport == Transport::Tls;
-    u.port = port;
-    u
-}
-
-pub(crate) fn run(args: Args) -> Result<Outcome> {
-    let uri = parse_uri(&args.uri)?;
-    if args.timeout == 0 {
-        return Err(usage("--timeout must be at least 1 ms"));
-    }
-    let credentials: Option<Credentials> = args.auth.credentials()?;
-    let security = args.auth.security(&uri)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let server = server_addr(&uri).await?;
-        let (handle, cancel) = Cancel::new();
-        engine::driver::cancel_on_signals(handle);
-        let timeout = Duration::from_millis(args.timeout);
-        let authenticated = credentials.is_some();
-        let session = session_config(server, uri.transport, credentials, timeout);
+    async fn execute(self, ctx: Ctx) -> Result<AuditOutput> {
+        let server = server_addr(&self.uri).await?;
+        let transport = self.uri.transport;
+        let authenticated = self.credentials.is_some();
+        ctx.plan(1 + self.transports.len() as u64);
+        ctx.status("auditing");
+        let session = session_config(server, transport, self.credentials, self.timeout);
         let probe = AuditProbe::new(AuditConfig::new(session.clone()), crate::ids::source());
-        let (mut audit, mut interrupted, mut stream_error) = run_probe(
+        let first = crate::exec::turn::run(
             probe,
-            uri.transport,
             server,
-            security.clone(),
-            cancel.clone(),
+            transport,
+            self.security.clone(),
+            ctx.cancel.clone(),
         )
         .await?;
-        // Over TCP/TLS the IPv6 allocation needs a connection of its own (docs/audit.md, step 6).
+        let mut stream_error = first.stream_error.clone();
+        let no_audit = first.output.is_none().then(|| no_result(&first));
+        let mut audit = first.output;
+        // Over TCP/TLS the IPv6 allocation needs a connection of its own (docs/audit.md,
+        // step 6).
         if let Some(a) = audit
             .as_mut()
-            .filter(|a| uri.transport.is_stream() && !interrupted && wants_ipv6_connection(a))
+            .filter(|a| !ctx.stopped() && a.wants_ipv6_connection())
         {
             let config = AuditConfig {
                 session,
                 ipv6_only: true,
             };
-            let probe = AuditProbe::new(config, crate::ids::source());
-            let run = run_stream(
-                probe,
+            let second = crate::exec::turn::run(
+                AuditProbe::new(config, crate::ids::source()),
                 server,
-                security,
-                StreamOptions::default(),
-                cancel.clone(),
+                transport,
+                self.security,
+                ctx.cancel.clone(),
             )
-            .await;
-            interrupted |= run.interrupted;
-            match run.output {
-                Some(ipv6) => a.adopt_ipv6(ipv6),
-                None => {
-                    let why = run
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| connect_text(&run.connect));
-                    a.ipv6_untestable(&format!(
-                        "the second {} connection, for the IPv6 allocation, failed: {why}",
-                        uri.transport.as_str()
-                    ));
-                }
-            }
-            if let Some(e) = run.error {
+            .await?;
+            if let Some(e) = &second.stream_error {
                 stream_error.get_or_insert(format!("IPv6 allocation's connection: {e}"));
             }
+            match second.output {
+                Some(ipv6) => a.adopt_ipv6(ipv6),
+                None => a.ipv6_connection_failed(&no_result(&second)),
+            }
         }
-        let mut report = Report {
-            schema: "stunmap.audit/1",
-            uri: uri.to_string(),
-            server,
-            interrupted,
-            authenticated,
-            stream_error,
-            audit,
-            transports: Vec::new(),
+        ctx.advance(1);
+        let mut transports = Vec::new();
+        for t in self.transports {
+            if ctx.stopped() {
+                break;
+            }
+            let addr = SocketAddr::new(server.ip(), t.port);
+            let probe = AllocateProbe::new(
+                AllocateConfig {
+                    session: session_config(addr, t.transport, None, self.timeout),
+                    exercise: false,
+                },
+                crate::ids::source(),
+            );
+            let r =
+                crate::exec::turn::run(probe, addr, t.transport, t.security, ctx.cancel.clone())
+                    .await?;
+            let error = r
+                .stream_error
+                .clone()
+                .or_else(|| r.output.is_none().then(|| no_result(&r)));
+            let status = r.output.map(|o: AllocateReport| o.status);
+            let answers = matches!(
+                status,
+                Some(
+                    AllocateStatus::Allocated
+                        | AllocateStatus::AuthRequired
+                        | AllocateStatus::Rejected { .. }
+                )
+            );
+            transports.push(TransportCheck {
+                transport: t.transport,
+                port: t.port,
+                answers,
+                status,
+                error,
+            });
+            ctx.advance(1);
+        }
+        let not_tested = match &audit {
+            Some(a) => a.not_tested(),
+            None => Some(NotTested::NoAnswer),
         };
-        if !args.no_transports && !report.interrupted {
-            let mut tries = vec![(Transport::Udp, uri.port), (Transport::Tcp, uri.port)];
-            if uri.transport == Transport::Tls {
-                tries.push((Transport::Tls, uri.port));
-            }
-            if let Some(p) = args.tls_port
-                && !tries.contains(&(Transport::Tls, p))
-            {
-                tries.push((Transport::Tls, p));
-            }
-            for (transport, port) in tries {
-                let u = transport_uri(&uri, transport, port);
-                let security = args.auth.security(&u)?;
-                let addr = SocketAddr::new(server.ip(), port);
-                let session = session_config(addr, transport, None, timeout);
-                let probe = AllocateProbe::new(
-                    AllocateConfig {
-                        session,
-                        exercise: false,
-                    },
-                    crate::ids::source(),
-                );
-                let (out, interrupted, error): (Option<AllocateReport>, _, _) =
-                    run_probe(probe, transport, addr, security, cancel.clone()).await?;
-                let status = out.map(|o| o.status);
-                let answers = matches!(
-                    status,
-                    Some(
-                        AllocateStatus::Allocated
-                            | AllocateStatus::AuthRequired
-                            | AllocateStatus::Rejected { .. }
-                    )
-                );
-                report.transports.push(TransportCheck {
-                    transport,
-                    port,
-                    answers,
-                    status,
-                    error,
-                });
-                if interrupted {
-                    report.interrupted = true;
-                    break;
-                }
-            }
-        }
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print_human(&report);
-        }
-        outcome(&report)
-    })
+        let mut out = AuditOutput {
+            uri: self.uri.to_string(),
+            server,
+            authenticated,
+            status: Status::Ok,
+            not_tested,
+            stream_error: stream_error.or(no_audit),
+            audit,
+            transports,
+        };
+        out.status = out.judge();
+        Ok(out)
+    }
 }
 
-fn outcome(r: &Report) -> Result<Outcome> {
-    if r.interrupted {
-        return Ok(Outcome::Interrupted);
-    }
-    let Some(a) = &r.audit else {
-        bail!("the audit produced no result");
-    };
-    if !a.release_is_clean() {
-        return Ok(Outcome::Degraded);
-    }
-    if a.unauthenticated == Unauthenticated::Timeout {
-        return Ok(Outcome::Blocked);
-    }
-    // A granted internal peer (or an open relay) is what the audit exists to find: exit 1.
-    Ok(match a.worst() {
-        Some(s) if s >= Severity::Medium => Outcome::Degraded,
-        _ => Outcome::Ok,
-    })
-}
-
-fn outcome_text(o: &PeerOutcome) -> String {
-    match o {
-        PeerOutcome::Granted => "GRANTED".into(),
-        PeerOutcome::Refused { code, reason } => format!("refused {code} {reason}"),
-        PeerOutcome::Timeout => "no answer".into(),
-        PeerOutcome::NotTried => "not tried".into(),
-        PeerOutcome::Untestable { reason } => format!("untestable: {reason}"),
+impl AuditOutput {
+    fn judge(&self) -> Status {
+        let Some(a) = &self.audit else {
+            return Status::Blocked;
+        };
+        if a.unauthenticated == Unauthenticated::Timeout && a.allocate.is_none() {
+            return Status::Blocked;
+        }
+        if !a.release_is_clean() || a.worst().is_some_and(|s| s >= Severity::Medium) {
+            return Status::Degraded;
+        }
+        if a.unauthenticated == Unauthenticated::Timeout && a.allocate == Some(PeerOutcome::Timeout)
+        {
+            return Status::Blocked;
+        }
+        if self.not_tested.is_some() {
+            return Status::Degraded;
+        }
+        Status::Ok
     }
 }
 
@@ -290,52 +298,6 @@ fn family_name(f: Family) -> &'static str {
     match f {
         Family::Ipv4 => "IPv4",
         Family::Ipv6 => "IPv6",
-    }
-}
-
-/// The requests `peers` made toward the `family` allocation. Candidates of the other family
-/// refused with 443 (Peer Address Family Mismatch, RFC 8656 §19) are counted on one line; a
-/// group that could not be asked at all prints its reason once.
-fn print_peers(title: &str, family: Family, peers: &[PeerResult], ipv6_allocated: bool) {
-    let group: Vec<&PeerResult> = peers.iter().filter(|p| p.relay_family == family).collect();
-    if group.iter().all(|p| p.outcome == PeerOutcome::NotTried) {
-        return;
-    }
-    println!("  {title} toward the {} allocation", family_name(family));
-    if let Some(PeerOutcome::Untestable { reason }) = group.first().map(|p| &p.outcome)
-        && group
-            .iter()
-            .all(|p| matches!(p.outcome, PeerOutcome::Untestable { .. }))
-    {
-        println!("    {} untestable: {reason}", candidates(group.len()));
-        return;
-    }
-    let mismatch = |p: &PeerResult| {
-        matches!(p.outcome, PeerOutcome::Refused { code: 443, .. })
-            && Family::of_socket(&p.candidate.peer) != family
-    };
-    for p in group.iter().filter(|p| !mismatch(p)) {
-        let c = &p.candidate;
-        let bypass = c.bypass.map(|b| format!(" [{b}]")).unwrap_or_default();
-        println!(
-            "    {:<28} {:<15} {:<16} {}{bypass}",
-            c.peer.ip().to_string(),
-            format!("{:?}", c.category),
-            format!("{:?}", c.encoding),
-            outcome_text(&p.outcome)
-        );
-    }
-    let n = group.iter().filter(|p| mismatch(p)).count();
-    if n > 0 {
-        let why = if family == Family::Ipv4 && ipv6_allocated {
-            "asked again toward the IPv6 allocation below"
-        } else {
-            "this allocation cannot test them"
-        };
-        println!(
-            "    {} of the other family: refused 443 ({why})",
-            candidates(n)
-        );
     }
 }
 
@@ -347,107 +309,401 @@ fn candidates(n: usize) -> String {
     }
 }
 
-fn release_text(r: &Release) -> String {
-    match r {
-        Release::NotNeeded => "clean (nothing was allocated)".into(),
-        Release::Released | Release::AlreadyGone => "clean".into(),
-        Release::Failed { code, reason } => {
-            format!("NOT CONFIRMED: {code} {reason} (the allocation expires with its lifetime)")
-        }
-        Release::Timeout => {
-            "NOT CONFIRMED: no answer (the allocation expires with its lifetime)".into()
-        }
+fn outcome_mark(o: &PeerOutcome) -> Mark {
+    match o {
+        PeerOutcome::Granted => Mark::new("granted", Tone::Bad),
+        PeerOutcome::Refused { .. } => Mark::new("refused", Tone::Good),
+        PeerOutcome::Timeout => Mark::new("no answer", Tone::Warn),
+        PeerOutcome::NotTried => Mark::new("not tried", Tone::Neutral),
+        PeerOutcome::Untestable { .. } => Mark::new("untestable", Tone::Neutral),
     }
 }
 
-fn print_human(r: &Report) {
-    println!("audit {} ({})", r.uri, r.server);
+fn outcome_detail(o: &PeerOutcome) -> String {
+    match o {
+        PeerOutcome::Refused { code, reason } => format!("{code} {reason}"),
+        PeerOutcome::Untestable { reason } => reason.clone(),
+        _ => String::new(),
+    }
+}
+
+/// The section of the requests `kind` made toward the `family` allocation. Candidates of the
+/// other family refused with 443 (Peer Address Family Mismatch, RFC 8656 §19) are counted on
+/// one line; a group that could not be asked at all gives its reason once.
+fn peers_section(
+    kind: &str,
+    family: Family,
+    peers: &[PeerResult],
+    ipv6_allocated: bool,
+) -> Option<Section> {
+    let group: Vec<&PeerResult> = peers.iter().filter(|p| p.relay_family == family).collect();
+    if group.iter().all(|p| p.outcome == PeerOutcome::NotTried) {
+        return None;
+    }
+    let mut sec = Section::new(format!(
+        "{kind} toward the {} allocation",
+        family_name(family)
+    ));
+    if let Some(PeerOutcome::Untestable { reason }) = group.first().map(|p| &p.outcome)
+        && group
+            .iter()
+            .all(|p| matches!(p.outcome, PeerOutcome::Untestable { .. }))
+    {
+        sec.push(Block::Text(format!(
+            "{} untestable: {reason}",
+            candidates(group.len())
+        )));
+        return Some(sec.marked(Mark::new("untestable", Tone::Neutral)));
+    }
+    let mismatch = |p: &PeerResult| {
+        matches!(p.outcome, PeerOutcome::Refused { code: 443, .. })
+            && Family::of_socket(&p.candidate.peer) != family
+    };
+    sec.push(Block::Table {
+        header: ["peer", "category", "encoding", "answer", "detail"]
+            .map(String::from)
+            .to_vec(),
+        rows: group
+            .iter()
+            .filter(|p| !mismatch(p))
+            .map(|p| {
+                let c = &p.candidate;
+                let mut detail = outcome_detail(&p.outcome);
+                if let Some(b) = c.bypass {
+                    detail = if detail.is_empty() {
+                        format!("[{b}]")
+                    } else {
+                        format!("{detail} [{b}]")
+                    };
+                }
+                vec![
+                    Cell::from(c.peer.ip().to_string()),
+                    Cell::from(c.category.to_string()),
+                    Cell::from(c.encoding.to_string()),
+                    Cell::from(outcome_mark(&p.outcome)),
+                    Cell::from(detail),
+                ]
+            })
+            .collect(),
+    });
+    let n = group.iter().filter(|p| mismatch(p)).count();
+    if n > 0 {
+        let why = if family == Family::Ipv4 && ipv6_allocated {
+            "asked again toward the IPv6 allocation"
+        } else {
+            "this allocation cannot test them"
+        };
+        sec.push(Block::Text(format!(
+            "{} of the other family: refused 443 ({why})",
+            candidates(n)
+        )));
+    }
+    Some(sec)
+}
+
+fn server_fields(r: &AuditOutput) -> Vec<(String, String)> {
+    let mut f: Vec<(String, String)> = Vec::new();
+    let mut add = |k: &str, v: String| f.push((k.into(), v));
     if let Some(e) = &r.stream_error {
-        println!("  stream       {e}");
+        add("stream", e.clone());
     }
     let Some(a) = &r.audit else {
-        println!("  no result");
-        return;
+        return f;
     };
+    add("transport", a.transport.to_string());
     if let Some(s) = &a.software {
-        println!("  software     {s}");
+        add("software", s.clone());
     }
     if let Some(s) = &a.realm {
-        println!("  realm        {s}");
+        add("realm", s.clone());
     }
-    println!(
-        "  binding      {}",
+    add(
+        "binding",
         if a.binding_answered {
             "answered"
         } else {
             "no answer"
         }
+        .into(),
     );
-    let unauth = match &a.unauthenticated {
-        Unauthenticated::Challenge => "401 with REALM and NONCE (as it should)".to_string(),
-        Unauthenticated::Allocated => "ALLOCATED WITHOUT CREDENTIALS (open relay)".to_string(),
-        Unauthenticated::Error { code, reason, .. } => format!("{code} {reason}"),
-        Unauthenticated::Timeout => "no answer".to_string(),
-        Unauthenticated::NotTried => "not tried".to_string(),
-    };
-    println!("  unauth alloc {unauth}");
-    if !r.authenticated && a.unauthenticated != Unauthenticated::Allocated {
-        println!("  peers        not tested: give credentials (--user …) to audit relaying");
-    }
+    add(
+        "unauth alloc",
+        match &a.unauthenticated {
+            Unauthenticated::Challenge => "401 with REALM and NONCE (as it should)".into(),
+            Unauthenticated::Allocated => "ALLOCATED WITHOUT CREDENTIALS (open relay)".into(),
+            other => other.to_string(),
+        },
+    );
     if let Some(o) = &a.allocate {
-        println!("  allocate     {}", outcome_text(o));
+        add("allocate", o.to_string());
     }
     if let Some(rel) = a.relayed {
-        println!("  relayed      {rel}");
+        add("relayed", rel.to_string());
     }
     if let Some(o) = &a.allocate_ipv6 {
         let note = match o {
-            PeerOutcome::Refused { code: 440, .. } => " (server has no IPv6 relay address)",
+            PeerOutcome::Refused { code: 440, .. } => " (the server has no IPv6 relay address)",
             _ => "",
         };
-        println!("  allocate v6  {}{note}", outcome_text(o));
+        add("allocate v6", format!("{o}{note}"));
     }
     if let Some(rel) = a.relayed_ipv6 {
-        println!("  relayed v6   {rel}");
-    }
-    let ipv6_allocated = a.allocate_ipv6 == Some(PeerOutcome::Granted);
-    for family in [Family::Ipv4, Family::Ipv6] {
-        print_peers("CreatePermission", family, &a.permissions, ipv6_allocated);
-        print_peers("ChannelBind", family, &a.channel_binds, ipv6_allocated);
-    }
-    for t in &r.transports {
-        let what = match (&t.status, &t.error) {
-            (Some(AllocateStatus::AuthRequired), _) => "answers (401)".to_string(),
-            (Some(AllocateStatus::Allocated), _) => {
-                "answers (allocated without credentials)".into()
-            }
-            (Some(AllocateStatus::Rejected { code, .. }), _) => format!("answers ({code})"),
-            (_, Some(e)) => format!("no ({e})"),
-            _ => "no answer".to_string(),
-        };
-        println!(
-            "  transport    {:<4} {:<5} {what}",
-            t.transport.as_str(),
-            t.port
-        );
-    }
-    if a.findings.is_empty() {
-        println!("  findings     none");
-    }
-    for f in &a.findings {
-        println!("  {:?}: {}", f.severity(), f.finding.summary);
-        if !f.peers.is_empty() {
-            println!("      granted: {}", f.peers.join(", "));
-        }
-        println!("      fix: {}", f.fix().map_or("", |x| x.title.as_str()));
+        add("relayed v6", rel.to_string());
     }
     if a.release != Release::NotNeeded || a.release_ipv6 == Release::NotNeeded {
-        println!("  release      {}", release_text(&a.release));
+        add("release", words::release(&a.release));
     }
     if a.release_ipv6 != Release::NotNeeded {
-        println!("  release v6   {}", release_text(&a.release_ipv6));
+        add("release v6", words::release(&a.release_ipv6));
     }
-    if a.cancelled {
-        println!("  (cancelled: partial results)");
+    f
+}
+
+fn severity_tone(s: Severity) -> Tone {
+    match s {
+        Severity::Info | Severity::Low => Tone::Neutral,
+        Severity::Medium => Tone::Warn,
+        Severity::High | Severity::Critical => Tone::Bad,
+    }
+}
+
+impl Report for AuditOutput {
+    const SCHEMA: &'static str = "stunmap.audit/1";
+
+    fn outcome(&self) -> Outcome {
+        match self.status {
+            Status::Ok => Outcome::Ok,
+            Status::Degraded | Status::Uncertain | Status::Skipped => Outcome::Degraded,
+            Status::Blocked => Outcome::Blocked,
+        }
+    }
+
+    fn document(&self, run: &RunInfo) -> Doc {
+        let worst = self.audit.as_ref().and_then(|a| {
+            a.findings
+                .first()
+                .filter(|f| f.severity() >= Severity::Medium)
+        });
+        let (headline, mark_) = match (&self.audit, worst, &self.not_tested) {
+            (None, _, _) => (
+                format!(
+                    "No audit: {}",
+                    self.stream_error.as_deref().unwrap_or("no answer")
+                ),
+                mark(Status::Blocked),
+            ),
+            (Some(a), Some(f), _) => {
+                let more = a
+                    .findings
+                    .iter()
+                    .filter(|x| x.severity() >= Severity::Medium)
+                    .count()
+                    .saturating_sub(1);
+                let mut h = f.finding.summary.clone();
+                if more > 0 {
+                    h.push_str(&format!(" (and {more} more findings)"));
+                }
+                (
+                    h,
+                    Mark::new(f.severity().as_str(), severity_tone(f.severity())),
+                )
+            }
+            (Some(_), None, Some(why)) if self.status == Status::Blocked => (
+                format!("No answer from the TURN server; relaying not tested ({why})"),
+                mark(Status::Blocked),
+            ),
+            (Some(_), None, Some(why)) => (
+                format!("Relaying not tested: {why}"),
+                Mark::new("untested", Tone::Warn),
+            ),
+            (Some(a), None, None) if !a.release_is_clean() => (
+                "No internal address relayed; an allocation was NOT confirmed released".into(),
+                mark(Status::Degraded),
+            ),
+            (Some(a), None, None) => (
+                format!(
+                    "No internal address relayed ({} requests answered, none granted)",
+                    a.peers_answered()
+                ),
+                mark(Status::Ok),
+            ),
+        };
+        let mut doc = Doc::new("stunmap audit", headline);
+        doc.mark = Some(mark_);
+        doc.summary.push(format!(
+            "{} ({}), {}, exit {}",
+            self.uri,
+            self.server,
+            secs(run.elapsed_seconds),
+            run.exit_code.code()
+        ));
+        if let Some(why) = &self.not_tested {
+            let any_finding = self.audit.as_ref().is_some_and(|a| !a.findings.is_empty());
+            doc.summary.push(if any_finding {
+                "the findings below say nothing about relaying to internal addresses".into()
+            } else {
+                "nothing is known about relaying to internal addresses".into()
+            });
+            if *why == NotTested::NoCredentials {
+                doc.summary.push(
+                    "give credentials (--user with STUNMAP_TURN_PASSWORD, or a REST secret) to audit relaying"
+                        .into(),
+                );
+            }
+        }
+        doc.push(Section::new("Server").block(Block::Fields(server_fields(self))));
+        if let Some(a) = &self.audit {
+            doc.push(
+                Section::new("Findings").block(Block::Fixes(
+                    a.findings
+                        .iter()
+                        .map(|f| {
+                            let mut title = format!("[{}] {}", f.severity(), f.finding.summary);
+                            if !f.peers.is_empty() {
+                                title.push_str(&format!(" (granted: {})", f.peers.join(", ")));
+                            }
+                            let fix = f.fix();
+                            FixItem {
+                                title,
+                                commands: fix
+                                    .map(|x| {
+                                        std::iter::once(x.title.clone())
+                                            .chain(x.commands.iter().cloned())
+                                            .collect()
+                                    })
+                                    .unwrap_or_default(),
+                                caveat: fix.and_then(|x| x.caveat.clone()),
+                            }
+                        })
+                        .collect(),
+                )),
+            );
+            let ipv6_allocated = a.allocate_ipv6 == Some(PeerOutcome::Granted);
+            for family in [Family::Ipv4, Family::Ipv6] {
+                for (kind, list) in [
+                    ("CreatePermission", &a.permissions),
+                    ("ChannelBind", &a.channel_binds),
+                ] {
+                    if let Some(s) = peers_section(kind, family, list, ipv6_allocated) {
+                        doc.push(s);
+                    }
+                }
+            }
+        }
+        doc.push(
+            Section::new("Transports (unauthenticated Allocate)").block(Block::Table {
+                header: ["transport", "port", "answer", "detail"]
+                    .map(String::from)
+                    .to_vec(),
+                rows: self
+                    .transports
+                    .iter()
+                    .map(|t| {
+                        let (m, detail) = match (&t.status, &t.error) {
+                            (Some(AllocateStatus::AuthRequired), _) => {
+                                (Mark::new("answers", Tone::Good), "401".to_string())
+                            }
+                            (Some(AllocateStatus::Allocated), _) => (
+                                Mark::new("answers", Tone::Bad),
+                                "allocated without credentials".into(),
+                            ),
+                            (Some(AllocateStatus::Rejected { code, reason }), _) => {
+                                (Mark::new("answers", Tone::Good), format!("{code} {reason}"))
+                            }
+                            (_, Some(e)) => (Mark::new("no", Tone::Neutral), e.clone()),
+                            _ => (Mark::new("no answer", Tone::Neutral), String::new()),
+                        };
+                        vec![
+                            Cell::from(t.transport.as_str()),
+                            Cell::from(t.port.to_string()),
+                            Cell::from(m),
+                            Cell::from(detail),
+                        ]
+                    })
+                    .collect(),
+            }),
+        );
+        doc
+    }
+
+    fn metrics(&self, run: &RunInfo, w: &mut Writer) -> bool {
+        run_facts(w, "audit", run);
+        let server = self.server.to_string();
+        let l = [("server", server.as_str())];
+        w.family(
+            "stunmap_audit_relaying_tested",
+            "gauge",
+            "1 when requests toward internal candidates were answered, so the findings cover relaying.",
+        );
+        w.sample(
+            "stunmap_audit_relaying_tested",
+            &l,
+            flag(self.not_tested.is_none()),
+        );
+        w.family(
+            "stunmap_audit_findings",
+            "gauge",
+            "Findings of the audit by severity.",
+        );
+        for s in [
+            Severity::Critical,
+            Severity::High,
+            Severity::Medium,
+            Severity::Low,
+            Severity::Info,
+        ] {
+            let n = self.audit.as_ref().map_or(0, |a| {
+                a.findings.iter().filter(|f| f.severity() == s).count()
+            });
+            w.sample(
+                "stunmap_audit_findings",
+                &[l[0], ("severity", s.as_str())],
+                n as f64,
+            );
+        }
+        if let Some(a) = &self.audit {
+            w.family(
+                "stunmap_audit_requests",
+                "gauge",
+                "Requests toward candidate peers by answer: granted, refused, timeout, untestable, not-tried.",
+            );
+            let all: Vec<&PeerResult> = a.permissions.iter().chain(&a.channel_binds).collect();
+            for (word, pick) in [
+                (
+                    "granted",
+                    (|o| matches!(o, PeerOutcome::Granted)) as fn(&PeerOutcome) -> bool,
+                ),
+                ("refused", |o| matches!(o, PeerOutcome::Refused { .. })),
+                ("timeout", |o| matches!(o, PeerOutcome::Timeout)),
+                ("untestable", |o| {
+                    matches!(o, PeerOutcome::Untestable { .. })
+                }),
+                ("not-tried", |o| matches!(o, PeerOutcome::NotTried)),
+            ] {
+                let n = all.iter().filter(|p| pick(&p.outcome)).count();
+                w.sample(
+                    "stunmap_audit_requests",
+                    &[l[0], ("answer", word)],
+                    n as f64,
+                );
+            }
+            w.family(
+                "stunmap_audit_released",
+                "gauge",
+                "1 when neither allocation can be left on the server.",
+            );
+            w.sample("stunmap_audit_released", &l, flag(a.release_is_clean()));
+            w.family(
+                "stunmap_audit_open_relay",
+                "gauge",
+                "1 when the server allocated without credentials.",
+            );
+            w.sample(
+                "stunmap_audit_open_relay",
+                &l,
+                flag(a.unauthenticated == Unauthenticated::Allocated),
+            );
+        }
+        true
     }
 }

@@ -28,7 +28,12 @@ pub(crate) fn read_file(flag: &str, path: &Path, cap: u64) -> Result<Vec<u8>> {
         .read_to_end(&mut data)
         .map_err(|e| fail(e.to_string()))?;
     if data.len() as u64 > cap {
-        return Err(fail(format!("larger than {} MiB", cap >> 20)));
+        let limit = if cap >= 1 << 20 {
+            format!("{} MiB", cap >> 20)
+        } else {
+            format!("{} KiB", cap >> 10)
+        };
+        return Err(fail(format!("larger than {limit}")));
     }
     Ok(data)
 }

@@ -5,6 +5,7 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
+use probes::finding::Status as FindingStatus;
 use probes::hostfw::{self, Cidr, Options};
 use probes::netbird::bundle::{self, Bundle};
 use probes::netbird::log::{self as nblog, IceHistory};
@@ -14,10 +15,10 @@ use probes::netbird::status::{self, Status};
 use probes::{Family, PortRange};
 use serde::Serialize;
 
+use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-
-/// Schema id of the JSON report (docs/schema/explain-v1.json).
-pub(crate) const SCHEMA: &str = "stunmap.explain/1";
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone};
+use crate::report::prom::{Writer, flag, run_facts};
 
 const HELP: &str = "\
 Reads: status.txt (or status.json), client.log, routes.txt, iptables.txt (its iptables-save part),
@@ -34,22 +35,21 @@ pub(crate) struct Args {
     /// The bundle: the zip `netbird debug bundle` printed, or the folder it was unpacked to.
     #[arg(value_name = "BUNDLE")]
     bundle: PathBuf,
-    /// Machine-readable output (schema stunmap.explain/1).
-    #[arg(long)]
-    json: bool,
     /// VPN subnet peers come from (host-firewall checks).
     #[arg(long, default_value = "100.64.0.0/10", value_name = "CIDR")]
     subnet: String,
     /// Peers reach this host without NAT: dropped WireGuard UDP is blocking, not advisory.
     #[arg(long)]
     flat_network: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    files: ReportFiles,
 }
 
-/// The report.
+/// The report of `stunmap explain` (schema `stunmap.explain/1`).
 #[derive(Debug, Serialize)]
-struct Report {
-    schema: &'static str,
-    stunmap_version: &'static str,
+pub(crate) struct ExplainReport {
     bundle: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     netbird_version: Option<String>,
@@ -132,7 +132,7 @@ fn read_zip(path: &Path) -> anyhow::Result<Bundle> {
 }
 
 /// Everything the report needs, from a bundle already read (pure).
-fn analyse(b: &Bundle, subnet: Cidr, flat_network: bool, label: String) -> Report {
+fn analyse(b: &Bundle, subnet: Cidr, flat_network: bool, label: String) -> ExplainReport {
     let mut notes = b.notes.clone();
     let status = b
         .file("status.json")
@@ -225,9 +225,7 @@ fn analyse(b: &Bundle, subnet: Cidr, flat_network: bool, label: String) -> Repor
     let problems = peers.iter().any(|p| p.reason != Reason::Idle)
         || route_findings.iter().any(|r| r.concern)
         || host_firewall.as_ref().is_some_and(|h| h.blocked);
-    Report {
-        schema: SCHEMA,
-        stunmap_version: env!("CARGO_PKG_VERSION"),
+    ExplainReport {
         bundle: label,
         netbird_version: status.as_ref().and_then(|s| s.daemon_version.clone()),
         interface,
@@ -248,78 +246,159 @@ fn analyse(b: &Bundle, subnet: Cidr, flat_network: bool, label: String) -> Repor
     }
 }
 
-pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
+/// A planned explanation: which bundle, how to judge its firewall.
+#[derive(Debug)]
+struct Explain {
+    bundle: PathBuf,
+    subnet: Cidr,
+    flat_network: bool,
+}
+
+/// The plan (pure).
+fn plan(args: &Args) -> anyhow::Result<Explain> {
     let subnet = Cidr::parse(&args.subnet).ok_or_else(|| {
         usage(format!(
-            "--subnet: not an address prefix: {:?}",
-            args.subnet
+            "--subnet: not an address prefix: '{}'",
+            crate::report::doc::clean(&args.subnet)
         ))
     })?;
-    let path = &args.bundle;
-    let b = if path.is_dir() {
-        read_folder(path)?
-    } else if path.is_file() {
-        read_zip(path)?
-    } else {
-        return Err(usage(format!("{}: no such file or folder", path.display())));
-    };
-    let report = analyse(&b, subnet, args.flat_network, path.display().to_string());
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_human(&report);
-    }
-    Ok(if report.problems {
-        Outcome::Degraded
-    } else {
-        Outcome::Ok
+    Ok(Explain {
+        bundle: args.bundle.clone(),
+        subnet,
+        flat_network: args.flat_network,
     })
 }
 
-/// A peer- or bundle-controlled string made safe for a terminal: control characters replaced,
-/// length capped.
-pub(crate) fn clean(s: &str) -> String {
-    let mut o: String = s
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .take(300)
-        .collect();
-    if s.chars().count() > 300 {
-        o.push('…');
-    }
-    o
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
+    let explain = plan(&args)?;
+    crate::app::run(explain, &args.output, &args.files, "files")
 }
 
-fn print_human(r: &Report) {
-    println!("NetBird debug bundle {}", clean(&r.bundle));
-    if let Some(v) = &r.netbird_version {
-        println!("  NetBird {}", clean(v));
-    }
-    println!(
-        "  interface {}, WireGuard port {} (from {})",
-        clean(&r.interface),
-        r.wireguard_port,
-        r.wireguard_port_source
-    );
-    let read: Vec<String> = r
-        .files
-        .iter()
-        .filter(|f| f.read)
-        .map(|f| clean(&f.name))
-        .collect();
-    println!(
-        "  read: {}",
-        if read.is_empty() {
-            "nothing".into()
+impl Command for Explain {
+    type Report = ExplainReport;
+
+    /// Reads the bundle (size-capped, nothing extracted); an unreadable or foreign bundle is a
+    /// usage error.
+    async fn execute(self, _ctx: Ctx) -> anyhow::Result<ExplainReport> {
+        let path = &self.bundle;
+        let b = if path.is_dir() {
+            read_folder(path)?
+        } else if path.is_file() {
+            read_zip(path)?
         } else {
-            read.join(", ")
+            return Err(usage(format!("{}: no such file or folder", path.display())));
+        };
+        Ok(analyse(
+            &b,
+            self.subnet,
+            self.flat_network,
+            path.display().to_string(),
+        ))
+    }
+}
+
+fn connected(c: bool) -> &'static str {
+    if c { "connected" } else { "disconnected" }
+}
+
+fn firewall_mark(s: FindingStatus) -> Mark {
+    match s {
+        FindingStatus::Ok => Mark::new("ok", Tone::Good),
+        FindingStatus::Blocked => Mark::new("blocked", Tone::Bad),
+        FindingStatus::Uncertain => Mark::new("uncertain", Tone::Warn),
+        FindingStatus::Degraded => Mark::new("advisory", Tone::Warn),
+        FindingStatus::Skipped => Mark::new("info", Tone::Neutral),
+    }
+}
+
+impl ExplainReport {
+    fn headline(&self) -> String {
+        if !self.problems {
+            return "Nothing wrong found in the bundle".into();
         }
-    );
-    if let Some(st) = &r.status {
-        let rel: Vec<String> = st
-            .relays
+        let mut parts = Vec::new();
+        let peers = self
+            .peers
             .iter()
-            .map(|x| {
+            .filter(|p| p.reason != Reason::Idle)
+            .count();
+        if peers > 0 {
+            parts.push(format!(
+                "{peers} peer{} not connected directly",
+                if peers == 1 { "" } else { "s" }
+            ));
+        }
+        let routes = self.routes.iter().filter(|r| r.concern).count();
+        if routes > 0 {
+            parts.push(format!(
+                "{routes} route conflict{}",
+                if routes == 1 { "" } else { "s" }
+            ));
+        }
+        if self.host_firewall.as_ref().is_some_and(|h| h.blocked) {
+            parts.push("the host firewall blocks tunnel traffic".into());
+        }
+        format!("Findings: {}", parts.join(", "))
+    }
+}
+
+impl Report for ExplainReport {
+    const SCHEMA: &'static str = "stunmap.explain/1";
+
+    fn outcome(&self) -> Outcome {
+        if self.problems {
+            Outcome::Degraded
+        } else {
+            Outcome::Ok
+        }
+    }
+
+    fn document(&self, run: &RunInfo) -> Doc {
+        let mut doc = Doc::new("stunmap explain", self.headline());
+        doc.mark = Some(if self.problems {
+            Mark::new("findings", Tone::Warn)
+        } else {
+            Mark::new("ok", Tone::Good)
+        });
+        doc.summary.push(format!(
+            "NetBird debug bundle {}{}, exit {}",
+            self.bundle,
+            self.netbird_version
+                .as_deref()
+                .map(|v| format!(" (NetBird {v})"))
+                .unwrap_or_default(),
+            run.exit_code.code()
+        ));
+        doc.summary.push(format!(
+            "interface {}, WireGuard port {} (from {})",
+            self.interface, self.wireguard_port, self.wireguard_port_source
+        ));
+        let read: Vec<&str> = self
+            .files
+            .iter()
+            .filter(|f| f.read)
+            .map(|f| f.name.as_str())
+            .collect();
+        doc.summary.push(format!(
+            "read: {}",
+            if read.is_empty() {
+                "nothing".into()
+            } else {
+                read.join(", ")
+            }
+        ));
+        if let Some(st) = &self.status {
+            let mut fields = vec![
+                (
+                    "management".to_string(),
+                    connected(st.management.connected).to_string(),
+                ),
+                (
+                    "signal".to_string(),
+                    connected(st.signal.connected).to_string(),
+                ),
+            ];
+            for x in &st.relays {
                 let state = if x.available {
                     "available".to_owned()
                 } else if x.checking {
@@ -329,78 +408,95 @@ fn print_human(r: &Report) {
                         "unavailable{}",
                         x.error
                             .as_deref()
-                            .map(|e| format!(" ({})", clean(e)))
+                            .map(|e| format!(" ({e})"))
                             .unwrap_or_default()
                     )
                 };
-                format!("    {} {state}", clean(&x.uri))
-            })
-            .collect();
-        println!(
-            "  management {}, signal {}",
-            if st.management.connected {
-                "connected"
-            } else {
-                "disconnected"
-            },
-            if st.signal.connected {
-                "connected"
-            } else {
-                "disconnected"
+                fields.push((x.uri.clone(), state));
             }
+            doc.push(Section::new("NetBird's view").block(Block::Fields(fields)));
+        }
+        for s in crate::report::netbird::sections(&self.peers) {
+            doc.push(s);
+        }
+        doc.push(
+            Section::new("Routes").block(Block::Table {
+                header: ["state", "detail"].map(String::from).to_vec(),
+                rows: self
+                    .routes
+                    .iter()
+                    .map(|f| {
+                        vec![
+                            Cell::from(if f.concern {
+                                Mark::new("conflict", Tone::Bad)
+                            } else {
+                                Mark::new("info", Tone::Neutral)
+                            }),
+                            Cell::from(f.detail.clone()),
+                        ]
+                    })
+                    .collect(),
+            }),
         );
-        if !rel.is_empty() {
-            println!(
-                "  STUN/TURN/relays as NetBird sees them:\n{}",
-                rel.join("\n")
+        if let Some(h) = &self.host_firewall {
+            let mut sec = Section::new("Host firewall (iptables.txt, nftables.txt)");
+            sec.push(Block::Table {
+                header: ["state", "check", "decided by"].map(String::from).to_vec(),
+                rows: h
+                    .findings
+                    .iter()
+                    .map(|f| {
+                        vec![
+                            Cell::from(firewall_mark(f.status)),
+                            Cell::from(f.subject.clone()),
+                            Cell::from(f.deciding.clone().unwrap_or_default()),
+                        ]
+                    })
+                    .collect(),
+            });
+            sec.push(Block::Fixes(
+                h.findings
+                    .iter()
+                    .filter_map(|f| {
+                        f.fix.as_ref().map(|x| FixItem {
+                            title: format!("{}: {}", f.subject, x.title),
+                            commands: x.commands.clone(),
+                            caveat: x.caveat.clone(),
+                        })
+                    })
+                    .collect(),
+            ));
+            doc.push(sec);
+        }
+        doc.push(Section::new("Notes").block(Block::List(self.notes.clone())));
+        doc
+    }
+
+    fn metrics(&self, run: &RunInfo, w: &mut Writer) -> bool {
+        run_facts(w, "explain", run);
+        crate::report::netbird::metrics(w, &self.peers);
+        w.family(
+            "stunmap_explain_route_conflicts",
+            "gauge",
+            "Routes in the bundle that can break connectivity (overlaps with the tunnel).",
+        );
+        w.sample(
+            "stunmap_explain_route_conflicts",
+            &[],
+            self.routes.iter().filter(|r| r.concern).count() as f64,
+        );
+        if let Some(h) = &self.host_firewall {
+            w.family(
+                "stunmap_explain_host_firewall_blocked",
+                "gauge",
+                "1 when the bundle's host firewall blocks tunnel traffic.",
+            );
+            w.sample(
+                "stunmap_explain_host_firewall_blocked",
+                &[],
+                flag(h.blocked),
             );
         }
-    }
-    println!();
-    crate::report::netbird::print_peers(&r.peers);
-    if !r.routes.is_empty() {
-        println!("\nRoutes");
-        for f in &r.routes {
-            let label = if f.concern { "CONFLICT" } else { "INFO" };
-            println!("  {label:<9} {}", clean(&f.detail));
-        }
-    }
-    if let Some(h) = &r.host_firewall {
-        println!("\nHost firewall (iptables.txt, nftables.txt)");
-        for f in &h.findings {
-            let label = match f.status {
-                probes::finding::Status::Ok => "OK",
-                probes::finding::Status::Blocked => "BLOCKED",
-                probes::finding::Status::Uncertain => "UNCERTAIN",
-                probes::finding::Status::Degraded => "ADVISORY",
-                probes::finding::Status::Skipped => "INFO",
-            };
-            println!("  {label:<9} {}", clean(&f.subject));
-            if let Some(d) = &f.deciding {
-                println!("            decided by {}", clean(d));
-            }
-            if let Some(fix) = &f.fix {
-                for c in &fix.commands {
-                    println!("            fix: {}", clean(c));
-                }
-            }
-        }
-    }
-    if !r.notes.is_empty() {
-        println!("\nNotes");
-        for n in &r.notes {
-            println!("  {}", clean(n));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clean_strips_control_characters() {
-        assert_eq!(clean("a\u{1b}[31mb\n"), "a?[31mb?");
-        assert_eq!(clean(&"x".repeat(400)).chars().count(), 301);
+        true
     }
 }

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use engine::Cancel;
@@ -26,7 +26,11 @@ use rand::{Rng, RngCore};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+use super::common;
+use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
+use crate::report::doc::{Block, Cell, Doc, Mark, Section, Tone, secs};
+use crate::report::prom::{Writer, flag, run_facts};
 use crate::target::{FamilyChoice, TargetSpec, resolve};
 
 /// Environment variable holding the room secret.
@@ -37,7 +41,8 @@ pub(crate) const SECRET_ENV: &str = "STUNMAP_PAIR_SECRET";
 #[command(after_long_help = "\
 Run the same command on both hosts (either order; the second must start within --wait of \
 the first). Both print the same result; exit 0 direct, 1 relayed only, 2 no path, \
-64 bad usage, 70 rendezvous or environment error, 130 interrupted.
+64 bad usage, 70 rendezvous or environment error (down, refused, wrong secret, full room, the \
+peer never came: nothing about the path was measured), 130 interrupted.
 
   export STUNMAP_PAIR_SECRET=$(cat /etc/stunmap/pair.secret)
   stunmap pair 203.0.113.5:7000 --room office-home --stun 203.0.113.5:3478
@@ -88,31 +93,32 @@ pub(crate) struct Args {
     /// Offline: the model's prediction from two `stunmap nat --json` reports.
     #[arg(long, num_args = 2, value_names = ["A.json", "B.json"])]
     explain: Option<Vec<PathBuf>>,
-    /// Machine-readable output (schema `stunmap.pair/1`, docs/schema/pair-v1.json).
-    #[arg(long)]
-    json: bool,
     #[command(flatten)]
     auth: super::turn::AuthArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    files: ReportFiles,
 }
 
-/// The `pair` report.
+/// The report of a live `pair` run (schema `stunmap.pair/1`, mode live).
 #[derive(Debug, Serialize)]
-struct Report {
-    schema: &'static str,
+pub(crate) struct LiveReport {
     mode: &'static str,
     room: String,
     this_side: Side,
-    interrupted: bool,
-    elapsed_seconds: f64,
     /// Why the run stopped early.
     abort: Option<Abort>,
     #[serde(flatten)]
     result: PairResult,
+    /// What else happened (the rendezvous connection failing mid-run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
 }
 
+/// The report of `pair --explain` (schema `stunmap.pair/1`, mode explain).
 #[derive(Debug, Serialize)]
-struct ExplainReport {
-    schema: &'static str,
+pub(crate) struct ExplainReport {
     mode: &'static str,
     #[serde(flatten)]
     explanation: Explanation,
@@ -125,6 +131,7 @@ struct NatSummary {
     public_address: Option<SocketAddr>,
 }
 
+/// What the run needs once the names are resolved.
 struct Plan {
     rendezvous: SocketAddr,
     security: Security,
@@ -138,6 +145,33 @@ struct Plan {
     rto: Duration,
 }
 
+/// A planned live run (pure: flags, the secret and credentials; the names are resolved when
+/// it runs).
+struct Live {
+    rendezvous: TargetSpec,
+    security: Security,
+    room: String,
+    secret: RoomSecret,
+    stun: Vec<TargetSpec>,
+    turn: Option<(probes::turn::uri::TurnUri, probes::turn::auth::Credentials)>,
+    duration: Duration,
+    wait: Duration,
+    timeout: Duration,
+    rto: Duration,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("rendezvous", &self.rendezvous)
+            .field("room", &self.room)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The largest room secret file read.
+const MAX_SECRET_FILE: u64 = 64 << 10;
+
 fn in_range(name: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<()> {
     if (lo..=hi).contains(&v) {
         Ok(())
@@ -148,15 +182,11 @@ fn in_range(name: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<()> {
 
 fn load_secret(file: Option<&PathBuf>) -> Result<RoomSecret> {
     let text = match file {
-        Some(f) => {
-            let t = std::fs::read_to_string(f).map_err(|e| {
-                usage(format!(
-                    "cannot read the pair secret file {}: {e}",
-                    f.display()
-                ))
-            })?;
-            t.lines().next().unwrap_or("").to_string()
-        }
+        Some(f) => common::read_text("--pair-secret-file", f, MAX_SECRET_FILE)?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string(),
         None => std::env::var(SECRET_ENV).map_err(|_| {
             usage(format!(
                 "no room secret: set {SECRET_ENV} or give --pair-secret-file"
@@ -168,8 +198,15 @@ fn load_secret(file: Option<&PathBuf>) -> Result<RoomSecret> {
 
 pub(crate) fn run(args: Args) -> Result<Outcome> {
     if let Some(files) = &args.explain {
-        return run_explain(files, args.json);
+        let plan = PairExplain::plan(files)?;
+        return crate::app::run(plan, &args.output, &args.files, "reports");
     }
+    let live = plan(&args)?;
+    crate::app::run(live, &args.output, &args.files, "steps")
+}
+
+/// The plan of a live run (pure).
+fn plan(args: &Args) -> Result<Live> {
     in_range("duration", args.duration, 1, 60, "seconds")?;
     in_range("wait", args.wait, 1, 600, "seconds")?;
     in_range("timeout", args.timeout, 2, 60, "seconds")?;
@@ -182,12 +219,12 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
     if rv.ports.0 == 0 || rv.ports.0 != rv.ports.1 {
         return Err(usage("the rendezvous needs one port: HOST:PORT"));
     }
-    let stun_specs: Vec<TargetSpec> = args
+    let stun: Vec<TargetSpec> = args
         .stun
         .iter()
         .map(|s| TargetSpec::parse(s, 3478))
         .collect::<Result<_>>()?;
-    if stun_specs.iter().any(|s| s.ports.0 != s.ports.1) {
+    if stun.iter().any(|s| s.ports.0 != s.ports.1) {
         return Err(usage("--stun takes single ports, not ranges"));
     }
     let turn_uri = args
@@ -204,11 +241,15 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         ));
     }
     let credentials = args.auth.credentials()?;
-    if turn_uri.is_some() && credentials.is_none() {
-        return Err(usage(
-            "--turn needs --user and a password (STUNMAP_TURN_PASSWORD or --password-file)",
-        ));
-    }
+    let turn = match (turn_uri, credentials) {
+        (Some(u), Some(c)) => Some((u, c)),
+        (Some(_), None) => {
+            return Err(usage(
+                "--turn needs --user and a password (STUNMAP_TURN_PASSWORD or --password-file)",
+            ));
+        }
+        (None, _) => None,
+    };
     let secret = load_secret(args.pair_secret_file.as_ref())?;
     let security = if args.tls {
         let name = args.tls_name.clone().unwrap_or_else(|| rv.host.clone());
@@ -216,92 +257,95 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
     } else {
         Security::Plain
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let rv_ip = resolve(&rv.host, FamilyChoice::Any)
+    Ok(Live {
+        rendezvous: rv,
+        security,
+        room,
+        secret,
+        stun,
+        turn,
+        duration: Duration::from_secs(args.duration),
+        wait: Duration::from_secs(args.wait),
+        timeout: Duration::from_secs(args.timeout),
+        rto: Duration::from_millis(args.rto),
+    })
+}
+
+impl Command for Live {
+    type Report = LiveReport;
+
+    /// Rendezvous failures (down, refused, a wrong secret, a full room, a peer that never
+    /// comes) are errors, exit 70: nothing about the path between the peers was measured.
+    async fn execute(self, ctx: Ctx) -> Result<LiveReport> {
+        let rv_ip = resolve(&self.rendezvous.host, FamilyChoice::Any)
             .await?
             .first()
             .copied()
             .context("the rendezvous host has no address")?;
         let mut stun = Vec::new();
-        for s in &stun_specs {
+        for s in &self.stun {
             for ip in resolve(&s.host, FamilyChoice::Any).await? {
                 stun.push(SocketAddr::new(ip, s.ports.0));
             }
         }
-        let turn = match (&turn_uri, credentials) {
-            (Some(u), Some(c)) => Some(TurnConfig {
-                server: super::turn::server_addr(u).await?,
+        let turn = match self.turn {
+            Some((u, c)) => Some(TurnConfig {
+                server: super::turn::server_addr(&u).await?,
                 transport: u.transport,
                 credentials: c,
             }),
-            _ => None,
+            None => None,
         };
         let plan = Plan {
-            rendezvous: SocketAddr::new(rv_ip, rv.ports.0),
-            security,
-            room,
-            secret,
+            rendezvous: SocketAddr::new(rv_ip, self.rendezvous.ports.0),
+            security: self.security,
+            room: self.room,
+            secret: self.secret,
             stun,
             turn,
-            duration: Duration::from_secs(args.duration),
-            wait: Duration::from_secs(args.wait),
-            timeout: Duration::from_secs(args.timeout),
-            rto: Duration::from_millis(args.rto),
+            duration: self.duration,
+            wait: self.wait,
+            timeout: self.timeout,
+            rto: self.rto,
         };
-        live(plan, args.json).await
-    })
+        live(plan, &ctx).await
+    }
 }
 
-fn run_explain(files: &[PathBuf], json: bool) -> Result<Outcome> {
-    let read = |p: &PathBuf| -> Result<_> {
-        let meta =
-            std::fs::metadata(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
-        if meta.len() > probes::pair::explain::MAX_REPORT as u64 {
-            return Err(usage(format!(
-                "{}: larger than a nat report can be",
-                p.display()
-            )));
-        }
-        let bytes =
-            std::fs::read(p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
-        read_report(&bytes).map_err(|e| usage(format!("{}: {e}", p.display())))
-    };
-    let (Some(a), Some(b)) = (files.first(), files.get(1)) else {
-        return Err(usage("--explain takes two files"));
-    };
-    let e = explain(read(a)?, read(b)?);
-    let model = e.prediction.model;
-    if json {
-        let r = ExplainReport {
-            schema: "stunmap.pair/1",
-            mode: "explain",
-            explanation: e,
+/// A planned `--explain`: the two reports, read and checked.
+#[derive(Debug)]
+struct PairExplain {
+    a: probes::pair::explain::PeerClass,
+    b: probes::pair::explain::PeerClass,
+}
+
+impl PairExplain {
+    /// Read both reports (size-capped); a file that is not a `nat` report is a usage error.
+    fn plan(files: &[PathBuf]) -> Result<PairExplain> {
+        let read = |p: &PathBuf| -> Result<_> {
+            let bytes =
+                common::read_file("--explain", p, probes::pair::explain::MAX_REPORT as u64)?;
+            read_report(&bytes).map_err(|e| usage(format!("{}: {e}", p.display())))
         };
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        println!(
-            "Prediction: {}",
-            match model {
-                Some(probes::nat::PairOutcome::Direct) => "direct",
-                Some(probes::nat::PairOutcome::Relayed) => "relayed",
-                _ => "uncertain",
-            }
-        );
-        println!("  A  {}", e.a.nat);
-        println!("  B  {}", e.b.nat);
-        println!();
-        println!("Why:");
-        for r in &e.prediction.reasons {
-            println!("  - {r}");
-        }
+        let (Some(a), Some(b)) = (files.first(), files.get(1)) else {
+            return Err(usage("--explain takes two files"));
+        };
+        Ok(PairExplain {
+            a: read(a)?,
+            b: read(b)?,
+        })
     }
-    Ok(match model {
-        Some(probes::nat::PairOutcome::Direct) => Outcome::Ok,
-        _ => Outcome::Degraded,
-    })
+}
+
+impl Command for PairExplain {
+    type Report = ExplainReport;
+
+    async fn execute(self, _ctx: Ctx) -> Result<ExplainReport> {
+        Ok(ExplainReport {
+            mode: "explain",
+            explanation: explain(self.a, self.b),
+        })
+    }
 }
 
 /// NAT discovery toward `servers` (the `nat` probe without hairpinning), reduced to what a
@@ -350,10 +394,8 @@ enum Bridge {
     Out(Option<PeerMsg>),
 }
 
-async fn live(plan: Plan, json: bool) -> Result<Outcome> {
-    let started = Instant::now();
-    let (handle, mut cancel) = Cancel::new();
-    engine::driver::cancel_on_signals(handle);
+async fn live(plan: Plan, ctx: &Ctx) -> Result<LiveReport> {
+    let cancel = ctx.cancel.clone();
     let (nat_tx, nat_rx) = watch::channel::<Option<NatSummary>>(None);
     let nat = {
         let (servers, rto, cancel) = (plan.stun.clone(), plan.rto, cancel.clone());
@@ -361,30 +403,15 @@ async fn live(plan: Plan, json: bool) -> Result<Outcome> {
             let s = discover(servers, rto, cancel).await;
             let _ = nat_tx.send(Some(s));
             // The result is read through the channel; this branch never ends the select.
-            std::future::pending::<Report>().await
+            std::future::pending::<LiveReport>().await
         }
     };
-    let main = run_pair(&plan, nat_rx, &mut cancel, started);
+    let main = run_pair(&plan, nat_rx, &cancel);
     let report = tokio::select! {
         r = main => r?,
         r = nat => r,
     };
-    let interrupted = report.interrupted;
-    let outcome = report.result.outcome;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_human(&report);
-    }
-    Ok(if interrupted {
-        Outcome::Interrupted
-    } else {
-        match outcome {
-            PairOutcomeLive::Direct => Outcome::Ok,
-            PairOutcomeLive::Relayed => Outcome::Degraded,
-            PairOutcomeLive::Failed => Outcome::Blocked,
-        }
-    })
+    Ok(report)
 }
 
 fn empty_report(role: Role) -> SideReport {
@@ -425,40 +452,32 @@ fn fill_nat(r: &mut SideReport, nat: Option<NatSummary>) {
     }
 }
 
-fn interrupted_report(
-    plan: &Plan,
-    role: Role,
-    started: Instant,
-    nat: Option<NatSummary>,
-) -> Report {
+fn interrupted_report(plan: &Plan, role: Role, nat: Option<NatSummary>) -> LiveReport {
     let mut local = empty_report(role);
     local.interrupted = true;
     fill_nat(&mut local, nat);
-    Report {
-        schema: "stunmap.pair/1",
+    LiveReport {
         mode: "live",
         room: plan.room.clone(),
         this_side: Side::of(role),
-        interrupted: true,
-        elapsed_seconds: started.elapsed().as_secs_f64(),
         abort: Some(Abort::Interrupted),
         result: PairResult::merge(&local, None, &[]),
+        notes: Vec::new(),
     }
 }
 
 async fn run_pair(
     plan: &Plan,
     mut nat_rx: watch::Receiver<Option<NatSummary>>,
-    cancel: &mut Cancel,
-    started: Instant,
-) -> Result<Report> {
+    cancel: &Cancel,
+) -> Result<LiveReport> {
     let joined = tokio::select! {
         r = Client::join(plan.rendezvous, &plan.security, &plan.secret, &plan.room, ClientTimeouts::default()) => Some(r),
-        _ = cancelled(cancel) => None,
+        _ = cancel.cancelled() => None,
     };
     let Some(joined) = joined else {
         let nat = *nat_rx.borrow();
-        return Ok(interrupted_report(plan, Role::Controlling, started, nat));
+        return Ok(interrupted_report(plan, Role::Controlling, nat));
     };
     let (mut client, first) = joined.map_err(client_error)?;
     let role = if first {
@@ -477,13 +496,13 @@ async fn run_pair(
                 }
             }
         }) => Some(r),
-        _ = cancelled(cancel) => None,
+        _ = cancel.cancelled() => None,
     };
     match waited {
         None => {
             let nat = *nat_rx.borrow();
             client.bye().await;
-            return Ok(interrupted_report(plan, role, started, nat));
+            return Ok(interrupted_report(plan, role, nat));
         }
         Some(Err(_)) => {
             client.bye().await;
@@ -581,49 +600,46 @@ async fn run_pair(
         abort,
     }) = run.output
     else {
-        return Ok(interrupted_report(plan, role, started, nat));
+        return Ok(interrupted_report(plan, role, nat));
     };
     fill_nat(&mut local, nat);
     local.interrupted |= interrupted;
     let mut abort = abort;
+    let mut notes = Vec::new();
     if let (Some(e), None) = (&link_error, &peer)
         && (abort.is_none() || abort == Some(Abort::PeerLeft))
     {
-        eprintln!("stunmap: the rendezvous connection failed: {e}");
+        notes.push(format!("the rendezvous connection failed: {e}"));
         abort = Some(Abort::PeerLeft);
     }
     let result = PairResult::merge(&local, peer.as_ref(), &peer_offer);
-    Ok(Report {
-        schema: "stunmap.pair/1",
+    Ok(LiveReport {
         mode: "live",
         room: plan.room.clone(),
         this_side: Side::of(role),
-        interrupted,
-        elapsed_seconds: started.elapsed().as_secs_f64(),
         abort,
         result,
+        notes,
     })
 }
 
-async fn cancelled(cancel: &mut Cancel) {
-    while !cancel.is_cancelled() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+// ---------------------------------------------------------------------------------------------
+// The reports for people and for Prometheus
+
+fn pair_word(m: probes::nat::PairOutcome) -> &'static str {
+    match m {
+        probes::nat::PairOutcome::Direct => "direct",
+        probes::nat::PairOutcome::Relayed => "relayed",
+        probes::nat::PairOutcome::Uncertain => "uncertain",
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Human output
-
-/// A peer-controlled string made safe for a terminal: control characters replaced, capped.
-fn clean(s: &str) -> String {
-    s.chars()
-        .take(120)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
-fn ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{v:.2}"))
+fn outcome_mark(o: PairOutcomeLive) -> Mark {
+    match o {
+        PairOutcomeLive::Direct => Mark::new("direct", Tone::Good),
+        PairOutcomeLive::Relayed => Mark::new("relayed", Tone::Warn),
+        PairOutcomeLive::Failed => Mark::new("failed", Tone::Bad),
+    }
 }
 
 fn side_label(side: Side, this: Side) -> String {
@@ -634,13 +650,19 @@ fn side_label(side: Side, this: Side) -> String {
     }
 }
 
-fn print_side(side: Side, this: Side, v: &SideView) {
-    let nat = v
-        .nat
-        .map_or_else(|| "not measured".into(), |n| n.to_string());
-    println!("  {:<14} NAT {nat}", side_label(side, this));
+/// Milliseconds as the one time format.
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| secs(v / 1e3))
+}
+
+fn side_fields(v: &SideView) -> Vec<(String, String)> {
+    let mut f = vec![(
+        "NAT".to_string(),
+        v.nat
+            .map_or_else(|| "not measured".into(), |n| n.to_string()),
+    )];
     if let Some(p) = v.public_address {
-        println!("  {:<14} public address {p}", "");
+        f.push(("public address".into(), p.to_string()));
     }
     let cands: Vec<String> = v
         .candidates
@@ -648,7 +670,7 @@ fn print_side(side: Side, this: Side, v: &SideView) {
         .map(|c| format!("{} {}", c.kind, c.address))
         .collect();
     if !cands.is_empty() {
-        println!("  {:<14} candidates {}", "", cands.join(", "));
+        f.push(("candidates".into(), cands.join(", ")));
     }
     if let Some(t) = &v.turn {
         let what = match (&t.relayed, &t.error) {
@@ -660,64 +682,16 @@ fn print_side(side: Side, this: Side, v: &SideView) {
                     None => "released by that side after its report",
                 }
             ),
-            (None, Some(e)) => format!("no relay: {}", clean(e)),
+            (None, Some(e)) => format!("no relay: {e}"),
             (None, None) => "no relay".into(),
         };
-        println!("  {:<14} TURN {} {what}", "", t.server);
+        f.push(("TURN".into(), format!("{} {what}", t.server)));
     }
-    if !v.reported {
-        println!("  {:<14} (its report did not arrive)", "");
-    }
-}
-
-fn print_human(r: &Report) {
-    let res = &r.result;
-    if r.interrupted {
-        println!("INTERRUPTED: partial results follow");
-    }
-    let head = match (res.outcome, &res.selected) {
-        (PairOutcomeLive::Direct, Some(s)) => {
-            format!("Direct: {} ↔ {}", s.a.kind, s.b.kind)
-        }
-        (PairOutcomeLive::Relayed, Some(s)) => {
-            format!("Relayed: {} ↔ {}", s.a.kind, s.b.kind)
-        }
-        _ => "Failed: no candidate pair connected".into(),
-    };
-    let verdict = match (&res.prediction.model, res.prediction.agrees) {
-        (Some(m), Some(true)) => format!("the model predicted {}: agrees", pair_word(*m)),
-        (Some(m), Some(false)) => format!("the model predicted {}: DISAGREES", pair_word(*m)),
-        (Some(_), None) => "the model is uncertain for this pair".into(),
-        (None, _) => "no model prediction (a NAT class is unknown)".into(),
-    };
-    println!("{head} — {verdict}");
-    if let Some(a) = r.abort {
-        let why = match a {
-            Abort::NoOffer => "the peer sent no candidates in time",
-            Abort::PeerLeft => "the peer left before the end",
-            Abort::Interrupted => "interrupted",
-        };
-        println!("  stopped early: {why}");
-    }
-    println!();
-    if let Some(s) = &res.selected {
-        println!("Selected pair");
-        for e in [s.a, s.b] {
-            println!(
-                "  {:<14} {:<6} {}",
-                side_label(e.side, r.this_side),
-                e.kind.to_string(),
-                e.address
-            );
-        }
-    }
-    if let Some(t) = res.connect_seconds {
-        println!("Time to connect  {t:.3} s");
-    }
-    for (side, v) in [(Side::A, &res.a), (Side::B, &res.b)] {
-        if let Some(rtt) = &v.rtt {
-            println!(
-                "RTT from {side}       min {} / p50 {} / p90 {} / p99 {} / max {} ms, loss {:.1} % ({} sent)",
+    if let Some(rtt) = &v.rtt {
+        f.push((
+            "RTT".into(),
+            format!(
+                "min {} / p50 {} / p90 {} / p99 {} / max {}, loss {:.1}% ({} sent)",
                 ms(rtt.min_ms),
                 ms(rtt.p50_ms),
                 ms(rtt.p90_ms),
@@ -725,48 +699,243 @@ fn print_human(r: &Report) {
                 ms(rtt.max_ms),
                 rtt.loss * 100.0,
                 rtt.sent
-            );
+            ),
+        ));
+    }
+    if !v.reported {
+        f.push(("report".into(), "did not arrive".into()));
+    }
+    f
+}
+
+impl Report for LiveReport {
+    const SCHEMA: &'static str = "stunmap.pair/1";
+
+    fn outcome(&self) -> Outcome {
+        match self.result.outcome {
+            PairOutcomeLive::Direct => Outcome::Ok,
+            PairOutcomeLive::Relayed => Outcome::Degraded,
+            PairOutcomeLive::Failed => Outcome::Blocked,
         }
     }
-    println!();
-    println!("Sides");
-    print_side(Side::A, r.this_side, &res.a);
-    print_side(Side::B, r.this_side, &res.b);
-    if !res.failed_checks.is_empty() {
-        println!();
-        println!("Checks that got no answer");
-        for f in &res.failed_checks {
-            println!(
-                "  {} {} {} → {} {} {}: {} ({} sent)",
-                f.from.side,
-                f.from.kind,
-                f.from.address,
-                f.to.side,
-                f.to.kind,
-                f.to.address,
-                f.reason,
-                f.requests_sent
+
+    fn document(&self, run: &RunInfo) -> Doc {
+        let res = &self.result;
+        let path = match (res.outcome, &res.selected) {
+            (PairOutcomeLive::Direct | PairOutcomeLive::Relayed, Some(s)) => {
+                format!("{} ↔ {}", s.a.kind, s.b.kind)
+            }
+            _ => "no candidate pair connected".into(),
+        };
+        let verdict = match (&res.prediction.model, res.prediction.agrees) {
+            (Some(m), Some(true)) => format!("the model predicted {}: agrees", pair_word(*m)),
+            (Some(m), Some(false)) => {
+                format!("the model predicted {}: DISAGREES", pair_word(*m))
+            }
+            (Some(_), None) => "the model is uncertain for this pair".into(),
+            (None, _) => "no model prediction (a NAT class is unknown)".into(),
+        };
+        let mut doc = Doc::new("stunmap pair", format!("{path}; {verdict}"));
+        doc.mark = Some(outcome_mark(res.outcome));
+        doc.summary.push(format!(
+            "room {}, this host is side {}, {}, exit {}",
+            self.room,
+            self.this_side,
+            secs(run.elapsed_seconds),
+            run.exit_code.code()
+        ));
+        if let Some(a) = self.abort {
+            let why = match a {
+                Abort::NoOffer => "the peer sent no candidates in time",
+                Abort::PeerLeft => "the peer left before the end",
+                Abort::Interrupted => "interrupted",
+            };
+            doc.summary.push(format!("stopped early: {why}"));
+        }
+        if let Some(s) = &res.selected {
+            let mut sec = Section::new("Selected pair");
+            sec.push(Block::Table {
+                header: ["side", "kind", "address"].map(String::from).to_vec(),
+                rows: [s.a, s.b]
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            Cell::from(side_label(e.side, self.this_side)),
+                            Cell::from(e.kind.to_string()),
+                            Cell::from(e.address.to_string()),
+                        ]
+                    })
+                    .collect(),
+            });
+            if let Some(t) = res.connect_seconds {
+                sec.push(Block::Fields(vec![("time to connect".into(), secs(t))]));
+            }
+            doc.push(sec);
+        }
+        for (side, v) in [(Side::A, &res.a), (Side::B, &res.b)] {
+            doc.push(
+                Section::new(format!("Side {}", side_label(side, self.this_side)))
+                    .block(Block::Fields(side_fields(v))),
             );
         }
+        doc.push(
+            Section::new("Checks that got no answer").block(Block::List(
+                res.failed_checks
+                    .iter()
+                    .map(|f| {
+                        format!(
+                            "{} → {}: {} ({} sent)",
+                            f.from, f.to, f.reason, f.requests_sent
+                        )
+                    })
+                    .collect(),
+            )),
+        );
+        let mut reasons = res.prediction.reasons.clone();
+        if res.outcome == PairOutcomeLive::Relayed
+            && res.selected.is_some_and(|s| {
+                s.a.kind == CandidateKind::Relay && s.b.kind == CandidateKind::Relay
+            })
+        {
+            reasons.push(
+                "both ends used their relay: neither side's candidates reached the other".into(),
+            );
+        }
+        doc.push(Section::new("Model (docs/nat.md)").block(Block::List(reasons)));
+        doc.push(Section::new("Notes").block(Block::List(self.notes.clone())));
+        doc
     }
-    println!();
-    println!("Model (docs/nat.md)");
-    for reason in &res.prediction.reasons {
-        println!("  - {reason}");
-    }
-    if res.outcome == PairOutcomeLive::Relayed
-        && res
-            .selected
-            .is_some_and(|s| s.a.kind == CandidateKind::Relay && s.b.kind == CandidateKind::Relay)
-    {
-        println!("  - both ends used their relay: neither side's candidates reached the other");
+
+    fn metrics(&self, run: &RunInfo, w: &mut Writer) -> bool {
+        run_facts(w, "pair", run);
+        let res = &self.result;
+        let room = [("room", self.room.as_str())];
+        w.family(
+            "stunmap_pair_outcome",
+            "gauge",
+            "The live pair's outcome: one series per outcome, 1 for the current one.",
+        );
+        for (o, word) in [
+            (PairOutcomeLive::Direct, "direct"),
+            (PairOutcomeLive::Relayed, "relayed"),
+            (PairOutcomeLive::Failed, "failed"),
+        ] {
+            w.sample(
+                "stunmap_pair_outcome",
+                &[room[0], ("outcome", word)],
+                flag(res.outcome == o),
+            );
+        }
+        if let Some(t) = res.connect_seconds {
+            w.family(
+                "stunmap_pair_connect_seconds",
+                "gauge",
+                "From the start of the connectivity checks to the first nomination.",
+            );
+            w.sample("stunmap_pair_connect_seconds", &room, t);
+        }
+        let rtts: Vec<(&str, &probes::pair::model::RttStats)> = [("a", &res.a), ("b", &res.b)]
+            .into_iter()
+            .filter_map(|(s, v)| v.rtt.as_ref().map(|r| (s, r)))
+            .collect();
+        if !rtts.is_empty() {
+            w.family(
+                "stunmap_pair_rtt_median_seconds",
+                "gauge",
+                "Median RTT over the selected pair, measured from each side.",
+            );
+            for (side, r) in &rtts {
+                if let Some(p50) = r.p50_ms {
+                    w.sample(
+                        "stunmap_pair_rtt_median_seconds",
+                        &[room[0], ("side", side)],
+                        p50 / 1e3,
+                    );
+                }
+            }
+            w.family(
+                "stunmap_pair_loss_ratio",
+                "gauge",
+                "Fraction of echo requests over the selected pair without an answer.",
+            );
+            for (side, r) in &rtts {
+                w.sample(
+                    "stunmap_pair_loss_ratio",
+                    &[room[0], ("side", side)],
+                    r.loss,
+                );
+            }
+        }
+        true
     }
 }
 
-fn pair_word(m: probes::nat::PairOutcome) -> &'static str {
-    match m {
-        probes::nat::PairOutcome::Direct => "direct",
-        probes::nat::PairOutcome::Relayed => "relayed",
-        probes::nat::PairOutcome::Uncertain => "uncertain",
+impl Report for ExplainReport {
+    const SCHEMA: &'static str = "stunmap.pair/1";
+
+    fn outcome(&self) -> Outcome {
+        match self.explanation.prediction.model {
+            Some(probes::nat::PairOutcome::Direct) => Outcome::Ok,
+            _ => Outcome::Degraded,
+        }
+    }
+
+    fn document(&self, run: &RunInfo) -> Doc {
+        let e = &self.explanation;
+        let (mark, headline) = match e.prediction.model {
+            Some(probes::nat::PairOutcome::Direct) => (
+                Mark::new("direct", Tone::Good),
+                "the model predicts a direct (P2P) pair",
+            ),
+            Some(probes::nat::PairOutcome::Relayed) => (
+                Mark::new("relayed", Tone::Warn),
+                "the model predicts the pair relayed only",
+            ),
+            _ => (
+                Mark::new("uncertain", Tone::Warn),
+                "the model cannot tell for this pair",
+            ),
+        };
+        let mut doc = Doc::new("stunmap pair --explain", headline);
+        doc.mark = Some(mark);
+        doc.summary.push(format!(
+            "from two `stunmap nat` reports, nothing measured now, exit {}",
+            run.exit_code.code()
+        ));
+        let side = |c: &probes::pair::explain::PeerClass| {
+            let mut v = c.nat.to_string();
+            if let Some(a) = c.public_address {
+                v.push_str(&format!(", public address {a}"));
+            }
+            v
+        };
+        doc.push(Section::new("Sides").block(Block::Fields(vec![
+            ("A".into(), side(&e.a)),
+            ("B".into(), side(&e.b)),
+        ])));
+        doc.push(Section::new("Why").block(Block::List(e.prediction.reasons.clone())));
+        doc
+    }
+
+    fn metrics(&self, run: &RunInfo, w: &mut Writer) -> bool {
+        run_facts(w, "pair", run);
+        w.family(
+            "stunmap_pair_prediction",
+            "gauge",
+            "The model's prediction from two nat reports: one series per outcome.",
+        );
+        let model = self.explanation.prediction.model;
+        for (o, word) in [
+            (probes::nat::PairOutcome::Direct, "direct"),
+            (probes::nat::PairOutcome::Relayed, "relayed"),
+            (probes::nat::PairOutcome::Uncertain, "uncertain"),
+        ] {
+            w.sample(
+                "stunmap_pair_prediction",
+                &[("outcome", word)],
+                flag(model == Some(o) || (model.is_none() && word == "uncertain")),
+            );
+        }
+        true
     }
 }

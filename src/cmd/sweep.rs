@@ -292,7 +292,7 @@ fn print_human(r: &Report, full: bool) {
                 let what = match &u.outcome {
                     UdpPortOutcome::Answered { binding } => match binding.rtt {
                         Some(rtt) => {
-                            format!("answered ({})", super::stun::fmt_secs(rtt.as_secs_f64()))
+                            format!("answered ({})", crate::report::doc::duration(rtt))
                         }
                         None => "answered".to_string(),
                     },

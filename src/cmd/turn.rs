@@ -6,22 +6,26 @@
 //! `STUNMAP_TURN_PASSWORD` / `STUNMAP_TURN_SECRET` or from files, and appear in no output.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use engine::Cancel;
-use engine::stream::{Security, StreamOptions, StreamRun, run_stream};
+use engine::stream::Security;
 use engine::tcp::ConnectOutcome;
 use probes::Transport;
+use probes::finding::Status;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
 use probes::turn::auth::{Credentials, Password, SharedSecret};
-use probes::turn::session::{Release, SessionConfig};
 use probes::turn::uri::{TurnUri, UriHost};
-use probes::{LocalSocket, Retransmit};
 use serde::Serialize;
 
+use super::common;
+use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
+use crate::exec::turn::{TurnRun, no_result, session_config};
 use crate::exit::{Outcome, usage};
+use crate::report::doc::{Doc, Mark, Section, Tone, duration};
+use crate::report::prom::{Writer, flag, run_facts};
+use crate::report::{doc::Block, words};
 use crate::target::{FamilyChoice, resolve};
 
 /// Environment variable holding the password of `--user`.
@@ -29,7 +33,12 @@ pub(crate) const PASSWORD_ENV: &str = "STUNMAP_TURN_PASSWORD";
 /// Environment variable holding the TURN REST shared secret.
 pub(crate) const SECRET_ENV: &str = "STUNMAP_TURN_SECRET";
 
-/// Credential and TLS flags shared by `turn` and `relay`.
+/// The largest password or secret file read.
+const MAX_SECRET_FILE: u64 = 64 << 10;
+/// The longest request timeout accepted, milliseconds.
+pub(crate) const MAX_TIMEOUT_MS: u64 = 60_000;
+
+/// Credential and TLS flags shared by `turn`, `relay`, `audit` and `pair`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct AuthArgs {
     /// User name (long-term credentials; with a shared secret, the user part of the TURN REST
@@ -37,41 +46,37 @@ pub(crate) struct AuthArgs {
     /// --password-file, the REST secret from $STUNMAP_TURN_SECRET or --secret-file.
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
-    /// File whose first line is the password of --user.
+    /// File whose first line is the password of --user (at most 64 KiB).
     #[arg(long, value_name = "FILE")]
     password_file: Option<PathBuf>,
-    /// File whose first line is the TURN REST shared secret (coturn static-auth-secret).
+    /// File whose first line is the TURN REST shared secret (coturn static-auth-secret; at
+    /// most 64 KiB).
     #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
-    /// Validity of derived TURN REST credentials, seconds.
-    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    /// Validity of derived TURN REST credentials, seconds (1 to 31536000).
+    #[arg(long, default_value_t = 3600, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     rest_ttl: u64,
     /// Extra CA certificates (PEM) trusted for turns:, besides the webpki roots.
     #[arg(long, value_name = "FILE")]
     pub(crate) ca_file: Option<PathBuf>,
 }
 
-fn first_line(path: &PathBuf, what: &str) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        usage(format!(
-            "cannot read the {what} file {}: {e}",
-            path.display()
-        ))
-    })?;
+fn first_line(flag: &str, path: &Path) -> Result<String> {
+    let text = common::read_text(flag, path, MAX_SECRET_FILE)?;
     Ok(text.lines().next().unwrap_or("").to_string())
 }
 
 impl AuthArgs {
     /// The credentials the flags and environment describe (`None`: probe without).
     pub(crate) fn credentials(&self) -> Result<Option<Credentials>> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let secret = match &self.secret_file {
-            Some(f) => Some(first_line(f, "secret")?),
-            None => env(SECRET_ENV),
+            Some(f) => Some(first_line("--secret-file", f)?),
+            None => common::env(SECRET_ENV),
         };
         let password = match &self.password_file {
-            Some(f) => Some(first_line(f, "password")?),
-            None => env(PASSWORD_ENV),
+            Some(f) => Some(first_line("--password-file", f)?),
+            None => common::env(PASSWORD_ENV),
         };
         let Some(user) = &self.user else {
             if self.secret_file.is_some() || self.password_file.is_some() {
@@ -106,11 +111,14 @@ impl AuthArgs {
         if uri.transport != Transport::Tls {
             return Ok(Security::Plain);
         }
-        let host = match &uri.host {
-            UriHost::Ip(ip) => ip.to_string(),
-            UriHost::Name(n) => n.clone(),
-        };
-        Security::tls(&host, self.ca_file.as_deref()).map_err(|e| usage(e.to_string()))
+        Security::tls(&host_of(uri), self.ca_file.as_deref()).map_err(|e| usage(e.to_string()))
+    }
+}
+
+fn host_of(uri: &TurnUri) -> String {
+    match &uri.host {
+        UriHost::Ip(ip) => ip.to_string(),
+        UriHost::Name(n) => n.clone(),
     }
 }
 
@@ -121,76 +129,80 @@ pub(crate) fn parse_uri(text: &str) -> Result<TurnUri> {
 
 /// The server's address (the first of the host's addresses).
 pub(crate) async fn server_addr(uri: &TurnUri) -> Result<SocketAddr> {
-    let host = match &uri.host {
-        UriHost::Ip(ip) => ip.to_string(),
-        UriHost::Name(n) => n.clone(),
-    };
-    let ips = resolve(&host, FamilyChoice::Any).await?;
+    let ips = resolve(&host_of(uri), FamilyChoice::Any).await?;
     let ip = ips.first().copied().context("the host has no address")?;
     Ok(SocketAddr::new(ip, uri.port))
 }
 
-/// The session settings for `transport`: UDP retransmits on the RFC 8489 schedule capped at
-/// `timeout`; streams send once and wait `timeout`.
-pub(crate) fn session_config(
-    server: SocketAddr,
-    transport: Transport,
-    credentials: Option<Credentials>,
-    timeout: Duration,
-) -> SessionConfig {
-    let local = if transport.is_stream() {
-        LocalSocket::Default
-    } else {
-        LocalSocket::Private(0)
-    };
-    let mut c = SessionConfig::new(server, transport, local);
-    c.credentials = credentials;
-    c.retransmit = if transport.is_stream() {
-        Retransmit {
-            rto: timeout,
-            rc: 1,
-            rm: 1,
-            deadline: Some(timeout),
-        }
-    } else {
-        Retransmit {
-            deadline: Some(timeout),
-            ..Retransmit::default()
-        }
-    };
-    c
-}
-
 /// Flags of `stunmap turn`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Exit status: 0 allocated and released, or a TURN server found (401) without credentials;
+1 refused (wrong credentials, quota …) or the release not confirmed; 2 no answer;
+64 bad flags; 130 interrupted.")]
 pub(crate) struct Args {
     /// The server: turn:HOST[:PORT][?transport=udp|tcp] or turns:HOST[:PORT] (RFC 7065).
     #[arg(value_name = "URI")]
     uri: String,
     #[command(flatten)]
     auth: AuthArgs,
-    /// Milliseconds a request may take (retransmissions included) before it counts as lost.
-    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    /// Milliseconds a request may take (retransmissions included) before it counts as lost
+    /// (1 to 60000).
+    #[arg(long, default_value_t = 3000, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_MS))]
     timeout: u64,
-    /// LIFETIME to request, seconds (RFC 8656 §7.1); the allocation is released at the end
-    /// anyway.
-    #[arg(long, value_name = "SECS")]
+    /// LIFETIME to request, seconds (RFC 8656 §7.1; 1 to 86400); the allocation is released
+    /// at the end anyway.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=86_400))]
     lifetime: Option<u32>,
     /// Only Allocate and release; skip the CreatePermission and ChannelBind checks.
     #[arg(long)]
     no_exercise: bool,
-    /// Machine-readable output (schema `stunmap.turn/1`).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    files: ReportFiles,
 }
 
+/// A planned TURN probe.
+#[derive(Debug)]
+struct Turn {
+    uri: TurnUri,
+    credentials: Option<Credentials>,
+    security: Security,
+    timeout: Duration,
+    lifetime: Option<u32>,
+    exercise: bool,
+}
+
+/// The plan of `stunmap turn` (pure: flags and files, no network).
+fn plan(args: &Args) -> Result<Turn> {
+    let uri = parse_uri(&args.uri)?;
+    Ok(Turn {
+        credentials: args.auth.credentials()?,
+        security: args.auth.security(&uri)?,
+        uri,
+        timeout: Duration::from_millis(args.timeout),
+        lifetime: args.lifetime,
+        exercise: !args.no_exercise,
+    })
+}
+
+pub(crate) fn run(args: Args) -> Result<Outcome> {
+    let turn = plan(&args)?;
+    crate::app::run(turn, &args.output, &args.files, "requests")
+}
+
+/// The report of `stunmap turn` (schema `stunmap.turn/1`).
 #[derive(Debug, Serialize)]
-struct Report {
-    schema: &'static str,
+pub(crate) struct TurnReport {
     uri: String,
     server: SocketAddr,
     transport: Transport,
-    interrupted: bool,
+    /// What the run shows: ok (allocated and released, or a TURN server asking for
+    /// credentials), degraded (refused, or the release not confirmed), blocked (no answer),
+    /// skipped (stopped before an answer).
+    status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     connect: Option<ConnectOutcome>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -198,149 +210,331 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_error: Option<String>,
     result: Option<AllocateReport>,
+    /// Why there is no result, in words.
+    #[serde(skip)]
+    no_result: Option<String>,
 }
 
-pub(crate) fn run(args: Args) -> Result<Outcome> {
-    let uri = parse_uri(&args.uri)?;
-    if args.timeout == 0 {
-        return Err(usage("--timeout must be at least 1 ms"));
-    }
-    let credentials = args.auth.credentials()?;
-    let security = args.auth.security(&uri)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let server = server_addr(&uri).await?;
-        let (handle, cancel) = Cancel::new();
-        engine::driver::cancel_on_signals(handle);
-        let timeout = Duration::from_millis(args.timeout);
-        let mut session = session_config(server, uri.transport, credentials, timeout);
-        session.lifetime = args.lifetime;
+impl Command for Turn {
+    type Report = TurnReport;
+
+    async fn execute(self, ctx: Ctx) -> Result<TurnReport> {
+        let server = server_addr(&self.uri).await?;
+        let transport = self.uri.transport;
+        let mut session = session_config(server, transport, self.credentials, self.timeout);
+        session.lifetime = self.lifetime;
         let probe = AllocateProbe::new(
             AllocateConfig {
                 session,
-                exercise: !args.no_exercise,
+                exercise: self.exercise,
             },
             crate::ids::source(),
         );
-        let mut report = Report {
-            schema: "stunmap.turn/1",
-            uri: uri.to_string(),
+        ctx.status("allocating");
+        let run: TurnRun<AllocateReport> =
+            crate::exec::turn::run(probe, server, transport, self.security, ctx.cancel.clone())
+                .await?;
+        Ok(TurnReport {
+            uri: self.uri.to_string(),
             server,
-            transport: uri.transport,
-            interrupted: false,
+            transport,
+            status: status(run.output.as_ref()),
+            no_result: run.output.is_none().then(|| no_result(&run)),
+            stream_error: run.stream_error,
+            connect: run.connect,
+            tls: run.tls,
+            result: run.output,
+        })
+    }
+}
+
+/// What an Allocate probe's result shows.
+fn status(result: Option<&AllocateReport>) -> Status {
+    let Some(r) = result else {
+        return Status::Blocked;
+    };
+    if !r.release.is_clean() {
+        return Status::Degraded;
+    }
+    match r.status {
+        AllocateStatus::Allocated | AllocateStatus::AuthRequired => Status::Ok,
+        AllocateStatus::Rejected { .. } => Status::Degraded,
+        AllocateStatus::Timeout => Status::Blocked,
+        AllocateStatus::Cancelled => Status::Skipped,
+    }
+}
+
+/// The mark of a status.
+pub(crate) fn mark(s: Status) -> Mark {
+    let tone = match s {
+        Status::Ok => Tone::Good,
+        Status::Degraded | Status::Uncertain => Tone::Warn,
+        Status::Blocked => Tone::Bad,
+        Status::Skipped => Tone::Neutral,
+    };
+    let word = match s {
+        Status::Skipped => "not probed",
+        other => other.as_str(),
+    };
+    Mark::new(word, tone)
+}
+
+fn headline(r: &TurnReport) -> String {
+    let Some(res) = &r.result else {
+        return format!(
+            "No TURN answer: {}",
+            r.no_result.as_deref().unwrap_or("no result")
+        );
+    };
+    match &res.status {
+        AllocateStatus::Allocated if res.release.is_clean() => {
+            "Allocation granted and released".into()
+        }
+        AllocateStatus::Allocated => "Allocation granted; its release was NOT confirmed".into(),
+        AllocateStatus::AuthRequired => {
+            "TURN server present: it asks for credentials (401 with REALM and NONCE)".into()
+        }
+        AllocateStatus::Rejected { code, reason } => format!("Allocation refused: {code} {reason}"),
+        AllocateStatus::Timeout => "No answer from the TURN server".into(),
+        AllocateStatus::Cancelled => "Not probed: stopped before the server answered".into(),
+    }
+}
+
+/// The fields of an Allocate result, shared with `relay`.
+pub(crate) fn allocation_fields(res: &AllocateReport) -> Vec<(String, String)> {
+    let mut f: Vec<(String, String)> = vec![("status".into(), res.status.to_string())];
+    let mut add = |k: &str, v: String| f.push((k.into(), v));
+    if let Some(s) = &res.software {
+        add("software", s.clone());
+    }
+    if let Some(s) = &res.realm {
+        add("realm", s.clone());
+    }
+    if let Some(i) = res.integrity {
+        add("integrity", i.to_string());
+    }
+    if let Some(a) = res.password_algorithm {
+        add("password algorithm", a.to_string());
+    }
+    if let Some(a) = res.relayed {
+        add("relayed", a.to_string());
+    }
+    if let Some(a) = res.mapped {
+        add("mapped", a.to_string());
+    }
+    if let Some(l) = res.lifetime {
+        add("lifetime", format!("{l} s"));
+    }
+    if let Some(t) = res.allocate_rtt {
+        add("allocate rtt", duration(t));
+    }
+    if let Some(p) = &res.permission {
+        add("permission", words::turn_step(p));
+    }
+    if let Some(c) = &res.channel_bind {
+        add("channel", words::turn_step(c));
+    }
+    if res.stale_nonce_retries > 0 {
+        add("stale nonces", res.stale_nonce_retries.to_string());
+    }
+    if res.rejected_integrity > 0 {
+        add(
+            "ignored",
+            format!(
+                "{} responses with a missing or wrong integrity",
+                res.rejected_integrity
+            ),
+        );
+    }
+    add("release", words::release(&res.release));
+    f
+}
+
+/// Connection lines of a TURN run over TCP/TLS.
+pub(crate) fn connection_fields(
+    connect: Option<&ConnectOutcome>,
+    tls: Option<&str>,
+    stream_error: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut f = Vec::new();
+    if let Some(c) = connect {
+        f.push(("connect".into(), words::connect(c)));
+    }
+    if let Some(t) = tls {
+        f.push(("tls".into(), t.to_string()));
+    }
+    if let Some(e) = stream_error {
+        f.push(("stream".into(), e.to_string()));
+    }
+    f
+}
+
+impl Report for TurnReport {
+    const SCHEMA: &'static str = "stunmap.turn/1";
+
+    fn outcome(&self) -> Outcome {
+        match self.status {
+            Status::Ok => Outcome::Ok,
+            Status::Degraded | Status::Uncertain => Outcome::Degraded,
+            // Stopped before an answer: the runner says 130; nothing was measured.
+            Status::Blocked | Status::Skipped => Outcome::Blocked,
+        }
+    }
+
+    fn document(&self, run: &RunInfo) -> Doc {
+        let mut doc = Doc::new("stunmap turn", headline(self));
+        doc.mark = Some(mark(self.status));
+        doc.summary.push(format!(
+            "{} ({}, {}), {}, exit {}",
+            self.uri,
+            self.server,
+            self.transport,
+            crate::report::doc::secs(run.elapsed_seconds),
+            run.exit_code.code()
+        ));
+        let mut sec = Section::new("Allocation");
+        sec.push(Block::Fields(connection_fields(
+            self.connect.as_ref(),
+            self.tls.as_deref(),
+            self.stream_error.as_deref(),
+        )));
+        if let Some(res) = &self.result {
+            sec.push(Block::Fields(allocation_fields(res)));
+        }
+        doc.push(sec);
+        doc
+    }
+
+    fn metrics(&self, run: &RunInfo, w: &mut Writer) -> bool {
+        run_facts(w, "turn", run);
+        let server = self.server.to_string();
+        let transport = self.transport.as_str();
+        let l = [("server", server.as_str()), ("transport", transport)];
+        w.family(
+            "stunmap_turn_allocation_status",
+            "gauge",
+            "How Allocate ended: one series per status, 1 for the current one.",
+        );
+        let current = self.result.as_ref().map(|r| status_word(&r.status));
+        for s in [
+            "allocated",
+            "auth-required",
+            "rejected",
+            "timeout",
+            "cancelled",
+        ] {
+            let labels = [l[0], l[1], ("status", s)];
+            w.sample(
+                "stunmap_turn_allocation_status",
+                &labels,
+                flag(current == Some(s)),
+            );
+        }
+        w.family(
+            "stunmap_turn_released",
+            "gauge",
+            "1 when no allocation can be left on the server (released, or none was made).",
+        );
+        w.sample(
+            "stunmap_turn_released",
+            &l,
+            flag(self.result.as_ref().is_none_or(|r| r.release.is_clean())),
+        );
+        if let Some(t) = self.result.as_ref().and_then(|r| r.allocate_rtt) {
+            w.family(
+                "stunmap_turn_allocate_rtt_seconds",
+                "gauge",
+                "RTT of the final Allocate transaction.",
+            );
+            w.sample("stunmap_turn_allocate_rtt_seconds", &l, t.as_secs_f64());
+        }
+        true
+    }
+}
+
+/// The JSON word of an Allocate status.
+fn status_word(s: &AllocateStatus) -> &'static str {
+    match s {
+        AllocateStatus::Allocated => "allocated",
+        AllocateStatus::AuthRequired => "auth-required",
+        AllocateStatus::Rejected { .. } => "rejected",
+        AllocateStatus::Timeout => "timeout",
+        AllocateStatus::Cancelled => "cancelled",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use probes::turn::session::Release;
+
+    fn report(status: AllocateStatus, release: Release) -> TurnReport {
+        let server: SocketAddr = "192.0.2.1:3478".parse().unwrap();
+        TurnReport {
+            uri: "turn:192.0.2.1:3478?transport=udp".into(),
+            server,
+            transport: Transport::Udp,
+            status: Status::Ok,
             connect: None,
             tls: None,
             stream_error: None,
-            result: None,
+            no_result: None,
+            result: Some(AllocateReport {
+                server,
+                transport: Transport::Udp,
+                status,
+                software: Some("evil\u{1b}]0;pwned\u{7}".into()),
+                realm: None,
+                authenticated: true,
+                integrity: None,
+                password_algorithm: None,
+                relayed: None,
+                mapped: None,
+                lifetime: None,
+                allocate_rtt: Some(Duration::from_micros(2800)),
+                stale_nonce_retries: 0,
+                rejected_integrity: 0,
+                permission: None,
+                channel_bind: None,
+                release,
+                cancelled: false,
+            }),
+        }
+    }
+
+    #[test]
+    fn statuses_follow_what_was_measured() {
+        let r = report(AllocateStatus::Allocated, Release::Released);
+        assert_eq!(status(r.result.as_ref()), Status::Ok);
+        let r = report(AllocateStatus::Allocated, Release::Timeout);
+        assert_eq!(status(r.result.as_ref()), Status::Degraded);
+        let r = report(AllocateStatus::Cancelled, Release::NotNeeded);
+        assert_eq!(status(r.result.as_ref()), Status::Skipped);
+        assert_eq!(status(None), Status::Blocked);
+    }
+
+    #[test]
+    fn the_document_has_words_and_one_time_format() {
+        let mut r = report(AllocateStatus::Allocated, Release::Released);
+        r.status = status(r.result.as_ref());
+        let run = crate::app::RunInfo {
+            schema: TurnReport::SCHEMA,
+            stunmap_version: "0",
+            started_unix_seconds: 0.0,
+            elapsed_seconds: 0.5,
+            interrupted: false,
+            deadline_reached: false,
+            exit_code: Outcome::Ok,
         };
-        if uri.transport.is_stream() {
-            let run: StreamRun<AllocateReport> =
-                run_stream(probe, server, security, StreamOptions::default(), cancel).await;
-            report.interrupted = run.interrupted;
-            report.connect = Some(run.connect);
-            report.tls = run.tls;
-            report.stream_error = run.error;
-            report.result = run.output;
-        } else {
-            let (result, r) = engine::run_one(probe, None, cancel).await?;
-            report.interrupted = r.interrupted;
-            report.result = result;
-        }
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print_human(&report);
-        }
-        Ok(outcome(&report))
-    })
-}
-
-fn outcome(r: &Report) -> Outcome {
-    if r.interrupted {
-        return Outcome::Interrupted;
+        let text = crate::report::human::render(&r.document(&run));
+        assert!(
+            text.starts_with("OK        Allocation granted and released"),
+            "{text}"
+        );
+        assert!(text.contains("allocate rtt  2.8 ms"), "{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains("Allocated"),
+            "{text}"
+        );
     }
-    let Some(res) = &r.result else {
-        return Outcome::Blocked;
-    };
-    if !res.release.is_clean() {
-        return Outcome::Degraded;
-    }
-    match res.status {
-        AllocateStatus::Allocated | AllocateStatus::AuthRequired => Outcome::Ok,
-        AllocateStatus::Rejected { .. } => Outcome::Degraded,
-        AllocateStatus::Timeout | AllocateStatus::Cancelled => Outcome::Blocked,
-    }
-}
-
-fn secs(d: Option<Duration>) -> String {
-    d.map_or_else(
-        || "-".into(),
-        |d| format!("{:.2} ms", d.as_secs_f64() * 1e3),
-    )
-}
-
-fn print_human(r: &Report) {
-    println!("{} ({}, {})", r.uri, r.server, r.transport);
-    if let Some(c) = &r.connect {
-        println!("  connect      {c:?}");
-    }
-    if let Some(t) = &r.tls {
-        println!("  tls          {t}");
-    }
-    if let Some(e) = &r.stream_error {
-        println!("  stream       {e}");
-    }
-    let Some(res) = &r.result else {
-        println!("  no answer");
-        return;
-    };
-    let status = match &res.status {
-        AllocateStatus::Allocated => "allocated".to_string(),
-        AllocateStatus::AuthRequired => {
-            "TURN server present (401 with REALM and NONCE); no credentials given".to_string()
-        }
-        AllocateStatus::Rejected { code, reason } => format!("rejected: {code} {reason}"),
-        AllocateStatus::Timeout => "no answer".to_string(),
-        AllocateStatus::Cancelled => "cancelled".to_string(),
-    };
-    println!("  status       {status}");
-    if let Some(s) = &res.software {
-        println!("  software     {s}");
-    }
-    if let Some(s) = &res.realm {
-        println!("  realm        {s}");
-    }
-    if let Some(i) = res.integrity {
-        println!("  integrity    {i:?}");
-    }
-    if let Some(a) = res.relayed {
-        println!("  relayed      {a}");
-    }
-    if let Some(a) = res.mapped {
-        println!("  mapped       {a}");
-    }
-    if let Some(l) = res.lifetime {
-        println!("  lifetime     {l} s");
-    }
-    if res.allocate_rtt.is_some() {
-        println!("  allocate rtt {}", secs(res.allocate_rtt));
-    }
-    if let Some(p) = &res.permission {
-        println!("  permission   {p:?}");
-    }
-    if let Some(c) = &res.channel_bind {
-        println!("  channel      {c:?}");
-    }
-    let release = match &res.release {
-        Release::NotNeeded => "nothing to release".to_string(),
-        Release::Released => "released (Refresh LIFETIME 0)".to_string(),
-        Release::AlreadyGone => "released (server had already deleted it)".to_string(),
-        Release::Failed { code, reason } => {
-            format!("NOT RELEASED: {code} {reason} (it expires with its lifetime)")
-        }
-        Release::Timeout => "NOT CONFIRMED: no answer to Refresh LIFETIME 0".to_string(),
-    };
-    println!("  release      {release}");
 }

@@ -1,15 +1,17 @@
-//! The per-peer section ("why relayed?") in every output format: terminal text, Prometheus
-//! series and an HTML fragment. `stunmap explain` prints it; `stunmap check` renders the same
-//! [`PeerFinding`]s when it has a NetBird status (JSON is their serde form).
+//! The per-peer part ("why relayed?") of every report that has a NetBird status: its
+//! document sections, its Prometheus series and an HTML fragment. `stunmap explain` renders
+//! it; `stunmap check` renders the same [`PeerFinding`]s when it has a NetBird status (JSON is
+//! their serde form). Every string passes [`clean`] (and HTML escaping) on the way out.
 
 use std::fmt::Write as _;
 
 use probes::netbird::peers::{PeerFinding, Reason};
 
-use crate::cmd::explain::clean;
+use super::doc::{Block, Mark, Section, Tone, clean};
+use super::html::esc;
+use super::prom::Writer;
 
 /// The reason code as it appears in labels and tables.
-#[allow(dead_code)] // used by prom/html, which `stunmap check` renders
 pub(crate) fn reason_label(r: Reason) -> &'static str {
     match r {
         Reason::Idle => "idle",
@@ -34,94 +36,102 @@ fn kind(f: &PeerFinding) -> String {
         ConnectionType::P2p => "P2P".into(),
         ConnectionType::Relayed => "Relayed".into(),
         ConnectionType::None => "not connected".into(),
-        ConnectionType::Other(o) => clean(o),
+        ConnectionType::Other(o) => o.clone(),
     }
 }
 
-/// The section as terminal text.
-pub(crate) fn human(peers: &[PeerFinding]) -> String {
-    let mut o = String::new();
+/// The peers as document sections: one line when every peer is direct, else one section
+/// per peer not connected directly.
+pub(crate) fn sections(peers: &[PeerFinding]) -> Vec<Section> {
     if peers.is_empty() {
-        o.push_str("Peers: every peer NetBird reports is connected directly (P2P)\n");
-        return o;
+        return vec![Section::new("Peers").block(Block::Text(
+            "every peer NetBird reports is connected directly (P2P)".into(),
+        ))];
     }
-    let _ = writeln!(o, "Peers not connected directly ({})", peers.len());
-    for f in peers {
-        let _ = writeln!(
-            o,
-            "  {} ({}) {}, {}: ICE {}/{}{}",
-            clean(&f.peer),
-            clean(&f.netbird_ip),
-            clean(&f.status),
-            kind(f),
-            f.ice_local,
-            f.ice_remote,
-            f.relay_address
-                .as_deref()
-                .map(|r| format!(", relay {}", clean(r)))
-                .unwrap_or_default()
-        );
-        if let (Some(l), Some(r)) = (&f.endpoint_local, &f.endpoint_remote) {
-            let _ = writeln!(o, "    endpoints {} / {}", clean(l), clean(r));
-        }
-        if let Some(h) = &f.ice_log {
-            let _ = writeln!(
-                o,
-                "    log: {} ICE state changes, {}× Checking → Failed, candidates here {}, from the peer {}",
-                h.changes,
-                h.checking_to_failed,
-                h.local.names(),
-                h.remote.names()
-            );
-        }
-        let _ = writeln!(o, "    why: {}", clean(&f.detail));
-        if let Some(fix) = &f.fix {
-            let _ = writeln!(o, "    fix: {}", clean(&fix.title));
-            for c in &fix.commands {
-                let _ = writeln!(o, "         {}", clean(c));
+    peers
+        .iter()
+        .map(|f| {
+            let mut fields: Vec<(String, String)> = vec![(
+                "status".into(),
+                format!(
+                    "{}, {}: ICE {}/{}{}",
+                    f.status,
+                    kind(f),
+                    f.ice_local,
+                    f.ice_remote,
+                    f.relay_address
+                        .as_deref()
+                        .map(|r| format!(", relay {r}"))
+                        .unwrap_or_default()
+                ),
+            )];
+            if let (Some(l), Some(r)) = (&f.endpoint_local, &f.endpoint_remote) {
+                fields.push(("endpoints".into(), format!("{l} / {r}")));
             }
-        }
-    }
-    o
+            if let Some(h) = &f.ice_log {
+                fields.push((
+                    "log".into(),
+                    format!(
+                        "{} ICE state changes, {}× Checking → Failed, candidates here {}, from the peer {}",
+                        h.changes,
+                        h.checking_to_failed,
+                        h.local.names(),
+                        h.remote.names()
+                    ),
+                ));
+            }
+            fields.push(("why".into(), f.detail.clone()));
+            if let Some(fix) = &f.fix {
+                fields.push(("fix".into(), fix.title.clone()));
+                for c in &fix.commands {
+                    fields.push((String::new(), c.clone()));
+                }
+            }
+            let tone = match f.reason {
+                Reason::Idle => Tone::Neutral,
+                _ => Tone::Warn,
+            };
+            Section::new(format!("Peer {} ({})", f.peer, f.netbird_ip))
+                .marked(Mark::new(kind(f).to_lowercase(), tone))
+                .block(Block::Fields(fields))
+        })
+        .collect()
 }
 
-/// Print [`human`].
-pub(crate) fn print_peers(peers: &[PeerFinding]) {
-    print!("{}", human(peers));
-}
-
-#[allow(dead_code)]
-fn prom_esc(v: &str) -> String {
-    let mut o = String::with_capacity(v.len());
-    for c in clean(v).chars() {
-        match c {
-            '\\' => o.push_str("\\\\"),
-            '"' => o.push_str("\\\""),
-            c => o.push(c),
-        }
-    }
-    o
+fn prom_label(v: &str) -> String {
+    clean(v)
 }
 
 /// Prometheus series: one `stunmap_netbird_peer_not_direct_info` per peer with its reason, and
 /// the count per reason.
-#[allow(dead_code)] // `stunmap check --prom` renders it once it has a NetBird status
-pub(crate) fn prom(peers: &[PeerFinding]) -> String {
-    let mut o = String::new();
-    o.push_str("# HELP stunmap_netbird_peer_not_direct_info A peer NetBird reports relayed or not connected, with the most likely reason.\n");
-    o.push_str("# TYPE stunmap_netbird_peer_not_direct_info gauge\n");
+pub(crate) fn metrics(w: &mut Writer, peers: &[PeerFinding]) {
+    w.family(
+        "stunmap_netbird_peer_not_direct_info",
+        "gauge",
+        "A peer NetBird reports relayed or not connected, with the most likely reason.",
+    );
     for f in peers {
-        let _ = writeln!(
-            o,
-            "stunmap_netbird_peer_not_direct_info{{peer=\"{}\",reason=\"{}\",ice_local=\"{}\",ice_remote=\"{}\"}} 1",
-            prom_esc(&f.peer),
-            reason_label(f.reason),
-            prom_esc(&f.ice_local.to_string()),
-            prom_esc(&f.ice_remote.to_string())
+        let (peer, local, remote) = (
+            prom_label(&f.peer),
+            prom_label(&f.ice_local.to_string()),
+            prom_label(&f.ice_remote.to_string()),
+        );
+        w.sample(
+            "stunmap_netbird_peer_not_direct_info",
+            &[
+                ("peer", peer.as_str()),
+                ("reason", reason_label(f.reason)),
+                ("ice_local", local.as_str()),
+                ("ice_remote", remote.as_str()),
+            ],
+            1.0,
         );
     }
-    o.push_str("# HELP stunmap_netbird_peers_not_direct Peers NetBird reports relayed or not connected, by reason.\n");
-    o.push_str("# TYPE stunmap_netbird_peers_not_direct gauge\n");
+    w.family(
+        "stunmap_netbird_peers_not_direct",
+        "gauge",
+        "Peers NetBird reports relayed or not connected, by reason.",
+    );
     let mut counts: Vec<(&str, u32)> = Vec::new();
     for f in peers {
         let l = reason_label(f.reason);
@@ -131,25 +141,12 @@ pub(crate) fn prom(peers: &[PeerFinding]) -> String {
         }
     }
     for (l, n) in counts {
-        let _ = writeln!(o, "stunmap_netbird_peers_not_direct{{reason=\"{l}\"}} {n}");
+        w.sample(
+            "stunmap_netbird_peers_not_direct",
+            &[("reason", l)],
+            f64::from(n),
+        );
     }
-    o
-}
-
-#[allow(dead_code)]
-fn html_esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in clean(s).chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 /// An HTML `<section>` with one table row per peer.
@@ -166,15 +163,15 @@ pub(crate) fn html(peers: &[PeerFinding]) -> String {
             o,
             "<tr class=\"{}\"><td>{}<br><small>{}</small></td><td>{}, {}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             reason_label(f.reason),
-            html_esc(&f.peer),
-            html_esc(&f.netbird_ip),
-            html_esc(&f.status),
-            html_esc(&kind(f)),
-            html_esc(&f.ice_local.to_string()),
-            html_esc(&f.ice_remote.to_string()),
-            html_esc(f.relay_address.as_deref().unwrap_or("-")),
-            html_esc(&f.detail),
-            html_esc(f.fix.as_ref().map_or("", |x| x.title.as_str())),
+            esc(&f.peer),
+            esc(&f.netbird_ip),
+            esc(&f.status),
+            esc(&kind(f)),
+            esc(&f.ice_local.to_string()),
+            esc(&f.ice_remote.to_string()),
+            esc(f.relay_address.as_deref().unwrap_or("-")),
+            esc(&f.detail),
+            esc(f.fix.as_ref().map_or("", |x| x.title.as_str())),
         );
     }
     o.push_str("</table></section>");
@@ -184,6 +181,7 @@ pub(crate) fn html(peers: &[PeerFinding]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::doc::Doc;
     use probes::netbird::peers::{Measured, explain};
     use probes::netbird::status::parse;
 
@@ -199,13 +197,27 @@ mod tests {
         explain(&st, &m, None)
     }
 
+    fn text(peers: &[PeerFinding]) -> String {
+        let mut d = Doc::new("t", "h");
+        for s in sections(peers) {
+            d.push(s);
+        }
+        crate::report::human::render(&d)
+    }
+
+    fn prom(peers: &[PeerFinding]) -> String {
+        let mut w = Writer::default();
+        metrics(&mut w, peers);
+        w.finish()
+    }
+
     #[test]
     fn every_format_has_the_peer_and_reason() {
         let f = findings();
-        let h = human(&f);
+        let h = text(&f);
         assert!(
-            h.contains("office-gw.netbird.cloud")
-                && h.contains("why: no srflx candidate on this side"),
+            h.contains("Peer office-gw.netbird.cloud")
+                && h.contains("why     no srflx candidate on this side"),
             "{h}"
         );
         let p = prom(&f);
@@ -222,10 +234,19 @@ mod tests {
     fn hostile_names_are_escaped() {
         let mut f = findings();
         if let Some(p) = f.first_mut() {
-            p.peer = "<script>\"x\"\n".into();
+            p.peer = "<script>\"x\"\n\u{1b}]0;t\u{7}".into();
         }
-        assert!(html(&f).contains("&lt;script&gt;&quot;x&quot;?"));
-        assert!(prom(&f).contains("peer=\"<script>\\\"x\\\"?\""));
-        assert!(!human(&f).contains('\u{1b}'));
+        assert!(
+            html(&f).contains("&lt;script&gt;&quot;x&quot;\\u{a}\\u{1b}]0;t\\u{7}"),
+            "{}",
+            html(&f)
+        );
+        assert!(
+            prom(&f).contains("peer=\"<script>\\\"x\\\"\\\\u{a}"),
+            "{}",
+            prom(&f)
+        );
+        let t = text(&f);
+        assert!(!t.contains('\u{1b}') && !t.contains('\u{7}'), "{t}");
     }
 }

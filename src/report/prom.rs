@@ -204,6 +204,49 @@ impl Collector for Families {
     }
 }
 
+/// The facts of a run every command's metrics start with, labelled by the command: its exit
+/// code, how long it ran, when it started, and whether it was stopped early.
+pub(crate) fn run_facts(w: &mut Writer, command: &str, run: &crate::app::RunInfo) {
+    let l = [("command", command)];
+    w.family(
+        "stunmap_run_exit_code",
+        "gauge",
+        "Exit code of the run (0 ok, 1 degraded, 2 blocked, 130 interrupted).",
+    );
+    w.sample("stunmap_run_exit_code", &l, f64::from(run.exit_code.code()));
+    w.family(
+        "stunmap_run_duration_seconds",
+        "gauge",
+        "How long the run took.",
+    );
+    w.sample("stunmap_run_duration_seconds", &l, run.elapsed_seconds);
+    w.family(
+        "stunmap_run_timestamp_seconds",
+        "gauge",
+        "When the run started, seconds since the Unix epoch.",
+    );
+    w.sample(
+        "stunmap_run_timestamp_seconds",
+        &l,
+        run.started_unix_seconds,
+    );
+    w.family(
+        "stunmap_run_interrupted",
+        "gauge",
+        "1 when the run was stopped early (signal or deadline): partial results.",
+    );
+    w.sample(
+        "stunmap_run_interrupted",
+        &l,
+        if run.partial() { 1.0 } else { 0.0 },
+    );
+}
+
+/// 1 for true, 0 for false.
+pub(crate) fn flag(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
-//! Facts of the control-plane probes in words, written once for every report that shows them
-//! (`stunmap control`, the rows of `stunmap check`).
+//! Facts of the probes in words, written once for every report that shows them: the control
+//! plane (`stunmap control`, the rows of `stunmap check`), TCP connections and TURN steps
+//! (`stun --tcp`, `turn`, `relay`, `audit`).
 
 use probes::control::Role;
 use probes::control::assess::{PathFacts, Step, trust_text};
@@ -179,5 +180,42 @@ pub(crate) fn path(role: Role, p: &PathFacts) -> String {
         "no result".into()
     } else {
         parts.join(" · ")
+    }
+}
+
+/// How a TCP connection went: "connected in 1.2 ms", "refused", …
+pub(crate) fn connect(c: &engine::tcp::ConnectOutcome) -> String {
+    use engine::tcp::ConnectOutcome;
+    match c {
+        ConnectOutcome::Connected { time } => format!("connected in {}", duration(*time)),
+        ConnectOutcome::Refused => "connection refused".into(),
+        ConnectOutcome::Timeout => "connection timed out".into(),
+        ConnectOutcome::Unreachable => "unreachable".into(),
+        ConnectOutcome::Error { message } => format!("connection failed: {message}"),
+    }
+}
+
+/// How a TURN request after Allocate went: "ok (12.3 ms)", "refused: 403 Forbidden", …
+pub(crate) fn turn_step(s: &probes::turn::session::StepOutcome) -> String {
+    use probes::turn::session::StepOutcome;
+    match s {
+        StepOutcome::Ok { rtt: Some(rtt) } => format!("ok ({})", duration(*rtt)),
+        other => other.to_string(),
+    }
+}
+
+/// Whether an allocation was given back, for people.
+pub(crate) fn release(r: &probes::turn::session::Release) -> String {
+    use probes::turn::session::Release;
+    match r {
+        Release::NotNeeded => "nothing to release".into(),
+        Release::Released => "released (Refresh LIFETIME 0)".into(),
+        Release::AlreadyGone => "released (the server had already deleted it)".into(),
+        Release::Failed { code, reason } => {
+            format!("NOT RELEASED: {code} {reason} (it expires with its lifetime)")
+        }
+        Release::Timeout => {
+            "NOT CONFIRMED: no answer to Refresh LIFETIME 0 (it expires with its lifetime)".into()
+        }
     }
 }

@@ -31,6 +31,7 @@ fn audit_uri(uri: &str) -> (std::process::Output, serde_json::Value) {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!all.contains("secret\""), "password leaked:\n{all}");
     let j = json(&out);
+    crate::common::validate("audit-v1.json", &j);
     (out, j)
 }
 
@@ -274,13 +275,18 @@ fn audit_without_credentials_reports_the_401_and_tests_no_peer() {
     let lab = coturn_lab_with(TurnAuth::Static, false, false, &[]);
     let uri = format!("turn:127.0.0.1:{}", lab.port);
     let out = stunmap_env(&["audit", &uri, "--json", "--no-transports"], &[]);
+    // Nothing was tested, so nothing was found: "not tested", with the reason, and exit 1,
+    // never a clean 0.
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(1),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let j = json(&out);
+    crate::common::validate("audit-v1.json", &j);
+    assert_eq!(j["not_tested"]["kind"], "no-credentials", "{j:#}");
+    assert_eq!(j["status"], "degraded", "{j:#}");
     assert_eq!(j["audit"]["unauthenticated"]["kind"], "challenge");
     assert_eq!(j["audit"]["allocate"], serde_json::Value::Null);
     assert!(
@@ -290,6 +296,23 @@ fn audit_without_credentials_reports_the_401_and_tests_no_peer() {
             .iter()
             .all(|p| p["outcome"]["kind"] == "not-tried")
     );
+    let out = stunmap_env(&["audit", &uri, "--no-transports"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("UNTESTED  Relaying not tested: no credentials"),
+        "{text}"
+    );
+    assert!(!text.contains("findings     none"), "{text}");
+    // A wrong password: the allocation is refused, relaying is not tested either.
+    let out = stunmap_env(
+        &["audit", &uri, "--user", "test", "--json", "--no-transports"],
+        &[("STUNMAP_TURN_PASSWORD", "not-the-password")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let j = json(&out);
+    crate::common::validate("audit-v1.json", &j);
+    assert_eq!(j["not_tested"]["kind"], "allocation-refused", "{j:#}");
+    assert_eq!(j["not_tested"]["code"], 401, "{j:#}");
     assert_eq!(lab.allocations_made(), 0);
 }
 
@@ -358,13 +381,21 @@ fn audit_asks_the_ipv6_candidates_toward_an_ipv6_allocation() {
     let uri = format!("turn:127.0.0.1:{}", lab.port);
     let out = stunmap_env(&["audit", &uri, "--user", "test", "--no-transports"], PW);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("relayed      127.0.0.1:"), "{text}");
-    assert!(text.contains("relayed v6   [::1]:"), "{text}");
+    let field = |name: &str| -> String {
+        text.lines()
+            .find_map(|l| {
+                let rest = l.trim_start().strip_prefix(name)?;
+                rest.starts_with("  ").then(|| rest.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    assert!(field("relayed").starts_with("127.0.0.1:"), "{text}");
+    assert!(field("relayed v6").starts_with("[::1]:"), "{text}");
     assert!(
         text.contains("CreatePermission toward the IPv6 allocation"),
         "{text}"
     );
-    assert!(text.contains("release v6   clean"), "{text}");
+    assert!(field("release v6").starts_with("released"), "{text}");
     lab.assert_no_allocations_left();
     assert_eq!(lab.allocations_made(), 4, "{}", lab.log());
     drop(lab);

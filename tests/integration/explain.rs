@@ -169,8 +169,10 @@ fn folder_report_matches_the_schema_and_explains_each_relayed_peer() {
     no_keys(&out);
     let (code, human, _) = explain(&[BUNDLE]);
     assert_eq!(code, 1);
+    assert!(human.starts_with("FINDINGS  Findings: 2 peers"), "{human}");
     assert!(
-        human.contains("why: both sides have srflx but the checks failed"),
+        human.lines().any(|l| l.trim_start().starts_with("why ")
+            && l.contains("both sides have srflx but the checks failed")),
         "{human}"
     );
     no_keys(&human);
@@ -235,4 +237,41 @@ fn bad_bundles_are_one_line_errors_with_exit_64() {
     let (code, _, err) = explain(&["/nonexistent/bundle.zip"]);
     assert_eq!(code, 64);
     assert!(err.contains("no such file"), "{err}");
+}
+
+#[test]
+fn hostile_names_in_a_bundle_reach_no_terminal_or_page_raw() {
+    // The peer's name carries escape sequences (retitle, clear) and is 5,000 characters long.
+    let evil = format!("office-gw\u{1b}]0;pwned\u{7}\u{1b}[2J{}", "A".repeat(5000));
+    let dir = std::env::temp_dir().join(format!("stunmap-explain-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in folder_files() {
+        let bytes = if name == "status.txt" {
+            String::from_utf8(bytes)
+                .unwrap()
+                .replace("office-gw", &evil)
+                .into_bytes()
+        } else {
+            bytes
+        };
+        std::fs::write(dir.join(&name), bytes).unwrap();
+    }
+    let page = dir.join("report.html");
+    let (code, human, err) = explain(&[dir.to_str().unwrap(), "--html", page.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    for (what, text, limit) in [("terminal", &human, 24 * 1024), ("HTML", &html, 64 * 1024)] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{what}: raw control characters:\n{}",
+            text.escape_debug()
+        );
+        assert!(text.contains("\\u{1b}]0;pwned\\u{7}"), "{what}: {text}");
+        assert!(text.len() < limit, "{what}: {} bytes", text.len());
+    }
+    let (_, out, _) = explain(&[dir.to_str().unwrap(), "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    validate(&v);
+    crate::common::validate("explain-v1.json", &v);
+    let _ = std::fs::remove_dir_all(&dir);
 }

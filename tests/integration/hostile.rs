@@ -451,3 +451,402 @@ fn a_turn_password_appears_in_no_output_format() {
     }
     lab.assert_no_allocations_left();
 }
+
+/// What a hostile STUN/TURN server puts in every answer: escape sequences that would retitle
+/// and clear a terminal and recolour what follows.
+const EVIL: &str = "\x1b]0;pwned\x07\x1b[2J\x1b[31m";
+
+/// A SOFTWARE of `len` bytes that starts with [`EVIL`].
+fn evil_software(len: usize) -> Vec<u8> {
+    let mut v = EVIL.as_bytes().to_vec();
+    v.resize(len, b'A');
+    v
+}
+
+/// How a [`HostileServer`] answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hostility {
+    /// Binding: a success with a true XOR-MAPPED-ADDRESS and the hostile SOFTWARE. Other
+    /// requests: 401 with a hostile REALM and reason to an unauthenticated one, 486 with a
+    /// hostile reason to one with MESSAGE-INTEGRITY; the hostile SOFTWARE in each.
+    Strings,
+    /// Binding: a success whose XOR-MAPPED-ADDRESS is five bytes long (undecodable).
+    MalformedMapping,
+}
+
+fn hostile_answer(how: Hostility, req: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+    let v = probes::stun::StunView::parse(req).ok()?;
+    let ty = v.message_type();
+    if ty.class != Class::Request {
+        return None;
+    }
+    let tid = v.transaction_id();
+    let mut out = Vec::new();
+    let mut w;
+    if ty.method == Method::BINDING {
+        w = MessageWriter::new(
+            &mut out,
+            MessageType::new(Class::SuccessResponse, Method::BINDING),
+            &tid,
+        );
+        match how {
+            Hostility::Strings => {
+                w.xor_address(attr::XOR_MAPPED_ADDRESS, &from);
+                w.attr(attr::SOFTWARE, &evil_software(65_400));
+            }
+            Hostility::MalformedMapping => {
+                w.attr(attr::XOR_MAPPED_ADDRESS, &[0, 1, 0x12, 0x34, 0x56]);
+                w.software("malformed mapping");
+            }
+        }
+    } else {
+        let signed = v.attributes().any(|(k, _)| k == attr::MESSAGE_INTEGRITY);
+        w = MessageWriter::new(
+            &mut out,
+            MessageType::new(Class::ErrorResponse, ty.method),
+            &tid,
+        );
+        if signed {
+            w.error_code(486, &format!("{EVIL}Allocation Quota Reached"));
+        } else {
+            w.error_code(401, &format!("{EVIL}Unauthorized"));
+            w.attr(attr::REALM, format!("{EVIL}realm").as_bytes());
+            w.attr(attr::NONCE, b"hostile-nonce-0123");
+        }
+        // Smaller than a Binding's: the error response must still fit one UDP datagram.
+        w.attr(attr::SOFTWARE, &evil_software(65_000));
+    }
+    w.fingerprint();
+    w.finish();
+    Some(out)
+}
+
+/// A hostile STUN/TURN server on 127.0.0.1, UDP and TCP on one port; stops when dropped (and
+/// after 60 s at most).
+struct HostileServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl HostileServer {
+    fn start(how: Hostility) -> HostileServer {
+        let port = crate::common::free_port("127.0.0.1");
+        let udp = UdpSocket::bind(("127.0.0.1", port)).unwrap();
+        let tcp = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let until = Instant::now() + Duration::from_secs(60);
+        let running =
+            move |stop: &AtomicBool| !stop.load(Ordering::Relaxed) && Instant::now() < until;
+        udp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let s = stop.clone();
+        let u = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while running(&s) {
+                if let Ok((n, from)) = udp.recv_from(&mut buf)
+                    && let Some(a) = hostile_answer(how, &buf[..n], from)
+                {
+                    let _ = udp.send_to(&a, from);
+                }
+            }
+        });
+        tcp.set_nonblocking(true).unwrap();
+        let s = stop.clone();
+        let t = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            while running(&s) {
+                match tcp.accept() {
+                    Ok((c, from)) => {
+                        let s = s.clone();
+                        conns.push(std::thread::spawn(move || {
+                            serve_stream(how, c, from, &s, until)
+                        }));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            for c in conns {
+                let _ = c.join();
+            }
+        });
+        HostileServer {
+            port,
+            stop,
+            threads: vec![u, t],
+        }
+    }
+}
+
+/// Answer the STUN messages of one TCP connection (RFC 8489 §6.2.2 framing: the header's
+/// length), at most 1 MiB buffered.
+fn serve_stream(
+    how: Hostility,
+    mut c: std::net::TcpStream,
+    from: SocketAddr,
+    stop: &AtomicBool,
+    until: Instant,
+) {
+    c.set_nonblocking(false).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until && buf.len() < 1 << 20 {
+        match c.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                continue;
+            }
+            Err(_) => return,
+        }
+        while buf.len() >= 20 {
+            let len = 20 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            if buf.len() < len {
+                break;
+            }
+            let msg: Vec<u8> = buf.drain(..len).collect();
+            if let Some(a) = hostile_answer(how, &msg, from)
+                && c.write_all(&a).is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for HostileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// No raw control character, the hostile text visible as escapes, and the output bounded
+/// (the 65,400-byte SOFTWARE is cut).
+fn assert_defused(what: &str, text: &str, limit: usize) {
+    assert!(
+        !text.contains('\x1b') && !text.contains('\x07'),
+        "{what}: raw control characters reached the output:\n{}",
+        text.escape_debug()
+    );
+    assert!(
+        text.contains("\\u{1b}]0;pwned\\u{7}"),
+        "{what}: the hostile text is not shown escaped:\n{text}"
+    );
+    assert!(
+        text.len() < limit,
+        "{what}: {} bytes: a peer string was not capped",
+        text.len()
+    );
+}
+
+/// Run `args` three ways against the hostile server: the human report, the HTML page
+/// (`--html`), and JSON validated against `schema`; returns the exit code (the same each way).
+fn defused(args: &[&str], env: &[(&str, &str)], schema: &str) -> i32 {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    let page_arg = page.display().to_string();
+    let mut human_args = args.to_vec();
+    human_args.extend(["--html", &page_arg]);
+    let out = stunmap_env(&human_args, env);
+    let code = out.status.code().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.is_empty() || !err.contains('\x1b'), "{args:?}: {err}");
+    assert_defused(&format!("{args:?} (terminal)"), &text, 16 * 1024);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_defused(&format!("{args:?} (HTML)"), &html, 48 * 1024);
+    assert!(!html.contains("<script"), "{html}");
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let out = stunmap_env(&json_args, env);
+    assert_eq!(
+        out.status.code().unwrap(),
+        code,
+        "{args:?}: JSON and text disagree"
+    );
+    let v = crate::common::json(&out);
+    crate::common::validate(schema, &v);
+    code
+}
+
+#[test]
+fn hostile_strings_from_stun_and_turn_servers_never_reach_a_terminal_or_page_raw() {
+    let evil = HostileServer::start(Hostility::Strings);
+    let udp = format!("127.0.0.1:{}", evil.port);
+    let turn = format!("turn:127.0.0.1:{}", evil.port);
+    let tcp = format!("{turn}?transport=tcp");
+    let pw = [("STUNMAP_TURN_PASSWORD", "hostile-test")];
+    let quick = ["--count", "1", "--timeout", "1000"];
+    // STUN: the SOFTWARE of a success (UDP and TCP): every target answered.
+    let mut a = vec!["stun", udp.as_str()];
+    a.extend(quick);
+    assert_eq!(defused(&a, &[], "stun-v1.json"), 0);
+    a.push("--tcp");
+    assert_eq!(defused(&a, &[], "stun-v1.json"), 0);
+    // TURN without credentials: the 401's REALM and SOFTWARE (a TURN server is there).
+    assert_eq!(defused(&["turn", &turn], &[], "turn-v1.json"), 0);
+    // With credentials: a 486 with a hostile reason phrase, over UDP and TCP: refused.
+    for uri in [&turn, &tcp] {
+        assert_eq!(
+            defused(
+                &["turn", uri, "--user", "u", "--timeout", "1000"],
+                &pw,
+                "turn-v1.json"
+            ),
+            1
+        );
+    }
+    // relay: nothing measured, the refusal in words.
+    assert_eq!(
+        defused(
+            &[
+                "relay",
+                &turn,
+                "--user",
+                "u",
+                "--count",
+                "2",
+                "--timeout",
+                "1000"
+            ],
+            &pw,
+            "relay-v1.json"
+        ),
+        2
+    );
+    // audit: SOFTWARE, REALM, the refused allocation: relaying not tested, not "no findings".
+    assert_eq!(
+        defused(
+            &[
+                "audit",
+                &turn,
+                "--user",
+                "u",
+                "--timeout",
+                "1000",
+                "--no-transports"
+            ],
+            &pw,
+            "audit-v1.json"
+        ),
+        1
+    );
+    let out = stunmap_env(
+        &[
+            "audit",
+            &turn,
+            "--user",
+            "u",
+            "--timeout",
+            "1000",
+            "--no-transports",
+            "--json",
+        ],
+        &pw,
+    );
+    let v = crate::common::json(&out);
+    assert_eq!(v["not_tested"]["kind"], "allocation-refused", "{v:#}");
+    assert_eq!(v["not_tested"]["code"], 486, "{v:#}");
+}
+
+#[test]
+fn a_malformed_mapped_address_is_a_malformed_answer_not_an_answer() {
+    let evil = HostileServer::start(Hostility::MalformedMapping);
+    let target = format!("127.0.0.1:{}", evil.port);
+    let out = stunmap(&[
+        "stun",
+        &target,
+        "--count",
+        "2",
+        "--interval",
+        "10",
+        "--json",
+    ]);
+    let v = crate::common::json(&out);
+    crate::common::validate("stun-v1.json", &v);
+    assert_eq!(out.status.code(), Some(2), "{v:#}");
+    let t = &v["targets"][0];
+    assert_eq!(t["state"], "malformed", "{t:#}");
+    assert_eq!(t["answered"], 0);
+    assert_eq!(t["malformed"], 2);
+    assert_eq!(t["mapped"].as_array().unwrap().len(), 0, "{t:#}");
+    assert!(t["rtt"].is_null());
+    assert!(
+        t["malformed_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("XOR-MAPPED-ADDRESS: "),
+        "{t:#}"
+    );
+    let out = stunmap(&["stun", &target, "--count", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("BLOCKED"), "{text}");
+    assert!(text.contains("MALFORMED"), "{text}");
+}
+
+#[test]
+fn targets_the_deadline_stopped_before_are_not_probed_not_silent() {
+    // One transaction in flight at a time, each waiting 400 ms on a silent port: by the
+    // 0.3 s deadline the first target's first transaction is out and nothing else is.
+    let silent: Vec<UdpSocket> = (0..3)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let targets: Vec<String> = silent
+        .iter()
+        .map(|s| s.local_addr().unwrap().to_string())
+        .collect();
+    let mut args = vec!["stun"];
+    args.extend(targets.iter().map(String::as_str));
+    args.extend([
+        "--count",
+        "2",
+        "--max-in-flight",
+        "1",
+        "--timeout",
+        "400",
+        "--rto",
+        "400",
+        "--deadline",
+        "0.3",
+        "--json",
+    ]);
+    let start = Instant::now();
+    let out = stunmap(&args);
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    let v = crate::common::json(&out);
+    crate::common::validate("stun-v1.json", &v);
+    assert_eq!(v["deadline_reached"], true, "{v:#}");
+    assert_eq!(out.status.code(), Some(2), "{v:#}");
+    let t = v["targets"].as_array().unwrap();
+    // The first target's one transaction left and was still waiting: no conclusion either.
+    assert_eq!(t[0]["state"], "not-probed", "{v:#}");
+    assert_eq!(t[0]["unfinished"], 1, "{v:#}");
+    assert_eq!(t[0]["not_sent"], 1, "{v:#}");
+    assert_eq!(t[0]["loss"], 0.0, "{v:#}");
+    for later in &t[1..] {
+        assert_eq!(later["state"], "not-probed", "{v:#}");
+        assert_eq!(later["sent"], 0);
+        assert_eq!(later["not_sent"], 2);
+        assert_eq!(later["not_probed_reason"], "deadline");
+    }
+    args.pop();
+    let out = stunmap(&args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("INTERRUPTED: the run's deadline was reached")
+            && text.contains("NOT PROBED No target probed: the deadline was reached first"),
+        "{text}"
+    );
+    assert!(!text.contains("SILENT"), "{text}");
+}

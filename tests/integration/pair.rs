@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use probes::pair::model::{CandidateKind, Offer, WireCandidate};
+use probes::pair::model::{CandidateKind, Offer, Role, SideReport, TurnSummary, WireCandidate};
 use probes::pair::rendezvous::{
     ClientConn, ClientEvent, FrameReader, Nonce, PeerMsg, RendezvousError, RoomSecret,
 };
@@ -175,7 +175,7 @@ fn two_peers_on_loopback_connect_directly_and_print_the_same_result() {
     );
     for h in [&ha, &hb] {
         let text = String::from_utf8_lossy(&h.stdout);
-        assert!(text.starts_with("Direct: host ↔ host"), "{text}");
+        assert!(text.starts_with("DIRECT    host ↔ host"), "{text}");
         assert!(
             text.contains("Selected pair") && text.contains("(this host)"),
             "{text}"
@@ -220,7 +220,11 @@ fn explain_predicts_from_two_nat_reports() {
         .args(["pair", "--explain", &f, &f])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&o.stdout).starts_with("Prediction: direct"));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("DIRECT    the model predicts a direct"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     // Not a nat report: a usage error, one line.
     let bad = dir.join("bad.json");
     std::fs::write(&bad, b"{\"schema\":\"stunmap.check/1\"}").unwrap();
@@ -265,6 +269,17 @@ fn bad_flags_are_usage_errors_and_the_secret_never_shows() {
             Some(SECRET),
         ),
         (vec!["--room", "r"], Some(SECRET)),
+        // The secret file is read with a cap.
+        (
+            vec![
+                "127.0.0.1:9",
+                "--room",
+                "r",
+                "--pair-secret-file",
+                "/dev/zero",
+            ],
+            None,
+        ),
     ];
     for (args, secret) in cases {
         let mut c = Command::new(bin());
@@ -432,6 +447,16 @@ fn run_against(
     room: &str,
     peer: impl FnOnce(Raw) + Send + 'static,
 ) -> (Output, Duration) {
+    run_against_with(s, room, &["--stun", &s.stun, "--json"], peer)
+}
+
+/// [`run_against`] with the live side's flags.
+fn run_against_with(
+    s: &Server,
+    room: &str,
+    args: &[&str],
+    peer: impl FnOnce(Raw) + Send + 'static,
+) -> (Output, Duration) {
     let (mut raw, first) = Raw::join(&s.rendezvous, room);
     assert!(first);
     let t = thread::spawn(move || {
@@ -439,11 +464,87 @@ fn run_against(
         peer(raw);
     });
     let start = Instant::now();
-    let o = pair_cmd(&s.rendezvous, room, &["--stun", &s.stun, "--json"])
-        .output()
-        .unwrap();
+    let o = pair_cmd(&s.rendezvous, room, args).output().unwrap();
     t.join().unwrap();
     (o, start.elapsed())
+}
+
+/// A peer that offers one unreachable candidate and reports a TURN error made of escape
+/// sequences (a peer's words reach this side's report).
+fn hostile_peer(mut raw: Raw) {
+    let offer = Offer {
+        ufrag: "abcd".into(),
+        pwd: "p".repeat(22),
+        candidates: vec![WireCandidate {
+            kind: CandidateKind::Host,
+            address: "192.0.2.1:9".parse().unwrap(),
+            priority: 1,
+            foundation: "1".into(),
+        }],
+    };
+    let f = raw.conn.signal(PeerMsg::Offer(offer)).unwrap();
+    raw.tcp.write_all(&f).unwrap();
+    let report = SideReport {
+        role: Role::Controlling,
+        nat: None,
+        public_address: None,
+        candidates: Vec::new(),
+        nominated: None,
+        connect_ms: None,
+        checks: Vec::new(),
+        rtt: None,
+        turn: Some(TurnSummary {
+            server: "192.0.2.1:3478".parse().unwrap(),
+            relayed: None,
+            error: Some(format!("\u{1b}]0;pwned\u{7}\u{1b}[2J{}", "A".repeat(150))),
+            released: Some(true),
+        }),
+        interrupted: false,
+    };
+    let f = raw.conn.signal(PeerMsg::Report(Box::new(report))).unwrap();
+    raw.tcp.write_all(&f).unwrap();
+    let _ = raw.closed_soon();
+}
+
+#[test]
+fn a_hostile_peer_report_reaches_no_terminal_or_page_raw() {
+    let s = server(&[]);
+    let dir = std::env::temp_dir().join(format!("stunmap-pair-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("pair.html");
+    let page_arg = page.display().to_string();
+    let (o, took) = run_against_with(
+        &s,
+        "hostile",
+        &["--stun", &s.stun, "--timeout", "2", "--html", &page_arg],
+        hostile_peer,
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let html = std::fs::read_to_string(&page).unwrap();
+    for (what, t) in [("terminal", &text), ("HTML", &html)] {
+        assert!(
+            !t.contains('\u{1b}') && !t.contains('\u{7}'),
+            "{what}: raw control characters:\n{}",
+            t.escape_debug()
+        );
+        assert!(t.contains("\\u{1b}]0;pwned\\u{7}"), "{what}: {t}");
+    }
+    assert!(
+        text.starts_with("FAILED    no candidate pair connected"),
+        "{text}"
+    );
+    let (o, _) = run_against_with(
+        &s,
+        "hostile-json",
+        &["--stun", &s.stun, "--timeout", "2", "--json"],
+        hostile_peer,
+    );
+    let v = json_of(&o);
+    validate(&v);
+    crate::common::validate("pair-v1.json", &v);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

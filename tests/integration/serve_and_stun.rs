@@ -36,6 +36,7 @@ fn udp_v4_and_v6_report_mapped_address_rtt_and_server_details() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v = json(&out);
+    crate::common::validate("stun-v1.json", &v);
     assert_eq!(v["schema"], "stunmap.stun/1");
     assert_eq!(v["interrupted"], false);
     let targets = v["targets"].as_array().unwrap();
@@ -89,8 +90,11 @@ fn tcp_binding_against_serve() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let t = &json(&out)["targets"][0];
+    let v = json(&out);
+    crate::common::validate("stun-v1.json", &v);
+    let t = &v["targets"][0];
     assert_eq!(t["transport"], "tcp");
+    assert_eq!(t["state"], "answered");
     assert_eq!(t["answered"], 2);
     assert!(t["connect"].as_str().unwrap().starts_with("connected"));
 }
@@ -111,7 +115,10 @@ fn silent_port_exits_2_and_counts_loss() {
         "--json",
     ]);
     assert_eq!(out.status.code(), Some(2));
-    let t = &json(&out)["targets"][0];
+    let v = json(&out);
+    crate::common::validate("stun-v1.json", &v);
+    let t = &v["targets"][0];
+    assert_eq!(t["state"], "silent");
     assert_eq!(t["sent"], 2);
     assert_eq!(t["answered"], 0);
     assert_eq!(t["loss"], 1.0);
@@ -143,6 +150,17 @@ fn bad_usage_exits_64_with_one_line() {
         vec!["stun", "[::1"],
         vec!["stun", "127.0.0.1", "--count", "0"],
         vec!["stun", "127.0.0.1", "--rate", "abc"],
+        // Every numeric flag has a range.
+        vec!["stun", "127.0.0.1", "--max-in-flight", "0"],
+        vec!["stun", "127.0.0.1", "--rto", "18446744073709551615"],
+        vec!["stun", "127.0.0.1", "--count", "4294967295"],
+        vec!["stun", "127.0.0.1", "--rate", "0"],
+        vec!["stun", "127.0.0.1", "--burst", "0"],
+        vec!["stun", "127.0.0.1", "--timeout", "0"],
+        vec!["stun", "127.0.0.1", "--interval", "99999999999"],
+        vec!["stun", "127.0.0.1", "--deadline", "0"],
+        vec!["stun", "127.0.0.1", "--deadline", "1e300"],
+        vec!["stun", "127.0.0.1", "--deadline", "NaN"],
         vec!["stun"],
         vec!["serve", "--listen", "nonsense"],
         vec![
@@ -249,6 +267,7 @@ fn sigint_stops_the_run_promptly_and_the_json_says_interrupted() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v = json(&out);
+    crate::common::validate("stun-v1.json", &v);
     assert_eq!(v["interrupted"], true);
     let sent = v["targets"][0]["sent"].as_u64().unwrap();
     assert!(sent > 0 && sent < 1000, "partial results: {sent}");

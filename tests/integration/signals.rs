@@ -147,3 +147,139 @@ fn serve_ends_with_status_0_when_its_duration_is_over() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stopped (--duration reached)"), "{err}");
 }
+
+/// A TCP listener that accepts and then says nothing (every request waits its whole timeout).
+fn silent_tcp() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let h = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until && held.len() < 8 {
+            match listener.accept() {
+                Ok((c, _)) => held.push(c),
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    });
+    (port, h)
+}
+
+/// A listener whose accept queue is full and never drained: a new connection's SYN is
+/// dropped, so its connect hangs (like a firewall that drops).
+fn black_hole() -> (u16, Vec<std::net::TcpStream>, socket2::Socket) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    s.listen(0).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue (backlog 0 holds one); give up after a few.
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            fillers.push(c);
+        }
+    }
+    (addr.port(), fillers, s)
+}
+
+/// The run stops when the signal comes: `limit` after it at most (TURN releases within their
+/// drain), exit 130, a partial report marked interrupted that matches `schema`.
+fn assert_prompt(args: &[&str], limit: Duration, schema: &str) {
+    let (out, took) = interrupted(args, Duration::from_millis(400), libc::SIGINT);
+    eprintln!("{args:?}: exit {took:?} after SIGINT");
+    assert!(took < limit, "{args:?}: exit took {took:?}");
+    assert_interrupted(&out, took);
+    let v = json(&out);
+    assert_eq!(v["interrupted"], true, "{v:#}");
+    assert_eq!(v["exit_code"], 130);
+    crate::common::validate(schema, &v);
+}
+
+#[test]
+fn turn_relay_and_audit_over_a_stream_stop_at_once_while_connecting_or_allocating() {
+    // The connect hangs: nothing was sent, so nothing is waited for.
+    let (port, _fillers, _hole) = black_hole();
+    let uri = format!("turn:127.0.0.1:{port}?transport=tcp");
+    assert_prompt(
+        &["turn", &uri, "--timeout", "30000", "--json"],
+        Duration::from_millis(500),
+        "turn-v1.json",
+    );
+    let tls = format!("turns:127.0.0.1:{port}");
+    assert_prompt(
+        &["turn", &tls, "--timeout", "30000", "--json"],
+        Duration::from_millis(500),
+        "turn-v1.json",
+    );
+    // Connected and the Allocate unanswered: closing the connection ends any allocation the
+    // server made on it, so there is nothing to wait for either.
+    let (port, h) = silent_tcp();
+    let uri = format!("turn:127.0.0.1:{port}?transport=tcp");
+    assert_prompt(
+        &["turn", &uri, "--timeout", "30000", "--json"],
+        Duration::from_millis(500),
+        "turn-v1.json",
+    );
+    assert_prompt(
+        &[
+            "audit",
+            &uri,
+            "--timeout",
+            "30000",
+            "--no-transports",
+            "--json",
+        ],
+        Duration::from_millis(500),
+        "audit-v1.json",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("password");
+    std::fs::write(&pw, "not-sent-anywhere\n").unwrap();
+    let pw = pw.display().to_string();
+    assert_prompt(
+        &[
+            "relay",
+            &uri,
+            "--user",
+            "u",
+            "--password-file",
+            &pw,
+            "--timeout",
+            "30000",
+            "--json",
+        ],
+        Duration::from_millis(500),
+        "relay-v1.json",
+    );
+    drop(h);
+}
+
+#[test]
+fn stun_over_tcp_stops_at_once_with_transactions_in_flight() {
+    let (port, h) = silent_tcp();
+    let target = format!("127.0.0.1:{port}");
+    assert_prompt(
+        &[
+            "stun",
+            "--tcp",
+            &target,
+            "--count",
+            "3",
+            "--timeout",
+            "30000",
+            "--json",
+        ],
+        Duration::from_millis(500),
+        "stun-v1.json",
+    );
+    drop(h);
+}

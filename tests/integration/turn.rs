@@ -38,6 +38,8 @@ fn allocate_over_udp_tcp_and_tls_with_static_credentials() {
         assert_eq!(out.status.code(), Some(0), "{uri}: {}", stderr(&out));
         no_secret_in(&out, "secret\"");
         let j = json(&out);
+        crate::common::validate("turn-v1.json", &j);
+        assert_eq!(j["status"], "ok", "{j}");
         let r = &j["result"];
         assert_eq!(r["status"]["kind"], "allocated", "{uri}: {j}");
         assert!(
@@ -69,6 +71,7 @@ fn without_credentials_the_server_is_found_and_a_wrong_password_is_401() {
     let out = stunmap_env(&["turn", &uri, "--json"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let j = json(&out);
+    crate::common::validate("turn-v1.json", &j);
     assert_eq!(j["result"]["status"]["kind"], "auth-required", "{j}");
     assert_eq!(j["result"]["realm"], "lab");
     assert!(
@@ -86,6 +89,8 @@ fn without_credentials_the_server_is_found_and_a_wrong_password_is_401() {
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         no_secret_in(&out, "not-the-password");
         let j = json(&out);
+        crate::common::validate("turn-v1.json", &j);
+        assert_eq!(j["status"], "degraded", "{j}");
         assert_eq!(j["result"]["status"]["kind"], "rejected", "{j}");
         assert_eq!(j["result"]["status"]["code"], 401, "{j}");
         assert_eq!(j["result"]["release"]["kind"], "not-needed");
@@ -148,10 +153,130 @@ fn usage_errors() {
             vec![("STUNMAP_TURN_PASSWORD", "a"), ("STUNMAP_TURN_SECRET", "b")],
         ),
         (vec!["turn", "turn:127.0.0.1", "--password", "x"], vec![]),
+        // Every numeric flag has a range; a huge value is refused before anything is sent
+        // or allocated (a relay of 2^32 packets once asked for 68 GB).
+        (vec!["turn", "turn:127.0.0.1", "--timeout", "0"], vec![]),
+        (
+            vec![
+                "turn",
+                "turn:127.0.0.1",
+                "--timeout",
+                "18446744073709551615",
+            ],
+            vec![],
+        ),
+        (
+            vec!["turn", "turn:127.0.0.1", "--lifetime", "4294967295"],
+            vec![],
+        ),
+        (
+            vec!["turn", "turn:127.0.0.1", "--user", "x", "--rest-ttl", "0"],
+            vec![("STUNMAP_TURN_SECRET", "s")],
+        ),
+        (
+            vec![
+                "relay",
+                "turn:127.0.0.1",
+                "--user",
+                "x",
+                "--count",
+                "4294967295",
+            ],
+            vec![("STUNMAP_TURN_PASSWORD", "a")],
+        ),
+        (
+            vec![
+                "relay",
+                "turn:127.0.0.1",
+                "--user",
+                "x",
+                "--rate",
+                "4294967295",
+            ],
+            vec![("STUNMAP_TURN_PASSWORD", "a")],
+        ),
+        (
+            vec![
+                "relay",
+                "turn:127.0.0.1",
+                "--user",
+                "x",
+                "--count",
+                "100000",
+                "--rate",
+                "10",
+            ],
+            vec![("STUNMAP_TURN_PASSWORD", "a")],
+        ),
+        (
+            vec!["relay", "turn:127.0.0.1", "--user", "x", "--size", "70000"],
+            vec![("STUNMAP_TURN_PASSWORD", "a")],
+        ),
+        (
+            vec![
+                "relay",
+                "turn:127.0.0.1",
+                "--user",
+                "x",
+                "--linger",
+                "99999999999",
+            ],
+            vec![("STUNMAP_TURN_PASSWORD", "a")],
+        ),
+        (vec!["audit", "turn:127.0.0.1", "--timeout", "0"], vec![]),
+        (vec!["audit", "turn:127.0.0.1", "--tls-port", "0"], vec![]),
+        // Password and secret files are read with a cap: an endless file is refused.
+        (
+            vec![
+                "turn",
+                "turn:127.0.0.1",
+                "--user",
+                "x",
+                "--password-file",
+                "/dev/zero",
+            ],
+            vec![],
+        ),
+        (
+            vec![
+                "audit",
+                "turn:127.0.0.1",
+                "--user",
+                "x",
+                "--secret-file",
+                "/dev/zero",
+            ],
+            vec![],
+        ),
     ] {
+        let start = std::time::Instant::now();
         let out = stunmap_env(&args, &env);
         assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).trim_end().lines().count(),
+            1,
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(start.elapsed().as_secs() < 5, "{args:?}");
     }
+    let out = stunmap_env(
+        &[
+            "turn",
+            "turn:127.0.0.1",
+            "--user",
+            "x",
+            "--password-file",
+            "/dev/zero",
+        ],
+        &[],
+    );
+    assert!(
+        stderr(&out).contains("larger than 64 KiB"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -188,10 +313,12 @@ fn relay_rtt_through_real_allocations_per_transport() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     no_secret_in(&out, "secret\"");
     let j = json(&out);
+    crate::common::validate("relay-v1.json", &j);
     let runs = j["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 3);
     for (run, t) in runs.iter().zip(["udp", "tcp", "tls"]) {
         assert_eq!(run["transport"], t);
+        assert_eq!(run["status"], "ok", "{run}");
         let r = &run["result"];
         assert_eq!(r["status"]["kind"], "allocated", "{run}");
         assert_eq!(r["channel_bind"]["kind"], "ok", "{run}");
@@ -236,6 +363,7 @@ fn relay_with_indications_and_rest_credentials() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let j = json(&out);
+    crate::common::validate("relay-v1.json", &j);
     let r = &j["runs"][0]["result"];
     assert_eq!(r["received"], 20, "{j}");
     assert!(r["channel_bind"].is_null());
@@ -287,7 +415,9 @@ fn sigint_mid_benchmark_still_releases_every_allocation() {
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
         let j = json(&out);
+        crate::common::validate("relay-v1.json", &j);
         assert_eq!(j["interrupted"], true);
+        assert_eq!(j["exit_code"], 130);
         let r = &j["runs"][0]["result"];
         assert_eq!(r["cancelled"], true, "{j}");
         let sent = r["sent"].as_u64().unwrap();

@@ -45,6 +45,7 @@ pub(crate) fn resp(mapped: &str, other: Option<&str>, origin: Option<&str>) -> B
         software: Some("test".into()),
         fingerprint: true,
         unknown_attribute: None,
+        malformed_address: None,
     }
 }
 

@@ -299,17 +299,29 @@ impl Probe for AllocateProbe {
         Some(self.report.clone())
     }
 
-    /// Cancellation: an allocation that exists is released at once; an Allocate still in
-    /// flight is waited for (the server may have made the allocation) and released if it
-    /// succeeds; otherwise there is nothing to clean up.
     fn private_sockets(&self) -> Option<PrivateSockets> {
         private_sockets_for(self.session.config())
     }
 
+    /// Cancellation: an allocation that exists is released at once; over UDP an Allocate
+    /// still in flight is waited for (the server may have made the allocation) and released
+    /// if it succeeds; over TCP/TLS it is not (see
+    /// [`SessionConfig::waits_for_allocate_on_cancel`]); otherwise there is nothing to clean
+    /// up.
     fn cancel(&mut self, _now: Instant) -> bool {
         self.report.cancelled = true;
         match self.phase {
-            Phase::Allocating => !self.session.is_idle(),
+            Phase::Allocating if self.session.config().waits_for_allocate_on_cancel() => {
+                !self.session.is_idle()
+            }
+            Phase::Allocating => {
+                // Over a stream: the closed connection takes any allocation with it.
+                self.session.abandon();
+                self.report.status = AllocateStatus::Cancelled;
+                self.phase = Phase::Done;
+                self.sync_report();
+                false
+            }
             Phase::Permission | Phase::ChannelBind => {
                 self.release();
                 true
@@ -553,6 +565,29 @@ mod tests {
         assert_eq!(out.release, Release::Released);
         assert!(out.permission.is_none(), "no exercise after cancel");
         assert!(!srv.allocated);
+    }
+
+    #[test]
+    fn over_a_stream_an_allocate_in_flight_is_not_waited_for() {
+        let mut session = session_config(Some(creds()));
+        session.transport = Transport::Tcp;
+        session.local = crate::machine::LocalSocket::Default;
+        let mut p = AllocateProbe::new(
+            AllocateConfig {
+                session,
+                exercise: true,
+            },
+            ids(),
+        );
+        let t = t0();
+        let mut buf = Vec::new();
+        p.poll_transmit(t, &mut buf).unwrap();
+        assert!(!p.cancel(t), "the closed connection ends the allocation");
+        assert!(p.is_done());
+        let out = p.take_output().unwrap();
+        assert_eq!(out.status, AllocateStatus::Cancelled);
+        assert_eq!(out.release, Release::NotNeeded);
+        assert!(out.cancelled);
     }
 
     #[test]

@@ -580,6 +580,16 @@ impl Probe for RelayProbe {
                 self.phase = Phase::Done;
                 false
             }
+            Phase::Allocating
+                if !self.session.is_idle()
+                    && !self.session.config().waits_for_allocate_on_cancel() =>
+            {
+                // Over a stream: the closed connection takes any allocation with it.
+                self.session.abandon();
+                self.report.status = AllocateStatus::Cancelled;
+                self.phase = Phase::Done;
+                false
+            }
             Phase::Allocating => {
                 if self.session.is_idle() {
                     // Allocated, waiting for the peer address: release now.

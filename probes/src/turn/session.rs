@@ -87,6 +87,43 @@ impl SessionConfig {
             requested_family: None,
         }
     }
+
+    /// Whether an Allocate still unanswered when the probe is cancelled must be waited for.
+    /// Over UDP the server may have made the allocation, and only a Refresh with LIFETIME 0
+    /// (RFC 8656 §8) takes it back before its lifetime ends: wait, then release. Over TCP/TLS
+    /// the allocation belongs to the connection, which the runner closes on cancellation, and
+    /// the server deletes it with the connection (coturn 4.6.1 logs "TCP connection closed by
+    /// client" and deletes the session at once): nothing is left behind to wait for.
+    pub fn waits_for_allocate_on_cancel(&self) -> bool {
+        !self.transport.is_stream()
+    }
+
+    /// A configuration whose every request ends within `timeout`: over UDP the RFC 8489
+    /// §6.2.1 schedule cut at `timeout`, sent from private socket 0 (the engine binds it for
+    /// the probe, so the session has a 5-tuple of its own); over TCP/TLS one transmission
+    /// (§6.2.2: the stream retransmits) waited for `timeout`, on the stream itself.
+    pub fn bounded(server: SocketAddr, transport: Transport, timeout: Duration) -> Self {
+        let local = if transport.is_stream() {
+            LocalSocket::Default
+        } else {
+            LocalSocket::Private(0)
+        };
+        let mut c = Self::new(server, transport, local);
+        c.retransmit = if transport.is_stream() {
+            Retransmit {
+                rto: timeout,
+                rc: 1,
+                rm: 1,
+                deadline: Some(timeout),
+            }
+        } else {
+            Retransmit {
+                deadline: Some(timeout),
+                ..Retransmit::default()
+            }
+        };
+        c
+    }
 }
 
 /// A request the session can send.
@@ -675,6 +712,21 @@ impl std::fmt::Display for Release {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounded_sessions_end_within_their_timeout() {
+        let server: SocketAddr = "192.0.2.1:3478".parse().unwrap();
+        let t = Duration::from_millis(1500);
+        let udp = SessionConfig::bounded(server, Transport::Udp, t);
+        assert_eq!(udp.local, LocalSocket::Private(0));
+        assert_eq!(udp.retransmit.rc, Retransmit::default().rc);
+        assert_eq!(udp.retransmit.give_up_after(), t);
+        for transport in [Transport::Tcp, Transport::Tls] {
+            let s = SessionConfig::bounded(server, transport, t);
+            assert_eq!(s.local, LocalSocket::Default);
+            assert_eq!((s.retransmit.rc, s.retransmit.give_up_after()), (1, t));
+        }
+    }
     use crate::turn::testkit::{REALM, creds, ids, server, session_config, t0};
 
     #[test]

@@ -72,5 +72,6 @@ mod stream_tests;
 pub use candidates::{Candidate, Category, Encoding, PEER_PORT, candidates};
 pub use probe::{AuditConfig, AuditProbe};
 pub use report::{
-    AuditFinding, AuditKind, AuditReport, PeerOutcome, PeerResult, Unauthenticated, findings,
+    AuditFinding, AuditKind, AuditReport, NotTested, PeerOutcome, PeerResult, Unauthenticated,
+    findings,
 };

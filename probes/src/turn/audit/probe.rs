@@ -555,11 +555,19 @@ impl Probe for AuditProbe {
 
     /// Cancellation: no new candidate is asked and no new allocation made; an allocation that
     /// exists (the first or the IPv6 one) is released at once; an Allocate in flight is waited
-    /// for (the server may have made it) and released.
+    /// for (the server may have made it) and released — over UDP; over TCP/TLS the closed
+    /// connection takes it along (see
+    /// [`SessionConfig::waits_for_allocate_on_cancel`](crate::turn::session::SessionConfig::waits_for_allocate_on_cancel)).
     fn cancel(&mut self, _now: Instant) -> bool {
         self.report.cancelled = true;
         match self.phase {
             Phase::Binding => {
+                self.finish();
+                false
+            }
+            Phase::UnauthAllocate | Phase::Allocate
+                if !self.session_ref().config().waits_for_allocate_on_cancel() =>
+            {
                 self.finish();
                 false
             }

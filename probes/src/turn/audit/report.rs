@@ -117,6 +117,44 @@ impl std::fmt::Display for Unauthenticated {
     }
 }
 
+/// Why the audit could not test relaying (see [`AuditReport::not_tested`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum NotTested {
+    /// No credentials: only the unauthenticated checks ran (permissions need an allocation,
+    /// RFC 8656 §10).
+    NoCredentials,
+    /// The authenticated Allocate was refused (wrong credentials, quota …).
+    AllocationRefused {
+        /// The code.
+        code: u16,
+        /// The reason phrase.
+        reason: String,
+    },
+    /// The authenticated Allocate got no answer.
+    NoAllocation,
+    /// Stopped before a request toward a candidate was answered.
+    Cancelled,
+    /// Requests toward candidates were sent; none was answered.
+    NoAnswer,
+}
+
+impl std::fmt::Display for NotTested {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotTested::NoCredentials => {
+                f.write_str("no credentials: only the unauthenticated checks ran")
+            }
+            NotTested::AllocationRefused { code, reason } => {
+                write!(f, "the allocation was refused ({code} {reason})")
+            }
+            NotTested::NoAllocation => f.write_str("the Allocate got no answer"),
+            NotTested::Cancelled => f.write_str("stopped before any candidate was answered"),
+            NotTested::NoAnswer => f.write_str("no request toward a candidate was answered"),
+        }
+    }
+}
+
 /// What an audit finding is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -280,6 +318,67 @@ impl AuditReport {
                 };
             }
         }
+    }
+
+    /// Over TCP/TLS, whether the IPv6 allocation (step 6 of the module docs) is still to be
+    /// made, on a second connection: the first allocation was made and given back cleanly, or
+    /// refused with 440 (an IPv6-only relay), nothing was cancelled, and the IPv6 one was not
+    /// tried. As over UDP, never while the first allocation may still exist.
+    pub fn wants_ipv6_connection(&self) -> bool {
+        let first = matches!(
+            self.allocate,
+            Some(PeerOutcome::Granted | PeerOutcome::Refused { code: 440, .. })
+        );
+        self.transport.is_stream()
+            && first
+            && self.allocate_ipv6.is_none()
+            && self.release.is_clean()
+            && !self.cancelled
+    }
+
+    /// The second connection, for the IPv6 allocation, could not be used (`why`, in words):
+    /// its candidates are untestable with that reason.
+    pub fn ipv6_connection_failed(&mut self, why: &str) {
+        let reason = format!(
+            "the second {} connection, for the IPv6 allocation, failed: {why}",
+            self.transport.as_str()
+        );
+        self.ipv6_untestable(&reason);
+    }
+
+    /// Requests toward candidates that got an answer (granted or refused): what the verdict
+    /// on relaying rests on.
+    pub fn peers_answered(&self) -> usize {
+        self.permissions
+            .iter()
+            .chain(&self.channel_binds)
+            .filter(|p| {
+                matches!(
+                    p.outcome,
+                    PeerOutcome::Granted | PeerOutcome::Refused { .. }
+                )
+            })
+            .count()
+    }
+
+    /// Why relaying was not tested at all (no request toward a candidate was answered), or
+    /// `None` when it was. A report with no finding and this set says nothing about relaying.
+    pub fn not_tested(&self) -> Option<NotTested> {
+        if self.peers_answered() > 0 {
+            return None;
+        }
+        if self.cancelled {
+            return Some(NotTested::Cancelled);
+        }
+        Some(match &self.allocate {
+            Some(PeerOutcome::Refused { code, reason }) => NotTested::AllocationRefused {
+                code: *code,
+                reason: reason.clone(),
+            },
+            Some(PeerOutcome::Timeout) => NotTested::NoAllocation,
+            None if self.unauthenticated != Unauthenticated::Allocated => NotTested::NoCredentials,
+            _ => NotTested::NoAnswer,
+        })
     }
 
     /// Whether any request toward a candidate was granted.
@@ -509,6 +608,54 @@ mod tests {
             .unwrap();
         assert!(f.peers.iter().any(|s| s == "::ffff:127.0.0.1"), "{f:?}");
         assert_eq!(merged.findings, findings(&merged));
+    }
+
+    #[test]
+    fn an_audit_without_an_allocation_says_relaying_was_not_tested() {
+        // No credentials: the 401 is all there is.
+        let mut p = AuditProbe::new(config(false), TransactionIdSource::new([23; 16]));
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        drive(&mut p, |_, b| lab.answer(V4, b), never);
+        let r = p.take_output().unwrap();
+        assert_eq!(r.unauthenticated, Unauthenticated::Challenge);
+        assert_eq!(r.peers_answered(), 0);
+        assert_eq!(r.not_tested(), Some(NotTested::NoCredentials));
+        // A refused allocation: the reason names the answer.
+        let mut refused = r.clone();
+        refused.allocate = Some(PeerOutcome::Refused {
+            code: 401,
+            reason: "Unauthorized".into(),
+        });
+        assert_eq!(
+            refused.not_tested().unwrap().to_string(),
+            "the allocation was refused (401 Unauthorized)"
+        );
+        // A tested audit has no such reason.
+        let mut p = AuditProbe::new(config(true), TransactionIdSource::new([24; 16]));
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        drive(&mut p, |l, b| lab.answer(l, b), never);
+        let r = p.take_output().unwrap();
+        assert!(r.peers_answered() > 0);
+        assert_eq!(r.not_tested(), None);
+    }
+
+    #[test]
+    fn the_ipv6_connection_is_wanted_only_after_a_clean_first_allocation_over_a_stream() {
+        let mut session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
+        session.credentials = Some(creds());
+        let mut p = AuditProbe::new(
+            AuditConfig::new(session),
+            TransactionIdSource::new([25; 16]),
+        );
+        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+        drive(&mut p, |_, b| lab.answer(V4, b), never);
+        let mut r = p.take_output().unwrap();
+        assert!(r.wants_ipv6_connection());
+        r.release = Release::Timeout;
+        assert!(!r.wants_ipv6_connection(), "the first may still exist");
+        r.release = Release::Released;
+        r.transport = Transport::Udp;
+        assert!(!r.wants_ipv6_connection(), "UDP uses a second socket");
     }
 
     #[test]
