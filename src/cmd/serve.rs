@@ -24,7 +24,7 @@ a 20-byte request:
 
   answer carries                                     IPv4           IPv6
   XOR-MAPPED-ADDRESS (no --alt-*)                    32 B (1.6x)    44 B (2.2x)
-  + MAPPED-ADDRESS, RESPONSE-ORIGIN (--alt-port)     56 B (2.8x)    92 B (4.6x)
+  + MAPPED-ADDRESS, RESPONSE-ORIGIN (any --alt-*)    56 B (2.8x)    92 B (4.6x)
   + OTHER-ADDRESS (--alt-address and --alt-port)     68 B (3.4x)   116 B (5.8x)
   + SOFTWARE \"stunmap x.y.z\" (default on specific    +20 B          +20 B
     addresses, off on 0.0.0.0/[::])
