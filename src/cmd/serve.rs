@@ -209,10 +209,10 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         ));
     }
     let wildcard = listen.iter().any(|(ip, _)| ip.is_unspecified());
-    if args.alt_port.is_some() && wildcard {
+    if (args.alt_port.is_some() || args.alt_address.is_some()) && wildcard {
         return Err(usage(
-            "--alt-port needs specific --listen addresses (not 0.0.0.0/[::]): RFC 5780 answers \
-             name the address they leave from",
+            "--alt-address and --alt-port need specific --listen addresses (not 0.0.0.0/[::]): \
+             RFC 5780 answers name the address they leave from",
         ));
     }
     let software = match &args.software {

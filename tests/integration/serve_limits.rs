@@ -544,10 +544,14 @@ fn numeric_flags_are_bounded_with_a_one_line_reason() {
         assert!(out.stdout.is_empty());
     }
     // RFC 5780 needs specific addresses: its answers name the address they leave from.
-    let out = stunmap(&["serve", "--listen", "0.0.0.0:3478", "--alt-port", "3479"]);
-    assert_eq!(out.status.code(), Some(64));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for alt in [["--alt-port", "3479"], ["--alt-address", "127.0.0.2"]] {
+        let mut args = vec!["serve", "--listen", "0.0.0.0:3478"];
+        args.extend(alt);
+        let out = stunmap(&args);
+        assert_eq!(out.status.code(), Some(64), "{alt:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
 }
 
 #[test]
