@@ -94,11 +94,16 @@ fn request(tid: u8, change: Option<ChangeRequest>, response_port: Option<u16>) -
     b
 }
 
-/// Send `per_socket` header-only requests from each socket as fast as possible, then collect
-/// every answer for `drain`. Returns (requests sent, bytes sent, answers, bytes received).
+/// Send `per_socket` header-only requests from each socket, round after round as fast as
+/// possible (2 ms between rounds, so that a busy machine with a small default receive buffer
+/// drops few of them on the way in), then collect every answer for `drain`. Returns
+/// (requests sent, bytes sent, answers, bytes received).
 fn flood(socks: &[UdpSocket], to: SocketAddr, per_socket: u32, drain: Duration) -> [u64; 4] {
     let mut sent = [0u64; 2];
     for round in 0..per_socket {
+        if round > 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         for (i, s) in socks.iter().enumerate() {
             let req = header_only(round << 16 | i as u32);
             if s.send_to(&req, to).is_ok() {
