@@ -1,21 +1,46 @@
 //! The `stunmap serve` runtime: STUN Binding reflector on UDP and TCP, on one port or a range,
 //! optionally with an alternate IP and port for RFC 5780 tests. The protocol decisions are
-//! `probes::reflector::respond`; this module only owns sockets.
+//! `probes::reflector::respond` and the per-source limit `probes::reflector::limit`; this
+//! module only owns sockets and threads.
+//!
+//! UDP: `--threads` OS threads, each with its own `SO_REUSEPORT` socket for every address
+//! (the kernel spreads senders over them by a hash of address and port) and a tight loop of
+//! `recvmmsg` → answer → `sendmmsg` (engine::mmsg), blocking in `epoll_wait` only when every
+//! socket is drained. A CHANGE-REQUEST answer leaves from the same thread's socket of the
+//! alternate address, so every thread reaches every address. Shutdown wakes each thread
+//! through an eventfd and joins it.
+//!
+//! TCP: tokio tasks, one per connection, under a global cap (`--max-tcp`) and a per-source cap
+//! (`--max-tcp-per-source`), with three deadlines: between messages (`--tcp-idle`, measured
+//! from the last whole message, so bytes trickled in do not extend it), for one message from
+//! its first byte (`--tcp-message-timeout`), and for writing an answer
+//! (`--tcp-write-timeout`: a client that never reads is cut). An accept error never stops a
+//! listener: descriptor exhaustion (EMFILE and friends) backs off up to a second, anything
+//! else concerns one connection and is skipped.
 
 use std::collections::HashMap;
+use std::hash::RandomState;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use engine::udp::{RecvBuffers, UdpEndpoint};
+use engine::clock::Clock;
+use engine::epoll::{Poller, Waker};
+use engine::mmsg::{MMSG_BATCH, RecvBatch, SendBatch};
+use probes::reflector::limit::{SourceKey, SourceLimiter, SourceRate};
 use probes::reflector::{Action, Origin, ServerAddrs, respond};
 use probes::stun::stream::StunStream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+/// Bytes per receive slot: a STUN request over UDP fits one path MTU (RFC 8489 §6.1); a
+/// larger datagram is cut by the kernel and dropped.
+const RECV_SLOT: usize = 2048;
 
 /// What to serve.
 #[derive(Clone, Debug)]
@@ -30,10 +55,38 @@ pub(crate) struct ServeConfig {
     pub(crate) tcp: bool,
     /// SOFTWARE attribute text.
     pub(crate) software: Option<String>,
-    /// Concurrent TCP connections (bounds file descriptors).
-    pub(crate) max_tcp: usize,
-    /// Idle time after which a TCP connection is closed.
-    pub(crate) tcp_idle: Duration,
+    /// UDP worker threads.
+    pub(crate) threads: usize,
+    /// Answers per source (UDP).
+    pub(crate) per_source: SourceRate,
+    /// STUN over TCP limits.
+    pub(crate) tcp_limits: TcpLimits,
+}
+
+/// Bounds of STUN over TCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TcpLimits {
+    /// Connections at once (bounds file descriptors).
+    pub(crate) max: usize,
+    /// Connections at once from one source (an IPv4 address or an IPv6 /64).
+    pub(crate) per_source: usize,
+    /// Time allowed between whole messages (and before the first).
+    pub(crate) idle: Duration,
+    /// Time allowed for one message from its first byte.
+    pub(crate) message: Duration,
+    /// Time allowed for writing one answer.
+    pub(crate) write: Duration,
+}
+
+impl TcpLimits {
+    /// `stunmap serve`'s defaults (its `--help` and docs/serve.md say the same).
+    pub(crate) const DEFAULT: TcpLimits = TcpLimits {
+        max: 512,
+        per_source: 32,
+        idle: Duration::from_secs(10),
+        message: Duration::from_secs(5),
+        write: Duration::from_secs(5),
+    };
 }
 
 /// Counters served as statistics.
@@ -41,25 +94,40 @@ pub(crate) struct ServeConfig {
 pub(crate) struct ServeStats {
     pub(crate) udp_requests: AtomicU64,
     pub(crate) udp_dropped: AtomicU64,
+    /// Requests not answered because their source was over its limit.
+    pub(crate) udp_limited: AtomicU64,
+    /// Answers the kernel refused or had no buffer room for.
+    pub(crate) udp_unsent: AtomicU64,
     pub(crate) tcp_connections: AtomicU64,
     pub(crate) tcp_requests: AtomicU64,
+    /// Connections closed at once because their source had its share.
+    pub(crate) tcp_refused: AtomicU64,
+    /// Connections cut at a deadline (idle, message, write).
+    pub(crate) tcp_timeouts: AtomicU64,
+    /// Failed accepts (descriptor exhaustion and per-connection errors).
+    pub(crate) tcp_accept_errors: AtomicU64,
 }
 
 impl ServeStats {
     /// The counters in one line.
     pub(crate) fn summary(&self) -> String {
-        let get = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "{} UDP requests answered, {} dropped, {} TCP connections, {} TCP requests",
+            "{} UDP requests answered, {} dropped, {} over the per-source limit, {} answers unsent; \
+             {} TCP connections ({} refused over the per-source cap, {} cut at a deadline, \
+             {} accept errors), {} TCP requests",
             get(&self.udp_requests),
             get(&self.udp_dropped),
+            get(&self.udp_limited),
+            get(&self.udp_unsent),
             get(&self.tcp_connections),
+            get(&self.tcp_refused),
+            get(&self.tcp_timeouts),
+            get(&self.tcp_accept_errors),
             get(&self.tcp_requests)
         )
     }
 }
-
-type SocketMap = HashMap<(IpAddr, u16), Arc<UdpEndpoint>>;
 
 /// The sockets a config needs: `(ip, port)` for UDP (and TCP) listeners.
 pub(crate) fn socket_addrs(cfg: &ServeConfig) -> Vec<SocketAddr> {
@@ -79,6 +147,20 @@ pub(crate) fn socket_addrs(cfg: &ServeConfig) -> Vec<SocketAddr> {
     out
 }
 
+/// Descriptors a config holds at most: UDP sockets per thread, each thread's epoll and
+/// eventfd (and the waker's duplicate), TCP listeners and connections, and
+/// `engine::fd::RESERVED_FDS` for everything else.
+pub(crate) fn fds_needed(cfg: &ServeConfig, addrs: usize) -> u64 {
+    let threads = cfg.threads.max(1) as u64;
+    let udp = addrs as u64 * threads + 3 * threads;
+    let tcp = if cfg.tcp {
+        addrs as u64 + cfg.tcp_limits.max as u64
+    } else {
+        0
+    };
+    udp + tcp + engine::fd::RESERVED_FDS
+}
+
 /// Bind everything, then serve until the future is dropped. `ready` receives the bound
 /// addresses once all sockets are up.
 pub(crate) async fn serve(
@@ -87,57 +169,79 @@ pub(crate) async fn serve(
     ready: impl FnOnce(&[SocketAddr]),
 ) -> Result<()> {
     let addrs = socket_addrs(&cfg);
-    let per_socket = if cfg.tcp { 2 } else { 1 };
-    let needed = addrs.len() as u64 * per_socket + cfg.max_tcp as u64 + 64;
+    let threads = cfg.threads.max(1);
+    let needed = fds_needed(&cfg, addrs.len());
     let limit = engine::fd::raise_nofile();
     if needed > limit {
         return Err(crate::exit::usage(format!(
-            "{} listening sockets plus {} TCP connections need ~{needed} file descriptors but \
-             RLIMIT_NOFILE is {limit}: serve fewer ports, lower --max-tcp, or listen on one port \
-             and redirect the range to it with nftables (see `stunmap serve --help`)",
-            addrs.len() * per_socket as usize,
-            cfg.max_tcp
+            "{} addresses on {threads} threads plus {} TCP connections need ~{needed} file \
+             descriptors but RLIMIT_NOFILE is {limit}: serve fewer ports, lower --threads or \
+             --max-tcp, or listen on one port and redirect the range to it with nftables (see \
+             `stunmap serve --help`)",
+            addrs.len(),
+            if cfg.tcp { cfg.tcp_limits.max } else { 0 }
         )));
     }
-    let mut sockets: SocketMap = HashMap::new();
+    // groups[address][thread]
+    let mut groups = Vec::with_capacity(addrs.len());
     for a in &addrs {
-        let ep = UdpEndpoint::bind(*a).with_context(|| format!("cannot bind UDP {a}"))?;
-        sockets.insert((a.ip(), a.port()), Arc::new(ep));
+        let g = engine::udp::bind_reuseport_group(*a, threads)
+            .with_context(|| format!("cannot bind UDP {a}"))?;
+        groups.push(g);
     }
-    let sockets = Arc::new(sockets);
-    let mut tasks = tokio::task::JoinSet::new();
+    let plan: Arc<[SocketPlan]> = addrs
+        .iter()
+        .map(|a| SocketPlan::new(&cfg, &addrs, *a))
+        .collect();
     let software: Option<Arc<str>> = cfg.software.as_deref().map(Arc::from);
-    for a in &addrs {
-        let server = server_addrs(&cfg, *a);
-        tasks.spawn(udp_loop(
-            *a,
-            server,
-            sockets.clone(),
-            software.clone(),
-            stats.clone(),
-        ));
+    let shared = Arc::new(UdpShared {
+        software: software.clone(),
+        limiter: SourceLimiter::new(
+            SourceLimiter::<RandomState>::DEFAULT_SOURCES,
+            cfg.per_source,
+            RandomState::new(),
+            engine::clock::Monotonic.now(),
+        ),
+        stats: stats.clone(),
+    });
+    let mut per_thread: Vec<Vec<std::net::UdpSocket>> = (0..threads).map(|_| Vec::new()).collect();
+    for g in groups {
+        for (t, s) in g.into_iter().enumerate() {
+            if let Some(list) = per_thread.get_mut(t) {
+                list.push(s);
+            }
+        }
     }
+    let (workers, mut failed) = UdpWorkers::spawn(per_thread, plan, shared)?;
+    let mut tasks = tokio::task::JoinSet::new();
     if cfg.tcp {
-        let permits = Arc::new(Semaphore::new(cfg.max_tcp.max(1)));
+        let permits = Arc::new(Semaphore::new(cfg.tcp_limits.max.max(1)));
+        let tcp = Arc::new(TcpShared {
+            software,
+            stats: stats.clone(),
+            limits: cfg.tcp_limits,
+            sources: Mutex::new(HashMap::new()),
+        });
         for a in &addrs {
             let listener = bind_tcp(*a).with_context(|| format!("cannot listen on TCP {a}"))?;
-            tasks.spawn(tcp_accept(
-                listener,
-                *a,
-                permits.clone(),
-                software.clone(),
-                stats.clone(),
-                cfg.tcp_idle,
-            ));
+            tasks.spawn(tcp_accept(listener, *a, permits.clone(), tcp.clone()));
         }
     }
     ready(&addrs);
-    while let Some(r) = tasks.join_next().await {
-        if let Ok(Err(e)) = r {
-            return Err(e.into());
+    let tcp_done = async {
+        while tasks.join_next().await.is_some() {}
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        e = failed.recv() => {
+            drop(workers);
+            match e {
+                Some(e) => Err(anyhow::Error::new(e).context("a UDP worker thread failed")),
+                None => Ok(()),
+            }
         }
+        () = tcp_done => Ok(()),
     }
-    Ok(())
 }
 
 fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -196,90 +300,343 @@ fn server_addrs(cfg: &ServeConfig, here: SocketAddr) -> ServerAddrs {
     }
 }
 
-async fn udp_loop(
-    here: SocketAddr,
+/// One listening address as every worker thread sees it: its RFC 5780 view and, for each
+/// origin a CHANGE-REQUEST may name, the index of the socket the answer leaves from.
+#[derive(Debug)]
+struct SocketPlan {
     server: ServerAddrs,
-    sockets: Arc<SocketMap>,
+    /// Indexed by `alt_ip << 1 | alt_port`.
+    reply: [Option<usize>; 4],
+}
+
+impl SocketPlan {
+    fn new(cfg: &ServeConfig, addrs: &[SocketAddr], here: SocketAddr) -> Self {
+        let server = server_addrs(cfg, here);
+        let mut reply = [None; 4];
+        for (i, slot) in reply.iter_mut().enumerate() {
+            let origin = Origin {
+                alt_ip: i & 2 != 0,
+                alt_port: i & 1 != 0,
+            };
+            *slot = server
+                .addr(origin)
+                .and_then(|a| addrs.iter().position(|x| *x == a));
+        }
+        Self { server, reply }
+    }
+
+    fn reply_socket(&self, origin: Origin) -> Option<usize> {
+        let i = usize::from(origin.alt_ip) << 1 | usize::from(origin.alt_port);
+        self.reply.get(i).copied().flatten()
+    }
+}
+
+/// What every UDP worker shares.
+#[derive(Debug)]
+struct UdpShared {
     software: Option<Arc<str>>,
+    limiter: SourceLimiter<RandomState>,
     stats: Arc<ServeStats>,
-) -> io::Result<()> {
-    let Some(ep) = sockets.get(&(here.ip(), here.port())).cloned() else {
-        return Ok(());
-    };
-    let mut bufs = RecvBuffers::default();
-    let mut out = Vec::with_capacity(256);
-    loop {
-        ep.readable().await?;
-        let n = match bufs.recv(&ep) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(_) => continue,
+}
+
+/// One batch's counts, added to the shared counters once per batch.
+#[derive(Debug, Default)]
+struct BatchCounts {
+    answered: u64,
+    dropped: u64,
+    limited: u64,
+    unsent: u64,
+}
+
+impl BatchCounts {
+    fn flush(&mut self, stats: &ServeStats) {
+        for (n, c) in [
+            (self.answered, &stats.udp_requests),
+            (self.dropped, &stats.udp_dropped),
+            (self.limited, &stats.udp_limited),
+            (self.unsent, &stats.udp_unsent),
+        ] {
+            if n > 0 {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        *self = BatchCounts::default();
+    }
+}
+
+/// The UDP worker threads; dropping this stops and joins them.
+#[derive(Debug)]
+struct UdpWorkers {
+    wakers: Vec<Waker>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl UdpWorkers {
+    /// Start one thread per socket list. The receiver yields the first thread error.
+    fn spawn(
+        per_thread: Vec<Vec<std::net::UdpSocket>>,
+        plan: Arc<[SocketPlan]>,
+        shared: Arc<UdpShared>,
+    ) -> io::Result<(Self, tokio::sync::mpsc::Receiver<io::Error>)> {
+        let (tx, rx) = tokio::sync::mpsc::channel(per_thread.len().max(1));
+        let mut workers = UdpWorkers {
+            wakers: Vec::new(),
+            threads: Vec::new(),
         };
-        for (client, data) in bufs.datagrams(n) {
-            out.clear();
-            match respond(data, client, &server, software.as_deref(), &mut out) {
-                Action::Reply { from: origin, to } => {
-                    stats.udp_requests.fetch_add(1, Ordering::Relaxed);
-                    let from = reply_socket(&sockets, &server, origin).unwrap_or(&ep);
-                    // A full send queue or an ICMP error for one client must not stop the
-                    // server: the reply is dropped like any lost datagram.
-                    let _ = from.try_send(to, &out, None);
+        for (t, socks) in per_thread.into_iter().enumerate() {
+            let poller = Poller::new()?;
+            for (i, s) in socks.iter().enumerate() {
+                poller.add(s.as_raw_fd(), i as u64)?;
+            }
+            workers.wakers.push(poller.waker()?);
+            let (plan, shared, tx) = (plan.clone(), shared.clone(), tx.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("stunmap-udp-{t}"))
+                .spawn(move || {
+                    if let Err(e) = udp_worker(&socks, &plan, &shared, &poller) {
+                        let _ = tx.blocking_send(e);
+                    }
+                })?;
+            workers.threads.push(handle);
+        }
+        Ok((workers, rx))
+    }
+}
+
+impl Drop for UdpWorkers {
+    fn drop(&mut self) {
+        for w in &self.wakers {
+            w.wake();
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One worker thread: drain each readable socket batch by batch, answer, send, repeat.
+fn udp_worker(
+    socks: &[std::net::UdpSocket],
+    plan: &[SocketPlan],
+    shared: &UdpShared,
+    poller: &Poller,
+) -> io::Result<()> {
+    let clock = engine::clock::Monotonic;
+    let mut rx = RecvBatch::new(RECV_SLOT);
+    let mut tx: Vec<SendBatch> = socks.iter().map(|_| SendBatch::new()).collect();
+    let mut out = Vec::with_capacity(256);
+    let mut ready = Vec::new();
+    let mut counts = BatchCounts::default();
+    loop {
+        ready.clear();
+        if poller.wait(&mut ready, None)? {
+            return Ok(());
+        }
+        for &token in &ready {
+            let here = token as usize;
+            let (Some(sock), Some(p)) = (socks.get(here), plan.get(here)) else {
+                continue;
+            };
+            loop {
+                // Errors here concern single datagrams (e.g. an ICMP error queued for the
+                // socket): the next call goes on.
+                let n = rx.recv(sock.as_raw_fd(), libc::MSG_DONTWAIT).unwrap_or(0);
+                if n == 0 {
+                    break;
                 }
-                Action::Drop(_) => {
-                    stats.udp_dropped.fetch_add(1, Ordering::Relaxed);
+                let now = clock.now();
+                for j in 0..n {
+                    let Some((client, data)) = rx.get(j) else {
+                        counts.dropped += 1;
+                        continue;
+                    };
+                    out.clear();
+                    match respond(
+                        data,
+                        client,
+                        &p.server,
+                        shared.software.as_deref(),
+                        &mut out,
+                    ) {
+                        Action::Reply { from, to } => {
+                            // Over the limit: no answer at all (never a smaller one).
+                            if !shared.limiter.allow(client.ip(), now) {
+                                counts.limited += 1;
+                                continue;
+                            }
+                            let k = p.reply_socket(from).unwrap_or(here);
+                            if let Some(b) = tx.get_mut(k) {
+                                let start = b.buffer().len();
+                                b.buffer().extend_from_slice(&out);
+                                b.commit(start, to);
+                                counts.answered += 1;
+                            }
+                        }
+                        Action::Drop(_) => counts.dropped += 1,
+                    }
+                }
+                for (b, s) in tx.iter_mut().zip(socks) {
+                    if !b.is_empty() {
+                        let f = b.flush(s.as_raw_fd());
+                        counts.unsent += f.dropped as u64;
+                        counts.answered -= (f.dropped as u64).min(counts.answered);
+                    }
+                }
+                counts.flush(&shared.stats);
+                if n < MMSG_BATCH {
+                    break;
                 }
             }
         }
     }
 }
 
-fn reply_socket<'a>(
-    sockets: &'a SocketMap,
-    server: &ServerAddrs,
-    origin: Origin,
-) -> Option<&'a Arc<UdpEndpoint>> {
-    let a = server.addr(origin)?;
-    sockets.get(&(a.ip(), a.port()))
+/// What TCP connections share.
+#[derive(Debug)]
+struct TcpShared {
+    software: Option<Arc<str>>,
+    stats: Arc<ServeStats>,
+    limits: TcpLimits,
+    /// Connections held per source (entries only while a connection is open, so at most
+    /// `limits.max` of them).
+    sources: Mutex<HashMap<SourceKey, usize>>,
+}
+
+/// One connection's share of its source's cap, given back on drop.
+struct SourceSlot {
+    shared: Arc<TcpShared>,
+    key: SourceKey,
+}
+
+impl SourceSlot {
+    fn take(shared: &Arc<TcpShared>, ip: IpAddr) -> Option<Self> {
+        let key = SourceKey::of(ip);
+        let mut map = shared
+            .sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(key).or_insert(0);
+        if *n >= shared.limits.per_source {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            shared: shared.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .shared
+            .sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Accept errors that mean the process (or system) is out of a resource: wait before the
+/// next accept instead of spinning. Everything else concerns one connection.
+fn out_of_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// The back-off after a resource error: 10 ms, doubling up to 1 s.
+fn next_backoff(previous: Duration) -> Duration {
+    (previous * 2).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 async fn tcp_accept(
     listener: TcpListener,
     here: SocketAddr,
     permits: Arc<Semaphore>,
-    software: Option<Arc<str>>,
-    stats: Arc<ServeStats>,
-    idle: Duration,
+    shared: Arc<TcpShared>,
 ) -> io::Result<()> {
+    let mut backoff = Duration::ZERO;
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return Ok(());
         };
         let (stream, client) = match listener.accept().await {
-            Ok(x) => x,
-            // EMFILE and friends: back off briefly instead of spinning.
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(x) => {
+                backoff = Duration::ZERO;
+                x
+            }
+            Err(e) => {
+                shared
+                    .stats
+                    .tcp_accept_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                if out_of_resources(&e) {
+                    backoff = next_backoff(backoff);
+                    tokio::time::sleep(backoff).await;
+                }
                 continue;
             }
         };
-        stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
-        let software = software.clone();
-        let stats = stats.clone();
+        let Some(slot) = SourceSlot::take(&shared, client.ip()) else {
+            shared.stats.tcp_refused.fetch_add(1, Ordering::Relaxed);
+            // A reset rather than an orderly close: nothing is owed to a source over its cap.
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            continue;
+        };
+        shared.stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
+        let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = tcp_conn(stream, client, here, software, stats, idle).await;
+            let _ = stream.set_nodelay(true);
+            let end = tcp_conn(stream, client, here, &shared).await;
+            if end.is_deadline() {
+                shared.stats.tcp_timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(slot);
         });
     }
 }
 
-async fn tcp_conn(
-    mut stream: TcpStream,
+/// Why a STUN/TCP connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ConnEnd {
+    /// The client closed it (or the connection failed).
+    Closed,
+    /// No whole message within `--tcp-idle` of the last one.
+    Idle,
+    /// A message not complete within `--tcp-message-timeout` of its first byte.
+    MessageDeadline,
+    /// An answer not written within `--tcp-write-timeout`.
+    WriteDeadline,
+    /// Bytes at a message boundary that are not STUN.
+    NotStun,
+}
+
+impl ConnEnd {
+    fn is_deadline(self) -> bool {
+        matches!(
+            self,
+            ConnEnd::Idle | ConnEnd::MessageDeadline | ConnEnd::WriteDeadline
+        )
+    }
+}
+
+/// Serve one connection until it closes, breaks a deadline or sends something not STUN.
+async fn tcp_conn<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     client: SocketAddr,
     here: SocketAddr,
-    software: Option<Arc<str>>,
-    stats: Arc<ServeStats>,
-    idle: Duration,
-) -> io::Result<()> {
+    shared: &TcpShared,
+) -> ConnEnd {
+    use tokio::time::{Instant, timeout, timeout_at};
     // Over TCP a reply can only come back on the same connection: no alternate address, so a
     // CHANGE-REQUEST gets no answer (RFC 5780 §6.1 concerns UDP).
     let server = ServerAddrs {
@@ -288,29 +645,52 @@ async fn tcp_conn(
         alt_ip: None,
         alt_port: None,
     };
-    let _ = stream.set_nodelay(true);
+    let limits = shared.limits;
     let mut framer = StunStream::new();
     let mut buf = [0u8; 4096];
     let mut out = Vec::new();
+    // The last whole message (or the accept), and the first byte of the message under way.
+    let mut last = Instant::now();
+    let mut started: Option<Instant> = None;
     loop {
-        let n = match tokio::time::timeout(idle, stream.read(&mut buf)).await {
-            Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
+        let deadline = match started {
+            None => last + limits.idle,
+            Some(t) => t + limits.message,
+        };
+        let n = match timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) if started.is_some() => return ConnEnd::MessageDeadline,
+            Err(_) => return ConnEnd::Idle,
+            Ok(Ok(0)) | Ok(Err(_)) => return ConnEnd::Closed,
             Ok(Ok(n)) => n,
         };
+        if started.is_none() {
+            started = Some(Instant::now());
+        }
         framer.push(buf.get(..n).unwrap_or(&[]));
+        let mut whole = false;
         loop {
             let msg = match framer.next_message() {
                 Ok(Some(m)) => m,
                 Ok(None) => break,
-                Err(_) => return Ok(()),
+                Err(_) => return ConnEnd::NotStun,
             };
+            whole = true;
             out.clear();
             if let Action::Reply { .. } =
-                respond(&msg, client, &server, software.as_deref(), &mut out)
+                respond(&msg, client, &server, shared.software.as_deref(), &mut out)
             {
-                stats.tcp_requests.fetch_add(1, Ordering::Relaxed);
-                stream.write_all(&out).await?;
+                shared.stats.tcp_requests.fetch_add(1, Ordering::Relaxed);
+                match timeout(limits.write, stream.write_all(&out)).await {
+                    Err(_) => return ConnEnd::WriteDeadline,
+                    Ok(Err(_)) => return ConnEnd::Closed,
+                    Ok(Ok(())) => {}
+                }
             }
+        }
+        if whole {
+            last = Instant::now();
+            // Bytes left over begin the next message now.
+            started = (framer.buffered() > 0).then_some(last);
         }
     }
 }
@@ -318,6 +698,8 @@ async fn tcp_conn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use probes::stun::encode::BindingRequest;
+    use probes::stun::{TransactionId, view::StunView};
 
     fn cfg(alt: bool) -> ServeConfig {
         ServeConfig {
@@ -326,8 +708,9 @@ mod tests {
             alt_port: alt.then_some(3500),
             tcp: true,
             software: None,
-            max_tcp: 8,
-            tcp_idle: Duration::from_secs(1),
+            threads: 2,
+            per_source: SourceRate::DEFAULT,
+            tcp_limits: TcpLimits::DEFAULT,
         }
     }
 
@@ -337,6 +720,8 @@ mod tests {
         assert_eq!(a.len(), 2 * 4);
         assert!(a.contains(&"198.18.0.11:3500".parse().unwrap()));
         assert_eq!(socket_addrs(&cfg(false)).len(), 3);
+        // 8 addresses × 2 threads + 2 × 3 per thread, 8 listeners + 512 connections, 64.
+        assert_eq!(fds_needed(&cfg(true), 8), 16 + 6 + 8 + 512 + 64);
     }
 
     #[test]
@@ -346,5 +731,188 @@ mod tests {
         assert_eq!(s.other_address(), Some("198.18.0.10:3478".parse().unwrap()));
         let s = server_addrs(&c, "198.18.0.10:3479".parse().unwrap());
         assert_eq!(s.other_address(), Some("198.18.0.11:3500".parse().unwrap()));
+    }
+
+    #[test]
+    fn every_origin_maps_to_a_socket_of_the_thread() {
+        let c = cfg(true);
+        let addrs = socket_addrs(&c);
+        for here in &addrs {
+            let p = SocketPlan::new(&c, &addrs, *here);
+            for (alt_ip, alt_port) in [(false, false), (true, false), (false, true), (true, true)] {
+                let origin = Origin { alt_ip, alt_port };
+                let i = p.reply_socket(origin).unwrap();
+                assert_eq!(Some(addrs[i]), p.server.addr(origin), "{here} {origin:?}");
+            }
+        }
+        let c = cfg(false);
+        let addrs = socket_addrs(&c);
+        let p = SocketPlan::new(&c, &addrs, addrs[0]);
+        assert_eq!(
+            p.reply_socket(Origin {
+                alt_ip: false,
+                alt_port: false
+            }),
+            Some(0)
+        );
+        assert_eq!(
+            p.reply_socket(Origin {
+                alt_ip: true,
+                alt_port: false
+            }),
+            None
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_second() {
+        let mut b = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            b = next_backoff(b);
+            seen.push(b.as_millis());
+        }
+        assert_eq!(seen, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        assert!(out_of_resources(&io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(!out_of_resources(&io::Error::from_raw_os_error(
+            libc::ECONNABORTED
+        )));
+    }
+
+    fn shared(limits: TcpLimits) -> TcpShared {
+        TcpShared {
+            software: None,
+            stats: Arc::default(),
+            limits,
+            sources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn request(tid: u8) -> Vec<u8> {
+        let mut b = Vec::new();
+        BindingRequest {
+            transaction_id: TransactionId([tid; 12]),
+            software: None,
+            change_request: None,
+            response_port: None,
+            fingerprint: true,
+        }
+        .encode(&mut b);
+        b
+    }
+
+    const CLIENT: &str = "100.64.0.2:40000";
+    const HERE: &str = "198.18.0.10:3478";
+
+    /// Run one connection over an in-memory stream on the paused clock; `client` drives the
+    /// other end. Returns how it ended and when (virtual time from the start).
+    async fn run<F, Fut>(limits: TcpLimits, buffer: usize, client: F) -> (ConnEnd, Duration)
+    where
+        F: FnOnce(tokio::io::DuplexStream) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (ours, theirs) = tokio::io::duplex(buffer);
+        let peer = tokio::spawn(client(theirs));
+        let t0 = tokio::time::Instant::now();
+        let s = shared(limits);
+        let end = tcp_conn(ours, CLIENT.parse().unwrap(), HERE.parse().unwrap(), &s).await;
+        peer.abort();
+        (end, t0.elapsed())
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_then_closes_when_idle() {
+        let (end, at) = run(TcpLimits::DEFAULT, 4096, |mut s| async move {
+            for i in 0..3 {
+                s.write_all(&request(i)).await.unwrap();
+                let mut b = [0u8; 256];
+                let n = s.read(&mut b).await.unwrap();
+                let v = StunView::parse(&b[..n]).unwrap();
+                assert_eq!(v.transaction_id(), TransactionId([i; 12]));
+                assert_eq!(v.xor_mapped_address(), Some(Ok(CLIENT.parse().unwrap())));
+                tokio::time::sleep(secs(9)).await;
+            }
+            std::future::pending::<()>().await;
+        })
+        .await;
+        // Three requests 9 s apart keep it open; 10 s after the last (at 18 s) it is closed.
+        assert_eq!(end, ConnEnd::Idle);
+        assert_eq!(at, secs(18 + 10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trickled_bytes_do_not_extend_a_message() {
+        let (end, at) = run(TcpLimits::DEFAULT, 4096, |mut s| async move {
+            tokio::time::sleep(secs(3)).await;
+            // A byte a second: the header alone would take 20 s.
+            for b in request(1) {
+                s.write_all(&[b]).await.unwrap();
+                tokio::time::sleep(secs(1)).await;
+            }
+            std::future::pending::<()>().await;
+        })
+        .await;
+        // Cut 5 s after the first byte (at 3 s), not 10 s after the last.
+        assert_eq!(end, ConnEnd::MessageDeadline);
+        assert_eq!(at, secs(3 + 5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_reads_is_cut_at_the_write_deadline() {
+        // A tiny pipe: the answers fill it because the client never reads.
+        let (end, at) = run(TcpLimits::DEFAULT, 64, |mut s| async move {
+            for i in 0..=255u8 {
+                s.write_all(&request(i)).await.unwrap();
+            }
+            std::future::pending::<()>().await;
+        })
+        .await;
+        assert_eq!(end, ConnEnd::WriteDeadline);
+        assert_eq!(at, secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_but_whole_message_is_answered_and_junk_closes() {
+        let (end, _) = run(TcpLimits::DEFAULT, 4096, |mut s| async move {
+            let r = request(2);
+            let (a, b) = r.split_at(10);
+            s.write_all(a).await.unwrap();
+            tokio::time::sleep(secs(4)).await;
+            s.write_all(b).await.unwrap();
+            let mut buf = [0u8; 256];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(StunView::parse(&buf[..n]).is_ok());
+            s.write_all(&[0xFF; 20]).await.unwrap();
+            std::future::pending::<()>().await;
+        })
+        .await;
+        assert_eq!(end, ConnEnd::NotStun);
+    }
+
+    #[test]
+    fn a_source_gets_its_share_and_no_more() {
+        let s = Arc::new(shared(TcpLimits {
+            per_source: 2,
+            ..TcpLimits::DEFAULT
+        }));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "2001:db8::1".parse().unwrap();
+        let b2: IpAddr = "2001:db8::2".parse().unwrap();
+        let s1 = SourceSlot::take(&s, a).unwrap();
+        let s2 = SourceSlot::take(&s, a).unwrap();
+        assert!(SourceSlot::take(&s, a).is_none());
+        let t1 = SourceSlot::take(&s, b).unwrap();
+        let _t2 = SourceSlot::take(&s, b2).unwrap();
+        assert!(SourceSlot::take(&s, b).is_none(), "one /64, one share");
+        drop(s1);
+        let _s3 = SourceSlot::take(&s, a).unwrap();
+        drop((s2, t1));
+        assert_eq!(s.sources.lock().unwrap().len(), 2);
     }
 }

@@ -137,6 +137,152 @@ pub fn raw_loop(
     Ok(result)
 }
 
+/// The reflector the benchmark measures `stunmap serve` against: the least a STUN reflector
+/// can do per datagram on this kernel. One blocking `recvmmsg` (`MSG_WAITFORONE`) into fixed
+/// slots, a header check, a Binding success with only XOR-MAPPED-ADDRESS (RFC 8489 §14.2)
+/// written in place, one `sendmmsg` back; no attribute walk, no FINGERPRINT, no limits, no
+/// counters. Bench-only: the CLI never runs it. Serves `sock` until `stop` is set (checked at
+/// least every 100 ms) and returns how many answers it sent.
+#[cfg(target_os = "linux")]
+pub fn raw_reflector(
+    sock: &std::net::UdpSocket,
+    stop: &std::sync::atomic::AtomicBool,
+) -> io::Result<u64> {
+    use probes::stun::{MAGIC_COOKIE, MessageType};
+    use std::os::fd::AsRawFd;
+    const SLOT: usize = 2048;
+    const OUT: usize = 64;
+
+    sock.set_nonblocking(false)?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let fd = sock.as_raw_fd();
+    let mut inbuf = vec![0u8; BATCH * SLOT];
+    let mut outbuf = vec![[0u8; OUT]; BATCH];
+    // SAFETY (all four): all-zero is a valid value of these C structs.
+    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+    let mut riov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    let mut rhdr: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    let mut siov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    let mut shdr: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for (iov, chunk) in riov.iter_mut().zip(inbuf.chunks_mut(SLOT)) {
+        iov.iov_base = chunk.as_mut_ptr().cast();
+        iov.iov_len = SLOT;
+    }
+    let success = MessageType::BINDING_SUCCESS.to_u16().to_be_bytes();
+    let cookie = MAGIC_COOKIE.to_be_bytes();
+    let mut answers = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for ((h, iov), name) in rhdr.iter_mut().zip(riov.iter_mut()).zip(names.iter_mut()) {
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen =
+                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        }
+        // SAFETY: the headers point at live iovecs (into `inbuf`) and address slots.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd,
+                rhdr.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if r <= 0 {
+            let e = io::Error::last_os_error();
+            if r == 0
+                || matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                )
+            {
+                continue;
+            }
+            return Err(e);
+        }
+        let mut k = 0;
+        for i in 0..r as usize {
+            let (Some(h), Some(name)) = (rhdr.get(i), names.get(i)) else {
+                break;
+            };
+            let len = (h.msg_len as usize).min(SLOT);
+            let Some(d) = inbuf.get(i * SLOT..i * SLOT + len) else {
+                continue;
+            };
+            let (Ok((ty, tid)), Some(from)) = (
+                check_header(d),
+                crate::mmsg::socket_addr(name, h.msg_hdr.msg_namelen),
+            ) else {
+                continue;
+            };
+            if ty != MessageType::BINDING_REQUEST {
+                continue;
+            }
+            let Some(out) = outbuf.get_mut(k) else {
+                break;
+            };
+            let port = (from.port() ^ 0x2112).to_be_bytes();
+            let n = match from {
+                SocketAddr::V4(a) => {
+                    let ip = u32::from(*a.ip()) ^ MAGIC_COOKIE;
+                    let mut m = [0u8; 32];
+                    m[..2].copy_from_slice(&success);
+                    m[2..4].copy_from_slice(&12u16.to_be_bytes());
+                    m[4..8].copy_from_slice(&cookie);
+                    m[8..20].copy_from_slice(tid.as_bytes());
+                    m[20..24].copy_from_slice(&[0x00, 0x20, 0x00, 0x08]);
+                    m[24..26].copy_from_slice(&[0x00, 0x01]);
+                    m[26..28].copy_from_slice(&port);
+                    m[28..32].copy_from_slice(&ip.to_be_bytes());
+                    out[..32].copy_from_slice(&m);
+                    32
+                }
+                SocketAddr::V6(a) => {
+                    let mut key = [0u8; 16];
+                    key[..4].copy_from_slice(&cookie);
+                    key[4..].copy_from_slice(tid.as_bytes());
+                    let mut ip = a.ip().octets();
+                    for (b, k) in ip.iter_mut().zip(key) {
+                        *b ^= k;
+                    }
+                    let mut m = [0u8; 44];
+                    m[..2].copy_from_slice(&success);
+                    m[2..4].copy_from_slice(&24u16.to_be_bytes());
+                    m[4..8].copy_from_slice(&cookie);
+                    m[8..20].copy_from_slice(tid.as_bytes());
+                    m[20..24].copy_from_slice(&[0x00, 0x20, 0x00, 0x14]);
+                    m[24..26].copy_from_slice(&[0x00, 0x02]);
+                    m[26..28].copy_from_slice(&port);
+                    m[28..44].copy_from_slice(&ip);
+                    out[..44].copy_from_slice(&m);
+                    44
+                }
+            };
+            let (Some(iov), Some(sh)) = (siov.get_mut(k), shdr.get_mut(k)) else {
+                break;
+            };
+            iov.iov_base = out.as_mut_ptr().cast();
+            iov.iov_len = n;
+            sh.msg_hdr.msg_iov = iov;
+            sh.msg_hdr.msg_iovlen = 1;
+            sh.msg_hdr.msg_name = h.msg_hdr.msg_name;
+            sh.msg_hdr.msg_namelen = h.msg_hdr.msg_namelen;
+            k += 1;
+        }
+        if k > 0 {
+            // SAFETY: the first `k` send headers point at live replies and sender addresses.
+            let sent = unsafe { libc::sendmmsg(fd, shdr.as_mut_ptr(), k as libc::c_uint, 0) };
+            if sent > 0 {
+                answers += sent as u64;
+            }
+        }
+    }
+    Ok(answers)
+}
+
 /// Resident set size of this process in bytes (Linux `/proc/self/statm`), `None` elsewhere.
 pub fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;

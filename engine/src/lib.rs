@@ -10,6 +10,8 @@ pub mod clock;
 pub mod connect;
 pub mod control;
 pub mod driver;
+#[cfg(target_os = "linux")]
+pub mod epoll;
 pub mod fd;
 pub mod ice;
 #[cfg(target_os = "linux")]

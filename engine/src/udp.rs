@@ -110,6 +110,46 @@ impl UdpEndpoint {
     }
 }
 
+/// `count` non-blocking UDP sockets bound to the same `addr` with `SO_REUSEPORT`, so the
+/// kernel spreads arriving datagrams over them by a hash of the sender's address and port (a
+/// server's threads each take one; Linux `socket(7)`). IPv6 sockets are v6-only;
+/// buffers are raised like [`UdpEndpoint::bind`]'s. The port is first bound once without
+/// `SO_REUSEPORT` and released, so that a port another program holds (even one that set
+/// `SO_REUSEPORT` itself) is an error rather than a silently shared listener.
+#[cfg(target_os = "linux")]
+pub fn bind_reuseport_group(
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<Vec<std::net::UdpSocket>> {
+    let new = || -> io::Result<Socket> {
+        let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            sock.set_only_v6(true)?;
+        }
+        Ok(sock)
+    };
+    let probe = new()?;
+    probe.bind(&addr.into())?;
+    drop(probe);
+    let member = |at: SocketAddr| -> io::Result<std::net::UdpSocket> {
+        let sock = new()?;
+        sock.set_reuse_port(true)?;
+        sock.set_nonblocking(true)?;
+        let _ = sock.set_recv_buffer_size(4 << 20);
+        let _ = sock.set_send_buffer_size(4 << 20);
+        sock.bind(&at.into())?;
+        Ok(sock.into())
+    };
+    let first = member(addr)?;
+    // Port 0: the others join the port the first one got.
+    let at = first.local_addr()?;
+    let mut group = vec![first];
+    for _ in 1..count {
+        group.push(member(at)?);
+    }
+    Ok(group)
+}
+
 /// `0.0.0.0:0` or `[::]:0` to match `dest`'s family.
 pub fn wildcard_for(dest: &SocketAddr) -> SocketAddr {
     match dest {
@@ -209,5 +249,25 @@ impl UdpEndpoint {
             }
         }
         Ok(sent)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reuseport_group_shares_its_port_with_nobody_else() {
+        let group = bind_reuseport_group("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let port = group[0].local_addr().unwrap().port();
+        drop(group);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let group = bind_reuseport_group(addr, 3).unwrap();
+        assert_eq!(group.len(), 3);
+        assert!(group.iter().all(|s| s.local_addr().unwrap() == addr));
+        // A second group on the same port (another server) is refused.
+        assert!(bind_reuseport_group(addr, 1).is_err());
+        drop(group);
+        assert!(bind_reuseport_group(addr, 2).is_ok());
     }
 }

@@ -2,19 +2,39 @@
 //!
 //! A server has a primary address and, optionally, an alternate IP and an alternate port. The
 //! four combinations are its sockets. A Binding request is answered with XOR-MAPPED-ADDRESS
-//! (and MAPPED-ADDRESS for RFC 3489 clients' sake, RFC 8489 §14.1), RESPONSE-ORIGIN and, when
-//! the alternate address and port both exist, OTHER-ADDRESS (RFC 5780 §7.4); a CHANGE-REQUEST is
-//! honoured by answering from the changed socket (RFC 5780 §6.1), and a RESPONSE-PORT by
-//! answering to that port on the client's IP (RFC 5780 §6.2, §7.5: the binding-lifetime test
-//! of §4.6 relies on it). Anything that is not a
-//! well-formed Binding request gets no answer; a request carrying unknown
-//! comprehension-required attributes gets a 420 (RFC 8489 §6.3.1).
+//! (RFC 8489 §14.2). Attributes beyond it are sent only where they are needed, because every
+//! byte of an answer to an unauthenticated datagram is a byte an attacker can reflect at a
+//! spoofed source (RFC 8489 §16, security considerations):
+//!
+//! - RESPONSE-ORIGIN (RFC 5780 §7.3) and MAPPED-ADDRESS only when the server is configured for
+//!   RFC 5780 (an alternate IP or an alternate port for this family): RFC 5780 §6 requires
+//!   RESPONSE-ORIGIN from a server that offers the NAT behaviour discovery usage, and a plain
+//!   RFC 8489 server sends neither. MAPPED-ADDRESS is what RFC 3489 clients read (RFC 8489
+//!   §14.1); beside XOR-MAPPED-ADDRESS it lets a diagnostic client see a NAT ALG that rewrote
+//!   the plain copy, which is what a discovery server is deployed for.
+//! - OTHER-ADDRESS (RFC 5780 §7.4) when the alternate IP and port both exist (RFC 5780 §6).
+//! - SOFTWARE (RFC 8489 §14.14) only when the caller passes a text.
+//! - FINGERPRINT (RFC 8489 §14.7) when the request carried one: a client that multiplexes STUN
+//!   with other traffic on its socket asks for it that way, and one that did not has no use for
+//!   it.
+//!
+//! A CHANGE-REQUEST is honoured by answering from the changed socket (RFC 5780 §6.1), and a
+//! RESPONSE-PORT by answering to that port on the client's IP (RFC 5780 §6.2, §7.5: the
+//! binding-lifetime test of §4.6 relies on it). Anything that is not a well-formed Binding
+//! request gets no answer; a request carrying unknown comprehension-required attributes gets a
+//! 420 (RFC 8489 §6.3.1).
+//!
+//! [`limit`] holds the per-source answer limit the server applies on top (a request over it
+//! gets no answer). Sizes of the answers, hence the amplification factor per family and
+//! attribute set, are [`answer_len`].
+
+pub mod limit;
 
 use std::net::{IpAddr, SocketAddr};
 
 use crate::stun::attr::{self, ChangeRequest};
 use crate::stun::view::{Fingerprint, StunView};
-use crate::stun::{Class, MessageType, MessageWriter, Method};
+use crate::stun::{Class, HEADER_LEN, MessageType, MessageWriter, Method};
 
 /// Which of the server's sockets a reply leaves from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,6 +72,12 @@ impl ServerAddrs {
             self.primary_port
         };
         Some(SocketAddr::new(ip, port))
+    }
+
+    /// Whether this server offers RFC 5780 on this family (an alternate IP or port): then its
+    /// answers carry RESPONSE-ORIGIN and MAPPED-ADDRESS (RFC 5780 §6).
+    pub fn rfc5780(&self) -> bool {
+        self.alt_ip.is_some() || self.alt_port.is_some()
     }
 
     /// OTHER-ADDRESS: the alternate IP with the alternate port, RFC 5780 §7.4.
@@ -108,10 +134,20 @@ pub fn respond(
     if ty.class != Class::Request || ty.method != Method::BINDING {
         return Action::Drop(DropReason::NotBindingRequest);
     }
-    if view.fingerprint() == Fingerprint::Invalid {
-        return Action::Drop(DropReason::BadFingerprint);
-    }
+    let fingerprint = match view.fingerprint() {
+        Fingerprint::Invalid => return Action::Drop(DropReason::BadFingerprint),
+        Fingerprint::Valid => true,
+        Fingerprint::Absent => false,
+    };
     let tid = view.transaction_id();
+    let finish = |w: &mut MessageWriter<'_>| {
+        if let Some(s) = software {
+            w.software(s);
+        }
+        if fingerprint {
+            w.fingerprint();
+        }
+    };
     let origin_here = Origin {
         alt_ip: false,
         alt_port: false,
@@ -122,10 +158,7 @@ pub fn respond(
         let mut w = MessageWriter::new(out, MessageType::BINDING_ERROR, &tid);
         w.error_code(420, "Unknown Attribute");
         w.attr(attr::UNKNOWN_ATTRIBUTES, &unknown.to_be_bytes());
-        if let Some(s) = software {
-            w.software(s);
-        }
-        w.fingerprint();
+        finish(&mut w);
         return Action::Reply {
             from: origin_here,
             to: client,
@@ -140,10 +173,7 @@ pub fn respond(
         Some(_) => {
             let mut w = MessageWriter::new(out, MessageType::BINDING_ERROR, &tid);
             w.error_code(400, "Bad Request");
-            if let Some(s) = software {
-                w.software(s);
-            }
-            w.fingerprint();
+            finish(&mut w);
             return Action::Reply {
                 from: origin_here,
                 to: client,
@@ -164,16 +194,51 @@ pub fn respond(
     };
     let mut w = MessageWriter::new(out, MessageType::BINDING_SUCCESS, &tid);
     w.xor_address(attr::XOR_MAPPED_ADDRESS, &client);
-    w.address(attr::MAPPED_ADDRESS, &client);
-    w.address(attr::RESPONSE_ORIGIN, &from);
+    if server.rfc5780() {
+        w.address(attr::MAPPED_ADDRESS, &client);
+        w.address(attr::RESPONSE_ORIGIN, &from);
+    }
     if let Some(other) = server.other_address() {
         w.address(attr::OTHER_ADDRESS, &other);
     }
-    if let Some(s) = software {
-        w.software(s);
-    }
-    w.fingerprint();
+    finish(&mut w);
     Action::Reply { from: origin, to }
+}
+
+/// Which optional parts a success answer carries (what [`respond`] puts in, see the module
+/// docs), for [`answer_len`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnswerShape {
+    /// An alternate IP or port: MAPPED-ADDRESS and RESPONSE-ORIGIN (RFC 5780 §6).
+    pub rfc5780: bool,
+    /// Both alternates: OTHER-ADDRESS too (RFC 5780 §7.4).
+    pub other_address: bool,
+    /// Bytes of SOFTWARE text as encoded (0 for none).
+    pub software: usize,
+    /// FINGERPRINT, because the request had one.
+    pub fingerprint: bool,
+}
+
+/// The size in bytes of the Binding success answer of this shape to a client of the family
+/// of `ipv6`: the numerator of the reflector's amplification factor (the denominator being
+/// the request, at least the 20-byte header).
+pub fn answer_len(ipv6: bool, shape: AnswerShape) -> usize {
+    // An address attribute: 4-byte TLV header, 4 bytes of family and port, the address.
+    let address = 4 + 4 + if ipv6 { 16 } else { 4 };
+    let mut n = HEADER_LEN + address;
+    if shape.rfc5780 {
+        n += 2 * address;
+    }
+    if shape.other_address {
+        n += address;
+    }
+    if shape.software > 0 {
+        n += 4 + shape.software.next_multiple_of(4);
+    }
+    if shape.fingerprint {
+        n += 8;
+    }
+    n
 }
 
 #[cfg(test)]
@@ -403,5 +468,146 @@ mod tests {
         );
         let v = StunView::parse(&out).unwrap();
         assert_eq!(v.error_code().unwrap().unwrap().code, 420);
+    }
+
+    fn plain_server() -> ServerAddrs {
+        server(false)
+    }
+
+    fn header_only(tid: u8) -> Vec<u8> {
+        let mut b = Vec::new();
+        MessageWriter::new(
+            &mut b,
+            MessageType::BINDING_REQUEST,
+            &TransactionId([tid; 12]),
+        );
+        b
+    }
+
+    #[test]
+    fn a_plain_server_answers_with_xor_mapped_address_only() {
+        let client: SocketAddr = "100.64.0.2:5555".parse().unwrap();
+        let req = header_only(4);
+        assert_eq!(req.len(), 20);
+        let mut out = Vec::new();
+        let a = respond(&req, client, &plain_server(), None, &mut out);
+        assert!(matches!(a, Action::Reply { to, .. } if to == client));
+        let v = StunView::parse(&out).unwrap();
+        assert_eq!(v.xor_mapped_address(), Some(Ok(client)));
+        assert_eq!(v.mapped_address(), None);
+        assert_eq!(v.response_origin(), None);
+        assert_eq!(v.other_address(), None);
+        assert_eq!(v.software(), None);
+        assert_eq!(v.fingerprint(), Fingerprint::Absent, "the request had none");
+        assert_eq!(v.attribute_count(), 1);
+        // 32 bytes for 20: the smallest answer there is.
+        assert_eq!(out.len(), 32);
+        assert_eq!(out.len(), answer_len(false, AnswerShape::default()));
+    }
+
+    #[test]
+    fn fingerprint_and_software_only_when_asked_for() {
+        let client: SocketAddr = "100.64.0.2:5555".parse().unwrap();
+        let mut out = Vec::new();
+        respond(&request(None), client, &plain_server(), None, &mut out);
+        let v = StunView::parse(&out).unwrap();
+        assert_eq!(v.fingerprint(), Fingerprint::Valid);
+        assert_eq!(v.software(), None);
+        let mut out = Vec::new();
+        respond(
+            &header_only(1),
+            client,
+            &plain_server(),
+            Some("lab"),
+            &mut out,
+        );
+        let v = StunView::parse(&out).unwrap();
+        assert_eq!(v.software(), Some(&b"lab"[..]));
+        assert_eq!(v.fingerprint(), Fingerprint::Absent);
+    }
+
+    #[test]
+    fn an_alternate_port_alone_brings_response_origin_but_no_other_address() {
+        let client: SocketAddr = "100.64.0.2:5555".parse().unwrap();
+        let s = ServerAddrs {
+            alt_ip: None,
+            ..server(true)
+        };
+        assert!(s.rfc5780());
+        let mut out = Vec::new();
+        respond(&request(None), client, &s, None, &mut out);
+        let v = StunView::parse(&out).unwrap();
+        assert_eq!(
+            v.response_origin(),
+            Some(Ok("198.18.0.10:3478".parse().unwrap()))
+        );
+        assert_eq!(v.mapped_address(), Some(Ok(client)));
+        assert_eq!(v.other_address(), None);
+        // change-port works, change-IP cannot.
+        let cr = |ip, port| {
+            request(Some(ChangeRequest {
+                change_ip: ip,
+                change_port: port,
+            }))
+        };
+        assert!(matches!(
+            respond(&cr(false, true), client, &s, None, &mut Vec::new()),
+            Action::Reply {
+                from: Origin {
+                    alt_ip: false,
+                    alt_port: true
+                },
+                ..
+            }
+        ));
+        assert_eq!(
+            respond(&cr(true, false), client, &s, None, &mut Vec::new()),
+            Action::Drop(DropReason::CannotChange)
+        );
+    }
+
+    #[test]
+    fn answer_len_is_the_size_respond_writes() {
+        for (client, ipv6) in [
+            ("100.64.0.2:5555".parse::<SocketAddr>().unwrap(), false),
+            ("[2001:db8::2]:5555".parse().unwrap(), true),
+        ] {
+            let ip = |v4: &str, v6: &str| -> IpAddr {
+                if ipv6 {
+                    v6.parse().unwrap()
+                } else {
+                    v4.parse().unwrap()
+                }
+            };
+            for (alt_ip, alt_port) in [(false, false), (false, true), (true, true)] {
+                for software in [None, Some("stunmap 0.1.0")] {
+                    for req in [header_only(2), request(None)] {
+                        let s = ServerAddrs {
+                            primary_ip: ip("198.18.0.10", "2001:db8::10"),
+                            primary_port: 3478,
+                            alt_ip: alt_ip.then(|| ip("198.18.0.11", "2001:db8::11")),
+                            alt_port: alt_port.then_some(3479),
+                        };
+                        let mut out = Vec::new();
+                        respond(&req, client, &s, software, &mut out);
+                        let shape = AnswerShape {
+                            rfc5780: alt_ip || alt_port,
+                            other_address: alt_ip && alt_port,
+                            software: software.map_or(0, str::len),
+                            fingerprint: req.len() > 20,
+                        };
+                        assert_eq!(out.len(), answer_len(ipv6, shape), "{shape:?} {client}");
+                    }
+                }
+            }
+        }
+        // The largest answer to the smallest request: IPv6 with RFC 5780, 116 bytes for 20.
+        let full = AnswerShape {
+            rfc5780: true,
+            other_address: true,
+            ..AnswerShape::default()
+        };
+        assert_eq!(answer_len(true, full), 116);
+        assert_eq!(answer_len(false, full), 68);
     }
 }

@@ -118,8 +118,13 @@ fn start_reflector(base: u16, last: u16) -> Result<()> {
         alt_port: None,
         tcp: false,
         software: Some("stunmap-bench".into()),
-        max_tcp: 1,
-        tcp_idle: Duration::from_secs(1),
+        threads: 1,
+        // One source sends everything: the per-source limit must not be what is measured.
+        per_source: probes::reflector::limit::SourceRate {
+            per_second: 10_000_000,
+            burst: 10_000_000,
+        },
+        tcp_limits: crate::serve::TcpLimits::DEFAULT,
     };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -9,15 +9,37 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use probes::reflector::limit::SourceRate;
+
 use crate::exit::{Outcome, usage};
-use crate::serve::{ServeConfig, ServeStats, serve};
+use crate::serve::{ServeConfig, ServeStats, TcpLimits, serve};
 use crate::target::parse_ports;
 
 /// Flags of `stunmap serve`.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "\
-A whole port range (e.g. 443-65535) needs two file descriptors per port. Rather than tens of \
-thousands of sockets, listen on one port and let the kernel redirect the range to it:
+A public reflector. A UDP answer goes to the request's source address, which anyone can forge, \
+and is larger than the request (at least the 20-byte header). Answer sizes and the factor over \
+a 20-byte request:
+
+  answer carries                                     IPv4           IPv6
+  XOR-MAPPED-ADDRESS (no --alt-*)                    32 B (1.6x)    44 B (2.2x)
+  + MAPPED-ADDRESS, RESPONSE-ORIGIN (any --alt-*)    56 B (2.8x)    92 B (4.6x)
+  + OTHER-ADDRESS (--alt-address and --alt-port)     68 B (3.4x)   116 B (5.8x)
+  + SOFTWARE \"stunmap x.y.z\" (default on specific    +20 B          +20 B
+    addresses, off on 0.0.0.0/[::])
+  + FINGERPRINT, only when the request has one       +8 B on both sides
+
+Each source (an IPv4 address, an IPv6 /64) gets at most --per-source-rate answers a second \
+(default 200, bursts of --per-source-burst, 400); a request over it gets no answer, so a forged \
+stream reaches its victim at under 32 KB/s. The table of sources has a fixed size (65536). STUN \
+over TCP: at most --max-tcp connections (512), --max-tcp-per-source from one source (32), \
+--tcp-idle seconds between whole messages (10), --tcp-message-timeout for one message (5), \
+--tcp-write-timeout for one answer (5). See docs/serve.md.
+
+A whole port range (e.g. 443-65535) needs a UDP socket per port and thread and a TCP listener \
+per port. Rather than tens of thousands of sockets, listen on one port and let the kernel \
+redirect the range to it:
 
   stunmap serve --listen 0.0.0.0:3478
   nft add table inet stunmap
@@ -25,7 +47,9 @@ thousands of sockets, listen on one port and let the kernel redirect the range t
   nft add rule inet stunmap pre udp dport 443-65535 redirect to :3478
   nft add rule inet stunmap pre tcp dport 443-65535 redirect to :3478
 
-(Exclude the ports your host already serves, e.g. 22, from the rule.)")]
+(Exclude the ports your host already serves, e.g. 22, from the rule.) A TCP sweep of such a \
+range from one client holds up to its --concurrency connections at once: raise \
+--max-tcp-per-source for it.")]
 pub(crate) struct Args {
     /// ADDR:PORT or ADDR:PORT-PORT to listen on (repeat for IPv4 and IPv6), e.g.
     /// 0.0.0.0:3478, [::]:3478, 127.0.0.1:21000-21999.
@@ -45,17 +69,49 @@ pub(crate) struct Args {
     /// UDP only (no STUN over TCP listeners).
     #[arg(long)]
     no_tcp: bool,
-    /// SOFTWARE attribute in responses ("" for none).
-    #[arg(long, default_value = concat!("stunmap ", env!("CARGO_PKG_VERSION")))]
-    software: String,
-    /// Maximum concurrent TCP connections.
-    #[arg(long, default_value_t = 512)]
-    max_tcp: usize,
-    /// Seconds before an idle TCP connection is closed.
-    #[arg(long, default_value_t = 10)]
+    /// SOFTWARE attribute in answers ("" for none). Default: "stunmap VERSION" when every
+    /// --listen address is a specific one, none when one is a wildcard (0.0.0.0, [::]): a
+    /// public reflector need not name itself, and the attribute adds 20 bytes to each answer.
+    #[arg(long, value_name = "TEXT")]
+    software: Option<String>,
+    /// UDP worker threads, each with its own SO_REUSEPORT socket per address, 1 to 256
+    /// (default: the number of cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
+    /// Answers per second to one source (an IPv4 address or an IPv6 /64) over UDP; requests
+    /// beyond it get no answer. 1 to 10000000.
+    #[arg(long, default_value_t = SourceRate::DEFAULT.per_second, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    per_source_rate: u32,
+    /// Answers one source may get at once after a quiet spell, 1 to 10000000.
+    #[arg(long, default_value_t = SourceRate::DEFAULT.burst, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    per_source_burst: u32,
+    /// Concurrent TCP connections, 1 to 100000.
+    #[arg(long, default_value_t = TcpLimits::DEFAULT.max as u32, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_tcp: u32,
+    /// Concurrent TCP connections from one source (an IPv4 address or an IPv6 /64), 1 to
+    /// 100000; a connection beyond it is reset at once.
+    #[arg(long, default_value_t = TcpLimits::DEFAULT.per_source as u32, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_tcp_per_source: u32,
+    /// Seconds a TCP connection may go without a whole STUN message (bytes of an unfinished
+    /// one do not count), 1 to 3600.
+    #[arg(long, default_value_t = TcpLimits::DEFAULT.idle.as_secs(), value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     tcp_idle: u64,
-    /// Stop after this many seconds (for scripted tests and demos).
-    #[arg(long, value_name = "SECS")]
+    /// Seconds one STUN message over TCP may take from its first byte to its last, 1 to 600.
+    #[arg(long, default_value_t = TcpLimits::DEFAULT.message.as_secs(), value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    tcp_message_timeout: u64,
+    /// Seconds writing one answer over TCP may take (a client that does not read is cut),
+    /// 1 to 600.
+    #[arg(long, default_value_t = TcpLimits::DEFAULT.write.as_secs(), value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    tcp_write_timeout: u64,
+    /// Stop after this many seconds (for scripted tests and demos), 1 to 31536000.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     duration: Option<u64>,
     /// Serve HTTP on ADDR:PORT like Prometheus' blackbox_exporter: /probe?module=NAME&target=IP
     /// runs a check and answers with its metrics, /metrics has stunmap's own counters.
@@ -65,8 +121,9 @@ pub(crate) struct Args {
     /// is always there.
     #[arg(long, value_name = "NAME=FILE", requires = "metrics")]
     module: Vec<String>,
-    /// Timeout of each step of a /probe check, milliseconds.
-    #[arg(long, default_value_t = 2000, value_name = "MS", requires = "metrics")]
+    /// Timeout of each step of a /probe check, milliseconds (1 to 600000).
+    #[arg(long, default_value_t = 2000, value_name = "MS", requires = "metrics",
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
     probe_timeout: u64,
     #[command(flatten)]
     probe: crate::metrics::ProbeArgs,
@@ -79,7 +136,7 @@ pub(crate) struct Args {
 /// The /probe modules: the embedded profile and every --module.
 fn modules(args: &Args) -> Result<BTreeMap<String, crate::check::plan::CheckConfig>> {
     let tuning = super::check::TuningArgs {
-        timeout: args.probe_timeout.max(1),
+        timeout: args.probe_timeout,
         ..super::check::TuningArgs::default()
     };
     let mut out = BTreeMap::new();
@@ -158,14 +215,41 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
             "--alt-port must be a non-zero port outside the --listen range",
         ));
     }
+    let wildcard = listen.iter().any(|(ip, _)| ip.is_unspecified());
+    if (args.alt_port.is_some() || args.alt_address.is_some()) && wildcard {
+        return Err(usage(
+            "--alt-address and --alt-port need specific --listen addresses (not 0.0.0.0/[::]): \
+             RFC 5780 answers name the address they leave from",
+        ));
+    }
+    let software = match &args.software {
+        Some(s) => (!s.is_empty()).then(|| s.clone()),
+        None => (!wildcard).then(|| concat!("stunmap ", env!("CARGO_PKG_VERSION")).to_string()),
+    };
+    let threads = match args.threads {
+        Some(n) => usize::from(n),
+        None => std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(256),
+    };
     let cfg = ServeConfig {
         listen,
         alt_ip: args.alt_address,
         alt_port: args.alt_port,
         tcp: !args.no_tcp,
-        software: (!args.software.is_empty()).then(|| args.software.clone()),
-        max_tcp: args.max_tcp.max(1),
-        tcp_idle: Duration::from_secs(args.tcp_idle.max(1)),
+        software,
+        threads,
+        per_source: SourceRate {
+            per_second: args.per_source_rate,
+            burst: args.per_source_burst,
+        },
+        tcp_limits: TcpLimits {
+            max: args.max_tcp as usize,
+            per_source: args.max_tcp_per_source as usize,
+            idle: Duration::from_secs(args.tcp_idle),
+            message: Duration::from_secs(args.tcp_message_timeout),
+            write: Duration::from_secs(args.tcp_write_timeout),
+        },
     };
     let rendezvous = args.rendezvous.prepare()?;
     let stats = Arc::new(ServeStats::default());

@@ -29,10 +29,20 @@ fn rt() -> tokio::runtime::Runtime {
 #[test]
 fn thousands_of_transactions_on_one_socket_all_demultiplexed() {
     let base = free_port_range("127.0.0.1", 10);
+    let alt = free_port("127.0.0.1");
+    // An alternate port makes the answers carry RESPONSE-ORIGIN (RFC 5780), which names the
+    // port each one answers from; one client is the only source, so the per-source limit is
+    // set out of the way.
     let _s = serve(&[
         "--listen",
         &format!("127.0.0.1:{base}-{}", base + 9),
+        "--alt-port",
+        &alt.to_string(),
         "--no-tcp",
+        "--per-source-rate",
+        "10000000",
+        "--per-source-burst",
+        "10000000",
     ]);
     let n = 5000u64;
     let config = BindingConfig {

@@ -31,6 +31,7 @@ mod pair_lab;
 mod probe_server;
 mod prometheus;
 mod serve_and_stun;
+mod serve_limits;
 mod signals;
 mod sweep_lab;
 mod turn;
