@@ -39,13 +39,6 @@ impl Progress {
         }
     }
 
-    /// Set the count of probes done (for runs that count elsewhere).
-    pub(crate) fn set(&self, done: u64) {
-        if let Some(b) = &self.bar {
-            b.set_position(done);
-        }
-    }
-
     pub(crate) fn retransmit(&self) {
         if let Some(b) = &self.bar {
             let n = self.retransmits.get() + 1;

@@ -388,7 +388,7 @@ fn icmp_rate_limited(rs: &[&TcpPortResult]) -> Option<IcmpRateLimited> {
     let mut silent = 0;
     let mut span: Option<(usize, usize)> = None;
     for w in icmp.windows(2) {
-        let (&[a, b]) = w else { continue };
+        let &[a, b] = w else { continue };
         let between = measured.get(a + 1..b).unwrap_or(&[]);
         let quiet = between
             .iter()

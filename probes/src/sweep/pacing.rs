@@ -100,6 +100,10 @@ const BURST_TIME: f64 = 0.05;
 /// The largest bucket, in sends.
 const MAX_BURST: f64 = 4096.0;
 
+/// A token this close to whole counts as whole (float rounding must not make a caller that
+/// waited until [`Pacing::ready_at`] wait again for nothing).
+const TOKEN_EPSILON: f64 = 1e-6;
+
 /// A silent port within this many ports of one that was answered with an ICMP error is
 /// read as a lost ICMP error (rate limiting) rather than a dropped port.
 pub const ICMP_NEIGHBOURHOOD: u16 = 256;
@@ -267,6 +271,16 @@ impl Pacing {
         })
     }
 
+    /// The wait of a try whose own first wait is `initial` (a UDP Binding's 500 ms, RFC 8489
+    /// §6.2.1): the measured estimate within the minimum and `initial`, or `initial` before
+    /// any round trip was measured.
+    pub fn timeout_within(&self, initial: Duration) -> Duration {
+        let min = self.cfg.min_timeout.min(initial);
+        self.rtt
+            .rto()
+            .map_or(initial, |rto| rto.clamp(min, initial))
+    }
+
     /// The round-trip estimate.
     pub fn rtt(&self) -> &RttEstimator {
         &self.rtt
@@ -285,19 +299,21 @@ impl Pacing {
     /// Take up to `want` tokens at `now`; returns how many were granted (each is one send).
     pub fn take(&mut self, now: Instant, want: usize) -> usize {
         self.refill(now);
-        let whole = self.tokens.floor().max(0.0);
+        let whole = (self.tokens + TOKEN_EPSILON).floor().max(0.0);
         let n = (want as f64).min(whole);
-        self.tokens -= n;
+        self.tokens = (self.tokens - n).max(0.0);
         n as usize
     }
 
-    /// When the next token is there (`now` if one is).
+    /// When the next token is there (`now` if one is). Rounded up to the nanosecond, so a
+    /// caller that waits until then finds the token.
     pub fn ready_at(&mut self, now: Instant) -> Instant {
         self.refill(now);
-        if self.tokens >= 1.0 {
+        if self.tokens + TOKEN_EPSILON >= 1.0 {
             return now;
         }
-        now + Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
+        let nanos = ((1.0 - self.tokens) / self.rate * 1e9).ceil();
+        now + Duration::from_nanos(nanos.clamp(1.0, 1e12) as u64)
     }
 
     /// A try of `port` (`resent`: not its first) was answered at `now`; `rtt` is its round
@@ -435,6 +451,13 @@ mod tests {
         let mut far = Pacing::new(PacingConfig::polite(MS(1000)), now);
         far.answered(now, 1, false, Some(MS(900)), Answer::Direct);
         assert_eq!(far.timeout(), MS(1000));
+        // A probe with its own (shorter) first wait follows the same estimate.
+        assert_eq!(slow.timeout_within(MS(500)), MS(450));
+        assert_eq!(slow.timeout_within(MS(300)), MS(300));
+        assert_eq!(p.timeout_within(MS(500)), MS(100));
+        assert_eq!(far.timeout_within(MS(50)), MS(50));
+        let fresh = Pacing::new(PacingConfig::polite(MS(1000)), now);
+        assert_eq!(fresh.timeout_within(MS(500)), MS(500));
         // An initial wait below the minimum is both.
         let tight = Pacing::new(PacingConfig::polite(MS(40)), now);
         assert_eq!(tight.config().min_timeout, MS(40));
@@ -463,6 +486,16 @@ mod tests {
         assert_eq!(p.take(now, usize::MAX), 0);
         // Idle time does not pile up more than the burst.
         assert_eq!(p.take(now + Duration::from_secs(60), usize::MAX), 200);
+        // Waiting until `ready_at` always finds the token, whatever the rounding.
+        let mut odd = Pacing::new(PacingConfig::fixed(3, MS(1000)), now);
+        let mut t = now;
+        for _ in 0..100 {
+            while odd.take(t, 1) == 1 {}
+            let next = odd.ready_at(t);
+            assert!(next > t);
+            t = next;
+            assert_eq!(odd.take(t, 1), 1);
+        }
         // Exactly the rate over a long run.
         let n = sends(
             &mut p,
