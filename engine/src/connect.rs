@@ -760,9 +760,9 @@ fn start_connect(
 }
 
 /// What a `connect(2)` that failed at once means. A refusal is the target's RST (on a near
-/// host it comes back inside the call); an unreachable network or host at once is this
-/// host's routing (nothing was sent), a refusal by local policy or anything else is a
-/// local error.
+/// host it comes back inside the call). Anything else at once is this host's own answer,
+/// with nothing sent: no route (ENETUNREACH, EHOSTUNREACH from an `unreachable` route), a
+/// local policy (EACCES, EPERM), or another local error; the port was not probed.
 pub(crate) fn immediate_outcome(e: &io::Error) -> Decided {
     use crate::tcp::ConnectFailure;
     match crate::tcp::classify_connect_error(e) {
@@ -771,16 +771,13 @@ pub(crate) fn immediate_outcome(e: &io::Error) -> Decided {
             how: Answer::Direct,
             error: None,
         },
-        ConnectFailure::Unreachable => Decided::Local {
-            state: TcpState::Unreachable,
+        ConnectFailure::Unreachable
+        | ConnectFailure::TimedOut
+        | ConnectFailure::Denied
+        | ConnectFailure::Other => Decided::Local {
+            state: TcpState::Error,
             error: local_error(e),
         },
-        ConnectFailure::TimedOut | ConnectFailure::Denied | ConnectFailure::Other => {
-            Decided::Local {
-                state: TcpState::Error,
-                error: local_error(e),
-            }
-        }
     }
 }
 
@@ -1434,13 +1431,7 @@ mod tests {
         );
         let d = immediate_outcome(&io::Error::from_raw_os_error(libc::ENETUNREACH));
         assert!(
-            matches!(
-                d,
-                Decided::Local {
-                    state: TcpState::Unreachable,
-                    ..
-                }
-            ),
+            matches!(&d, Decided::Local { state: TcpState::Error, error } if error.errno == "ENETUNREACH"),
             "{d:?}"
         );
         let d = immediate_outcome(&io::Error::from_raw_os_error(libc::ECONNREFUSED));

@@ -536,19 +536,18 @@ pub async fn udp_sweep(
     }
 }
 
-/// The result of a port whose socket or send failed with `e`: an ICMP error seen as an
-/// errno (port unreachable: refused; host or network unreachable), or a local error (a
-/// local policy refusing the send, no route, anything else).
+/// The result of a port whose socket or send failed with `e`. After a request went out, an
+/// error is an ICMP answer the kernel turned into an errno (port unreachable: refused; host
+/// or network unreachable); before any did (`sent` false), or for any other error, it is
+/// this host's own (no route, a local policy refusing the send, …): the port was not probed.
 fn udp_failure(port: u16, tries: u8, e: &io::Error, sent: bool) -> UdpPortResult {
     let state = match e.raw_os_error() {
-        Some(libc::ECONNREFUSED) => UdpState::PortUnreachable,
-        Some(libc::EHOSTUNREACH | libc::ENETUNREACH) => UdpState::Unreachable,
+        Some(libc::ECONNREFUSED) if sent => UdpState::PortUnreachable,
+        Some(libc::EHOSTUNREACH | libc::ENETUNREACH) if sent => UdpState::Unreachable,
         _ => UdpState::Error,
     };
     let mut r = UdpPortResult::bare(port, state, tries);
-    // An ICMP error after a send is the network's answer; before any send it is this host's
-    // routing, kept with its errno.
-    if state == UdpState::Error || !sent || state == UdpState::Unreachable {
+    if state != UdpState::PortUnreachable {
         r.error = Some(local_error(e));
     }
     r

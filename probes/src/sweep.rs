@@ -101,9 +101,10 @@ pub enum TcpState {
     Refused,
     /// Nothing came back before the timeout, twice: dropped.
     Filtered,
-    /// An ICMP unreachable (host, network, or administratively prohibited), or no route.
+    /// An ICMP unreachable (host, network, or administratively prohibited) answered the SYN.
     Unreachable,
-    /// The probe could not be made or read: a local error (the result's `error` names it).
+    /// The probe could not be made or read: a local error (the result's `error` names it:
+    /// no descriptor, no route, a local policy refusing the connect).
     Error,
     /// Never tried: the sweep stopped first.
     NotProbed,
@@ -211,7 +212,7 @@ pub enum UdpState {
     /// ICMP port unreachable: the host is reachable and nothing listens (or a firewall rejects
     /// with that ICMP type).
     PortUnreachable,
-    /// ICMP host or network unreachable, administratively prohibited, or no route.
+    /// ICMP host or network unreachable, or administratively prohibited.
     Unreachable,
     /// The probe could not be made or read: a local error (the result's `error` names it).
     Error,
