@@ -285,9 +285,10 @@ fn a_full_sweep_through_a_mixed_router_with_the_defaults_is_exact() {
     assert_eq!(pacing["timeout"], 0.1, "{pacing:#}");
     // Every dropped TCP port was tried twice; the silent UDP ports three times.
     assert_eq!(pacing["resends"], 1977 + 3 * 2, "{pacing:#}");
-    // nmap -sT takes 5.3 s here (BENCHMARKS.md); the defaults must not be slower. The bound
-    // leaves room for a loaded machine.
-    assert!(took < Duration::from_secs(8), "took {took:?}");
+    // nmap -sT with its defaults takes 5.4 s on this range (BENCHMARKS.md, case (c)); the
+    // defaults must not be slower (they take under 2 s, a debug build on a loaded machine
+    // included).
+    assert!(took < Duration::from_secs(5), "took {took:?}");
 }
 
 /// A router that rejects with ICMP and rate-limits its errors (the Linux default): the burst
@@ -537,7 +538,7 @@ fn with_no_descriptor_to_spare_every_port_is_an_error_with_emfile() {
     let udp = format!("{base}-{}", base + 9);
     let tcp = format!("{}-{}", base + 10, base + 19);
     let mut emfile_runs = 0;
-    for limit in 8..=12 {
+    for limit in 8..=14 {
         let line = format!(
             "ulimit -n {limit} && exec timeout 60 {} sweep 127.0.0.1 --udp-ports {udp} \
              --tcp-ports {tcp} --full --json",
@@ -588,7 +589,10 @@ fn with_no_descriptor_to_spare_every_port_is_an_error_with_emfile() {
             assert!(why.starts_with("EMFILE"), "limit {limit}: {why}");
         }
     }
-    assert!(emfile_runs > 0, "no limit from 8 to 12 left the sweep short of descriptors");
+    assert!(
+        emfile_runs > 0,
+        "no limit from 8 to 14 left the sweep short of descriptors"
+    );
 }
 
 /// A local policy (this host's OUTPUT chain drops a datagram: EPERM; a `prohibit` route:
