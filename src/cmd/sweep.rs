@@ -1144,7 +1144,7 @@ mod tests {
             ["--udp-timeout", "0"],
             ["--sample", "0"],
             ["--sample", "65536"],
-            ["--seed", "-1"],
+            ["--seed", "18446744073709551616"],
         ] {
             let e = args(&["127.0.0.1", bad[0], bad[1]]).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad:?}");
