@@ -15,7 +15,6 @@ mod metrics;
 // Called by `stunmap check` once it reads the live status; until then only by its tests.
 #[allow(dead_code)]
 mod netbird_live;
-mod progress;
 mod rendezvous;
 mod report;
 mod serve;

@@ -5,18 +5,26 @@
 //! virtual time: a [`Clock`] (the real sweep passes [`crate::clock::Monotonic`]) and a
 //! [`Connector`] (the real one drives sockets; tests use a simulated network that advances a
 //! [`crate::clock::ManualClock`] instead of blocking). Every timing decision — may a connect
-//! start (window, token bucket), when a connect in flight counts as filtered, how long one
-//! poll may block — is made by [`ConnectPacer`], a pure function of the instants it is given.
+//! start, when a try counts as unanswered, how long one poll may block — is made by
+//! [`ConnectPacer`], a view of the sweep's one [`SharedPacing`] (the rule is
+//! [`probes::sweep::pacing`]: adaptive timeouts from the measured round trips, a rate that
+//! grows on answers and halves on loss, under a ceiling).
+//!
+//! Every port ends in exactly one outcome: answered (open, refused, unreachable), unanswered
+//! after [`MAX_TRIES`] tries (filtered), or a local error with its errno (no descriptor, a
+//! local policy, no route) — never dropped, never a guessed state.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use probes::sweep::TcpState;
+use probes::sweep::pacing::{Answer, Pacing, PacingConfig, PacingSummary};
+use probes::sweep::{LocalError, TcpState};
 
 use crate::clock::Clock;
 use crate::driver::Cancel;
-use crate::rate::{Rate, TokenBucket};
 
 /// Where [`connect_many_blocking`] delivers outcomes.
 pub trait ConnectSink {
@@ -35,90 +43,225 @@ impl<F: FnMut(u16, Connected) -> bool> ConnectSink for F {
     }
 }
 
-/// The outcome of one connect in [`connect_many_blocking`].
+/// The outcome of one port in [`connect_many_blocking`].
 #[derive(Debug)]
 pub enum Connected {
     /// The handshake completed; the connected (non-blocking) socket.
     Open {
         /// Time to the SYN-ACK.
         time: Duration,
+        /// Tries it took.
+        tries: u8,
         /// The connection, for a STUN check (closing it is the receiver's business).
         stream: std::net::TcpStream,
     },
-    /// Refused, unreachable or filtered.
+    /// Refused, unreachable, filtered, or a local error.
     Closed {
         /// Which.
         state: TcpState,
-        /// Time to the RST or ICMP error (none for a timeout).
+        /// Time to the RST or ICMP error (none for a timeout or a local error).
         time: Option<Duration>,
+        /// Tries made (0: the connect could not even be started).
+        tries: u8,
+        /// The OS error behind it: always for [`TcpState::Error`], and for an unreachable
+        /// port the error the kernel gave.
+        error: Option<LocalError>,
     },
 }
+
+/// Tries per port: a port that stays silent gets one more SYN after its timeout before it
+/// counts as filtered, so one lost SYN (or SYN-ACK) does not hide an open port.
+pub const MAX_TRIES: u8 = 2;
 
 /// Connects started between two polls at most.
 const STARTS_PER_TURN: usize = 64;
 
-/// The longest single poll, so that a cancel is seen.
+/// The longest single poll or sleep, so that a cancel is seen.
 const MAX_POLL_WAIT: Duration = Duration::from_millis(100);
 
-/// The connect sweep's timing apart from its sockets: the token bucket (SYN rate), the
-/// connect timeout and the waits between polls. Pure: every call is given `now`.
+/// With nothing in flight and no descriptor to be had, wait this long between attempts …
+const STARVED_RETRY: Duration = Duration::from_millis(20);
+
+/// … for at most this long before the port is reported with the error (descriptors held
+/// elsewhere in the process, such as connections being checked for STUN, come back).
+const STARVED_LIMIT: Duration = Duration::from_secs(2);
+
+/// The pacing of one sweep, shared by its connect threads, its UDP probes and its raw SYN
+/// shards: one rate, one bucket, one round-trip estimate.
 #[derive(Clone, Debug)]
+pub struct SharedPacing(Arc<Mutex<Pacing>>);
+
+impl SharedPacing {
+    /// Pacing under `cfg`, starting at `now`.
+    pub fn new(cfg: PacingConfig, now: Instant) -> Self {
+        Self(Arc::new(Mutex::new(Pacing::new(cfg, now))))
+    }
+
+    /// The pacing itself (a poisoned lock is still usable: every update leaves it whole).
+    pub fn lock(&self) -> MutexGuard<'_, Pacing> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What the pacing did so far.
+    pub fn summary(&self) -> PacingSummary {
+        self.lock().summary()
+    }
+}
+
+/// Something a try ended with, kept until the pacer next takes the lock.
+#[derive(Clone, Copy, Debug)]
+enum PortEvent {
+    Answered {
+        at: Instant,
+        port: u16,
+        resent: bool,
+        rtt: Option<Duration>,
+        how: Answer,
+    },
+    Silent {
+        at: Instant,
+        port: u16,
+    },
+    Resent,
+}
+
+/// One connect thread's view of the sweep's pacing: tokens are taken and outcomes reported
+/// a turn at a time (one lock per turn, not per port), and the timeout is read once a turn.
+#[derive(Debug)]
 pub struct ConnectPacer {
-    bucket: Option<TokenBucket>,
+    shared: SharedPacing,
     timeout: Duration,
+    events: Vec<PortEvent>,
 }
 
 impl ConnectPacer {
-    /// A pacer whose bucket is full at `now`; `rate` `None` is unlimited.
-    pub fn new(rate: Option<Rate>, timeout: Duration, now: Instant) -> Self {
+    /// A view of `shared`.
+    pub fn new(shared: SharedPacing) -> Self {
+        let timeout = shared.lock().timeout();
         Self {
-            bucket: rate.map(|r| TokenBucket::new(r, now)),
+            shared,
             timeout,
+            events: Vec::new(),
         }
     }
 
-    /// Whether one more connect may start at `now` (it takes a token if so).
-    pub fn try_start(&mut self, now: Instant) -> bool {
-        self.bucket.as_mut().is_none_or(|b| b.take(now))
+    /// Report what happened since the last call, read the timeout, and take up to `want`
+    /// tokens at `now`: how many connects may start.
+    pub fn grant(&mut self, now: Instant, want: usize) -> usize {
+        let Self {
+            shared,
+            timeout,
+            events,
+        } = self;
+        let mut p = shared.lock();
+        apply(events, timeout, &mut p);
+        if want == 0 { 0 } else { p.take(now, want) }
     }
 
-    /// Whether starting needs the time (a rate is set): the unlimited sweep reads no clock
-    /// before each connect.
-    pub fn is_paced(&self) -> bool {
-        self.bucket.is_some()
+    /// Report what happened since the last call and read the timeout.
+    pub fn sync(&mut self) {
+        let Self {
+            shared,
+            timeout,
+            events,
+        } = self;
+        apply(events, timeout, &mut shared.lock());
     }
 
-    /// Whether a connect that started at `started` has had its time at `now`: no answer by
-    /// `started + timeout` is filtered.
+    /// The shared pacing.
+    pub fn shared(&self) -> &SharedPacing {
+        &self.shared
+    }
+}
+
+/// Hand a view's events to the pacing and read its timeout.
+fn apply(events: &mut Vec<PortEvent>, timeout: &mut Duration, p: &mut Pacing) {
+    {
+        for e in events.drain(..) {
+            match e {
+                PortEvent::Answered {
+                    at,
+                    port,
+                    resent,
+                    rtt,
+                    how,
+                } => p.answered(at, port, resent, rtt, how),
+                PortEvent::Silent { at, port } => p.silent(at, port),
+                PortEvent::Resent => p.resent(),
+            }
+        }
+        *timeout = p.timeout();
+    }
+}
+
+impl ConnectPacer {
+    /// The wait of a try, as of the last sync.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Whether a try that started at `started` has had its time at `now`.
     pub fn expired(&self, started: Instant, now: Instant) -> bool {
         now >= started + self.timeout
     }
 
-    /// With nothing in flight and ports left: how long to sleep for the next token.
-    pub fn token_wait(&mut self, now: Instant) -> Duration {
-        self.bucket.as_mut().map_or(Duration::ZERO, |b| {
-            b.ready_at(now).saturating_duration_since(now)
-        })
+    /// A try was answered (reported at the next sync).
+    pub fn answered(
+        &mut self,
+        at: Instant,
+        port: u16,
+        resent: bool,
+        rtt: Option<Duration>,
+        how: Answer,
+    ) {
+        self.events.push(PortEvent::Answered {
+            at,
+            port,
+            resent,
+            rtt,
+            how,
+        });
     }
 
-    /// How long one poll may block at `now`: until the earliest connect in flight (started
-    /// at `earliest`) expires or, when another may start (`can_start`), until the next
-    /// token; at most [`MAX_POLL_WAIT`].
+    /// A try had no answer by its timeout.
+    pub fn silent(&mut self, at: Instant, port: u16) {
+        self.events.push(PortEvent::Silent { at, port });
+    }
+
+    /// A port goes out again.
+    pub fn resent(&mut self) {
+        self.events.push(PortEvent::Resent);
+    }
+
+    /// With nothing in flight and ports left: how long to sleep for the next token (at most
+    /// [`MAX_POLL_WAIT`]).
+    pub fn token_wait(&mut self, now: Instant) -> Duration {
+        let ready = self.shared.lock().ready_at(now);
+        ready.saturating_duration_since(now).min(MAX_POLL_WAIT)
+    }
+
+    /// How long one poll may block at `now`: until the earliest try in flight (started at
+    /// `earliest`) expires or, when another may start (`can_start`), until the next token;
+    /// at most [`MAX_POLL_WAIT`].
     pub fn poll_wait(&mut self, now: Instant, earliest: Instant, can_start: bool) -> Duration {
         let mut wake = earliest + self.timeout;
         if can_start {
-            wake = wake.min(self.bucket.as_mut().map_or(now, |b| b.ready_at(now)));
+            wake = wake.min(self.shared.lock().ready_at(now));
         }
         wake.saturating_duration_since(now).min(MAX_POLL_WAIT)
     }
 }
 
-/// A connect in flight.
+/// A try in flight.
 #[derive(Debug)]
 pub(crate) struct InFlight<C> {
     pub(crate) conn: C,
     pub(crate) port: u16,
     pub(crate) started: Instant,
+    /// Which try this is (1 for the first).
+    pub(crate) tries: u8,
 }
 
 /// How a connect ended, before the sweep stamps its time.
@@ -126,9 +269,17 @@ pub(crate) struct InFlight<C> {
 pub(crate) enum Decided {
     /// Connected.
     Open(std::net::TcpStream),
-    /// Not connected; `answered`: a RST or ICMP error said so (it has a time), otherwise
-    /// nothing came back in time (or the attempt could not be made).
-    Closed { state: TcpState, answered: bool },
+    /// The network answered: refused (a RST) or unreachable (an ICMP error), `how` says which
+    /// kind of packet; `error` is the OS error it came as.
+    Answered {
+        state: TcpState,
+        how: Answer,
+        error: Option<LocalError>,
+    },
+    /// Nothing came back in time.
+    Silent,
+    /// Nothing could be sent, or the outcome could not be read: this host's error.
+    Local { state: TcpState, error: LocalError },
 }
 
 /// What [`Connector::start`] did.
@@ -138,6 +289,8 @@ pub(crate) enum Started<C> {
     InFlight(C),
     /// Decided at once.
     Done(Decided),
+    /// No socket could be had (out of descriptors): try again when one is free.
+    NoSocket(LocalError),
 }
 
 /// What a connect that [`Connector::wait`] reported ready has become.
@@ -148,6 +301,8 @@ pub(crate) enum Finished {
     /// unconnected.
     Closed {
         state: TcpState,
+        how: Option<Answer>,
+        error: Option<LocalError>,
         reset: bool,
     },
     /// Woken, but the handshake is still in progress.
@@ -168,27 +323,20 @@ pub(crate) trait Connector {
         wait: Duration,
         ready: &mut Vec<bool>,
     ) -> io::Result<()>;
-    /// Sleep `d` (nothing in flight, waiting for a token).
+    /// Sleep `d` (nothing in flight, waiting for a token or a descriptor).
     fn sleep(&mut self, d: Duration);
     /// Read the outcome of a connect that `wait` reported ready.
     fn finish(&mut self, f: &InFlight<Self::Conn>) -> Finished;
-    /// Conclude a connect that finished (or, with [`Finished::Pending`], expired), reusing
-    /// or handing out its socket.
+    /// Conclude a connect that finished (or, with [`Finished::Pending`], expired on its last
+    /// try), reusing or handing out its socket.
     fn conclude(&mut self, conn: Self::Conn, how: Finished) -> Decided;
+    /// Abandon a try that expired and will be made again (its socket is reused).
+    fn abort(&mut self, conn: Self::Conn);
 }
 
-fn stamped(d: Decided, time: Duration) -> Connected {
-    match d {
-        Decided::Open(stream) => Connected::Open { time, stream },
-        Decided::Closed { state, answered } => Connected::Closed {
-            state,
-            time: answered.then_some(time),
-        },
-    }
-}
-
-/// Connect to every port of `ports` through `net`, at most `window` in flight, paced and
-/// timed out by `pacer` on `clock`; outcomes go to `sink`. Returns whether it was cancelled.
+/// Connect to every port of `ports` through `net`, at most `window` tries in flight, paced
+/// and timed out by `pacer` on `clock`; outcomes go to `sink`. A silent try is made once more
+/// (before new ports) up to [`MAX_TRIES`]. Returns whether it was cancelled.
 pub(crate) fn sweep<N: Connector>(
     net: &mut N,
     clock: &impl Clock,
@@ -199,55 +347,105 @@ pub(crate) fn sweep<N: Connector>(
     sink: &mut impl ConnectSink,
 ) -> bool {
     let window = window.max(1);
-    let mut next = ports.iter();
-    let mut exhausted = false;
+    let mut at = 0usize;
+    // Ports to try again (after a timeout, or when no socket could be had), with the tries
+    // they have had.
+    let mut again: VecDeque<(u16, u8)> = VecDeque::new();
     let mut flight: Vec<InFlight<N::Conn>> = Vec::with_capacity(window);
     let mut ready: Vec<bool> = Vec::with_capacity(window);
+    let mut starved_since: Option<Instant> = None;
     loop {
         if cancel.is_cancelled() {
+            pacer.sync();
             return true;
         }
         // Start connects while the window and the rate allow, a bounded number per turn so
         // quick answers free sockets for reuse before new ones are made (a process with
         // threads waits for an RCU grace period each time its descriptor table grows).
-        let mut started = 0;
-        while !exhausted && flight.len() < window && started < STARTS_PER_TURN {
-            started += 1;
-            if pacer.is_paced() && !pacer.try_start(clock.now()) {
-                break;
-            }
-            let Some(&port) = next.next() else {
-                exhausted = true;
-                break;
+        let left = again.len() + (ports.len() - at);
+        let want = (window - flight.len()).min(STARTS_PER_TURN).min(left);
+        let granted = pacer.grant(clock.now(), want);
+        let mut starved = false;
+        // Out of sockets with connects in flight: only their ends can free one.
+        let mut no_socket = false;
+        for _ in 0..granted {
+            let (port, tries) = match again.pop_front() {
+                Some(p) => p,
+                None => match ports.get(at) {
+                    Some(&p) => {
+                        at += 1;
+                        (p, 0)
+                    }
+                    None => break,
+                },
             };
-            let at = clock.now();
+            let start = clock.now();
             match net.start(port) {
-                Started::InFlight(conn) => flight.push(InFlight {
-                    conn,
-                    port,
-                    started: at,
-                }),
+                Started::InFlight(conn) => {
+                    starved_since = None;
+                    if tries > 0 {
+                        pacer.resent();
+                    }
+                    flight.push(InFlight {
+                        conn,
+                        port,
+                        started: start,
+                        tries: tries + 1,
+                    });
+                }
                 Started::Done(d) => {
-                    let time = clock.now().saturating_duration_since(at);
-                    if !sink.outcome(port, stamped(d, time)) {
+                    starved_since = None;
+                    let now = clock.now();
+                    let time = now.saturating_duration_since(start);
+                    note(pacer, now, port, tries + 1, &d, time);
+                    if !sink.outcome(port, stamped(d, time, tries + 1)) {
+                        return false;
+                    }
+                }
+                Started::NoSocket(error) => {
+                    // Sockets in flight come back; with none, wait a while for descriptors
+                    // held elsewhere, then report the error.
+                    let now = clock.now();
+                    let since = *starved_since.get_or_insert(now);
+                    if !flight.is_empty() || now.saturating_duration_since(since) < STARVED_LIMIT {
+                        again.push_front((port, tries));
+                        starved = flight.is_empty();
+                        no_socket = true;
+                        break;
+                    }
+                    let c = Connected::Closed {
+                        state: TcpState::Error,
+                        time: None,
+                        tries,
+                        error: Some(error),
+                    };
+                    if !sink.outcome(port, c) {
                         return false;
                     }
                 }
             }
         }
         let Some(earliest) = flight.iter().map(|f| f.started).min() else {
-            if exhausted {
+            if at == ports.len() && again.is_empty() {
+                pacer.sync();
                 sink.turn_done();
                 return false;
             }
-            // Waiting for a token.
-            let wait = pacer.token_wait(clock.now());
+            if !sink.turn_done() {
+                return false;
+            }
+            // Waiting for a token, or for a descriptor.
+            let wait = if starved {
+                STARVED_RETRY
+            } else {
+                pacer.token_wait(clock.now())
+            };
             net.sleep(wait);
             continue;
         };
         // One poll over every connect in flight, until the earliest deadline (or the next
         // token, when more can start).
-        let can_start = !exhausted && flight.len() < window;
+        let can_start = !no_socket && left > granted && flight.len() < window;
         let wait = pacer.poll_wait(clock.now(), earliest, can_start);
         if net.wait(&flight, wait, &mut ready).is_err() {
             return false;
@@ -275,10 +473,18 @@ pub(crate) fn sweep<N: Connector>(
             if i < ready.len() {
                 ready.swap_remove(i);
             }
+            if matches!(how, Finished::Pending) && f.tries < MAX_TRIES {
+                // Silent so far: once more, ahead of new ports.
+                pacer.silent(now, f.port);
+                net.abort(f.conn);
+                again.push_back((f.port, f.tries));
+                continue;
+            }
             let time = now.saturating_duration_since(f.started);
             let port = f.port;
-            let decided = net.conclude(f.conn, how);
-            if !sink.outcome(port, stamped(decided, time)) {
+            let d = net.conclude(f.conn, how);
+            note(pacer, now, port, f.tries, &d, time);
+            if !sink.outcome(port, stamped(d, time, f.tries)) {
                 return false;
             }
         }
@@ -288,9 +494,108 @@ pub(crate) fn sweep<N: Connector>(
     }
 }
 
+/// The outcome of a decided try, with its time and tries.
+fn stamped(d: Decided, time: Duration, tries: u8) -> Connected {
+    match d {
+        Decided::Open(stream) => Connected::Open {
+            time,
+            tries,
+            stream,
+        },
+        Decided::Answered { state, error, .. } => Connected::Closed {
+            state,
+            time: Some(time),
+            tries,
+            error,
+        },
+        Decided::Silent => Connected::Closed {
+            state: TcpState::Filtered,
+            time: None,
+            tries,
+            error: None,
+        },
+        Decided::Local { state, error } => Connected::Closed {
+            state,
+            time: None,
+            tries,
+            error: Some(error),
+        },
+    }
+}
+
+/// Tell the pacer how a port ended: an answer (with its round trip: every try is its own
+/// connect, so the answer belongs to it alone) or silence; local errors say nothing about
+/// the path.
+fn note(pacer: &mut ConnectPacer, now: Instant, port: u16, tries: u8, d: &Decided, time: Duration) {
+    let resent = tries > 1;
+    match d {
+        Decided::Open(_) => pacer.answered(now, port, resent, Some(time), Answer::Direct),
+        Decided::Answered { how, .. } => pacer.answered(now, port, resent, Some(time), *how),
+        Decided::Silent => pacer.silent(now, port),
+        Decided::Local { .. } => {}
+    }
+}
+
+/// The symbolic name of an OS error number (the ones a sweep meets; others read `E<n>`).
+pub fn errno_name(code: i32) -> String {
+    let name = match code {
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EPERM => "EPERM",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::EINVAL => "EINVAL",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::ENOPROTOOPT => "ENOPROTOOPT",
+        libc::EMSGSIZE => "EMSGSIZE",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ENONET => "ENONET",
+        libc::EPROTO => "EPROTO",
+        _ => return format!("E{code}"),
+    };
+    name.to_string()
+}
+
+/// An OS error as a sweep reports it: its errno name and text.
+pub fn local_error(e: &io::Error) -> LocalError {
+    let message = match e.raw_os_error() {
+        // The text without std's " (os error N)".
+        Some(code) => {
+            let full = io::Error::from_raw_os_error(code).to_string();
+            full.split(" (os error").next().unwrap_or(&full).to_string()
+        }
+        None => e.to_string(),
+    };
+    LocalError {
+        errno: e
+            .raw_os_error()
+            .map_or_else(|| format!("{:?}", e.kind()), errno_name),
+        message,
+    }
+}
+
+/// Whether an error means the process is out of descriptors (or the kernel of socket
+/// memory): wait for one to come back rather than report the port.
+pub(crate) fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
 /// Connect to every port of `ports` on `ip` from the calling (blocking) thread, with at most
-/// `window` connects in flight, each given `timeout`; `sink` gets the outcomes as they
-/// finish and returns `false` to stop. Returns whether it was cancelled.
+/// `window` connects in flight, paced and timed out by `pacer`; `sink` gets the outcomes as
+/// they finish and returns `false` to stop. Returns whether it was cancelled.
 ///
 /// Sockets are bound to a source port of their own and reused from port to port: after a
 /// refusal, a second `connect(2)` on the same socket returns the error and leaves the socket
@@ -299,13 +604,11 @@ pub(crate) fn sweep<N: Connector>(
 /// port. A timed-out connect is aborted with `connect(AF_UNSPEC)` and its socket reused too;
 /// an open connection is handed to the sink and its socket replaced.
 #[cfg(unix)]
-#[allow(clippy::too_many_arguments)]
 pub fn connect_many_blocking(
     ip: IpAddr,
     ports: &[u16],
-    timeout: Duration,
     window: usize,
-    rate: Option<Rate>,
+    pacer: &mut ConnectPacer,
     clock: &impl Clock,
     cancel: &Cancel,
     sink: &mut impl ConnectSink,
@@ -315,8 +618,7 @@ pub fn connect_many_blocking(
         sockets: SocketPool::new(ip, window),
         pollfds: Vec::with_capacity(window),
     };
-    let mut pacer = ConnectPacer::new(rate, timeout, clock.now());
-    sweep(&mut net, clock, ports, window, &mut pacer, cancel, sink)
+    sweep(&mut net, clock, ports, window, pacer, cancel, sink)
 }
 
 /// The real network: pooled non-blocking sockets and `poll(2)`.
@@ -380,22 +682,29 @@ impl Connector for SocketConnector {
     fn conclude(&mut self, conn: SweepSocket, how: Finished) -> Decided {
         match how {
             Finished::Open => open(conn.fd),
-            Finished::Closed { state, reset } => {
+            Finished::Closed {
+                state,
+                how,
+                error,
+                reset,
+            } => {
                 self.sockets.put_back(conn, reset);
-                Decided::Closed {
-                    state,
-                    answered: true,
+                match (how, error) {
+                    (Some(how), error) => Decided::Answered { state, how, error },
+                    (None, Some(error)) => Decided::Local { state, error },
+                    (None, None) => Decided::Silent,
                 }
             }
-            // Expired: no answer in time.
+            // Expired on its last try: no answer in time.
             Finished::Pending => {
                 self.sockets.put_back(conn, false);
-                Decided::Closed {
-                    state: TcpState::Filtered,
-                    answered: false,
-                }
+                Decided::Silent
             }
         }
+    }
+
+    fn abort(&mut self, conn: SweepSocket) {
+        self.sockets.put_back(conn, false);
     }
 }
 
@@ -406,14 +715,15 @@ fn start_connect(
     port: u16,
     addr: &socket2::SockAddr,
 ) -> Started<SweepSocket> {
-    let failed = Decided::Closed {
-        state: TcpState::Filtered,
-        answered: false,
-    };
     let mut socket = match sockets.take(port) {
         Ok(s) => s,
-        // Out of descriptors or similar: report and go on.
-        Err(_) => return Started::Done(failed),
+        Err(e) if out_of_descriptors(&e) => return Started::NoSocket(local_error(&e)),
+        Err(e) => {
+            return Started::Done(Decided::Local {
+                state: TcpState::Error,
+                error: local_error(&e),
+            });
+        }
     };
     let mut r = connect_raw(&socket.fd, addr);
     if socket.sport != 0
@@ -429,7 +739,13 @@ fn start_connect(
                 socket = SweepSocket { fd, sport: 0 };
                 r = connect_raw(&socket.fd, addr);
             }
-            Err(_) => return Started::Done(failed),
+            Err(e) if out_of_descriptors(&e) => return Started::NoSocket(local_error(&e)),
+            Err(e) => {
+                return Started::Done(Decided::Local {
+                    state: TcpState::Error,
+                    error: local_error(&e),
+                });
+            }
         }
     }
     match r {
@@ -438,10 +754,48 @@ fn start_connect(
         Err(e) => {
             // The attempt never started: the socket is unconnected and reusable.
             sockets.put_back(socket, true);
-            Started::Done(Decided::Closed {
-                state: connect_error_state(&e),
-                answered: true,
-            })
+            Started::Done(immediate_outcome(&e))
+        }
+    }
+}
+
+/// What a `connect(2)` that failed at once means. A refusal is the target's RST (on a near
+/// host it comes back inside the call). Anything else at once is this host's own answer,
+/// with nothing sent: no route (ENETUNREACH, EHOSTUNREACH from an `unreachable` route), a
+/// local policy (EACCES, EPERM), or another local error; the port was not probed.
+pub(crate) fn immediate_outcome(e: &io::Error) -> Decided {
+    use crate::tcp::ConnectFailure;
+    match crate::tcp::classify_connect_error(e) {
+        ConnectFailure::Refused => Decided::Answered {
+            state: TcpState::Refused,
+            how: Answer::Direct,
+            error: None,
+        },
+        ConnectFailure::Unreachable
+        | ConnectFailure::TimedOut
+        | ConnectFailure::Denied
+        | ConnectFailure::Other => Decided::Local {
+            state: TcpState::Error,
+            error: local_error(e),
+        },
+    }
+}
+
+/// What a connect that failed after its SYN left means: a RST (refused), an ICMP error
+/// (unreachable; the kernel turns the ICMP code into the errno), the kernel giving up
+/// (silent), or a local error.
+pub(crate) fn later_outcome(e: &io::Error) -> (TcpState, Option<Answer>, Option<LocalError>) {
+    use crate::tcp::ConnectFailure;
+    match crate::tcp::classify_connect_error(e) {
+        ConnectFailure::Refused => (TcpState::Refused, Some(Answer::Direct), None),
+        ConnectFailure::Unreachable => (
+            TcpState::Unreachable,
+            Some(Answer::Icmp),
+            Some(local_error(e)),
+        ),
+        ConnectFailure::TimedOut => (TcpState::Filtered, None, None),
+        ConnectFailure::Denied | ConnectFailure::Other => {
+            (TcpState::Error, None, Some(local_error(e)))
         }
     }
 }
@@ -451,6 +805,15 @@ fn start_connect(
 #[cfg(unix)]
 fn finish_connect(socket: &SweepSocket, to: SocketAddr) -> Finished {
     let addr: socket2::SockAddr = to.into();
+    let closed = |e: &io::Error, reset: bool| {
+        let (state, how, error) = later_outcome(e);
+        Finished::Closed {
+            state,
+            how,
+            error,
+            reset,
+        }
+    };
     match connect_raw(&socket.fd, &addr) {
         Ok(()) => Finished::Open,
         Err(e) => match e.raw_os_error() {
@@ -458,17 +821,11 @@ fn finish_connect(socket: &SweepSocket, to: SocketAddr) -> Finished {
             Some(libc::EALREADY | libc::EINPROGRESS) => {
                 // Woken by a soft error while the SYN is still being retried.
                 match socket2::SockRef::from(&socket.fd).take_error() {
-                    Ok(Some(e)) => Finished::Closed {
-                        state: connect_error_state(&e),
-                        reset: false,
-                    },
+                    Ok(Some(e)) => closed(&e, false),
                     _ => Finished::Pending,
                 }
             }
-            _ => Finished::Closed {
-                state: connect_error_state(&e),
-                reset: true,
-            },
+            _ => closed(&e, true),
         },
     }
 }
@@ -479,18 +836,6 @@ fn open(fd: std::os::fd::OwnedFd) -> Decided {
     // connections (SO_LINGER 0 never blocks).
     let _ = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO));
     Decided::Open(std::net::TcpStream::from(fd))
-}
-
-/// The sweep's port state for a connect that failed with `e` (RST refused; ICMP unreachable,
-/// no route or a local refusal unreachable; a timeout or anything else filtered), through
-/// [`crate::tcp::classify_connect_error`].
-pub(crate) fn connect_error_state(e: &io::Error) -> TcpState {
-    use crate::tcp::ConnectFailure;
-    match crate::tcp::classify_connect_error(e) {
-        ConnectFailure::Refused => TcpState::Refused,
-        ConnectFailure::Unreachable | ConnectFailure::Denied => TcpState::Unreachable,
-        ConnectFailure::TimedOut | ConnectFailure::Other => TcpState::Filtered,
-    }
 }
 
 /// A TCP socket of the sweep and the source port it is bound to (0: not bound, used once).
@@ -651,68 +996,91 @@ fn disconnect(fd: &std::os::fd::OwnedFd) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{ManualClock, Monotonic};
     use std::collections::HashMap;
 
-    /// A network on virtual time: a port answers `state` after its delay, or never; `wait`
-    /// moves the clock to the first answer due or to the end of the wait, never blocking.
+    /// What a port does on each of its tries: answer `state` after a delay, or nothing.
+    type Plan = Vec<Option<(u64, TcpState)>>;
+
+    /// A network on virtual time: `wait` moves the clock to the first answer due or to the
+    /// end of the wait, never blocking. It has `sockets` descriptors to give out.
     struct SimNet<'a> {
         clock: &'a ManualClock,
-        answers: HashMap<u16, (Duration, TcpState)>,
+        plans: HashMap<u16, Plan>,
+        tries: HashMap<u16, usize>,
         t0: Instant,
-        /// (port, when it was started).
-        starts: Vec<(u16, Duration)>,
+        /// (port, try, when it was started, ms).
+        starts: Vec<(u16, usize, u128)>,
         sleeps: Vec<Duration>,
+        sockets: usize,
     }
 
     impl<'a> SimNet<'a> {
-        fn new(clock: &'a ManualClock, answers: &[(u16, u64, TcpState)]) -> Self {
+        fn new(clock: &'a ManualClock, plans: &[(u16, Plan)], sockets: usize) -> Self {
             Self {
                 clock,
-                answers: answers
-                    .iter()
-                    .map(|&(p, ms, s)| (p, (Duration::from_millis(ms), s)))
-                    .collect(),
+                plans: plans.iter().cloned().collect(),
+                tries: HashMap::new(),
                 t0: clock.now(),
                 starts: Vec::new(),
                 sleeps: Vec::new(),
+                sockets,
             }
         }
     }
 
-    impl Connector for SimNet<'_> {
-        /// When the answer is due.
-        type Conn = Option<Instant>;
+    /// A connect in flight: its port and when its answer is due.
+    type SimConn = (u16, Option<Instant>);
 
-        fn start(&mut self, port: u16) -> Started<Option<Instant>> {
+    impl Connector for SimNet<'_> {
+        type Conn = SimConn;
+
+        fn start(&mut self, port: u16) -> Started<SimConn> {
+            if self.sockets == 0 {
+                return Started::NoSocket(local_error(&io::Error::from_raw_os_error(libc::EMFILE)));
+            }
             let now = self.clock.now();
-            self.starts.push((port, now - self.t0));
-            match self.answers.get(&port) {
-                Some(&(d, state)) if d.is_zero() => Started::Done(Decided::Closed {
+            let n = self.tries.entry(port).or_default();
+            let this = *n;
+            *n += 1;
+            self.starts.push((port, this, (now - self.t0).as_millis()));
+            let answer = self
+                .plans
+                .get(&port)
+                .and_then(|p| p.get(this).copied().flatten());
+            match answer {
+                Some((0, state)) => Started::Done(Decided::Answered {
                     state,
-                    answered: true,
+                    how: Answer::Direct,
+                    error: None,
                 }),
-                Some(&(d, _)) => Started::InFlight(Some(now + d)),
-                None => Started::InFlight(None),
+                Some((ms, _)) => {
+                    self.sockets -= 1;
+                    Started::InFlight((port, Some(now + Duration::from_millis(ms))))
+                }
+                None => {
+                    self.sockets -= 1;
+                    Started::InFlight((port, None))
+                }
             }
         }
 
         fn wait(
             &mut self,
-            flight: &[InFlight<Option<Instant>>],
+            flight: &[InFlight<SimConn>],
             wait: Duration,
             ready: &mut Vec<bool>,
         ) -> io::Result<()> {
             let limit = self.clock.now() + wait;
             let first = flight
                 .iter()
-                .filter_map(|f| f.conn)
+                .filter_map(|f| f.conn.1)
                 .filter(|&t| t <= limit)
                 .min();
             self.clock.set(first.unwrap_or(limit));
             let now = self.clock.now();
             ready.clear();
-            ready.extend(flight.iter().map(|f| f.conn.is_some_and(|t| t <= now)));
+            ready.extend(flight.iter().map(|f| f.conn.1.is_some_and(|t| t <= now)));
             Ok(())
         }
 
@@ -721,50 +1089,80 @@ mod tests {
             self.clock.advance(d);
         }
 
-        fn finish(&mut self, f: &InFlight<Option<Instant>>) -> Finished {
+        fn finish(&mut self, f: &InFlight<SimConn>) -> Finished {
+            let this = self.tries.get(&f.port).copied().unwrap_or(1) - 1;
             let state = self
-                .answers
+                .plans
                 .get(&f.port)
+                .and_then(|p| p.get(this).copied().flatten())
                 .map_or(TcpState::Filtered, |a| a.1);
-            Finished::Closed { state, reset: true }
+            let how = if state == TcpState::Unreachable {
+                Answer::Icmp
+            } else {
+                Answer::Direct
+            };
+            Finished::Closed {
+                state,
+                how: Some(how),
+                error: None,
+                reset: true,
+            }
         }
 
-        fn conclude(&mut self, _: Option<Instant>, how: Finished) -> Decided {
+        fn conclude(&mut self, _: SimConn, how: Finished) -> Decided {
+            self.sockets += 1;
             match how {
-                Finished::Closed { state, .. } => Decided::Closed {
+                Finished::Closed {
                     state,
-                    answered: true,
-                },
-                Finished::Open | Finished::Pending => Decided::Closed {
-                    state: TcpState::Filtered,
-                    answered: false,
-                },
+                    how: Some(how),
+                    error,
+                    ..
+                } => Decided::Answered { state, how, error },
+                _ => Decided::Silent,
             }
+        }
+
+        fn abort(&mut self, _: SimConn) {
+            self.sockets += 1;
         }
     }
 
-    /// (port, state, time, when the sink heard of it), times in ms.
-    type Heard = Vec<(u16, TcpState, Option<u128>, u128)>;
+    /// What the sink heard: (port, state, time ms, tries, when heard ms, errno).
+    type Heard = Vec<(u16, TcpState, Option<u128>, u8, u128, Option<String>)>;
 
-    fn run(
-        answers: &[(u16, u64, TcpState)],
+    struct Run {
+        heard: Heard,
+        starts: Vec<(u16, usize, u128)>,
+        sleeps: Vec<Duration>,
+        cancelled: bool,
+        pacing: PacingSummary,
+    }
+
+    fn run_with(
+        plans: &[(u16, Plan)],
         ports: &[u16],
         window: usize,
-        rate: Option<Rate>,
-        timeout_ms: u64,
-    ) -> (Heard, Vec<(u16, u128)>, bool) {
+        cfg: PacingConfig,
+        sockets: usize,
+    ) -> Run {
         let clock = ManualClock::new(Monotonic.now());
         let t0 = clock.now();
-        let mut net = SimNet::new(&clock, answers);
-        let mut pacer = ConnectPacer::new(rate, Duration::from_millis(timeout_ms), t0);
+        let mut net = SimNet::new(&clock, plans, sockets);
+        let shared = SharedPacing::new(cfg, t0);
+        let mut pacer = ConnectPacer::new(shared.clone());
         let mut heard = Vec::new();
         let mut sink = |port: u16, c: Connected| {
-            let (state, time) = match c {
-                Connected::Open { time, .. } => (TcpState::Open, Some(time)),
-                Connected::Closed { state, time } => (state, time),
+            let (state, time, tries, error) = match c {
+                Connected::Open { time, tries, .. } => (TcpState::Open, Some(time), tries, None),
+                Connected::Closed {
+                    state,
+                    time,
+                    tries,
+                    error,
+                } => (state, time, tries, error.map(|e| e.errno)),
             };
             let at = (clock.now() - t0).as_millis();
-            heard.push((port, state, time.map(|t| t.as_millis()), at));
+            heard.push((port, state, time.map(|t| t.as_millis()), tries, at, error));
             true
         };
         let cancelled = sweep(
@@ -776,81 +1174,205 @@ mod tests {
             &Cancel::never(),
             &mut sink,
         );
-        let starts = net
-            .starts
-            .iter()
-            .map(|(p, d)| (*p, d.as_millis()))
-            .collect();
-        (heard, starts, cancelled)
+        Run {
+            heard,
+            starts: net.starts,
+            sleeps: net.sleeps,
+            cancelled,
+            pacing: shared.summary(),
+        }
     }
 
-    use crate::clock::Monotonic;
+    /// A fast fixed rate: the bucket never holds a connect back.
+    fn free(timeout_ms: u64) -> PacingConfig {
+        PacingConfig::fixed(10_000_000, Duration::from_millis(timeout_ms))
+    }
+
+    fn answers(state: TcpState, ms: u64) -> Plan {
+        vec![Some((ms, state)); 2]
+    }
 
     #[test]
-    fn silent_ports_expire_exactly_at_the_timeout_and_free_the_window() {
-        let (heard, starts, cancelled) = run(&[], &[1, 2, 3, 4, 5], 2, None, 1000);
-        assert!(!cancelled);
+    fn silent_ports_get_a_second_try_before_new_ports_and_then_count_as_filtered() {
+        let r = run_with(&[], &[1, 2, 3], 2, free(1000), 64);
+        assert!(!r.cancelled);
+        // No answer ever: the initial timeout throughout; a resend goes ahead of port 3.
         assert_eq!(
-            starts,
-            vec![(1, 0), (2, 0), (3, 1000), (4, 1000), (5, 2000)]
+            r.starts,
+            vec![
+                (1, 0, 0),
+                (2, 0, 0),
+                (1, 1, 1000),
+                (2, 1, 1000),
+                (3, 0, 2000),
+                (3, 1, 3000)
+            ]
         );
         let f = TcpState::Filtered;
         assert_eq!(
-            heard,
+            r.heard,
             vec![
-                (1, f, None, 1000),
-                (2, f, None, 1000),
-                (3, f, None, 2000),
-                (4, f, None, 2000),
-                (5, f, None, 3000)
+                (1, f, None, 2, 2000, None),
+                (2, f, None, 2, 2000, None),
+                (3, f, None, 2, 4000, None)
             ]
         );
+        assert_eq!(r.pacing.resends, 3);
     }
 
     #[test]
-    fn the_rate_spaces_connects_and_answers_are_timed_from_their_start() {
-        let r = TcpState::Refused;
-        let answers: Vec<_> = (1..=4).map(|p| (p, 5, r)).collect();
-        let rate = Some(Rate { pps: 10, burst: 1 });
-        let (heard, starts, _) = run(&answers, &[1, 2, 3, 4], 16, rate, 1000);
-        assert_eq!(starts, vec![(1, 0), (2, 100), (3, 200), (4, 300)]);
-        assert_eq!(
-            heard,
-            vec![
-                (1, r, Some(5), 5),
-                (2, r, Some(5), 105),
-                (3, r, Some(5), 205),
-                (4, r, Some(5), 305)
-            ]
-        );
-    }
-
-    #[test]
-    fn an_answer_by_the_deadline_counts_and_one_after_it_does_not() {
-        let r = TcpState::Refused;
-        let answers = [(7, 999, r), (8, 1000, r), (9, 1001, r)];
-        let (mut heard, _, _) = run(&answers, &[7, 8, 9], 8, None, 1000);
+    fn the_timeout_follows_measured_round_trips_also_for_tries_already_in_flight() {
+        // Port 1 answers in 5 ms; ports 2 and 3 never do. Their first tries started with the
+        // initial 1 s wait, and expire at the 100 ms minimum once port 1's answer is in.
+        let plans = [(1, answers(TcpState::Refused, 5))];
+        let r = run_with(&plans, &[1, 2, 3], 8, free(1000), 64);
+        let f = TcpState::Filtered;
+        let mut heard = r.heard.clone();
         heard.sort_unstable();
         assert_eq!(
             heard,
             vec![
-                (7, r, Some(999), 999),
-                // Ready when the deadline is checked: the answer wins.
-                (8, r, Some(1000), 1000),
-                (9, TcpState::Filtered, None, 1000)
+                (1, TcpState::Refused, Some(5), 1, 5, None),
+                (2, f, None, 2, 200, None),
+                (3, f, None, 2, 200, None)
+            ]
+        );
+        assert_eq!(r.pacing.rtt_samples, 1);
+        assert_eq!(r.pacing.timeout, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_fixed_rate_spaces_connects_and_answers_are_timed_from_their_own_try() {
+        let r = TcpState::Refused;
+        let plans: Vec<_> = (1..=4).map(|p| (p, answers(r, 5))).collect();
+        let run = run_with(
+            &plans,
+            &[1, 2, 3, 4],
+            16,
+            PacingConfig::fixed(10, Duration::from_secs(1)),
+            64,
+        );
+        let at: Vec<_> = run.starts.iter().map(|s| (s.0, s.2)).collect();
+        assert_eq!(at, vec![(1, 0), (2, 100), (3, 200), (4, 300)]);
+        assert_eq!(
+            run.heard,
+            vec![
+                (1, r, Some(5), 1, 5, None),
+                (2, r, Some(5), 1, 105, None),
+                (3, r, Some(5), 1, 205, None),
+                (4, r, Some(5), 1, 305, None)
             ]
         );
     }
 
     #[test]
-    fn immediate_refusals_need_no_poll_and_a_cancel_stops_the_sweep() {
-        let r = TcpState::Refused;
-        let (heard, _, _) = run(&[(1, 0, r), (2, 0, r)], &[1, 2], 1, None, 1000);
-        assert_eq!(heard, vec![(1, r, Some(0), 0), (2, r, Some(0), 0)]);
+    fn a_port_that_answers_only_the_resend_is_loss_and_halves_the_rate() {
+        // Port 7's first SYN is lost, its second refused; the others refuse at once.
+        let mut plans: Vec<(u16, Plan)> = (1..=6)
+            .map(|p| (p, answers(TcpState::Refused, 2)))
+            .collect();
+        plans.push((7, vec![None, Some((2, TcpState::Refused))]));
+        let run = run_with(
+            &plans,
+            &[1, 2, 3, 4, 5, 6, 7],
+            16,
+            PacingConfig::fixed(1000, Duration::from_secs(1)),
+            64,
+        );
+        let seven = run.heard.iter().find(|h| h.0 == 7).unwrap();
+        assert_eq!((seven.1, seven.2, seven.3), (TcpState::Refused, Some(2), 2));
+        assert_eq!(run.pacing.loss_backoffs, 1);
+        assert_eq!(run.pacing.final_pps, 500);
+    }
 
+    #[test]
+    fn the_polite_default_starts_at_250_per_second_and_grows_while_ports_answer() {
+        let r = TcpState::Refused;
+        let ports: Vec<u16> = (1..=400).collect();
+        let plans: Vec<_> = ports.iter().map(|&p| (p, answers(r, 1))).collect();
+        let run = run_with(
+            &plans,
+            &ports,
+            64,
+            PacingConfig::polite(Duration::from_secs(1)),
+            1024,
+        );
+        assert_eq!(run.heard.len(), 400);
+        // The first 12 go at once (a bucket of 50 ms at 250/s), the next ones spaced by the
+        // rate, which the answers raise.
+        let at: Vec<u128> = run.starts.iter().map(|s| s.2).collect();
+        assert!(at[..12].iter().all(|&t| t == 0), "{at:?}");
+        assert!(at[12] >= 1, "{at:?}");
+        assert_eq!(run.pacing.peak_pps, 4000);
+        // Far faster than 400 ports at 250/s (1.6 s).
+        assert!(*at.last().unwrap() < 700, "{at:?}");
+    }
+
+    #[test]
+    fn without_descriptors_ports_wait_for_one_then_report_the_error() {
+        // One socket: every port still gets its turn, one after the other.
+        let plans: Vec<_> = (1..=3)
+            .map(|p| (p, answers(TcpState::Refused, 10)))
+            .collect();
+        let run = run_with(&plans, &[1, 2, 3], 8, free(1000), 1);
+        let mut states: Vec<_> = run.heard.iter().map(|h| (h.0, h.1, h.4)).collect();
+        states.sort_unstable();
+        let r = TcpState::Refused;
+        assert_eq!(states, vec![(1, r, 10), (2, r, 20), (3, r, 30)]);
+        // None at all: each port waits STARVED_LIMIT once, then the error is reported.
+        let run = run_with(&plans, &[1, 2], 8, free(1000), 0);
+        let e = Some("EMFILE".to_string());
+        assert_eq!(
+            run.heard,
+            vec![
+                (1, TcpState::Error, None, 0, 2000, e.clone()),
+                (2, TcpState::Error, None, 0, 2000, e)
+            ]
+        );
+        assert!(run.sleeps.iter().all(|&s| s == STARVED_RETRY));
+        assert_eq!(run.sleeps.len(), 100);
+    }
+
+    #[test]
+    fn every_port_ends_exactly_once_whatever_the_network_does() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut plans = Vec::new();
+        let ports: Vec<u16> = (1..=300).collect();
+        for &p in &ports {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let one = |v: u64| match v % 5 {
+                0 => None,
+                1 => Some((v % 300, TcpState::Refused)),
+                2 => Some((0, TcpState::Refused)),
+                3 => Some((v % 900, TcpState::Unreachable)),
+                _ => Some((v % 50, TcpState::Refused)),
+            };
+            plans.push((p, vec![one(x), one(x >> 8)]));
+        }
+        for (window, sockets) in [(1, 1), (7, 3), (64, 1024)] {
+            let run = run_with(
+                &plans,
+                &ports,
+                window,
+                PacingConfig::polite(Duration::from_millis(800)),
+                sockets,
+            );
+            let mut seen: Vec<u16> = run.heard.iter().map(|h| h.0).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, ports, "window {window}");
+            for h in &run.heard {
+                assert!((1..=MAX_TRIES).contains(&h.3), "{h:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_cancel_stops_the_sweep_before_any_connect() {
         let clock = ManualClock::new(Monotonic.now());
-        let mut net = SimNet::new(&clock, &[]);
-        let mut pacer = ConnectPacer::new(None, Duration::from_secs(1), clock.now());
+        let mut net = SimNet::new(&clock, &[], 8);
+        let mut pacer = ConnectPacer::new(SharedPacing::new(free(1000), clock.now()));
         let (handle, cancel) = Cancel::new();
         handle.cancel();
         let mut sink = |_: u16, _: Connected| -> bool { panic!("no connect after a cancel") };
@@ -870,9 +1392,10 @@ mod tests {
     fn poll_waits_end_at_the_earliest_deadline_or_token_and_never_exceed_the_cap() {
         let t0 = Monotonic.now();
         let ms = Duration::from_millis;
-        let mut p = ConnectPacer::new(Some(Rate { pps: 20, burst: 1 }), ms(1500), t0);
-        assert!(p.try_start(t0));
-        assert!(!p.try_start(t0));
+        let shared = SharedPacing::new(PacingConfig::fixed(20, ms(1500)), t0);
+        let mut p = ConnectPacer::new(shared);
+        assert_eq!(p.grant(t0, 5), 1);
+        assert_eq!(p.grant(t0, 5), 0);
         assert_eq!(p.token_wait(t0), ms(50));
         // The window is full: only the deadline counts (far off: capped).
         assert_eq!(p.poll_wait(t0, t0, false), MAX_POLL_WAIT);
@@ -882,9 +1405,48 @@ mod tests {
         assert_eq!(p.poll_wait(t0 + ms(20), t0, true), ms(30));
         assert!(!p.expired(t0, t0 + ms(1499)));
         assert!(p.expired(t0, t0 + ms(1500)));
-        let mut unpaced = ConnectPacer::new(None, ms(1500), t0);
-        assert!(!unpaced.is_paced());
-        assert_eq!(unpaced.poll_wait(t0, t0, true), Duration::ZERO);
-        assert_eq!(unpaced.token_wait(t0), Duration::ZERO);
+        // A slow rate never makes a sleep longer than the cap.
+        let mut slow = ConnectPacer::new(SharedPacing::new(PacingConfig::fixed(1, ms(1500)), t0));
+        assert_eq!(slow.grant(t0, 1), 1);
+        assert_eq!(slow.token_wait(t0), MAX_POLL_WAIT);
+    }
+
+    #[test]
+    fn os_errors_are_named() {
+        let e = local_error(&io::Error::from_raw_os_error(libc::EMFILE));
+        assert_eq!(e.errno, "EMFILE");
+        assert_eq!(e.message, "Too many open files");
+        assert_eq!(errno_name(libc::ENETUNREACH), "ENETUNREACH");
+        assert_eq!(errno_name(9999), "E9999");
+        let d = immediate_outcome(&io::Error::from_raw_os_error(libc::EACCES));
+        assert!(
+            matches!(
+                d,
+                Decided::Local {
+                    state: TcpState::Error,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        let d = immediate_outcome(&io::Error::from_raw_os_error(libc::ENETUNREACH));
+        assert!(
+            matches!(&d, Decided::Local { state: TcpState::Error, error } if error.errno == "ENETUNREACH"),
+            "{d:?}"
+        );
+        let d = immediate_outcome(&io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        assert!(
+            matches!(
+                d,
+                Decided::Answered {
+                    state: TcpState::Refused,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+        let (s, how, e) = later_outcome(&io::Error::from_raw_os_error(libc::EHOSTUNREACH));
+        assert_eq!((s, how), (TcpState::Unreachable, Some(Answer::Icmp)));
+        assert_eq!(e.unwrap().errno, "EHOSTUNREACH");
     }
 }

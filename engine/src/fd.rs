@@ -42,6 +42,20 @@ pub fn tcp_budget(requested: usize) -> usize {
         .max(1)
 }
 
+/// Descriptors this process has open now (the entries of /proc/self/fd), where that can be
+/// read.
+pub fn open_descriptors() -> Option<u64> {
+    std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count() as u64)
+}
+
+/// Descriptors the process can still open: the soft limit (raised to the hard limit first)
+/// less those open now (less [`RESERVED_FDS`] where the count cannot be read).
+pub fn free_descriptors() -> u64 {
+    raise_nofile().saturating_sub(open_descriptors().unwrap_or(RESERVED_FDS))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +66,8 @@ mod tests {
         assert!(tcp_budget(usize::MAX) as u64 <= limit.saturating_sub(RESERVED_FDS).max(1));
         assert_eq!(tcp_budget(0), 1);
         assert_eq!(tcp_budget(5), 5);
+        assert!(free_descriptors() <= limit);
+        #[cfg(target_os = "linux")]
+        assert!(open_descriptors().is_some_and(|n| n >= 3));
     }
 }

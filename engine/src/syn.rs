@@ -9,23 +9,26 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use probes::raw_sweep::{SynSweep, judge_resets};
+use probes::sweep::pacing::Answer;
 use probes::sweep::{StunOverTcp, TcpPortResult, TcpState};
 use probes::wire::ip::{ICMP_DEST_UNREACHABLE, IcmpUnreachableRepr, TcpSegmentRepr};
 
 pub use probes::raw_sweep::RawAnswer;
 
 use crate::clock::{Clock, Monotonic};
+use crate::connect::{ConnectPacer, SharedPacing};
 use crate::driver::Cancel;
-use crate::rate::{Rate, TokenBucket};
 
 /// What the raw sweep found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RawReport {
-    /// Per-port results (no STUN check in raw mode).
+    /// Per-port results (no STUN check in raw mode); a report that moved them elsewhere
+    /// leaves this empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub results: Vec<TcpPortResult>,
     /// Every answer with its IP header fields.
     pub answers: Vec<RawAnswer>,
@@ -40,7 +43,7 @@ pub struct RawReport {
     pub icmp_sources: Vec<Ipv4Addr>,
     /// Sentences for the report.
     pub notes: Vec<String>,
-    /// Stopped by Ctrl-C.
+    /// Stopped by a signal or the deadline (the unanswered ports are not probed).
     pub interrupted: bool,
 }
 
@@ -202,20 +205,21 @@ fn send_packets(
     crate::mmsg::send_many(fd, &items, 0)
 }
 
-/// SYN-sweep `ports` of `ip`. Unanswered ports get one more SYN, then count as filtered after
-/// `timeout`.
+/// SYN-sweep `ports` of `ip`, paced by `pacing` (its rate, and its timeout for the wait
+/// after the latest SYN). Unanswered ports get one more SYN, then count as filtered after the
+/// timeout; on a cancel the unanswered ones are not probed.
 ///
 /// The ports are split into one shard per core (up to four), each sent from a blocking thread
 /// through a send-only raw socket of its own: on a near target almost all of the cost is
 /// kernel work done in the sender's context (the SYN out, the target's answer in), so separate
 /// senders are what uses more than one core. All shards share one source port and one
 /// receiving socket, so the kernel copies each arriving segment to one filter, not to one per
-/// shard; whichever shard reads an answer records it. The rate is split between the shards.
+/// shard; whichever shard reads an answer records it (and tells the pacing). The shards take
+/// their tokens from the one bucket.
 pub async fn syn_scan(
     ip: IpAddr,
     ports: &[u16],
-    timeout: Duration,
-    rate: Option<Rate>,
+    pacing: SharedPacing,
     cancel: Cancel,
     mut progress: impl FnMut(u64),
 ) -> io::Result<RawReport> {
@@ -286,16 +290,13 @@ pub async fn syn_scan(
             .map(|_| std::sync::atomic::AtomicUsize::new(0))
             .collect(),
         first_sent: std::sync::atomic::AtomicU64::new(0),
+        sends: (0..PORTS).map(|_| AtomicU64::new(0)).collect(),
     });
     let mut tasks = Vec::with_capacity(shards);
     for i in 0..shards {
         let shard = Shard {
             index: i,
-            timeout: timeout.min(Duration::from_secs(3)),
-            rate: rate.map(|r| Rate {
-                pps: (r.pps / shards as u32).max(1),
-                burst: (r.burst / shards as u32).max(1),
-            }),
+            pacing: pacing.clone(),
         };
         let cancel = cancel.clone();
         let shared = shared.clone();
@@ -315,21 +316,16 @@ pub async fn syn_scan(
         });
     }
     progress(shared.first_sent.load(Ordering::Relaxed));
-    // The shards' send tables, OR-ed: a port's first SYN is in the table of the shard that
-    // sent it (its owner, or one that took over part of its list), a resend in its owner's.
-    let mut sends: Vec<Vec<u64>> = Vec::with_capacity(shards);
     let mut report = RawReport::default();
     let mut failure = None;
     for t in outcomes {
         match t {
-            Ok(Ok(done)) => {
-                sends.push(done.sends);
-                report.interrupted |= done.interrupted;
-            }
+            Ok(Ok(interrupted)) => report.interrupted |= interrupted,
             Ok(Err(e)) => failure = Some(e),
             Err(e) => failure = Some(io::Error::other(e.to_string())),
         }
     }
+    report.interrupted |= cancel.is_cancelled();
     drop(holder);
     if let Some(e) = failure {
         return Err(e);
@@ -343,24 +339,29 @@ pub async fn syn_scan(
         if let Some((a, _)) = answer {
             list.push(a);
         }
+        let sends = shared.sends_of(port);
+        let tries = u8::from(sends >> 32 != 0) + u8::from(sends & 0xFFFF_FFFF != 0);
         let r = match answer {
             Some((a, at)) => TcpPortResult {
                 port,
                 state: a.state(),
-                connect_time: rtt(
-                    sends
-                        .iter()
-                        .filter_map(|t| t.get(usize::from(port)))
-                        .fold(0, |all, s| all | s),
-                    at,
-                ),
+                connect_time: rtt(sends, at),
                 stun: StunOverTcp::NotTried,
+                tries,
+                error: None,
+            },
+            // Stopped before its answer or its timeout: not measured.
+            None if report.interrupted => TcpPortResult {
+                tries,
+                ..TcpPortResult::not_probed(port)
             },
             None => TcpPortResult {
                 port,
                 state: TcpState::Filtered,
                 connect_time: None,
                 stun: StunOverTcp::NotTried,
+                tries,
+                error: None,
             },
         };
         report.results.push(r);
@@ -435,6 +436,9 @@ struct Shared {
     answered: Vec<std::sync::atomic::AtomicUsize>,
     /// Ports whose first SYN went out, over all shards (for progress).
     first_sent: std::sync::atomic::AtomicU64,
+    /// Packed sends ([`pack_sends`]) indexed by port number: whichever shard reads an answer
+    /// can time it.
+    sends: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -443,6 +447,12 @@ impl Shared {
         self.answers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn sends_of(&self, port: u16) -> u64 {
+        self.sends
+            .get(usize::from(port))
+            .map_or(0, |s| s.load(Ordering::Relaxed))
     }
 
     fn answered(&self, shard: usize) -> usize {
@@ -547,115 +557,136 @@ fn rtt(sends: u64, at: u32) -> Option<Duration> {
     Some(Duration::from_micros(u64::from(at.saturating_sub(first))))
 }
 
-/// A shard's timing apart from its sockets: the token bucket (its share of the rate), the
-/// wait for answers after the latest SYN, and how long one wait may block. Pure: every call
-/// is given `now`.
-#[derive(Clone, Debug)]
+/// A shard's timing apart from its sockets: its view of the sweep's pacing (tokens from the
+/// shared bucket, the current timeout for the wait after the latest SYN, the answers and
+/// silences it reports) and how long one wait may block. Pure: every call is given `now`.
+#[derive(Debug)]
 pub struct ShardPacer {
-    bucket: Option<TokenBucket>,
-    timeout: Duration,
+    view: ConnectPacer,
 }
 
 impl ShardPacer {
-    /// A pacer whose bucket is full at `now`; `rate` `None` is unlimited.
-    pub fn new(rate: Option<Rate>, timeout: Duration, now: Instant) -> Self {
+    /// A view of `shared`.
+    pub fn new(shared: SharedPacing) -> Self {
         Self {
-            bucket: rate.map(|r| TokenBucket::new(r, now)),
-            timeout,
+            view: ConnectPacer::new(shared),
         }
     }
 
-    /// Whether one more SYN may leave at `now` (it takes a token if so).
-    pub fn try_send(&mut self, now: Instant) -> bool {
-        self.bucket.as_mut().is_none_or(|b| b.take(now))
+    /// How many of `want` SYNs may leave at `now` (their tokens are taken); reports the
+    /// answers and silences noted since the last call.
+    pub fn grant(&mut self, now: Instant, want: usize) -> usize {
+        self.view.grant(now, want)
     }
 
-    /// Whether the answers to SYNs whose latest left at `last_send` have had their time:
-    /// the round ends (and the silent ports are resent, after the first round).
+    /// Whether the answers to SYNs whose latest left at `last_send` have had their time
+    /// (the timeout as of the last [`ShardPacer::grant`]): the round ends (and the silent
+    /// ports are resent, after the first round).
     pub fn waited(&self, last_send: Instant, now: Instant) -> bool {
-        now.saturating_duration_since(last_send) >= self.timeout
+        now.saturating_duration_since(last_send) >= self.view.timeout()
     }
 
     /// How long to wait at `now`: for the next token while SYNs are left to send; once all
     /// are sent, [`SHARED_WAIT`] at a time (another shard may read the answers this one waits
     /// for) up to the end of the round; never more than [`MAX_WAIT`].
     pub fn wait(&mut self, now: Instant, all_sent: bool, last_send: Instant) -> Duration {
-        let wake = match (all_sent, self.bucket.as_mut()) {
-            (false, Some(b)) => b.ready_at(now),
-            (false, None) => now,
-            (true, _) => (last_send + self.timeout).min(now + SHARED_WAIT),
+        let wake = if all_sent {
+            (last_send + self.view.timeout()).min(now + SHARED_WAIT)
+        } else {
+            now + self.view.token_wait(now)
         };
         wake.saturating_duration_since(now).min(MAX_WAIT)
     }
+
+    /// A SYN of `port` was answered at `now`.
+    pub fn answered(
+        &mut self,
+        now: Instant,
+        port: u16,
+        resent: bool,
+        rtt: Option<Duration>,
+        how: Answer,
+    ) {
+        self.view.answered(now, port, resent, rtt, how);
+    }
+
+    /// A port had no answer to its SYN by the end of a round.
+    pub fn silent(&mut self, now: Instant, port: u16) {
+        self.view.silent(now, port);
+    }
+
+    /// A port is sent its SYN again.
+    pub fn resent(&mut self) {
+        self.view.resent();
+    }
+
+    /// Report what was noted.
+    pub fn sync(&mut self) {
+        self.view.sync();
+    }
 }
 
-/// One shard of a raw sweep: its index (its list in [`Shared::lists`]) and its share of the
-/// rate.
+/// One shard of a raw sweep: its index (its list in [`Shared::lists`]) and the sweep's
+/// pacing.
 struct Shard {
     index: usize,
-    timeout: Duration,
-    rate: Option<Rate>,
-}
-
-struct ShardDone {
-    /// Packed sends ([`pack_sends`]) indexed by port number.
-    sends: Vec<u64>,
-    interrupted: bool,
+    pacing: SharedPacing,
 }
 
 /// Send a shard's SYNs in batches as the rate allows, reading answers in between; after the
-/// last SYN wait for the rest until `timeout`, then resend to the silent ports once.
+/// last SYN wait for the rest until the timeout, then resend to the silent ports once.
+/// Returns whether it was cancelled.
 fn run_shard(
     shard: &Shard,
     shared: &Shared,
     cancel: &Cancel,
     clock: &impl Clock,
-) -> io::Result<ShardDone> {
+) -> io::Result<bool> {
     let send = raw_socket(libc::IPPROTO_RAW)?;
     let recv = shared.recv.as_raw_fd();
     let dest = socket2::SockAddr::from(SocketAddr::new(IpAddr::V4(shared.sweep.target), 0));
-    let mut pacer = ShardPacer::new(shard.rate, shard.timeout, clock.now());
-    let mut done = ShardDone {
-        sends: vec![0; PORTS],
-        interrupted: false,
-    };
+    let mut pacer = ShardPacer::new(shard.pacing.clone());
     let mut rbuf = vec![0u8; RECV_SNAP * RECV_BATCH];
     let mut pkts: Vec<[u8; TcpSegmentRepr::LEN]> = Vec::with_capacity(SEND_BATCH);
     let own = shared.lists.get(shard.index).map_or(&[][..], Vec::as_slice);
     for round in 0..2u8 {
         // Round 0 claims batches (its own list first, then the others'); round 1 resends
-        // its own unanswered ports.
+        // its own unanswered ports, each noted silent first.
         let mut batch: Vec<u16> = if round == 0 {
             Vec::new()
         } else {
             let answers = shared.lock_answers();
-            own.iter()
+            let silent: Vec<u16> = own
+                .iter()
                 .copied()
                 .filter(|&p| answers.get(usize::from(p)).is_none_or(|&a| a >> 63 == 0))
-                .collect()
+                .collect();
+            drop(answers);
+            let now = clock.now();
+            for &p in &silent {
+                pacer.silent(now, p);
+                pacer.resent();
+            }
+            silent
         };
         let mut at = 0;
         let mut last_send = clock.now();
         loop {
             if cancel.is_cancelled() {
-                done.interrupted = true;
-                return Ok(done);
+                pacer.sync();
+                return Ok(true);
             }
             if round == 0 && batch.is_empty() {
                 batch.extend_from_slice(shared.claim(shard.index));
             }
             // Send what the rate allows, a batch at a time so answers are read in between.
             pkts.clear();
-            while let Some(&port) = batch.get(at) {
-                if pkts.len() == SEND_BATCH {
-                    break;
-                }
-                if !pacer.try_send(clock.now()) {
-                    break;
-                }
+            let left = batch.len().saturating_sub(at).min(SEND_BATCH);
+            let granted = pacer.grant(clock.now(), left);
+            for &port in batch.get(at..at + granted).unwrap_or(&[]) {
                 pkts.push(shared.sweep.syn(port).to_bytes());
-                at += 1;
             }
+            at += pkts.len();
             let mut sent = 0;
             while sent < pkts.len() {
                 match send_packets(send.as_raw_fd(), pkts.get(sent..).unwrap_or(&[]), &dest) {
@@ -663,11 +694,14 @@ fn run_shard(
                         let now = shared.stamp(clock.now());
                         for pkt in pkts.iter().skip(sent).take(n.max(1)) {
                             let port = u16::from_be_bytes([pkt[22], pkt[23]]);
-                            if let Some(slot) = done.sends.get_mut(usize::from(port)) {
-                                *slot = match round {
+                            if let Some(slot) = shared.sends.get(usize::from(port)) {
+                                let packed = match round {
                                     0 => pack_sends(now, 0),
-                                    _ => *slot & !0xFFFF_FFFF | u64::from(now),
+                                    _ => {
+                                        slot.load(Ordering::Relaxed) & !0xFFFF_FFFF | u64::from(now)
+                                    }
                                 };
+                                slot.store(packed, Ordering::Relaxed);
                             }
                         }
                         if round == 0 {
@@ -692,7 +726,7 @@ fn run_shard(
             if !pkts.is_empty() {
                 last_send = clock.now();
             }
-            read_answers(&mut rbuf, shared, clock)?;
+            read_answers(&mut rbuf, shared, clock, &mut pacer)?;
             if round == 0 && at == batch.len() {
                 batch.clear();
                 batch.extend_from_slice(shared.claim(shard.index));
@@ -717,7 +751,17 @@ fn run_shard(
             wait_ready(&[recv, shared.icmp.as_raw_fd()], libc::POLLIN, wait);
         }
     }
-    Ok(done)
+    // The ports still silent after the resend.
+    let answers = shared.lock_answers();
+    let now = clock.now();
+    for &p in own {
+        if answers.get(usize::from(p)).is_none_or(|&a| a >> 63 == 0) {
+            pacer.silent(now, p);
+        }
+    }
+    drop(answers);
+    pacer.sync();
+    Ok(false)
 }
 
 /// `ppoll(2)` descriptors for `events`, at most `wait` (with microsecond resolution: the
@@ -751,7 +795,12 @@ fn wait_ready(fds: &[std::os::fd::RawFd], events: libc::c_short, wait: Duration)
 /// Read every answer queued on the shared sockets (the kernel filters pass only segments from
 /// the target to our source port, and ICMP destination unreachable) and record those that
 /// answer one of our SYNs.
-fn read_answers(rbuf: &mut [u8], shared: &Shared, clock: &impl Clock) -> io::Result<()> {
+fn read_answers(
+    rbuf: &mut [u8],
+    shared: &Shared,
+    clock: &impl Clock,
+    pacer: &mut ShardPacer,
+) -> io::Result<()> {
     let mut got: Vec<(RawAnswer, u32)> = Vec::new();
     let mut icmp_from: Vec<Ipv4Addr> = Vec::new();
     for (fd, is_icmp) in [
@@ -792,6 +841,7 @@ fn read_answers(rbuf: &mut [u8], shared: &Shared, clock: &impl Clock) -> io::Res
         return Ok(());
     }
     let mut answers = shared.lock_answers();
+    let now = clock.now();
     for (answer, at) in got {
         let port = usize::from(answer.port);
         if let Some(slot) = answers.get_mut(port).filter(|s| **s >> 63 == 0) {
@@ -800,6 +850,16 @@ fn read_answers(rbuf: &mut [u8], shared: &Shared, clock: &impl Clock) -> io::Res
             if let Some(count) = shared.answered.get(usize::from(owner)) {
                 count.fetch_add(1, Ordering::Relaxed);
             }
+            // The first answer of a port tells the pacing: its round trip when it answers
+            // the first SYN alone (Karn), loss when it came only after the resend.
+            let sends = shared.sends_of(answer.port);
+            let resent = sends & 0xFFFF_FFFF != 0 && at >= sends as u32;
+            let how = if answer.icmp.is_some() {
+                Answer::Icmp
+            } else {
+                Answer::Direct
+            };
+            pacer.answered(now, answer.port, resent, rtt(sends, at), how);
         }
     }
     Ok(())
@@ -809,22 +869,23 @@ fn read_answers(rbuf: &mut [u8], shared: &Shared, clock: &impl Clock) -> io::Res
 mod tests {
     use super::*;
 
-    /// The shard's decisions on virtual time: SYNs paced by the bucket, the round ending
-    /// exactly `timeout` after the latest SYN of any shard, waits in SHARED_WAIT steps once
-    /// everything is sent.
+    /// The shard's decisions on virtual time: SYNs paced by the shared bucket, the round
+    /// ending exactly one timeout after the latest SYN of any shard (the timeout the measured
+    /// round trips set), waits in SHARED_WAIT steps once everything is sent.
     #[test]
     fn shard_timing_on_virtual_time() {
+        use probes::sweep::pacing::PacingConfig;
         let clock = crate::clock::ManualClock::new(Monotonic.now());
         let t0 = clock.now();
         let ms = Duration::from_millis;
-        let mut p = ShardPacer::new(Some(Rate { pps: 100, burst: 2 }), ms(1500), t0);
-        assert!(p.try_send(clock.now()));
-        assert!(p.try_send(clock.now()));
-        assert!(!p.try_send(clock.now()));
-        // Waiting for the third token: 10 ms at 100/s.
+        let shared = SharedPacing::new(PacingConfig::fixed(100, ms(1500)), t0);
+        let mut p = ShardPacer::new(shared.clone());
+        // A bucket of 50 ms at 100/s: 5 at once, then one per 10 ms.
+        assert_eq!(p.grant(clock.now(), 256), 5);
+        assert_eq!(p.grant(clock.now(), 256), 0);
         assert_eq!(p.wait(clock.now(), false, t0), ms(10));
         clock.advance(ms(10));
-        assert!(p.try_send(clock.now()));
+        assert_eq!(p.grant(clock.now(), 256), 1);
         let last = clock.now();
         // Everything sent: short waits, so answers another shard records are seen.
         assert_eq!(p.wait(clock.now(), true, last), SHARED_WAIT);
@@ -836,12 +897,19 @@ mod tests {
         assert_eq!(p.wait(clock.now(), true, last), Duration::ZERO);
         // A later SYN of another shard moves the end of the round.
         assert!(!p.waited(last + ms(100), clock.now()));
-        // Unlimited: never waits for a token; a long wait is capped so a cancel is seen.
-        let mut free = ShardPacer::new(None, ms(1500), t0);
-        assert!((0..1000).all(|_| free.try_send(t0)));
-        assert_eq!(free.wait(t0, false, t0), Duration::ZERO);
-        let mut slow = ShardPacer::new(Some(Rate { pps: 1, burst: 1 }), ms(1500), t0);
-        assert!(slow.try_send(t0));
+        // An answer in 3 ms (reported with the next grant) brings the wait down to 100 ms.
+        p.answered(clock.now(), 80, false, Some(ms(3)), Answer::Direct);
+        p.grant(clock.now(), 0);
+        assert!(p.waited(last, last + ms(100)));
+        assert!(!p.waited(last, last + ms(99)));
+        // A port that answered only the resend halves the rate.
+        p.answered(clock.now(), 81, true, None, Answer::Direct);
+        p.sync();
+        assert_eq!(shared.summary().loss_backoffs, 1);
+        assert_eq!(shared.summary().final_pps, 50);
+        // A slow rate never makes a wait longer than the cap, so a cancel is seen.
+        let mut slow = ShardPacer::new(SharedPacing::new(PacingConfig::fixed(1, ms(1500)), t0));
+        assert_eq!(slow.grant(t0, 10), 1);
         assert_eq!(slow.wait(t0, false, t0), MAX_WAIT);
     }
 

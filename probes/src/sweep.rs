@@ -1,8 +1,17 @@
 //! Port sweep logic, sans-IO: which ports to try (a reproducible stratified sample of a range
 //! that always holds the ports that matter), how to read each outcome, how to compress the
 //! results into ranges with the confidence the sample size allows, and how to tell a
-//! middlebox that accepts every port from the real server.
+//! middlebox that accepts every port from the real server. [`pacing`] decides how fast a
+//! sweep sends and how long it waits.
+//!
+//! Every port asked for ends with exactly one state: what the network answered, or why it
+//! could not be asked ([`TcpState::Error`] with the OS error, [`TcpState::NotProbed`] when the
+//! sweep stopped first). No state is inferred for a port that was not measured.
 
+pub mod pacing;
+
+use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Ports always in a TCP sample when they fall in the range: the TURN/STUN and relay ports
@@ -82,7 +91,7 @@ pub fn sample_ports(lo: u16, hi: u16, n: usize, seed: u64) -> Vec<u16> {
     out
 }
 
-/// What a TCP connect found, RFC 793 terms.
+/// What a TCP connect found, RFC 9293 terms, or why nothing was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TcpState {
@@ -90,10 +99,15 @@ pub enum TcpState {
     Open,
     /// A RST came back: nothing listens, or a firewall rejects with a reset.
     Refused,
-    /// Nothing came back before the timeout: dropped.
+    /// Nothing came back before the timeout, twice: dropped.
     Filtered,
-    /// An ICMP unreachable (host, network, or administratively prohibited).
+    /// An ICMP unreachable (host, network, or administratively prohibited) answered the SYN.
     Unreachable,
+    /// The probe could not be made or read: a local error (the result's `error` names it:
+    /// no descriptor, no route, a local policy refusing the connect).
+    Error,
+    /// Never tried: the sweep stopped first.
+    NotProbed,
 }
 
 impl TcpState {
@@ -104,7 +118,37 @@ impl TcpState {
             TcpState::Refused => "refused",
             TcpState::Filtered => "filtered",
             TcpState::Unreachable => "unreachable",
+            TcpState::Error => "error",
+            TcpState::NotProbed => "not-probed",
         }
+    }
+
+    /// Whether the network said something about the port (the state is a measurement, not
+    /// a local failure or a port left out).
+    pub fn is_measured(self) -> bool {
+        !matches!(self, TcpState::Error | TcpState::NotProbed)
+    }
+}
+
+impl fmt::Display for TcpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A local failure that kept a probe from being made or read (out of descriptors, refused by
+/// this host's policy, no route): the OS error's symbolic name and its text.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LocalError {
+    /// `EMFILE`, `EACCES`, `ENETUNREACH` …
+    pub errno: String,
+    /// The OS's words for it.
+    pub message: String,
+}
+
+impl fmt::Display for LocalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.errno, self.message)
     }
 }
 
@@ -135,6 +179,113 @@ pub struct TcpPortResult {
     pub connect_time: Option<Duration>,
     /// STUN over the connection, for open ports.
     pub stun: StunOverTcp,
+    /// Tries made (SYNs sent for it: 1, or 2 after a timeout; 0 when none could be).
+    pub tries: u8,
+    /// The local error behind an `error` state, or the OS error an `unreachable` came with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<LocalError>,
+}
+
+impl TcpPortResult {
+    /// A port the sweep never tried.
+    pub fn not_probed(port: u16) -> Self {
+        Self {
+            port,
+            state: TcpState::NotProbed,
+            connect_time: None,
+            stun: StunOverTcp::NotTried,
+            tries: 0,
+            error: None,
+        }
+    }
+}
+
+/// How a UDP port answered a STUN Binding request (RFC 8489 §6.2.1), or why it was not asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UdpState {
+    /// A STUN response (success or error) came back: a STUN server listens there.
+    Answered,
+    /// Nothing came back to any try: dropped on the way, or nothing listens and ICMP is
+    /// filtered.
+    Silent,
+    /// ICMP port unreachable: the host is reachable and nothing listens (or a firewall rejects
+    /// with that ICMP type).
+    PortUnreachable,
+    /// ICMP host or network unreachable, or administratively prohibited.
+    Unreachable,
+    /// The probe could not be made or read: a local error (the result's `error` names it).
+    Error,
+    /// Never tried: the sweep stopped first (or before an answer or the timeout).
+    NotProbed,
+}
+
+impl UdpState {
+    /// Lower-case name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            UdpState::Answered => "answered",
+            UdpState::Silent => "silent",
+            UdpState::PortUnreachable => "port-unreachable",
+            UdpState::Unreachable => "unreachable",
+            UdpState::Error => "error",
+            UdpState::NotProbed => "not-probed",
+        }
+    }
+
+    /// Whether the network said something about the port.
+    pub fn is_measured(self) -> bool {
+        !matches!(self, UdpState::Error | UdpState::NotProbed)
+    }
+}
+
+impl fmt::Display for UdpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One UDP port's result.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UdpPortResult {
+    /// The port.
+    pub port: u16,
+    /// What came back.
+    pub state: UdpState,
+    /// Binding requests sent (each try its own transaction, so an answer's round trip is
+    /// never ambiguous).
+    pub tries: u8,
+    /// Round trip of the answered try.
+    #[serde(with = "crate::serde_util::opt_secs")]
+    pub rtt: Option<Duration>,
+    /// The reflexive address the server saw (XOR-MAPPED-ADDRESS, RFC 8489 §14.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapped: Option<SocketAddr>,
+    /// SOFTWARE of the answer (RFC 8489 §14.14), lossy UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub software: Option<String>,
+    /// The ERROR-CODE of an error response (RFC 8489 §14.8): still a STUN server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<u16>,
+    /// The local error behind an `error` state, or the OS error an `unreachable` came with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<LocalError>,
+}
+
+impl UdpPortResult {
+    /// A port with `state` and nothing else known.
+    pub fn bare(port: u16, state: UdpState, tries: u8) -> Self {
+        Self {
+            port,
+            state,
+            tries,
+            rtt: None,
+            mapped: None,
+            software: None,
+            error_code: None,
+            error: None,
+        }
+    }
 }
 
 /// A run of ports that behaved alike.
@@ -197,10 +348,85 @@ pub struct TcpSummary {
     pub filtered: usize,
     /// Count per state.
     pub unreachable: usize,
+    /// Ports a local error kept from being probed.
+    pub error: usize,
+    /// Ports never tried (the sweep stopped first).
+    pub not_probed: usize,
     /// Middlebox verdict.
     pub middlebox: Middlebox,
+    /// Silent ports among ports rejected with ICMP errors, when there are some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub icmp_rate_limited: Option<IcmpRateLimited>,
     /// One sentence a person reads.
     pub text: String,
+}
+
+/// Silent ports that lie between ports rejected with ICMP errors (in port order): routers
+/// rate-limit the ICMP errors they send (Linux: a burst of about 6, then one per second per
+/// destination), so after the burst a rejected port reads as silent. Those ports are most
+/// likely rejected too; either way nothing gets through them. The states stay as measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IcmpRateLimited {
+    /// First ICMP-rejected port of the stretch.
+    pub start: u16,
+    /// Last ICMP-rejected port of the stretch.
+    pub end: u16,
+    /// Ports of the stretch answered with an ICMP error.
+    pub rejected: usize,
+    /// Silent (filtered) ports between them.
+    pub silent: usize,
+}
+
+/// The silent ports bracketed by ICMP-rejected ones in `rs` (sorted by port), if any.
+fn icmp_rate_limited(rs: &[&TcpPortResult]) -> Option<IcmpRateLimited> {
+    let measured: Vec<&&TcpPortResult> = rs.iter().filter(|r| r.state.is_measured()).collect();
+    let icmp: Vec<usize> = measured
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.state == TcpState::Unreachable)
+        .map(|(i, _)| i)
+        .collect();
+    let mut silent = 0;
+    let mut span: Option<(usize, usize)> = None;
+    for w in icmp.windows(2) {
+        let &[a, b] = w else { continue };
+        let between = measured.get(a + 1..b).unwrap_or(&[]);
+        let quiet = between
+            .iter()
+            .filter(|r| r.state == TcpState::Filtered)
+            .count();
+        // Only a gap of silence (nothing else answered in between) reads as lost errors.
+        if quiet > 0 && quiet == between.len() {
+            silent += quiet;
+            span = Some(span.map_or((a, b), |(s, _)| (s, b)));
+        }
+    }
+    let (mut s, mut e) = span?;
+    // The burst before the first gap and errors right after the last belong to the stretch.
+    let unreachable = |i: usize| {
+        measured
+            .get(i)
+            .is_some_and(|r| r.state == TcpState::Unreachable)
+    };
+    while s > 0 && unreachable(s - 1) {
+        s -= 1;
+    }
+    while unreachable(e + 1) {
+        e += 1;
+    }
+    let (start, end) = (measured.get(s)?.port, measured.get(e)?.port);
+    let rejected = measured
+        .get(s..=e)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|r| r.state == TcpState::Unreachable)
+        .count();
+    Some(IcmpRateLimited {
+        start,
+        end,
+        rejected,
+        silent,
+    })
 }
 
 /// 95 % upper bound on the fraction of a range's ports that differ from what all `k` uniformly
@@ -259,13 +485,16 @@ pub fn summarize_tcp(lo: u16, hi: u16, results: &[TcpPortResult]) -> TcpSummary 
         }
     }
     let count = |s: TcpState| rs.iter().filter(|r| r.state == s).count();
-    let (open, refused, filtered, unreachable) = (
+    let (open, refused, filtered, unreachable, error, not_probed) = (
         count(TcpState::Open),
         count(TcpState::Refused),
         count(TcpState::Filtered),
         count(TcpState::Unreachable),
+        count(TcpState::Error),
+        count(TcpState::NotProbed),
     );
     let middlebox = middlebox(&rs);
+    let icmp_rate_limited = icmp_rate_limited(&rs);
     let mut text = ranges
         .iter()
         .map(|r| {
@@ -303,6 +532,14 @@ pub fn summarize_tcp(lo: u16, hi: u16, results: &[TcpPortResult]) -> TcpSummary 
         )),
         Middlebox::NoneSeen => {}
     }
+    if let Some(l) = &icmp_rate_limited {
+        text.push_str(&format!(
+            "; {} silent ports lie among {} ports rejected with ICMP errors ({}–{}): routers \
+             rate-limit ICMP errors (Linux: a burst of about 6, then 1 per second), so those are \
+             most likely rejected too; blocked either way",
+            l.silent, l.rejected, l.start, l.end
+        ));
+    }
     TcpSummary {
         range_start: lo,
         range_end: hi,
@@ -313,7 +550,10 @@ pub fn summarize_tcp(lo: u16, hi: u16, results: &[TcpPortResult]) -> TcpSummary 
         refused,
         filtered,
         unreachable,
+        error,
+        not_probed,
         middlebox,
+        icmp_rate_limited,
         text,
     }
 }
@@ -322,6 +562,7 @@ pub fn summarize_tcp(lo: u16, hi: u16, results: &[TcpPortResult]) -> TcpSummary 
 /// a network that completes handshakes on ports where nothing then speaks STUN, across most of
 /// the sample, is answering for the target.
 fn middlebox(rs: &[&TcpPortResult]) -> Middlebox {
+    let rs: Vec<&&TcpPortResult> = rs.iter().filter(|r| r.state.is_measured()).collect();
     let tried = rs.len();
     if tried < 8 {
         return Middlebox::NoneSeen;
@@ -365,6 +606,8 @@ mod tests {
                 (TcpState::Open, false) => StunOverTcp::NoStun,
                 _ => StunOverTcp::NotTried,
             },
+            tries: 1,
+            error: None,
         }
     }
 
@@ -504,6 +747,74 @@ mod tests {
         assert_eq!(
             summarize_tcp(443, 65535, &results).middlebox,
             Middlebox::AllOpenNoStun { tried: 20 }
+        );
+    }
+
+    #[test]
+    fn silence_between_icmp_rejections_is_read_as_rate_limiting_and_states_stay() {
+        use TcpState::{Filtered, Refused, Unreachable};
+        // A full sweep behind a router that rejects 100–199 with ICMP: a burst of errors,
+        // then silence with an error now and then; 50–99 dropped, 200–209 refused.
+        let mut results: Vec<_> = (50..100).map(|p| r(p, Filtered, false)).collect();
+        for p in 100..200u16 {
+            let st = if p < 106 || p % 40 == 0 {
+                Unreachable
+            } else {
+                Filtered
+            };
+            results.push(r(p, st, false));
+        }
+        results.extend((200..210).map(|p| r(p, Refused, false)));
+        let s = summarize_tcp(50, 209, &results);
+        let l = s.icmp_rate_limited.unwrap();
+        // 100–105 and 120, 160: the silence between 105 and 160 (53 ports) counts, the
+        // dropped range before and the silence after the last error do not.
+        assert_eq!((l.start, l.end, l.rejected), (100, 160, 8));
+        assert_eq!(l.silent, 53);
+        assert_eq!(s.filtered, 50 + 100 - 8);
+        assert!(
+            s.text
+                .contains("53 silent ports lie among 8 ports rejected"),
+            "{}",
+            s.text
+        );
+        // Answers between two errors break the pattern.
+        let mixed = vec![
+            r(1, Unreachable, false),
+            r(2, Refused, false),
+            r(3, Filtered, false),
+            r(4, Unreachable, false),
+        ];
+        assert_eq!(summarize_tcp(1, 4, &mixed).icmp_rate_limited, None);
+    }
+
+    #[test]
+    fn errors_and_ports_left_out_are_counted_apart_and_never_read_as_a_middlebox() {
+        let mut results: Vec<_> = (0..20)
+            .map(|i| r(2000 + i, TcpState::Open, false))
+            .collect();
+        results.push(r(3478, TcpState::Open, true));
+        results.extend((0..30).map(|i| TcpPortResult::not_probed(4000 + i)));
+        let mut e = r(5000, TcpState::Error, false);
+        e.error = Some(LocalError {
+            errno: "EMFILE".into(),
+            message: "Too many open files".into(),
+        });
+        results.push(e);
+        let s = summarize_tcp(2000, 5000, &results);
+        assert_eq!((s.open, s.error, s.not_probed), (21, 1, 30));
+        assert!(matches!(
+            s.middlebox,
+            Middlebox::AcceptsEverything { tried: 21, .. }
+        ));
+        assert!(s.text.contains("not-probed"), "{}", s.text);
+        assert_eq!(
+            LocalError {
+                errno: "EACCES".into(),
+                message: "Permission denied".into()
+            }
+            .to_string(),
+            "EACCES (Permission denied)"
         );
     }
 
