@@ -1,4 +1,5 @@
-//! The TCP connect sweep on OS threads: non-blocking connects driven by one `poll(2)` per
+//! The TCP connect sweep on OS threads: non-blocking connects driven by one `poll(2)` (Windows:
+//! `WSAPoll`, in [`win`]) per
 //! turn, no per-socket event-loop registration, which is what makes a large sweep fast.
 //!
 //! The loop ([`sweep`]) is written against two small seams so its timing can be tested on
@@ -9,6 +10,7 @@
 //! poll may block — is made by [`ConnectPacer`], a pure function of the instants it is given.
 
 use std::io;
+#[cfg(unix)]
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,11 @@ use probes::sweep::TcpState;
 use crate::clock::Clock;
 use crate::driver::Cancel;
 use crate::rate::{Rate, TokenBucket};
+
+#[cfg(windows)]
+mod win;
+#[cfg(windows)]
+pub use win::connect_many_blocking;
 
 /// Where [`connect_many_blocking`] delivers outcomes.
 pub trait ConnectSink {
@@ -148,6 +155,8 @@ pub(crate) enum Finished {
     /// unconnected.
     Closed {
         state: TcpState,
+        // Windows' connector never reuses a socket, so it has no use for this.
+        #[cfg_attr(windows, allow(dead_code))]
         reset: bool,
     },
     /// Woken, but the handshake is still in progress.

@@ -26,6 +26,7 @@ mod pair;
 mod pair_lab;
 mod prometheus;
 mod serve_and_stun;
+#[cfg(unix)]
 mod signals;
 mod sweep_lab;
 mod turn;
