@@ -17,6 +17,7 @@ mod control;
 mod coturn_interop;
 mod engine_runs;
 mod explain;
+mod host;
 mod hostile;
 mod lab_reference;
 mod nat_lab;
