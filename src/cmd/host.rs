@@ -734,16 +734,21 @@ impl AppReport for HostReport {
             header,
             rows: rows(&software),
         }));
-        let fixes: Vec<FixItem> = r
-            .findings
-            .iter()
-            .filter_map(|f| f.fix.as_ref())
-            .map(|f| FixItem {
+        // Findings with the same fix (TCP and UDP on the tunnel) list it once.
+        let mut fixes: Vec<FixItem> = Vec::new();
+        for f in r.findings.iter().filter_map(|f| f.fix.as_ref()) {
+            if fixes
+                .iter()
+                .any(|g| g.title == f.title && g.commands == f.commands)
+            {
+                continue;
+            }
+            fixes.push(FixItem {
                 title: f.title.clone(),
                 commands: f.commands.clone(),
                 caveat: f.caveat.clone(),
-            })
-            .collect();
+            });
+        }
         doc.push(Section::new("Fixes").block(Block::Fixes(fixes)));
         let mut src = Section::new("Sources");
         src.push(Block::Table {

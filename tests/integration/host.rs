@@ -162,6 +162,14 @@ fn linux_saved_files_with_an_agent_validate_and_block() {
         metrics.contains("stunmap_host_findings{status=\"blocked\"}"),
         "{metrics}"
     );
+    let human = stunmap(&["host", "-q", "--from", s.path()]);
+    let text = String::from_utf8(human.stdout).unwrap();
+    // TCP and UDP on the tunnel share one fix: listed once.
+    assert_eq!(
+        text.matches("Accept new inbound traffic on wt0").count(),
+        1,
+        "{text}"
+    );
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("Host firewall") && page.contains("CrowdStrike Falcon"));
 }
@@ -254,4 +262,40 @@ fn bad_flags_and_bad_files_exit_64_with_one_line() {
     f.set_len(65 << 20).unwrap();
     drop(f);
     usage_error(&["host", "--from", huge.path()], "larger than");
+}
+
+/// A rule name and a product name from a hostile host reach the terminal escaped.
+#[test]
+fn names_from_the_sources_are_escaped_on_the_terminal() {
+    let s = Scratch::new("hostile");
+    let src = fixtures().join("windows-problems");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), s.0.join(entry.file_name())).unwrap();
+    }
+    let edit = |file: &str, from: &str, to: &str| {
+        let path = s.0.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+    };
+    edit(
+        "windows-rules.json",
+        "Block inbound from CGNAT ranges",
+        "Block \\u001b]0;pwned\\u0007 \\u202e CGNAT",
+    );
+    edit(
+        "windows-firewall-products.json",
+        "ESET Security",
+        "ESET \\u001b[2J Security",
+    );
+    let out = stunmap(&["host", "-q", "--from", s.path()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("Block \\u{1b}]0;pwned\\u{7} \\u{202e} CGNAT"),
+        "{text}"
+    );
+    assert!(text.contains("ESET \\u{1b}[2J Security"), "{text}");
+    assert!(!text.contains(['\u{1b}', '\u{7}', '\u{202e}']), "{text}");
 }
