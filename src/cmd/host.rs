@@ -9,6 +9,8 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -186,9 +188,12 @@ impl Command for HostPlan {
         ctx.plan(1);
         let opts = self.opts.clone();
         let origin = self.origin.clone();
-        let read = tokio::task::spawn_blocking(move || collect(&origin, &opts.interface));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_tools = Arc::clone(&stop);
+        let mut read =
+            tokio::task::spawn_blocking(move || collect(&origin, &opts.interface, &stop_tools));
         tokio::select! {
-            r = read => {
+            r = &mut read => {
                 let (collected, sources, notes) = r.context("reading the sources")??;
                 ctx.advance(1);
                 Ok(HostReport {
@@ -197,11 +202,17 @@ impl Command for HostPlan {
                     notes,
                 })
             }
-            _ = ctx.cancel.cancelled() => Ok(HostReport {
-                sources: Vec::new(),
-                report: diagnose(&Default::default(), &self.opts),
-                notes: vec!["stopped before the sources were read".into()],
-            }),
+            _ = ctx.cancel.cancelled() => {
+                // The running tools are killed at their next poll; wait for that (briefly) so
+                // none outlives the run.
+                stop.store(true, Ordering::Relaxed);
+                let _ = tokio::time::timeout(STOP_GRACE, read).await;
+                Ok(HostReport {
+                    sources: Vec::new(),
+                    report: diagnose(&Default::default(), &self.opts),
+                    notes: vec!["stopped before the sources were read".into()],
+                })
+            }
         }
     }
 }
@@ -210,14 +221,17 @@ impl Command for HostPlan {
 const MAX_SOURCE: u64 = 64 << 20;
 /// How long one tool may run.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stopped run waits for its tools to be killed.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 type Collection = (Collected, Vec<SourceInfo>, Vec<String>);
 
-fn collect(origin: &Origin, iface: &str) -> anyhow::Result<Collection> {
+/// Read every source; `stop` kills the tools still running.
+fn collect(origin: &Origin, iface: &str, stop: &AtomicBool) -> anyhow::Result<Collection> {
     match origin {
         Origin::Saved(dir) => read_dir(dir),
-        Origin::LiveLinux => Ok(read_live_linux(iface)),
-        Origin::LiveWindows => Ok(read_live_windows(&powershell_program())),
+        Origin::LiveLinux => Ok(read_live_linux(iface, stop)),
+        Origin::LiveWindows => Ok(read_live_windows(&powershell_program(), stop)),
     }
 }
 
@@ -241,6 +255,10 @@ fn read_dir(dir: &Path) -> anyhow::Result<Collection> {
                 note: Some("not present".into()),
             });
             continue;
+        }
+        // A FIFO or device would block the read or never end.
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            return Err(usage(format!("--from {origin}: not a regular file")));
         }
         let bytes = common::read_file("--from", &path, MAX_SOURCE)?;
         c.add(src, &bytes)
@@ -297,10 +315,16 @@ fn first_line(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Run `program args` with a deadline, stdout read up to [`MAX_SOURCE`]. With `with_stderr`,
-/// a failing exit is an answer too (firewall-cmd says "no zone" that way) and stderr is
-/// appended to the output.
-fn run_tool(program: &Path, args: &[&str], with_stderr: bool, timeout: Duration) -> ToolRun {
+/// Run `program args` with a deadline, stdout read up to [`MAX_SOURCE`]; killed when `stop` is
+/// set. With `with_stderr`, a failing exit is an answer too (firewall-cmd says "no zone" that
+/// way) and stderr is appended to the output.
+fn run_tool(
+    program: &Path,
+    args: &[&str],
+    with_stderr: bool,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> ToolRun {
     let child = Process::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -334,6 +358,11 @@ fn run_tool(program: &Path, args: &[&str], with_stderr: bool, timeout: Duration)
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
+            Ok(None) if stop.load(Ordering::Relaxed) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return ToolRun::Failed("stopped".into());
+            }
             Ok(None) if start.elapsed() >= timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -395,6 +424,7 @@ fn run_all(
     c: &mut Collected,
     list: Vec<Tool>,
     infos: &mut Vec<SourceInfo>,
+    stop: &AtomicBool,
 ) -> Vec<(Source, String)> {
     let runs: Vec<(Source, String, ToolRun)> = std::thread::scope(|s| {
         let handles: Vec<_> = list
@@ -402,7 +432,7 @@ fn run_all(
             .map(|t| {
                 s.spawn(move || {
                     let args: Vec<&str> = t.args.iter().map(String::as_str).collect();
-                    run_tool(&t.program, &args, t.with_stderr, TOOL_TIMEOUT)
+                    run_tool(&t.program, &args, t.with_stderr, TOOL_TIMEOUT, stop)
                 })
             })
             .collect();
@@ -439,7 +469,7 @@ fn run_all(
     failed
 }
 
-fn read_live_linux(iface: &str) -> Collection {
+fn read_live_linux(iface: &str, stop: &AtomicBool) -> Collection {
     let mut c = Collected::default();
     let mut infos = Vec::new();
     let list = sources::LINUX
@@ -456,7 +486,7 @@ fn read_live_linux(iface: &str) -> Collection {
             })
         })
         .collect();
-    let failed = run_all(&mut c, list, &mut infos);
+    let failed = run_all(&mut c, list, &mut infos, stop);
     let mut notes: Vec<String> = failed
         .into_iter()
         .map(|(s, e)| format!("the output of {} could not be read: {e}", s.name()))
@@ -557,7 +587,7 @@ fn powershell_script(src: Source) -> Option<String> {
     ))
 }
 
-fn read_live_windows(program: &Path) -> Collection {
+fn read_live_windows(program: &Path, stop: &AtomicBool) -> Collection {
     let mut c = Collected::default();
     let mut infos = Vec::new();
     let list = sources::WINDOWS
@@ -584,7 +614,7 @@ fn read_live_windows(program: &Path) -> Collection {
             })
         })
         .collect();
-    let failed = run_all(&mut c, list, &mut infos);
+    let failed = run_all(&mut c, list, &mut infos, stop);
     let mut notes: Vec<String> = failed
         .into_iter()
         .map(|(s, e)| format!("the output of {} could not be read: {e}", s.name()))
@@ -898,7 +928,7 @@ mod tests {
         std::fs::write(&fake, script).unwrap_or_else(|e| unreachable!("{e}"));
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))
             .unwrap_or_else(|e| unreachable!("{e}"));
-        let (c, infos, notes) = read_live_windows(&fake);
+        let (c, infos, notes) = read_live_windows(&fake, &AtomicBool::new(false));
         let _ = std::fs::remove_dir_all(&dir);
         assert!(infos.iter().all(|s| s.read), "{infos:#?}");
         assert_eq!(infos.len(), sources::WINDOWS.len());
@@ -927,6 +957,25 @@ mod tests {
                 .iter()
                 .any(|f| f.kind == FindingKind::SecuritySoftware && f.subject.contains("ESET"))
         );
+    }
+
+    /// A tool still running when the run is stopped is killed, not waited for.
+    #[cfg(unix)]
+    #[test]
+    fn a_stopped_run_kills_its_tool() {
+        let started = Instant::now();
+        let run = run_tool(
+            Path::new("sleep"),
+            &["30"],
+            false,
+            TOOL_TIMEOUT,
+            &AtomicBool::new(true),
+        );
+        assert!(
+            matches!(&run, ToolRun::Failed(why) if why == "stopped"),
+            "{run:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]

@@ -257,6 +257,18 @@ fn bad_flags_and_bad_files_exit_64_with_one_line() {
     let bad = Scratch::new("bad");
     std::fs::write(bad.0.join("nft.json"), b"\x00\xff{{{{").unwrap();
     usage_error(&["host", "--from", bad.path()], "nft.json");
+    // A FIFO would block the read forever.
+    #[cfg(unix)]
+    {
+        let fifo = Scratch::new("fifo");
+        let path = fifo.0.join("iptables-save.txt");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        usage_error(&["host", "--from", fifo.path()], "not a regular file");
+    }
     let huge = Scratch::new("huge");
     let f = std::fs::File::create(huge.0.join("iptables-save.txt")).unwrap();
     f.set_len(65 << 20).unwrap();
@@ -298,4 +310,81 @@ fn names_from_the_sources_are_escaped_on_the_terminal() {
     );
     assert!(text.contains("ESET \\u{1b}[2J Security"), "{text}");
     assert!(!text.contains(['\u{1b}', '\u{7}', '\u{202e}']), "{text}");
+}
+
+/// SIGINT while a tool hangs: the run stops at once, exit 130 with the report marked
+/// interrupted, and the tool is killed rather than left running.
+#[cfg(unix)]
+#[test]
+fn sigint_while_a_tool_hangs_stops_the_run_and_kills_the_tool() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let s = Scratch::new("sigint");
+    let pidfile = s.0.join("nft.pid");
+    let fake = s.0.join("nft");
+    // The PATH below holds only the fake: `sleep` by its full path.
+    let sleep = Command::new("sh")
+        .args(["-c", "command -v sleep"])
+        .output()
+        .unwrap();
+    let sleep = String::from_utf8(sleep.stdout).unwrap();
+    let sleep = sleep.trim();
+    assert!(sleep.starts_with('/'), "{sleep:?}");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho $$ > '{}'\nexec {sleep} 20\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let child = Command::new(crate::common::bin())
+        .args(["host", "--json"])
+        // Only the hanging `nft` on the PATH: the other tools are "not installed".
+        .env("PATH", s.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The pid, once the fake has written it whole.
+    let waited = Instant::now();
+    let tool: i32 = loop {
+        let pid = std::fs::read_to_string(&pidfile).unwrap_or_default();
+        if pid.ends_with('\n')
+            && let Ok(pid) = pid.trim().parse()
+        {
+            break pid;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "nft never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        Path::new(&format!("/proc/{tool}")).exists(),
+        "the fake tool is not running"
+    );
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let sent = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    assert_eq!(out.status.code(), Some(130));
+    let v = json(&out);
+    validate("host-v1.json", &v);
+    assert_eq!(v["interrupted"], true);
+    assert_eq!(v["exit_code"], 130);
+    assert!(v["notes"][0].as_str().unwrap().contains("stopped"), "{v:#}");
+    assert!(
+        !Path::new(&format!("/proc/{tool}")).exists(),
+        "the hanging tool (pid {tool}) still runs"
+    );
 }
