@@ -30,18 +30,26 @@ pub(crate) enum Live {
     Failed(String),
 }
 
-/// `netbird` on the PATH, if any.
+/// `netbird` on the PATH (`netbird.exe` on Windows), if any.
 fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
     std::env::split_paths(&path)
-        .map(|d| d.join(name))
+        .map(|d| d.join(&file))
         .find(|p| is_executable(p))
 }
 
+#[cfg(unix)]
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt as _;
     p.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Windows has no execute bit: a `.exe` file is a program.
+#[cfg(not(unix))]
+fn is_executable(p: &Path) -> bool {
+    p.is_file()
 }
 
 /// Run `netbird status --json` if the CLI is on the PATH and its daemon answers.
@@ -125,7 +133,8 @@ pub(crate) fn read_with(binary: &Path, timeout: Duration) -> Live {
     }
 }
 
-#[cfg(test)]
+// The fake CLIs are shell scripts.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

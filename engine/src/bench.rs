@@ -37,16 +37,15 @@ const BATCH: usize = 64;
 
 /// Run `total` Binding transactions round-robin over `targets` with `window` in flight.
 /// A receive that waits longer than `stall` counts every outstanding request as lost and
-/// refills the window (so a lossy run still ends).
-#[cfg(target_os = "linux")]
+/// refills the window (so a lossy run still ends). On Linux the loop batches with
+/// `sendmmsg`/`recvmmsg`; elsewhere it sends and receives one datagram per call, which is then
+/// the baseline such a system offers.
 pub fn raw_loop(
     targets: &[SocketAddr],
     total: u64,
     window: usize,
     stall: Duration,
 ) -> io::Result<RawResult> {
-    use std::os::fd::AsRawFd;
-
     let Some(first) = targets.first() else {
         return Ok(RawResult::default());
     };
@@ -55,7 +54,6 @@ pub fn raw_loop(
     let _ = s2.set_recv_buffer_size(4 << 20);
     let _ = s2.set_send_buffer_size(4 << 20);
     sock.set_read_timeout(Some(stall))?;
-    let fd = sock.as_raw_fd();
     let addrs: Vec<socket2::SockAddr> = targets.iter().map(|a| (*a).into()).collect();
 
     let mut inbuf = vec![0u8; BATCH * 2048];
@@ -94,13 +92,13 @@ pub fn raw_loop(
                     Some((addr, enc.get(r.clone())?))
                 })
                 .collect();
-            let r = crate::mmsg::send_many(fd, &items, 0)?;
+            let r = send_batch(&sock, &items)?;
             next += r as u64;
             result.sent += r as u64;
             outstanding += r;
         }
         // Receive what has come back (blocks up to `stall` for the first one).
-        match crate::mmsg::recv_many(fd, &mut inbuf, 2048, libc::MSG_WAITFORONE) {
+        match recv_batch(&sock, &mut inbuf, 2048) {
             // The receive timeout passed with nothing: what is outstanding is lost.
             Ok(lens) if lens.is_empty() => {
                 outstanding = 0;
@@ -283,7 +281,55 @@ pub fn raw_reflector(
     Ok(answers)
 }
 
-/// Resident set size of this process in bytes (Linux `/proc/self/statm`), `None` elsewhere.
+/// Send each datagram of `items`; how many the kernel took.
+#[cfg(target_os = "linux")]
+fn send_batch(
+    sock: &std::net::UdpSocket,
+    items: &[(&socket2::SockAddr, &[u8])],
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    crate::mmsg::send_many(sock.as_raw_fd(), items, 0)
+}
+
+/// Send each datagram of `items`; how many the kernel took.
+#[cfg(not(target_os = "linux"))]
+fn send_batch(
+    sock: &std::net::UdpSocket,
+    items: &[(&socket2::SockAddr, &[u8])],
+) -> io::Result<usize> {
+    let s = socket2::SockRef::from(sock);
+    for (addr, data) in items {
+        s.send_to(data, addr)?;
+    }
+    Ok(items.len())
+}
+
+/// Receive what has come back into `slot`-byte slots of `buf`, blocking up to the socket's
+/// read timeout for the first datagram; each datagram's length.
+#[cfg(target_os = "linux")]
+fn recv_batch(sock: &std::net::UdpSocket, buf: &mut [u8], slot: usize) -> io::Result<Vec<usize>> {
+    use std::os::fd::AsRawFd;
+    crate::mmsg::recv_many(sock.as_raw_fd(), buf, slot, libc::MSG_WAITFORONE)
+}
+
+/// Receive one datagram into the first `slot` bytes of `buf`, blocking up to the socket's
+/// read timeout; its length.
+#[cfg(not(target_os = "linux"))]
+fn recv_batch(sock: &std::net::UdpSocket, buf: &mut [u8], slot: usize) -> io::Result<Vec<usize>> {
+    let first = buf.get_mut(..slot.min(buf.len())).unwrap_or_default();
+    loop {
+        match sock.recv(first) {
+            Ok(n) => return Ok(vec![n]),
+            // Windows reports an ICMP error of an earlier send as a reset of this receive.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Resident set size of this process in bytes (Linux `/proc/self/statm`, Windows' working set),
+/// `None` where unknown.
+#[cfg(unix)]
 pub fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
@@ -292,7 +338,9 @@ pub fn rss_bytes() -> Option<u64> {
     Some(pages * u64::try_from(page).ok()?)
 }
 
-/// Peak resident set size of this process in bytes (`getrusage`), `None` where unknown.
+/// Peak resident set size of this process in bytes (`getrusage`, Windows' peak working set),
+/// `None` where unknown.
+#[cfg(unix)]
 pub fn peak_rss_bytes() -> Option<u64> {
     // SAFETY: all-zero is a valid rusage, and getrusage only writes into it.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -301,6 +349,54 @@ pub fn peak_rss_bytes() -> Option<u64> {
         return None;
     }
     Some(u64::try_from(u.ru_maxrss).ok()? * 1024)
+}
+
+/// The working set (now, peak) of this process (`GetProcessMemoryInfo`).
+#[cfg(windows)]
+fn working_set() -> Option<(u64, u64)> {
+    use windows_sys::Win32::System::ProcessStatus::{
+        GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS,
+    };
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
+    // SAFETY: all-zero is a valid PROCESS_MEMORY_COUNTERS.
+    let mut c: PROCESS_MEMORY_COUNTERS = unsafe { std::mem::zeroed() };
+    let size = u32::try_from(std::mem::size_of::<PROCESS_MEMORY_COUNTERS>()).ok()?;
+    c.cb = size;
+    // SAFETY: the pseudo-handle of this process and a valid pointer to a live struct of `size`
+    // bytes.
+    if unsafe { GetProcessMemoryInfo(GetCurrentProcess(), &mut c, size) } == 0 {
+        return None;
+    }
+    Some((
+        u64::try_from(c.WorkingSetSize).ok()?,
+        u64::try_from(c.PeakWorkingSetSize).ok()?,
+    ))
+}
+
+/// Resident set size of this process in bytes (Linux `/proc/self/statm`, Windows' working set),
+/// `None` where unknown.
+#[cfg(windows)]
+pub fn rss_bytes() -> Option<u64> {
+    working_set().map(|(now, _)| now)
+}
+
+/// Peak resident set size of this process in bytes (`getrusage`, Windows' peak working set),
+/// `None` where unknown.
+#[cfg(windows)]
+pub fn peak_rss_bytes() -> Option<u64> {
+    working_set().map(|(_, peak)| peak)
+}
+
+/// Resident set size of this process in bytes; not known on this system.
+#[cfg(not(any(unix, windows)))]
+pub fn rss_bytes() -> Option<u64> {
+    None
+}
+
+/// Peak resident set size of this process in bytes; not known on this system.
+#[cfg(not(any(unix, windows)))]
+pub fn peak_rss_bytes() -> Option<u64> {
+    None
 }
 
 /// How [`blast`] hands datagrams to the kernel.

@@ -1,4 +1,5 @@
-//! The TCP connect sweep on OS threads: non-blocking connects driven by one `poll(2)` per
+//! The TCP connect sweep on OS threads: non-blocking connects driven by one `poll(2)` (Windows:
+//! `WSAPoll`, in [`win`]) per
 //! turn, no per-socket event-loop registration, which is what makes a large sweep fast.
 //!
 //! The loop ([`sweep`]) is written against two small seams so its timing can be tested on
@@ -16,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+#[cfg(unix)]
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -25,6 +27,11 @@ use probes::sweep::{LocalError, TcpState};
 
 use crate::clock::Clock;
 use crate::driver::Cancel;
+
+#[cfg(windows)]
+mod win;
+#[cfg(windows)]
+pub use win::connect_many_blocking;
 
 /// Where [`connect_many_blocking`] delivers outcomes.
 pub trait ConnectSink {
@@ -303,6 +310,8 @@ pub(crate) enum Finished {
         state: TcpState,
         how: Option<Answer>,
         error: Option<LocalError>,
+        // Windows' connector never reuses a socket, so it has no use for this.
+        #[cfg_attr(windows, allow(dead_code))]
         reset: bool,
     },
     /// Woken, but the handshake is still in progress.

@@ -25,8 +25,13 @@ pub mod stats;
 pub mod stream;
 #[cfg(target_os = "linux")]
 pub mod syn;
+#[cfg(not(target_os = "linux"))]
+#[path = "syn_unsupported.rs"]
+pub mod syn;
 pub mod tcp;
 pub mod udp;
+#[cfg(windows)]
+mod winsock;
 
 pub use driver::{
     Cancel, CancelHandle, Counters, EngineError, Event, Limits, RunReport, SendPath, run, run_one,

@@ -397,6 +397,9 @@ pub async fn udp_binding_connected(
 fn icmp_outcome(e: &io::Error) -> Option<UdpPortOutcome> {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => Some(UdpPortOutcome::PortUnreachable),
+        // Windows reports ICMP port unreachable on a connected UDP socket as WSAECONNRESET.
+        #[cfg(windows)]
+        io::ErrorKind::ConnectionReset => Some(UdpPortOutcome::PortUnreachable),
         io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
             Some(UdpPortOutcome::Unreachable)
         }

@@ -17,35 +17,11 @@ use probes::sweep::pacing::Answer;
 use probes::sweep::{StunOverTcp, TcpPortResult, TcpState};
 use probes::wire::ip::{ICMP_DEST_UNREACHABLE, IcmpUnreachableRepr, TcpSegmentRepr};
 
-pub use probes::raw_sweep::RawAnswer;
+pub use probes::raw_sweep::{RawAnswer, RawReport};
 
 use crate::clock::{Clock, Monotonic};
 use crate::connect::{ConnectPacer, SharedPacing};
 use crate::driver::Cancel;
-
-/// What the raw sweep found.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct RawReport {
-    /// Per-port results (no STUN check in raw mode); a report that moved them elsewhere
-    /// leaves this empty.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub results: Vec<TcpPortResult>,
-    /// Every answer with its IP header fields.
-    pub answers: Vec<RawAnswer>,
-    /// TTLs of SYN-ACKs, distinct, ascending.
-    pub syn_ack_ttls: Vec<u8>,
-    /// TTLs of RSTs, distinct, ascending.
-    pub rst_ttls: Vec<u8>,
-    /// Ports whose RST came with a TTL no SYN-ACK had: likely injected on the path.
-    pub injected_suspects: Vec<u16>,
-    /// Senders of the ICMP errors that answered SYNs, distinct, ascending: the target itself,
-    /// or a router or firewall on the path.
-    pub icmp_sources: Vec<Ipv4Addr>,
-    /// Sentences for the report.
-    pub notes: Vec<String>,
-    /// Stopped by a signal or the deadline (the unanswered ports are not probed).
-    pub interrupted: bool,
-}
 
 /// Whether a raw TCP socket can be opened here.
 pub fn check_privileges() -> Result<(), String> {

@@ -33,6 +33,9 @@ impl UdpEndpoint {
         let _ = sock.set_recv_buffer_size(4 << 20);
         let _ = sock.set_send_buffer_size(4 << 20);
         sock.bind(&addr.into())?;
+        // An ICMP error must not fail the next receive of a socket many probes share.
+        #[cfg(windows)]
+        crate::winsock::udp_ignore_connreset(&sock)?;
         let state = UdpSocketState::new((&sock).into())?;
         let std: std::net::UdpSocket = sock.into();
         let local = std.local_addr()?;

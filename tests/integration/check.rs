@@ -766,6 +766,7 @@ fn a_bad_netbird_status_is_a_usage_error() {
     );
 }
 
+#[cfg(unix)]
 #[test]
 fn the_live_netbird_status_is_read_unless_told_not_to() {
     let (_serve, stun) = reflector();

@@ -3,6 +3,8 @@
 //! and reordered; a junk flood at the engine's socket while real transactions run; TCP peers
 //! that trickle, announce a length that never arrives, or reset mid-message; and every output
 //! format checked for a TURN password.
+// The junk flood (sendmmsg, /proc) runs on Linux only; elsewhere its helpers are unused.
+#![cfg_attr(not(target_os = "linux"), allow(unused_imports, dead_code))]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -159,6 +161,7 @@ fn evil_udp_server_replies_are_ignored_counted_and_never_trusted() {
 
 /// Sends `count` datagrams (random bytes and STUN-looking replies with unknown ids) to
 /// `target` from a separate socket, in sendmmsg batches; returns (sent, seconds).
+#[cfg(target_os = "linux")]
 fn flood(target: SocketAddr, max: Duration, stop: &AtomicBool) -> (u64, f64) {
     use std::os::fd::AsRawFd;
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -213,6 +216,7 @@ fn flood(target: SocketAddr, max: Duration, stop: &AtomicBool) -> (u64, f64) {
     (sent, start.elapsed().as_secs_f64())
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn junk_flood_at_the_engine_socket_while_real_transactions_complete() {
     // A real reflector thread: answers Binding requests and reports the engine's address.

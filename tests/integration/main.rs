@@ -18,6 +18,7 @@ mod control;
 mod coturn_interop;
 mod engine_runs;
 mod explain;
+mod host;
 mod hostile;
 mod lab_reference;
 mod nat_cli;
@@ -32,6 +33,7 @@ mod probe_server;
 mod prometheus;
 mod serve_and_stun;
 mod serve_limits;
+#[cfg(unix)]
 mod signals;
 mod sweep_lab;
 mod turn;

@@ -229,6 +229,7 @@ fn port_range_target_probes_every_port() {
     assert_eq!(v["engine"]["datagrams_sent"], 60);
 }
 
+#[cfg(unix)]
 #[test]
 fn sigint_stops_the_run_promptly_and_the_json_says_interrupted() {
     use std::process::{Command, Stdio};

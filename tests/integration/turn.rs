@@ -370,6 +370,7 @@ fn relay_with_indications_and_rest_credentials() {
     lab.assert_no_allocations_left();
 }
 
+#[cfg(unix)]
 #[test]
 fn sigint_mid_benchmark_still_releases_every_allocation() {
     if !have("turnserver") {

@@ -6,12 +6,15 @@
 
 use serde::Serialize;
 
+use super::agents::{FoundAgent, Process};
 use super::eval::{AddrSpec, Evaluation, IfaceSpec, L4, Packet, PacketVerdict, evaluate};
 use super::firewalld::ZoneOfInterface;
 use super::iptables_save::{Backend, Dump};
 use super::model::{Cidr, RuleSource, Ruleset, TableFamily};
+use super::netsecurity::{DefaultAction, WinProfile};
 use super::ufw::UfwStatus;
 use super::windows::WinRule;
+use super::wsc::{ProductKind, SecurityProduct};
 use crate::finding::{Fix, Status};
 use crate::{Family, PortRange};
 
@@ -47,8 +50,15 @@ pub struct Inputs {
     pub ufw: Option<UfwStatus>,
     /// `firewall-cmd --get-zone-of-interface`.
     pub firewalld: Option<ZoneOfInterface>,
-    /// Windows export.
+    /// Windows Firewall rules (the NetSecurity cmdlets joined, or a merged export).
     pub windows: Option<Vec<WinRule>>,
+    /// Windows Firewall profiles (`Get-NetFirewallProfile`).
+    pub windows_profiles: Option<Vec<WinProfile>>,
+    /// Products registered with Windows Security Center (`FirewallProduct`,
+    /// `AntiVirusProduct`).
+    pub security_products: Option<Vec<SecurityProduct>>,
+    /// This host's processes (Linux), to recognise endpoint security agents.
+    pub processes: Option<Vec<Process>>,
 }
 
 /// What a finding is about.
@@ -67,6 +77,11 @@ pub enum FindingKind {
     WindowsInterfaceRule,
     /// Windows: inbound UDP rule for P2P on flat networks.
     WindowsP2pRule,
+    /// Windows Firewall's profiles: on or off, default inbound action, local rules applied.
+    WindowsProfiles,
+    /// Third-party security software: a product registered with Windows Security Center, or
+    /// an endpoint agent running on Linux. Its own filtering shows in no OS firewall source.
+    SecuritySoftware,
     /// Nothing could be evaluated.
     NoRules,
 }
@@ -130,6 +145,12 @@ pub struct Report {
     pub findings: Vec<FirewallFinding>,
     /// Whether any finding blocks traffic.
     pub blocked: bool,
+    /// The products Windows Security Center lists, when read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub security_products: Vec<SecurityProduct>,
+    /// Endpoint agents found running (Linux), or named on netfilter tables and chains.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoint_agents: Vec<FoundAgent>,
 }
 
 /// Which manager to phrase the fix for.
@@ -441,7 +462,9 @@ pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
         findings.push(firewalld_finding(z, o, have_kernel));
     }
     if let Some(w) = &inputs.windows {
-        findings.extend(windows_findings(w, o));
+        findings.extend(windows_findings(w, inputs.windows_profiles.as_deref(), o));
+    } else if let Some(p) = &inputs.windows_profiles {
+        findings.push(profiles_finding(p));
     }
     if findings.is_empty() {
         findings.push(FirewallFinding::plain(
@@ -452,12 +475,25 @@ pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
             None,
         ));
     }
+    let mut security_products = Vec::new();
+    if let Some(products) = &inputs.security_products {
+        findings.extend(product_findings(products, o));
+        security_products = products.clone();
+    }
+    let endpoint_agents = super::agents::detect(inputs.processes.as_deref().unwrap_or(&[]), &rs);
+    findings.extend(agent_findings(
+        &endpoint_agents,
+        inputs.processes.is_some(),
+        o,
+    ));
     let blocked = findings.iter().any(|f| f.status == Status::Blocked);
     Report {
         interface: o.interface.clone(),
         subnet: o.subnet,
         findings,
         blocked,
+        security_products,
+        endpoint_agents,
     }
 }
 
@@ -583,59 +619,69 @@ fn firewalld_finding(z: &ZoneOfInterface, o: &Options, have_kernel: bool) -> Fir
     }
 }
 
-fn win_text(r: &WinRule) -> String {
-    format!(
-        "rule #{} \"{}\" (Enabled={}, Direction={}, Action={}, Profile={}, InterfaceAlias={}, Program={}, Protocol={}, LocalPort={})",
-        r.index,
-        r.display_name,
-        if r.enabled { "True" } else { "False" },
-        if r.inbound { "Inbound" } else { "Outbound" },
-        if r.allow { "Allow" } else { "Block" },
-        r.profile,
-        if r.interface_alias.is_empty() {
-            "Any".to_owned()
-        } else {
-            r.interface_alias.join(",")
-        },
-        r.program.as_deref().unwrap_or("Any"),
-        r.protocol.as_deref().unwrap_or("Any"),
-        if r.local_port.is_empty() {
-            "Any".to_owned()
-        } else {
-            r.local_port.join(",")
-        },
+/// The NetBird program's path on Windows, as NetBird's documentation gives it.
+const NETBIRD_EXE_WINDOWS: &str = "C:\\Program Files\\NetBird\\netbird.exe";
+/// The NetBird program's path on Linux.
+const NETBIRD_EXE_LINUX: &str = "/usr/bin/netbird";
+
+/// Whether a rule is one Group Policy's "apply local firewall rules: no" leaves out: made on
+/// the host (or of unknown origin, which for NetBird's own rule means local).
+fn is_local_rule(r: &WinRule) -> bool {
+    matches!(
+        r.policy_source.as_deref(),
+        None | Some("Local" | "HostFirewallLocal")
     )
 }
 
-fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<FirewallFinding> {
+fn windows_findings(
+    rules: &[WinRule],
+    profiles: Option<&[WinProfile]>,
+    o: &Options,
+) -> Vec<FirewallFinding> {
     let i = &o.interface;
     let exe = "netbird.exe";
     let mut out = Vec::new();
-    let for_tunnel =
-        |r: &&WinRule| r.inbound && (r.names_interface(i) || r.is_program(exe)) && r.all_traffic();
-    // Windows: an enabled block rule wins over any allow rule.
+    // For the tunnel: the interface, the NetBird program, or the tunnel's own address (what
+    // NetBird's `Netbird` rule names, `localip=`), for any protocol and port.
+    let about_tunnel = |r: &WinRule| {
+        r.inbound
+            && (r.names_interface(i) || r.is_program(exe) || r.local_address_in(&o.subnet))
+            && r.all_traffic()
+    };
+    // Windows: an enabled block rule wins over any allow rule. One blocks the tunnel when it
+    // is about the tunnel, or blocks everything from the VPN subnet on every interface.
+    let blocks_tunnel = |r: &WinRule| {
+        r.remote_overlaps(&o.subnet)
+            && (about_tunnel(r)
+                || (r.inbound
+                    && r.on_interface(i)
+                    && r.program.is_none()
+                    && r.all_traffic()
+                    && (r.local_address.is_empty() || r.local_address_in(&o.subnet))))
+    };
     let block = rules
         .iter()
         .filter(|r| r.enabled && !r.allow)
-        .find(for_tunnel);
+        .find(|r| blocks_tunnel(r));
+    let allow_for = |r: &&WinRule| about_tunnel(r) && r.remote_covers(&o.subnet);
     let allow = rules
         .iter()
         .filter(|r| r.enabled && r.allow)
-        .find(for_tunnel);
+        .find(allow_for);
     let disabled = rules
         .iter()
         .filter(|r| !r.enabled && r.allow)
-        .find(for_tunnel);
+        .find(allow_for);
     let fix = Fix::new(format!("Add an inbound allow rule for {i}")).command(format!(
         "New-NetFirewallRule -DisplayName \"NetBird\" -Direction Inbound -InterfaceAlias \"{i}\" -Action Allow"
     ));
-    let subject = format!("Windows inbound allow rule for {i} or {exe}");
+    let subject = format!("Windows inbound allow rule for {i}, its address or {exe}");
     out.push(match (block, allow, disabled) {
         (Some(b), _, _) => FirewallFinding::plain(
             FindingKind::WindowsInterfaceRule,
             format!("{subject}: an enabled block rule overrides it"),
             Status::Blocked,
-            Some(win_text(b)),
+            Some(WinRule::describe(b)),
             Some(
                 Fix::new(format!("Disable the block rule \"{}\"", b.display_name)).command(
                     format!(
@@ -649,14 +695,14 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<FirewallFinding> {
             FindingKind::WindowsInterfaceRule,
             subject,
             Status::Ok,
-            Some(win_text(a)),
+            Some(WinRule::describe(a)),
             None,
         ),
         (None, None, Some(d)) => FirewallFinding::plain(
             FindingKind::WindowsInterfaceRule,
             format!("{subject}: exists but is disabled"),
             Status::Blocked,
-            Some(win_text(d)),
+            Some(WinRule::describe(d)),
             Some(
                 Fix::new(format!("Enable the rule \"{}\"", d.display_name)).command(format!(
                     "Enable-NetFirewallRule -DisplayName \"{}\"",
@@ -672,10 +718,13 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<FirewallFinding> {
             Some(fix),
         ),
     });
+    // WireGuard's raw UDP arrives on the physical interface, to its address: a rule limited to
+    // the tunnel's address (NetBird's own) does not cover it.
     let p2p = |r: &&WinRule| {
         r.inbound
             && r.allow
             && r.on_interface("")
+            && r.local_address.is_empty()
             && (r.program.is_none() || r.is_program(exe))
             && r.covers_udp(o.wg_range)
     };
@@ -709,14 +758,14 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<FirewallFinding> {
             FindingKind::WindowsP2pRule,
             subject,
             Status::Ok,
-            Some(win_text(r)),
+            Some(WinRule::describe(r)),
             None,
         ),
         (None, Some(r)) => FirewallFinding::plain(
             FindingKind::WindowsP2pRule,
             format!("{subject}: exists but is disabled"),
             status,
-            Some(win_text(r)),
+            Some(WinRule::describe(r)),
             Some(p2p_fix),
         ),
         (None, None) => FirewallFinding::plain(
@@ -727,5 +776,289 @@ fn windows_findings(rules: &[WinRule], o: &Options) -> Vec<FirewallFinding> {
             Some(p2p_fix),
         ),
     });
+    let Some(profiles) = profiles else {
+        return out;
+    };
+    let on: Vec<&WinProfile> = profiles.iter().filter(|p| p.is_on()).collect();
+    if on.is_empty() && !profiles.is_empty() {
+        // Nothing filters: no rule is needed and none can block.
+        for f in &mut out {
+            f.status = Status::Skipped;
+            f.subject = format!("{}: not needed while Windows Firewall is off", f.subject);
+            f.fix = None;
+        }
+    } else {
+        // Group Policy can tell a profile to ignore rules made on the host, NetBird's among them.
+        let ignoring: Vec<&str> = on
+            .iter()
+            .filter(|p| !p.local_rules_apply())
+            .map(|p| p.name.as_str())
+            .collect();
+        if !ignoring.is_empty() {
+            let profiles_text = ignoring.join(", ");
+            for (f, rule) in out.iter_mut().zip([allow, enabled]) {
+                let Some(r) = rule else { continue };
+                if f.status != Status::Ok || !is_local_rule(r) {
+                    continue;
+                }
+                f.status = if f.kind == FindingKind::WindowsP2pRule {
+                    status
+                } else {
+                    Status::Blocked
+                };
+                f.subject = format!(
+                    "{}: a local rule, which Group Policy does not apply in the {profiles_text} profile{}",
+                    f.subject,
+                    if ignoring.len() > 1 { "s" } else { "" }
+                );
+                f.fix = Some(Fix {
+                    title: format!("Have Group Policy carry the rule \"{}\"", r.display_name),
+                    commands: vec![
+                        format!(
+                            "Add the rule \"{}\" to the Group Policy object that configures Windows Defender Firewall, or",
+                            r.display_name
+                        ),
+                        format!(
+                            "in that GPO: Windows Defender Firewall with Advanced Security > Properties > {profiles_text} Profile > Settings: Customize > Rule merging: Apply local firewall rules: Yes"
+                        ),
+                    ],
+                    caveat: Some(
+                        "Group Policy is set by the domain's administrators; a change on this host is overwritten at the next policy refresh"
+                            .to_owned(),
+                    ),
+                });
+            }
+        }
+    }
+    out.push(profiles_finding(profiles));
+    out
+}
+
+/// The state of Windows Firewall's profiles, for the record.
+fn profiles_finding(profiles: &[WinProfile]) -> FirewallFinding {
+    let describe = |p: &WinProfile| {
+        let mut s = format!("{} {}", p.name, if p.is_on() { "on" } else { "off" });
+        if p.is_on() {
+            s.push_str(match p.default_inbound {
+                DefaultAction::Allow => " (inbound allowed by default)",
+                DefaultAction::Block | DefaultAction::NotConfigured => {
+                    " (inbound blocked by default)"
+                }
+            });
+            if !p.local_rules_apply() {
+                s.push_str(" (local rules not applied: Group Policy)");
+            }
+        }
+        s
+    };
+    let all_off = !profiles.is_empty() && profiles.iter().all(|p| !p.is_on());
+    let subject = if profiles.is_empty() {
+        "Windows Firewall profiles: none listed".to_owned()
+    } else if all_off {
+        "Windows Firewall is off in every profile: it blocks nothing".to_owned()
+    } else {
+        format!(
+            "Windows Firewall profiles: {}",
+            profiles.iter().map(describe).collect::<Vec<_>>().join(", ")
+        )
+    };
+    FirewallFinding::plain(
+        FindingKind::WindowsProfiles,
+        subject,
+        if profiles.is_empty() {
+            Status::Skipped
+        } else {
+            Status::Ok
+        },
+        Some("Get-NetFirewallProfile -PolicyStore ActiveStore".to_owned()),
+        None,
+    )
+}
+
+/// NetBird's firewall page's advice for a third-party product, for `product` on a host whose
+/// NetBird program is `exe`.
+fn third_party_fix(product: &str, exe: &str, o: &Options) -> Fix {
+    Fix {
+        title: format!("Test with {product}'s firewall component disabled"),
+        commands: vec![
+            format!(
+                "Temporarily disable {product}'s firewall (network protection) component, not the whole product"
+            ),
+            "Test NetBird: ping a peer's NetBird address, or check `netbird status -d`".to_owned(),
+            format!(
+                "If that works, add an exception in {product} for the NetBird process ({exe}) or the {} interface, then turn the component back on",
+                o.interface
+            ),
+        ],
+        caveat: Some(
+            "stunmap cannot read this product's own rules: the other findings cover only the OS firewall".to_owned(),
+        ),
+    }
+}
+
+/// The products Windows Security Center lists: a third-party firewall or security suite that
+/// is on may filter NetBird's traffic where Windows Firewall allows it.
+fn product_findings(products: &[SecurityProduct], o: &Options) -> Vec<FirewallFinding> {
+    let mut out = Vec::new();
+    let firewalls: Vec<&str> = products
+        .iter()
+        .filter(|p| p.kind == ProductKind::Firewall)
+        .map(|p| p.name.as_str())
+        .collect();
+    for p in products {
+        // A suite registers as a firewall and as an antivirus: one finding, the firewall's.
+        if p.kind == ProductKind::Antivirus && firewalls.contains(&p.name.as_str()) {
+            continue;
+        }
+        let page = p
+            .named_cause()
+            .map(|v| format!("; NetBird's firewall page names {v} as a common cause"))
+            .unwrap_or_default();
+        let deciding = Some(format!(
+            "Windows Security Center: {} \"{}\", productState {} (0x{:06x}): {}{}{}",
+            match p.kind {
+                ProductKind::Firewall => "FirewallProduct",
+                ProductKind::Antivirus => "AntiVirusProduct",
+            },
+            p.name,
+            p.state.raw,
+            p.state.raw,
+            p.state.engine,
+            if p.state.up_to_date {
+                ", signatures up to date"
+            } else {
+                ", signatures out of date"
+            },
+            p.path
+                .as_deref()
+                .map(|x| format!(", {x}"))
+                .unwrap_or_default(),
+        ));
+        let (subject, status, fix) = if !p.is_on() {
+            (
+                format!(
+                    "{} {} \"{}\" is registered but {}",
+                    if p.is_microsoft() {
+                        "Microsoft"
+                    } else {
+                        "third-party"
+                    },
+                    p.kind,
+                    p.name,
+                    p.state.engine
+                ),
+                Status::Skipped,
+                None,
+            )
+        } else if p.is_microsoft() {
+            (
+                format!(
+                    "{} is on: an antivirus, it filters no traffic beside Windows Firewall",
+                    p.name
+                ),
+                Status::Ok,
+                None,
+            )
+        } else if p.kind == ProductKind::Firewall {
+            (
+                format!(
+                    "third-party firewall \"{}\" is on: it filters traffic on its own, and its rules are not visible here{page}",
+                    p.name
+                ),
+                Status::Uncertain,
+                Some(third_party_fix(&p.name, NETBIRD_EXE_WINDOWS, o)),
+            )
+        } else {
+            (
+                format!(
+                    "third-party security software \"{}\" is on: endpoint suites often filter traffic with a firewall component of their own{page}",
+                    p.name
+                ),
+                Status::Uncertain,
+                Some(third_party_fix(&p.name, NETBIRD_EXE_WINDOWS, o)),
+            )
+        };
+        out.push(FirewallFinding::plain(
+            FindingKind::SecuritySoftware,
+            subject,
+            status,
+            deciding,
+            fix,
+        ));
+    }
+    if out.is_empty() {
+        out.push(FirewallFinding::plain(
+            FindingKind::SecuritySoftware,
+            "Windows Security Center lists no firewall or antivirus product".to_owned(),
+            Status::Ok,
+            None,
+            None,
+        ));
+    }
+    out
+}
+
+/// Endpoint agents on Linux: running ones may filter traffic themselves (uncertain); netfilter
+/// objects named after a product that is not running are noted (their rules are part of the
+/// evaluation above).
+fn agent_findings(agents: &[FoundAgent], scanned: bool, o: &Options) -> Vec<FirewallFinding> {
+    let mut out = Vec::new();
+    for a in agents {
+        let mut deciding = Vec::new();
+        if !a.processes.is_empty() {
+            deciding.push(format!("running: {}", a.processes.join(", ")));
+        }
+        if !a.netfilter.is_empty() {
+            deciding.push(format!(
+                "netfilter objects named after it (a hint, not proof): {}",
+                a.netfilter.join(", ")
+            ));
+        }
+        if let Some(n) = a.note {
+            deciding.push(n.to_owned());
+        }
+        let running = !a.processes.is_empty();
+        let page = super::wsc::named_cause(a.product)
+            .map(|v| format!("; NetBird's firewall page names {v} as a common cause"))
+            .unwrap_or_default();
+        let (subject, status, fix) = if running {
+            (
+                format!(
+                    "endpoint security agent {} is running: it can filter traffic beside the OS firewall, and its own rules are not visible here{page}",
+                    a.product
+                ),
+                Status::Uncertain,
+                Some(third_party_fix(a.product, NETBIRD_EXE_LINUX, o)),
+            )
+        } else {
+            (
+                format!(
+                    "netfilter tables or chains are named after {}, which is not running: their rules are evaluated above",
+                    a.product
+                ),
+                Status::Skipped,
+                None,
+            )
+        };
+        out.push(FirewallFinding::plain(
+            FindingKind::SecuritySoftware,
+            subject,
+            status,
+            Some(deciding.join("; ")),
+            fix,
+        ));
+    }
+    if scanned && !agents.iter().any(|a| !a.processes.is_empty()) {
+        out.push(FirewallFinding::plain(
+            FindingKind::SecuritySoftware,
+            "no known endpoint security agent is running".to_owned(),
+            Status::Ok,
+            Some(format!(
+                "processes checked for {} products (docs/host.md lists them)",
+                super::agents::AGENTS.len()
+            )),
+            None,
+        ));
+    }
     out
 }

@@ -367,3 +367,159 @@ fn flat_network_fix_covers_a_wireguard_port_outside_the_range() {
     );
     assert!(flat.iter().all(|f| f.status == Status::Blocked));
 }
+
+/// A folder of saved sources, read as `stunmap host --from` reads it.
+fn saved(dir: &str) -> Inputs {
+    use super::sources::{Collected, SAVED};
+    let root = format!("{}/tests/fixtures/hostfw/{dir}", env!("CARGO_MANIFEST_DIR"));
+    let mut c = Collected::default();
+    for s in SAVED {
+        if let Ok(bytes) = std::fs::read(format!("{root}/{}", s.file())) {
+            c.add(s, &bytes)
+                .unwrap_or_else(|e| panic!("{}: {e}", s.file()));
+        }
+    }
+    assert!(c.missing_filters().is_empty());
+    c.finish()
+}
+
+#[test]
+fn windows_cmdlets_netbird_rules_in_place() {
+    let inputs = saved("windows-ok");
+    assert_eq!(inputs.windows.as_ref().unwrap().len(), 10);
+    let r = diagnose(&inputs, &opts());
+    assert!(!r.blocked, "{:#?}", r.findings);
+    let rule = &of(&r, FindingKind::WindowsInterfaceRule)[0];
+    assert_eq!(rule.status, Status::Ok);
+    // NetBird's own rule names the tunnel's address, not the interface.
+    assert!(deciding(rule).contains("\"Netbird\""), "{}", deciding(rule));
+    assert!(deciding(rule).contains("LocalAddress=100.92.144.7"));
+    let p2p = &of(&r, FindingKind::WindowsP2pRule)[0];
+    assert_eq!(p2p.status, Status::Ok);
+    assert!(deciding(p2p).contains("netbird.exe"));
+    let prof = &of(&r, FindingKind::WindowsProfiles)[0];
+    assert_eq!(
+        prof.subject,
+        "Windows Firewall profiles: Domain on (inbound blocked by default), Private on (inbound blocked by default), Public on (inbound blocked by default)"
+    );
+    let sw = of(&r, FindingKind::SecuritySoftware);
+    assert_eq!(sw.len(), 1);
+    assert_eq!(sw[0].status, Status::Ok);
+    assert!(
+        sw[0].subject.starts_with("Windows Defender is on"),
+        "{}",
+        sw[0].subject
+    );
+    assert_eq!(r.security_products.len(), 1);
+}
+
+#[test]
+fn windows_cmdlets_group_policy_block_rule_local_rules_and_eset() {
+    let r = diagnose(&saved("windows-problems"), &opts());
+    assert!(r.blocked);
+    let rule = &of(&r, FindingKind::WindowsInterfaceRule)[0];
+    assert_eq!(rule.status, Status::Blocked);
+    assert!(
+        rule.subject.ends_with("an enabled block rule overrides it"),
+        "{}",
+        rule.subject
+    );
+    assert!(deciding(rule).contains("PolicyStoreSourceType=GroupPolicy"));
+    assert!(deciding(rule).contains("RemoteAddress=100.64.0.0/255.192.0.0"));
+    // The P2P rule is local and Group Policy ignores local rules in the Domain profile.
+    let p2p = &of(&r, FindingKind::WindowsP2pRule)[0];
+    assert_eq!(p2p.status, Status::Degraded);
+    assert!(
+        p2p.subject
+            .ends_with("a local rule, which Group Policy does not apply in the Domain profile"),
+        "{}",
+        p2p.subject
+    );
+    assert!(p2p.fix.as_ref().unwrap().commands[1].contains("Apply local firewall rules: Yes"));
+    let sw = of(&r, FindingKind::SecuritySoftware);
+    assert_eq!(sw.len(), 2, "{sw:#?}");
+    assert_eq!(sw[0].status, Status::Uncertain);
+    assert!(
+        sw[0]
+            .subject
+            .contains("third-party firewall \"ESET Security\" is on")
+    );
+    assert!(
+        sw[0]
+            .subject
+            .ends_with("NetBird's firewall page names ESET as a common cause")
+    );
+    let fix = sw[0].fix.as_ref().unwrap();
+    assert_eq!(
+        fix.title,
+        "Test with ESET Security's firewall component disabled"
+    );
+    assert!(fix.commands[2].contains("C:\\Program Files\\NetBird\\netbird.exe"));
+    assert!(fix.commands[2].contains("wt0"));
+    // ESET's antivirus registration is the same product; Defender is off.
+    assert_eq!(sw[1].status, Status::Skipped);
+    assert!(
+        sw[1]
+            .subject
+            .contains("\"Windows Defender\" is registered but off"),
+        "{}",
+        sw[1].subject
+    );
+}
+
+#[test]
+fn windows_firewall_off_everywhere_needs_no_rule() {
+    let mut inputs = saved("windows-ok");
+    for p in inputs.windows_profiles.as_mut().unwrap() {
+        p.enabled = Some(false);
+    }
+    inputs.windows.as_mut().unwrap().clear();
+    let r = diagnose(&inputs, &opts());
+    assert!(!r.blocked);
+    let rule = &of(&r, FindingKind::WindowsInterfaceRule)[0];
+    assert_eq!(rule.status, Status::Skipped);
+    assert!(rule.fix.is_none());
+    assert_eq!(
+        of(&r, FindingKind::WindowsProfiles)[0].subject,
+        "Windows Firewall is off in every profile: it blocks nothing"
+    );
+}
+
+#[test]
+fn linux_agents_with_their_chains() {
+    let mut inputs = Inputs {
+        iptables: ipt(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:KESL_INPUT - [0:0]\n-A INPUT -j KESL_INPUT\nCOMMIT\n",
+        ),
+        ..Inputs::default()
+    };
+    inputs.processes = Some(super::agents::parse_ps(
+        "1 /sbin/init\n4242 /opt/kaspersky/kesl/libexec/kesl --daemon\n",
+        100,
+    ));
+    let r = diagnose(&inputs, &opts());
+    // The kernel findings come first, as before.
+    assert_eq!(r.findings[0].kind, FindingKind::Tunnel);
+    let sw = of(&r, FindingKind::SecuritySoftware);
+    assert_eq!(sw.len(), 1);
+    assert_eq!(sw[0].status, Status::Uncertain);
+    assert!(
+        sw[0]
+            .subject
+            .contains("Kaspersky Endpoint Security for Linux is running")
+    );
+    let d = deciding(sw[0]);
+    assert!(d.contains("kesl (pid 4242)"), "{d}");
+    assert!(d.contains("chain ip filter KESL_INPUT"), "{d}");
+    assert!(d.contains("every 60 seconds"), "{d}");
+    assert!(!r.blocked);
+    assert_eq!(r.endpoint_agents.len(), 1);
+
+    inputs.processes = Some(super::agents::parse_ps("1 /sbin/init\n", 100));
+    let r = diagnose(&inputs, &opts());
+    let sw = of(&r, FindingKind::SecuritySoftware);
+    assert_eq!(sw.len(), 2);
+    assert_eq!(sw[0].status, Status::Skipped);
+    assert!(sw[0].subject.contains("which is not running"));
+    assert_eq!(sw[1].subject, "no known endpoint security agent is running");
+}

@@ -7,20 +7,29 @@
 //!
 //! This module reads what the tools print — `iptables-save`, `nft -j list ruleset` (and the text
 //! of `nft list ruleset`, as a NetBird debug bundle holds it),
-//! `ufw status verbose`, `firewall-cmd --get-zone-of-interface`, and a Windows firewall export —
-//! into one small rule model ([`model`]), walks a described packet through the input hook
-//! ([`eval`]), and turns the results into findings with the fix ([`diagnose`]). It performs no
-//! I/O: the caller hands in the text.
+//! `ufw status verbose`, `firewall-cmd --get-zone-of-interface`, Windows Firewall's rules and
+//! profiles as the NetSecurity cmdlets print them ([`netsecurity`], or a merged export,
+//! [`windows`]) — into one small rule model ([`model`]), walks a described packet through the
+//! input hook ([`eval`]), and turns the results into findings with the fix ([`diagnose`]).
+//! Third-party security software, which filters beside the OS firewall and shows in none of
+//! those, is reported from what Windows Security Center lists ([`wsc`]) and, on Linux, from the
+//! endpoint agents running and the netfilter objects named after them ([`agents`]). It
+//! performs no I/O: the caller hands in the text and the process list.
 
+pub mod agents;
 pub mod diagnose;
 pub mod eval;
 pub mod firewalld;
 pub mod iptables_save;
 pub mod model;
+pub mod netsecurity;
 pub mod nft_json;
 pub mod nft_text;
+mod psjson;
+pub mod sources;
 pub mod ufw;
 pub mod windows;
+pub mod wsc;
 
 pub use diagnose::{FindingKind, FirewallFinding, Inputs, Options, Report, diagnose};
 pub use eval::{Evaluation, Packet, PacketVerdict, evaluate};
@@ -44,6 +53,20 @@ pub enum InputFormat {
     FirewalldZone,
     /// The PowerShell export documented in [`windows`].
     WindowsExport,
+    /// `Get-NetFirewallRule … | ConvertTo-Json` ([`netsecurity`]).
+    NetFirewallRule,
+    /// `Get-NetFirewallAddressFilter … | ConvertTo-Json`.
+    NetFirewallAddressFilter,
+    /// `Get-NetFirewallPortFilter … | ConvertTo-Json`.
+    NetFirewallPortFilter,
+    /// `Get-NetFirewallApplicationFilter … | ConvertTo-Json`.
+    NetFirewallApplicationFilter,
+    /// `Get-NetFirewallInterfaceFilter … | ConvertTo-Json`.
+    NetFirewallInterfaceFilter,
+    /// `Get-NetFirewallProfile … | ConvertTo-Json`.
+    NetFirewallProfile,
+    /// `Get-CimInstance -Namespace root/SecurityCenter2 … | ConvertTo-Json` ([`wsc`]).
+    SecurityCenter,
 }
 
 impl std::fmt::Display for InputFormat {
@@ -55,6 +78,13 @@ impl std::fmt::Display for InputFormat {
             InputFormat::UfwStatus => "ufw status output",
             InputFormat::FirewalldZone => "firewall-cmd zone output",
             InputFormat::WindowsExport => "Windows firewall export",
+            InputFormat::NetFirewallRule => "Get-NetFirewallRule output",
+            InputFormat::NetFirewallAddressFilter => "Get-NetFirewallAddressFilter output",
+            InputFormat::NetFirewallPortFilter => "Get-NetFirewallPortFilter output",
+            InputFormat::NetFirewallApplicationFilter => "Get-NetFirewallApplicationFilter output",
+            InputFormat::NetFirewallInterfaceFilter => "Get-NetFirewallInterfaceFilter output",
+            InputFormat::NetFirewallProfile => "Get-NetFirewallProfile output",
+            InputFormat::SecurityCenter => "Security Center (root/SecurityCenter2) output",
         })
     }
 }

@@ -1,4 +1,7 @@
-//! A Windows Firewall rule export, produced on the Windows host (PowerShell, as Administrator):
+//! Windows Firewall rules, the one model both Windows sources are read into: the rules and
+//! filters the NetSecurity cmdlets print ([`super::netsecurity`], what `stunmap host` reads
+//! live on Windows), and a merged export made by hand with one PowerShell pipeline (this
+//! module's [`parse`], the older `windows-firewall.json` of `--from DIR`):
 //!
 //! ```powershell
 //! Get-NetFirewallRule -PolicyStore ActiveStore | ForEach-Object {
@@ -16,11 +19,14 @@
 //!
 //! `-PolicyStore ActiveStore` lists the rules in force, Group Policy ones included. The parser
 //! also takes the raw enum numbers `ConvertTo-Json` prints when the `"$(…)"` conversions are left
-//! out, a single object instead of an array, and UTF-16 files (Windows PowerShell's default).
+//! out, a single object instead of an array, UTF-16 files (Windows PowerShell's default), and
+//! `LocalAddress`/`RemoteAddress` when the export has them.
 
 use serde::Serialize;
 use serde_json::Value;
 
+use super::model::Cidr;
+use super::psjson::{self, is_any, list as list_of, text};
 use super::{HostFwError, InputFormat};
 use crate::PortRange;
 
@@ -47,6 +53,15 @@ pub struct WinRule {
     pub protocol: Option<String>,
     /// Local ports; empty means any.
     pub local_port: Vec<String>,
+    /// Local addresses (`LocalAddress`); empty means any. NetBird's own rule names the
+    /// tunnel's address here.
+    pub local_address: Vec<String>,
+    /// Remote addresses (`RemoteAddress`); empty means any.
+    pub remote_address: Vec<String>,
+    /// Where the rule comes from (`PolicyStoreSourceType`: "Local", "GroupPolicy", …), when
+    /// the source says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_source: Option<String>,
 }
 
 impl WinRule {
@@ -88,6 +103,155 @@ impl WinRule {
     pub fn all_traffic(&self) -> bool {
         self.protocol.is_none() && self.local_port.is_empty()
     }
+
+    /// Whether a local address of the rule lies inside `subnet` (the VPN subnet: the rule is
+    /// about the tunnel's own address, as NetBird's `localip=` rule is).
+    pub fn local_address_in(&self, subnet: &Cidr) -> bool {
+        self.local_address
+            .iter()
+            .filter_map(|a| AddressSpec::parse(a))
+            .any(|a| a.within(subnet))
+    }
+
+    /// Whether the rule applies to traffic from every address of `subnet`: no remote address
+    /// condition, or one that covers it. Keywords (`LocalSubnet`, `Internet`, …) are not
+    /// known to cover it.
+    pub fn remote_covers(&self, subnet: &Cidr) -> bool {
+        self.remote_address.is_empty()
+            || self
+                .remote_address
+                .iter()
+                .filter_map(|a| AddressSpec::parse(a))
+                .any(|a| a.covers(subnet))
+    }
+
+    /// Whether the rule applies to some traffic from `subnet`: no remote address condition,
+    /// or an address that overlaps it. Keywords are not known to.
+    pub fn remote_overlaps(&self, subnet: &Cidr) -> bool {
+        self.remote_address.is_empty()
+            || self
+                .remote_address
+                .iter()
+                .filter_map(|a| AddressSpec::parse(a))
+                .any(|a| a.overlaps(subnet))
+    }
+
+    /// The rule in the words of its properties, for a finding's "decided by".
+    pub fn describe(&self) -> String {
+        let any = |v: &[String]| {
+            if v.is_empty() {
+                "Any".to_owned()
+            } else {
+                v.join(",")
+            }
+        };
+        let mut s = format!(
+            "rule #{} \"{}\" (Enabled={}, Direction={}, Action={}, Profile={}, InterfaceAlias={}, Program={}, Protocol={}, LocalPort={}",
+            self.index,
+            self.display_name,
+            if self.enabled { "True" } else { "False" },
+            if self.inbound { "Inbound" } else { "Outbound" },
+            if self.allow { "Allow" } else { "Block" },
+            self.profile,
+            any(&self.interface_alias),
+            self.program.as_deref().unwrap_or("Any"),
+            self.protocol.as_deref().unwrap_or("Any"),
+            any(&self.local_port),
+        );
+        if !self.local_address.is_empty() {
+            s.push_str(&format!(", LocalAddress={}", self.local_address.join(",")));
+        }
+        if !self.remote_address.is_empty() {
+            s.push_str(&format!(
+                ", RemoteAddress={}",
+                self.remote_address.join(",")
+            ));
+        }
+        if let Some(src) = &self.policy_source {
+            s.push_str(&format!(", PolicyStoreSourceType={src}"));
+        }
+        s.push(')');
+        s
+    }
+}
+
+/// One entry of an address filter: an address, a prefix (`/len` or, as Windows prints IPv4
+/// prefixes, `/255.255.255.0`) or a range `a-b`. Keywords are not addresses (`None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AddressSpec {
+    Prefix(Cidr),
+    Range(std::net::IpAddr, std::net::IpAddr),
+}
+
+impl AddressSpec {
+    fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        if let Some((a, b)) = s.split_once('-') {
+            let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+            return Some(AddressSpec::Range(a, b));
+        }
+        if let Some((a, m)) = s.split_once('/') {
+            let addr: std::net::IpAddr = a.trim().parse().ok()?;
+            let len = match m.trim().parse::<u8>() {
+                Ok(l) => l,
+                Err(_) => mask_len(m.trim().parse().ok()?)?,
+            };
+            return Cidr::new(addr, len).map(AddressSpec::Prefix);
+        }
+        let addr: std::net::IpAddr = s.parse().ok()?;
+        Cidr::new(addr, if addr.is_ipv4() { 32 } else { 128 }).map(AddressSpec::Prefix)
+    }
+
+    fn bounds(&self) -> (u128, u128, bool) {
+        match self {
+            AddressSpec::Prefix(c) => prefix_bounds(c),
+            AddressSpec::Range(a, b) => (ip_num(*a), ip_num(*b), a.is_ipv4()),
+        }
+    }
+
+    fn within(&self, subnet: &Cidr) -> bool {
+        let (lo, hi, v4) = self.bounds();
+        let (slo, shi, sv4) = prefix_bounds(subnet);
+        v4 == sv4 && slo <= lo && hi <= shi
+    }
+
+    fn covers(&self, subnet: &Cidr) -> bool {
+        let (lo, hi, v4) = self.bounds();
+        let (slo, shi, sv4) = prefix_bounds(subnet);
+        v4 == sv4 && lo <= slo && shi <= hi
+    }
+
+    fn overlaps(&self, subnet: &Cidr) -> bool {
+        let (lo, hi, v4) = self.bounds();
+        let (slo, shi, sv4) = prefix_bounds(subnet);
+        v4 == sv4 && lo <= shi && slo <= hi
+    }
+}
+
+fn ip_num(a: std::net::IpAddr) -> u128 {
+    match a {
+        std::net::IpAddr::V4(v) => u128::from(u32::from(v)),
+        std::net::IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+fn prefix_bounds(c: &Cidr) -> (u128, u128, bool) {
+    let bits = if c.is_v4() { 32 } else { 128 };
+    let host = bits - u32::from(c.prefix_len());
+    let lo = ip_num(c.addr());
+    let span = if host >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host) - 1
+    };
+    (lo, lo.saturating_add(span), c.is_v4())
+}
+
+/// The prefix length of a contiguous IPv4 netmask.
+fn mask_len(m: std::net::Ipv4Addr) -> Option<u8> {
+    let bits = u32::from(m);
+    let len = bits.leading_ones();
+    (bits.checked_shl(len).unwrap_or(0) == 0).then_some(len as u8)
 }
 
 fn port_covers(spec: &str, r: PortRange) -> bool {
@@ -98,117 +262,82 @@ fn port_covers(spec: &str, r: PortRange) -> bool {
     }
 }
 
-/// Decode UTF-8 (with or without BOM) or UTF-16 with a BOM.
-fn decode(bytes: &[u8]) -> Option<String> {
-    let utf16 = |le: bool, rest: &[u8]| {
-        let units: Vec<u16> = rest
-            .chunks(2)
-            .map(|c| match (c.first(), c.get(1)) {
-                (Some(&a), Some(&b)) => Some(if le {
-                    u16::from_le_bytes([a, b])
-                } else {
-                    u16::from_be_bytes([a, b])
-                }),
-                _ => None,
-            })
-            .collect::<Option<_>>()?;
-        String::from_utf16(&units).ok()
-    };
-    match bytes {
-        [0xEF, 0xBB, 0xBF, rest @ ..] => String::from_utf8(rest.to_vec()).ok(),
-        [0xFF, 0xFE, rest @ ..] => utf16(true, rest),
-        [0xFE, 0xFF, rest @ ..] => utf16(false, rest),
-        _ => String::from_utf8(bytes.to_vec()).ok(),
+/// `Enabled` (NetSecurity's `Enabled` enum: True 1, False 2), as text or number.
+pub(crate) fn enabled_of(v: Option<&Value>) -> Result<bool, &'static str> {
+    match text(v).as_deref() {
+        Some("True" | "true" | "1") => Ok(true),
+        Some("False" | "false" | "2") => Ok(false),
+        None => Err("missing Enabled"),
+        _ => Err("Enabled is not True/False"),
     }
 }
 
-fn text_of(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
+/// `Direction` (Inbound 1, Outbound 2): whether inbound.
+pub(crate) fn inbound_of(v: Option<&Value>) -> Result<bool, &'static str> {
+    match text(v).as_deref() {
+        Some("Inbound" | "1") => Ok(true),
+        Some("Outbound" | "2") => Ok(false),
+        None => Err("missing Direction"),
+        _ => Err("Direction is not Inbound/Outbound"),
     }
 }
 
-/// A value that means "no filter" in these exports.
-fn is_any(s: &str) -> bool {
-    s.is_empty() || s.eq_ignore_ascii_case("any")
+/// `Action` (Allow 2, Block 4): whether it allows.
+pub(crate) fn allow_of(v: Option<&Value>) -> Result<bool, &'static str> {
+    match text(v).as_deref() {
+        Some("Allow" | "2") => Ok(true),
+        Some("Block" | "4") => Ok(false),
+        None => Err("missing Action"),
+        _ => Err("Action is not Allow/Block"),
+    }
 }
 
-fn list_of(v: Option<&Value>) -> Vec<String> {
-    let items: Vec<String> = match v {
-        Some(Value::Array(a)) => a.iter().filter_map(|x| text_of(Some(x))).collect(),
-        Some(Value::String(s)) => s.split(',').map(|x| x.trim().to_owned()).collect(),
-        Some(other) => text_of(Some(other)).into_iter().collect(),
-        None => Vec::new(),
-    };
-    items.into_iter().filter(|s| !is_any(s)).collect()
+/// `Profile`, a flags enum (Any 0, Domain 1, Private 2, Public 4), as Windows names it:
+/// "Any", "Domain, Private". Text is kept as written.
+pub(crate) fn profile_of(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(0) => "Any".to_owned(),
+            Some(bits) if bits & !7 == 0 => [(1, "Domain"), (2, "Private"), (4, "Public")]
+                .iter()
+                .filter(|(b, _)| bits & b != 0)
+                .map(|(_, name)| *name)
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => n.to_string(),
+        },
+        other => match text(other) {
+            None => "Any".to_owned(),
+            Some(p) if p.trim().is_empty() => "Any".to_owned(),
+            Some(p) => p,
+        },
+    }
 }
 
 /// Parse an export.
 pub fn parse(bytes: &[u8]) -> Result<Vec<WinRule>, HostFwError> {
     let format = InputFormat::WindowsExport;
-    let text = decode(bytes).ok_or(HostFwError::Encoding { format })?;
-    let doc: Value = serde_json::from_str(&text).map_err(|e| HostFwError::json(format, &e))?;
-    let items: Vec<&Value> = match &doc {
-        Value::Array(a) => a.iter().collect(),
-        o @ Value::Object(_) => vec![o],
-        _ => {
-            return Err(HostFwError::Shape {
-                format,
-                path: "(top)".into(),
-                detail: "expected an array of rules".into(),
-            });
-        }
-    };
     let mut out = Vec::new();
-    for (index, r) in items.into_iter().enumerate() {
-        let path = format!("[{index}]");
+    for (index, r) in psjson::objects(bytes, format)?.into_iter().enumerate() {
         let shape = |detail: &str| HostFwError::Shape {
             format,
-            path: path.clone(),
+            path: format!("[{index}]"),
             detail: detail.to_owned(),
         };
-        if !r.is_object() {
-            return Err(shape("expected an object"));
-        }
-        let field = |k: &str| text_of(r.get(k)).ok_or_else(|| shape(&format!("missing {k}")));
-        let enabled = match field("Enabled")?.as_str() {
-            "True" | "true" | "1" => true,
-            "False" | "false" | "2" => false,
-            _ => return Err(shape("Enabled is not True/False")),
-        };
-        let inbound = match field("Direction")?.as_str() {
-            "Inbound" | "1" => true,
-            "Outbound" | "2" => false,
-            _ => return Err(shape("Direction is not Inbound/Outbound")),
-        };
-        let allow = match field("Action")?.as_str() {
-            "Allow" | "2" => true,
-            "Block" | "4" => false,
-            _ => return Err(shape("Action is not Allow/Block")),
-        };
-        let profile = match text_of(r.get("Profile")).as_deref() {
-            None | Some("0") => "Any".to_owned(),
-            Some("1") => "Domain".to_owned(),
-            Some("2") => "Private".to_owned(),
-            Some("4") => "Public".to_owned(),
-            Some(p) => p.to_owned(),
-        };
-        let program = text_of(r.get("Program")).filter(|p| !is_any(p));
-        let protocol = text_of(r.get("Protocol")).filter(|p| !is_any(p));
         out.push(WinRule {
             index,
-            display_name: text_of(r.get("DisplayName")).unwrap_or_default(),
-            enabled,
-            inbound,
-            allow,
-            profile,
+            display_name: text(r.get("DisplayName")).unwrap_or_default(),
+            enabled: enabled_of(r.get("Enabled")).map_err(shape)?,
+            inbound: inbound_of(r.get("Direction")).map_err(shape)?,
+            allow: allow_of(r.get("Action")).map_err(shape)?,
+            profile: profile_of(r.get("Profile")),
             interface_alias: list_of(r.get("InterfaceAlias")),
-            program,
-            protocol,
+            program: text(r.get("Program")).filter(|p| !is_any(p)),
+            protocol: text(r.get("Protocol")).filter(|p| !is_any(p)),
             local_port: list_of(r.get("LocalPort")),
+            local_address: list_of(r.get("LocalAddress")),
+            remote_address: list_of(r.get("RemoteAddress")),
+            policy_source: None,
         });
     }
     Ok(out)
@@ -274,5 +403,43 @@ mod tests {
             parse(b"[\n{"),
             Err(HostFwError::Json { line: 2, .. })
         ));
+    }
+
+    #[test]
+    fn address_conditions() {
+        let vpn = Cidr::parse("100.64.0.0/10").unwrap();
+        let rule = |local: &[&str], remote: &[&str]| WinRule {
+            index: 0,
+            display_name: "r".into(),
+            enabled: true,
+            inbound: true,
+            allow: true,
+            profile: "Any".into(),
+            interface_alias: Vec::new(),
+            program: None,
+            protocol: None,
+            local_port: Vec::new(),
+            local_address: local.iter().map(|s| s.to_string()).collect(),
+            remote_address: remote.iter().map(|s| s.to_string()).collect(),
+            policy_source: None,
+        };
+        assert!(rule(&["100.92.144.7"], &[]).local_address_in(&vpn));
+        assert!(rule(&["100.100.0.0/255.255.0.0"], &[]).local_address_in(&vpn));
+        assert!(!rule(&["10.0.0.1"], &[]).local_address_in(&vpn));
+        assert!(!rule(&["LocalSubnet"], &[]).local_address_in(&vpn));
+        assert!(rule(&[], &[]).remote_covers(&vpn));
+        assert!(rule(&[], &["100.64.0.0/255.192.0.0"]).remote_covers(&vpn));
+        assert!(rule(&[], &["100.0.0.0-100.200.255.255"]).remote_covers(&vpn));
+        assert!(!rule(&[], &["100.64.0.0/16"]).remote_covers(&vpn));
+        assert!(rule(&[], &["100.64.0.0/16"]).remote_overlaps(&vpn));
+        assert!(!rule(&[], &["LocalSubnet"]).remote_overlaps(&vpn));
+        assert!(!rule(&[], &["fd00::/8"]).remote_overlaps(&vpn));
+        // A non-contiguous mask is no prefix.
+        assert!(!rule(&["100.64.0.0/255.0.255.0"], &[]).local_address_in(&vpn));
+        assert!(
+            rule(&["100.92.144.7"], &[])
+                .describe()
+                .contains("LocalAddress=100.92.144.7")
+        );
     }
 }
