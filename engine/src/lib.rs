@@ -17,7 +17,9 @@ pub mod mmsg;
 pub mod portmap;
 pub mod rate;
 pub mod rendezvous;
+pub mod route;
 pub mod scan;
+pub mod source;
 pub mod stats;
 pub mod stream;
 #[cfg(target_os = "linux")]

@@ -10,7 +10,7 @@ use probes::binding::{BindingConfig, BindingOutcome, BindingStatus, BindingTrans
 use probes::stun::TransactionId;
 use probes::sweep::{StunOverTcp, TcpPortResult, TcpState};
 use probes::{Probe, Retransmit};
-use tokio::net::UdpSocket;
+
 use tokio::task::JoinSet;
 
 use crate::clock::now;
@@ -85,21 +85,24 @@ pub async fn tcp_scan(
             burst: (r.burst / threads as u32).max(1),
         });
         let per_thread = (window / threads).max(1);
+        let source = crate::source::effective();
         sweepers.push(tokio::task::spawn_blocking(move || {
-            let mut sink = BatchSink {
-                batch: Vec::new(),
-                tx,
-            };
-            connect_many_blocking(
-                ip,
-                &share,
-                cfg.connect_timeout,
-                per_thread,
-                rate,
-                &crate::clock::Monotonic,
-                &sweep_cancel,
-                &mut sink,
-            )
+            crate::source::scope_blocking(source, || {
+                let mut sink = BatchSink {
+                    batch: Vec::new(),
+                    tx,
+                };
+                connect_many_blocking(
+                    ip,
+                    &share,
+                    cfg.connect_timeout,
+                    per_thread,
+                    rate,
+                    &crate::clock::Monotonic,
+                    &sweep_cancel,
+                    &mut sink,
+                )
+            })
         }));
     }
     drop(tx);
@@ -241,7 +244,7 @@ pub async fn udp_binding_connected(
     tid: TransactionId,
     config: BindingConfig,
 ) -> io::Result<UdpPortOutcome> {
-    let sock = UdpSocket::bind(crate::udp::wildcard_for(&dest)).await?;
+    let sock = crate::source::tokio_udp_for(&dest)?;
     sock.connect(dest).await?;
     let mut tx = BindingTransaction::new(tid, dest, config);
     let mut out = Vec::with_capacity(128);

@@ -23,13 +23,13 @@ use probes::turn::channel::StreamFramer;
 use probes::{LocalSocket, Probe};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::clock::now;
 use crate::driver::Cancel;
 use crate::tcp::ConnectOutcome;
-use crate::udp::{routed_source, wildcard_for};
+use crate::udp::routed_source;
 
 /// Errors preparing a stream run (bad TLS settings). What happens on the wire is reported in
 /// [`StreamRun`], not as an error.
@@ -166,7 +166,9 @@ pub async fn run_stream<P: Probe>(
         interrupted: false,
         deadline_reached: false,
     };
-    let tcp = match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(server)).await {
+    let tcp = match tokio::time::timeout(opts.connect_timeout, crate::source::connect_tcp(server))
+        .await
+    {
         Err(_) => return run,
         Ok(Err(e)) => {
             run.connect = ConnectOutcome::from_error(&e);
@@ -233,7 +235,7 @@ async fn bind_private<P: Probe>(
     };
     let source = routed_source(&req.toward).ok();
     for n in 0..req.count {
-        let sock = Arc::new(UdpSocket::bind(wildcard_for(&req.toward)).await?);
+        let sock = Arc::new(crate::source::tokio_udp_for(&req.toward)?);
         let mut local = sock.local_addr()?;
         if let Some(ip) = source {
             local.set_ip(ip);

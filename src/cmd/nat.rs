@@ -21,6 +21,9 @@ use crate::target::{FamilyChoice, TargetSpec, resolve};
 /// Flags of `stunmap nat`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// Where the probes leave from (--bind, --interface, --source-port).
+    #[command(flatten)]
+    bind: super::common::BindArgs,
     /// STUN servers: the first of each address family is used for the RFC 5780 tests (it
     /// should send OTHER-ADDRESS); all of them are compared for the mapping (HOST[:PORT],
     /// default port 3478).
@@ -73,6 +76,7 @@ struct Report {
 }
 
 pub(crate) fn run(args: Args) -> Result<Outcome> {
+    args.bind.install()?;
     if args.rto == 0 {
         return Err(usage("--rto must be at least 1 ms"));
     }

@@ -21,6 +21,9 @@ use crate::target::{FamilyChoice, TargetSpec, resolve};
 /// Flags of `stunmap stun`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// Where the probes leave from (--bind, --interface, --source-port).
+    #[command(flatten)]
+    bind: super::common::BindArgs,
     /// Servers: HOST, HOST:PORT, HOST:PORT-PORT, [V6]:PORT (default port 3478).
     #[arg(required = true, value_name = "TARGET")]
     targets: Vec<String>,
@@ -172,6 +175,7 @@ struct Report {
 }
 
 pub(crate) fn run(args: Args) -> Result<Outcome> {
+    args.bind.install()?;
     if args.count == 0 {
         return Err(usage("--count must be at least 1"));
     }

@@ -23,6 +23,9 @@ use crate::target::{FamilyChoice, parse_ports, resolve};
 /// Flags of `stunmap sweep`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// Where the probes leave from (--bind, --interface, --source-port).
+    #[command(flatten)]
+    bind: super::common::BindArgs,
     /// The server: a name or an IP address.
     host: String,
     /// UDP ports to probe with STUN Binding requests ("none" to skip).
@@ -110,6 +113,7 @@ fn parse_port_list(s: &str) -> Result<Vec<u16>> {
 }
 
 pub(crate) fn run(args: Args) -> Result<Outcome> {
+    args.bind.install()?;
     let udp_ports = parse_port_list(&args.udp_ports)?;
     let tcp_range = if args.tcp_ports.eq_ignore_ascii_case("none") {
         None
