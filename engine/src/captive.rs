@@ -25,11 +25,12 @@ pub async fn http_get(addr: SocketAddr, host: &str, path: &str, timeout: Duratio
         };
     }
     let work = async {
-        let mut s = crate::source::connect_tcp(addr)
-            .await
-            .map_err(|e| HttpOutcome::ConnectFailed {
-                error: e.to_string(),
-            })?;
+        let mut s =
+            crate::source::connect_tcp(addr)
+                .await
+                .map_err(|e| HttpOutcome::ConnectFailed {
+                    error: e.to_string(),
+                })?;
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: stunmap\r\nAccept: */*\r\nConnection: close\r\n\r\n"
         );
@@ -100,8 +101,14 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!((r.status, r.location.as_deref()), (302, Some("http://portal.example/login")));
-        let a = serve_once(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><title>Hotel</title>").await;
+        assert_eq!(
+            (r.status, r.location.as_deref()),
+            (302, Some("http://portal.example/login"))
+        );
+        let a = serve_once(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<html><title>Hotel</title>",
+        )
+        .await;
         let HttpOutcome::Answered(r) = http_get(a, "m.example", "/", Duration::from_secs(2)).await
         else {
             panic!()

@@ -6,6 +6,7 @@
 //! as they happen. See ARCHITECTURE.md for the drive loop and its invariants.
 
 pub mod bench;
+pub mod captive;
 pub mod clock;
 pub mod connect;
 pub mod control;
@@ -14,6 +15,7 @@ pub mod fd;
 pub mod ice;
 #[cfg(target_os = "linux")]
 pub mod mmsg;
+pub mod pmtu;
 pub mod portmap;
 pub mod rate;
 pub mod rendezvous;

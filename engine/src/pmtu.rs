@@ -261,7 +261,12 @@ mod imp {
             }
             out.clear();
             if let Some(tx) = s.poll_transmit(t, &mut out) {
-                set_int(fd, o.level, o.discover, if tx.dont_fragment { o.probe } else { o.dont })?;
+                set_int(
+                    fd,
+                    o.level,
+                    o.discover,
+                    if tx.dont_fragment { o.probe } else { o.dont },
+                )?;
                 match sock.send(&out).await {
                     Ok(_) => {}
                     Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {

@@ -55,6 +55,13 @@ enum Done {
     ),
     TurnStream(TurnStreamTarget, Result<StreamRun<AllocateReport>, String>),
     Sample(SampleTarget, Vec<TcpPortResult>),
+    Portal(model::PortalCheck),
+    Pmtu(
+        std::net::SocketAddr,
+        Result<probes::path::pmtu::PmtuReport, String>,
+    ),
+    Mss(model::MssCheck),
+    Gateway(model::GatewaySection),
 }
 
 /// The service name of index `i`.
@@ -102,12 +109,21 @@ pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
         rows.push((i, row));
     }
     phase(ctx, "dns");
-    let mut tasks = spawn(&cfg, ctx, &plan);
+    // Which way the probes go, decided before anything is sent: every section runs under the
+    // binding chosen here (the user's, or the physical interface when a route goes into a
+    // VPN tunnel).
+    let routes = exec::routes(&cfg, &plan.paths);
+    let mut tasks = spawn(&cfg, ctx, &plan, &routes);
 
     let mut control = None;
     let mut nat = None;
     let mut samples = Vec::new();
     let mut relay_rtt = Vec::new();
+    let mut paths = model::PathsSection {
+        routes: routes.paths.clone(),
+        binding: routes.bound.clone(),
+        ..model::PathsSection::default()
+    };
     let mut notes = cfg.notes.clone();
     notes.extend(plan.notes.iter().cloned());
     let stopped = || ctx.stopped();
@@ -139,6 +155,11 @@ pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
             Done::Control(Err(e), _) => notes.push(format!("control checks: {e}")),
             Done::Nat(Ok(m)) => nat = Some(m),
             Done::Nat(Err(e)) => notes.push(format!("NAT tests: {e}")),
+            Done::Portal(p) => paths.captive_portal = Some(p),
+            Done::Pmtu(_, Ok(r)) => paths.path_mtu.push(r),
+            Done::Pmtu(server, Err(e)) => notes.push(format!("path MTU to {server}: {e}")),
+            Done::Mss(m) => paths.tcp_mss = Some(m),
+            Done::Gateway(g) => paths.gateway = Some(g),
         }
     }
     let mut control_problems = Vec::new();
@@ -157,6 +178,7 @@ pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
         m.relay = relay;
         classify(&m)
     });
+    assemble::paths(&mut paths, nat.as_ref(), &rows);
     if ctx.deadline_reached() {
         notes.push(format!(
             "the deadline ({} s) stopped the run: some checks are missing",
@@ -176,13 +198,23 @@ pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
             notes,
             interrupted: ctx.interrupted(),
             netbird: cfg.netbird.clone(),
+            paths,
         },
     )
 }
 
-/// Start every section of the plan at once.
-fn spawn(cfg: &Arc<CheckConfig>, ctx: &Ctx, plan: &plan::Plan) -> JoinSet<Done> {
-    let mut tasks = JoinSet::new();
+/// Start every section of the plan at once, each under the source binding `routes` chose.
+fn spawn(
+    cfg: &Arc<CheckConfig>,
+    ctx: &Ctx,
+    plan: &plan::Plan,
+    routes: &exec::RouteOutcome,
+) -> JoinSet<Done> {
+    let mut tasks = Sections {
+        set: JoinSet::new(),
+        bind: routes.bind,
+    };
+    spawn_paths(cfg, ctx, plan, routes, &mut tasks);
     if !plan.control.endpoints.is_empty() {
         let (cfg, ctx, p) = (cfg.clone(), ctx.clone(), plan.control.clone());
         tasks.spawn(async move {
@@ -251,5 +283,53 @@ fn spawn(cfg: &Arc<CheckConfig>, ctx: &Ctx, plan: &plan::Plan) -> JoinSet<Done> 
             Done::Sample(t, results)
         });
     }
-    tasks
+    tasks.set
+}
+
+/// The check's tasks: each one spawned under the run's source binding.
+struct Sections {
+    set: JoinSet<Done>,
+    bind: engine::source::SourceBind,
+}
+
+impl Sections {
+    fn spawn(&mut self, fut: impl std::future::Future<Output = Done> + Send + 'static) {
+        self.set.spawn(engine::source::scope(self.bind, fut));
+    }
+}
+
+/// The path checks: the portal request, the PMTU searches, the MSS, the gateway.
+fn spawn_paths(
+    cfg: &Arc<CheckConfig>,
+    ctx: &Ctx,
+    plan: &plan::Plan,
+    routes: &exec::RouteOutcome,
+    tasks: &mut Sections,
+) {
+    if let Some(t) = plan.paths.portal.clone() {
+        let cfg = cfg.clone();
+        tasks.spawn(async move { Done::Portal(exec::portal(&cfg, &t).await) });
+    }
+    for server in plan.paths.pmtu.iter().copied() {
+        let (cfg, ctx) = (cfg.clone(), ctx.clone());
+        tasks.spawn(async move {
+            let r = exec::pmtu(&cfg, server, &ctx.cancel).await;
+            phase(&ctx, "path-mtu");
+            Done::Pmtu(server, r)
+        });
+    }
+    if let Some(server) = plan.paths.mss {
+        let cfg = cfg.clone();
+        tasks.spawn(async move { Done::Mss(exec::mss(&cfg, server).await) });
+    }
+    if cfg.paths.portmap
+        && let Some(gw) = routes.gateway_v4
+    {
+        let (cfg, ctx, stun) = (cfg.clone(), ctx.clone(), plan.paths.mapping_stun);
+        tasks.spawn(async move {
+            let g = exec::gateway(&cfg, gw, stun, &ctx.cancel).await;
+            phase(&ctx, "gateway");
+            Done::Gateway(g)
+        });
+    }
 }

@@ -24,6 +24,7 @@ mod nat_more_lab;
 mod not_probed;
 mod pair;
 mod pair_lab;
+mod paths_lab;
 mod prometheus;
 mod serve_and_stun;
 mod signals;

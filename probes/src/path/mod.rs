@@ -51,7 +51,11 @@ pub type PathFinding = Finding<PathKind>;
 /// the path are said in the headline; a proven port mapping lifts the level to direct (the
 /// NetBird client creates such mappings itself).
 pub fn apply(v: &mut CheckVerdict, findings: &[PathFinding]) {
-    let mut ordered: Vec<&PathFinding> = findings.iter().collect();
+    // A path MTU that is fine is no reason for anything: it stays in its section.
+    let mut ordered: Vec<&PathFinding> = findings
+        .iter()
+        .filter(|f| !(f.kind == PathKind::PathMtu && f.severity == Severity::Info))
+        .collect();
     ordered.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let mut reasons: Vec<String> = ordered.iter().map(|f| f.summary.clone()).collect();
     reasons.append(&mut v.reasons);
@@ -151,6 +155,7 @@ mod tests {
             &mut v,
             &[
                 Finding::new(PathKind::PathMtu, Severity::High, "black hole"),
+                Finding::new(PathKind::PathMtu, Severity::Info, "MTU fine"),
                 Finding::new(
                     PathKind::PortMapping,
                     Severity::Info,
@@ -162,5 +167,6 @@ mod tests {
         assert_eq!(v.level, Level::Direct);
         assert!(v.headline.contains("do not fit"), "{}", v.headline);
         assert_eq!(v.reasons.last().unwrap(), "NAT: endpoint-independent");
+        assert!(!v.reasons.iter().any(|r| r == "MTU fine"));
     }
 }
