@@ -498,10 +498,33 @@ pub(crate) async fn mss(cfg: &CheckConfig, server: SocketAddr) -> MssCheck {
     }
 }
 
+/// How the gateway section runs (`check`'s flags; another command can fill it in too).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GatewayOptions {
+    /// Per-exchange timeout (the UPnP SOAP requests).
+    pub(crate) timeout: Duration,
+    /// Retransmission timeout of the mapping's exchanges.
+    pub(crate) rto: Duration,
+    /// Lifetime of the test mapping, seconds.
+    pub(crate) lifetime: u32,
+}
+
+impl GatewayOptions {
+    /// The options of a check.
+    pub(crate) fn of(cfg: &CheckConfig) -> GatewayOptions {
+        GatewayOptions {
+            timeout: cfg.timeout,
+            rto: cfg.rto,
+            lifetime: cfg.paths.mapping_lifetime,
+        }
+    }
+}
+
 /// The gateway: port-mapping discovery, its external address (NAT-PMP, UPnP), and the proven
-/// mapping toward `stun` (the double-NAT judgement needs the NAT tests and is made later).
+/// mapping toward `stun` (the double-NAT judgement needs the NAT tests and is made later, by
+/// `assemble::paths`). It takes only [`GatewayOptions`], not the whole check configuration.
 pub(crate) async fn gateway(
-    cfg: &CheckConfig,
+    o: GatewayOptions,
     gw: Ipv4Addr,
     stun: Option<SocketAddr>,
     cancel: &Cancel,
@@ -513,7 +536,7 @@ pub(crate) async fn gateway(
     let upnp = if cancel.is_cancelled() {
         None
     } else {
-        engine::portmap::upnp_external(&pm, cfg.timeout.min(Duration::from_secs(2))).await
+        engine::portmap::upnp_external(&pm, o.timeout.min(Duration::from_secs(2))).await
     };
     let mut external = GatewayExternal {
         gateway: Some(gw),
@@ -531,10 +554,10 @@ pub(crate) async fn gateway(
                 protocol,
                 gateway: gw,
                 internal: std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
-                lifetime: cfg.paths.mapping_lifetime,
+                lifetime: o.lifetime,
                 stun,
                 gateway_external: external.nat_pmp,
-                rto: cfg
+                rto: o
                     .rto
                     .clamp(Duration::from_millis(100), Duration::from_millis(500)),
                 attempts: 3,
@@ -553,7 +576,7 @@ pub(crate) async fn gateway(
                     protocol: "none",
                     gateway: gw,
                     internal: std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
-                    requested_lifetime: cfg.paths.mapping_lifetime,
+                    requested_lifetime: o.lifetime,
                     mapped_before: None,
                     other_address: None,
                     result: mapping::MapResult::NotRequested {

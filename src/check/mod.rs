@@ -327,7 +327,7 @@ fn spawn_paths(
     {
         let (cfg, ctx, stun) = (cfg.clone(), ctx.clone(), plan.paths.mapping_stun);
         tasks.spawn(async move {
-            let g = exec::gateway(&cfg, gw, stun, &ctx.cancel).await;
+            let g = exec::gateway(exec::GatewayOptions::of(&cfg), gw, stun, &ctx.cancel).await;
             phase(&ctx, "gateway");
             Done::Gateway(g)
         });
