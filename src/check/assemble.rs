@@ -704,6 +704,32 @@ pub(crate) fn paths(p: &mut PathsSection, nat: Option<&Classification>, rows: &[
             None => f,
         });
     }
+    if let Some(r) = &p.relay_path
+        && r.error.is_none()
+        && r.sent > 0
+    {
+        let line = format!(
+            "{} of {} WireGuard-sized datagrams ({} bytes of payload) came back through the TURN relay {}",
+            r.received, r.sent, r.payload, r.server
+        );
+        let f = if r.received == 0 {
+            // The relay RTT's small datagrams came back on the same relay (the check runs only
+            // then), so the size is what is lost.
+            Finding::new(
+                PathKind::PathMtu,
+                Severity::Medium,
+                format!(
+                    "{line}, while small ones did: full-size WireGuard packets are lost on the relay path"
+                ),
+            )
+            .with_fix(probes::finding::Fix::new(
+                "Lower NetBird's MTU until full packets pass the relay (netbird up --mtu 1200 leaves 80 bytes more of room), and let ICMP \"fragmentation needed\" through on the way to the relay",
+            ))
+        } else {
+            Finding::new(PathKind::PathMtu, Severity::Info, line)
+        };
+        findings.push(f);
+    }
     if let Some(g) = &mut p.gateway {
         g.double_nat =
             probes::path::double_nat::judge(&g.external, public_v4, nat_present.flatten());

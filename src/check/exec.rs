@@ -27,7 +27,7 @@ use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport};
 use probes::turn::auth::Credentials;
 use probes::turn::relay::{DataMode, RelayConfig, RelayProbe, RelayReport};
 
-use super::model::{BoundFamily, GatewaySection, MssCheck, PortalCheck};
+use super::model::{BoundFamily, GatewaySection, MssCheck, PortalCheck, RelayPathCheck};
 use super::plan::{
     CheckConfig, ControlPlan, PathsPlan, PortalTarget, Reach, Resolved, SampleTarget,
     TurnStreamTarget, TurnUdpTarget,
@@ -478,6 +478,61 @@ pub(crate) async fn pmtu(
         .await
         .map_err(|e| e.to_string())
 }
+
+/// The UDP payload of a full WireGuard packet for NetBird's default inner MTU: 1280 bytes of
+/// inner packet + 32 of WireGuard (header and authentication tag).
+pub(crate) const WIREGUARD_PAYLOAD: usize = 1312;
+
+/// WireGuard-sized datagrams through a TURN allocation on `server`: ChannelData (RFC 8656 §12,
+/// what a TURN client sends once its channel is bound: 4 bytes of overhead, so 1344-byte IP
+/// packets to the server over IPv4) to this host's own second socket and back, a few of them.
+/// Run after the relay RTT's small datagrams came back, so a loss here is the size's.
+pub(crate) async fn relay_path(
+    cfg: &CheckConfig,
+    server: SocketAddr,
+    creds: Credentials,
+    cancel: &Cancel,
+) -> RelayPathCheck {
+    let config = RelayConfig {
+        session: session_config(server, Transport::Udp, Some(creds), cfg.timeout),
+        peer_socket: 1,
+        peer_probe: Some(server),
+        count: RELAY_PATH_COUNT,
+        interval: Duration::from_millis(20),
+        size: WIREGUARD_PAYLOAD,
+        mode: DataMode::Channel,
+        direct: 0,
+        linger: Duration::from_millis(500),
+    };
+    let r = engine::run_one(
+        RelayProbe::new(config, crate::ids::source()),
+        Some(cfg.timeout * 3 + Duration::from_secs(1)),
+        cancel.clone(),
+    )
+    .await;
+    let mut out = RelayPathCheck {
+        server,
+        payload: WIREGUARD_PAYLOAD,
+        sent: 0,
+        received: 0,
+        error: None,
+    };
+    match r {
+        Ok((Some(rep), _)) => {
+            out.sent = rep.sent;
+            out.received = rep.received;
+            if rep.sent == 0 {
+                out.error = Some(format!("nothing sent through the relay: {}", rep.status));
+            }
+        }
+        Ok((None, _)) => out.error = Some("interrupted".into()),
+        Err(e) => out.error = Some(e.to_string()),
+    }
+    out
+}
+
+/// Datagrams of the relay-path check.
+const RELAY_PATH_COUNT: u32 = 5;
 
 /// The MSS toward a TURN server over TCP.
 pub(crate) async fn mss(cfg: &CheckConfig, server: SocketAddr) -> MssCheck {

@@ -52,6 +52,7 @@ enum Done {
         TurnUdpTarget,
         Result<Vec<Option<AllocateReport>>, String>,
         Option<RelayRtt>,
+        Option<model::RelayPathCheck>,
     ),
     TurnStream(TurnStreamTarget, Result<StreamRun<AllocateReport>, String>),
     Sample(SampleTarget, Vec<TcpPortResult>),
@@ -138,11 +139,14 @@ pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
         };
         match done {
             Done::Stun(t, r) => add(t.service, assemble::stun_row(&t, r)),
-            Done::TurnUdp(t, run, rtt) => {
+            Done::TurnUdp(t, run, rtt, relay_path) => {
                 for row in assemble::turn_udp_rows(&t, &run, stopped()) {
                     add(t.service, row);
                 }
                 relay_rtt.extend(rtt);
+                if paths.relay_path.is_none() {
+                    paths.relay_path = relay_path;
+                }
             }
             Done::TurnStream(t, run) => add(t.service, assemble::turn_stream_row(&t, &run)),
             Done::Sample(t, results) => {
@@ -255,7 +259,18 @@ fn spawn(
                 }
                 _ => None,
             };
-            Done::TurnUdp(t, run, rtt)
+            // The relay path: WireGuard-sized datagrams through an allocation, once the relay
+            // RTT's small ones came back (so a loss is the size's, not the relay's).
+            let small_passed = rtt.as_ref().is_some_and(|r| r.received > 0);
+            let relay_path = match (assemble::first_allocated(&run), cfg.credentials.clone()) {
+                (Some(server), Some(creds)) if cfg.paths.pmtu && small_passed && !ctx.stopped() => {
+                    let r = exec::relay_path(&cfg, server, creds, &ctx.cancel).await;
+                    phase(&ctx, "relay-path");
+                    Some(r)
+                }
+                _ => None,
+            };
+            Done::TurnUdp(t, run, rtt, relay_path)
         });
     }
     for t in plan.turn_stream.iter().cloned() {

@@ -623,9 +623,25 @@ pub(crate) struct MssCheck {
     pub(crate) server: SocketAddr,
     /// The MSS the connection settled on.
     pub(crate) mss: Option<u32>,
-    /// The path MTU that MSS implies (MSS + 40 over IPv4, + 60 over IPv6).
+    /// The IP packet size that MSS allows before TCP options (MSS + 40 over IPv4, + 60 over
+    /// IPv6).
     pub(crate) implied_mtu: Option<u32>,
     /// Why there is none.
+    pub(crate) error: Option<String>,
+}
+
+/// WireGuard-sized datagrams through the TURN relay (with credentials).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct RelayPathCheck {
+    /// The TURN server.
+    pub(crate) server: SocketAddr,
+    /// UDP payload per datagram (a full WireGuard packet for NetBird's 1280-byte inner MTU).
+    pub(crate) payload: usize,
+    /// Sent into the relay (Send indications to this host's own second socket).
+    pub(crate) sent: u32,
+    /// Came back intact.
+    pub(crate) received: u32,
+    /// Why nothing was measured.
     pub(crate) error: Option<String>,
 }
 
@@ -657,6 +673,8 @@ pub(crate) struct PathsSection {
     pub(crate) path_mtu: Vec<probes::path::pmtu::PmtuReport>,
     /// The MSS toward the TURN server over TCP.
     pub(crate) tcp_mss: Option<MssCheck>,
+    /// WireGuard-sized datagrams through the TURN relay.
+    pub(crate) relay_path: Option<RelayPathCheck>,
     /// The gateway (with port mapping on; IPv4).
     pub(crate) gateway: Option<GatewaySection>,
     /// What the path facts mean, most severe first (also folded into the verdict).

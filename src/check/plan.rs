@@ -77,7 +77,7 @@ pub(crate) struct PathOptions {
     pub(crate) portmap: bool,
     /// Lifetime of the proven mapping, seconds.
     pub(crate) mapping_lifetime: u32,
-    /// The path MTU search (off: `--no-pmtu`).
+    /// The path MTU search, the MSS and the relay-path check (off: `--no-pmtu`).
     pub(crate) pmtu: bool,
     /// The captive-portal request (off: `--no-portal`).
     pub(crate) portal: bool,

@@ -171,7 +171,7 @@ pub(crate) struct PathArgs {
     #[arg(long, default_value_t = 30, value_name = "SECS",
           value_parser = clap::value_parser!(u32).range(5..=600))]
     pub(crate) mapping_lifetime: u32,
-    /// Skip the path MTU search and the TCP MSS.
+    /// Skip the path MTU search, the TCP MSS and the WireGuard-sized datagrams through the relay.
     #[arg(long)]
     pub(crate) no_pmtu: bool,
     /// Skip the captive-portal request.

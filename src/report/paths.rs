@@ -171,7 +171,7 @@ pub(crate) fn sections(doc: &mut Doc, p: &PathsSection) {
         );
     }
 
-    if !p.path_mtu.is_empty() || p.tcp_mss.is_some() {
+    if !p.path_mtu.is_empty() || p.tcp_mss.is_some() || p.relay_path.is_some() {
         let mut s = Section::new("Path MTU");
         if let Some(m) = mark_of(p, K::PathMtu) {
             s = s.marked(m);
@@ -183,13 +183,22 @@ pub(crate) fn sections(doc: &mut Doc, p: &PathsSection) {
         if let Some(m) = &p.tcp_mss {
             let line = match (m.mss, m.implied_mtu, &m.error) {
                 (Some(mss), Some(mtu), _) => format!(
-                    "TCP to {}: MSS {mss} (a path MTU of {mtu}; a middlebox clamping the MSS shows here)",
+                    "TCP to {}: MSS {mss}, so segments of up to {mtu} bytes before TCP options (a middlebox that clamps the MSS shows here as a value below what the path carries)",
                     m.server
                 ),
                 (_, _, Some(e)) => format!("TCP to {}: no MSS ({e})", m.server),
                 _ => format!("TCP to {}: no MSS", m.server),
             };
             s.push(Block::Text(line));
+        }
+        if let Some(r) = &p.relay_path {
+            s.push(Block::Text(match &r.error {
+                Some(e) => format!("TURN relay {}: not measured ({e})", r.server),
+                None => format!(
+                    "TURN relay {}: {} of {} datagrams of {} bytes (a full WireGuard packet) came back through the relay",
+                    r.server, r.received, r.sent, r.payload
+                ),
+            }));
         }
         doc.push(s);
     }
@@ -399,6 +408,21 @@ pub(crate) fn metrics(w: &mut Writer, p: &PathsSection, profile: &str) {
             "stunmap_tcp_mss_bytes",
             &[("profile", profile), ("server", &server)],
             f64::from(mss),
+        );
+    }
+    if let Some(r) = &p.relay_path
+        && r.sent > 0
+    {
+        w.family(
+            "stunmap_relay_path_loss_ratio",
+            "gauge",
+            "Fraction of WireGuard-sized datagrams sent through the TURN relay that did not come back.",
+        );
+        let server = r.server.to_string();
+        w.sample(
+            "stunmap_relay_path_loss_ratio",
+            &[("profile", profile), ("server", &server)],
+            f64::from(r.sent.saturating_sub(r.received)) / f64::from(r.sent),
         );
     }
     if let Some(g) = &p.gateway {

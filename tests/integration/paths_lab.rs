@@ -441,3 +441,140 @@ fn source_port_is_the_port_the_server_sees() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("127.0.0.1:{alt}")), "{text}");
 }
+
+/// coturn on the home router's LAN address, port 3480 (user `test`, password `secret`): the
+/// client reaches it without a NAT between, so the relay can answer this host's peer socket.
+fn start_coturn_on_the_lan(lab: &mut PathsLab) -> String {
+    let dir = lab.dir().to_string_lossy().into_owned();
+    let args = [
+        "turnserver".to_string(),
+        "-n".into(),
+        format!("--listening-ip={HOME_LAN}"),
+        "--listening-port=3480".into(),
+        "--no-dtls".into(),
+        "--no-tls".into(),
+        "--no-tcp".into(),
+        "--no-cli".into(),
+        "--fingerprint".into(),
+        "--realm=lab".into(),
+        "--lt-cred-mech".into(),
+        "--user=test:secret".into(),
+        "--min-port=49152".into(),
+        "--max-port=65000".into(),
+        format!("--userdb={dir}/turndb"),
+        format!("--pidfile={dir}/turnserver.pid"),
+        format!("--log-file={dir}/turnserver.log"),
+        "--simple-log".into(),
+        "--no-stdout-log".into(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    lab.spawn_in(Ns::Home, &args).expect("start coturn");
+    let addr = format!("{HOME_LAN}:3480");
+    lab.wait_listener(Ns::Home, "-Huln", &addr)
+        .expect("coturn listens");
+    addr
+}
+
+#[test]
+fn wireguard_sized_datagrams_through_the_turn_relay_pass_and_are_caught_when_dropped() {
+    if !crate::common::have("turnserver") {
+        crate::support::lab::report_skip(module_path!(), "coturn (turnserver) not installed");
+        return;
+    }
+    let mut lab = paths_lab_or_skip!(Upstream::Direct);
+    let server = lab.start_reflector(bin()).expect("reflector");
+    let turn = start_coturn_on_the_lan(&mut lab);
+    let run = |lab: &PathsLab| {
+        let mut cmd = lab.command(
+            Ns::Client,
+            &[
+                "timeout",
+                "40",
+                bin(),
+                "check",
+                "--stun",
+                &server,
+                "--turn",
+                &turn,
+                "--user",
+                "test",
+                "--no-netbird",
+                "--no-portmap",
+                "--no-portal",
+                "--dns-server",
+                "127.0.0.1:9",
+                "--timeout",
+                "1500",
+                "--relay-count",
+                "5",
+                "--json",
+            ],
+        );
+        let out = cmd
+            .env("STUNMAP_TURN_PASSWORD", "secret")
+            .output()
+            .expect("run stunmap check");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("secret"),
+            "the password in the output"
+        );
+        let v = json(&out);
+        validate("check-v1.json", &v);
+        v
+    };
+
+    // A clean path: every full-size datagram comes back.
+    let v = run(&lab);
+    let r = &paths(&v)["relay_path"];
+    assert_eq!(r["server"], turn.as_str(), "{r:#}");
+    assert_eq!(r["payload"], 1312, "{r:#}");
+    assert_eq!(
+        (r["sent"].as_u64(), r["received"].as_u64()),
+        (Some(5), Some(5)),
+        "{r:#}"
+    );
+    assert!(r["error"].is_null(), "{r:#}");
+    assert!(
+        !v["verdict"]["reasons"]
+            .to_string()
+            .contains("lost on the relay path"),
+        "{:#}",
+        v["verdict"]
+    );
+
+    // The relay's host drops UDP datagrams of 1300 bytes and more: the relay RTT's small
+    // packets still pass, the full-size ones are all lost, and the verdict says so.
+    lab.ipt(
+        Ns::Home,
+        "-I INPUT -p udp -m length --length 1300:65535 -j DROP",
+    )
+    .expect("length rule");
+    let v = run(&lab);
+    let rtt = &v["relay_rtt"][0];
+    assert!(rtt["received"].as_u64().unwrap() > 0, "{rtt:#}");
+    let r = &paths(&v)["relay_path"];
+    assert_eq!(
+        (r["sent"].as_u64(), r["received"].as_u64()),
+        (Some(5), Some(0)),
+        "{r:#}"
+    );
+    let f = paths(&v)["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["summary"].as_str().unwrap().contains("relay path"))
+        .unwrap_or_else(|| panic!("no relay-path finding: {:#}", paths(&v)));
+    assert_eq!(
+        (f["kind"].as_str(), f["severity"].as_str()),
+        (Some("path-mtu"), Some("medium")),
+        "{f:#}"
+    );
+    assert_ne!(v["verdict"]["status"], "ok", "{:#}", v["verdict"]);
+    assert!(
+        v["verdict"]["reasons"]
+            .to_string()
+            .contains("lost on the relay path"),
+        "{:#}",
+        v["verdict"]
+    );
+}

@@ -76,9 +76,10 @@ pub fn apply(v: &mut CheckVerdict, findings: &[PathFinding]) {
                 if v.status == Status::Ok {
                     v.status = Status::Degraded;
                 }
-                if v.status != Status::Blocked {
-                    v.headline
-                        .push_str(", but WireGuard's packets do not fit the path MTU");
+                // Once, also when the STUN path and the relay path both say so.
+                const TOO_BIG: &str = ", but WireGuard's packets do not fit the path MTU";
+                if v.status != Status::Blocked && !v.headline.contains(TOO_BIG) {
+                    v.headline.push_str(TOO_BIG);
                 }
             }
             PathKind::PortMapping
@@ -168,5 +169,25 @@ mod tests {
         assert!(v.headline.contains("do not fit"), "{}", v.headline);
         assert_eq!(v.reasons.last().unwrap(), "NAT: endpoint-independent");
         assert!(!v.reasons.iter().any(|r| r == "MTU fine"));
+    }
+
+    #[test]
+    fn the_stun_path_and_the_relay_path_too_small_say_it_once_in_the_headline() {
+        let mut v = verdict();
+        apply(
+            &mut v,
+            &[
+                Finding::new(PathKind::PathMtu, Severity::High, "black hole"),
+                Finding::new(PathKind::PathMtu, Severity::Medium, "relay path too small"),
+            ],
+        );
+        assert_eq!(v.status, Status::Degraded);
+        assert_eq!(
+            v.headline.matches("do not fit").count(),
+            1,
+            "{}",
+            v.headline
+        );
+        assert_eq!(&v.reasons[..2], ["black hole", "relay path too small"]);
     }
 }
