@@ -42,7 +42,7 @@ fn paths(v: &Value) -> &Value {
 }
 
 fn stun_row(v: &Value) -> &Value {
-    &v["services"][0]["checks"]
+    v["services"][0]["checks"]
         .as_array()
         .unwrap()
         .iter()

@@ -115,7 +115,7 @@ impl PathsLab {
     /// the home router drops unsolicited packets to itself, as a home router does).
     pub fn new(upstream: Upstream) -> Result<PathsLab, LabError> {
         let uid = Command::new("id").arg("-u").output().ok();
-        if !uid.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0") {
+        if uid.is_none_or(|o| String::from_utf8_lossy(&o.stdout).trim() != "0") {
             return Err(LabError::Skip("not running as root".into()));
         }
         if Command::new("ip").arg("-V").output().is_err() {

@@ -763,6 +763,8 @@ mod tests {
         }
     }
 
+    // The tests' base instant; every later time is derived from it.
+    #[allow(clippy::disallowed_methods)]
     fn probe(protocol: MapProtocol) -> (MappingProbe, Instant) {
         (
             MappingProbe::new(cfg(protocol), TransactionIdSource::new([1; 16])),

@@ -608,6 +608,8 @@ mod tests {
 
     const SERVER: &str = "198.18.0.10:3478";
 
+    // The tests' base instant; every later time is derived from it.
+    #[allow(clippy::disallowed_methods)]
     fn search() -> (PmtuSearch, Instant) {
         let cfg = PmtuConfig::new(SERVER.parse().unwrap(), Duration::from_millis(200));
         (
