@@ -1,8 +1,9 @@
 //! The path checks end to end, on real kernel networking in namespaces (support::paths_lab):
 //! a route into a tunnel (a tun device named wt0) avoided by leaving by the LAN interface; a
 //! proven port mapping on miniupnpd, deleted afterwards (also on SIGINT); double NAT behind a
-//! carrier NAT; the path MTU of a narrow link with ICMP passed and dropped; a captive portal
-//! that redirects port 80. And the bad-input side: flags that name what the host does not
+//! carrier NAT; the path MTU of a narrow link with ICMP passed and dropped; WireGuard-sized
+//! datagrams through a TURN relay on a clean path and past a rule that drops big datagrams; a
+//! captive portal that redirects port 80. And the bad-input side: flags that name what the host does not
 //! have are one-line usage errors.
 
 use std::process::Output;
