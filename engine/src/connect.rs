@@ -865,6 +865,8 @@ struct SocketPool {
     cursor: u32,
     /// Set once binding keeps failing (a busy host): plain one-shot sockets from then on.
     binding_failed: bool,
+    /// The interface of the source binding in force ([`crate::source`]), if any.
+    device: Option<crate::source::IfName>,
 }
 
 #[cfg(unix)]
@@ -876,9 +878,17 @@ impl SocketPool {
             (libc::AF_INET6, IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED))
         };
         let range = ephemeral_range();
+        // The source binding in force: its address replaces the wildcard, its interface is
+        // set on every new socket.
+        let bind = *crate::source::effective().family(ip.is_ipv4());
+        let any = bind
+            .ip
+            .filter(|b| b.is_ipv4() == ip.is_ipv4())
+            .unwrap_or(any);
         Self {
             domain,
             any,
+            device: bind.device,
             idle: Vec::with_capacity(window),
             range,
             cursor: rand::random(),
@@ -893,6 +903,10 @@ impl SocketPool {
             return Ok(self.idle.swap_remove(i));
         }
         let fd = new_tcp_socket(self.domain)?;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(dev) = self.device {
+            socket2::SockRef::from(&fd).bind_device(Some(dev.as_str().as_bytes()))?;
+        }
         if self.binding_failed {
             return Ok(SweepSocket { fd, sport: 0 });
         }

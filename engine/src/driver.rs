@@ -303,6 +303,9 @@ struct Driver<P: Probe, F> {
     counters: Counters,
     in_flight: usize,
     send_path: SendPath,
+    /// Whether the source port of the binding in force (IPv4, IPv6) went to a socket already:
+    /// only the first socket of each family in a run gets it.
+    port_taken: [bool; 2],
     on_event: F,
 }
 
@@ -338,6 +341,7 @@ where
         counters: Counters::default(),
         in_flight: 0,
         send_path: limits.send_path,
+        port_taken: [false; 2],
         on_event,
     };
     let mut source = probes.into_iter().enumerate();
@@ -509,8 +513,9 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
             let mut private = Vec::with_capacity(usize::from(req.count));
             let source_ip = routed_source(&req.toward).ok();
             for n in 0..req.count {
+                let first = self.take_port(req.toward.is_ipv4());
                 let ep =
-                    UdpEndpoint::ephemeral_for(&req.toward).map_err(|e| EngineError::Bind {
+                    UdpEndpoint::bound_for(&req.toward, first).map_err(|e| EngineError::Bind {
                         addr: crate::udp::wildcard_for(&req.toward),
                         source: e,
                     })?;
@@ -819,21 +824,39 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
         self.dispatch(now, p.key, p.socket, p.from, &p.data);
     }
 
+    /// Whether the next socket of this family gets the binding's source port (the first one
+    /// does).
+    fn take_port(&mut self, v4: bool) -> bool {
+        let [v4_taken, v6_taken] = &mut self.port_taken;
+        let slot = if v4 { v4_taken } else { v6_taken };
+        !std::mem::replace(slot, true)
+    }
+
     fn endpoint(&mut self, sel: SocketSel) -> Result<Option<&UdpEndpoint>, EngineError> {
         Ok(match sel {
             SocketSel::V4 => {
                 if self.v4.is_none() {
-                    self.v4 = Some(UdpEndpoint::bind(
-                        "0.0.0.0:0".parse().map_err(io::Error::other)?,
-                    )?);
+                    let first = self.take_port(true);
+                    let any = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+                    self.v4 = Some(UdpEndpoint::bound_for(&any, first).map_err(|e| {
+                        EngineError::Bind {
+                            addr: any,
+                            source: e,
+                        }
+                    })?);
                 }
                 self.v4.as_ref()
             }
             SocketSel::V6 => {
                 if self.v6.is_none() {
-                    self.v6 = Some(UdpEndpoint::bind(
-                        "[::]:0".parse().map_err(io::Error::other)?,
-                    )?);
+                    let first = self.take_port(false);
+                    let any = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+                    self.v6 = Some(UdpEndpoint::bound_for(&any, first).map_err(|e| {
+                        EngineError::Bind {
+                            addr: any,
+                            source: e,
+                        }
+                    })?);
                 }
                 self.v6.as_ref()
             }

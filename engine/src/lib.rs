@@ -6,6 +6,7 @@
 //! as they happen. See ARCHITECTURE.md for the drive loop and its invariants.
 
 pub mod bench;
+pub mod captive;
 pub mod clock;
 pub mod connect;
 pub mod control;
@@ -17,10 +18,13 @@ pub mod ice;
 #[cfg(target_os = "linux")]
 pub mod mmsg;
 pub mod netif;
+pub mod pmtu;
 pub mod portmap;
 pub mod rate;
 pub mod rendezvous;
+pub mod route;
 pub mod scan;
+pub mod source;
 pub mod stats;
 pub mod stream;
 #[cfg(target_os = "linux")]

@@ -249,3 +249,140 @@ async fn fetch(url: &upnp::HttpUrl, deadline: Instant) -> Result<Vec<u8>, String
         .await
         .map_err(|_| "timed out".to_owned())?
 }
+
+// ---------------------------------------------------------------------------------------------
+// The gateway's external address by UPnP, and the proven mapping
+
+/// The gateway's external address by UPnP IGD `GetExternalIPAddress` on the first WAN
+/// service of a discovery that found one: `Some(Some(ip))`, `Some(None)` when the gateway
+/// answered with an empty (or non-IPv4) value, `None` when it could not be asked.
+pub async fn upnp_external(pm: &PortMapping, timeout: Duration) -> Option<Option<Ipv4Addr>> {
+    let gw = pm.gateway?;
+    let UpnpStatus::Available {
+        location, services, ..
+    } = &pm.upnp
+    else {
+        return None;
+    };
+    let desc = upnp::parse_http_url(location).ok()?;
+    let (control, service_type) = services.iter().find_map(|s| {
+        let c = upnp::control_url(&desc, s.control_url.as_deref()?).ok()?;
+        (c.addr.ip() == IpAddr::V4(gw)).then(|| (c, s.service_type.clone()))
+    })?;
+    let req = upnp::soap_request(
+        &control,
+        &service_type,
+        &upnp::SoapAction::GetExternalIpAddress,
+    )
+    .ok()?;
+    let answer = soap_exchange(control.addr, &req, timeout).await.ok()?;
+    match upnp::parse_soap_reply(&answer).ok()? {
+        upnp::SoapReply::Ok { external_ip } => {
+            Some(external_ip.and_then(|t| t.trim().parse::<Ipv4Addr>().ok()))
+        }
+        upnp::SoapReply::Fault { .. } => None,
+    }
+}
+
+/// One HTTP exchange with the gateway's control URL: the whole answer (at most 64 KiB).
+async fn soap_exchange(
+    to: SocketAddr,
+    request: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    let work = async {
+        let mut s = crate::source::connect_tcp(to)
+            .await
+            .map_err(|e| format!("connect {to}: {e}"))?;
+        s.write_all(request).await.map_err(|e| e.to_string())?;
+        let mut resp = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            if n == 0 || resp.len() >= MAX_DESCRIPTION {
+                break;
+            }
+            resp.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+        }
+        Ok::<_, String>(resp)
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+/// Create, prove and delete a short-lived mapping of a new UDP socket (see
+/// `probes::path::mapping`). `cfg.internal` is filled in here with the socket's LAN address and
+/// port. On `cancel` a mapping that may exist is deleted first (for at most `drain`); the
+/// proof says what happened.
+pub async fn prove_mapping(
+    mut cfg: probes::path::mapping::MappingConfig,
+    ids: probes::stun::TransactionIdSource,
+    cancel: &crate::driver::Cancel,
+    drain: Duration,
+) -> io::Result<probes::path::mapping::MappingProof> {
+    use probes::path::mapping::{MappingProbe, Step};
+
+    let gw_addr = SocketAddr::new(IpAddr::V4(cfg.gateway), natpmp::PORT);
+    let stun_sock = crate::source::tokio_udp_for(&cfg.stun)?;
+    let port = stun_sock.local_addr()?.port();
+    let lan = match crate::udp::routed_source(&gw_addr)? {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(_) => return Err(io::Error::other("no IPv4 source toward the gateway")),
+    };
+    cfg.internal = std::net::SocketAddrV4::new(lan, port);
+    let gw_sock = crate::source::tokio_udp_for(&gw_addr)?;
+    gw_sock.connect(gw_addr).await?;
+    let soap_timeout = (cfg.rto * 4).max(Duration::from_secs(1));
+    let mut m = MappingProbe::new(cfg, ids);
+    let mut gw_buf = [0u8; 1100];
+    let mut stun_buf = vec![0u8; 2048];
+    let mut drain_until: Option<Instant> = None;
+    while !m.is_done() {
+        let t = Instant::now();
+        if drain_until.is_some_and(|d| t >= d) {
+            break;
+        }
+        if drain_until.is_none() && cancel.is_cancelled() {
+            m.cancel();
+            drain_until = Some(t + drain);
+            continue;
+        }
+        if let Some(step) = m.poll(t.into_std()) {
+            match step {
+                Step::Gateway(b) => {
+                    let _ = gw_sock.send(&b).await;
+                }
+                Step::Stun { to, bytes } => {
+                    let _ = stun_sock.send_to(&bytes, to).await;
+                }
+                Step::Soap { to, request } => {
+                    let r = soap_exchange(to, &request, soap_timeout).await;
+                    m.handle_soap(r);
+                }
+            }
+            continue;
+        }
+        let wake = m
+            .poll_timeout()
+            .map(Instant::from_std)
+            .unwrap_or(t + Duration::from_millis(100));
+        let wake = drain_until.map_or(wake, |d| wake.min(d));
+        let draining = drain_until.is_some();
+        tokio::select! {
+            r = gw_sock.recv(&mut gw_buf) => {
+                if let Ok(n) = r {
+                    m.handle_gateway(gw_buf.get(..n).unwrap_or(&[]));
+                }
+            }
+            r = stun_sock.recv_from(&mut stun_buf) => {
+                if let Ok((n, from)) = r {
+                    m.handle_stun(from, stun_buf.get(..n).unwrap_or(&[]));
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => m.handle_timeout(Instant::now().into_std()),
+            _ = cancel.cancelled(), if !draining => {}
+        }
+    }
+    Ok(m.proof().clone())
+}

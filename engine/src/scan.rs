@@ -17,7 +17,7 @@ use probes::stun::TransactionId;
 use probes::sweep::pacing::PacingConfig;
 use probes::sweep::{StunOverTcp, TcpPortResult, TcpState, UdpPortResult, UdpState};
 use probes::{Probe, Retransmit};
-use tokio::net::UdpSocket;
+
 use tokio::task::JoinSet;
 
 use crate::clock::{Clock, now};
@@ -138,22 +138,25 @@ pub async fn tcp_sweep(
         let tx = tx.clone();
         let per_thread = (window / threads).max(1);
         let mut pacer = ConnectPacer::new(pacing.clone());
+        let source = crate::source::effective();
         // The thread is not waited for: it sees a cancel within one poll (100 ms) and ends,
         // and its channel closes when this side stops reading.
         drop(tokio::task::spawn_blocking(move || {
-            let mut sink = BatchSink {
-                batch: Vec::new(),
-                tx,
-            };
-            connect_many_blocking(
-                ip,
-                &share,
-                per_thread,
-                &mut pacer,
-                &crate::clock::Monotonic,
-                &sweep_cancel,
-                &mut sink,
-            )
+            crate::source::scope_blocking(source, || {
+                let mut sink = BatchSink {
+                    batch: Vec::new(),
+                    tx,
+                };
+                connect_many_blocking(
+                    ip,
+                    &share,
+                    per_thread,
+                    &mut pacer,
+                    &crate::clock::Monotonic,
+                    &sweep_cancel,
+                    &mut sink,
+                )
+            })
         }));
     }
     drop(tx);
@@ -351,7 +354,7 @@ pub async fn udp_binding_connected(
     tid: TransactionId,
     config: BindingConfig,
 ) -> io::Result<UdpPortOutcome> {
-    let sock = UdpSocket::bind(crate::udp::wildcard_for(&dest)).await?;
+    let sock = crate::source::tokio_udp_for(&dest)?;
     sock.connect(dest).await?;
     let mut tx = BindingTransaction::new(tid, dest, config);
     let mut out = Vec::with_capacity(128);
@@ -565,7 +568,7 @@ async fn udp_port(
     cancel: Cancel,
 ) -> UdpRun {
     let port = dest.port();
-    let sock = match UdpSocket::bind(crate::udp::wildcard_for(&dest)).await {
+    let sock = match crate::source::tokio_udp_for(&dest) {
         Ok(s) => s,
         Err(e) if out_of_descriptors(&e) => return UdpRun::NoSocket(local_error(&e)),
         Err(e) => return UdpRun::Done(udp_failure(port, 0, &e, false)),
@@ -747,7 +750,7 @@ mod tests {
 
     /// A reflector on loopback that answers every Binding request after `delay`.
     async fn reflector(delay: Duration) -> SocketAddr {
-        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = sock.local_addr().unwrap();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];

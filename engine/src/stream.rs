@@ -23,13 +23,13 @@ use probes::turn::channel::StreamFramer;
 use probes::{LocalSocket, Probe};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::clock::now;
 use crate::driver::Cancel;
 use crate::tcp::ConnectOutcome;
-use crate::udp::{routed_source, wildcard_for};
+use crate::udp::routed_source;
 
 /// Errors preparing a stream run (bad TLS settings). What happens on the wire is reported in
 /// [`StreamRun`], not as an error.
@@ -171,7 +171,7 @@ pub async fn run_stream<P: Probe>(
     };
     // The connection and the handshake end at once on cancellation: nothing was allocated
     // yet, so there is nothing to clean up.
-    let connect = tokio::time::timeout(opts.connect_timeout, TcpStream::connect(server));
+    let connect = tokio::time::timeout(opts.connect_timeout, crate::source::connect_tcp(server));
     let tcp = tokio::select! {
         r = connect => match r {
             Err(_) => return run,
@@ -254,7 +254,7 @@ async fn bind_private<P: Probe>(
     };
     let source = routed_source(&req.toward).ok();
     for n in 0..req.count {
-        let sock = Arc::new(UdpSocket::bind(wildcard_for(&req.toward)).await?);
+        let sock = Arc::new(crate::source::tokio_udp_for(&req.toward)?);
         let mut local = sock.local_addr()?;
         if let Some(ip) = source {
             local.set_ip(ip);

@@ -13,7 +13,6 @@ use probes::stun::TransactionId;
 use probes::stun::stream::StunStream;
 use probes::{Probe, Retransmit};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// How the TCP connection went.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -121,7 +120,9 @@ pub async fn binding_over_tcp(
         stream_error: None,
     };
     let stream =
-        match tokio::time::timeout_at(deadline.into(), TcpStream::connect(destination)).await {
+        match tokio::time::timeout_at(deadline.into(), crate::source::connect_tcp(destination))
+            .await
+        {
             Err(_) => return result,
             Ok(Err(e)) => {
                 result.connect = ConnectOutcome::from_error(&e);
@@ -237,7 +238,8 @@ pub async fn connect_only(
     timeout: Duration,
 ) -> (ConnectOutcome, Duration) {
     let start = now();
-    let outcome = match tokio::time::timeout(timeout, TcpStream::connect(destination)).await {
+    let outcome = match tokio::time::timeout(timeout, crate::source::connect_tcp(destination)).await
+    {
         Ok(Ok(_stream)) => ConnectOutcome::Connected {
             time: now().saturating_duration_since(start),
         },

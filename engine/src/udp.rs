@@ -30,9 +30,23 @@ impl UdpEndpoint {
             sock.set_only_v6(true)?;
         }
         sock.set_nonblocking(true)?;
+        sock.bind(&addr.into())?;
+        Self::from_socket(sock)
+    }
+
+    /// A socket of `dest`'s family from the source binding in force ([`crate::source`]): its
+    /// address and interface, and its source port when `with_port` (the first socket of a
+    /// run). Without a binding, the wildcard address and an ephemeral port.
+    pub fn bound_for(dest: &SocketAddr, with_port: bool) -> io::Result<Self> {
+        let b = *crate::source::effective().for_dest(dest);
+        let sock = crate::source::udp_socket(&b, dest, with_port)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Self::from_socket(sock)
+    }
+
+    fn from_socket(sock: Socket) -> io::Result<Self> {
         let _ = sock.set_recv_buffer_size(4 << 20);
         let _ = sock.set_send_buffer_size(4 << 20);
-        sock.bind(&addr.into())?;
         // An ICMP error must not fail the next receive of a socket many probes share.
         #[cfg(windows)]
         crate::winsock::udp_ignore_connreset(&sock)?;
@@ -47,9 +61,10 @@ impl UdpEndpoint {
         })
     }
 
-    /// An ephemeral socket of `dest`'s family on the wildcard address.
+    /// An ephemeral socket of `dest`'s family, bound as the source binding in force says (the
+    /// wildcard address when none is).
     pub fn ephemeral_for(dest: &SocketAddr) -> io::Result<Self> {
-        Self::bind(wildcard_for(dest))
+        Self::bound_for(dest, false)
     }
 
     /// The bound address.
@@ -162,9 +177,10 @@ pub fn wildcard_for(dest: &SocketAddr) -> SocketAddr {
 }
 
 /// The source address the OS would use toward `dest`: connects a throwaway UDP socket (no
-/// datagram is sent) and reads its local address.
+/// datagram is sent) and reads its local address. The source binding in force applies (its
+/// address, its interface).
 pub fn routed_source(dest: &SocketAddr) -> io::Result<IpAddr> {
-    let s = std::net::UdpSocket::bind(wildcard_for(dest))?;
+    let s = crate::source::std_udp_for(dest, false)?;
     s.connect(dest)?;
     Ok(s.local_addr()?.ip())
 }

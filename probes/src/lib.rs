@@ -15,6 +15,7 @@ pub mod nat;
 pub mod net;
 pub mod netbird;
 pub mod pair;
+pub mod path;
 pub mod probe_server;
 pub mod profile;
 pub mod raw_sweep;

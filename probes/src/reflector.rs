@@ -14,6 +14,11 @@
 //!   the plain copy, which is what a discovery server is deployed for.
 //! - OTHER-ADDRESS (RFC 5780 §7.4) when the alternate IP and port both exist (RFC 5780 §6).
 //! - SOFTWARE (RFC 8489 §14.14) only when the caller passes a text.
+//! - PADDING (RFC 5780 §7.6) when the request carried PADDING: the response is padded to the
+//!   request's own length, so a client can measure the path MTU in both directions without the
+//!   server amplifying anything (the RFC's SHOULD is the outgoing interface's MTU; the client's
+//!   size is the one that can be measured). PADDING with RESPONSE-PORT is refused with 400
+//!   (RFC 5780 §6.1).
 //! - FINGERPRINT (RFC 8489 §14.7) when the request carried one: a client that multiplexes STUN
 //!   with other traffic on its socket asks for it that way, and one that did not has no use for
 //!   it.
@@ -164,12 +169,14 @@ pub fn respond(
             to: client,
         };
     }
+    let padded = view.attributes().any(|(k, _)| k == attr::PADDING);
     // RFC 5780 §7.5: the port the response goes to, on the request's source IP. A value that
     // is not 4 bytes or names port 0 is refused with 400 (RFC 8489 §6.3.1 calls for 400 on a
-    // malformed request).
+    // malformed request), and so is RESPONSE-PORT with PADDING (RFC 5780 §6.1: a padded
+    // answer sent elsewhere would be a reflection tool).
     let to = match view.response_port() {
         None => client,
-        Some(Some(port)) if port != 0 => SocketAddr::new(client.ip(), port),
+        Some(Some(port)) if port != 0 && !padded => SocketAddr::new(client.ip(), port),
         Some(_) => {
             let mut w = MessageWriter::new(out, MessageType::BINDING_ERROR, &tid);
             w.error_code(400, "Bad Request");
@@ -200,6 +207,14 @@ pub fn respond(
     }
     if let Some(other) = server.other_address() {
         w.address(attr::OTHER_ADDRESS, &other);
+    }
+    if padded {
+        // What follows PADDING: its own header, SOFTWARE and FINGERPRINT (when sent).
+        let tail = 4
+            + software.map_or(0, |s| 4 + s.len().next_multiple_of(4))
+            + if fingerprint { 8 } else { 0 };
+        let pad = data.len().saturating_sub(w.len() + tail) & !3;
+        w.attr(attr::PADDING, &vec![0u8; pad]);
     }
     finish(&mut w);
     Action::Reply { from: origin, to }
@@ -383,6 +398,49 @@ mod tests {
                 },
                 to: "100.64.0.2:40001".parse().unwrap()
             }
+        );
+    }
+
+    #[test]
+    fn padding_is_answered_with_a_response_as_long_as_the_request() {
+        for (req_len, software) in [(1472usize, None), (1000, Some("stunmap")), (40, None)] {
+            let tid = TransactionId([3; 12]);
+            let mut req = Vec::new();
+            let mut w = MessageWriter::new(&mut req, MessageType::BINDING_REQUEST, &tid);
+            w.attr(attr::PADDING, &vec![0; req_len.saturating_sub(32)]);
+            w.fingerprint();
+            w.finish();
+            let mut out = Vec::new();
+            let a = respond(
+                &req,
+                "100.64.0.2:4000".parse().unwrap(),
+                &server(true),
+                software,
+                &mut out,
+            );
+            assert!(matches!(a, Action::Reply { .. }));
+            let v = StunView::parse(&out).unwrap();
+            assert!(v.attributes().any(|(k, _)| k == attr::PADDING));
+            if req.len() >= 200 {
+                assert_eq!(out.len(), req.len(), "software {software:?}");
+            }
+            assert!(out.len() <= req.len().max(200));
+        }
+        // PADDING with RESPONSE-PORT: 400, to the client itself.
+        let tid = TransactionId([4; 12]);
+        let mut req = Vec::new();
+        let mut w = MessageWriter::new(&mut req, MessageType::BINDING_REQUEST, &tid);
+        w.attr(attr::PADDING, &[0; 1000]);
+        w.response_port(9999);
+        w.fingerprint();
+        w.finish();
+        let mut out = Vec::new();
+        let client: SocketAddr = "100.64.0.2:4000".parse().unwrap();
+        let a = respond(&req, client, &server(true), None, &mut out);
+        assert!(matches!(a, Action::Reply { to, .. } if to == client));
+        assert_eq!(
+            StunView::parse(&out).unwrap().message_type(),
+            MessageType::BINDING_ERROR
         );
     }
 

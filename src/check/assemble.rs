@@ -15,7 +15,7 @@ use probes::control::assess::PathFacts;
 use probes::control::http::WsVerdict;
 use probes::control::relay::QuicOutcome;
 use probes::control::{EndpointReport, Problem, Role};
-use probes::finding::Severity;
+use probes::finding::{Finding, Severity};
 use probes::nat::{Classification, RelayPaths};
 use probes::profile::{Profile, ServiceKind};
 use probes::sweep::{StunOverTcp, TcpPortResult, summarize_tcp};
@@ -25,11 +25,13 @@ use probes::turn::relay::RelayReport;
 use probes::netbird::{Measured, MeasuredState, MeasuredUri};
 
 use super::model::{
-    CheckReport, ConnectFailure, NetbirdSection, NotRun, ProbeKind, ProfileInfo, RelayRtt, Row,
-    RowOutcome, SampledPort, ServiceReport, Status, TcpSample, Transport, Verdict,
+    CheckReport, ConnectFailure, NetbirdSection, NotRun, PathsSection, ProbeKind, ProfileInfo,
+    RelayRtt, Row, RowOutcome, SampledPort, ServiceReport, Status, TcpSample, Transport, Verdict,
 };
 use super::plan::{NetbirdInput, SampleTarget, StunTarget, TurnStreamTarget, TurnUdpTarget};
 use crate::exit::Outcome;
+use probes::nat::NatPresence;
+use probes::path::{PathFinding, PathKind};
 
 /// The row of one STUN Binding (`None`: not run because the check was stopped).
 pub(crate) fn stun_row(t: &StunTarget, r: Option<std::io::Result<UdpPortOutcome>>) -> Row {
@@ -585,6 +587,8 @@ pub(crate) struct Parts {
     pub(crate) interrupted: bool,
     /// The NetBird status the profile came from.
     pub(crate) netbird: Option<NetbirdInput>,
+    /// The path facts, judged ([`paths`]).
+    pub(crate) paths: PathsSection,
 }
 
 /// The report.
@@ -605,7 +609,7 @@ pub(crate) fn report(profile: &Profile, parts: Parts) -> CheckReport {
         })
         .collect();
     let names = profile.names();
-    let v = probes::check::judge(&CheckFacts {
+    let mut v = probes::check::judge(&CheckFacts {
         names: &names,
         resolved: &parts.resolved,
         services: &service_facts,
@@ -613,6 +617,7 @@ pub(crate) fn report(profile: &Profile, parts: Parts) -> CheckReport {
         nat: parts.nat.as_ref(),
         control_problems: &parts.control_problems,
     });
+    probes::path::apply(&mut v, &parts.paths.findings);
     let exit_code = if parts.interrupted {
         Outcome::Interrupted
     } else {
@@ -647,9 +652,101 @@ pub(crate) fn report(profile: &Profile, parts: Parts) -> CheckReport {
         nat: parts.nat,
         relay_rtt: parts.relay_rtt,
         netbird,
+        paths: parts.paths,
         fixes: v.fixes,
         notes,
     }
+}
+
+/// Judge the path facts: the double NAT (the gateway's external address against the public
+/// one the NAT tests or any STUN row saw), then one finding per fact, most severe first.
+pub(crate) fn paths(p: &mut PathsSection, nat: Option<&Classification>, rows: &[(usize, Row)]) {
+    let public_v4 = nat
+        .and_then(|c| c.ipv4.as_ref())
+        .and_then(|f| f.public_address)
+        .map(|a| a.ip())
+        .or_else(|| {
+            rows.iter().find_map(|(_, r)| match &r.outcome {
+                RowOutcome::Answered { mapped: Some(m) } if m.is_ipv4() => Some(m.ip()),
+                _ => None,
+            })
+        });
+    let nat_present = nat.and_then(|c| c.ipv4.as_ref()).map(|f| match f.nat {
+        NatPresence::Present => Some(true),
+        NatPresence::Absent => Some(false),
+        NatPresence::Unknown => None,
+    });
+    let mut findings: Vec<PathFinding> = Vec::new();
+    if let Some(c) = &p.captive_portal
+        && let Some(fix) = c.portal.fix()
+    {
+        findings.push(
+            Finding::new(
+                PathKind::CaptivePortal,
+                Severity::Critical,
+                c.portal.to_string(),
+            )
+            .with_fix(fix),
+        );
+    }
+    if let Some((sev, line, fix)) = probes::path::route::finding(&p.routes) {
+        let f = Finding::new(PathKind::Tunnel, sev, line);
+        findings.push(match fix {
+            Some(x) => f.with_fix(x),
+            None => f,
+        });
+    }
+    for r in &p.path_mtu {
+        let (sev, line, fix) = probes::path::pmtu::judge(r);
+        let f = Finding::new(PathKind::PathMtu, sev, line);
+        findings.push(match fix {
+            Some(x) => f.with_fix(x),
+            None => f,
+        });
+    }
+    if let Some(r) = &p.relay_path
+        && r.error.is_none()
+        && r.sent > 0
+    {
+        let line = format!(
+            "{} of {} WireGuard-sized datagrams ({} bytes of payload) came back through the TURN relay {}",
+            r.received, r.sent, r.payload, r.server
+        );
+        let f = if r.received == 0 {
+            // The relay RTT's small datagrams came back on the same relay (the check runs only
+            // then), so the size is what is lost.
+            Finding::new(
+                PathKind::PathMtu,
+                Severity::Medium,
+                format!(
+                    "{line}, while small ones did: full-size WireGuard packets are lost on the relay path"
+                ),
+            )
+            .with_fix(probes::finding::Fix::new(
+                "Lower NetBird's MTU until full packets pass the relay (netbird up --mtu 1200 leaves 80 bytes more of room), and let ICMP \"fragmentation needed\" through on the way to the relay",
+            ))
+        } else {
+            Finding::new(PathKind::PathMtu, Severity::Info, line)
+        };
+        findings.push(f);
+    }
+    if let Some(g) = &mut p.gateway {
+        g.double_nat =
+            probes::path::double_nat::judge(&g.external, public_v4, nat_present.flatten());
+        if let Some((sev, line, fix)) = probes::path::double_nat::finding(&g.double_nat) {
+            findings.push(Finding::new(PathKind::DoubleNat, sev, line).with_fix(fix));
+        }
+        if let Some(m) = &g.mapping {
+            let (sev, line, fix) = probes::path::mapping::judge(m);
+            let f = Finding::new(PathKind::PortMapping, sev, line);
+            findings.push(match fix {
+                Some(x) => f.with_fix(x),
+                None => f,
+            });
+        }
+    }
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    p.findings = findings;
 }
 
 /// The URI a row measured, in NetBird's spelling (`stun:host:port`, `turn:…?transport=udp`,

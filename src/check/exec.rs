@@ -2,9 +2,15 @@
 //! result, nothing else (no rows, no words). Every call honours the run's cancel token.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+
+use engine::source::SourceBind;
+use probes::path::double_nat::{GatewayExternal, NatLayers};
+use probes::path::mapping::{self, MappingConfig, MappingProof};
+use probes::path::pmtu::{PmtuConfig, PmtuReport};
+use probes::path::route::{self, DestinationPath, Egress, UserBinding};
 
 use engine::control::{ControlConfig, ControlReport};
 use engine::scan::{TcpScanConfig, UdpPortOutcome, tcp_scan, udp_binding_connected};
@@ -22,8 +28,10 @@ use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, Allo
 use probes::turn::auth::Credentials;
 use probes::turn::relay::{DataMode, RelayConfig, RelayProbe, RelayReport};
 
+use super::model::{BoundFamily, GatewaySection, MssCheck, PortalCheck, RelayPathCheck};
 use super::plan::{
-    CheckConfig, ControlPlan, Reach, Resolved, SampleTarget, TurnStreamTarget, TurnUdpTarget,
+    CheckConfig, ControlPlan, PathsPlan, PortalTarget, Reach, Resolved, SampleTarget,
+    TurnStreamTarget, TurnUdpTarget,
 };
 use crate::exec::turn::session_config;
 
@@ -478,4 +486,356 @@ pub(crate) fn resolved_addresses(reach: &Reach) -> HashMap<String, Vec<IpAddr>> 
         .iter()
         .map(|(k, v)| (k.clone(), v.addresses.clone()))
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The path checks (docs/paths.md)
+
+/// What the route lookups decided before anything is sent.
+#[derive(Debug, Default)]
+pub(crate) struct RouteOutcome {
+    /// Every destination's route and what was done.
+    pub(crate) paths: Vec<DestinationPath>,
+    /// The binding the sections run under (the user's, or the physical interface chosen).
+    pub(crate) bind: SourceBind,
+    /// The same, for the report.
+    pub(crate) bound: Vec<BoundFamily>,
+    /// The IPv4 gateway of the path to the first IPv4 STUN/TURN server.
+    pub(crate) gateway_v4: Option<Ipv4Addr>,
+}
+
+/// The local NetBird client's address, from its status (`100.90.1.2/16`).
+fn netbird_ip(cfg: &CheckConfig) -> Option<IpAddr> {
+    let nb = cfg.netbird.as_ref()?.status.netbird_ip.as_deref()?;
+    nb.split('/').next()?.trim().parse().ok()
+}
+
+/// Look up the route of every STUN/TURN destination; where it goes into a VPN tunnel (and
+/// neither --bind nor --interface decides), choose the physical interface with a route to it
+/// and bind that family's probes there — if the host lets us (SO_BINDTODEVICE needs root or
+/// CAP_NET_RAW; else the probes follow the tunnel and the report says so).
+pub(crate) fn routes(cfg: &CheckConfig, plan: &PathsPlan) -> RouteOutcome {
+    let ifaces = engine::route::interfaces().unwrap_or_default();
+    let nb = netbird_ip(cfg);
+    let user = cfg.paths.bind;
+    let mut bind = user;
+    let mut auto = [false, false];
+    let mut out = RouteOutcome::default();
+    for (role, ip) in &plan.routes {
+        let v4 = ip.is_ipv4();
+        let fam = user.family(v4);
+        let binding = UserBinding {
+            interface: fam.device.map(|d| d.to_string()),
+            address: fam.ip.filter(|a| a.is_ipv4() == v4),
+        };
+        let route = engine::route::lookup(*ip, None, &ifaces);
+        let is_tunnel = route
+            .interface
+            .as_ref()
+            .is_some_and(|i| route::tunnel_sign(i, nb).is_some());
+        let alternative = if is_tunnel && !binding.is_set() {
+            engine::route::default_route_interfaces(v4)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|oif| Some(*oif) != route.interface.as_ref().map(|i| i.index))
+                .filter(|oif| {
+                    ifaces
+                        .iter()
+                        .find(|i| i.index == *oif)
+                        .is_some_and(|i| route::tunnel_sign(i, nb).is_none())
+                })
+                .map(|oif| engine::route::lookup(*ip, Some(oif), &ifaces))
+                .find(|r| r.interface.is_some() && r.error.is_none())
+        } else {
+            None
+        };
+        let mut egress = route::decide(
+            &route,
+            alternative.as_ref(),
+            nb,
+            &binding,
+            cfg.paths.avoid_tunnel,
+        );
+        if let Egress::AvoidedTunnel {
+            tunnel,
+            via,
+            source,
+        } = &egress
+        {
+            let mut candidate = bind;
+            let f = candidate.family_mut(v4);
+            f.device = engine::source::IfName::new(via);
+            f.ip = *source;
+            let slot = if v4 { 0 } else { 1 };
+            match candidate.check() {
+                Ok(()) if !auto.get(slot).copied().unwrap_or(false) => {
+                    bind = candidate;
+                    if let Some(a) = auto.get_mut(slot) {
+                        *a = true;
+                    }
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    egress = Egress::ThroughTunnel {
+                        tunnel: tunnel.clone(),
+                        why: route::ThroughTunnel::NotPermitted {
+                            via: via.clone(),
+                            error: e.to_string(),
+                        },
+                    };
+                }
+            }
+        }
+        if v4 && out.gateway_v4.is_none() && !matches!(egress, Egress::NoRoute { .. }) {
+            let r = match egress {
+                Egress::AvoidedTunnel { .. } => alternative.as_ref().unwrap_or(&route),
+                _ => &route,
+            };
+            out.gateway_v4 = match r.gateway {
+                Some(IpAddr::V4(g)) => Some(g),
+                _ => None,
+            };
+        }
+        out.paths.push(DestinationPath::new(
+            *role,
+            &route,
+            alternative.as_ref(),
+            nb,
+            egress,
+        ));
+    }
+    for (v4, family) in [(true, "IPv4"), (false, "IPv6")] {
+        let f = bind.family(v4);
+        let automatic = auto.get(usize::from(!v4)).copied().unwrap_or(false);
+        if !f.is_default() {
+            out.bound.push(BoundFamily {
+                family,
+                interface: f.device.map(|d| d.to_string()),
+                address: f.ip.filter(|a| a.is_ipv4() == v4),
+                source_port: f.port,
+                automatic,
+            });
+        }
+    }
+    out.bind = bind;
+    out
+}
+
+/// The captive-portal request.
+pub(crate) async fn portal(cfg: &CheckConfig, t: &PortalTarget) -> PortalCheck {
+    let timeout = cfg.timeout.min(Duration::from_secs(3));
+    let http = engine::captive::http_get(t.addr, &t.host, &t.path, timeout).await;
+    let portal = probes::path::captive::judge(&t.host, &http);
+    let port = if t.addr.port() == 80 {
+        String::new()
+    } else {
+        format!(":{}", t.addr.port())
+    };
+    PortalCheck {
+        url: format!("http://{}{port}{}", t.host, t.path),
+        address: t.addr,
+        http,
+        portal,
+    }
+}
+
+/// The path MTU search toward one STUN server.
+pub(crate) async fn pmtu(
+    cfg: &CheckConfig,
+    server: SocketAddr,
+    cancel: &Cancel,
+) -> Result<PmtuReport, String> {
+    let rto = cfg
+        .rto
+        .clamp(Duration::from_millis(50), Duration::from_millis(500));
+    let pcfg = PmtuConfig::new(server, rto);
+    let limit = (cfg.timeout * 5).min(Duration::from_secs(20));
+    engine::pmtu::search(pcfg, crate::ids::source(), limit, cancel)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The UDP payload of a full WireGuard packet for NetBird's default inner MTU: 1280 bytes of
+/// inner packet + 32 of WireGuard (header and authentication tag).
+pub(crate) const WIREGUARD_PAYLOAD: usize = 1312;
+
+/// WireGuard-sized datagrams through a TURN allocation on `server`: ChannelData (RFC 8656 §12,
+/// what a TURN client sends once its channel is bound: 4 bytes of overhead, so 1344-byte IP
+/// packets to the server over IPv4) to this host's own second socket and back, a few of them.
+/// Run after the relay RTT's small datagrams came back, so a loss here is the size's.
+pub(crate) async fn relay_path(
+    cfg: &CheckConfig,
+    server: SocketAddr,
+    creds: Credentials,
+    cancel: &Cancel,
+) -> RelayPathCheck {
+    let config = RelayConfig {
+        session: session_config(server, Transport::Udp, Some(creds), cfg.timeout),
+        peer_socket: 1,
+        peer_probe: Some(server),
+        count: RELAY_PATH_COUNT,
+        interval: Duration::from_millis(20),
+        size: WIREGUARD_PAYLOAD,
+        mode: DataMode::Channel,
+        direct: 0,
+        linger: Duration::from_millis(500),
+    };
+    let r = engine::run_one(
+        RelayProbe::new(config, crate::ids::source()),
+        Some(cfg.timeout * 3 + Duration::from_secs(1)),
+        cancel.clone(),
+    )
+    .await;
+    let mut out = RelayPathCheck {
+        server,
+        payload: WIREGUARD_PAYLOAD,
+        sent: 0,
+        received: 0,
+        error: None,
+    };
+    match r {
+        Ok((Some(rep), _)) => {
+            out.sent = rep.sent;
+            out.received = rep.received;
+            if rep.sent == 0 {
+                out.error = Some(format!("nothing sent through the relay: {}", rep.status));
+            }
+        }
+        Ok((None, _)) => out.error = Some("interrupted".into()),
+        Err(e) => out.error = Some(e.to_string()),
+    }
+    out
+}
+
+/// Datagrams of the relay-path check.
+const RELAY_PATH_COUNT: u32 = 5;
+
+/// The MSS toward a TURN server over TCP.
+pub(crate) async fn mss(cfg: &CheckConfig, server: SocketAddr) -> MssCheck {
+    let overhead = if server.is_ipv4() { 40 } else { 60 };
+    match engine::pmtu::tcp_mss(server, cfg.timeout).await {
+        Ok(m) => MssCheck {
+            server,
+            mss: Some(m),
+            implied_mtu: Some(m + overhead),
+            error: None,
+        },
+        Err(e) => MssCheck {
+            server,
+            mss: None,
+            implied_mtu: None,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// How the gateway section runs (`check`'s flags; another command can fill it in too).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GatewayOptions {
+    /// Per-exchange timeout (the UPnP SOAP requests).
+    pub(crate) timeout: Duration,
+    /// Retransmission timeout of the mapping's exchanges.
+    pub(crate) rto: Duration,
+    /// Lifetime of the test mapping, seconds.
+    pub(crate) lifetime: u32,
+}
+
+impl GatewayOptions {
+    /// The options of a check.
+    pub(crate) fn of(cfg: &CheckConfig) -> GatewayOptions {
+        GatewayOptions {
+            timeout: cfg.timeout,
+            rto: cfg.rto,
+            lifetime: cfg.paths.mapping_lifetime,
+        }
+    }
+}
+
+/// The gateway: port-mapping discovery, its external address (NAT-PMP, UPnP), and the proven
+/// mapping toward `stun` (the double-NAT judgement needs the NAT tests and is made later, by
+/// `assemble::paths`). It takes only [`GatewayOptions`], not the whole check configuration.
+pub(crate) async fn gateway(
+    o: GatewayOptions,
+    gw: Ipv4Addr,
+    stun: Option<SocketAddr>,
+    cancel: &Cancel,
+) -> GatewaySection {
+    // A cancel ends the waits for answers early (what is in by then is kept).
+    let pm =
+        engine::portmap::probe_gateway(Some(gw), engine::portmap::DEFAULT_BUDGET, cancel.clone())
+            .await;
+    let upnp = if cancel.is_cancelled() {
+        None
+    } else {
+        engine::portmap::upnp_external(&pm, o.timeout.min(Duration::from_secs(2))).await
+    };
+    let mut external = GatewayExternal {
+        gateway: Some(gw),
+        nat_pmp: match pm.external_address() {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => None,
+        },
+        nat_pmp_no_public: pm.gateway_has_no_public_address(),
+        pcp: None,
+        upnp,
+    };
+    let mapping = match (mapping::protocol_for(&pm), stun) {
+        (Some(protocol), Some(stun)) if !cancel.is_cancelled() => {
+            let mcfg = MappingConfig {
+                protocol,
+                gateway: gw,
+                internal: std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                lifetime: o.lifetime,
+                stun,
+                gateway_external: external.nat_pmp,
+                rto: o
+                    .rto
+                    .clamp(Duration::from_millis(100), Duration::from_millis(500)),
+                attempts: 3,
+                nonce: *crate::ids::one().as_bytes(),
+            };
+            match engine::portmap::prove_mapping(
+                mcfg,
+                crate::ids::source(),
+                cancel,
+                Duration::from_secs(2),
+            )
+            .await
+            {
+                Ok(p) => Some(p),
+                Err(e) => Some(MappingProof {
+                    protocol: "none",
+                    gateway: gw,
+                    internal: std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                    requested_lifetime: o.lifetime,
+                    mapped_before: None,
+                    other_address: None,
+                    result: mapping::MapResult::NotRequested {
+                        why: format!("no socket for the mapping: {e}"),
+                    },
+                    verification: mapping::Verification::NotTried {
+                        why: "no mapping".into(),
+                    },
+                    deletion: mapping::Deletion::NotNeeded,
+                    interrupted: false,
+                }),
+            }
+        }
+        _ => None,
+    };
+    if let Some(p) = &mapping
+        && p.protocol == "PCP"
+        && let mapping::MapResult::Created { external_ip, .. } = &p.result
+    {
+        external.pcp = *external_ip;
+    }
+    GatewaySection {
+        gateway: gw,
+        port_mapping: pm,
+        external,
+        double_nat: NatLayers::Unknown {
+            why: "not judged yet".into(),
+        },
+        mapping,
+    }
 }

@@ -52,9 +52,17 @@ enum Done {
         TurnUdpTarget,
         Result<Vec<Option<AllocateReport>>, String>,
         Option<RelayRtt>,
+        Option<model::RelayPathCheck>,
     ),
     TurnStream(TurnStreamTarget, Result<StreamRun<AllocateReport>, String>),
     Sample(SampleTarget, Vec<TcpPortResult>),
+    Portal(model::PortalCheck),
+    Pmtu(
+        std::net::SocketAddr,
+        Result<probes::path::pmtu::PmtuReport, String>,
+    ),
+    Mss(model::MssCheck),
+    Gateway(model::GatewaySection),
 }
 
 /// The service name of index `i`.
@@ -102,12 +110,21 @@ pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
         rows.push((i, row));
     }
     phase(ctx, "dns");
-    let mut tasks = spawn(&cfg, ctx, &plan);
+    // Which way the probes go, decided before anything is sent: every section runs under the
+    // binding chosen here (the user's, or the physical interface when a route goes into a
+    // VPN tunnel).
+    let routes = exec::routes(&cfg, &plan.paths);
+    let mut tasks = spawn(&cfg, ctx, &plan, &routes);
 
     let mut control = None;
     let mut nat = None;
     let mut samples = Vec::new();
     let mut relay_rtt = Vec::new();
+    let mut paths = model::PathsSection {
+        routes: routes.paths.clone(),
+        binding: routes.bound.clone(),
+        ..model::PathsSection::default()
+    };
     let mut notes = cfg.notes.clone();
     notes.extend(plan.notes.iter().cloned());
     let stopped = || ctx.stopped();
@@ -122,11 +139,14 @@ pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
         };
         match done {
             Done::Stun(t, r) => add(t.service, assemble::stun_row(&t, r)),
-            Done::TurnUdp(t, run, rtt) => {
+            Done::TurnUdp(t, run, rtt, relay_path) => {
                 for row in assemble::turn_udp_rows(&t, &run, stopped()) {
                     add(t.service, row);
                 }
                 relay_rtt.extend(rtt);
+                if paths.relay_path.is_none() {
+                    paths.relay_path = relay_path;
+                }
             }
             Done::TurnStream(t, run) => add(t.service, assemble::turn_stream_row(&t, &run)),
             Done::Sample(t, results) => {
@@ -139,6 +159,11 @@ pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
             Done::Control(Err(e), _) => notes.push(format!("control checks: {e}")),
             Done::Nat(Ok(m)) => nat = Some(m),
             Done::Nat(Err(e)) => notes.push(format!("NAT tests: {e}")),
+            Done::Portal(p) => paths.captive_portal = Some(p),
+            Done::Pmtu(_, Ok(r)) => paths.path_mtu.push(r),
+            Done::Pmtu(server, Err(e)) => notes.push(format!("path MTU to {server}: {e}")),
+            Done::Mss(m) => paths.tcp_mss = Some(m),
+            Done::Gateway(g) => paths.gateway = Some(g),
         }
     }
     let mut control_problems = Vec::new();
@@ -157,6 +182,7 @@ pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
         m.relay = relay;
         classify(&m)
     });
+    assemble::paths(&mut paths, nat.as_ref(), &rows);
     if ctx.deadline_reached() {
         notes.push(format!(
             "the deadline ({} s) stopped the run: some checks are missing",
@@ -176,13 +202,23 @@ pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
             notes,
             interrupted: ctx.interrupted(),
             netbird: cfg.netbird.clone(),
+            paths,
         },
     )
 }
 
-/// Start every section of the plan at once.
-fn spawn(cfg: &Arc<CheckConfig>, ctx: &Ctx, plan: &plan::Plan) -> JoinSet<Done> {
-    let mut tasks = JoinSet::new();
+/// Start every section of the plan at once, each under the source binding `routes` chose.
+fn spawn(
+    cfg: &Arc<CheckConfig>,
+    ctx: &Ctx,
+    plan: &plan::Plan,
+    routes: &exec::RouteOutcome,
+) -> JoinSet<Done> {
+    let mut tasks = Sections {
+        set: JoinSet::new(),
+        bind: routes.bind,
+    };
+    spawn_paths(cfg, ctx, plan, routes, &mut tasks);
     // Round trips to the hosts, shared by the rows (a silent path is judged on them).
     let host = exec::HostRtt::default();
     if !plan.control.endpoints.is_empty() {
@@ -225,7 +261,18 @@ fn spawn(cfg: &Arc<CheckConfig>, ctx: &Ctx, plan: &plan::Plan) -> JoinSet<Done> 
                 }
                 _ => None,
             };
-            Done::TurnUdp(t, run, rtt)
+            // The relay path: WireGuard-sized datagrams through an allocation, once the relay
+            // RTT's small ones came back (so a loss is the size's, not the relay's).
+            let small_passed = rtt.as_ref().is_some_and(|r| r.received > 0);
+            let relay_path = match (assemble::first_allocated(&run), cfg.credentials.clone()) {
+                (Some(server), Some(creds)) if cfg.paths.pmtu && small_passed && !ctx.stopped() => {
+                    let r = exec::relay_path(&cfg, server, creds, &ctx.cancel).await;
+                    phase(&ctx, "relay-path");
+                    Some(r)
+                }
+                _ => None,
+            };
+            Done::TurnUdp(t, run, rtt, relay_path)
         });
     }
     for t in plan.turn_stream.iter().cloned() {
@@ -253,5 +300,53 @@ fn spawn(cfg: &Arc<CheckConfig>, ctx: &Ctx, plan: &plan::Plan) -> JoinSet<Done> 
             Done::Sample(t, results)
         });
     }
-    tasks
+    tasks.set
+}
+
+/// The check's tasks: each one spawned under the run's source binding.
+struct Sections {
+    set: JoinSet<Done>,
+    bind: engine::source::SourceBind,
+}
+
+impl Sections {
+    fn spawn(&mut self, fut: impl std::future::Future<Output = Done> + Send + 'static) {
+        self.set.spawn(engine::source::scope(self.bind, fut));
+    }
+}
+
+/// The path checks: the portal request, the PMTU searches, the MSS, the gateway.
+fn spawn_paths(
+    cfg: &Arc<CheckConfig>,
+    ctx: &Ctx,
+    plan: &plan::Plan,
+    routes: &exec::RouteOutcome,
+    tasks: &mut Sections,
+) {
+    if let Some(t) = plan.paths.portal.clone() {
+        let cfg = cfg.clone();
+        tasks.spawn(async move { Done::Portal(exec::portal(&cfg, &t).await) });
+    }
+    for server in plan.paths.pmtu.iter().copied() {
+        let (cfg, ctx) = (cfg.clone(), ctx.clone());
+        tasks.spawn(async move {
+            let r = exec::pmtu(&cfg, server, &ctx.cancel).await;
+            phase(&ctx, "path-mtu");
+            Done::Pmtu(server, r)
+        });
+    }
+    if let Some(server) = plan.paths.mss {
+        let cfg = cfg.clone();
+        tasks.spawn(async move { Done::Mss(exec::mss(&cfg, server).await) });
+    }
+    if cfg.paths.portmap
+        && let Some(gw) = routes.gateway_v4
+    {
+        let (cfg, ctx, stun) = (cfg.clone(), ctx.clone(), plan.paths.mapping_stun);
+        tasks.spawn(async move {
+            let g = exec::gateway(exec::GatewayOptions::of(&cfg), gw, stun, &ctx.cancel).await;
+            phase(&ctx, "gateway");
+            Done::Gateway(g)
+        });
+    }
 }

@@ -588,6 +588,99 @@ pub(crate) struct NetbirdSection {
     pub(crate) notes: Vec<String>,
 }
 
+/// How the probes of one address family were bound.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct BoundFamily {
+    /// `IPv4` or `IPv6`.
+    pub(crate) family: &'static str,
+    /// The interface (SO_BINDTODEVICE).
+    pub(crate) interface: Option<String>,
+    /// The local address.
+    pub(crate) address: Option<IpAddr>,
+    /// The source port of the first socket.
+    pub(crate) source_port: Option<u16>,
+    /// Chosen by stunmap to avoid a tunnel (else given with --bind/--interface).
+    pub(crate) automatic: bool,
+}
+
+/// The captive-portal request and its judgement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct PortalCheck {
+    /// What was requested (`http://host/path`).
+    pub(crate) url: String,
+    /// The address asked.
+    pub(crate) address: SocketAddr,
+    /// What came back.
+    pub(crate) http: probes::path::captive::HttpOutcome,
+    /// The judgement.
+    pub(crate) portal: probes::path::captive::Portal,
+}
+
+/// The MSS of a TCP connection to a relay path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct MssCheck {
+    /// The server.
+    pub(crate) server: SocketAddr,
+    /// The MSS the connection settled on.
+    pub(crate) mss: Option<u32>,
+    /// The IP packet size that MSS allows before TCP options (MSS + 40 over IPv4, + 60 over
+    /// IPv6).
+    pub(crate) implied_mtu: Option<u32>,
+    /// Why there is none.
+    pub(crate) error: Option<String>,
+}
+
+/// WireGuard-sized datagrams through the TURN relay (with credentials).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct RelayPathCheck {
+    /// The TURN server.
+    pub(crate) server: SocketAddr,
+    /// UDP payload per datagram (a full WireGuard packet for NetBird's 1280-byte inner MTU).
+    pub(crate) payload: usize,
+    /// Sent into the relay (Send indications to this host's own second socket).
+    pub(crate) sent: u32,
+    /// Came back intact.
+    pub(crate) received: u32,
+    /// Why nothing was measured.
+    pub(crate) error: Option<String>,
+}
+
+/// The gateway: what it offers, what it says its external address is, and the proof.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct GatewaySection {
+    /// The IPv4 gateway of the route to the STUN server.
+    pub(crate) gateway: std::net::Ipv4Addr,
+    /// NAT-PMP, PCP and UPnP IGD discovery.
+    pub(crate) port_mapping: probes::nat::portmap::PortMapping,
+    /// The gateway's external address by each protocol.
+    pub(crate) external: probes::path::double_nat::GatewayExternal,
+    /// One NAT or two.
+    pub(crate) double_nat: probes::path::double_nat::NatLayers,
+    /// The short-lived mapping, created, verified and deleted.
+    pub(crate) mapping: Option<probes::path::mapping::MappingProof>,
+}
+
+/// The path facts of a check (docs/paths.md).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub(crate) struct PathsSection {
+    /// Every STUN/TURN destination: its route, whether that is a tunnel, what was done.
+    pub(crate) routes: Vec<probes::path::route::DestinationPath>,
+    /// How the probes were bound, per family (absent: the routing table decided).
+    pub(crate) binding: Vec<BoundFamily>,
+    /// The captive-portal request.
+    pub(crate) captive_portal: Option<PortalCheck>,
+    /// Path MTU toward the STUN servers.
+    pub(crate) path_mtu: Vec<probes::path::pmtu::PmtuReport>,
+    /// The MSS toward the TURN server over TCP.
+    pub(crate) tcp_mss: Option<MssCheck>,
+    /// WireGuard-sized datagrams through the TURN relay.
+    pub(crate) relay_path: Option<RelayPathCheck>,
+    /// The gateway (with port mapping on; IPv4).
+    pub(crate) gateway: Option<GatewaySection>,
+    /// What the path facts mean, most severe first (also folded into the verdict).
+    pub(crate) findings: Vec<probes::path::PathFinding>,
+}
+
 /// Where the profile came from.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct ProfileInfo {
@@ -616,6 +709,9 @@ pub(crate) struct CheckReport {
     pub(crate) relay_rtt: Vec<RelayRtt>,
     /// The local NetBird client's view (with a NetBird status, live or from a file).
     pub(crate) netbird: Option<NetbirdSection>,
+    /// The path facts: which way the probes went, a captive portal, the path MTU, the
+    /// gateway (double NAT, a proven port mapping). docs/paths.md.
+    pub(crate) paths: PathsSection,
     /// What to change, in the reference page's terms.
     pub(crate) fixes: Vec<Fix>,
     /// Notes on what was assumed or skipped.

@@ -60,6 +60,97 @@ pub(crate) struct CheckConfig {
     pub(crate) notes: Vec<String>,
     /// The local NetBird client's status, when the profile came from it.
     pub(crate) netbird: Option<NetbirdInput>,
+    /// The path checks: source binding, tunnel avoidance, portal, PMTU, port mapping.
+    pub(crate) paths: PathOptions,
+}
+
+/// How the path checks run (docs/paths.md).
+#[derive(Clone, Debug)]
+pub(crate) struct PathOptions {
+    /// `--bind` / `--interface` / `--source-port` (already checked against the host).
+    pub(crate) bind: engine::source::SourceBind,
+    /// Leave by the physical interface when a route goes into a VPN tunnel (off:
+    /// `--via-tunnel`).
+    pub(crate) avoid_tunnel: bool,
+    /// Ask the gateway about port mapping and prove a short-lived mapping (off:
+    /// `--no-portmap`).
+    pub(crate) portmap: bool,
+    /// Lifetime of the proven mapping, seconds.
+    pub(crate) mapping_lifetime: u32,
+    /// The path MTU search, the MSS and the relay-path check (off: `--no-pmtu`).
+    pub(crate) pmtu: bool,
+    /// The captive-portal request (off: `--no-portal`).
+    pub(crate) portal: bool,
+    /// `--portal-url`: the URL to request instead of `http://<management host>/`.
+    pub(crate) portal_url: Option<PortalUrl>,
+}
+
+impl Default for PathOptions {
+    fn default() -> Self {
+        PathOptions {
+            bind: engine::source::SourceBind::default(),
+            avoid_tunnel: true,
+            portmap: true,
+            mapping_lifetime: 30,
+            pmtu: true,
+            portal: true,
+            portal_url: None,
+        }
+    }
+}
+
+/// An `http://HOST[:PORT]/PATH` URL for the portal request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PortalUrl {
+    /// The host (a name or an IP literal).
+    pub(crate) host: Host,
+    /// The port (80).
+    pub(crate) port: u16,
+    /// The path.
+    pub(crate) path: String,
+}
+
+impl PortalUrl {
+    /// Parse `http://HOST[:PORT][/PATH]` (no https: a portal intercepts plain HTTP).
+    pub(crate) fn parse(s: &str) -> Result<PortalUrl, String> {
+        let rest = s
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case("http://"))
+            .and_then(|_| s.get(7..))
+            .ok_or_else(|| format!("{s:?}: not an http:// URL"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("/")),
+            None => (rest, "/"),
+        };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("{s:?}: unclosed [ in the host"))?;
+            (h, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        let port = match port {
+            None => 80,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{s:?}: bad port"))?,
+        };
+        let host = Host::parse(host).map_err(|e| format!("{s:?}: {e}"))?;
+        if path.bytes().any(|c| !c.is_ascii_graphic()) {
+            return Err(format!("{s:?}: the path has spaces or control characters"));
+        }
+        Ok(PortalUrl {
+            host,
+            port,
+            path: path.to_string(),
+        })
+    }
 }
 
 /// A NetBird status the check compares itself with.
@@ -270,8 +361,37 @@ pub(crate) struct Plan {
     pub(crate) turn_stream: Vec<TurnStreamTarget>,
     /// TCP samples.
     pub(crate) samples: Vec<SampleTarget>,
+    /// The path checks.
+    pub(crate) paths: PathsPlan,
     /// What the plan had to leave out, and why.
     pub(crate) notes: Vec<String>,
+}
+
+/// The path checks of a run (docs/paths.md).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PathsPlan {
+    /// Destinations whose route is looked up before anything is sent: (role, address). The
+    /// STUN and TURN servers: the paths a peer's WireGuard traffic takes.
+    pub(crate) routes: Vec<(&'static str, IpAddr)>,
+    /// The path MTU searches: the first STUN server of each family.
+    pub(crate) pmtu: Vec<SocketAddr>,
+    /// The TCP MSS: the first TURN server's TCP port (or the relay's TLS port).
+    pub(crate) mss: Option<SocketAddr>,
+    /// The captive-portal request.
+    pub(crate) portal: Option<PortalTarget>,
+    /// The STUN server (IPv4) the proven port mapping uses.
+    pub(crate) mapping_stun: Option<SocketAddr>,
+}
+
+/// Where the captive-portal request goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PortalTarget {
+    /// The address.
+    pub(crate) addr: SocketAddr,
+    /// The Host header (the name).
+    pub(crate) host: String,
+    /// The path.
+    pub(crate) path: String,
 }
 
 impl Plan {
@@ -330,7 +450,88 @@ pub(crate) fn plan(cfg: &CheckConfig, reach: &Reach) -> Plan {
     control(cfg, &mut plan);
     stun(cfg, reach, &mut plan);
     turn(cfg, reach, &mut plan);
+    paths(cfg, reach, &mut plan);
     plan
+}
+
+/// The path checks: routes of every STUN/TURN address, the PMTU search toward the first STUN
+/// server of each family, the MSS toward the first TURN TCP port (else the relay), the
+/// portal request to the management host's port 80 (or `--portal-url`), and the STUN server
+/// of the proven port mapping (the NAT tests' IPv4 server).
+fn paths(cfg: &CheckConfig, reach: &Reach, plan: &mut Plan) {
+    let o = &cfg.paths;
+    let mut routes: Vec<(&'static str, IpAddr)> = Vec::new();
+    for t in &plan.stun {
+        routes.push(("STUN", t.dest.ip()));
+    }
+    for t in &plan.turn_udp {
+        routes.push(("TURN", t.ip));
+    }
+    for t in &plan.turn_stream {
+        routes.push(("TURN", t.server.ip()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    routes.retain(|(_, ip)| seen.insert(*ip));
+    plan.paths.routes = routes;
+    if o.pmtu {
+        for v4 in [true, false] {
+            if let Some(s) = plan.nat_servers.iter().find(|s| s.is_ipv4() == v4) {
+                plan.paths.pmtu.push(*s);
+            }
+        }
+        plan.paths.mss = plan
+            .turn_stream
+            .iter()
+            .find(|t| t.transport == Transport::Tcp)
+            .map(|t| t.server);
+    }
+    if o.portmap {
+        plan.paths.mapping_stun = plan.nat_servers.iter().find(|s| s.is_ipv4()).copied();
+    }
+    if o.portal {
+        plan.paths.portal = portal_target(cfg, reach, &mut plan.notes);
+    }
+}
+
+fn portal_target(
+    cfg: &CheckConfig,
+    reach: &Reach,
+    notes: &mut Vec<String>,
+) -> Option<PortalTarget> {
+    let (host, port, path) = match &cfg.paths.portal_url {
+        Some(u) => (u.host.clone(), u.port, u.path.clone()),
+        None => {
+            let m = cfg
+                .profile
+                .of_kind(ServiceKind::Management)
+                .flat_map(|s| s.hosts.iter())
+                .find(|h| !matches!(h, Host::Wildcard(_)))?;
+            (m.clone(), 80, "/".to_string())
+        }
+    };
+    let addr = match &host {
+        Host::Ip(ip) => Some(*ip),
+        Host::Name(n) => reach
+            .names
+            .get(n.as_str())
+            .and_then(|r| r.addresses.first().copied())
+            .or_else(|| {
+                cfg.overrides
+                    .iter()
+                    .find(|o| o.name.eq_ignore_ascii_case(n))
+                    .map(|o| o.address)
+            }),
+        Host::Wildcard(_) => None,
+    };
+    let Some(ip) = addr else {
+        notes.push(format!("captive portal not checked: {host} has no address"));
+        return None;
+    };
+    Some(PortalTarget {
+        addr: SocketAddr::new(ip, port),
+        host: host.to_string(),
+        path,
+    })
 }
 
 fn control(cfg: &CheckConfig, plan: &mut Plan) {

@@ -232,6 +232,7 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
                 .block(Block::Fields(fields)),
         );
     }
+    crate::report::paths::sections(&mut doc, &r.paths);
     if let Some(nb) = &r.netbird {
         netbird_sections(&mut doc, nb);
     }
@@ -474,6 +475,7 @@ pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
     services(w, r, profile);
     samples(w, r, profile);
     nat(w, r, profile);
+    crate::report::paths::metrics(w, &r.paths, profile);
     relay(w, r, profile);
     if let Some(nb) = &r.netbird {
         netbird_metrics(w, nb, profile);

@@ -15,7 +15,7 @@ use rand::RngCore;
 use crate::app::{OutputArgs, ReportFiles};
 use crate::check::Check;
 use crate::check::model::NetbirdSource;
-use crate::check::plan::{CheckConfig, NetbirdInput};
+use crate::check::plan::{CheckConfig, NetbirdInput, PathOptions, PortalUrl};
 use crate::exit::{Outcome, usage};
 use crate::target::TargetSpec;
 
@@ -39,6 +39,10 @@ pub(crate) struct Args {
     pub(crate) tuning: TuningArgs,
     #[command(flatten)]
     pub(crate) auth: super::turn::AuthArgs,
+    #[command(flatten)]
+    pub(crate) bind: super::common::BindArgs,
+    #[command(flatten)]
+    pub(crate) path: PathArgs,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
     #[command(flatten)]
@@ -151,6 +155,53 @@ impl Default for TuningArgs {
             proxy: None,
             no_proxy: false,
         }
+    }
+}
+
+/// The path checks (docs/paths.md).
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct PathArgs {
+    /// Follow the routing table even when it sends the probes into a VPN tunnel (by default
+    /// they leave by the physical interface, which needs root or CAP_NET_RAW).
+    #[arg(long)]
+    pub(crate) via_tunnel: bool,
+    /// Stay silent toward the gateway: no NAT-PMP, PCP or UPnP IGD discovery and no test
+    /// mapping.
+    #[arg(long)]
+    pub(crate) no_portmap: bool,
+    /// Lifetime of the test port mapping, 5 to 600 seconds (it is deleted at once anyway).
+    #[arg(long, default_value_t = 30, value_name = "SECS",
+          value_parser = clap::value_parser!(u32).range(5..=600))]
+    pub(crate) mapping_lifetime: u32,
+    /// Skip the path MTU search, the TCP MSS and the WireGuard-sized datagrams through the relay.
+    #[arg(long)]
+    pub(crate) no_pmtu: bool,
+    /// Skip the captive-portal request.
+    #[arg(long)]
+    pub(crate) no_portal: bool,
+    /// Request this http:// URL for the captive-portal check instead of the management host's
+    /// port 80.
+    #[arg(long, value_name = "URL", conflicts_with = "no_portal")]
+    pub(crate) portal_url: Option<String>,
+}
+
+impl PathArgs {
+    /// The path options, the binding checked against the host (a one-line usage error).
+    pub(crate) fn options(&self, bind: &super::common::BindArgs) -> Result<PathOptions> {
+        let portal_url = self
+            .portal_url
+            .as_deref()
+            .map(|u| PortalUrl::parse(u).map_err(|e| usage(format!("--portal-url {e}"))))
+            .transpose()?;
+        Ok(PathOptions {
+            bind: bind.checked()?,
+            avoid_tunnel: !self.via_tunnel,
+            portmap: !self.no_portmap,
+            mapping_lifetime: self.mapping_lifetime,
+            pmtu: !self.no_pmtu,
+            portal: !self.no_portal,
+            portal_url,
+        })
     }
 }
 
@@ -372,10 +423,12 @@ pub(crate) fn build_config(
         relay_count: tuning.relay_count,
         notes,
         netbird,
+        paths: PathOptions::default(),
     })
 }
 
 pub(crate) fn run(args: Args) -> Result<Outcome> {
-    let cfg = build_config(&args.source, &args.tuning, &args.auth)?;
+    let mut cfg = build_config(&args.source, &args.tuning, &args.auth)?;
+    cfg.paths = args.path.options(&args.bind)?;
     crate::app::run(Check(cfg), &args.output, &args.files, "checks")
 }

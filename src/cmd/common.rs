@@ -110,6 +110,81 @@ pub(crate) fn proxy(
     Ok((proxy, exempt))
 }
 
+/// Where the probes leave from: `--bind`, `--interface`, `--source-port` (netcheck's
+/// `--bind-address`/`--bind-port`, stuntman's `--localaddr`/`--localport`, coturn's `-L`/`-l`).
+/// Flattened into every probing command; [`BindArgs::install`] is the one-line hook.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub(crate) struct BindArgs {
+    /// Send the probes from this local address (one per address family; repeat for both). An
+    /// address the host does not have is refused before anything is sent.
+    #[arg(long = "bind", value_name = "ADDR")]
+    pub(crate) bind: Vec<IpAddr>,
+    /// Send the probes out of this interface (SO_BINDTODEVICE: Linux, needs root or
+    /// CAP_NET_RAW), whatever the routing table says.
+    #[arg(long, value_name = "NAME", value_parser = interface_name)]
+    pub(crate) interface: Option<String>,
+    /// The UDP source port of the first probe socket of each address family (51820: how the
+    /// NAT treats WireGuard's own port), 1 to 65535; a port in use is refused.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) source_port: Option<u16>,
+}
+
+/// `--interface`: a name the kernel would accept (1 to 15 bytes, no `/` or spaces).
+fn interface_name(s: &str) -> std::result::Result<String, String> {
+    engine::source::IfName::new(s)
+        .map(|_| s.to_string())
+        .ok_or_else(|| format!("{s:?} is not an interface name (1 to 15 bytes, no '/' or spaces)"))
+}
+
+impl BindArgs {
+    /// The binding the flags ask for (pure: no I/O). Two `--bind` addresses of one family are
+    /// a usage error.
+    pub(crate) fn source(&self) -> Result<engine::source::SourceBind> {
+        let mut b = engine::source::SourceBind::default();
+        for ip in &self.bind {
+            let fam = b.family_mut(ip.is_ipv4());
+            if let Some(prev) = fam.ip {
+                return Err(usage(format!(
+                    "--bind {prev} and --bind {ip}: one address per family"
+                )));
+            }
+            fam.ip = Some(*ip);
+        }
+        let device = self
+            .interface
+            .as_deref()
+            .and_then(engine::source::IfName::new);
+        for v4 in [true, false] {
+            let fam = b.family_mut(v4);
+            fam.device = device;
+            fam.port = self.source_port;
+        }
+        Ok(b)
+    }
+
+    /// Whether any flag was given.
+    pub(crate) fn is_set(&self) -> bool {
+        !self.bind.is_empty() || self.interface.is_some() || self.source_port.is_some()
+    }
+
+    /// The binding, checked against the host (the interface exists, the address is the
+    /// host's, the port is free; a one-line usage error otherwise).
+    pub(crate) fn checked(&self) -> Result<engine::source::SourceBind> {
+        let b = self.source()?;
+        b.check().map_err(|e| usage(e.to_string()))?;
+        Ok(b)
+    }
+
+    /// The hook of the one-shot commands: check the binding and make it the process default,
+    /// so every socket the command opens uses it.
+    pub(crate) fn install(&self) -> Result<()> {
+        if self.is_set() {
+            engine::source::install(self.checked()?);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +216,29 @@ mod tests {
         std::fs::write(&empty, "").unwrap();
         let e = load_roots(&[empty]).unwrap_err().to_string();
         assert!(e.contains("no CERTIFICATE"), "{e}");
+    }
+
+    #[test]
+    fn bind_flags_make_one_binding_per_family() {
+        let a = BindArgs {
+            bind: vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
+            interface: Some("eth0".into()),
+            source_port: Some(51820),
+        };
+        let b = a.source().unwrap();
+        assert_eq!(b.v4.ip, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(b.v6.ip, Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(b.v4.device.unwrap().as_str(), "eth0");
+        assert_eq!((b.v4.port, b.v6.port), (Some(51820), Some(51820)));
+        let twice = BindArgs {
+            bind: vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()],
+            ..BindArgs::default()
+        };
+        let e = twice.source().unwrap_err().to_string();
+        assert!(e.contains("one address per family"), "{e}");
+        assert!(interface_name("a/b").is_err());
+        assert!(interface_name("sixteen-bytes-xx").is_err());
+        assert!(!BindArgs::default().is_set());
     }
 
     #[test]

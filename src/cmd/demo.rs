@@ -232,6 +232,7 @@ pub(crate) fn run(args: Args) -> Result<Outcome> {
         relay_count: tuning.relay_count,
         notes,
         netbird: None,
+        paths: crate::check::plan::PathOptions::default(),
     };
     crate::app::run(Check(cfg), &args.output, &args.files, "checks")
 }

@@ -43,6 +43,9 @@ const MIN_BUDGET_SECS: f64 = 0.1;
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub(crate) struct Args {
+    /// Where the probes leave from (--bind, --interface, --source-port).
+    #[command(flatten)]
+    bind: super::common::BindArgs,
     /// STUN servers: the first of each address family is used for the RFC 5780 tests (it
     /// should send OTHER-ADDRESS); all of them are compared for the mapping (HOST[:PORT],
     /// default port 3478; at most 16 per family).
@@ -150,6 +153,7 @@ pub(crate) fn plan(args: &Args) -> Result<Nat> {
 
 pub(crate) fn run(args: Args) -> Result<Outcome> {
     let nat = plan(&args)?;
+    args.bind.install()?;
     crate::app::run(nat, &args.output, &args.files, "families")
 }
 

@@ -38,6 +38,9 @@ const MAX_DEADLINE_SECS: f64 = 86_400.0;
 Exit status: 0 every target answered; 1 some did (or some were not probed: --deadline);
 2 none did; 64 bad flags; 130 interrupted.")]
 pub(crate) struct Args {
+    /// Where the probes leave from (--bind, --interface, --source-port).
+    #[command(flatten)]
+    bind: super::common::BindArgs,
     /// Servers: HOST, HOST:PORT, HOST:PORT-PORT, [V6]:PORT (default port 3478).
     #[arg(required = true, value_name = "TARGET")]
     targets: Vec<String>,
@@ -137,6 +140,7 @@ fn plan(args: &Args) -> Result<Stun> {
 
 pub(crate) fn run(args: Args) -> Result<Outcome> {
     let stun = plan(&args)?;
+    args.bind.install()?;
     crate::app::run(stun, &args.output, &args.files, "transactions")
 }
 

@@ -43,6 +43,9 @@ unspecified), 130 interrupted (partial results, marked).";
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub(crate) struct Args {
+    /// Where the probes leave from (--bind, --interface, --source-port).
+    #[command(flatten)]
+    bind: super::common::BindArgs,
     /// The server: a name or an IP address (a host: not broadcast, multicast or unspecified).
     host: String,
     /// UDP ports to probe with STUN Binding requests ("none" to skip).
@@ -218,6 +221,7 @@ pub(crate) fn plan(args: &Args, seed: u64) -> Result<Plan> {
 pub(crate) fn run(args: Args) -> Result<Outcome> {
     let seed = args.seed.unwrap_or_else(|| rand::rng().next_u64());
     let plan = plan(&args, seed)?;
+    args.bind.install()?;
     if plan.mode == Mode::Raw {
         engine::syn::check_privileges().map_err(|e| usage(format!("--raw: {e}")))?;
     }

@@ -6,5 +6,6 @@ pub(crate) mod doc;
 pub(crate) mod html;
 pub(crate) mod human;
 pub(crate) mod netbird;
+pub(crate) mod paths;
 pub(crate) mod prom;
 pub(crate) mod words;

@@ -182,6 +182,18 @@ fn lab_profile_fills_every_section_and_matches_the_schema() {
         // With credentials, relay RTT through a real allocation.
         let rtt = &v["relay_rtt"][0];
         assert!(rtt["rtt"]["median"].as_f64().unwrap() > 0.0, "{rtt:#}");
+        // And full-size WireGuard packets through the relay, all back on loopback.
+        let rp = &v["paths"]["relay_path"];
+        assert_eq!(
+            (rp["sent"].as_u64(), rp["received"].as_u64()),
+            (Some(5), Some(5)),
+            "{rp:#}"
+        );
+        let page = std::fs::read_to_string(&html).unwrap();
+        assert!(
+            page.contains("5 of 5 datagrams of 1312 bytes"),
+            "no relay-path line in the HTML"
+        );
         assert_eq!(v["verdict"]["status"], "ok", "{:#}", v["verdict"]);
         assert_eq!(out.status.code(), Some(0));
         lab.assert_no_allocations_left();
@@ -193,6 +205,12 @@ fn lab_profile_fills_every_section_and_matches_the_schema() {
         "{text}"
     );
     assert!(text.contains("stunmap_probe_rtt_seconds{"), "{text}");
+    if turn.is_some() {
+        assert!(
+            text.contains("stunmap_relay_path_loss_ratio{profile=\"lab\",server=\"127.0.0.1:"),
+            "{text}"
+        );
+    }
     if have("promtool") {
         let mut child = Command::new("promtool")
             .args(["check", "metrics"])

@@ -29,6 +29,7 @@ mod nat_timing_lab;
 mod not_probed;
 mod pair;
 mod pair_lab;
+mod paths_lab;
 mod probe_server;
 mod prometheus;
 mod serve_and_stun;

@@ -6,3 +6,4 @@
 
 pub mod lab;
 pub mod lab2;
+pub mod paths_lab;

@@ -8,6 +8,7 @@
 //! - [`http`]: HTTP/1.1 response heads (RFC 9112 §4).
 //! - [`x509`]: the subject and issuer names of a certificate (RFC 5280 §4.1).
 //! - [`natpmp`], [`pcp`]: NAT-PMP (RFC 6886) and PCP (RFC 6887) messages.
+//! - [`netlink`]: Linux rtnetlink route lookups and link/address/route dumps.
 //! - [`upnp`]: SSDP search and answers and the IGD device description (UPnP Device
 //!   Architecture 1.1), with the `http://` URLs they carry.
 //!
@@ -18,6 +19,7 @@ pub mod dns;
 pub mod http;
 pub mod ip;
 pub mod natpmp;
+pub mod netlink;
 pub mod pcp;
 pub mod upnp;
 pub mod x509;
@@ -46,6 +48,8 @@ pub enum Layer {
     Pcp,
     /// SSDP and the IGD description, UPnP Device Architecture 1.1.
     Upnp,
+    /// Linux rtnetlink (routes, links, addresses).
+    Netlink,
 }
 
 impl fmt::Display for Layer {
@@ -60,6 +64,7 @@ impl fmt::Display for Layer {
             Layer::NatPmp => "NAT-PMP",
             Layer::Pcp => "PCP",
             Layer::Upnp => "UPnP",
+            Layer::Netlink => "netlink",
         })
     }
 }

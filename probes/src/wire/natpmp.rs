@@ -1,5 +1,6 @@
-//! NAT-PMP (RFC 6886): the external address request and its response, the only exchange
-//! stunmap makes (it creates no mapping).
+//! NAT-PMP (RFC 6886): the external address request and its response, and the UDP mapping
+//! request and response (§3.3) of the short-lived mapping stunmap creates, verifies and
+//! deletes at once (`probes::path::mapping`).
 //!
 //! Every parser takes untrusted bytes from the LAN and returns an error rather than panicking.
 
@@ -80,6 +81,79 @@ pub fn result_text(code: u16) -> &'static str {
     }
 }
 
+/// The UDP mapping opcode, RFC 6886 §3.3 (2 is TCP).
+pub const MAP_UDP: u8 = 1;
+
+/// A mapping request, RFC 6886 §3.3: map UDP `internal_port` (suggesting `external_port`, 0
+/// for any) for `lifetime` seconds. Lifetime 0 with external port 0 deletes the mapping
+/// (§3.4).
+pub fn map_request(internal_port: u16, external_port: u16, lifetime: u32) -> [u8; 12] {
+    let mut b = [0u8; 12];
+    let [version, op, _, _, ip0, ip1, ep0, ep1, l0, l1, l2, l3] = &mut b;
+    *version = 0;
+    *op = MAP_UDP;
+    [*ip0, *ip1] = internal_port.to_be_bytes();
+    [*ep0, *ep1] = external_port.to_be_bytes();
+    [*l0, *l1, *l2, *l3] = lifetime.to_be_bytes();
+    b
+}
+
+/// A mapping response, RFC 6886 §3.3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NatPmpMapping {
+    /// Result code (0 = success).
+    pub result: u16,
+    /// Seconds since the gateway's table was (re)initialised.
+    pub epoch: u32,
+    /// The internal port mapped.
+    pub internal_port: u16,
+    /// The external port the gateway chose.
+    pub external_port: u16,
+    /// The lifetime granted, seconds.
+    pub lifetime: u32,
+}
+
+/// Read a UDP mapping response (opcode 129). An error may come with only the first 8 bytes.
+pub fn parse_map(b: &[u8]) -> Result<NatPmpMapping, WireError> {
+    let (&[version, opcode, r0, r1, e0, e1, e2, e3], rest) = split8(b)?;
+    if version != 0 {
+        return Err(WireError::Version {
+            layer: Layer::NatPmp,
+            version,
+        });
+    }
+    if opcode != 128 + MAP_UDP {
+        return Err(WireError::Unexpected {
+            layer: Layer::NatPmp,
+            field: "opcode",
+            value: u32::from(opcode),
+        });
+    }
+    let result = u16::from_be_bytes([r0, r1]);
+    let epoch = u32::from_be_bytes([e0, e1, e2, e3]);
+    let (internal_port, external_port, lifetime) = match rest {
+        [i0, i1, x0, x1, l0, l1, l2, l3, ..] => (
+            u16::from_be_bytes([*i0, *i1]),
+            u16::from_be_bytes([*x0, *x1]),
+            u32::from_be_bytes([*l0, *l1, *l2, *l3]),
+        ),
+        _ if result != 0 => (0, 0, 0),
+        _ => {
+            return Err(WireError::Truncated {
+                layer: Layer::NatPmp,
+                len: b.len(),
+            });
+        }
+    };
+    Ok(NatPmpMapping {
+        result,
+        epoch,
+        internal_port,
+        external_port,
+        lifetime,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +194,36 @@ mod tests {
         );
         for cut in 0..ok.len() {
             assert!(parse_external(&ok[..cut]).is_err(), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn mapping_request_and_response() {
+        assert_eq!(
+            map_request(51820, 51820, 30),
+            [0, 1, 0, 0, 0xca, 0x6c, 0xca, 0x6c, 0, 0, 0, 30]
+        );
+        // Deletion: lifetime 0, external port 0.
+        assert_eq!(&map_request(4000, 0, 0)[6..], &[0, 0, 0, 0, 0, 0]);
+        let ok = [
+            0, 129, 0, 0, 0, 0, 0, 9, 0x0f, 0xa0, 0x0f, 0xa1, 0, 0, 0, 30,
+        ];
+        let m = parse_map(&ok).unwrap();
+        assert_eq!(
+            (
+                m.result,
+                m.epoch,
+                m.internal_port,
+                m.external_port,
+                m.lifetime
+            ),
+            (0, 9, 4000, 4001, 30)
+        );
+        let refused = parse_map(&[0, 129, 0, 3, 0, 0, 0, 1]).unwrap();
+        assert_eq!((refused.result, refused.external_port), (3, 0));
+        assert!(parse_map(&[0, 128, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4]).is_err());
+        for cut in 0..ok.len() {
+            assert!(parse_map(&ok[..cut]).is_err(), "cut {cut}");
         }
     }
 }

@@ -1,5 +1,6 @@
-//! PCP (RFC 6887): the ANNOUNCE request (opcode 0, no side effect on the gateway) and the
-//! response header, including the NAT-PMP "unsupported version" answer of a gateway that
+//! PCP (RFC 6887): the ANNOUNCE request (opcode 0, no side effect on the gateway), the MAP
+//! request and response of the short-lived mapping stunmap creates, verifies and deletes at
+//! once (§11), and the response header, including the NAT-PMP "unsupported version" answer of a gateway that
 //! speaks only NAT-PMP (RFC 6887 §9).
 //!
 //! Every parser takes untrusted bytes from the LAN and returns an error rather than panicking.
@@ -31,6 +32,133 @@ pub fn announce_request(client: IpAddr) -> [u8; 24] {
         slot.copy_from_slice(&ip.octets());
     }
     b
+}
+
+/// The MAP opcode, RFC 6887 §11.
+pub const MAP: u8 = 1;
+/// IANA protocol number of UDP, for MAP's protocol field.
+const UDP: u8 = 17;
+
+/// The client's address as PCP carries it (IPv4 as IPv4-mapped IPv6, RFC 6887 §5).
+fn mapped(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// A MAP request for UDP, RFC 6887 §11.1: the 24-byte header with `lifetime` and the client's
+/// address, then the 36-byte MAP data — the mapping `nonce` (random, kept to refresh or delete
+/// the mapping, §11.2), protocol 17, `internal_port`, the suggested external port (0: any)
+/// and no suggested external address. Lifetime 0 deletes the mapping (§15).
+pub fn map_request(
+    client: IpAddr,
+    nonce: [u8; 12],
+    internal_port: u16,
+    external_port: u16,
+    lifetime: u32,
+) -> [u8; 60] {
+    let mut b = [0u8; 60];
+    let [v, op, ..] = &mut b;
+    *v = VERSION;
+    *op = MAP;
+    if let Some(slot) = b.get_mut(4..8) {
+        slot.copy_from_slice(&lifetime.to_be_bytes());
+    }
+    if let Some(slot) = b.get_mut(8..24) {
+        slot.copy_from_slice(&mapped(client));
+    }
+    if let Some(slot) = b.get_mut(24..36) {
+        slot.copy_from_slice(&nonce);
+    }
+    if let Some(slot) = b.get_mut(36..37) {
+        slot.copy_from_slice(&[UDP]);
+    }
+    if let Some(slot) = b.get_mut(40..42) {
+        slot.copy_from_slice(&internal_port.to_be_bytes());
+    }
+    if let Some(slot) = b.get_mut(42..44) {
+        slot.copy_from_slice(&external_port.to_be_bytes());
+    }
+    // Suggested external address: the IPv4-mapped unspecified address (no preference).
+    let any = mapped(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    if let Some(slot) = b.get_mut(44..60) {
+        slot.copy_from_slice(&any);
+    }
+    b
+}
+
+/// A MAP response, RFC 6887 §11.1 and §7.2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PcpMapping {
+    /// Result code (0 = success), §7.4.
+    pub result: u8,
+    /// Lifetime granted, seconds.
+    pub lifetime: u32,
+    /// The server's epoch.
+    pub epoch: u32,
+    /// The mapping nonce (must be the request's).
+    #[serde(skip)]
+    pub nonce: [u8; 12],
+    /// The internal port.
+    pub internal_port: u16,
+    /// The external port assigned.
+    pub external_port: u16,
+    /// The external address assigned.
+    pub external: IpAddr,
+}
+
+/// Read a MAP response.
+pub fn parse_map(b: &[u8]) -> Result<PcpMapping, WireError> {
+    let (opcode, result, lifetime, epoch) = match parse_response(b)? {
+        PcpReply::Pcp {
+            opcode,
+            result,
+            lifetime,
+            epoch,
+        } => (opcode, result, lifetime, epoch),
+        PcpReply::NatPmpOnly { result } => {
+            return Err(WireError::Unexpected {
+                layer: Layer::Pcp,
+                field: "NAT-PMP result",
+                value: u32::from(result),
+            });
+        }
+    };
+    if opcode != MAP {
+        return Err(WireError::Unexpected {
+            layer: Layer::Pcp,
+            field: "opcode",
+            value: u32::from(opcode),
+        });
+    }
+    let data = b.get(24..60).ok_or(WireError::Truncated {
+        layer: Layer::Pcp,
+        len: b.len(),
+    })?;
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(data.get(..12).unwrap_or(&[0; 12]));
+    let port = |at: usize| {
+        data.get(at..at + 2)
+            .and_then(|p| <[u8; 2]>::try_from(p).ok())
+            .map_or(0, u16::from_be_bytes)
+    };
+    let mut ext = [0u8; 16];
+    ext.copy_from_slice(data.get(20..36).unwrap_or(&[0; 16]));
+    let v6 = std::net::Ipv6Addr::from(ext);
+    let external = match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    };
+    Ok(PcpMapping {
+        result,
+        lifetime,
+        epoch,
+        nonce,
+        internal_port: port(16),
+        external_port: port(18),
+        external,
+    })
 }
 
 /// A PCP answer.
@@ -212,5 +340,42 @@ mod tests {
         ));
         assert!(parse_response(&[7; 24]).is_err());
         assert!(parse_response(&[0, 5]).is_err());
+    }
+
+    #[test]
+    fn map_request_and_response() {
+        let nonce = [9u8; 12];
+        let r = map_request("192.168.1.2".parse().unwrap(), nonce, 4000, 0, 30);
+        assert_eq!(&r[..2], &[2, 1]);
+        assert_eq!(&r[4..8], &30u32.to_be_bytes());
+        assert_eq!(&r[18..24], &[0xff, 0xff, 192, 168, 1, 2]);
+        assert_eq!(&r[24..36], &nonce);
+        assert_eq!(r[36], 17);
+        assert_eq!(&r[40..44], &[0x0f, 0xa0, 0, 0]);
+        assert_eq!(&r[54..60], &[0xff, 0xff, 0, 0, 0, 0]);
+        // The server's answer: R bit, result 0, lifetime 120, epoch 5, the same nonce,
+        // external 11.0.0.1:4000.
+        let mut a = r;
+        a[1] = 0x81;
+        a[3] = 0;
+        a[4..8].copy_from_slice(&120u32.to_be_bytes());
+        a[8..12].copy_from_slice(&5u32.to_be_bytes());
+        a[12..24].fill(0);
+        a[42..44].copy_from_slice(&4000u16.to_be_bytes());
+        a[54..60].copy_from_slice(&[0xff, 0xff, 11, 0, 0, 1]);
+        let m = parse_map(&a).unwrap();
+        assert_eq!((m.result, m.lifetime, m.epoch), (0, 120, 5));
+        assert_eq!((m.internal_port, m.external_port), (4000, 4000));
+        assert_eq!(m.external, "11.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(m.nonce, nonce);
+        // The request reflected, an ANNOUNCE answer, truncations.
+        assert!(parse_map(&r).is_err());
+        let mut ann = [0u8; 24];
+        ann[0] = 2;
+        ann[1] = 0x80;
+        assert!(parse_map(&ann).is_err());
+        for cut in 0..a.len() {
+            assert!(parse_map(&a[..cut]).is_err(), "cut {cut}");
+        }
     }
 }

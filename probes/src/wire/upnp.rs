@@ -1,7 +1,9 @@
 //! UPnP Internet Gateway Device discovery: the SSDP search and its answers (UPnP Device
 //! Architecture 1.1 §1.3), the `http://` URL of the device description, the GET that fetches
 //! it and the scan of the description for WAN connection services (§2.3; IGD 1.0/2.0
-//! device templates).
+//! device templates); and the SOAP actions (§3.2) stunmap uses on such a service:
+//! `GetExternalIPAddress`, and `AddPortMapping`/`DeletePortMapping` for the short-lived
+//! mapping it creates, verifies and deletes at once.
 //!
 //! Every parser takes untrusted bytes from the LAN and returns an error rather than panicking.
 
@@ -208,6 +210,169 @@ fn element<'a>(body: &'a str, name: &str) -> Option<&'a str> {
     Some(tail.get(..end)?.trim())
 }
 
+// ---------------------------------------------------------------------------------------------
+// SOAP control (UPnP Device Architecture 1.1 §3.2; IGD WANIPConnection:1/2 actions)
+
+/// The control URL of a service: `control` from the description, relative to the
+/// description's own URL or absolute with a literal IP (the caller checks it is the gateway).
+pub fn control_url(description: &HttpUrl, control: &str) -> Result<HttpUrl, WireError> {
+    let control = control.trim();
+    if control
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+    {
+        return parse_http_url(control);
+    }
+    let path = if control.starts_with('/') {
+        control.to_string()
+    } else {
+        // Relative to the description's directory.
+        let dir = description.path.rsplit_once('/').map_or("", |(d, _)| d);
+        format!("{dir}/{control}")
+    };
+    if path.bytes().any(|c| c.is_ascii_control() || c == b' ') {
+        return Err(BAD_LOCATION);
+    }
+    Ok(HttpUrl {
+        addr: description.addr,
+        path,
+    })
+}
+
+/// An action on a WAN connection service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SoapAction {
+    /// `GetExternalIPAddress`.
+    GetExternalIpAddress,
+    /// `AddPortMapping` of UDP `external_port` to `client:internal_port` for `lease` seconds.
+    AddPortMapping {
+        /// External port.
+        external_port: u16,
+        /// Internal port.
+        internal_port: u16,
+        /// Internal client.
+        client: Ipv4Addr,
+        /// Lease, seconds.
+        lease: u32,
+    },
+    /// `DeletePortMapping` of UDP `external_port`.
+    DeletePortMapping {
+        /// External port.
+        external_port: u16,
+    },
+}
+
+impl SoapAction {
+    /// The action's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SoapAction::GetExternalIpAddress => "GetExternalIPAddress",
+            SoapAction::AddPortMapping { .. } => "AddPortMapping",
+            SoapAction::DeletePortMapping { .. } => "DeletePortMapping",
+        }
+    }
+
+    fn arguments(&self) -> String {
+        match self {
+            SoapAction::GetExternalIpAddress => String::new(),
+            SoapAction::AddPortMapping {
+                external_port,
+                internal_port,
+                client,
+                lease,
+            } => format!(
+                "<NewRemoteHost></NewRemoteHost><NewExternalPort>{external_port}</NewExternalPort><NewProtocol>UDP</NewProtocol><NewInternalPort>{internal_port}</NewInternalPort><NewInternalClient>{client}</NewInternalClient><NewEnabled>1</NewEnabled><NewPortMappingDescription>stunmap</NewPortMappingDescription><NewLeaseDuration>{lease}</NewLeaseDuration>"
+            ),
+            SoapAction::DeletePortMapping { external_port } => format!(
+                "<NewRemoteHost></NewRemoteHost><NewExternalPort>{external_port}</NewExternalPort><NewProtocol>UDP</NewProtocol>"
+            ),
+        }
+    }
+}
+
+/// A service type safe to put in a header and a body: the UPnP URN prefix and nothing but
+/// letters, digits and `:.-_` (it comes from the device description).
+fn safe_service_type(t: &str) -> bool {
+    t.starts_with("urn:schemas-upnp-org:service:")
+        && t.len() <= 128
+        && t.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b':' | b'.' | b'-' | b'_'))
+}
+
+/// The HTTP POST of `action` on `service_type` at `url` (UDA 1.1 §3.2.1), closing the
+/// connection after the answer.
+pub fn soap_request(
+    url: &HttpUrl,
+    service_type: &str,
+    action: &SoapAction,
+) -> Result<Vec<u8>, WireError> {
+    if !safe_service_type(service_type) {
+        return Err(WireError::Malformed {
+            layer: Layer::Upnp,
+            what: "service type",
+        });
+    }
+    let name = action.name();
+    let body = format!(
+        "<?xml version=\"1.0\"?>\r\n<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body><u:{name} xmlns:u=\"{service_type}\">{}</u:{name}></s:Body></s:Envelope>\r\n",
+        action.arguments()
+    );
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/xml; charset=\"utf-8\"\r\nSOAPAction: \"{service_type}#{name}\"\r\nContent-Length: {}\r\nConnection: close\r\nUser-Agent: stunmap\r\n\r\n",
+        url.path,
+        url.addr,
+        body.len()
+    );
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    Ok(out)
+}
+
+/// What a SOAP action answered.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "reply")]
+pub enum SoapReply {
+    /// Success (HTTP 200); `NewExternalIPAddress` when the action returns it (empty when the
+    /// gateway has none: WANIPConnection:2 §2.3.13).
+    Ok {
+        /// `NewExternalIPAddress`, trimmed; `None` when absent.
+        external_ip: Option<String>,
+    },
+    /// A SOAP fault (HTTP 500) with the UPnP error.
+    Fault {
+        /// `errorCode` (718 ConflictInMappingEntry, 725 OnlyPermanentLeasesSupported, …).
+        code: Option<u16>,
+        /// `errorDescription`.
+        description: Option<String>,
+    },
+}
+
+/// Read the HTTP response of a SOAP action.
+pub fn parse_soap_reply(b: &[u8]) -> Result<SoapReply, WireError> {
+    let head_end = b
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or(NOT_HTTP)?;
+    let head = std::str::from_utf8(b.get(..head_end).ok_or(NOT_HTTP)?).map_err(|_| NOT_HTTP)?;
+    let (status, _) = http_head(head)?;
+    let body = String::from_utf8_lossy(b.get(head_end + 4..).unwrap_or(&[]));
+    let clip = |s: &str| s.chars().take(128).collect::<String>();
+    match status {
+        200 => Ok(SoapReply::Ok {
+            external_ip: element(&body, "NewExternalIPAddress").map(clip),
+        }),
+        500 => Ok(SoapReply::Fault {
+            code: element(&body, "errorCode").and_then(|c| c.parse().ok()),
+            description: element(&body, "errorDescription").map(clip),
+        }),
+        other => Err(WireError::Unexpected {
+            layer: Layer::Upnp,
+            field: "HTTP status",
+            value: u32::from(other),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,5 +463,65 @@ mod tests {
             })
         );
         assert!(http_body(b"HTTP/1.1 200 OK\r\n").is_err());
+    }
+
+    #[test]
+    fn soap_requests_and_replies() {
+        let desc = parse_http_url("http://192.168.1.1:5000/rootDesc.xml").unwrap();
+        let ctl = control_url(&desc, "/ctl/IPConn").unwrap();
+        assert_eq!((ctl.addr, ctl.path.as_str()), (desc.addr, "/ctl/IPConn"));
+        let rel = control_url(
+            &parse_http_url("http://192.168.1.1/igd/desc.xml").unwrap(),
+            "ctl",
+        )
+        .unwrap();
+        assert_eq!(rel.path, "/igd/ctl");
+        assert!(control_url(&desc, "http://10.0.0.9:80/x").is_ok());
+        assert!(control_url(&desc, "/a b").is_err());
+        let st = "urn:schemas-upnp-org:service:WANIPConnection:1";
+        let add = SoapAction::AddPortMapping {
+            external_port: 4000,
+            internal_port: 4000,
+            client: "192.168.1.2".parse().unwrap(),
+            lease: 30,
+        };
+        let r = String::from_utf8(soap_request(&ctl, st, &add).unwrap()).unwrap();
+        assert!(
+            r.starts_with("POST /ctl/IPConn HTTP/1.1\r\nHost: 192.168.1.1:5000\r\n"),
+            "{r}"
+        );
+        assert!(r.contains(&format!("SOAPAction: \"{st}#AddPortMapping\"\r\n")));
+        assert!(r.contains("<NewInternalClient>192.168.1.2</NewInternalClient>"));
+        assert!(r.contains("<NewLeaseDuration>30</NewLeaseDuration>"));
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        // A service type from a hostile description never reaches the request.
+        assert!(soap_request(&ctl, "urn:schemas-upnp-org:service:X\r\nEvil: 1", &add).is_err());
+        assert!(soap_request(&ctl, "urn:evil:service:x", &add).is_err());
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n\r\n<s:Envelope><s:Body><u:GetExternalIPAddressResponse><NewExternalIPAddress>11.0.0.1</NewExternalIPAddress></u:GetExternalIPAddressResponse></s:Body></s:Envelope>";
+        assert_eq!(
+            parse_soap_reply(ok).unwrap(),
+            SoapReply::Ok {
+                external_ip: Some("11.0.0.1".into())
+            }
+        );
+        let empty = b"HTTP/1.1 200 OK\r\n\r\n<NewExternalIPAddress></NewExternalIPAddress>";
+        assert_eq!(
+            parse_soap_reply(empty).unwrap(),
+            SoapReply::Ok {
+                external_ip: Some(String::new())
+            }
+        );
+        let fault = b"HTTP/1.1 500 Internal Server Error\r\n\r\n<s:Fault><detail><UPnPError><errorCode>718</errorCode><errorDescription>ConflictInMappingEntry</errorDescription></UPnPError></detail></s:Fault>";
+        assert_eq!(
+            parse_soap_reply(fault).unwrap(),
+            SoapReply::Fault {
+                code: Some(718),
+                description: Some("ConflictInMappingEntry".into())
+            }
+        );
+        assert!(parse_soap_reply(b"HTTP/1.1 404 Not Found\r\n\r\n").is_err());
+        assert!(parse_soap_reply(b"garbage").is_err());
+        assert!(parse_soap_reply(&[0xff; 100]).is_err());
     }
 }
