@@ -118,6 +118,29 @@ impl HostRtt {
     }
 }
 
+/// Which STUN servers answered a small Binding request, as each STUN row ends (`true`:
+/// answered). A step that only makes sense toward a server that answers waits on it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Heard(Arc<tokio::sync::watch::Sender<HashMap<SocketAddr, bool>>>);
+
+impl Heard {
+    /// The STUN row toward `server` ended; `answered` says how.
+    pub(crate) fn set(&self, server: SocketAddr, answered: bool) {
+        self.0.send_modify(|m| {
+            m.insert(server, answered);
+        });
+    }
+
+    /// Whether `server`'s STUN row answered, once it has ended.
+    pub(crate) async fn answered(&self, server: SocketAddr) -> bool {
+        let mut rx = self.0.subscribe();
+        match rx.wait_for(|m| m.contains_key(&server)).await {
+            Ok(m) => m.get(&server).copied().unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+}
+
 /// Resolve one name: `--resolve` first, else the engine's own DNS client (A and AAAA).
 async fn resolve_name(name: &str, ports: &[u16], cfg: &CheckConfig) -> Resolved {
     let given: Vec<IpAddr> = cfg
@@ -710,22 +733,70 @@ pub(crate) async fn relay_path(
 /// Datagrams of the relay-path check.
 const RELAY_PATH_COUNT: u32 = 5;
 
-/// The MSS toward a TURN server over TCP.
-pub(crate) async fn mss(cfg: &CheckConfig, server: SocketAddr) -> MssCheck {
-    let overhead = if server.is_ipv4() { 40 } else { 60 };
-    match engine::pmtu::tcp_mss(server, cfg.timeout).await {
-        Ok(m) => MssCheck {
-            server,
-            mss: Some(m),
-            implied_mtu: Some(m + overhead),
-            error: None,
-        },
-        Err(e) => MssCheck {
-            server,
-            mss: None,
-            implied_mtu: None,
-            error: Some(e.to_string()),
-        },
+/// The TCP MSS toward the TURN servers' TCP ports: each is connected at once and the first
+/// connection made is measured. A connect that gets no answer ends as the TURN/TCP rows do
+/// (the kernel's second SYN plus one measured RTO, [`HostRtt`]), else at the step timeout;
+/// with no connection at all, the first server's error.
+pub(crate) async fn mss(
+    cfg: &CheckConfig,
+    servers: &[SocketAddr],
+    host: &HostRtt,
+    cancel: &Cancel,
+) -> MssCheck {
+    let mut tries = tokio::task::JoinSet::new();
+    let start = tokio::time::Instant::now();
+    for (k, server) in servers.iter().copied().enumerate() {
+        let (host, timeout) = (host.clone(), cfg.timeout);
+        tries.spawn(engine::source::scope(engine::source::effective(), async move {
+            let r = tokio::select! {
+                r = engine::pmtu::tcp_mss(server, timeout) => r,
+                () = host.silence(server.ip(), start, SYN_RETRANSMISSION, timeout) => Err(
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer to the connect"),
+                ),
+            };
+            (k, server, r)
+        }));
+    }
+    let mut first_error: Option<(usize, SocketAddr, String)> = None;
+    loop {
+        let next = tokio::select! {
+            n = tries.join_next() => n,
+            _ = cancel.cancelled() => None,
+        };
+        let Some(joined) = next else { break };
+        let Ok((k, server, r)) = joined else { continue };
+        let overhead = if server.is_ipv4() { 40 } else { 60 };
+        match r {
+            Ok(m) => {
+                return MssCheck {
+                    server,
+                    mss: Some(m),
+                    implied_mtu: Some(m + overhead),
+                    error: None,
+                };
+            }
+            Err(e) => {
+                if first_error.as_ref().is_none_or(|(f, _, _)| k < *f) {
+                    first_error = Some((k, server, e.to_string()));
+                }
+            }
+        }
+    }
+    let (server, error) = match first_error {
+        Some((_, s, e)) => (s, e),
+        None => (
+            servers
+                .first()
+                .copied()
+                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+            "stopped".to_string(),
+        ),
+    };
+    MssCheck {
+        server,
+        mss: None,
+        implied_mtu: None,
+        error: Some(error),
     }
 }
 
@@ -837,5 +908,28 @@ pub(crate) async fn gateway(
             why: "not judged yet".into(),
         },
         mapping,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn heard_waits_for_the_row_and_says_how_it_ended() {
+        let heard = Heard::default();
+        let (a, b) = (
+            SocketAddr::from(([192, 0, 2, 1], 3478)),
+            SocketAddr::from(([192, 0, 2, 2], 3478)),
+        );
+        let waiter = tokio::spawn({
+            let heard = heard.clone();
+            async move { (heard.answered(a).await, heard.answered(b).await) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        heard.set(b, false);
+        heard.set(a, true);
+        assert_eq!(waiter.await.unwrap(), (true, false));
     }
 }

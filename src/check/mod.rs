@@ -218,9 +218,11 @@ fn spawn(
         set: JoinSet::new(),
         bind: routes.bind,
     };
-    spawn_paths(cfg, ctx, plan, routes, &mut tasks);
+    // Which STUN servers answered a small Binding: the path MTU search waits for it.
+    let heard = exec::Heard::default();
     // Round trips to the hosts, shared by the rows (a silent path is judged on them).
     let host = exec::HostRtt::default();
+    spawn_paths(cfg, ctx, plan, routes, &heard, &host, &mut tasks);
     if !plan.control.endpoints.is_empty() {
         let (cfg, ctx, p) = (cfg.clone(), ctx.clone(), plan.control.clone());
         tasks.spawn(async move {
@@ -231,9 +233,13 @@ fn spawn(
         });
     }
     for t in plan.stun.iter().cloned() {
-        let (cfg, ctx, host) = (cfg.clone(), ctx.clone(), host.clone());
+        let (cfg, ctx, host, heard) = (cfg.clone(), ctx.clone(), host.clone(), heard.clone());
         tasks.spawn(async move {
             let r = exec::stun(&cfg, t.dest, &host, &ctx.cancel).await;
+            heard.set(
+                t.dest,
+                matches!(r, Some(Ok(UdpPortOutcome::Answered { .. }))),
+            );
             Done::Stun(t, r)
         });
     }
@@ -321,6 +327,8 @@ fn spawn_paths(
     ctx: &Ctx,
     plan: &plan::Plan,
     routes: &exec::RouteOutcome,
+    heard: &exec::Heard,
+    host: &exec::HostRtt,
     tasks: &mut Sections,
 ) {
     if let Some(t) = plan.paths.portal.clone() {
@@ -328,16 +336,30 @@ fn spawn_paths(
         tasks.spawn(async move { Done::Portal(exec::portal(&cfg, &t).await) });
     }
     for server in plan.paths.pmtu.iter().copied() {
-        let (cfg, ctx) = (cfg.clone(), ctx.clone());
+        let (cfg, ctx, heard) = (cfg.clone(), ctx.clone(), heard.clone());
+        // A server with a STUN row of its own is searched once that row has answered: one
+        // that is silent to a small request would only make every size wait out its tries.
+        let gated = plan.stun.iter().any(|t| t.dest == server);
         tasks.spawn(async move {
+            if gated && !heard.answered(server).await {
+                return Done::Pmtu(
+                    server,
+                    Err("not measured: the server answered no small Binding request".into()),
+                );
+            }
             let r = exec::pmtu(&cfg, server, &ctx.cancel).await;
             phase(&ctx, "path-mtu");
             Done::Pmtu(server, r)
         });
     }
-    if let Some(server) = plan.paths.mss {
-        let cfg = cfg.clone();
-        tasks.spawn(async move { Done::Mss(exec::mss(&cfg, server).await) });
+    if !plan.paths.mss.is_empty() {
+        let (cfg, ctx, servers, host) = (
+            cfg.clone(),
+            ctx.clone(),
+            plan.paths.mss.clone(),
+            host.clone(),
+        );
+        tasks.spawn(async move { Done::Mss(exec::mss(&cfg, &servers, &host, &ctx.cancel).await) });
     }
     if cfg.paths.portmap
         && let Some(gw) = routes.gateway_v4

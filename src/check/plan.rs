@@ -375,8 +375,8 @@ pub(crate) struct PathsPlan {
     pub(crate) routes: Vec<(&'static str, IpAddr)>,
     /// The path MTU searches: the first STUN server of each family.
     pub(crate) pmtu: Vec<SocketAddr>,
-    /// The TCP MSS: the first TURN server's TCP port (or the relay's TLS port).
-    pub(crate) mss: Option<SocketAddr>,
+    /// The TCP MSS: the TURN servers' TCP ports, the first that connects is measured.
+    pub(crate) mss: Vec<SocketAddr>,
     /// The captive-portal request.
     pub(crate) portal: Option<PortalTarget>,
     /// The STUN server (IPv4) the proven port mapping uses.
@@ -479,11 +479,11 @@ fn paths(cfg: &CheckConfig, reach: &Reach, plan: &mut Plan) {
                 plan.paths.pmtu.push(*s);
             }
         }
-        plan.paths.mss = plan
-            .turn_stream
-            .iter()
-            .find(|t| t.transport == Transport::Tcp)
-            .map(|t| t.server);
+        for t in &plan.turn_stream {
+            if t.transport == Transport::Tcp && !plan.paths.mss.contains(&t.server) {
+                plan.paths.mss.push(t.server);
+            }
+        }
     }
     if o.portmap {
         plan.paths.mapping_stun = plan.nat_servers.iter().find(|s| s.is_ipv4()).copied();
