@@ -375,7 +375,7 @@ impl Lab {
         self.wait_udp_listener(
             Ns::Public,
             &format!("{PUBLIC_IP_2}:3479"),
-            Duration::from_secs(5),
+            Duration::from_secs(20),
         )?;
         Ok(listen)
     }
@@ -389,7 +389,7 @@ impl Lab {
         self.wait_udp_listener(
             Ns::Public,
             &format!("{PUBLIC_IP_2}:{}", port + 1),
-            Duration::from_secs(5),
+            Duration::from_secs(20),
         )
     }
 
@@ -427,7 +427,7 @@ impl Lab {
         self.wait_udp_listener(
             Ns::Public,
             &format!("{PUBLIC_IP_1}:{port}"),
-            Duration::from_secs(5),
+            Duration::from_secs(20),
         )
     }
 }

@@ -359,7 +359,7 @@ impl Lab2 {
             &p,
             "-uln",
             &format!("{PUBLIC_2}:{TURN_PORT}"),
-            Duration::from_secs(5),
+            Duration::from_secs(20),
         )
     }
 
@@ -373,7 +373,7 @@ impl Lab2 {
             &[bin, "serve", "--rendezvous", &listen],
             &[("STUNMAP_PAIR_SECRET", secret)],
         )?;
-        self.wait_listener(&p, "-tln", &listen, Duration::from_secs(5))?;
+        self.wait_listener(&p, "-tln", &listen, Duration::from_secs(20))?;
         Ok(listen)
     }
 }

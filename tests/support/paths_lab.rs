@@ -286,7 +286,7 @@ impl PathsLab {
             if String::from_utf8_lossy(&out.stdout).contains(addr) {
                 return Ok(());
             }
-            if start.elapsed() > Duration::from_secs(5) {
+            if start.elapsed() > Duration::from_secs(20) {
                 return Err(format!("nothing listens on {addr} in {:?}", self.ns(ns)));
             }
             std::thread::sleep(Duration::from_millis(50));
