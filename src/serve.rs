@@ -8,7 +8,9 @@
 //! `recvmmsg` → answer → `sendmmsg` (engine::mmsg), blocking in `epoll_wait` only when every
 //! socket is drained. A CHANGE-REQUEST answer leaves from the same thread's socket of the
 //! alternate address, so every thread reaches every address. Shutdown wakes each thread
-//! through an eventfd and joins it.
+//! through an eventfd and joins it. Off Linux (no `SO_REUSEPORT` spreading, no `recvmmsg`):
+//! one socket per address, each read by a thread of its own with plain `recv_from`/`send_to`
+//! (`--threads` does not apply), which sees a shutdown within [`STOP_POLL`].
 //!
 //! TCP: tokio tasks, one per connection, under a global cap (`--max-tcp`) and a per-source cap
 //! (`--max-tcp-per-source`), with three deadlines: between messages (`--tcp-idle`, measured
@@ -22,6 +24,7 @@ use std::collections::HashMap;
 use std::hash::RandomState;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+#[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,7 +32,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use engine::clock::Clock;
+#[cfg(target_os = "linux")]
 use engine::epoll::{Poller, Waker};
+#[cfg(target_os = "linux")]
 use engine::mmsg::{MMSG_BATCH, RecvBatch, SendBatch};
 use probes::reflector::limit::{SourceKey, SourceLimiter, SourceRate};
 use probes::reflector::{Action, Origin, ServerAddrs, respond};
@@ -185,9 +190,11 @@ pub(crate) async fn serve(
     // groups[address][thread]
     let mut groups = Vec::with_capacity(addrs.len());
     for a in &addrs {
-        let g = engine::udp::bind_reuseport_group(*a, threads)
-            .with_context(|| format!("cannot bind UDP {a}"))?;
-        groups.push(g);
+        #[cfg(target_os = "linux")]
+        let g = engine::udp::bind_reuseport_group(*a, threads);
+        #[cfg(not(target_os = "linux"))]
+        let g = bind_udp(*a).map(|s| vec![s]);
+        groups.push(g.with_context(|| format!("cannot bind UDP {a}"))?);
     }
     let plan: Arc<[SocketPlan]> = addrs
         .iter()
@@ -365,12 +372,14 @@ impl BatchCounts {
 }
 
 /// The UDP worker threads; dropping this stops and joins them.
+#[cfg(target_os = "linux")]
 #[derive(Debug)]
 struct UdpWorkers {
     wakers: Vec<Waker>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+#[cfg(target_os = "linux")]
 impl UdpWorkers {
     /// Start one thread per socket list. The receiver yields the first thread error.
     fn spawn(
@@ -403,6 +412,7 @@ impl UdpWorkers {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Drop for UdpWorkers {
     fn drop(&mut self) {
         for w in &self.wakers {
@@ -415,6 +425,7 @@ impl Drop for UdpWorkers {
 }
 
 /// One worker thread: drain each readable socket batch by batch, answer, send, repeat.
+#[cfg(target_os = "linux")]
 fn udp_worker(
     socks: &[std::net::UdpSocket],
     plan: &[SocketPlan],
@@ -489,6 +500,136 @@ fn udp_worker(
             }
         }
     }
+}
+
+/// Off Linux: the longest a UDP thread blocks in `recv_from` before it looks for a shutdown.
+#[cfg(not(target_os = "linux"))]
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// Off Linux: one UDP socket on `addr` (IPv6 sockets v6-only), buffers raised like Linux's.
+#[cfg(not(target_os = "linux"))]
+fn bind_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    let _ = sock.set_recv_buffer_size(4 << 20);
+    let _ = sock.set_send_buffer_size(4 << 20);
+    sock.bind(&addr.into())?;
+    let sock: std::net::UdpSocket = sock.into();
+    sock.set_read_timeout(Some(STOP_POLL))?;
+    Ok(sock)
+}
+
+/// The UDP worker threads off Linux, one per socket; dropping this stops and joins them.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug)]
+struct UdpWorkers {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(not(target_os = "linux"))]
+impl UdpWorkers {
+    /// Start one thread per socket (each list holds every address a thread may answer
+    /// from). The receiver yields the first thread error.
+    fn spawn(
+        per_thread: Vec<Vec<std::net::UdpSocket>>,
+        plan: Arc<[SocketPlan]>,
+        shared: Arc<UdpShared>,
+    ) -> io::Result<(Self, tokio::sync::mpsc::Receiver<io::Error>)> {
+        let (tx, rx) = tokio::sync::mpsc::channel(per_thread.len().max(1));
+        let mut workers = UdpWorkers {
+            stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            threads: Vec::new(),
+        };
+        for socks in per_thread {
+            let socks: Arc<[std::net::UdpSocket]> = socks.into();
+            for here in 0..socks.len() {
+                let (socks, plan, shared, tx) =
+                    (socks.clone(), plan.clone(), shared.clone(), tx.clone());
+                let stop = workers.stop.clone();
+                let handle = std::thread::Builder::new()
+                    .name(format!("stunmap-udp-{here}"))
+                    .spawn(move || {
+                        if let Err(e) = udp_worker(&socks, here, &plan, &shared, &stop) {
+                            let _ = tx.blocking_send(e);
+                        }
+                    })?;
+                workers.threads.push(handle);
+            }
+        }
+        Ok((workers, rx))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+impl Drop for UdpWorkers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One worker thread off Linux: receive on `socks[here]`, answer (from the socket the
+/// CHANGE-REQUEST names), repeat until `stop`.
+#[cfg(not(target_os = "linux"))]
+fn udp_worker(
+    socks: &[std::net::UdpSocket],
+    here: usize,
+    plan: &[SocketPlan],
+    shared: &UdpShared,
+    stop: &std::sync::atomic::AtomicBool,
+) -> io::Result<()> {
+    let clock = engine::clock::Monotonic;
+    let (Some(sock), Some(p)) = (socks.get(here), plan.get(here)) else {
+        return Ok(());
+    };
+    let mut buf = vec![0u8; RECV_SLOT];
+    let mut out = Vec::with_capacity(256);
+    let mut counts = BatchCounts::default();
+    while !stop.load(Ordering::Relaxed) {
+        let (n, client) = match sock.recv_from(&mut buf) {
+            Ok(r) => r,
+            // Errors here concern single datagrams (one larger than the slot, an ICMP error
+            // reported for an earlier answer, the read timeout): the next call goes on.
+            Err(_) => continue,
+        };
+        let Some(data) = buf.get(..n) else {
+            counts.dropped += 1;
+            continue;
+        };
+        out.clear();
+        match respond(
+            data,
+            client,
+            &p.server,
+            shared.software.as_deref(),
+            &mut out,
+        ) {
+            Action::Reply { from, to } => {
+                // Over the limit: no answer at all (never a smaller one).
+                if !shared.limiter.allow(client.ip(), clock.now()) {
+                    counts.limited += 1;
+                } else {
+                    let k = p.reply_socket(from).unwrap_or(here);
+                    match socks.get(k).map(|s| s.send_to(&out, to)) {
+                        Some(Ok(_)) => counts.answered += 1,
+                        _ => counts.unsent += 1,
+                    }
+                }
+            }
+            Action::Drop(_) => counts.dropped += 1,
+        }
+        counts.flush(&shared.stats);
+    }
+    Ok(())
 }
 
 /// What TCP connections share.

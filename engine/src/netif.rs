@@ -1,7 +1,7 @@
 //! The host's own interface addresses, read with getifaddrs(3): the probe server refuses to
 //! point a check at them.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
 /// One address of a local interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +25,7 @@ pub fn local_addresses() -> std::io::Result<Vec<InterfaceAddress>> {
 }
 
 /// An IPv4 address and netmask's directed broadcast (none for /31 and /32, RFC 3021).
+#[cfg(any(unix, test))]
 fn broadcast(address: Ipv4Addr, mask: Ipv4Addr) -> Option<Ipv4Addr> {
     let (a, m) = (u32::from(address), u32::from(mask));
     (m.count_ones() <= 30 && m.leading_ones() == m.count_ones()).then(|| Ipv4Addr::from(a | !m))
@@ -56,7 +57,7 @@ mod unix {
             libc::AF_INET6 => {
                 // SAFETY: the family says this is a sockaddr_in6.
                 let sin6 = unsafe { &*sa.cast::<libc::sockaddr_in6>() };
-                Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+                Some(IpAddr::V6(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
             }
             _ => None,
         }

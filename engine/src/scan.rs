@@ -547,9 +547,14 @@ pub async fn udp_sweep(
 /// or network unreachable); before any did (`sent` false), or for any other error, it is
 /// this host's own (no route, a local policy refusing the send, …): the port was not probed.
 fn udp_failure(port: u16, tries: u8, e: &io::Error, sent: bool) -> UdpPortResult {
-    let state = match e.raw_os_error() {
-        Some(libc::ECONNREFUSED) if sent => UdpState::PortUnreachable,
-        Some(libc::EHOSTUNREACH | libc::ENETUNREACH) if sent => UdpState::Unreachable,
+    let state = match e.kind() {
+        io::ErrorKind::ConnectionRefused if sent => UdpState::PortUnreachable,
+        // Windows reports ICMP port unreachable on a connected UDP socket as WSAECONNRESET.
+        #[cfg(windows)]
+        io::ErrorKind::ConnectionReset if sent => UdpState::PortUnreachable,
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable if sent => {
+            UdpState::Unreachable
+        }
         _ => UdpState::Error,
     };
     let mut r = UdpPortResult::bare(port, state, tries);

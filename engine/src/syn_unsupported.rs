@@ -5,12 +5,11 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::time::Duration;
 
 pub use probes::raw_sweep::{RawAnswer, RawReport};
 
+use crate::connect::SharedPacing;
 use crate::driver::Cancel;
-use crate::rate::Rate;
 
 /// Why `--raw` cannot run here, one line.
 const UNSUPPORTED: &str = "the raw SYN sweep needs Linux raw sockets; without --raw the connect sweep runs on this system";
@@ -24,8 +23,7 @@ pub fn check_privileges() -> Result<(), String> {
 pub async fn syn_scan(
     _ip: IpAddr,
     _ports: &[u16],
-    _timeout: Duration,
-    _rate: Option<Rate>,
+    _pacing: SharedPacing,
     _cancel: Cancel,
     _progress: impl FnMut(u64),
 ) -> io::Result<RawReport> {

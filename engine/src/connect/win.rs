@@ -2,10 +2,11 @@
 //! turn over every connect in flight.
 //!
 //! Unlike the Unix connector, sockets are not reused: Winsock documents no way to reset a
-//! socket whose connect failed for another connect, so each port gets a fresh socket, closed
-//! when its connect ends. Refusals are reported at the first RST ([`crate::winsock::tcp_fail_fast`]).
+//! socket whose connect failed for another connect, so each try gets a fresh socket, closed
+//! when it ends. Refusals are reported at the first RST ([`crate::winsock::tcp_fail_fast`]).
 //! `WSAPoll` reports a failed connect (`POLLERR`/`POLLHUP`) from Windows 10 2004 on; on older
 //! systems a refused port is seen only when its connect times out, and reads as filtered.
+//! Local errors carry their Winsock code ([`super::errno_name`]).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -19,23 +20,20 @@ use windows_sys::Win32::Networking::WinSock::{
 };
 
 use super::{
-    ConnectPacer, ConnectSink, Connector, Decided, Finished, InFlight, Started,
-    connect_error_state, sweep,
+    ConnectPacer, ConnectSink, Connector, Decided, Finished, InFlight, Started, immediate_outcome,
+    later_outcome, local_error, out_of_descriptors, sweep,
 };
 use crate::clock::Clock;
 use crate::driver::Cancel;
-use crate::rate::Rate;
 
 /// Connect to every port of `ports` on `ip` from the calling (blocking) thread, with at most
-/// `window` connects in flight, each given `timeout`; `sink` gets the outcomes as they
-/// finish and returns `false` to stop. Returns whether it was cancelled.
-#[allow(clippy::too_many_arguments)]
+/// `window` connects in flight, paced and timed out by `pacer`; `sink` gets the outcomes as
+/// they finish and returns `false` to stop. Returns whether it was cancelled.
 pub fn connect_many_blocking(
     ip: IpAddr,
     ports: &[u16],
-    timeout: Duration,
     window: usize,
-    rate: Option<Rate>,
+    pacer: &mut ConnectPacer,
     clock: &impl Clock,
     cancel: &Cancel,
     sink: &mut impl ConnectSink,
@@ -44,8 +42,7 @@ pub fn connect_many_blocking(
         ip,
         pollfds: Vec::with_capacity(window),
     };
-    let mut pacer = ConnectPacer::new(rate, timeout, clock.now());
-    sweep(&mut net, clock, ports, window, &mut pacer, cancel, sink)
+    sweep(&mut net, clock, ports, window, pacer, cancel, sink)
 }
 
 /// The real network on Windows: one-shot non-blocking sockets and `WSAPoll`.
@@ -76,21 +73,21 @@ impl Connector for WinConnector {
     type Conn = Socket;
 
     fn start(&mut self, port: u16) -> Started<Socket> {
-        let Ok(s) = new_socket(self.ip) else {
-            // Out of sockets or similar: report and go on.
-            return Started::Done(Decided::Closed {
-                state: TcpState::Filtered,
-                answered: false,
-            });
+        let s = match new_socket(self.ip) {
+            Ok(s) => s,
+            Err(e) if out_of_descriptors(&e) => return Started::NoSocket(local_error(&e)),
+            Err(e) => {
+                return Started::Done(Decided::Local {
+                    state: TcpState::Error,
+                    error: local_error(&e),
+                });
+            }
         };
         let addr: socket2::SockAddr = SocketAddr::new(self.ip, port).into();
         match s.connect(&addr) {
             Ok(()) => Started::Done(open(s)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Started::InFlight(s),
-            Err(e) => Started::Done(Decided::Closed {
-                state: connect_error_state(&e),
-                answered: true,
-            }),
+            Err(e) => Started::Done(immediate_outcome(&e)),
         }
     }
 
@@ -123,15 +120,17 @@ impl Connector for WinConnector {
     }
 
     fn finish(&mut self, f: &InFlight<Socket>) -> Finished {
+        let closed = |e: &io::Error| {
+            let (state, how, error) = later_outcome(e);
+            Finished::Closed {
+                state,
+                how,
+                error,
+                reset: true,
+            }
+        };
         match f.conn.take_error() {
-            Ok(Some(e)) => Finished::Closed {
-                state: connect_error_state(&e),
-                reset: true,
-            },
-            Err(e) => Finished::Closed {
-                state: connect_error_state(&e),
-                reset: true,
-            },
+            Ok(Some(e)) | Err(e) => closed(&e),
             // Connected once the socket has a peer; otherwise still in progress.
             Ok(None) if f.conn.peer_addr().is_ok() => Finished::Open,
             Ok(None) => Finished::Pending,
@@ -141,15 +140,22 @@ impl Connector for WinConnector {
     fn conclude(&mut self, conn: Socket, how: Finished) -> Decided {
         match how {
             Finished::Open => open(conn),
-            Finished::Closed { state, .. } => Decided::Closed {
-                state,
-                answered: true,
+            // The socket is dropped (closed) in every other case.
+            Finished::Closed {
+                state, how, error, ..
+            } => match (how, error) {
+                (Some(how), error) => Decided::Answered { state, how, error },
+                (None, Some(error)) => Decided::Local { state, error },
+                (None, None) => Decided::Silent,
             },
-            // Expired: no answer in time. Dropping the socket aborts the connect.
-            Finished::Pending => Decided::Closed {
-                state: TcpState::Filtered,
-                answered: false,
-            },
+            // Expired on its last try: no answer in time. Dropping the socket aborts the
+            // connect.
+            Finished::Pending => Decided::Silent,
         }
+    }
+
+    fn abort(&mut self, conn: Socket) {
+        // Closing the socket aborts the connect; the next try gets a fresh one.
+        drop(conn);
     }
 }
