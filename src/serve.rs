@@ -597,9 +597,22 @@ fn udp_worker(
     while !stop.load(Ordering::Relaxed) {
         let (n, client) = match sock.recv_from(&mut buf) {
             Ok(r) => r,
-            // Errors here concern single datagrams (one larger than the slot, an ICMP error
-            // reported for an earlier answer, the read timeout): the next call goes on.
-            Err(_) => continue,
+            // The read timeout: look at `stop` again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            // Other errors concern single datagrams (one larger than the slot, an ICMP error
+            // reported for an earlier answer): the next call goes on, after a millisecond so
+            // that a socket that keeps failing cannot spin the thread.
+            Err(_) => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                continue;
+            }
         };
         let Some(data) = buf.get(..n) else {
             counts.dropped += 1;
