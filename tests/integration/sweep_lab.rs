@@ -78,7 +78,16 @@ fn start_target_with(lab: &mut Lab, redirect: &str) {
     let listen = format!("{PUBLIC_IP_1}:3478");
     lab.spawn_in(
         Ns::Public,
-        &[bin(), "serve", "--listen", &listen, "--max-tcp", "4096"],
+        &[
+            bin(),
+            "serve",
+            "--listen",
+            &listen,
+            "--max-tcp",
+            "4096",
+            "--max-tcp-per-source",
+            "4096",
+        ],
     )
     .unwrap();
     lab.wait_udp_listener(Ns::Public, &listen, Duration::from_secs(5))
