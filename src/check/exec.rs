@@ -824,17 +824,19 @@ impl GatewayOptions {
 
 /// The gateway: port-mapping discovery, its external address (NAT-PMP, UPnP), and the proven
 /// mapping toward `stun` (the double-NAT judgement needs the NAT tests and is made later, by
-/// `assemble::paths`). It takes only [`GatewayOptions`], not the whole check configuration.
+/// `assemble::paths`). The discovery's waits end when `settle` fires (the check's NAT tests
+/// are done, or it was stopped). It takes only [`GatewayOptions`], not the whole check
+/// configuration.
 pub(crate) async fn gateway(
     o: GatewayOptions,
     gw: Ipv4Addr,
     stun: Option<SocketAddr>,
+    settle: Cancel,
     cancel: &Cancel,
 ) -> GatewaySection {
-    // A cancel ends the waits for answers early (what is in by then is kept).
+    // `settle` ends the waits for answers early (what is in by then is kept).
     let pm =
-        engine::portmap::probe_gateway(Some(gw), engine::portmap::DEFAULT_BUDGET, cancel.clone())
-            .await;
+        engine::portmap::probe_gateway(Some(gw), engine::portmap::DEFAULT_BUDGET, settle).await;
     let upnp = if cancel.is_cancelled() {
         None
     } else {

@@ -207,6 +207,11 @@ pub(crate) async fn run(cfg: CheckConfig, ctx: &Ctx) -> CheckReport {
     )
 }
 
+/// The least time the gateway gets to answer the port-mapping requests, from the start of the
+/// check (NAT-PMP and PCP answer within a LAN round trip; miniupnpd answers an SSDP search in
+/// about 70 ms).
+const GATEWAY_MIN_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Start every section of the plan at once, each under the source binding `routes` chose.
 fn spawn(
     cfg: &Arc<CheckConfig>,
@@ -222,7 +227,18 @@ fn spawn(
     let heard = exec::Heard::default();
     // Round trips to the hosts, shared by the rows (a silent path is judged on them).
     let host = exec::HostRtt::default();
-    spawn_paths(cfg, ctx, plan, routes, &heard, &host, &mut tasks);
+    // The gateway's port-mapping answers are taken while the NAT tests run; once those are
+    // done (and the gateway had GATEWAY_MIN_WAIT), its waits end too.
+    let (settle_handle, mut settle) = engine::Cancel::new();
+    if plan.nat_servers.is_empty() {
+        settle = ctx.cancel.clone();
+    }
+    let shared = Shared {
+        heard: heard.clone(),
+        host: host.clone(),
+        settle,
+    };
+    spawn_paths(cfg, ctx, plan, routes, &shared, &mut tasks);
     if !plan.control.endpoints.is_empty() {
         let (cfg, ctx, p) = (cfg.clone(), ctx.clone(), plan.control.clone());
         tasks.spawn(async move {
@@ -248,6 +264,8 @@ fn spawn(
         tasks.spawn(async move {
             let r = exec::nat(&cfg, &servers, &ctx.cancel).await;
             phase(&ctx, "nat");
+            tokio::time::sleep(GATEWAY_MIN_WAIT.saturating_sub(ctx.elapsed())).await;
+            settle_handle.cancel();
             Done::Nat(r)
         });
     }
@@ -321,16 +339,30 @@ impl Sections {
     }
 }
 
+/// What the sections tell each other while they run.
+struct Shared {
+    /// Which STUN servers answered (the path MTU search waits for it).
+    heard: exec::Heard,
+    /// Round trips to the hosts (a silent path is judged on them).
+    host: exec::HostRtt,
+    /// Fires when the NAT tests are done: the gateway's discovery stops waiting.
+    settle: engine::Cancel,
+}
+
 /// The path checks: the portal request, the PMTU searches, the MSS, the gateway.
 fn spawn_paths(
     cfg: &Arc<CheckConfig>,
     ctx: &Ctx,
     plan: &plan::Plan,
     routes: &exec::RouteOutcome,
-    heard: &exec::Heard,
-    host: &exec::HostRtt,
+    shared: &Shared,
     tasks: &mut Sections,
 ) {
+    let Shared {
+        heard,
+        host,
+        settle,
+    } = shared;
     if let Some(t) = plan.paths.portal.clone() {
         let cfg = cfg.clone();
         tasks.spawn(async move { Done::Portal(exec::portal(&cfg, &t).await) });
@@ -364,9 +396,15 @@ fn spawn_paths(
     if cfg.paths.portmap
         && let Some(gw) = routes.gateway_v4
     {
-        let (cfg, ctx, stun) = (cfg.clone(), ctx.clone(), plan.paths.mapping_stun);
+        let (cfg, ctx, stun, settle) = (
+            cfg.clone(),
+            ctx.clone(),
+            plan.paths.mapping_stun,
+            settle.clone(),
+        );
         tasks.spawn(async move {
-            let g = exec::gateway(exec::GatewayOptions::of(&cfg), gw, stun, &ctx.cancel).await;
+            let o = exec::GatewayOptions::of(&cfg);
+            let g = exec::gateway(o, gw, stun, settle, &ctx.cancel).await;
             phase(&ctx, "gateway");
             Done::Gateway(g)
         });
