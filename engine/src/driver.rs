@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use probes::stun::TransactionId;
 use probes::stun::view::check_header;
 use probes::{Ignored, LocalSocket, Probe};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::clock::now as clock_now;
 use crate::rate::{Rate, TokenBucket};
@@ -157,72 +157,8 @@ pub enum EngineError {
     Io(#[from] io::Error),
 }
 
-/// Cancels a run from elsewhere (a signal handler, a test).
-#[derive(Clone, Debug)]
-pub struct CancelHandle(Arc<watch::Sender<bool>>);
-
-/// The run's side of a [`CancelHandle`].
-#[derive(Clone, Debug)]
-pub struct Cancel(watch::Receiver<bool>);
-
-impl CancelHandle {
-    /// Request cancellation.
-    pub fn cancel(&self) {
-        self.0.send_replace(true);
-    }
-}
-
-impl Cancel {
-    /// A connected pair.
-    pub fn new() -> (CancelHandle, Cancel) {
-        let (tx, rx) = watch::channel(false);
-        (CancelHandle(Arc::new(tx)), Cancel(rx))
-    }
-
-    /// A token that never fires.
-    pub fn never() -> Cancel {
-        Cancel::new().1
-    }
-
-    /// Whether cancellation was requested.
-    pub fn is_cancelled(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Resolves once cancellation is requested (at once if it already was); never, if every
-    /// [`CancelHandle`] is dropped without cancelling. Cancel-safe: use it in `select!`.
-    pub async fn cancelled(&self) {
-        let mut rx = self.0.clone();
-        if rx.wait_for(|c| *c).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// Cancel on SIGINT or SIGTERM (Unix) / Ctrl-C elsewhere. Must be called inside a runtime.
-pub fn cancel_on_signals(handle: CancelHandle) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        handle.cancel();
-    });
-}
+mod cancel;
+pub use cancel::{Cancel, CancelHandle, cancel_on_signals};
 
 /// A datagram that arrived on a probe-private socket.
 struct PrivateDatagram {
