@@ -1,12 +1,11 @@
 //! DNS over UDP to the configured resolvers: one A and one AAAA query, asked at once, each
 //! retransmitted once (to the next nameserver when there is one) at half the timeout.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use probes::control::dns::Lookup;
 use probes::wire::dns::{Rcode, RecordType, encode_query, parse_response};
-use tokio::net::UdpSocket;
 
 /// Nameservers from `/etc/resolv.conf`, port 53.
 pub fn system_nameservers() -> Vec<SocketAddr> {
@@ -41,12 +40,8 @@ async fn query(
     if let Err(e) = encode_query(id, name, qtype, &mut msg) {
         return err(e.to_string());
     }
-    let bind: SocketAddr = if first.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = match UdpSocket::bind(bind).await {
+    // From the source binding in force (--bind/--interface), like every probe socket.
+    let socket = match crate::source::tokio_udp_for(first) {
         Ok(s) => s,
         Err(e) => return err(e.to_string()),
     };

@@ -248,7 +248,7 @@ pub(crate) async fn open(
     let tcp = match target {
         Target::Direct(addr) => {
             let start = crate::clock::now();
-            match tokio::time::timeout(timeouts.connect, TcpStream::connect(addr)).await {
+            match tokio::time::timeout(timeouts.connect, crate::source::connect_tcp(*addr)).await {
                 Err(_) => {
                     facts.failure = Some(fail(Step::Tcp, true, "no answer to SYN"));
                     return None;
@@ -337,7 +337,7 @@ async fn via_proxy(
         let addrs = tokio::net::lookup_host((proxy.host.as_str(), proxy.port)).await?;
         let mut last = std::io::Error::other("the proxy name has no address");
         for a in addrs {
-            match TcpStream::connect(a).await {
+            match crate::source::connect_tcp(a).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = e,
             }
