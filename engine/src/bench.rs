@@ -183,7 +183,7 @@ pub fn raw_reflector(
                 fd,
                 rhdr.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                libc::MSG_WAITFORONE as _,
                 std::ptr::null_mut(),
             )
         };

@@ -213,7 +213,7 @@ impl RecvBatch {
                 fd,
                 hdrs.as_mut_ptr(),
                 MMSG_BATCH as libc::c_uint,
-                flags,
+                flags as _,
                 std::ptr::null_mut(),
             )
         };
@@ -336,7 +336,12 @@ impl SendBatch {
             // SAFETY: the first `n` headers point at iovecs into `data` and at addresses in
             // `items`, alive and unchanged for the call.
             let r = unsafe {
-                libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT)
+                libc::sendmmsg(
+                    fd,
+                    hdrs.as_mut_ptr(),
+                    n as libc::c_uint,
+                    libc::MSG_DONTWAIT as _,
+                )
             };
             if r > 0 {
                 done.sent += r as usize;
