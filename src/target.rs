@@ -46,7 +46,10 @@ impl FamilyChoice {
 pub(crate) fn parse_ports(s: &str) -> Result<(u16, u16)> {
     let parse = |p: &str| -> Result<u16> {
         match p.trim().parse::<u16>() {
-            Ok(0) | Err(_) => Err(usage(format!("bad port {p:?}: expected 1-65535"))),
+            Ok(0) | Err(_) => Err(usage(format!(
+                "bad port {}: expected 1-65535",
+                crate::report::doc::quoted(p)
+            ))),
             Ok(n) => Ok(n),
         }
     };
@@ -54,7 +57,10 @@ pub(crate) fn parse_ports(s: &str) -> Result<(u16, u16)> {
         Some((a, b)) => {
             let (a, b) = (parse(a)?, parse(b)?);
             if a > b {
-                return Err(usage(format!("bad port range {s:?}: start after end")));
+                return Err(usage(format!(
+                    "bad port range {}: start after end",
+                    crate::report::doc::quoted(s)
+                )));
             }
             Ok((a, b))
         }
@@ -74,17 +80,27 @@ impl TargetSpec {
         }
         if let Some(rest) = s.strip_prefix('[') {
             let Some((host, tail)) = rest.split_once(']') else {
-                return Err(usage(format!("bad target {s:?}: missing ']'")));
+                return Err(usage(format!(
+                    "bad target {}: missing ']'",
+                    crate::report::doc::quoted(s)
+                )));
             };
             if host.parse::<std::net::Ipv6Addr>().is_err() {
                 return Err(usage(format!(
-                    "bad target {s:?}: {host:?} is not an IPv6 address"
+                    "bad target {}: {} is not an IPv6 address",
+                    crate::report::doc::quoted(s),
+                    crate::report::doc::quoted(host)
                 )));
             }
             let ports = match tail.strip_prefix(':') {
                 Some(p) => parse_ports(p)?,
                 None if tail.is_empty() => (default_port, default_port),
-                None => return Err(usage(format!("bad target {s:?}: junk after ']'"))),
+                None => {
+                    return Err(usage(format!(
+                        "bad target {}: junk after ']'",
+                        crate::report::doc::quoted(s)
+                    )));
+                }
             };
             return Ok(Self {
                 host: host.to_string(),
@@ -101,7 +117,8 @@ impl TargetSpec {
             Some((host, p)) => {
                 if host.is_empty() || host.contains(':') {
                     return Err(usage(format!(
-                        "bad target {s:?}: write IPv6 addresses as [ADDR]:PORT"
+                        "bad target {}: write IPv6 addresses as [ADDR]:PORT",
+                        crate::report::doc::quoted(s)
                     )));
                 }
                 Ok(Self {

@@ -117,15 +117,15 @@ impl PortalUrl {
             .get(..7)
             .filter(|p| p.eq_ignore_ascii_case("http://"))
             .and_then(|_| s.get(7..))
-            .ok_or_else(|| format!("{s:?}: not an http:// URL"))?;
+            .ok_or_else(|| format!("{}: not an http:// URL", crate::report::doc::quoted(s)))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i..).unwrap_or("/")),
             None => (rest, "/"),
         };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("{s:?}: unclosed [ in the host"))?;
+            let (h, after) = v6.split_once(']').ok_or_else(|| {
+                format!("{}: unclosed [ in the host", crate::report::doc::quoted(s))
+            })?;
             (h, after.strip_prefix(':'))
         } else {
             match authority.rsplit_once(':') {
@@ -139,11 +139,15 @@ impl PortalUrl {
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p > 0)
-                .ok_or_else(|| format!("{s:?}: bad port"))?,
+                .ok_or_else(|| format!("{}: bad port", crate::report::doc::quoted(s)))?,
         };
-        let host = Host::parse(host).map_err(|e| format!("{s:?}: {e}"))?;
+        let host =
+            Host::parse(host).map_err(|e| format!("{}: {e}", crate::report::doc::quoted(s)))?;
         if path.bytes().any(|c| !c.is_ascii_graphic()) {
-            return Err(format!("{s:?}: the path has spaces or control characters"));
+            return Err(format!(
+                "{}: the path has spaces or control characters",
+                crate::report::doc::quoted(s)
+            ));
         }
         Ok(PortalUrl {
             host,

@@ -209,7 +209,10 @@ impl PathArgs {
 fn sample_size(s: &str) -> std::result::Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (1..=65535).contains(&n) => Ok(n),
-        _ => Err(format!("{s:?} is not a number of ports from 1 to 65535")),
+        _ => Err(format!(
+            "{} is not a number of ports from 1 to 65535",
+            crate::report::doc::quoted(s)
+        )),
     }
 }
 

@@ -49,7 +49,12 @@ pub(crate) fn parse_dns_server(s: &str) -> Result<SocketAddr> {
     s.parse::<SocketAddr>()
         .ok()
         .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
-        .ok_or_else(|| usage(format!("--dns-server: not ADDR[:PORT]: {s:?}")))
+        .ok_or_else(|| {
+            usage(format!(
+                "--dns-server: not ADDR[:PORT]: {}",
+                crate::report::doc::quoted(s)
+            ))
+        })
 }
 
 /// The resolvers: the flags', else the system's.
@@ -133,7 +138,12 @@ pub(crate) struct BindArgs {
 fn interface_name(s: &str) -> std::result::Result<String, String> {
     engine::source::IfName::new(s)
         .map(|_| s.to_string())
-        .ok_or_else(|| format!("{s:?} is not an interface name (1 to 15 bytes, no '/' or spaces)"))
+        .ok_or_else(|| {
+            format!(
+                "{} is not an interface name (1 to 15 bytes, no '/' or spaces)",
+                crate::report::doc::quoted(s)
+            )
+        })
 }
 
 impl BindArgs {

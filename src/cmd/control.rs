@@ -125,8 +125,12 @@ fn build_config(args: &Args) -> anyhow::Result<ControlConfig> {
         .published
         .iter()
         .map(|s| {
-            parse_published(s)
-                .ok_or_else(|| usage(format!("--published: not NAME=ADDR[,ADDR…]: {s:?}")))
+            parse_published(s).ok_or_else(|| {
+                usage(format!(
+                    "--published: not NAME=ADDR[,ADDR…]: {}",
+                    crate::report::doc::quoted(s)
+                ))
+            })
         })
         .collect::<anyhow::Result<_>>()?;
     let extra_roots = common::load_roots(&args.ca)?;

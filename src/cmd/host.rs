@@ -114,26 +114,29 @@ fn valid_iface(s: &str) -> bool {
 fn plan(args: &Args) -> anyhow::Result<HostPlan> {
     let subnet = Cidr::parse(&args.subnet).ok_or_else(|| {
         usage(format!(
-            "--subnet: not an address prefix: {:?}",
-            args.subnet
+            "--subnet: not an address prefix: {}",
+            crate::report::doc::quoted(&args.subnet)
         ))
     })?;
     let wg_range = parse_range(&args.wg_ports).ok_or_else(|| {
         usage(format!(
-            "--wg-ports: expected LO-HI within 1-65535, got {:?}",
-            args.wg_ports
+            "--wg-ports: expected LO-HI within 1-65535, got {}",
+            crate::report::doc::quoted(&args.wg_ports)
         ))
     })?;
     if !valid_iface(&args.interface) {
         return Err(usage(format!(
-            "--interface: not an interface name: {:?}",
-            args.interface
+            "--interface: not an interface name: {}",
+            crate::report::doc::quoted(&args.interface)
         )));
     }
     if let Some(u) = &args.uplink
         && !valid_iface(u)
     {
-        return Err(usage(format!("--uplink: not an interface name: {u:?}")));
+        return Err(usage(format!(
+            "--uplink: not an interface name: {}",
+            crate::report::doc::quoted(u)
+        )));
     }
     let origin = match &args.from {
         Some(dir) => Origin::Saved(dir.clone()),

@@ -100,7 +100,8 @@ fn budget_secs(s: &str) -> std::result::Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(v) if (MIN_BUDGET_SECS..=MAX_BUDGET_SECS).contains(&v) => Ok(Duration::from_secs_f64(v)),
         _ => Err(format!(
-            "{s:?} is not a number of seconds from {MIN_BUDGET_SECS} to {MAX_BUDGET_SECS}"
+            "{} is not a number of seconds from {MIN_BUDGET_SECS} to {MAX_BUDGET_SECS}",
+            crate::report::doc::quoted(s)
         )),
     }
 }

@@ -149,7 +149,10 @@ fn modules(args: &Args) -> Result<BTreeMap<String, crate::check::plan::CheckConf
     out.insert(cfg.profile.name.clone(), cfg);
     for m in &args.module {
         let Some((name, file)) = m.split_once('=') else {
-            return Err(usage(format!("--module {m:?}: expected NAME=PROFILE.toml")));
+            return Err(usage(format!(
+                "--module {}: expected NAME=PROFILE.toml",
+                crate::report::doc::quoted(m)
+            )));
         };
         if name.is_empty()
             || !name
@@ -157,7 +160,8 @@ fn modules(args: &Args) -> Result<BTreeMap<String, crate::check::plan::CheckConf
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         {
             return Err(usage(format!(
-                "--module {m:?}: NAME may hold letters, digits, '-', '_', '.'"
+                "--module {}: NAME may hold letters, digits, '-', '_', '.'",
+                crate::report::doc::quoted(m)
             )));
         }
         let src = super::check::SourceArgs {
@@ -174,7 +178,8 @@ fn modules(args: &Args) -> Result<BTreeMap<String, crate::check::plan::CheckConf
 fn parse_listen(s: &str) -> Result<(IpAddr, (u16, u16))> {
     let bad = || {
         usage(format!(
-            "bad --listen {s:?}: expected ADDR:PORT or ADDR:PORT-PORT"
+            "bad --listen {}: expected ADDR:PORT or ADDR:PORT-PORT",
+            crate::report::doc::quoted(s)
         ))
     };
     let (ip, ports) = if let Some(rest) = s.strip_prefix('[') {

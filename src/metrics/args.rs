@@ -107,7 +107,8 @@ impl ProbeArgs {
         for m in &self.probe_credentials_for {
             if !valid_module_name(m) || !modules.contains_key(m) {
                 return Err(usage(format!(
-                    "--probe-credentials-for {m:?}: not a module (known: {})",
+                    "--probe-credentials-for {}: not a module (known: {})",
+                    crate::report::doc::quoted(m),
                     modules.keys().cloned().collect::<Vec<_>>().join(", ")
                 )));
             }

@@ -115,7 +115,11 @@ pub(crate) async fn run(
     let Some(module) = server.modules.get(&name) else {
         return text(
             StatusCode::BAD_REQUEST,
-            format!("unknown module {name:?}; known: {}", server.module_list()),
+            format!(
+                "unknown module {}; known: {}",
+                crate::report::doc::quoted(&name),
+                server.module_list()
+            ),
         );
     };
     let mut cfg = module.cfg.clone();

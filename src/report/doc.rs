@@ -256,6 +256,12 @@ impl Doc {
     }
 }
 
+/// `s` in double quotes, made safe to print by [`clean`]: how a user's or a peer's value is
+/// echoed in an error message.
+pub(crate) fn quoted(s: &str) -> String {
+    format!("\"{}\"", clean(s))
+}
+
 /// `s` made safe to print: control characters and bidirectional controls escaped, cut at
 /// [`MAX_TEXT`] characters (with "…" and the count left out).
 pub(crate) fn clean(s: &str) -> String {
@@ -302,6 +308,15 @@ pub(crate) fn duration(d: std::time::Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::quoted;
+
+    #[test]
+    fn quoted_values_are_cleaned_not_debug_escaped() {
+        assert_eq!(quoted("eth0"), "\"eth0\"");
+        assert_eq!(quoted("a\u{1b}]0;x\u{7}"), "\"a\\u{1b}]0;x\\u{7}\"");
+        assert_eq!(quoted("\u{202e}rtl"), "\"\\u{202e}rtl\"");
+    }
+
     use super::*;
 
     #[test]
