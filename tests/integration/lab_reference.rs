@@ -257,3 +257,42 @@ fn teardown_happens_after_a_panic() {
         assert!(!list.contains(&n), "{n} left behind");
     }
 }
+
+/// Labs of every kind live at once in one test process (the harness runs tests in parallel);
+/// none may ask for a namespace another already holds. Before one counter named them all, the
+/// two-site lab and the paths lab both named their public namespace `smp<pid>x0p`.
+#[test]
+fn labs_of_every_kind_built_at_once_share_no_namespace() {
+    use crate::support::lab2::{Lab2, SiteMode};
+    use crate::support::paths_lab::{PathsLab, Upstream};
+    let built = (|| -> Result<_, support::lab::LabError> {
+        let one = Lab::new(NatMode::NoNat)?;
+        let two = Lab2::new(SiteMode::NoNat.into(), SiteMode::NoNat.into())?;
+        let three = PathsLab::new(Upstream::Direct)?;
+        let four = Lab2::new(SiteMode::NoNat.into(), SiteMode::NoNat.into())?;
+        let five = PathsLab::new(Upstream::Direct)?;
+        Ok((one, two, three, four, five))
+    })();
+    let labs = match built {
+        Ok(labs) => labs,
+        Err(support::lab::LabError::Skip(why)) => {
+            support::lab::report_skip(module_path!(), &why);
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let mut names = vec![
+        labs.0.ns_name(Ns::Client),
+        labs.0.ns_name(Ns::Router),
+        labs.0.ns_name(Ns::Public),
+    ];
+    for two in [&labs.1, &labs.3] {
+        names.extend([two.client(0), two.client(1), two.public()]);
+    }
+    for three in [&labs.2, &labs.4] {
+        use crate::support::paths_lab::Ns as P;
+        names.extend([P::Client, P::Home, P::Public].map(|n| three.ns(n)));
+    }
+    let distinct: std::collections::BTreeSet<_> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "{names:?}");
+}

@@ -471,7 +471,7 @@ fn start_coturn_on_the_lan(lab: &mut PathsLab) -> String {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     lab.spawn_in(Ns::Home, &args).expect("start coturn");
     let addr = format!("{HOME_LAN}:3480");
-    lab.wait_listener(Ns::Home, "-Huln", &addr)
+    lab.wait_listener(Ns::Home, "-uln", &addr)
         .expect("coturn listens");
     addr
 }

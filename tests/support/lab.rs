@@ -15,12 +15,12 @@
 //! macro prints that visibly (past the test harness's output capture) and returns from the
 //! test. Set `STUNMAP_LAB_REQUIRED=1` (as CI does) to turn a skip into a failure.
 
-use std::fmt;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use super::netns::Netns;
+pub use super::netns::{LabError, report_skip};
 
 /// Client address.
 pub const CLIENT_IP: &str = "100.64.0.2";
@@ -73,26 +73,6 @@ pub enum Ns {
     Public,
 }
 
-/// Why a lab could not be built.
-#[derive(Debug)]
-pub enum LabError {
-    /// The environment cannot run the lab (not root, `ip` missing): skip the test.
-    Skip(String),
-    /// A setup command failed.
-    Setup(String),
-}
-
-impl fmt::Display for LabError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LabError::Skip(why) => write!(f, "lab unavailable: {why}"),
-            LabError::Setup(why) => write!(f, "lab setup failed: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for LabError {}
-
 /// Build a lab or skip the calling test visibly. `lab_or_skip!(NatMode::Masquerade)`.
 #[macro_export]
 macro_rules! lab_or_skip {
@@ -108,50 +88,19 @@ macro_rules! lab_or_skip {
     };
 }
 
-/// Print a skip past the harness's output capture (a direct write to the process's stderr is
-/// not captured), or fail if `STUNMAP_LAB_REQUIRED` is set.
-pub fn report_skip(test: &str, why: &str) {
-    if std::env::var_os("STUNMAP_LAB_REQUIRED").is_some_and(|v| v != "0") {
-        panic!("{test}: lab required (STUNMAP_LAB_REQUIRED) but unavailable: {why}");
-    }
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "SKIPPED {test}: {why}");
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// A running lab. See the module docs.
 #[derive(Debug)]
 pub struct Lab {
     mode: NatMode,
-    prefix: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-    namespaces: Vec<String>,
+    ns: Netns,
 }
 
 impl Lab {
     /// Build the three namespaces and configure the router for `mode`.
     pub fn new(mode: NatMode) -> Result<Lab, LabError> {
-        // `id -u` keeps libc out of the test dependencies.
-        let uid = Command::new("id").arg("-u").output().ok();
-        let is_root = uid.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if !is_root {
-            return Err(LabError::Skip("not running as root".into()));
-        }
-        if Command::new("ip").arg("-V").output().is_err() {
-            return Err(LabError::Skip("`ip` (iproute2) not found".into()));
-        }
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("sml{}x{n}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("stunmap-lab-{prefix}"));
-        std::fs::create_dir_all(&dir).map_err(|e| LabError::Setup(format!("{dir:?}: {e}")))?;
         let mut lab = Lab {
             mode,
-            prefix,
-            dir,
-            children: Vec::new(),
-            namespaces: Vec::new(),
+            ns: Netns::new("l")?,
         };
         // From here on, Drop cleans up whatever was created.
         lab.build().map_err(LabError::Setup)?;
@@ -165,33 +114,24 @@ impl Lab {
 
     /// The namespace's name (for `ip netns exec` by hand).
     pub fn ns_name(&self, ns: Ns) -> String {
-        let suffix = match ns {
-            Ns::Client => "c",
-            Ns::Router => "r",
-            Ns::Public => "p",
-        };
-        format!("{}{suffix}", self.prefix)
+        self.ns.name(suffix(ns))
     }
 
     /// A scratch directory removed with the lab.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.ns.dir()
     }
 
     fn build(&mut self) -> Result<(), String> {
         for ns in [Ns::Client, Ns::Router, Ns::Public] {
-            let name = self.ns_name(ns);
-            run(Command::new("ip").args(["netns", "add", &name]))?;
-            self.namespaces.push(name);
+            self.ns.add(suffix(ns))?;
         }
         let (c, r, p) = (
             self.ns_name(Ns::Client),
             self.ns_name(Ns::Router),
             self.ns_name(Ns::Public),
         );
-        let ip = |args: &str| -> Result<(), String> {
-            run(Command::new("ip").args(args.split_whitespace()))
-        };
+        let ip = |args: &str| self.ns.ip(args);
         // Veth pairs created inside the namespaces, their peers moved straight to the next one:
         // nothing touches the root namespace.
         ip(&format!(
@@ -212,17 +152,14 @@ impl Lab {
             ip(&format!("-n {ns} link set lo up"))?;
         }
         ip(&format!("-n {c} route add default via {ROUTER_LAN_IP}"))?;
-        self.exec_ok(Ns::Router, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        self.ns
+            .exec_ok(&r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
 
-        let ipt = |lab: &Lab, rule: &str| -> Result<(), String> {
-            let mut args = vec!["iptables"];
-            args.extend(rule.split_whitespace());
-            lab.exec_ok(Ns::Router, &args)
-        };
+        let ipt = |rule: &str| self.ns.ipt(&r, rule);
         let masquerade = "-t nat -A POSTROUTING -o wan0 -j MASQUERADE";
         match self.mode {
-            NatMode::Masquerade => ipt(self, masquerade)?,
-            NatMode::MasqueradeRandomFully => ipt(self, &format!("{masquerade} --random-fully"))?,
+            NatMode::Masquerade => ipt(masquerade)?,
+            NatMode::MasqueradeRandomFully => ipt(&format!("{masquerade} --random-fully"))?,
             NatMode::FullCone => {
                 // A native table with its own name (LAB.md: a native `ip nat` table breaks
                 // iptables-nft's view of it).
@@ -232,12 +169,10 @@ impl Lab {
                      \tchain pre {{ type nat hook prerouting priority dstnat; iifname \"wan0\" ip daddr {ROUTER_WAN_IP} udp dport 1024-65535 dnat to {CLIENT_IP}; }}\n\
                      }}\n"
                 );
-                let file = self.dir.join("fullcone.nft");
-                std::fs::write(&file, rules).map_err(|e| e.to_string())?;
-                let file = file.to_string_lossy().into_owned();
-                self.exec_ok(Ns::Router, &["nft", "-f", &file])?;
+                self.ns.nft(&r, "fullcone.nft", &rules)?;
             }
             NatMode::RestrictedCone => {
+                // Chain names are the table's own (`fwd` and some others are nft keywords).
                 let rules = format!(
                     "table ip stunmap_restricted {{\n\
                      \tset contacted {{ type ipv4_addr . inet_service; flags timeout; timeout 300s; }}\n\
@@ -247,18 +182,11 @@ impl Lab {
                      \tchain wan_in {{ type filter hook input priority filter; iifname \"wan0\" ct state new,invalid drop; }}\n\
                      }}\n"
                 );
-                // Chain names are the table's own (`fwd` and some others are nft keywords).
-                let file = self.dir.join("restricted.nft");
-                std::fs::write(&file, rules).map_err(|e| e.to_string())?;
-                let file = file.to_string_lossy().into_owned();
-                self.exec_ok(Ns::Router, &["nft", "-f", &file])?;
+                self.ns.nft(&r, "restricted.nft", &rules)?;
             }
             NatMode::HomeRouter => {
-                ipt(self, masquerade)?;
-                ipt(
-                    self,
-                    "-A INPUT -i wan0 -m conntrack --ctstate NEW,INVALID -j DROP",
-                )?;
+                ipt(masquerade)?;
+                ipt("-A INPUT -i wan0 -m conntrack --ctstate NEW,INVALID -j DROP")?;
             }
             NatMode::NoNat => {
                 ip(&format!(
@@ -266,28 +194,18 @@ impl Lab {
                 ))?;
             }
             NatMode::UdpBlockedTcp443Open | NatMode::UdpOnly3478 => {
-                ipt(self, masquerade)?;
-                ipt(self, "-P FORWARD DROP")?;
-                ipt(
-                    self,
-                    "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-                )?;
+                ipt(masquerade)?;
+                ipt("-P FORWARD DROP")?;
+                ipt("-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT")?;
                 let allow = if self.mode == NatMode::UdpOnly3478 {
                     "-A FORWARD -i lan1 -o wan0 -p udp --dport 3478 -j ACCEPT"
                 } else {
                     "-A FORWARD -i lan1 -o wan0 -p tcp --dport 443 -j ACCEPT"
                 };
-                ipt(self, allow)?;
+                ipt(allow)?;
             }
         }
         Ok(())
-    }
-
-    fn command_in(&self, ns: Ns, cmd: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns_name(ns)]);
-        c.args(cmd);
-        c
     }
 
     /// Drop `percent` % of the UDP datagrams the router forwards, in each direction, at random
@@ -298,91 +216,53 @@ impl Lab {
              \tchain lossy {{ type filter hook forward priority -10; meta l4proto udp numgen random mod 100 < {percent} drop; }}\n\
              }}\n"
         );
-        let file = self.dir.join("loss.nft");
-        std::fs::write(&file, rules).map_err(|e| e.to_string())?;
-        let file = file.to_string_lossy().into_owned();
-        self.exec_ok(Ns::Router, &["nft", "-f", &file])
+        self.ns.nft(&self.ns_name(Ns::Router), "loss.nft", &rules)
     }
 
     /// Run `cmd` in a namespace to completion and return its output (no check of the status).
     pub fn exec_in(&self, ns: Ns, cmd: &[&str]) -> std::io::Result<Output> {
-        self.command_in(ns, cmd).stdin(Stdio::null()).output()
+        self.ns.exec_in(&self.ns_name(ns), cmd)
     }
 
     /// Run `cmd` in a namespace; an error with its stderr when it fails.
     pub fn exec_ok(&self, ns: Ns, cmd: &[&str]) -> Result<(), String> {
-        run(&mut self.command_in(ns, cmd))
+        self.ns.exec_ok(&self.ns_name(ns), cmd)
+    }
+
+    /// `cmd` in a namespace, not yet started (the caller collects its output).
+    pub fn command(&self, ns: Ns, cmd: &[&str]) -> Command {
+        self.ns.command(&self.ns_name(ns), cmd)
     }
 
     /// Start `cmd` in a namespace; the lab kills it on drop. Output goes to files in
-    /// [`Lab::dir`] named after the program (`<name>.out`, `<name>.err`). Returns the child's pid.
-    pub fn spawn_in(&mut self, ns: Ns, cmd: &[&str]) -> std::io::Result<u32> {
+    /// [`Lab::dir`] named after the program (`<name>.<n>.out`, `.err`). Returns the child's pid.
+    pub fn spawn_in(&mut self, ns: Ns, cmd: &[&str]) -> Result<u32, String> {
         let name = cmd
             .first()
             .and_then(|p| Path::new(p).file_name())
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_else(|| "cmd".into());
-        let n = self.children.len();
-        let out = std::fs::File::create(self.dir.join(format!("{name}.{n}.out")))?;
-        let err = std::fs::File::create(self.dir.join(format!("{name}.{n}.err")))?;
-        let child = self
-            .command_in(ns, cmd)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()?;
-        let pid = child.id();
-        self.children.push(child);
-        Ok(pid)
+        let ns = self.ns_name(ns);
+        self.ns.spawn(&ns, &name, cmd, &[])
     }
 
     /// Wait until something in `ns` listens on UDP `addr` (`ip:port`), up to `limit`.
     pub fn wait_udp_listener(&self, ns: Ns, addr: &str, limit: Duration) -> Result<(), String> {
-        let start = Instant::now();
-        loop {
-            let out = self
-                .exec_in(ns, &["ss", "-Huln"])
-                .map_err(|e| e.to_string())?;
-            if String::from_utf8_lossy(&out.stdout).contains(addr) {
-                return Ok(());
-            }
-            if start.elapsed() > limit {
-                return Err(format!("nothing listens on udp {addr} after {limit:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.ns
+            .wait_listener(&self.ns_name(ns), "-uln", addr, limit)
     }
 
     /// Start `stunmap serve` (the binary `bin`) in the public namespace as an RFC 5780
     /// reflector: primary PUBLIC_IP_1:3478, alternate PUBLIC_IP_2 and port 3479. Waits until it
     /// listens and returns the primary address.
     pub fn start_reflector(&mut self, bin: &str) -> Result<String, String> {
-        let listen = format!("{PUBLIC_IP_1}:3478");
-        self.spawn_in(
-            Ns::Public,
-            &[
-                bin,
-                "serve",
-                "--listen",
-                &listen,
-                "--alt-address",
-                PUBLIC_IP_2,
-                "--alt-port",
-                "3479",
-            ],
-        )
-        .map_err(|e| format!("spawn serve: {e}"))?;
-        self.wait_udp_listener(
-            Ns::Public,
-            &format!("{PUBLIC_IP_2}:3479"),
-            Duration::from_secs(20),
-        )?;
-        Ok(listen)
+        let p = self.ns_name(Ns::Public);
+        self.ns.start_reflector(&p, bin, PUBLIC_IP_1, PUBLIC_IP_2)
     }
 
     /// Start coturn in the public namespace on both public IPs, primary port `port`, RFC 5780
     /// alternate port `port + 1`, long-term credentials `test:secret`, realm `lab`. Waits until
-    /// it listens.
+    /// it listens on both ports.
     pub fn start_coturn(&mut self, port: u16) -> Result<(), String> {
         let ips = format!("listening-ip={PUBLIC_IP_1}\nlistening-ip={PUBLIC_IP_2}\n");
         self.coturn(port, &ips, Some(port + 1), (49152, 49400))?;
@@ -405,62 +285,26 @@ impl Lab {
         port: u16,
         listening: &str,
         alt: Option<u16>,
-        relay_ports: (u16, u16),
+        (min, max): (u16, u16),
     ) -> Result<(), String> {
-        let d = self.dir.to_string_lossy().into_owned();
         let alt = alt
             .map(|a| format!("alt-listening-port={a}\n"))
             .unwrap_or_default();
-        let (min, max) = relay_ports;
         let conf = format!(
             "{listening}relay-ip={PUBLIC_IP_1}\n\
-             listening-port={port}\n{alt}min-port={min}\nmax-port={max}\n\
-             lt-cred-mech\nuser=test:secret\nrealm=lab\nfingerprint\nno-tls\nno-dtls\nno-cli\n\
-             userdb={d}/turndb{port}\npidfile={d}/turnserver{port}.pid\n\
-             log-file={d}/turnserver{port}.log\nsimple-log\n"
+             listening-port={port}\n{alt}min-port={min}\nmax-port={max}\n"
         );
-        let path = self.dir.join(format!("turnserver{port}.conf"));
-        std::fs::write(&path, conf).map_err(|e| e.to_string())?;
-        let path = path.to_string_lossy().into_owned();
-        self.spawn_in(Ns::Public, &["turnserver", "-c", &path])
-            .map_err(|e| format!("turnserver: {e}"))?;
-        self.wait_udp_listener(
-            Ns::Public,
-            &format!("{PUBLIC_IP_1}:{port}"),
-            Duration::from_secs(20),
-        )
+        let p = self.ns_name(Ns::Public);
+        let wait_for = format!("{PUBLIC_IP_1}:{port}");
+        self.ns.coturn(&p, &port.to_string(), &conf, &wait_for)
     }
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // Deleting a namespace kills nothing by itself; the children above were all we started.
-        for ns in self.namespaces.iter().rev() {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+/// A namespace's suffix after the lab's prefix.
+fn suffix(ns: Ns) -> &'static str {
+    match ns {
+        Ns::Client => "c",
+        Ns::Router => "r",
+        Ns::Public => "p",
     }
 }

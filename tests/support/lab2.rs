@@ -21,12 +21,11 @@
 //! Names are unique per process and lab; dropping the lab kills what it started and deletes
 //! the namespaces.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use super::lab::LabError;
+use super::netns::{LabError, Netns};
 
 /// Public server addresses.
 pub const PUBLIC_1: &str = "198.18.0.10";
@@ -89,53 +88,17 @@ impl From<SiteMode> for Site {
     }
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// A running two-site lab.
 #[derive(Debug)]
 pub struct Lab2 {
-    prefix: String,
-    dir: PathBuf,
-    children: Vec<Child>,
-    namespaces: Vec<String>,
-}
-
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    ns: Netns,
 }
 
 impl Lab2 {
     /// Build both sites and the public namespace.
     pub fn new(a: Site, b: Site) -> Result<Lab2, LabError> {
-        let uid = Command::new("id").arg("-u").output().ok();
-        let is_root = uid.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if !is_root {
-            return Err(LabError::Skip("not running as root".into()));
-        }
-        if Command::new("ip").arg("-V").output().is_err() {
-            return Err(LabError::Skip("`ip` (iproute2) not found".into()));
-        }
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("smp{}x{n}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("stunmap-lab2-{prefix}"));
-        std::fs::create_dir_all(&dir).map_err(|e| LabError::Setup(format!("{dir:?}: {e}")))?;
         let mut lab = Lab2 {
-            prefix,
-            dir,
-            children: Vec::new(),
-            namespaces: Vec::new(),
+            ns: Netns::new("p")?,
         };
         lab.build(a, b).map_err(LabError::Setup)?;
         Ok(lab)
@@ -143,50 +106,36 @@ impl Lab2 {
 
     /// The client namespace of site `i` (0 = A, 1 = B).
     pub fn client(&self, i: usize) -> String {
-        format!("{}c{i}", self.prefix)
+        self.ns.name(&format!("c{i}"))
     }
 
     fn router(&self, i: usize) -> String {
-        format!("{}r{i}", self.prefix)
+        self.ns.name(&format!("r{i}"))
     }
 
     /// The public namespace.
     pub fn public(&self) -> String {
-        format!("{}p", self.prefix)
+        self.ns.name("p")
     }
 
     /// A scratch directory removed with the lab.
     pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn ns_exec(&self, ns: &str, args: &[&str]) -> Result<(), String> {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]).args(args);
-        run(&mut c)
+        self.ns.dir()
     }
 
     fn build(&mut self, a: Site, b: Site) -> Result<(), String> {
-        let p = self.public();
-        for ns in [
-            self.client(0),
-            self.router(0),
-            self.client(1),
-            self.router(1),
-            p.clone(),
-        ] {
-            run(Command::new("ip").args(["netns", "add", &ns]))?;
-            self.namespaces.push(ns);
+        for suffix in ["c0", "r0", "c1", "r1", "p"] {
+            self.ns.add(suffix)?;
         }
-        let ip = |args: String| -> Result<(), String> {
-            run(Command::new("ip").args(args.split_whitespace()))
-        };
+        let p = self.public();
+        let ip = |args: String| self.ns.ip(&args);
         ip(format!("-n {p} link add br0 type bridge"))?;
         ip(format!("-n {p} addr add {PUBLIC_1}/24 dev br0"))?;
         ip(format!("-n {p} addr add {PUBLIC_2}/24 dev br0"))?;
         ip(format!("-n {p} link set br0 up"))?;
         ip(format!("-n {p} link set lo up"))?;
-        self.ns_exec(&p, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        self.ns
+            .exec_ok(&p, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         // LAN addresses are dropped on the way, silently, as on the internet (toward an
         // address nobody answers ARP for). Without a route a send to one fails at once in
         // this namespace, and coturn closes the allocation whose relay socket saw the error.
@@ -221,7 +170,8 @@ impl Lab2 {
             }
             ip(format!("-n {c} route add default via {lan}.1"))?;
             ip(format!("-n {r} route add default via {PUBLIC_1}"))?;
-            self.ns_exec(&r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+            self.ns
+                .exec_ok(&r, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
             self.router_rules(i, site, &wan, &format!("{lan}.2"))?;
             if site.mode == SiteMode::NoNat {
                 ip(format!("-n {p} route add {lan}.0/24 via {wan}"))?;
@@ -232,11 +182,7 @@ impl Lab2 {
 
     fn router_rules(&self, i: usize, site: Site, wan: &str, client: &str) -> Result<(), String> {
         let r = self.router(i);
-        let ipt = |rule: &str| -> Result<(), String> {
-            let mut args = vec!["iptables"];
-            args.extend(rule.split_whitespace());
-            self.ns_exec(&r, &args)
-        };
+        let ipt = |rule: &str| self.ns.ipt(&r, rule);
         // A home router: nothing unsolicited reaches the router itself.
         ipt("-A INPUT -i wan0 -m conntrack --ctstate NEW,INVALID -j DROP")?;
         let masq = "-t nat -A POSTROUTING -o wan0 -j MASQUERADE";
@@ -250,9 +196,7 @@ impl Lab2 {
                      \tchain pre {{ type nat hook prerouting priority dstnat; iifname \"wan0\" ip daddr {wan} udp dport 1024-65535 dnat to {client}; }}\n\
                      }}\n"
                 );
-                let file = self.dir.join(format!("fullcone{i}.nft"));
-                std::fs::write(&file, rules).map_err(|e| e.to_string())?;
-                self.ns_exec(&r, &["nft", "-f", &file.to_string_lossy()])?;
+                self.ns.nft(&r, &format!("fullcone{i}.nft"), &rules)?;
             }
             SiteMode::NoNat => {}
             SiteMode::UdpBlocked => {
@@ -267,14 +211,13 @@ impl Lab2 {
                  }}\n",
                 site.loss
             );
-            let file = self.dir.join(format!("loss{i}.nft"));
-            std::fs::write(&file, rules).map_err(|e| e.to_string())?;
-            self.ns_exec(&r, &["nft", "-f", &file.to_string_lossy()])?;
+            self.ns.nft(&r, &format!("loss{i}.nft"), &rules)?;
         }
         Ok(())
     }
 
-    /// Start `cmd` in namespace `ns`; output to files in [`Lab2::dir`]. Killed on drop.
+    /// Start `cmd` in namespace `ns`; output to `<name>.<n>.out`/`.err` in [`Lab2::dir`].
+    /// Killed on drop.
     pub fn spawn(
         &mut self,
         ns: &str,
@@ -282,31 +225,12 @@ impl Lab2 {
         cmd: &[&str],
         env: &[(&str, &str)],
     ) -> Result<(), String> {
-        let out = std::fs::File::create(self.dir.join(format!("{name}.out")))
-            .map_err(|e| e.to_string())?;
-        let err = std::fs::File::create(self.dir.join(format!("{name}.err")))
-            .map_err(|e| e.to_string())?;
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]).args(cmd);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let child = c
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("{cmd:?}: {e}"))?;
-        self.children.push(child);
-        Ok(())
+        self.ns.spawn(ns, name, cmd, env).map(|_| ())
     }
 
     /// A command in namespace `ns`, not yet started (the caller collects its output).
     pub fn command(&self, ns: &str, cmd: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", ns]).args(cmd);
-        c.stdin(Stdio::null());
-        c
+        self.ns.command(ns, cmd)
     }
 
     /// Wait until something in `ns` listens on `proto` (`-uln` / `-tln`) `addr`.
@@ -317,50 +241,20 @@ impl Lab2 {
         addr: &str,
         limit: Duration,
     ) -> Result<(), String> {
-        let start = Instant::now();
-        loop {
-            let out = Command::new("ip")
-                .args(["netns", "exec", ns, "ss", "-H", flags])
-                .output()
-                .map_err(|e| e.to_string())?;
-            if String::from_utf8_lossy(&out.stdout).contains(addr) {
-                return Ok(());
-            }
-            if start.elapsed() > limit {
-                return Err(format!("nothing listens on {addr} in {ns} after {limit:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.ns.wait_listener(ns, flags, addr, limit)
     }
 
     /// coturn in the public namespace: STUN with RFC 5780 on both public addresses (ports
     /// 3478 and 3479) and TURN with the long-term credentials `test:secret`, realm `lab`.
     pub fn start_coturn(&mut self) -> Result<(), String> {
-        let d = self.dir.to_string_lossy().into_owned();
         let conf = format!(
             "listening-ip={PUBLIC_1}\nlistening-ip={PUBLIC_2}\nrelay-ip={PUBLIC_1}\n\
-             listening-port={TURN_PORT}\nalt-listening-port={alt}\nmin-port=49152\nmax-port=49400\n\
-             lt-cred-mech\nuser=test:secret\nrealm=lab\nfingerprint\nno-tls\nno-dtls\nno-cli\n\
-             userdb={d}/turndb\npidfile={d}/turnserver.pid\nlog-file={d}/turnserver.log\n\
-             simple-log\n{verbose}",
+             listening-port={TURN_PORT}\nalt-listening-port={alt}\nmin-port=49152\nmax-port=49400\n",
             alt = TURN_PORT + 1,
-            verbose = if std::env::var_os("STUNMAP_LAB_VERBOSE_TURN").is_some() {
-                "verbose\n"
-            } else {
-                ""
-            }
         );
-        let path = self.dir.join("turnserver.conf");
-        std::fs::write(&path, conf).map_err(|e| e.to_string())?;
-        let path = path.to_string_lossy().into_owned();
         let p = self.public();
-        self.spawn(&p, "turnserver", &["turnserver", "-c", &path], &[])?;
-        self.wait_listener(
-            &p,
-            "-uln",
-            &format!("{PUBLIC_2}:{TURN_PORT}"),
-            Duration::from_secs(20),
-        )
+        self.ns
+            .coturn(&p, "", &conf, &format!("{PUBLIC_2}:{TURN_PORT}"))
     }
 
     /// `stunmap serve` with only the rendezvous, on PUBLIC_1:RENDEZVOUS_PORT.
@@ -375,21 +269,5 @@ impl Lab2 {
         )?;
         self.wait_listener(&p, "-tln", &listen, Duration::from_secs(20))?;
         Ok(listen)
-    }
-}
-
-impl Drop for Lab2 {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in self.namespaces.iter().rev() {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

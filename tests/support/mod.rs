@@ -6,4 +6,5 @@
 
 pub mod lab;
 pub mod lab2;
+pub mod netns;
 pub mod paths_lab;

@@ -21,12 +21,11 @@
 //! namespaces, also while a test panics. Without root, [`PathsLab::new`] skips like
 //! `support::lab`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use super::lab::LabError;
+use super::netns::{LabError, Netns};
 
 /// The client.
 pub const CLIENT: &str = "192.168.1.2";
@@ -67,16 +66,11 @@ pub enum Ns {
     Public,
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
 /// A running lab.
 #[derive(Debug)]
 pub struct PathsLab {
-    prefix: String,
-    dir: PathBuf,
     upstream: Upstream,
-    children: Vec<Child>,
-    namespaces: Vec<String>,
+    base: Netns,
 }
 
 /// Build a paths lab or skip the calling test visibly.
@@ -94,43 +88,13 @@ macro_rules! paths_lab_or_skip {
     };
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 impl PathsLab {
     /// Build the namespaces, addresses, routes and NATs (MASQUERADE on every router's WAN;
     /// the home router drops unsolicited packets to itself, as a home router does).
     pub fn new(upstream: Upstream) -> Result<PathsLab, LabError> {
-        let uid = Command::new("id").arg("-u").output().ok();
-        if uid.is_none_or(|o| String::from_utf8_lossy(&o.stdout).trim() != "0") {
-            return Err(LabError::Skip("not running as root".into()));
-        }
-        if Command::new("ip").arg("-V").output().is_err() {
-            return Err(LabError::Skip("`ip` (iproute2) not found".into()));
-        }
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("smp{}x{n}", std::process::id());
-        let dir = std::env::temp_dir().join(format!("stunmap-paths-{prefix}"));
-        std::fs::create_dir_all(&dir).map_err(|e| LabError::Setup(format!("{dir:?}: {e}")))?;
         let mut lab = PathsLab {
-            prefix,
-            dir,
             upstream,
-            children: Vec::new(),
-            namespaces: Vec::new(),
+            base: Netns::new("t")?,
         };
         lab.build().map_err(LabError::Setup)?;
         Ok(lab)
@@ -138,22 +102,16 @@ impl PathsLab {
 
     /// A namespace's name.
     pub fn ns(&self, ns: Ns) -> String {
-        let s = match ns {
-            Ns::Client => "c",
-            Ns::Home => "h",
-            Ns::Carrier => "k",
-            Ns::Public => "p",
-        };
-        format!("{}{s}", self.prefix)
+        self.base.name(suffix(ns))
     }
 
     /// A scratch directory removed with the lab.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.base.dir()
     }
 
     fn ip(&self, args: &str) -> Result<(), String> {
-        run(Command::new("ip").args(args.split_whitespace()))
+        self.base.ip(args)
     }
 
     fn build(&mut self) -> Result<(), String> {
@@ -161,10 +119,8 @@ impl PathsLab {
         if matches!(self.upstream, Upstream::Carrier { .. }) {
             all.push(Ns::Carrier);
         }
-        for ns in &all {
-            let name = self.ns(*ns);
-            run(Command::new("ip").args(["netns", "add", &name]))?;
-            self.namespaces.push(name);
+        for ns in all {
+            self.base.add(suffix(ns))?;
         }
         let (c, h, p, k) = (
             self.ns(Ns::Client),
@@ -233,85 +189,40 @@ impl PathsLab {
 
     /// An iptables rule in a namespace.
     pub fn ipt(&self, ns: Ns, rule: &str) -> Result<(), String> {
-        let mut args = vec!["iptables"];
-        args.extend(rule.split_whitespace());
-        self.exec_ok(ns, &args)
-    }
-
-    fn command_in(&self, ns: Ns, cmd: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns(ns)]);
-        c.args(cmd);
-        c
+        self.base.ipt(&self.ns(ns), rule)
     }
 
     /// Run `cmd` in a namespace to completion (no check of the status).
     pub fn exec_in(&self, ns: Ns, cmd: &[&str]) -> std::io::Result<Output> {
-        self.command_in(ns, cmd).stdin(Stdio::null()).output()
+        self.base.exec_in(&self.ns(ns), cmd)
     }
 
     /// Run `cmd` in a namespace; an error with its stderr when it fails.
     pub fn exec_ok(&self, ns: Ns, cmd: &[&str]) -> Result<(), String> {
-        run(&mut self.command_in(ns, cmd))
+        self.base.exec_ok(&self.ns(ns), cmd)
     }
 
     /// Start `cmd` in a namespace (killed with the lab); its pid.
-    pub fn spawn_in(&mut self, ns: Ns, cmd: &[&str]) -> std::io::Result<u32> {
-        let n = self.children.len();
-        let out = std::fs::File::create(self.dir.join(format!("child{n}.out")))?;
-        let err = std::fs::File::create(self.dir.join(format!("child{n}.err")))?;
-        let child = self
-            .command_in(ns, cmd)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()?;
-        let pid = child.id();
-        self.children.push(child);
-        Ok(pid)
+    pub fn spawn_in(&mut self, ns: Ns, cmd: &[&str]) -> Result<u32, String> {
+        let ns = self.ns(ns);
+        self.base.spawn(&ns, "child", cmd, &[])
     }
 
     /// A command to run in a namespace later (the caller waits for it).
     pub fn command(&self, ns: Ns, cmd: &[&str]) -> Command {
-        self.command_in(ns, cmd)
+        self.base.command(&self.ns(ns), cmd)
     }
 
-    /// Wait until something in `ns` listens on `proto` (`-Huln` or `-Htln`) `addr`.
+    /// Wait until something in `ns` listens on `ss_flags` (`-uln` or `-tln`) `addr`.
     pub fn wait_listener(&self, ns: Ns, ss_flags: &str, addr: &str) -> Result<(), String> {
-        let start = Instant::now();
-        loop {
-            let out = self
-                .exec_in(ns, &["ss", ss_flags])
-                .map_err(|e| e.to_string())?;
-            if String::from_utf8_lossy(&out.stdout).contains(addr) {
-                return Ok(());
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                return Err(format!("nothing listens on {addr} in {:?}", self.ns(ns)));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.base
+            .wait_listener(&self.ns(ns), ss_flags, addr, Duration::from_secs(20))
     }
 
     /// `stunmap serve` on PUBLIC_1:3478 with the alternate PUBLIC_2:3479; its address.
     pub fn start_reflector(&mut self, bin: &str) -> Result<String, String> {
-        let listen = format!("{PUBLIC_1}:3478");
-        self.spawn_in(
-            Ns::Public,
-            &[
-                bin,
-                "serve",
-                "--listen",
-                &listen,
-                "--alt-address",
-                PUBLIC_2,
-                "--alt-port",
-                "3479",
-            ],
-        )
-        .map_err(|e| e.to_string())?;
-        self.wait_listener(Ns::Public, "-Huln", &format!("{PUBLIC_2}:3479"))?;
-        Ok(listen)
+        let p = self.ns(Ns::Public);
+        self.base.start_reflector(&p, bin, PUBLIC_1, PUBLIC_2)
     }
 
     /// A tun device named `wt0` in the client (a stand-in for NetBird's WireGuard interface:
@@ -348,12 +259,12 @@ impl PathsLab {
         if Command::new("miniupnpd").arg("--version").output().is_err() {
             return Err("miniupnpd not installed (apt-get install miniupnpd)".into());
         }
-        let dir = self.dir.to_string_lossy().into_owned();
+        let dir = self.dir().to_string_lossy().into_owned();
         let conf = "ext_ifname=wan0\nlistening_ip=lan1\nport=0\nenable_natpmp=yes\nenable_upnp=yes\n\
              secure_mode=yes\nsystem_uptime=yes\nuuid=3b1f1e2a-5c1d-4a63-9d1e-7f00c0ffee02\n\
              upnp_table_name=stunmap_upnp\nupnp_nat_table_name=stunmap_upnp\n\
              allow 1024-65535 192.168.1.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n";
-        let path = self.dir.join("miniupnpd.conf");
+        let path = self.dir().join("miniupnpd.conf");
         std::fs::write(&path, conf).map_err(|e| e.to_string())?;
         let path = path.to_string_lossy().into_owned();
         // The chains miniupnpd's nftables backend adds its rules to (what the package's
@@ -372,13 +283,12 @@ impl PathsLab {
                  }}\n"
             ));
         }
-        let nft = self.dir.join("miniupnpd.nft");
-        std::fs::write(&nft, tables).map_err(|e| e.to_string())?;
-        self.exec_ok(Ns::Home, &["nft", "-f", &nft.to_string_lossy()])?;
+        self.base
+            .nft(&self.ns(Ns::Home), "miniupnpd.nft", &tables)?;
         let pid = format!("{dir}/miniupnpd.pid");
         self.spawn_in(Ns::Home, &["miniupnpd", "-d", "-f", &path, "-P", &pid])
             .map_err(|e| e.to_string())?;
-        self.wait_listener(Ns::Home, "-Huln", &format!("{HOME_LAN}:5351"))
+        self.wait_listener(Ns::Home, "-uln", &format!("{HOME_LAN}:5351"))
     }
 
     /// The redirections miniupnpd holds now (its nftables rules that DNAT to the client).
@@ -406,27 +316,21 @@ impl PathsLab {
             "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{addr}',{port}))\ns.listen(8)\nwhile True:\n  c,_=s.accept()\n  c.settimeout(2)\n  try:\n    c.recv(4096)\n    c.sendall({resp:?}.encode())\n  except Exception:\n    pass\n  c.close()\n",
             resp = response
         );
-        let path = self.dir.join(format!("http{port}.py"));
+        let path = self.dir().join(format!("http{port}.py"));
         std::fs::write(&path, script).map_err(|e| e.to_string())?;
         let path = path.to_string_lossy().into_owned();
         self.spawn_in(ns, &["python3", &path])
             .map_err(|e| e.to_string())?;
-        self.wait_listener(ns, "-Htln", &format!("{addr}:{port}"))
+        self.wait_listener(ns, "-tln", &format!("{addr}:{port}"))
     }
 }
 
-impl Drop for PathsLab {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in self.namespaces.iter().rev() {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// A namespace's suffix after the lab's prefix.
+fn suffix(ns: Ns) -> &'static str {
+    match ns {
+        Ns::Client => "c",
+        Ns::Home => "h",
+        Ns::Carrier => "k",
+        Ns::Public => "p",
     }
 }
