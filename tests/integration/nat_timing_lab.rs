@@ -92,6 +92,7 @@ fn time_mode(mode: NatMode) {
         );
         let v: serde_json::Value = serde_json::from_str(&text).expect("check JSON");
         assert!(v["verdict"]["status"].is_string(), "{v:#}");
+        path_facts_follow_what_answered(mode, &v);
         assert!(t < CHECK_BOUND, "{mode:?}: stunmap check took {t:.2} s");
         check.push(t);
         if repeats().is_some() {
@@ -116,6 +117,46 @@ fn time_mode(mode: NatMode) {
             median_max(check),
             median_max(reference)
         );
+    }
+}
+
+/// The path MTU search runs only toward a STUN server that answered a small request, and the
+/// TCP MSS is read on the first TURN/TCP port that connects: what passes in each mode decides
+/// which of the two are measured (a search toward a silent server would only wait out its
+/// tries, a verdict later).
+fn path_facts_follow_what_answered(mode: NatMode, v: &serde_json::Value) {
+    let paths = &v["paths"];
+    let pmtu = paths["path_mtu"].as_array().expect("path_mtu");
+    let mss = &paths["tcp_mss"];
+    let stun = format!("{PUBLIC_IP_1}:3478");
+    if mode == NatMode::UdpBlockedTcp443Open {
+        assert!(
+            pmtu.is_empty(),
+            "{mode:?}: searched a silent server: {paths:#}"
+        );
+        let notes = v["notes"].to_string();
+        assert!(
+            notes.contains(&format!("path MTU to {stun}: not measured")),
+            "{mode:?}: no note for the skipped search: {notes}"
+        );
+    } else {
+        assert_eq!(pmtu.len(), 1, "{mode:?}: {paths:#}");
+        assert_eq!(pmtu[0]["server"], stun.as_str(), "{mode:?}");
+        assert_eq!(pmtu[0]["largest_passed"], 1500, "{mode:?}: {paths:#}");
+    }
+    if mode == NatMode::UdpOnly3478 {
+        assert!(mss["mss"].is_null(), "{mode:?}: TCP is dropped: {mss:#}");
+        assert!(mss["error"].is_string(), "{mode:?}: {mss:#}");
+    } else {
+        // 1500-byte links, TCP timestamps on: 1500 - 20 - 20 - 12.
+        assert_eq!(mss["mss"], 1448, "{mode:?}: {mss:#}");
+        if mode == NatMode::UdpBlockedTcp443Open {
+            assert_eq!(
+                mss["server"],
+                format!("{PUBLIC_IP_1}:443").as_str(),
+                "{mode:?}"
+            );
+        }
     }
 }
 
