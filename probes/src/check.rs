@@ -469,19 +469,30 @@ mod tests {
         )
     }
 
+    /// The verdict on `services` and `samples` for `names`, with no NAT classification and no
+    /// control-plane problems.
+    fn judge_services(
+        names: &[String],
+        resolved: &HashMap<String, Vec<IpAddr>>,
+        services: &[ServiceFacts],
+        samples: &[SampleFacts],
+    ) -> CheckVerdict {
+        judge(&CheckFacts {
+            names,
+            resolved,
+            services,
+            samples,
+            nat: None,
+            control_problems: &[],
+        })
+    }
+
     #[test]
     fn nothing_resolving_is_blocked_whatever_else_ran() {
         let names = vec!["a.example".to_string(), "b.example".to_string()];
         let resolved = HashMap::new();
         let services = [service(ServiceKind::Turn, Status::Ok)];
-        let v = judge(&CheckFacts {
-            names: &names,
-            resolved: &resolved,
-            services: &services,
-            samples: &[],
-            nat: None,
-            control_problems: &[],
-        });
+        let v = judge_services(&names, &resolved, &services, &[]);
         assert_eq!(v.status, Status::Blocked);
         assert_eq!(v.level, Level::Blocked);
         assert!(v.headline.contains("cannot resolve a.example, b.example"));
@@ -495,14 +506,7 @@ mod tests {
         let mut m = service(ServiceKind::Management, Status::Blocked);
         m.blocked_detail = Some("connect timed out".into());
         let services = [m, service(ServiceKind::Turn, Status::Ok)];
-        let v = judge(&CheckFacts {
-            names: &names,
-            resolved: &resolved,
-            services: &services,
-            samples: &[],
-            nat: None,
-            control_problems: &[],
-        });
+        let v = judge_services(&names, &resolved, &services, &[]);
         assert_eq!(v.status, Status::Blocked);
         assert!(
             v.reasons
@@ -521,14 +525,7 @@ mod tests {
         let mut s = service(ServiceKind::Stun, Status::Skipped);
         s.not_probed = Some("not probed: no route to stun.example (2001:db8::7)".into());
         let services = [s];
-        let v = judge(&CheckFacts {
-            names: &names,
-            resolved: &resolved,
-            services: &services,
-            samples: &[],
-            nat: None,
-            control_problems: &[],
-        });
+        let v = judge_services(&names, &resolved, &services, &[]);
         assert_eq!(v.status, Status::Blocked);
         assert!(v.headline.starts_with("Not probed"), "{}", v.headline);
         assert!(
@@ -558,14 +555,7 @@ mod tests {
         };
         let services = [s];
         let samples = [sample];
-        let v = judge(&CheckFacts {
-            names: &names,
-            resolved: &resolved,
-            services: &services,
-            samples: &samples,
-            nat: None,
-            control_problems: &[],
-        });
+        let v = judge_services(&names, &resolved, &services, &samples);
         let fix = v.fixes.iter().find(|f| f.title.contains("UDP")).unwrap();
         assert!(fix.title.contains("ports 80, 5555"), "{}", fix.title);
         assert!(
