@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::agents::{FoundAgent, Process};
-use super::eval::{AddrSpec, Evaluation, IfaceSpec, L4, Packet, PacketVerdict, evaluate};
+use super::eval::{Evaluation, IfaceSpec, L4, Packet, PacketVerdict, evaluate};
 use super::firewalld::ZoneOfInterface;
 use super::iptables_save::{Backend, Dump};
 use super::model::{Cidr, RuleSource, Ruleset, TableFamily};
@@ -382,19 +382,7 @@ pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
     let i = &o.interface;
 
     if have_kernel {
-        let tunnel = |l4: L4| Packet {
-            family,
-            iif: IfaceSpec::Named(i.clone()),
-            saddr: AddrSpec {
-                within: o.subnet,
-                local: false,
-            },
-            daddr: AddrSpec {
-                within: o.subnet,
-                local: true,
-            },
-            l4,
-        };
+        let tunnel = |l4: L4| Packet::within(family, IfaceSpec::Named(i.clone()), o.subnet, l4);
         let sp = PortRange::single(o.service_port);
         for (what, l4) in [
             ("ping (ICMP echo)".to_owned(), L4::Echo),
@@ -429,19 +417,7 @@ pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
             .unwrap_or_else(|| "the physical interface".to_owned());
         let wg_default = PortRange::single(o.wg_port);
         for ports in [wg_default, o.wg_range] {
-            let pkt = Packet {
-                family,
-                iif: uplink.clone(),
-                saddr: AddrSpec {
-                    within: any,
-                    local: false,
-                },
-                daddr: AddrSpec {
-                    within: any,
-                    local: true,
-                },
-                l4: L4::Udp { dport: ports },
-            };
+            let pkt = Packet::within(family, uplink.clone(), any, L4::Udp { dport: ports });
             let eval = evaluate(&rs, &pkt);
             let subject =
                 format!("new inbound WireGuard UDP to port {ports} on {on} (flat network, no NAT)");

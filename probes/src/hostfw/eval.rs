@@ -76,6 +76,24 @@ pub struct Packet {
 }
 
 impl Packet {
+    /// A packet of `family` arriving on `iif` from an address in `net` for this host's own
+    /// address in it.
+    pub(crate) fn within(family: Family, iif: IfaceSpec, net: Cidr, l4: L4) -> Packet {
+        Packet {
+            family,
+            iif,
+            saddr: AddrSpec {
+                within: net,
+                local: false,
+            },
+            daddr: AddrSpec {
+                within: net,
+                local: true,
+            },
+            l4,
+        }
+    }
+
     fn proto(&self) -> Proto {
         match (self.l4, self.family) {
             (L4::Tcp { .. }, _) => Proto::Tcp,
@@ -742,22 +760,14 @@ mod tests {
     use crate::hostfw::iptables_save;
 
     fn tcp_on_wt0() -> Packet {
-        let vpn = Cidr::parse("100.64.0.0/10").unwrap();
-        Packet {
-            family: Family::Ipv4,
-            iif: IfaceSpec::Named("wt0".into()),
-            saddr: AddrSpec {
-                within: vpn,
-                local: false,
-            },
-            daddr: AddrSpec {
-                within: vpn,
-                local: true,
-            },
-            l4: L4::Tcp {
+        Packet::within(
+            Family::Ipv4,
+            IfaceSpec::Named("wt0".into()),
+            Cidr::parse("100.64.0.0/10").unwrap(),
+            L4::Tcp {
                 dport: PortRange::single(8080),
             },
-        }
+        )
     }
 
     #[test]

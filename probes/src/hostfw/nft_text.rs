@@ -595,7 +595,7 @@ fn push_rule(c: &mut Chain, line: usize, code: &str, handle: Option<u64>) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use crate::hostfw::eval::{AddrSpec, IfaceSpec, L4, Packet, PacketVerdict, evaluate};
+    use crate::hostfw::eval::{IfaceSpec, L4, Packet, PacketVerdict, evaluate};
 
     const RULESET: &str = "table inet hostfw { # handle 3\n\
 \tset allowed { # handle 2\n\t\ttype ipv4_addr\n\t\telements = { 192.0.2.1,\n\t\t\t     192.0.2.2 }\n\t}\n\
@@ -620,19 +620,7 @@ table ip netbird {\n\
 
     fn pkt(iif: &str, l4: L4) -> Packet {
         let vpn = Cidr::parse("100.64.0.0/10").unwrap();
-        Packet {
-            family: Family::Ipv4,
-            iif: IfaceSpec::Named(iif.into()),
-            saddr: AddrSpec {
-                within: vpn,
-                local: false,
-            },
-            daddr: AddrSpec {
-                within: vpn,
-                local: true,
-            },
-            l4,
-        }
+        Packet::within(Family::Ipv4, IfaceSpec::Named(iif.into()), vpn, l4)
     }
 
     #[test]
