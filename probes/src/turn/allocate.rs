@@ -292,11 +292,11 @@ impl Probe for AllocateProbe {
     }
 
     fn take_output(&mut self) -> Option<AllocateReport> {
-        if self.phase != Phase::Done || self.output_taken {
-            return None;
-        }
-        self.output_taken = true;
-        Some(self.report.clone())
+        super::take_report(
+            self.phase == Phase::Done,
+            &mut self.output_taken,
+            &self.report,
+        )
     }
 
     fn private_sockets(&self) -> Option<PrivateSockets> {
