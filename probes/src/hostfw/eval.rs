@@ -318,6 +318,23 @@ fn is_never_local(net: &Cidr) -> bool {
     covered_by(multicast) || (net.is_v4() && covered_by("255.255.255.255/32"))
 }
 
+/// A destination (`dst`) or source port match, `negated` or not.
+fn port_match(
+    pkt: &Packet,
+    proto: Option<Proto>,
+    ranges: &[PortRange],
+    negated: bool,
+    dst: bool,
+) -> Tri {
+    let t = match_ports(pkt, proto, ranges, dst);
+    // `! --dport` still requires the protocol.
+    if negated && proto.is_some_and(|p| p != pkt.proto()) {
+        Tri::No
+    } else {
+        t.negate_if(negated)
+    }
+}
+
 fn match_ports(pkt: &Packet, proto: Option<Proto>, ranges: &[PortRange], dst: bool) -> Tri {
     let p = pkt.proto();
     if let Some(want) = proto
@@ -360,27 +377,12 @@ fn match_one(pkt: &Packet, m: &Match) -> Tri {
             proto,
             ranges,
             negated,
-        } => {
-            let t = match_ports(pkt, *proto, ranges, true);
-            // `! --dport` still requires the protocol.
-            if *negated && proto.is_some_and(|p| p != pkt.proto()) {
-                Tri::No
-            } else {
-                t.negate_if(*negated)
-            }
-        }
+        } => port_match(pkt, *proto, ranges, *negated, true),
         Match::Sport {
             proto,
             ranges,
             negated,
-        } => {
-            let t = match_ports(pkt, *proto, ranges, false);
-            if *negated && proto.is_some_and(|p| p != pkt.proto()) {
-                Tri::No
-            } else {
-                t.negate_if(*negated)
-            }
-        }
+        } => port_match(pkt, *proto, ranges, *negated, false),
         Match::CtState { states, negated } => {
             Tri::from_bool(states.contains(&CtState::New)).negate_if(*negated)
         }
