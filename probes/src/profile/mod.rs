@@ -510,38 +510,44 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"stun\"\nhosts = [\"a.test\"]\nudp = [\"3478\", \"70000\"]\n"
-        ));
-        assert!(e.contains("service[0].udp[1]"), "{e}");
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"stun\"\nhosts = [\"a.test\"]\nudp = [3478]\nbogus = 1\n"
-        ));
-        assert!(e.contains("bogus"), "{e}");
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"stun\"\nhosts = [\"bad host!\"]\nudp = [3478]\n"
-        ));
-        assert!(e.contains("service[0].hosts[0]"), "{e}");
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"management\"\nhosts = [\"a.test\"]\ntcp = [\"1-2\"]\n"
-        ));
-        assert!(e.contains("service[0].tcp[0]"), "{e}");
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"stun\"\nhosts = [\"*.a.test\"]\nudp = [1]\n"
-        ));
-        assert!(e.contains("wildcard"), "{e}");
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"stun\"\nhosts = [\"a.test\"]\nudp = [1]\nipv4 = [\"::1\"]\n"
-        ));
-        assert!(e.contains("service[0].ipv4[0]"), "{e}");
+        // A service after HEAD, and what its error must name.
+        for (service, want) in [
+            (
+                "name = \"s\"\nkind = \"stun\"\nhosts = [\"a.test\"]\nudp = [\"3478\", \"70000\"]\n",
+                "service[0].udp[1]",
+            ),
+            (
+                "name = \"s\"\nkind = \"stun\"\nhosts = [\"a.test\"]\nudp = [3478]\nbogus = 1\n",
+                "bogus",
+            ),
+            (
+                "name = \"s\"\nkind = \"stun\"\nhosts = [\"bad host!\"]\nudp = [3478]\n",
+                "service[0].hosts[0]",
+            ),
+            (
+                "name = \"s\"\nkind = \"management\"\nhosts = [\"a.test\"]\ntcp = [\"1-2\"]\n",
+                "service[0].tcp[0]",
+            ),
+            (
+                "name = \"s\"\nkind = \"stun\"\nhosts = [\"*.a.test\"]\nudp = [1]\n",
+                "wildcard",
+            ),
+            (
+                "name = \"s\"\nkind = \"stun\"\nhosts = [\"a.test\"]\nudp = [1]\nipv4 = [\"::1\"]\n",
+                "service[0].ipv4[0]",
+            ),
+            (
+                "name = \"s\"\nkind = \"quux\"\nhosts = [\"a.test\"]\n",
+                "quux",
+            ),
+        ] {
+            let e = err(&format!("{HEAD}[[service]]\n{service}"));
+            assert!(e.contains(want), "{e}");
+        }
         let e = err("version = 2\nname = \"x\"\n");
         assert!(e.contains("version"), "{e}");
         let e = err(HEAD);
         assert!(e.contains("at least one"), "{e}");
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"quux\"\nhosts = [\"a.test\"]\n"
-        ));
-        assert!(e.contains("quux"), "{e}");
     }
 
     #[test]
