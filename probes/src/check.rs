@@ -469,6 +469,12 @@ mod tests {
         )
     }
 
+    /// A profile's one name, and what it resolved to: `ip`.
+    fn one_name(name: &str, ip: &str) -> (Vec<String>, HashMap<String, Vec<IpAddr>>) {
+        let resolved = HashMap::from([(name.to_string(), vec![ip.parse().unwrap()])]);
+        (vec![name.to_string()], resolved)
+    }
+
     /// The verdict on `services` and `samples` for `names`, with no NAT classification and no
     /// control-plane problems.
     fn judge_services(
@@ -500,9 +506,7 @@ mod tests {
 
     #[test]
     fn a_dead_management_service_blocks_and_says_why() {
-        let names = vec!["m.example".to_string()];
-        let resolved =
-            HashMap::from([("m.example".to_string(), vec!["192.0.2.1".parse().unwrap()])]);
+        let (names, resolved) = one_name("m.example", "192.0.2.1");
         let mut m = service(ServiceKind::Management, Status::Blocked);
         m.blocked_detail = Some("connect timed out".into());
         let services = [m, service(ServiceKind::Turn, Status::Ok)];
@@ -517,11 +521,7 @@ mod tests {
 
     #[test]
     fn a_service_nothing_was_sent_to_is_not_ok() {
-        let names = vec!["stun.example".to_string()];
-        let resolved = HashMap::from([(
-            "stun.example".to_string(),
-            vec!["2001:db8::7".parse().unwrap()],
-        )]);
+        let (names, resolved) = one_name("stun.example", "2001:db8::7");
         let mut s = service(ServiceKind::Stun, Status::Skipped);
         s.not_probed = Some("not probed: no route to stun.example (2001:db8::7)".into());
         let services = [s];
@@ -537,11 +537,7 @@ mod tests {
 
     #[test]
     fn blocked_ports_get_one_fix_that_names_every_port() {
-        let names = vec!["stun.example".to_string()];
-        let resolved = HashMap::from([(
-            "stun.example".to_string(),
-            vec!["192.0.2.7".parse().unwrap()],
-        )]);
+        let (names, resolved) = one_name("stun.example", "192.0.2.7");
         let mut s = service(ServiceKind::Stun, Status::Degraded);
         s.hosts = vec!["stun.example".into()];
         s.blocked_udp_ports = vec![5555, 80, 80];
