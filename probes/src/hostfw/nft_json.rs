@@ -485,6 +485,11 @@ fn port_value(v: &Value) -> Option<PortRange> {
     }
 }
 
+/// [`value_text`] of `o`'s `key`, empty when it has none.
+fn key_text(o: &Value, key: &str, quote: bool) -> String {
+    o.get(key).map(|v| value_text(v, quote)).unwrap_or_default()
+}
+
 /// Render an expression roughly as `nft list ruleset` prints it.
 fn value_text(v: &Value, quote: bool) -> String {
     match v {
@@ -514,12 +519,8 @@ fn value_text(v: &Value, quote: bool) -> String {
             if let Some(p) = o.get("prefix") {
                 return format!(
                     "{}/{}",
-                    p.get("addr")
-                        .map(|a| value_text(a, false))
-                        .unwrap_or_default(),
-                    p.get("len")
-                        .map(|a| value_text(a, false))
-                        .unwrap_or_default()
+                    key_text(p, "addr", false),
+                    key_text(p, "len", false)
                 );
             }
             if let Some(Value::Array(r)) = o.get("range") {
@@ -591,9 +592,7 @@ fn stmt_text(e: &Value) -> String {
         },
         "limit" => format!(
             "limit rate {}/{}",
-            body.get("rate")
-                .map(|r| value_text(r, false))
-                .unwrap_or_default(),
+            key_text(body, "rate", false),
             body.get("per").and_then(Value::as_str).unwrap_or("second")
         ),
         "jump" | "goto" => format!(
@@ -602,12 +601,8 @@ fn stmt_text(e: &Value) -> String {
         ),
         "vmap" => format!(
             "{} vmap {}",
-            body.get("key")
-                .map(|x| value_text(x, false))
-                .unwrap_or_default(),
-            body.get("data")
-                .map(|x| value_text(x, true))
-                .unwrap_or_default()
+            key_text(body, "key", false),
+            key_text(body, "data", true)
         ),
         "xt" => format!(
             "xt {} {}",
