@@ -227,14 +227,9 @@ impl BindingTransaction {
     }
 
     fn due(&self) -> Option<Instant> {
-        let first = self.first_sent?;
-        let r = &self.config.retransmit;
-        let give_up = r.give_up_after();
-        match r.offset(self.attempts) {
-            // A retransmission that would fall at or past the give-up time is not sent.
-            Some(at) if self.attempts < r.rc && at < give_up => first.checked_add(at),
-            _ => first.checked_add(give_up),
-        }
+        self.config
+            .retransmit
+            .next_due(self.first_sent?, self.attempts)
     }
 }
 

@@ -351,13 +351,7 @@ impl TurnSession {
     }
 
     fn due(&self, p: &Pending) -> Option<Instant> {
-        let first = p.first_sent?;
-        let r = &self.config.retransmit;
-        let give_up = r.give_up_after();
-        match r.offset(p.attempts) {
-            Some(at) if p.attempts < r.rc && at < give_up => first.checked_add(at),
-            _ => first.checked_add(give_up),
-        }
+        self.config.retransmit.next_due(p.first_sent?, p.attempts)
     }
 
     /// When the session next needs [`TurnSession::handle_timeout`].
