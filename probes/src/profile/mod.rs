@@ -10,6 +10,7 @@ pub mod netbird;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +53,25 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ProfileError 
         field: field.into(),
         reason: reason.into(),
     }
+}
+
+/// The `family` (`IPv4`, `IPv6`) addresses of the list at `field`; an error names the entry.
+fn addresses<A: FromStr>(
+    list: &[String],
+    field: &str,
+    family: &str,
+) -> Result<Vec<A>, ProfileError> {
+    list.iter()
+        .enumerate()
+        .map(|(j, a)| {
+            a.trim().parse().map_err(|_| {
+                invalid(
+                    format!("{field}[{j}]"),
+                    format!("{a:?} is not an {family} address"),
+                )
+            })
+        })
+        .collect()
 }
 
 /// What a service is; it decides which checks run.
@@ -286,24 +306,8 @@ impl Profile {
             for (j, h) in s.hosts.iter().enumerate() {
                 hosts.push(Host::parse(h).map_err(|e| invalid(at(&format!("hosts[{j}]")), e))?);
             }
-            let mut ipv4 = Vec::new();
-            for (j, a) in s.ipv4.iter().enumerate() {
-                ipv4.push(a.trim().parse().map_err(|_| {
-                    invalid(
-                        at(&format!("ipv4[{j}]")),
-                        format!("{a:?} is not an IPv4 address"),
-                    )
-                })?);
-            }
-            let mut ipv6 = Vec::new();
-            for (j, a) in s.ipv6.iter().enumerate() {
-                ipv6.push(a.trim().parse().map_err(|_| {
-                    invalid(
-                        at(&format!("ipv6[{j}]")),
-                        format!("{a:?} is not an IPv6 address"),
-                    )
-                })?);
-            }
+            let ipv4: Vec<Ipv4Addr> = addresses(&s.ipv4, &at("ipv4"), "IPv4")?;
+            let ipv6: Vec<Ipv6Addr> = addresses(&s.ipv6, &at("ipv6"), "IPv6")?;
             for (j, p) in s.tls.iter().enumerate() {
                 if *p == 0 {
                     return Err(invalid(at(&format!("tls[{j}]")), "0 is not a port"));
