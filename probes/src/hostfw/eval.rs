@@ -492,6 +492,17 @@ impl Walker<'_> {
         });
     }
 
+    /// The walk stops at one of its limits: an uncertain verdict, decided by the limit.
+    fn too_many_forks(&mut self, base: usize, assumed: &[(Decision, bool)]) {
+        let by = self.decision(
+            base,
+            Decider::Limit {
+                reason: "too many undecided rules to follow".into(),
+            },
+        );
+        self.leaf(PacketVerdict::Uncertain, by, assumed);
+    }
+
     /// Follow the packet from `stack` to a verdict, forking on undecided matches.
     fn walk(
         &mut self,
@@ -501,13 +512,7 @@ impl Walker<'_> {
     ) {
         loop {
             if self.leaves.len() >= MAX_LEAVES {
-                let by = self.decision(
-                    base,
-                    Decider::Limit {
-                        reason: "too many undecided rules to follow".into(),
-                    },
-                );
-                self.leaf(PacketVerdict::Uncertain, by, &assumed);
+                self.too_many_forks(base, &assumed);
                 return;
             }
             let Some(top) = stack.last_mut() else {
@@ -552,13 +557,7 @@ impl Walker<'_> {
                     let mut a = assumed.clone();
                     a.push((d.clone(), true));
                     if self.forks >= MAX_FORK_DEPTH {
-                        let by = self.decision(
-                            base,
-                            Decider::Limit {
-                                reason: "too many undecided rules to follow".into(),
-                            },
-                        );
-                        self.leaf(PacketVerdict::Uncertain, by, &a);
+                        self.too_many_forks(base, &a);
                         return;
                     }
                     let mut s = stack.clone();
