@@ -227,14 +227,9 @@ impl BindingTransaction {
     }
 
     fn due(&self) -> Option<Instant> {
-        let first = self.first_sent?;
-        let r = &self.config.retransmit;
-        let give_up = r.give_up_after();
-        match r.offset(self.attempts) {
-            // A retransmission that would fall at or past the give-up time is not sent.
-            Some(at) if self.attempts < r.rc && at < give_up => first.checked_add(at),
-            _ => first.checked_add(give_up),
-        }
+        self.config
+            .retransmit
+            .next_due(self.first_sent?, self.attempts)
     }
 }
 
@@ -410,15 +405,22 @@ mod tests {
         Instant::now()
     }
 
+    /// A transaction `tid` to [`server`] with `cfg` whose first request went out at `now`, and
+    /// that request.
+    fn sent(tid: TransactionId, cfg: BindingConfig, now: Instant) -> (BindingTransaction, Vec<u8>) {
+        let mut tx = BindingTransaction::new(tid, server(), cfg);
+        let mut buf = Vec::new();
+        tx.poll_transmit(now, &mut buf).unwrap();
+        (tx, buf)
+    }
+
     /// A success whose XOR-MAPPED-ADDRESS cannot be decoded is an answer without a mapping,
     /// and says why.
     #[test]
     fn a_malformed_mapped_address_is_no_mapping() {
         let t0 = t0();
         let tid = TransactionId([2; 12]);
-        let mut tx = BindingTransaction::new(tid, server(), quick());
-        let mut buf = Vec::new();
-        tx.poll_transmit(t0, &mut buf).unwrap();
+        let (mut tx, _) = sent(tid, quick(), t0);
         let mut resp = Vec::new();
         let mut w = MessageWriter::new(&mut resp, MessageType::BINDING_SUCCESS, &tid);
         // Family 0x01 (IPv4) with a value of five bytes.
@@ -536,9 +538,7 @@ mod tests {
     fn retransmitted_answer_is_ambiguous_and_timed_from_last_send() {
         let t0 = t0();
         let tid = TransactionId([3; 12]);
-        let mut tx = BindingTransaction::new(tid, server(), quick());
-        let mut buf = Vec::new();
-        tx.poll_transmit(t0, &mut buf).unwrap();
+        let (mut tx, mut buf) = sent(tid, quick(), t0);
         tx.handle_timeout(t0 + Duration::from_millis(100));
         tx.poll_transmit(t0 + Duration::from_millis(100), &mut buf)
             .unwrap();
@@ -555,9 +555,7 @@ mod tests {
     fn hostile_replies_are_ignored_and_the_transaction_still_completes() {
         let t0 = t0();
         let tid = TransactionId([4; 12]);
-        let mut tx = BindingTransaction::new(tid, server(), quick());
-        let mut buf = Vec::new();
-        tx.poll_transmit(t0, &mut buf).unwrap();
+        let (mut tx, buf) = sent(tid, quick(), t0);
         let m: SocketAddr = "203.0.113.5:1".parse().unwrap();
         let good = reply(tid, m);
 
@@ -599,9 +597,7 @@ mod tests {
     fn error_response_is_reported() {
         let t0 = t0();
         let tid = TransactionId([6; 12]);
-        let mut tx = BindingTransaction::new(tid, server(), quick());
-        let mut buf = Vec::new();
-        tx.poll_transmit(t0, &mut buf).unwrap();
+        let (mut tx, _) = sent(tid, quick(), t0);
         let mut e = Vec::new();
         let mut w = MessageWriter::new(&mut e, MessageType::BINDING_ERROR, &tid);
         w.error_code(420, "Unknown Attribute");
@@ -628,9 +624,7 @@ mod tests {
             source_check: SourceCheck::Any,
             ..quick()
         };
-        let mut tx = BindingTransaction::new(tid, server(), cfg);
-        let mut buf = Vec::new();
-        tx.poll_transmit(t0, &mut buf).unwrap();
+        let (mut tx, buf) = sent(tid, cfg, t0);
         let v = StunView::parse(&buf).unwrap();
         let cr = v
             .attributes()

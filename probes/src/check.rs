@@ -469,19 +469,36 @@ mod tests {
         )
     }
 
+    /// A profile's one name, and what it resolved to: `ip`.
+    fn one_name(name: &str, ip: &str) -> (Vec<String>, HashMap<String, Vec<IpAddr>>) {
+        let resolved = HashMap::from([(name.to_string(), vec![ip.parse().unwrap()])]);
+        (vec![name.to_string()], resolved)
+    }
+
+    /// The verdict on `services` and `samples` for `names`, with no NAT classification and no
+    /// control-plane problems.
+    fn judge_services(
+        names: &[String],
+        resolved: &HashMap<String, Vec<IpAddr>>,
+        services: &[ServiceFacts],
+        samples: &[SampleFacts],
+    ) -> CheckVerdict {
+        judge(&CheckFacts {
+            names,
+            resolved,
+            services,
+            samples,
+            nat: None,
+            control_problems: &[],
+        })
+    }
+
     #[test]
     fn nothing_resolving_is_blocked_whatever_else_ran() {
         let names = vec!["a.example".to_string(), "b.example".to_string()];
         let resolved = HashMap::new();
         let services = [service(ServiceKind::Turn, Status::Ok)];
-        let v = judge(&CheckFacts {
-            names: &names,
-            resolved: &resolved,
-            services: &services,
-            samples: &[],
-            nat: None,
-            control_problems: &[],
-        });
+        let v = judge_services(&names, &resolved, &services, &[]);
         assert_eq!(v.status, Status::Blocked);
         assert_eq!(v.level, Level::Blocked);
         assert!(v.headline.contains("cannot resolve a.example, b.example"));
@@ -489,20 +506,11 @@ mod tests {
 
     #[test]
     fn a_dead_management_service_blocks_and_says_why() {
-        let names = vec!["m.example".to_string()];
-        let resolved =
-            HashMap::from([("m.example".to_string(), vec!["192.0.2.1".parse().unwrap()])]);
+        let (names, resolved) = one_name("m.example", "192.0.2.1");
         let mut m = service(ServiceKind::Management, Status::Blocked);
         m.blocked_detail = Some("connect timed out".into());
         let services = [m, service(ServiceKind::Turn, Status::Ok)];
-        let v = judge(&CheckFacts {
-            names: &names,
-            resolved: &resolved,
-            services: &services,
-            samples: &[],
-            nat: None,
-            control_problems: &[],
-        });
+        let v = judge_services(&names, &resolved, &services, &[]);
         assert_eq!(v.status, Status::Blocked);
         assert!(
             v.reasons
@@ -513,22 +521,11 @@ mod tests {
 
     #[test]
     fn a_service_nothing_was_sent_to_is_not_ok() {
-        let names = vec!["stun.example".to_string()];
-        let resolved = HashMap::from([(
-            "stun.example".to_string(),
-            vec!["2001:db8::7".parse().unwrap()],
-        )]);
+        let (names, resolved) = one_name("stun.example", "2001:db8::7");
         let mut s = service(ServiceKind::Stun, Status::Skipped);
         s.not_probed = Some("not probed: no route to stun.example (2001:db8::7)".into());
         let services = [s];
-        let v = judge(&CheckFacts {
-            names: &names,
-            resolved: &resolved,
-            services: &services,
-            samples: &[],
-            nat: None,
-            control_problems: &[],
-        });
+        let v = judge_services(&names, &resolved, &services, &[]);
         assert_eq!(v.status, Status::Blocked);
         assert!(v.headline.starts_with("Not probed"), "{}", v.headline);
         assert!(
@@ -540,11 +537,7 @@ mod tests {
 
     #[test]
     fn blocked_ports_get_one_fix_that_names_every_port() {
-        let names = vec!["stun.example".to_string()];
-        let resolved = HashMap::from([(
-            "stun.example".to_string(),
-            vec!["192.0.2.7".parse().unwrap()],
-        )]);
+        let (names, resolved) = one_name("stun.example", "192.0.2.7");
         let mut s = service(ServiceKind::Stun, Status::Degraded);
         s.hosts = vec!["stun.example".into()];
         s.blocked_udp_ports = vec![5555, 80, 80];
@@ -558,14 +551,7 @@ mod tests {
         };
         let services = [s];
         let samples = [sample];
-        let v = judge(&CheckFacts {
-            names: &names,
-            resolved: &resolved,
-            services: &services,
-            samples: &samples,
-            nat: None,
-            control_problems: &[],
-        });
+        let v = judge_services(&names, &resolved, &services, &samples);
         let fix = v.fixes.iter().find(|f| f.title.contains("UDP")).unwrap();
         assert!(fix.title.contains("ports 80, 5555"), "{}", fix.title);
         assert!(

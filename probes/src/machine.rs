@@ -191,6 +191,17 @@ impl Retransmit {
     pub fn give_up_after(&self) -> Duration {
         self.offset(self.rc).unwrap_or(self.rto)
     }
+
+    /// When a transaction first sent at `first` that has made `sent` transmissions next needs
+    /// attention: its next retransmission, or the give-up time once no more is due. A
+    /// retransmission that would fall at or past the give-up time is not sent.
+    pub fn next_due(&self, first: Instant, sent: u8) -> Option<Instant> {
+        let give_up = self.give_up_after();
+        match self.offset(sent) {
+            Some(at) if sent < self.rc && at < give_up => first.checked_add(at),
+            _ => first.checked_add(give_up),
+        }
+    }
 }
 
 #[cfg(test)]

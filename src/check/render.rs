@@ -356,8 +356,8 @@ fn netbird_sections(doc: &mut Doc, nb: &NetbirdSection) {
             .map(|p| {
                 vec![
                     Cell::from(format!("{} ({})", p.peer, p.netbird_ip)),
-                    Cell::from(p.connection_type.to_string()),
-                    Cell::from(format!("{} / {}", p.ice_local, p.ice_remote)),
+                    Cell::from(p.link.connection_type.to_string()),
+                    Cell::from(format!("{} / {}", p.link.ice_local, p.link.ice_remote)),
                     Cell::from(p.detail.clone()),
                 ]
             })
@@ -504,7 +504,7 @@ fn netbird_metrics(w: &mut Writer, nb: &NetbirdSection, profile: &str) {
         "A peer NetBird reports relayed or not connected, with the most likely reason; always 1.",
     );
     for p in &nb.peers {
-        let (local, remote) = (p.ice_local.to_string(), p.ice_remote.to_string());
+        let (local, remote) = (p.link.ice_local.to_string(), p.link.ice_remote.to_string());
         w.sample(
             "stunmap_netbird_peer_not_direct_info",
             &[

@@ -32,7 +32,7 @@ pub(crate) fn reason_label(r: Reason) -> &'static str {
 
 fn kind(f: &PeerFinding) -> String {
     use probes::netbird::status::ConnectionType;
-    match &f.connection_type {
+    match &f.link.connection_type {
         ConnectionType::P2p => "P2P".into(),
         ConnectionType::Relayed => "Relayed".into(),
         ConnectionType::None => "not connected".into(),
@@ -57,15 +57,15 @@ pub(crate) fn sections(peers: &[PeerFinding]) -> Vec<Section> {
                     "{}, {}: ICE {}/{}{}",
                     f.status,
                     kind(f),
-                    f.ice_local,
-                    f.ice_remote,
-                    f.relay_address
+                    f.link.ice_local,
+                    f.link.ice_remote,
+                    f.link.relay_address
                         .as_deref()
                         .map(|r| format!(", relay {r}"))
                         .unwrap_or_default()
                 ),
             )];
-            if let (Some(l), Some(r)) = (&f.endpoint_local, &f.endpoint_remote) {
+            if let (Some(l), Some(r)) = (&f.link.endpoint_local, &f.link.endpoint_remote) {
                 fields.push(("endpoints".into(), format!("{l} / {r}")));
             }
             if let Some(h) = &f.ice_log {
@@ -113,8 +113,8 @@ pub(crate) fn metrics(w: &mut Writer, peers: &[PeerFinding]) {
     for f in peers {
         let (peer, local, remote) = (
             prom_label(&f.peer),
-            prom_label(&f.ice_local.to_string()),
-            prom_label(&f.ice_remote.to_string()),
+            prom_label(&f.link.ice_local.to_string()),
+            prom_label(&f.link.ice_remote.to_string()),
         );
         w.sample(
             "stunmap_netbird_peer_not_direct_info",
@@ -167,9 +167,9 @@ pub(crate) fn html(peers: &[PeerFinding]) -> String {
             esc(&f.netbird_ip),
             esc(&f.status),
             esc(&kind(f)),
-            esc(&f.ice_local.to_string()),
-            esc(&f.ice_remote.to_string()),
-            esc(f.relay_address.as_deref().unwrap_or("-")),
+            esc(&f.link.ice_local.to_string()),
+            esc(&f.link.ice_remote.to_string()),
+            esc(f.link.relay_address.as_deref().unwrap_or("-")),
             esc(&f.detail),
             esc(f.fix.as_ref().map_or("", |x| x.title.as_str())),
         );

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::agents::{FoundAgent, Process};
-use super::eval::{AddrSpec, Evaluation, IfaceSpec, L4, Packet, PacketVerdict, evaluate};
+use super::eval::{Evaluation, IfaceSpec, L4, Packet, PacketVerdict, evaluate};
 use super::firewalld::ZoneOfInterface;
 use super::iptables_save::{Backend, Dump};
 use super::model::{Cidr, RuleSource, Ruleset, TableFamily};
@@ -204,20 +204,9 @@ fn tunnel_fix(m: Manager, eval: &Evaluation, o: &Options) -> Fix {
             o.subnet
         ),
         Manager::Firewalld => trusted_zone_fix(i),
-        Manager::Nft | Manager::Iptables => blocking_base(eval).map_or_else(
-            || format!("sudo iptables -I INPUT -i {i} -j ACCEPT"),
-            |(src, fam, table, chain)| match src {
-                RuleSource::Nft => {
-                    format!("sudo nft insert rule {fam} {table} {chain} iifname \"{i}\" accept")
-                }
-                RuleSource::Iptables => {
-                    format!("sudo iptables -t {table} -I {chain} -i {i} -j ACCEPT")
-                }
-                RuleSource::Ip6tables => {
-                    format!("sudo ip6tables -t {table} -I {chain} -i {i} -j ACCEPT")
-                }
-            },
-        ),
+        Manager::Nft | Manager::Iptables => {
+            accept_command(eval, &format!("iifname \"{i}\""), &format!("-i {i}"))
+        }
     };
     Fix {
         title: format!("Accept new inbound traffic on {i}"),
@@ -244,19 +233,10 @@ fn flat_fix(m: Manager, eval: &Evaluation, r: PortRange) -> Fix {
         Manager::Firewalld => format!(
             "sudo firewall-cmd --permanent --add-port={dash}/udp && sudo firewall-cmd --reload"
         ),
-        Manager::Nft | Manager::Iptables => blocking_base(eval).map_or_else(
-            || format!("sudo iptables -I INPUT -p udp --dport {colon} -j ACCEPT"),
-            |(src, fam, table, chain)| match src {
-                RuleSource::Nft => {
-                    format!("sudo nft insert rule {fam} {table} {chain} udp dport {dash} accept")
-                }
-                RuleSource::Iptables => {
-                    format!("sudo iptables -t {table} -I {chain} -p udp --dport {colon} -j ACCEPT")
-                }
-                RuleSource::Ip6tables => {
-                    format!("sudo ip6tables -t {table} -I {chain} -p udp --dport {colon} -j ACCEPT")
-                }
-            },
+        Manager::Nft | Manager::Iptables => accept_command(
+            eval,
+            &format!("udp dport {dash}"),
+            &format!("-p udp --dport {colon}"),
         ),
     };
     let scope = if r.start == r.end {
@@ -280,6 +260,25 @@ fn flat_fix(m: Manager, eval: &Evaluation, r: PortRange) -> Fix {
              on the relay."
         )),
     }
+}
+
+/// The command that accepts what `nft_match` (in nft's words) and `ipt_match` (iptables'
+/// options) select: a rule inserted at the top of the base chain that blocked, else of INPUT.
+fn accept_command(eval: &Evaluation, nft_match: &str, ipt_match: &str) -> String {
+    blocking_base(eval).map_or_else(
+        || format!("sudo iptables -I INPUT {ipt_match} -j ACCEPT"),
+        |(src, fam, table, chain)| match src {
+            RuleSource::Nft => {
+                format!("sudo nft insert rule {fam} {table} {chain} {nft_match} accept")
+            }
+            RuleSource::Iptables => {
+                format!("sudo iptables -t {table} -I {chain} {ipt_match} -j ACCEPT")
+            }
+            RuleSource::Ip6tables => {
+                format!("sudo ip6tables -t {table} -I {chain} {ipt_match} -j ACCEPT")
+            }
+        },
+    )
 }
 
 /// The base chain that blocked: where an accept rule has to go.
@@ -382,19 +381,7 @@ pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
     let i = &o.interface;
 
     if have_kernel {
-        let tunnel = |l4: L4| Packet {
-            family,
-            iif: IfaceSpec::Named(i.clone()),
-            saddr: AddrSpec {
-                within: o.subnet,
-                local: false,
-            },
-            daddr: AddrSpec {
-                within: o.subnet,
-                local: true,
-            },
-            l4,
-        };
+        let tunnel = |l4: L4| Packet::within(family, IfaceSpec::Named(i.clone()), o.subnet, l4);
         let sp = PortRange::single(o.service_port);
         for (what, l4) in [
             ("ping (ICMP echo)".to_owned(), L4::Echo),
@@ -429,19 +416,7 @@ pub fn diagnose(inputs: &Inputs, o: &Options) -> Report {
             .unwrap_or_else(|| "the physical interface".to_owned());
         let wg_default = PortRange::single(o.wg_port);
         for ports in [wg_default, o.wg_range] {
-            let pkt = Packet {
-                family,
-                iif: uplink.clone(),
-                saddr: AddrSpec {
-                    within: any,
-                    local: false,
-                },
-                daddr: AddrSpec {
-                    within: any,
-                    local: true,
-                },
-                l4: L4::Udp { dport: ports },
-            };
+            let pkt = Packet::within(family, uplink.clone(), any, L4::Udp { dport: ports });
             let eval = evaluate(&rs, &pkt);
             let subject =
                 format!("new inbound WireGuard UDP to port {ports} on {on} (flat network, no NAT)");

@@ -76,6 +76,24 @@ pub struct Packet {
 }
 
 impl Packet {
+    /// A packet of `family` arriving on `iif` from an address in `net` for this host's own
+    /// address in it.
+    pub(crate) fn within(family: Family, iif: IfaceSpec, net: Cidr, l4: L4) -> Packet {
+        Packet {
+            family,
+            iif,
+            saddr: AddrSpec {
+                within: net,
+                local: false,
+            },
+            daddr: AddrSpec {
+                within: net,
+                local: true,
+            },
+            l4,
+        }
+    }
+
     fn proto(&self) -> Proto {
         match (self.l4, self.family) {
             (L4::Tcp { .. }, _) => Proto::Tcp,
@@ -300,6 +318,23 @@ fn is_never_local(net: &Cidr) -> bool {
     covered_by(multicast) || (net.is_v4() && covered_by("255.255.255.255/32"))
 }
 
+/// A destination (`dst`) or source port match, `negated` or not.
+fn port_match(
+    pkt: &Packet,
+    proto: Option<Proto>,
+    ranges: &[PortRange],
+    negated: bool,
+    dst: bool,
+) -> Tri {
+    let t = match_ports(pkt, proto, ranges, dst);
+    // `! --dport` still requires the protocol.
+    if negated && proto.is_some_and(|p| p != pkt.proto()) {
+        Tri::No
+    } else {
+        t.negate_if(negated)
+    }
+}
+
 fn match_ports(pkt: &Packet, proto: Option<Proto>, ranges: &[PortRange], dst: bool) -> Tri {
     let p = pkt.proto();
     if let Some(want) = proto
@@ -342,27 +377,12 @@ fn match_one(pkt: &Packet, m: &Match) -> Tri {
             proto,
             ranges,
             negated,
-        } => {
-            let t = match_ports(pkt, *proto, ranges, true);
-            // `! --dport` still requires the protocol.
-            if *negated && proto.is_some_and(|p| p != pkt.proto()) {
-                Tri::No
-            } else {
-                t.negate_if(*negated)
-            }
-        }
+        } => port_match(pkt, *proto, ranges, *negated, true),
         Match::Sport {
             proto,
             ranges,
             negated,
-        } => {
-            let t = match_ports(pkt, *proto, ranges, false);
-            if *negated && proto.is_some_and(|p| p != pkt.proto()) {
-                Tri::No
-            } else {
-                t.negate_if(*negated)
-            }
-        }
+        } => port_match(pkt, *proto, ranges, *negated, false),
         Match::CtState { states, negated } => {
             Tri::from_bool(states.contains(&CtState::New)).negate_if(*negated)
         }
@@ -472,6 +492,17 @@ impl Walker<'_> {
         });
     }
 
+    /// The walk stops at one of its limits: an uncertain verdict, decided by the limit.
+    fn too_many_forks(&mut self, base: usize, assumed: &[(Decision, bool)]) {
+        let by = self.decision(
+            base,
+            Decider::Limit {
+                reason: "too many undecided rules to follow".into(),
+            },
+        );
+        self.leaf(PacketVerdict::Uncertain, by, assumed);
+    }
+
     /// Follow the packet from `stack` to a verdict, forking on undecided matches.
     fn walk(
         &mut self,
@@ -481,13 +512,7 @@ impl Walker<'_> {
     ) {
         loop {
             if self.leaves.len() >= MAX_LEAVES {
-                let by = self.decision(
-                    base,
-                    Decider::Limit {
-                        reason: "too many undecided rules to follow".into(),
-                    },
-                );
-                self.leaf(PacketVerdict::Uncertain, by, &assumed);
+                self.too_many_forks(base, &assumed);
                 return;
             }
             let Some(top) = stack.last_mut() else {
@@ -532,13 +557,7 @@ impl Walker<'_> {
                     let mut a = assumed.clone();
                     a.push((d.clone(), true));
                     if self.forks >= MAX_FORK_DEPTH {
-                        let by = self.decision(
-                            base,
-                            Decider::Limit {
-                                reason: "too many undecided rules to follow".into(),
-                            },
-                        );
-                        self.leaf(PacketVerdict::Uncertain, by, &a);
+                        self.too_many_forks(base, &a);
                         return;
                     }
                     let mut s = stack.clone();
@@ -742,22 +761,14 @@ mod tests {
     use crate::hostfw::iptables_save;
 
     fn tcp_on_wt0() -> Packet {
-        let vpn = Cidr::parse("100.64.0.0/10").unwrap();
-        Packet {
-            family: Family::Ipv4,
-            iif: IfaceSpec::Named("wt0".into()),
-            saddr: AddrSpec {
-                within: vpn,
-                local: false,
-            },
-            daddr: AddrSpec {
-                within: vpn,
-                local: true,
-            },
-            l4: L4::Tcp {
+        Packet::within(
+            Family::Ipv4,
+            IfaceSpec::Named("wt0".into()),
+            Cidr::parse("100.64.0.0/10").unwrap(),
+            L4::Tcp {
                 dport: PortRange::single(8080),
             },
-        }
+        )
     }
 
     #[test]

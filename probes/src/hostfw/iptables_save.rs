@@ -104,19 +104,6 @@ fn words(line: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn iface(v: &str) -> IfName {
-    match v.strip_suffix('+') {
-        Some(p) => IfName {
-            name: p.to_owned(),
-            prefix: true,
-        },
-        None => IfName {
-            name: v.to_owned(),
-            prefix: false,
-        },
-    }
-}
-
 fn cidrs(v: &str) -> Result<Vec<Cidr>, String> {
     v.split(',')
         .map(|s| Cidr::parse(s).ok_or_else(|| format!("bad address {s:?}")))
@@ -262,6 +249,24 @@ impl RuleParser<'_> {
         self.matches.push(Match::Unknown { what });
     }
 
+    /// A destination (`--d…`, `--destination-…`) or source port match of option `opt`.
+    fn port_match(&mut self, opt: &str, ranges: Vec<PortRange>, negated: bool) {
+        let proto = self.proto;
+        self.matches.push(if opt.starts_with("--d") {
+            Match::Dport {
+                proto,
+                ranges,
+                negated,
+            }
+        } else {
+            Match::Sport {
+                proto,
+                ranges,
+                negated,
+            }
+        });
+    }
+
     fn parse(&mut self, chains: &[String]) -> Result<(), String> {
         let mut negated = false;
         while let Some(tok) = self.w.get(self.i).cloned() {
@@ -289,14 +294,14 @@ impl RuleParser<'_> {
                 "-i" | "--in-interface" => {
                     let v = self.value(tok)?;
                     self.matches.push(Match::InIface {
-                        name: iface(&v),
+                        name: IfName::with_wildcard(&v, '+'),
                         negated,
                     });
                 }
                 "-o" | "--out-interface" => {
                     let v = self.value(tok)?;
                     self.matches.push(Match::OutIface {
-                        name: iface(&v),
+                        name: IfName::with_wildcard(&v, '+'),
                         negated,
                     });
                 }
@@ -326,39 +331,11 @@ impl RuleParser<'_> {
                 }
                 "--dport" | "--destination-port" | "--sport" | "--source-port" => {
                     let v = self.value(tok)?;
-                    let ranges = vec![port_range(&v)?];
-                    let proto = self.proto;
-                    self.matches.push(if tok.starts_with("--d") {
-                        Match::Dport {
-                            proto,
-                            ranges,
-                            negated,
-                        }
-                    } else {
-                        Match::Sport {
-                            proto,
-                            ranges,
-                            negated,
-                        }
-                    });
+                    self.port_match(tok, vec![port_range(&v)?], negated);
                 }
                 "--dports" | "--destination-ports" | "--sports" | "--source-ports" => {
                     let v = self.value(tok)?;
-                    let ranges = port_list(&v)?;
-                    let proto = self.proto;
-                    self.matches.push(if tok.starts_with("--d") {
-                        Match::Dport {
-                            proto,
-                            ranges,
-                            negated,
-                        }
-                    } else {
-                        Match::Sport {
-                            proto,
-                            ranges,
-                            negated,
-                        }
-                    });
+                    self.port_match(tok, port_list(&v)?, negated);
                 }
                 "--ctstate" | "--state" => {
                     let v = self.value(tok)?;

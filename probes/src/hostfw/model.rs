@@ -84,6 +84,40 @@ pub enum Hook {
     Other(String),
 }
 
+impl Hook {
+    /// The hook an nft base chain names (`type filter hook input …`, the JSON `"hook"`).
+    pub(crate) fn from_nft(s: &str) -> Hook {
+        match s {
+            "prerouting" => Hook::Prerouting,
+            "input" => Hook::Input,
+            "forward" => Hook::Forward,
+            "output" => Hook::Output,
+            "postrouting" => Hook::Postrouting,
+            o => Hook::Other(o.to_owned()),
+        }
+    }
+}
+
+/// An nft base-chain priority written without spaces: a number, or a standard name with an
+/// optional offset (`filter-10`, `mangle+5`; nft(8), "CHAIN PRIORITY"). A sign in first place
+/// belongs to the number, not to an offset.
+pub(crate) fn nft_priority(s: &str) -> Option<i32> {
+    let (name, off) = match s.find(['+', '-']).filter(|&i| i > 0) {
+        Some(i) => (s.get(..i)?, s.get(i..)?.parse::<i32>().ok()?),
+        None => (s, 0),
+    };
+    let base = match name {
+        "raw" => -300,
+        "mangle" => -150,
+        "dstnat" => -100,
+        "filter" => 0,
+        "security" => 50,
+        "srcnat" => 100,
+        n => n.parse().ok()?,
+    };
+    Some(base + off)
+}
+
 /// Verdict a base chain applies when no rule decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -180,6 +214,21 @@ pub struct IfName {
 }
 
 impl IfName {
+    /// The pattern `v` writes: the prefix before a trailing `wildcard` (`+` in iptables, `*` in
+    /// nft), else the exact name.
+    pub(crate) fn with_wildcard(v: &str, wildcard: char) -> IfName {
+        match v.strip_suffix(wildcard) {
+            Some(p) => IfName {
+                name: p.to_owned(),
+                prefix: true,
+            },
+            None => IfName {
+                name: v.to_owned(),
+                prefix: false,
+            },
+        }
+    }
+
     /// Whether `iface` fits the pattern.
     pub fn fits(&self, iface: &str) -> bool {
         if self.prefix {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::iptables_save::icmp_type;
 use super::model::{
     BaseChain, Chain, Cidr, CtState, Hook, IfName, Match, Policy, Proto, Rule, RuleAction, RulePos,
-    RuleSource, Ruleset, TableFamily,
+    RuleSource, Ruleset, TableFamily, nft_priority,
 };
 use super::{HostFwError, InputFormat};
 use crate::{Family, PortRange};
@@ -33,37 +33,18 @@ fn family(s: &str) -> TableFamily {
     }
 }
 
-fn hook(s: &str) -> Hook {
-    match s {
-        "prerouting" => Hook::Prerouting,
-        "input" => Hook::Input,
-        "forward" => Hook::Forward,
-        "output" => Hook::Output,
-        "postrouting" => Hook::Postrouting,
-        o => Hook::Other(o.to_owned()),
-    }
-}
-
 /// Named priorities (nft(8), "CHAIN PRIORITY").
 fn priority(v: &Value) -> Option<i32> {
     match v {
         Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
         Value::String(s) => {
             let s = s.replace(' ', "");
-            let (name, off) = match s.find(['+', '-']) {
-                Some(i) => (s.get(..i)?, s.get(i..)?.parse::<i32>().ok()?),
-                None => (s.as_str(), 0),
-            };
-            let base = match name {
-                "raw" => -300,
-                "mangle" => -150,
-                "dstnat" => -100,
-                "filter" => 0,
-                "security" => 50,
-                "srcnat" => 100,
-                n => n.parse().ok()?,
-            };
-            Some(base + off)
+            // `nft -j` writes a bare number as a JSON number: a string that starts with a sign
+            // is not a priority it writes.
+            if s.starts_with(['+', '-']) {
+                return None;
+            }
+            nft_priority(&s)
         }
         _ => None,
     }
@@ -90,7 +71,7 @@ pub fn parse(text: &str) -> Result<Ruleset, HostFwError> {
             let path = format!("nftables[{i}].chain");
             let base = match c.get("hook").and_then(Value::as_str) {
                 Some(h) => Some(BaseChain {
-                    hook: hook(h),
+                    hook: Hook::from_nft(h),
                     priority: c
                         .get("prio")
                         .and_then(priority)
@@ -504,6 +485,11 @@ fn port_value(v: &Value) -> Option<PortRange> {
     }
 }
 
+/// [`value_text`] of `o`'s `key`, empty when it has none.
+fn key_text(o: &Value, key: &str, quote: bool) -> String {
+    o.get(key).map(|v| value_text(v, quote)).unwrap_or_default()
+}
+
 /// Render an expression roughly as `nft list ruleset` prints it.
 fn value_text(v: &Value, quote: bool) -> String {
     match v {
@@ -533,12 +519,8 @@ fn value_text(v: &Value, quote: bool) -> String {
             if let Some(p) = o.get("prefix") {
                 return format!(
                     "{}/{}",
-                    p.get("addr")
-                        .map(|a| value_text(a, false))
-                        .unwrap_or_default(),
-                    p.get("len")
-                        .map(|a| value_text(a, false))
-                        .unwrap_or_default()
+                    key_text(p, "addr", false),
+                    key_text(p, "len", false)
                 );
             }
             if let Some(Value::Array(r)) = o.get("range") {
@@ -610,9 +592,7 @@ fn stmt_text(e: &Value) -> String {
         },
         "limit" => format!(
             "limit rate {}/{}",
-            body.get("rate")
-                .map(|r| value_text(r, false))
-                .unwrap_or_default(),
+            key_text(body, "rate", false),
             body.get("per").and_then(Value::as_str).unwrap_or("second")
         ),
         "jump" | "goto" => format!(
@@ -621,12 +601,8 @@ fn stmt_text(e: &Value) -> String {
         ),
         "vmap" => format!(
             "{} vmap {}",
-            body.get("key")
-                .map(|x| value_text(x, false))
-                .unwrap_or_default(),
-            body.get("data")
-                .map(|x| value_text(x, true))
-                .unwrap_or_default()
+            key_text(body, "key", false),
+            key_text(body, "data", true)
         ),
         "xt" => format!(
             "xt {} {}",

@@ -21,7 +21,7 @@
 use super::iptables_save::icmp_type;
 use super::model::{
     BaseChain, Chain, Cidr, CtState, Hook, IfName, Match, Policy, Proto, Rule, RuleAction, RulePos,
-    RuleSource, Ruleset, TableFamily,
+    RuleSource, Ruleset, TableFamily, nft_priority,
 };
 use super::{HostFwError, InputFormat};
 use crate::{Family, PortRange};
@@ -119,36 +119,6 @@ fn family(s: &str) -> Option<TableFamily> {
     })
 }
 
-fn hook(s: &str) -> Hook {
-    match s {
-        "prerouting" => Hook::Prerouting,
-        "input" => Hook::Input,
-        "forward" => Hook::Forward,
-        "output" => Hook::Output,
-        "postrouting" => Hook::Postrouting,
-        o => Hook::Other(o.to_owned()),
-    }
-}
-
-/// A priority: a number or a standard name with an optional offset (nft(8) "CHAIN PRIORITY").
-fn priority(words: &[String]) -> Option<i32> {
-    let s: String = words.concat();
-    let (name, off) = match s.find(['+', '-']).filter(|&i| i > 0) {
-        Some(i) => (s.get(..i)?, s.get(i..)?.parse::<i32>().ok()?),
-        None => (s.as_str(), 0),
-    };
-    let base = match name {
-        "raw" => -300,
-        "mangle" => -150,
-        "dstnat" => -100,
-        "filter" => 0,
-        "security" => 50,
-        "srcnat" => 100,
-        n => n.parse().ok()?,
-    };
-    Some(base + off)
-}
-
 /// `type filter hook input priority filter; policy drop;`
 fn base_chain(t: &[String]) -> Option<BaseChain> {
     let pos = |w: &str| t.iter().position(|x| x == w);
@@ -159,13 +129,13 @@ fn base_chain(t: &[String]) -> Option<BaseChain> {
         .skip(p + 1)
         .position(|x| x == ";")
         .map_or(t.len(), |e| p + 1 + e);
-    let prio = priority(t.get(p + 1..end)?)?;
+    let prio = nft_priority(&t.get(p + 1..end)?.concat())?;
     let policy = match pos("policy").and_then(|i| t.get(i + 1)).map(String::as_str) {
         Some("drop") => Policy::Drop,
         _ => Policy::Accept,
     };
     Some(BaseChain {
-        hook: hook(h),
+        hook: Hook::from_nft(h),
         priority: prio,
         policy,
     })
@@ -229,16 +199,7 @@ fn ifname(v: &str) -> Option<IfName> {
     if v.is_empty() || v.starts_with('@') || v.starts_with('$') {
         return None;
     }
-    Some(match v.strip_suffix('*') {
-        Some(p) => IfName {
-            name: p.to_owned(),
-            prefix: true,
-        },
-        None => IfName {
-            name: v.to_owned(),
-            prefix: false,
-        },
-    })
+    Some(IfName::with_wildcard(v, '*'))
 }
 
 fn port(v: &str) -> Option<PortRange> {
@@ -634,7 +595,7 @@ fn push_rule(c: &mut Chain, line: usize, code: &str, handle: Option<u64>) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
-    use crate::hostfw::eval::{AddrSpec, IfaceSpec, L4, Packet, PacketVerdict, evaluate};
+    use crate::hostfw::eval::{IfaceSpec, L4, Packet, PacketVerdict, evaluate};
 
     const RULESET: &str = "table inet hostfw { # handle 3\n\
 \tset allowed { # handle 2\n\t\ttype ipv4_addr\n\t\telements = { 192.0.2.1,\n\t\t\t     192.0.2.2 }\n\t}\n\
@@ -659,19 +620,7 @@ table ip netbird {\n\
 
     fn pkt(iif: &str, l4: L4) -> Packet {
         let vpn = Cidr::parse("100.64.0.0/10").unwrap();
-        Packet {
-            family: Family::Ipv4,
-            iif: IfaceSpec::Named(iif.into()),
-            saddr: AddrSpec {
-                within: vpn,
-                local: false,
-            },
-            daddr: AddrSpec {
-                within: vpn,
-                local: true,
-            },
-            l4,
-        }
+        Packet::within(Family::Ipv4, IfaceSpec::Named(iif.into()), vpn, l4)
     }
 
     #[test]

@@ -117,23 +117,24 @@ impl WinRule {
     /// condition, or one that covers it. Keywords (`LocalSubnet`, `Internet`, …) are not
     /// known to cover it.
     pub fn remote_covers(&self, subnet: &Cidr) -> bool {
-        self.remote_address.is_empty()
-            || self
-                .remote_address
-                .iter()
-                .filter_map(|a| AddressSpec::parse(a))
-                .any(|a| a.covers(subnet))
+        self.any_remote(|a| a.covers(subnet))
     }
 
     /// Whether the rule applies to some traffic from `subnet`: no remote address condition,
     /// or an address that overlaps it. Keywords are not known to.
     pub fn remote_overlaps(&self, subnet: &Cidr) -> bool {
+        self.any_remote(|a| a.overlaps(subnet))
+    }
+
+    /// Whether the rule has no remote address condition, or one of its remote addresses (of
+    /// those [`AddressSpec::parse`] reads) `fits`.
+    fn any_remote(&self, fits: impl Fn(&AddressSpec) -> bool) -> bool {
         self.remote_address.is_empty()
             || self
                 .remote_address
                 .iter()
                 .filter_map(|a| AddressSpec::parse(a))
-                .any(|a| a.overlaps(subnet))
+                .any(|a| fits(&a))
     }
 
     /// The rule in the words of its properties, for a finding's "decided by".

@@ -173,6 +173,11 @@ impl RttEstimator {
         self.srtt
     }
 
+    /// RTTVAR.
+    pub fn rttvar(&self) -> Duration {
+        self.rttvar
+    }
+
     /// How many samples it has taken.
     pub fn samples(&self) -> u32 {
         self.samples
@@ -360,11 +365,12 @@ mod tests {
         assert_eq!(e.rto(), None);
         e.sample(ms(100));
         // SRTT 100, RTTVAR 50: RTO = 100 + 4·50.
-        assert_eq!(e.srtt(), Some(ms(100)));
+        assert_eq!((e.srtt(), e.rttvar()), (Some(ms(100)), ms(50)));
         assert_eq!(e.rto(), Some(ms(300)));
         e.sample(ms(60));
         // RTTVAR = ¾·50 + ¼·40 = 47.5; SRTT = ⅞·100 + ⅛·60 = 95.
         assert_eq!(e.srtt(), Some(ms(95)));
+        assert_eq!(e.rttvar(), Duration::from_micros(47_500));
         assert_eq!(e.rto(), Some(ms(95) + Duration::from_micros(190_000)));
         assert_eq!(e.samples(), 2);
         // A path with no variation still gets G.

@@ -33,13 +33,13 @@ fn v071_relayed_peer_without_candidates() {
         "{notes:?}"
     );
     let p = &st.peers[0];
-    assert_eq!(p.connection_type, ConnectionType::Relayed);
+    assert_eq!(p.link.connection_type, ConnectionType::Relayed);
     assert_eq!(
-        (p.ice_local.clone(), p.ice_remote.clone()),
+        (p.link.ice_local.clone(), p.link.ice_remote.clone()),
         (CandidateType::None, CandidateType::None)
     );
     assert_eq!(
-        p.relay_address.as_deref(),
+        p.link.relay_address.as_deref(),
         Some("rels://streamline-de-fra1-0.relay.netbird.io:443")
     );
     // Keys never reach the serialized form.
@@ -205,7 +205,7 @@ fn bundle_folder_files_status_text_and_log() {
     assert!(notes.iter().any(|n| n.contains("2 snapshots")), "{notes:?}");
     // The pre-down snapshot (the last) is read: peers connected, relayed.
     assert_eq!(st.peers.len(), 3);
-    assert_eq!(st.peers[0].connection_type, ConnectionType::Relayed);
+    assert_eq!(st.peers[0].link.connection_type, ConnectionType::Relayed);
     assert!(st.peers[0].connected());
     assert_eq!(st.wireguard_port, Some(51820));
     assert_eq!(st.relays.len(), 4);
@@ -214,9 +214,9 @@ fn bundle_folder_files_status_text_and_log() {
         st.relays[2].error.as_deref(),
         Some("context deadline exceeded")
     );
-    assert_eq!(st.peers[2].ice_local, CandidateType::Srflx);
+    assert_eq!(st.peers[2].link.ice_local, CandidateType::Srflx);
     assert_eq!(
-        st.peers[2].endpoint_remote.as_deref(),
+        st.peers[2].link.endpoint_remote.as_deref(),
         Some("198.51.100.23:51820")
     );
     let h = log::read(&b.text("client.log").unwrap());
@@ -233,6 +233,16 @@ fn bundle_folder_files_status_text_and_log() {
     assert!(f[1].detail.contains("only host"), "{}", f[1].detail);
     let json = serde_json::to_string(&f).unwrap();
     assert!(!json.contains("UHVibGljS2V5"), "{json}");
+    // The link's fields are the finding's own in JSON (docs/schema/explain-v1.json).
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v[0]["connection_type"],
+        serde_json::to_value(&f[0].link.connection_type).unwrap()
+    );
+    assert!(
+        v[0].get("ice_local").is_some() && v[0].get("link").is_none(),
+        "{json}"
+    );
 }
 
 #[test]

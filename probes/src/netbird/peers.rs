@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::log::{IceHistory, PeerIce};
-use super::status::{CandidateType, ConnectionType, PeerState, Status};
+use super::status::{CandidateType, ConnectionType, PeerLink, PeerState, Status};
 use super::uri::{self, Scheme};
 use crate::finding::Fix;
 use crate::nat::{Mapping, NatType, PairOutcome, pair_outcome};
@@ -75,21 +75,9 @@ pub struct PeerFinding {
     pub netbird_ip: String,
     /// NetBird's status for it.
     pub status: String,
-    /// Connection type.
-    pub connection_type: ConnectionType,
-    /// ICE candidate types NetBird reports (local, remote).
-    pub ice_local: CandidateType,
-    /// Remote candidate type.
-    pub ice_remote: CandidateType,
-    /// Endpoints NetBird reports.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoint_local: Option<String>,
-    /// Remote endpoint.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoint_remote: Option<String>,
-    /// Relay server address.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub relay_address: Option<String>,
+    /// How NetBird reports it connected (serialized as fields of the finding's own).
+    #[serde(flatten)]
+    pub link: PeerLink,
     /// From the client log, when one was read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ice_log: Option<PeerIce>,
@@ -224,7 +212,7 @@ fn per_destination(nat: Option<NatType>) -> Option<NatType> {
 pub fn explain(st: &Status, m: &Measured, ice: Option<&IceHistory>) -> Vec<PeerFinding> {
     st.peers
         .iter()
-        .filter(|p| !(p.connected() && p.connection_type == ConnectionType::P2p))
+        .filter(|p| !(p.connected() && p.link.connection_type == ConnectionType::P2p))
         .map(|p| {
             let hist = ice.and_then(|h| h.of(&p.key));
             let (reason, detail, fix) = reason_for(st, p, m, hist, ice.is_some());
@@ -232,12 +220,7 @@ pub fn explain(st: &Status, m: &Measured, ice: Option<&IceHistory>) -> Vec<PeerF
                 peer: p.fqdn.clone(),
                 netbird_ip: p.netbird_ip.clone(),
                 status: p.status.clone(),
-                connection_type: p.connection_type.clone(),
-                ice_local: p.ice_local.clone(),
-                ice_remote: p.ice_remote.clone(),
-                endpoint_local: p.endpoint_local.clone(),
-                endpoint_remote: p.endpoint_remote.clone(),
-                relay_address: p.relay_address.clone(),
+                link: p.link.clone(),
                 ice_log: hist.cloned(),
                 reason,
                 detail,
@@ -321,8 +304,8 @@ fn reason_for(
     }
     let log_local = h.map(|h| h.local).unwrap_or_default();
     let log_remote = h.map(|h| h.remote).unwrap_or_default();
-    let local_srflx = log_local.srflx || log_local.prflx || is_reflexive(&p.ice_local);
-    let remote_srflx = log_remote.srflx || log_remote.prflx || is_reflexive(&p.ice_remote);
+    let local_srflx = log_local.srflx || log_local.prflx || is_reflexive(&p.link.ice_local);
+    let remote_srflx = log_remote.srflx || log_remote.prflx || is_reflexive(&p.link.ice_remote);
     if m.stun_udp == Some(false) || (!log_local.is_empty() && !log_local.srflx) {
         let seen = if log_local.is_empty() {
             String::new()
@@ -375,15 +358,15 @@ fn reason_for(
             Some(fix_peer()),
         );
     }
-    if p.ice_local == CandidateType::Relay
-        || p.ice_remote == CandidateType::Relay
+    if p.link.ice_local == CandidateType::Relay
+        || p.link.ice_remote == CandidateType::Relay
         || h.is_some_and(|h| h.successful.iter().any(|s| s.contains("relay")))
     {
         return (
             Reason::TurnOnly,
             format!(
                 "ICE connected only through a TURN relay candidate ({}/{}): every direct pair failed",
-                p.ice_local, p.ice_remote
+                p.link.ice_local, p.link.ice_remote
             ),
             Some(fix_peer()),
         );
@@ -409,7 +392,7 @@ fn reason_for(
             Reason::LikelyPeerSide,
             format!(
                 "ICE did not complete (candidates {}/{}) although this side ({t}) punches with endpoint-independent peers: the peer's NAT maps per destination or its network blocks UDP",
-                p.ice_local, p.ice_remote
+                p.link.ice_local, p.link.ice_remote
             ),
             Some(fix_peer()),
         );
@@ -423,7 +406,7 @@ fn reason_for(
         Reason::Unknown,
         format!(
             "ICE did not complete (candidates {}/{}) and nothing measured says why: {hint}",
-            p.ice_local, p.ice_remote
+            p.link.ice_local, p.link.ice_remote
         ),
         None,
     )

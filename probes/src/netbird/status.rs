@@ -182,15 +182,10 @@ impl fmt::Debug for PeerKey {
     }
 }
 
-/// One peer of the status.
+/// How NetBird reports a peer connected: the connection type, the selected ICE pair and the
+/// relay.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PeerState {
-    /// Peer name (FQDN); the NetBird IP when there is none.
-    pub fqdn: String,
-    /// NetBird IP.
-    pub netbird_ip: String,
-    /// `Connected`, `Connecting`, `Idle`, `Disconnected` …
-    pub status: String,
+pub struct PeerLink {
     /// Connection type.
     pub connection_type: ConnectionType,
     /// Local ICE candidate type of the selected pair.
@@ -206,6 +201,20 @@ pub struct PeerState {
     /// Relay server address (`rels://…`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_address: Option<String>,
+}
+
+/// One peer of the status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PeerState {
+    /// Peer name (FQDN); the NetBird IP when there is none.
+    pub fqdn: String,
+    /// NetBird IP.
+    pub netbird_ip: String,
+    /// `Connected`, `Connecting`, `Idle`, `Disconnected` …
+    pub status: String,
+    /// How it is connected (serialized as fields of the peer's own).
+    #[serde(flatten)]
+    pub link: PeerLink,
     /// Networks routed through this peer.
     pub networks: Vec<String>,
     /// Public key (not serialized).
@@ -361,6 +370,40 @@ impl Reader<'_> {
         }
     }
 
+    /// What `read` makes of each object of `o.<section>.details` (with its index there), for
+    /// the first `max` of them: more (`what`, for the note) are noted and not read, and an
+    /// entry that is not an object is noted and skipped.
+    fn details<T>(
+        &mut self,
+        o: &Map<String, Value>,
+        section: &str,
+        what: &str,
+        max: usize,
+        mut read: impl FnMut(&mut Self, usize, &Map<String, Value>) -> T,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        let Some(s) = self.object(o, "", section) else {
+            return out;
+        };
+        let details = self.array(s, &format!("{section}."), "details");
+        for (i, d) in details.iter().enumerate() {
+            if out.len() >= max {
+                self.notes.push(format!(
+                    "{section}.details: {} {what}; the first {max} are read",
+                    details.len()
+                ));
+                break;
+            }
+            let Some(m) = d.as_object() else {
+                self.notes
+                    .push(format!("{section}.details[{i}]: not an object"));
+                continue;
+            };
+            out.push(read(self, i, m));
+        }
+        out
+    }
+
     /// An array; `null` (Go's nil slice) is an empty one.
     fn array<'v>(&mut self, o: &'v Map<String, Value>, path: &str, key: &str) -> &'v [Value] {
         match o.get(key) {
@@ -433,58 +476,28 @@ fn parse_json(text: &str) -> Result<(Status, Vec<String>), NetbirdError> {
     let mut r = Reader { notes: &mut notes };
     let management = r.server(&top, "management");
     let signal = r.server(&top, "signal");
-    let mut relays = Vec::new();
-    if let Some(rel) = r.object(&top, "", "relays") {
-        let details = r.array(rel, "relays.", "details");
-        for (i, d) in details.iter().enumerate() {
-            if relays.len() >= MAX_URIS {
-                r.notes.push(format!(
-                    "relays.details: {} entries; the first {MAX_URIS} are read",
-                    details.len()
-                ));
-                break;
-            }
-            let Some(m) = d.as_object() else {
-                r.notes.push(format!("relays.details[{i}]: not an object"));
-                continue;
-            };
-            let path = format!("relays.details[{i}].");
-            let uri = r.string(m, &path, "uri");
-            let available = r.boolean(m, &path, "available").unwrap_or(false);
-            let error = opt(&r.string(m, &path, "error"));
-            // `transport` is newer and optional (omitempty): no note when absent.
-            let transport = m.get("transport").and_then(Value::as_str).and_then(opt);
-            let checking = !available
-                && error
-                    .as_deref()
-                    .is_some_and(|e| e.to_ascii_lowercase().contains("in progress"));
-            relays.push(RelayState {
-                uri,
-                available,
-                checking,
-                error,
-                transport,
-            });
+    let relays = r.details(&top, "relays", "entries", MAX_URIS, |r, i, m| {
+        let path = format!("relays.details[{i}].");
+        let uri = r.string(m, &path, "uri");
+        let available = r.boolean(m, &path, "available").unwrap_or(false);
+        let error = opt(&r.string(m, &path, "error"));
+        // `transport` is newer and optional (omitempty): no note when absent.
+        let transport = m.get("transport").and_then(Value::as_str).and_then(opt);
+        let checking = !available
+            && error
+                .as_deref()
+                .is_some_and(|e| e.to_ascii_lowercase().contains("in progress"));
+        RelayState {
+            uri,
+            available,
+            checking,
+            error,
+            transport,
         }
-    }
-    let mut peers = Vec::new();
-    if let Some(p) = r.object(&top, "", "peers") {
-        let details = r.array(p, "peers.", "details");
-        for (i, d) in details.iter().enumerate() {
-            if peers.len() >= MAX_PEERS {
-                r.notes.push(format!(
-                    "peers.details: {} peers; the first {MAX_PEERS} are read",
-                    details.len()
-                ));
-                break;
-            }
-            let Some(m) = d.as_object() else {
-                r.notes.push(format!("peers.details[{i}]: not an object"));
-                continue;
-            };
-            peers.push(json_peer(&mut r, m, i));
-        }
-    }
+    });
+    let peers = r.details(&top, "peers", "peers", MAX_PEERS, |r, i, m| {
+        json_peer(r, m, i)
+    });
     let wireguard_port = match top.get("wireguardPort") {
         None => {
             r.notes.push("wireguardPort: missing".into());
@@ -575,12 +588,14 @@ fn json_peer(r: &mut Reader<'_>, m: &Map<String, Value>, i: usize) -> PeerState 
         fqdn,
         netbird_ip,
         status: r.string(m, &path, "status"),
-        connection_type: ConnectionType::parse(&r.string(m, &path, "connectionType")),
-        ice_local: CandidateType::parse(&il),
-        ice_remote: CandidateType::parse(&ir),
-        endpoint_local: opt(&el),
-        endpoint_remote: opt(&er),
-        relay_address: opt(&r.string(m, &path, "relayAddress")),
+        link: PeerLink {
+            connection_type: ConnectionType::parse(&r.string(m, &path, "connectionType")),
+            ice_local: CandidateType::parse(&il),
+            ice_remote: CandidateType::parse(&ir),
+            endpoint_local: opt(&el),
+            endpoint_remote: opt(&er),
+            relay_address: opt(&r.string(m, &path, "relayAddress")),
+        },
         networks,
         key: PeerKey::new(m.get("publicKey").and_then(Value::as_str).unwrap_or("")),
     }
@@ -720,7 +735,7 @@ pub fn to_profile(st: &Status, seed: &Profile) -> Result<NetbirdProfile, Netbird
     }
     // Peers' relay addresses name relays the client was handed for them.
     for p in &st.peers {
-        if let Some(a) = &p.relay_address
+        if let Some(a) = &p.link.relay_address
             && let Ok(u) = uri::parse(a, false)
             && matches!(u.scheme, Scheme::Rels | Scheme::Rel)
         {

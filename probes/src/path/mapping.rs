@@ -263,6 +263,18 @@ impl MappingProbe {
         self.tid = self.ids.next_id();
     }
 
+    /// No mapping is requested because the STUN server `failed` (what it did, in words): the
+    /// mapping could not be proven.
+    fn unproven(&mut self, failed: &str) {
+        self.proof.result = MapResult::NotRequested {
+            why: format!(
+                "the STUN server {} {failed}: the mapping could not be proven, so none was made",
+                self.cfg.stun
+            ),
+        };
+        self.enter(Phase::Done);
+    }
+
     fn wait(&self) -> Duration {
         match self.phase {
             // RFC 6886 §3.1: the wait doubles with each try.
@@ -408,15 +420,7 @@ impl MappingProbe {
                 self.proof.other_address = view.other_address().and_then(Result::ok);
                 match self.proof.other_address {
                     Some(other) if other.ip() != self.cfg.stun.ip() => self.enter(Phase::Map),
-                    _ => {
-                        self.proof.result = MapResult::NotRequested {
-                            why: format!(
-                                "the STUN server {} has no alternate address (RFC 5780 OTHER-ADDRESS): the mapping could not be proven, so none was made",
-                                self.cfg.stun
-                            ),
-                        };
-                        self.enter(Phase::Done);
-                    }
+                    _ => self.unproven("has no alternate address (RFC 5780 OTHER-ADDRESS)"),
                 }
             }
             Phase::Verify => {
@@ -586,15 +590,7 @@ impl MappingProbe {
             return;
         }
         match self.phase {
-            Phase::Learn => {
-                self.proof.result = MapResult::NotRequested {
-                    why: format!(
-                        "the STUN server {} did not answer: the mapping could not be proven, so none was made",
-                        self.cfg.stun
-                    ),
-                };
-                self.enter(Phase::Done);
-            }
+            Phase::Learn => self.unproven("did not answer"),
             Phase::Verify => {
                 self.proof.verification = Verification::NotReached;
                 self.enter(Phase::Delete);

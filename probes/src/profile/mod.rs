@@ -10,6 +10,7 @@ pub mod netbird;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +53,25 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ProfileError 
         field: field.into(),
         reason: reason.into(),
     }
+}
+
+/// The `family` (`IPv4`, `IPv6`) addresses of the list at `field`; an error names the entry.
+fn addresses<A: FromStr>(
+    list: &[String],
+    field: &str,
+    family: &str,
+) -> Result<Vec<A>, ProfileError> {
+    list.iter()
+        .enumerate()
+        .map(|(j, a)| {
+            a.trim().parse().map_err(|_| {
+                invalid(
+                    format!("{field}[{j}]"),
+                    format!("{a:?} is not an {family} address"),
+                )
+            })
+        })
+        .collect()
 }
 
 /// What a service is; it decides which checks run.
@@ -286,24 +306,8 @@ impl Profile {
             for (j, h) in s.hosts.iter().enumerate() {
                 hosts.push(Host::parse(h).map_err(|e| invalid(at(&format!("hosts[{j}]")), e))?);
             }
-            let mut ipv4 = Vec::new();
-            for (j, a) in s.ipv4.iter().enumerate() {
-                ipv4.push(a.trim().parse().map_err(|_| {
-                    invalid(
-                        at(&format!("ipv4[{j}]")),
-                        format!("{a:?} is not an IPv4 address"),
-                    )
-                })?);
-            }
-            let mut ipv6 = Vec::new();
-            for (j, a) in s.ipv6.iter().enumerate() {
-                ipv6.push(a.trim().parse().map_err(|_| {
-                    invalid(
-                        at(&format!("ipv6[{j}]")),
-                        format!("{a:?} is not an IPv6 address"),
-                    )
-                })?);
-            }
+            let ipv4: Vec<Ipv4Addr> = addresses(&s.ipv4, &at("ipv4"), "IPv4")?;
+            let ipv6: Vec<Ipv6Addr> = addresses(&s.ipv6, &at("ipv6"), "IPv6")?;
             for (j, p) in s.tls.iter().enumerate() {
                 if *p == 0 {
                     return Err(invalid(at(&format!("tls[{j}]")), "0 is not a port"));
@@ -510,38 +514,44 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"stun\"\nhosts = [\"a.test\"]\nudp = [\"3478\", \"70000\"]\n"
-        ));
-        assert!(e.contains("service[0].udp[1]"), "{e}");
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"stun\"\nhosts = [\"a.test\"]\nudp = [3478]\nbogus = 1\n"
-        ));
-        assert!(e.contains("bogus"), "{e}");
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"stun\"\nhosts = [\"bad host!\"]\nudp = [3478]\n"
-        ));
-        assert!(e.contains("service[0].hosts[0]"), "{e}");
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"management\"\nhosts = [\"a.test\"]\ntcp = [\"1-2\"]\n"
-        ));
-        assert!(e.contains("service[0].tcp[0]"), "{e}");
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"stun\"\nhosts = [\"*.a.test\"]\nudp = [1]\n"
-        ));
-        assert!(e.contains("wildcard"), "{e}");
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"stun\"\nhosts = [\"a.test\"]\nudp = [1]\nipv4 = [\"::1\"]\n"
-        ));
-        assert!(e.contains("service[0].ipv4[0]"), "{e}");
+        // A service after HEAD, and what its error must name.
+        for (service, want) in [
+            (
+                "name = \"s\"\nkind = \"stun\"\nhosts = [\"a.test\"]\nudp = [\"3478\", \"70000\"]\n",
+                "service[0].udp[1]",
+            ),
+            (
+                "name = \"s\"\nkind = \"stun\"\nhosts = [\"a.test\"]\nudp = [3478]\nbogus = 1\n",
+                "bogus",
+            ),
+            (
+                "name = \"s\"\nkind = \"stun\"\nhosts = [\"bad host!\"]\nudp = [3478]\n",
+                "service[0].hosts[0]",
+            ),
+            (
+                "name = \"s\"\nkind = \"management\"\nhosts = [\"a.test\"]\ntcp = [\"1-2\"]\n",
+                "service[0].tcp[0]",
+            ),
+            (
+                "name = \"s\"\nkind = \"stun\"\nhosts = [\"*.a.test\"]\nudp = [1]\n",
+                "wildcard",
+            ),
+            (
+                "name = \"s\"\nkind = \"stun\"\nhosts = [\"a.test\"]\nudp = [1]\nipv4 = [\"::1\"]\n",
+                "service[0].ipv4[0]",
+            ),
+            (
+                "name = \"s\"\nkind = \"quux\"\nhosts = [\"a.test\"]\n",
+                "quux",
+            ),
+        ] {
+            let e = err(&format!("{HEAD}[[service]]\n{service}"));
+            assert!(e.contains(want), "{e}");
+        }
         let e = err("version = 2\nname = \"x\"\n");
         assert!(e.contains("version"), "{e}");
         let e = err(HEAD);
         assert!(e.contains("at least one"), "{e}");
-        let e = err(&format!(
-            "{HEAD}[[service]]\nname = \"s\"\nkind = \"quux\"\nhosts = [\"a.test\"]\n"
-        ));
-        assert!(e.contains("quux"), "{e}");
     }
 
     #[test]

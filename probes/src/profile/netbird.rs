@@ -9,6 +9,7 @@
 //! replaces its hosts and published addresses. Seed services the list does not mention stay.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 
 use serde_json::Value;
 
@@ -18,6 +19,23 @@ fn bad(reason: impl Into<String>) -> ProfileError {
     ProfileError::Endpoints {
         reason: reason.into(),
     }
+}
+
+/// The `family` (`IPv4`, `IPv6`) addresses of entry `label`.
+fn addresses<A: FromStr>(
+    list: &[String],
+    label: &str,
+    family: &str,
+) -> Result<Vec<A>, ProfileError> {
+    list.iter()
+        .map(|a| {
+            a.parse().map_err(|_| {
+                bad(format!(
+                    "{label}: {family}: {a:?} is not an {family} address"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// A key of `obj`, matched case-insensitively; `prefix` matches keys starting with it (so
@@ -144,20 +162,8 @@ pub fn import(json: &str, seed: &Profile) -> Result<(Profile, Vec<String>), Prof
             }
             hosts.push(h);
         }
-        let ipv4: Vec<Ipv4Addr> = v4
-            .iter()
-            .map(|a| {
-                a.parse()
-                    .map_err(|_| bad(format!("{label}: IPv4: {a:?} is not an IPv4 address")))
-            })
-            .collect::<Result<_, _>>()?;
-        let ipv6: Vec<Ipv6Addr> = v6
-            .iter()
-            .map(|a| {
-                a.parse()
-                    .map_err(|_| bad(format!("{label}: IPv6: {a:?} is not an IPv6 address")))
-            })
-            .collect::<Result<_, _>>()?;
+        let ipv4: Vec<Ipv4Addr> = addresses(&v4, &label, "IPv4")?;
+        let ipv6: Vec<Ipv6Addr> = addresses(&v6, &label, "IPv6")?;
         if hosts.is_empty() {
             // No name: probe the published addresses themselves.
             hosts.extend(ipv4.iter().map(|a| Host::Ip(IpAddr::V4(*a))));

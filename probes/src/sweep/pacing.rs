@@ -30,6 +30,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::nat::timing::RttEstimator;
+
 /// The sweep's timing limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PacingConfig {
@@ -110,53 +112,6 @@ pub const ICMP_NEIGHBOURHOOD: u16 = 256;
 
 /// ... when it goes silent within this long of that ICMP error.
 pub const ICMP_WINDOW: Duration = Duration::from_secs(1);
-
-/// Smoothed round-trip time and its variation, RFC 6298 §2 (α = 1/8, β = 1/4).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RttEstimator {
-    srtt: Option<Duration>,
-    rttvar: Duration,
-    samples: u64,
-}
-
-impl RttEstimator {
-    /// Take one round-trip sample (RFC 6298 §2.2 for the first, §2.3 after it).
-    pub fn sample(&mut self, rtt: Duration) {
-        self.samples += 1;
-        match self.srtt {
-            None => {
-                self.srtt = Some(rtt);
-                self.rttvar = rtt / 2;
-            }
-            Some(srtt) => {
-                let delta = srtt.abs_diff(rtt);
-                self.rttvar = (self.rttvar * 3 + delta) / 4;
-                self.srtt = Some((srtt * 7 + rtt) / 8);
-            }
-        }
-    }
-
-    /// SRTT, once there is a sample.
-    pub fn srtt(&self) -> Option<Duration> {
-        self.srtt
-    }
-
-    /// RTTVAR.
-    pub fn rttvar(&self) -> Duration {
-        self.rttvar
-    }
-
-    /// Samples taken.
-    pub fn samples(&self) -> u64 {
-        self.samples
-    }
-
-    /// `SRTT + 4·RTTVAR` (RFC 6298 §2.3, with no clock-granularity term: our clock is
-    /// finer than any round trip), or `None` before the first sample.
-    pub fn rto(&self) -> Option<Duration> {
-        self.srtt.map(|s| s + self.rttvar * 4)
-    }
-}
 
 /// How a try was answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,7 +221,7 @@ impl Pacing {
 
     /// How long a try waits for its answer now.
     pub fn timeout(&self) -> Duration {
-        self.rtt.rto().map_or(self.cfg.initial_timeout, |rto| {
+        self.rto().map_or(self.cfg.initial_timeout, |rto| {
             rto.clamp(self.cfg.min_timeout, self.cfg.initial_timeout)
         })
     }
@@ -276,14 +231,19 @@ impl Pacing {
     /// any round trip was measured.
     pub fn timeout_within(&self, initial: Duration) -> Duration {
         let min = self.cfg.min_timeout.min(initial);
-        self.rtt
-            .rto()
-            .map_or(initial, |rto| rto.clamp(min, initial))
+        self.rto().map_or(initial, |rto| rto.clamp(min, initial))
     }
 
-    /// The round-trip estimate.
+    /// The round-trip estimate (its [`RttEstimator::rto`] adds RFC 6298's clock granularity,
+    /// which the sweep's timeouts leave out).
     pub fn rtt(&self) -> &RttEstimator {
         &self.rtt
+    }
+
+    /// `SRTT + 4·RTTVAR` (RFC 6298 §2.3, with no clock-granularity term: our clock is
+    /// finer than any round trip), or `None` before the first sample.
+    fn rto(&self) -> Option<Duration> {
+        self.rtt.srtt().map(|s| s + self.rtt.rttvar() * 4)
     }
 
     fn burst(&self) -> f64 {
@@ -390,7 +350,7 @@ impl Pacing {
         let pps = self.rate.round() as u32;
         self.summary.peak_pps = self.summary.peak_pps.max(pps);
         self.summary.final_pps = pps;
-        self.summary.rtt_samples = self.rtt.samples();
+        self.summary.rtt_samples = u64::from(self.rtt.samples());
         self.summary.srtt = self.rtt.srtt();
         self.summary.timeout = self.timeout();
     }
@@ -412,20 +372,6 @@ mod tests {
     }
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
-
-    #[test]
-    fn the_estimator_follows_rfc_6298() {
-        let mut e = RttEstimator::default();
-        assert_eq!(e.rto(), None);
-        e.sample(MS(100));
-        assert_eq!((e.srtt(), e.rttvar()), (Some(MS(100)), MS(50)));
-        assert_eq!(e.rto(), Some(MS(300)));
-        e.sample(MS(200));
-        // RTTVAR = 3/4·50 + 1/4·100 = 62.5; SRTT = 7/8·100 + 1/8·200 = 112.5.
-        assert_eq!(e.rttvar(), Duration::from_micros(62_500));
-        assert_eq!(e.srtt(), Some(Duration::from_micros(112_500)));
-        assert_eq!(e.samples(), 2);
-    }
 
     #[test]
     fn timeouts_start_at_the_initial_wait_and_follow_the_round_trips_within_bounds() {

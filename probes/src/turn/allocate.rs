@@ -292,11 +292,11 @@ impl Probe for AllocateProbe {
     }
 
     fn take_output(&mut self) -> Option<AllocateReport> {
-        if self.phase != Phase::Done || self.output_taken {
-            return None;
-        }
-        self.output_taken = true;
-        Some(self.report.clone())
+        super::take_report(
+            self.phase == Phase::Done,
+            &mut self.output_taken,
+            &self.report,
+        )
     }
 
     fn private_sockets(&self) -> Option<PrivateSockets> {
@@ -349,6 +349,13 @@ mod tests {
 
     /// Run a probe against the fake server on simulated time, with `lose` deciding whether
     /// the n-th datagram (either way) is dropped. Returns the output.
+    /// An allocation with credentials, driven against `srv` to its end with nothing lost or
+    /// cancelled.
+    fn run_signed(srv: &mut FakeServer) -> AllocateReport {
+        let mut p = AllocateProbe::new(config(Some(creds())), ids());
+        drive(&mut p, srv, None, |_| false)
+    }
+
     fn drive(
         probe: &mut AllocateProbe,
         srv: &mut FakeServer,
@@ -456,8 +463,7 @@ mod tests {
     fn wrong_password_is_a_401_rejection() {
         let mut srv = FakeServer::new();
         srv.password = "other";
-        let mut p = AllocateProbe::new(config(Some(creds())), ids());
-        let out = drive(&mut p, &mut srv, None, |_| false);
+        let out = run_signed(&mut srv);
         assert!(
             matches!(out.status, AllocateStatus::Rejected { code: 401, .. }),
             "{out:?}"
@@ -470,16 +476,14 @@ mod tests {
     fn stale_nonce_is_retried_then_gives_up() {
         let mut srv = FakeServer::new();
         srv.stale_next = 2;
-        let mut p = AllocateProbe::new(config(Some(creds())), ids());
-        let out = drive(&mut p, &mut srv, None, |_| false);
+        let out = run_signed(&mut srv);
         assert_eq!(out.status, AllocateStatus::Allocated);
         assert_eq!(out.stale_nonce_retries, 2);
         assert_eq!(out.release, Release::Released);
 
         let mut srv = FakeServer::new();
         srv.stale_next = 100;
-        let mut p = AllocateProbe::new(config(Some(creds())), ids());
-        let out = drive(&mut p, &mut srv, None, |_| false);
+        let out = run_signed(&mut srv);
         assert!(matches!(
             out.status,
             AllocateStatus::Rejected { code: 438, .. }
@@ -492,8 +496,7 @@ mod tests {
         for code in [437, 486, 508] {
             let mut srv = FakeServer::new();
             srv.fail_allocate = Some(code);
-            let mut p = AllocateProbe::new(config(Some(creds())), ids());
-            let out = drive(&mut p, &mut srv, None, |_| false);
+            let out = run_signed(&mut srv);
             assert_eq!(
                 out.status,
                 AllocateStatus::Rejected {
@@ -508,8 +511,7 @@ mod tests {
     fn unsigned_success_is_ignored_then_times_out() {
         let mut srv = FakeServer::new();
         srv.sign = false;
-        let mut p = AllocateProbe::new(config(Some(creds())), ids());
-        let out = drive(&mut p, &mut srv, None, |_| false);
+        let out = run_signed(&mut srv);
         assert_eq!(out.status, AllocateStatus::Timeout);
         assert_eq!(
             out.rejected_integrity, 3,

@@ -200,18 +200,17 @@ impl LongTermKey {
     /// The MESSAGE-INTEGRITY value (HMAC-SHA1) over `covered`, which must already carry the
     /// adjusted length field (see [`crate::stun::MessageWriter::attr_over_message`]).
     pub fn hmac_sha1(&self, covered: &[u8]) -> Vec<u8> {
-        match HmacSha1::new_from_slice(&self.0) {
-            Ok(mut m) => {
-                m.update(covered);
-                m.finalize().into_bytes().to_vec()
-            }
-            Err(_) => Vec::new(),
-        }
+        self.hmac::<HmacSha1>(covered)
     }
 
     /// The MESSAGE-INTEGRITY-SHA256 value over `covered`.
     pub fn hmac_sha256(&self, covered: &[u8]) -> Vec<u8> {
-        match HmacSha256::new_from_slice(&self.0) {
+        self.hmac::<HmacSha256>(covered)
+    }
+
+    /// The HMAC `M` with this key over `covered` (empty if `M` refused the key).
+    fn hmac<M: Mac + hmac::digest::KeyInit>(&self, covered: &[u8]) -> Vec<u8> {
+        match <M as Mac>::new_from_slice(&self.0) {
             Ok(mut m) => {
                 m.update(covered);
                 m.finalize().into_bytes().to_vec()

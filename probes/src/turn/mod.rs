@@ -39,6 +39,16 @@ pub mod uri;
 #[cfg(test)]
 mod testkit;
 
+/// What a TURN probe's [`Probe::take_output`](crate::machine::Probe::take_output) hands over: a
+/// copy of its `report` once it is `done`, and only the first time (`taken` remembers).
+fn take_report<R: Clone>(done: bool, taken: &mut bool, report: &R) -> Option<R> {
+    if !done || *taken {
+        return None;
+    }
+    *taken = true;
+    Some(report.clone())
+}
+
 /// Errors of the TURN area: bad URIs and unusable credentials. What a server answers is not an
 /// error here but part of a probe's output.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -564,11 +564,11 @@ impl Probe for RelayProbe {
     }
 
     fn take_output(&mut self) -> Option<RelayReport> {
-        if self.phase != Phase::Done || self.output_taken {
-            return None;
-        }
-        self.output_taken = true;
-        Some(self.report.clone())
+        super::take_report(
+            self.phase == Phase::Done,
+            &mut self.output_taken,
+            &self.report,
+        )
     }
 
     fn cancel(&mut self, _now: Instant) -> bool {

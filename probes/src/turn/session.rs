@@ -351,13 +351,7 @@ impl TurnSession {
     }
 
     fn due(&self, p: &Pending) -> Option<Instant> {
-        let first = p.first_sent?;
-        let r = &self.config.retransmit;
-        let give_up = r.give_up_after();
-        match r.offset(p.attempts) {
-            Some(at) if p.attempts < r.rc && at < give_up => first.checked_add(at),
-            _ => first.checked_add(give_up),
-        }
+        self.config.retransmit.next_due(p.first_sent?, p.attempts)
     }
 
     /// When the session next needs [`TurnSession::handle_timeout`].
@@ -729,31 +723,54 @@ mod tests {
     }
     use crate::turn::testkit::{REALM, creds, ids, server, session_config, t0};
 
-    #[test]
-    fn modern_nonce_with_password_algorithms_uses_sha256() {
+    /// A session with the test credentials that has sent `request` at `now`, and an error
+    /// response to that request (`method`) with `code` and `reason`, then whatever `more` writes.
+    fn answered_with_error(
+        now: Instant,
+        request: Request,
+        method: Method,
+        code: u16,
+        reason: &str,
+        more: impl FnOnce(&mut MessageWriter<'_>),
+    ) -> (TurnSession, Vec<u8>) {
         let mut s = TurnSession::new(session_config(Some(creds())), ids());
-        s.start(Request::Allocate);
-        let t = t0();
+        s.start(request);
         let mut buf = Vec::new();
-        let tx = s.poll_transmit(t, &mut buf).unwrap();
+        let tx = s.poll_transmit(now, &mut buf).unwrap();
         let mut r = Vec::new();
         let mut w = MessageWriter::new(
             &mut r,
-            MessageType::new(Class::ErrorResponse, Method::ALLOCATE),
+            MessageType::new(Class::ErrorResponse, method),
             &tx.transaction_id,
         );
-        w.error_code(401, "Unauthorized");
-        w.attr(attr::REALM, REALM);
-        w.attr(attr::NONCE, b"obMatJos2AAABxyz");
-        w.attr(attr::PASSWORD_ALGORITHMS, &[0, 1, 0, 0, 0, 2, 0, 0]);
+        w.error_code(code, reason);
+        more(&mut w);
         w.finish();
+        (s, r)
+    }
+
+    #[test]
+    fn modern_nonce_with_password_algorithms_uses_sha256() {
+        let t = t0();
+        let (mut s, r) = answered_with_error(
+            t,
+            Request::Allocate,
+            Method::ALLOCATE,
+            401,
+            "Unauthorized",
+            |w| {
+                w.attr(attr::REALM, REALM);
+                w.attr(attr::NONCE, b"obMatJos2AAABxyz");
+                w.attr(attr::PASSWORD_ALGORITHMS, &[0, 1, 0, 0, 0, 2, 0, 0]);
+            },
+        );
         let v = StunView::parse(&r).unwrap();
         assert_eq!(s.handle_response(t, server(), &v), Ok(None));
         assert_eq!(
             s.auth_mode(),
             Some((IntegrityKind::Sha256, PasswordAlgorithm::Sha256))
         );
-        buf.clear();
+        let mut buf = Vec::new();
         s.poll_transmit(t, &mut buf).unwrap();
         let v = StunView::parse(&buf).unwrap();
         let kinds: Vec<u16> = v.attributes().map(|(k, _)| k).collect();
@@ -818,19 +835,15 @@ mod tests {
 
     #[test]
     fn nul_padding_in_a_reason_phrase_is_dropped() {
-        let mut s = TurnSession::new(session_config(Some(creds())), ids());
-        s.start(Request::Binding);
         let t = t0();
-        let mut buf = Vec::new();
-        let tx = s.poll_transmit(t, &mut buf).unwrap();
-        let mut r = Vec::new();
-        let mut w = MessageWriter::new(
-            &mut r,
-            MessageType::new(Class::ErrorResponse, Method::BINDING),
-            &tx.transaction_id,
+        let (mut s, r) = answered_with_error(
+            t,
+            Request::Binding,
+            Method::BINDING,
+            440,
+            "Unsupported address family\0\0",
+            |_| {},
         );
-        w.error_code(440, "Unsupported address family\0\0");
-        w.finish();
         let v = StunView::parse(&r).unwrap();
         let c = s.handle_response(t, server(), &v).unwrap().unwrap();
         assert_eq!(

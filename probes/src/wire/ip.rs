@@ -248,18 +248,15 @@ impl TcpSegmentRepr {
             let sum = pnet_packet::tcp::ipv4_checksum(&tcp.to_immutable(), &self.src, &self.dst);
             tcp.set_checksum(sum);
         }
-        if let Some(mut ip) = MutableIpv4Packet::new(ip_bytes) {
-            ip.set_version(4);
-            ip.set_header_length(5);
-            ip.set_total_length(Self::LEN as u16);
-            ip.set_identification(self.ip_id);
-            ip.set_ttl(self.ttl);
-            ip.set_next_level_protocol(IpNextHeaderProtocol(PROTO_TCP));
-            ip.set_source(self.src);
-            ip.set_destination(self.dst);
-            let sum = pnet_packet::ipv4::checksum(&ip.to_immutable());
-            ip.set_checksum(sum);
-        }
+        emit_ipv4_header(
+            ip_bytes,
+            Self::LEN,
+            PROTO_TCP,
+            self.ip_id,
+            self.ttl,
+            self.src,
+            self.dst,
+        );
     }
 
     /// [`TcpSegmentRepr::emit`] into a new array.
@@ -399,18 +396,40 @@ impl IcmpUnreachableRepr {
         if let [_, _, c0, c1, ..] = icmp_header {
             [*c0, *c1] = sum.to_be_bytes();
         }
-        if let Some(mut ip) = MutableIpv4Packet::new(ip_bytes) {
-            ip.set_version(4);
-            ip.set_header_length(5);
-            ip.set_total_length(Self::LEN as u16);
-            ip.set_identification(self.ip_id);
-            ip.set_ttl(self.ttl);
-            ip.set_next_level_protocol(IpNextHeaderProtocol(PROTO_ICMP));
-            ip.set_source(self.from);
-            ip.set_destination(self.to);
-            let sum = pnet_packet::ipv4::checksum(&ip.to_immutable());
-            ip.set_checksum(sum);
-        }
+        emit_ipv4_header(
+            ip_bytes,
+            Self::LEN,
+            PROTO_ICMP,
+            self.ip_id,
+            self.ttl,
+            self.from,
+            self.to,
+        );
+    }
+}
+
+/// An IPv4 header without options (RFC 791 §3.1) into `ip_bytes` (zeroed, [`IPV4_HEADER`]
+/// long), for a packet of `total_len` bytes carrying `protocol`, checksum included.
+fn emit_ipv4_header(
+    ip_bytes: &mut [u8],
+    total_len: usize,
+    protocol: u8,
+    ident: u16,
+    ttl: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+) {
+    if let Some(mut ip) = MutableIpv4Packet::new(ip_bytes) {
+        ip.set_version(4);
+        ip.set_header_length(5);
+        ip.set_total_length(total_len as u16);
+        ip.set_identification(ident);
+        ip.set_ttl(ttl);
+        ip.set_next_level_protocol(IpNextHeaderProtocol(protocol));
+        ip.set_source(src);
+        ip.set_destination(dst);
+        let sum = pnet_packet::ipv4::checksum(&ip.to_immutable());
+        ip.set_checksum(sum);
     }
 }
 

@@ -28,29 +28,11 @@ pub struct NatPmpExternal {
 /// Read an external address response. A non-zero result code may come with only the first 8
 /// bytes (the rest is undefined, RFC 6886 §3.5).
 pub fn parse_external(b: &[u8]) -> Result<NatPmpExternal, WireError> {
-    let (&[version, opcode, r0, r1, e0, e1, e2, e3], rest) = split8(b)?;
-    if version != 0 {
-        return Err(WireError::Version {
-            layer: Layer::NatPmp,
-            version,
-        });
-    }
-    if opcode != 128 {
-        return Err(WireError::Unexpected {
-            layer: Layer::NatPmp,
-            field: "opcode",
-            value: u32::from(opcode),
-        });
-    }
-    let result = u16::from_be_bytes([r0, r1]);
-    let epoch = u32::from_be_bytes([e0, e1, e2, e3]);
+    let (result, epoch, rest) = response_header(b, 128)?;
     let external = match (result, rest) {
         (0, [a, b, c, d, ..]) => Some(Ipv4Addr::new(*a, *b, *c, *d)),
         (0, _) => {
-            return Err(WireError::Truncated {
-                layer: Layer::NatPmp,
-                len: b.len(),
-            });
+            return Err(truncated(b));
         }
         _ => None,
     };
@@ -61,11 +43,35 @@ pub fn parse_external(b: &[u8]) -> Result<NatPmpExternal, WireError> {
     })
 }
 
-fn split8(b: &[u8]) -> Result<(&[u8; 8], &[u8]), WireError> {
-    b.split_first_chunk::<8>().ok_or(WireError::Truncated {
+/// The 8 bytes every response starts with (RFC 6886 §3.5): version 0, `opcode` (128 plus the
+/// request's), the result code and the epoch. Returns those two and the bytes after them.
+fn response_header(b: &[u8], opcode: u8) -> Result<(u16, u32, &[u8]), WireError> {
+    let (&[version, op, r0, r1, e0, e1, e2, e3], rest) =
+        b.split_first_chunk::<8>().ok_or_else(|| truncated(b))?;
+    if version != 0 {
+        return Err(WireError::Version {
+            layer: Layer::NatPmp,
+            version,
+        });
+    }
+    if op != opcode {
+        return Err(WireError::Unexpected {
+            layer: Layer::NatPmp,
+            field: "opcode",
+            value: u32::from(op),
+        });
+    }
+    let result = u16::from_be_bytes([r0, r1]);
+    let epoch = u32::from_be_bytes([e0, e1, e2, e3]);
+    Ok((result, epoch, rest))
+}
+
+/// `b` ends before the response does.
+fn truncated(b: &[u8]) -> WireError {
+    WireError::Truncated {
         layer: Layer::NatPmp,
         len: b.len(),
-    })
+    }
 }
 
 /// What a NAT-PMP result code means, RFC 6886 §3.5.
@@ -115,22 +121,7 @@ pub struct NatPmpMapping {
 
 /// Read a UDP mapping response (opcode 129). An error may come with only the first 8 bytes.
 pub fn parse_map(b: &[u8]) -> Result<NatPmpMapping, WireError> {
-    let (&[version, opcode, r0, r1, e0, e1, e2, e3], rest) = split8(b)?;
-    if version != 0 {
-        return Err(WireError::Version {
-            layer: Layer::NatPmp,
-            version,
-        });
-    }
-    if opcode != 128 + MAP_UDP {
-        return Err(WireError::Unexpected {
-            layer: Layer::NatPmp,
-            field: "opcode",
-            value: u32::from(opcode),
-        });
-    }
-    let result = u16::from_be_bytes([r0, r1]);
-    let epoch = u32::from_be_bytes([e0, e1, e2, e3]);
+    let (result, epoch, rest) = response_header(b, 128 + MAP_UDP)?;
     let (internal_port, external_port, lifetime) = match rest {
         [i0, i1, x0, x1, l0, l1, l2, l3, ..] => (
             u16::from_be_bytes([*i0, *i1]),
@@ -139,10 +130,7 @@ pub fn parse_map(b: &[u8]) -> Result<NatPmpMapping, WireError> {
         ),
         _ if result != 0 => (0, 0, 0),
         _ => {
-            return Err(WireError::Truncated {
-                layer: Layer::NatPmp,
-                len: b.len(),
-            });
+            return Err(truncated(b));
         }
     };
     Ok(NatPmpMapping {

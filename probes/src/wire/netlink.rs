@@ -253,6 +253,14 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
 
+/// `bytes` end before what the message says they hold.
+fn truncated(bytes: &[u8]) -> WireError {
+    WireError::Truncated {
+        layer: Layer::Netlink,
+        len: bytes.len(),
+    }
+}
+
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
@@ -287,10 +295,7 @@ fn ip_of(v: &[u8]) -> Option<IpAddr> {
 
 fn route(body: &[u8]) -> Result<RouteMsg, WireError> {
     let [family, dst_len, _src, _tos, table, _proto, _scope, kind, ..] = *body else {
-        return Err(WireError::Truncated {
-            layer: Layer::Netlink,
-            len: body.len(),
-        });
+        return Err(truncated(body));
     };
     let mut r = RouteMsg {
         v4: family == AF_INET,
@@ -319,10 +324,7 @@ fn route(body: &[u8]) -> Result<RouteMsg, WireError> {
 
 fn link(body: &[u8]) -> Result<LinkMsg, WireError> {
     if body.len() < 16 {
-        return Err(WireError::Truncated {
-            layer: Layer::Netlink,
-            len: body.len(),
-        });
+        return Err(truncated(body));
     }
     let mut l = LinkMsg {
         index: u32_at(body, 4).unwrap_or(0),
@@ -346,16 +348,10 @@ fn link(body: &[u8]) -> Result<LinkMsg, WireError> {
 
 fn address(body: &[u8]) -> Result<AddrMsg, WireError> {
     let [_family, prefix_len, _flags, _scope, ..] = *body else {
-        return Err(WireError::Truncated {
-            layer: Layer::Netlink,
-            len: body.len(),
-        });
+        return Err(truncated(body));
     };
     let mut a = AddrMsg {
-        index: u32_at(body, 4).ok_or(WireError::Truncated {
-            layer: Layer::Netlink,
-            len: body.len(),
-        })?,
+        index: u32_at(body, 4).ok_or(truncated(body))?,
         prefix_len,
         address: None,
     };
@@ -376,10 +372,7 @@ fn address(body: &[u8]) -> Result<AddrMsg, WireError> {
 pub fn parse(mut buf: &[u8]) -> Result<Vec<Message>, WireError> {
     let mut out = Vec::new();
     while !buf.is_empty() {
-        let len = u32_at(buf, 0).ok_or(WireError::Truncated {
-            layer: Layer::Netlink,
-            len: buf.len(),
-        })? as usize;
+        let len = u32_at(buf, 0).ok_or(truncated(buf))? as usize;
         if len < HEADER_LEN || len > buf.len() {
             return Err(WireError::Length {
                 layer: Layer::Netlink,
@@ -391,12 +384,7 @@ pub fn parse(mut buf: &[u8]) -> Result<Vec<Message>, WireError> {
         out.push(match kind {
             NLMSG_DONE => Message::Done,
             NLMSG_ERROR => Message::Error {
-                code: u32_at(body, 0)
-                    .map(|c| c as i32)
-                    .ok_or(WireError::Truncated {
-                        layer: Layer::Netlink,
-                        len: body.len(),
-                    })?,
+                code: u32_at(body, 0).map(|c| c as i32).ok_or(truncated(body))?,
             },
             RTM_NEWROUTE => Message::Route(route(body)?),
             RTM_NEWLINK => Message::Link(link(body)?),

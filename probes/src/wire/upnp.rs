@@ -54,11 +54,7 @@ pub fn parse_ssdp_answer(b: &[u8]) -> Result<SsdpAnswer<'_>, WireError> {
     let text = std::str::from_utf8(b).map_err(|_| NOT_HTTP)?;
     let (status, headers) = http_head(text)?;
     if status != 200 {
-        return Err(WireError::Unexpected {
-            layer: Layer::Upnp,
-            field: "HTTP status",
-            value: u32::from(status),
-        });
+        return Err(unexpected_status(status));
     }
     let location = header(headers, "location").ok_or(NO_LOCATION)?;
     Ok(SsdpAnswer {
@@ -144,6 +140,15 @@ pub fn http_get(url: &HttpUrl) -> String {
 /// The body of an HTTP response with status 200 (chunked bodies are returned with their chunk
 /// lines, which the service scan below tolerates).
 pub fn http_body(b: &[u8]) -> Result<&[u8], WireError> {
+    let (status, body) = http_response(b)?;
+    if status != 200 {
+        return Err(unexpected_status(status));
+    }
+    Ok(body)
+}
+
+/// An HTTP response's status and the bytes after its head.
+fn http_response(b: &[u8]) -> Result<(u16, &[u8]), WireError> {
     let head_end = b
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -151,14 +156,16 @@ pub fn http_body(b: &[u8]) -> Result<&[u8], WireError> {
     let head = b.get(..head_end).ok_or(NOT_HTTP)?;
     let head = std::str::from_utf8(head).map_err(|_| NOT_HTTP)?;
     let (status, _) = http_head(head)?;
-    if status != 200 {
-        return Err(WireError::Unexpected {
-            layer: Layer::Upnp,
-            field: "HTTP status",
-            value: u32::from(status),
-        });
+    Ok((status, b.get(head_end + 4..).unwrap_or(&[])))
+}
+
+/// An HTTP status other than the one the exchange expects.
+fn unexpected_status(status: u16) -> WireError {
+    WireError::Unexpected {
+        layer: Layer::Upnp,
+        field: "HTTP status",
+        value: u32::from(status),
     }
-    Ok(b.get(head_end + 4..).unwrap_or(&[]))
 }
 
 /// A WAN connection service found in a device description.
@@ -349,13 +356,8 @@ pub enum SoapReply {
 
 /// Read the HTTP response of a SOAP action.
 pub fn parse_soap_reply(b: &[u8]) -> Result<SoapReply, WireError> {
-    let head_end = b
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or(NOT_HTTP)?;
-    let head = std::str::from_utf8(b.get(..head_end).ok_or(NOT_HTTP)?).map_err(|_| NOT_HTTP)?;
-    let (status, _) = http_head(head)?;
-    let body = String::from_utf8_lossy(b.get(head_end + 4..).unwrap_or(&[]));
+    let (status, body) = http_response(b)?;
+    let body = String::from_utf8_lossy(body);
     let clip = |s: &str| s.chars().take(128).collect::<String>();
     match status {
         200 => Ok(SoapReply::Ok {
@@ -365,11 +367,7 @@ pub fn parse_soap_reply(b: &[u8]) -> Result<SoapReply, WireError> {
             code: element(&body, "errorCode").and_then(|c| c.parse().ok()),
             description: element(&body, "errorDescription").map(clip),
         }),
-        other => Err(WireError::Unexpected {
-            layer: Layer::Upnp,
-            field: "HTTP status",
-            value: u32::from(other),
-        }),
+        other => Err(unexpected_status(other)),
     }
 }
 

@@ -105,12 +105,14 @@ pub(super) fn parse_text(text: &str) -> Result<(Status, Vec<String>), NetbirdErr
                         fqdn: cut(name),
                         netbird_ip: String::new(),
                         status: String::new(),
-                        connection_type: ConnectionType::None,
-                        ice_local: CandidateType::None,
-                        ice_remote: CandidateType::None,
-                        endpoint_local: None,
-                        endpoint_remote: None,
-                        relay_address: None,
+                        link: PeerLink {
+                            connection_type: ConnectionType::None,
+                            ice_local: CandidateType::None,
+                            ice_remote: CandidateType::None,
+                            endpoint_local: None,
+                            endpoint_remote: None,
+                            relay_address: None,
+                        },
                         networks: Vec::new(),
                         key: PeerKey::default(),
                     });
@@ -241,18 +243,18 @@ fn text_peer_line(p: &mut PeerState, t: &str) {
         "NetBird IP" => p.netbird_ip = cut(val),
         "Public key" => p.key = PeerKey::new(val),
         "Status" => p.status = cut(val),
-        "Connection type" => p.connection_type = ConnectionType::parse(val),
+        "Connection type" => p.link.connection_type = ConnectionType::parse(val),
         "ICE candidate (Local/Remote)" => {
             let (l, r) = slash(val);
-            p.ice_local = CandidateType::parse(&l);
-            p.ice_remote = CandidateType::parse(&r);
+            p.link.ice_local = CandidateType::parse(&l);
+            p.link.ice_remote = CandidateType::parse(&r);
         }
         "ICE candidate endpoints (Local/Remote)" => {
             let (l, r) = slash(val);
-            p.endpoint_local = opt(&l);
-            p.endpoint_remote = opt(&r);
+            p.link.endpoint_local = opt(&l);
+            p.link.endpoint_remote = opt(&r);
         }
-        "Relay server address" => p.relay_address = opt(val),
+        "Relay server address" => p.link.relay_address = opt(val),
         "Networks" | "Routes" => p.networks = list(val),
         _ => {}
     }

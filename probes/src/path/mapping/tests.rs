@@ -66,14 +66,20 @@ fn gateway_step(s: &mut MappingProbe, now: Instant) -> Vec<u8> {
     }
 }
 
-#[test]
-fn natpmp_mapping_is_created_proven_and_deleted() {
-    let (mut s, now) = probe(MapProtocol::NatPmp);
-    let req = stun_step(&mut s, now);
+/// The probe's first Binding, answered by the STUN server with an OTHER-ADDRESS (what the
+/// mapping needs before the gateway is asked), and taken.
+fn discover(s: &mut MappingProbe, now: Instant) {
+    let req = stun_step(s, now);
     assert!(s.handle_stun(
         "11.0.0.10:3478".parse().unwrap(),
         &stun_answer(&req, Some("11.0.0.11:3479"))
     ));
+}
+
+#[test]
+fn natpmp_mapping_is_created_proven_and_deleted() {
+    let (mut s, now) = probe(MapProtocol::NatPmp);
+    discover(&mut s, now);
     let map = gateway_step(&mut s, now);
     assert_eq!(map, natpmp::map_request(40000, 40000, 30));
     assert!(s.handle_gateway(&natpmp_answer(&map, 0)));
@@ -103,11 +109,7 @@ fn natpmp_mapping_is_created_proven_and_deleted() {
 #[test]
 fn an_unreached_mapping_is_deleted_and_blamed_on_what_lies_beyond() {
     let (mut s, mut now) = probe(MapProtocol::NatPmp);
-    let req = stun_step(&mut s, now);
-    s.handle_stun(
-        "11.0.0.10:3478".parse().unwrap(),
-        &stun_answer(&req, Some("11.0.0.11:3479")),
-    );
+    discover(&mut s, now);
     let map = gateway_step(&mut s, now);
     s.handle_gateway(&natpmp_answer(&map, 0));
     // Three unanswered proofs.
@@ -130,11 +132,7 @@ fn an_unreached_mapping_is_deleted_and_blamed_on_what_lies_beyond() {
 #[test]
 fn a_refusal_leaves_nothing_to_delete_and_silence_is_deleted_anyway() {
     let (mut s, mut now) = probe(MapProtocol::NatPmp);
-    let req = stun_step(&mut s, now);
-    s.handle_stun(
-        "11.0.0.10:3478".parse().unwrap(),
-        &stun_answer(&req, Some("11.0.0.11:3479")),
-    );
+    discover(&mut s, now);
     let map = gateway_step(&mut s, now);
     s.handle_gateway(&natpmp_answer(&map, 3));
     assert!(s.is_done());
@@ -146,11 +144,7 @@ fn a_refusal_leaves_nothing_to_delete_and_silence_is_deleted_anyway() {
 
     // A gateway that never answers: the delete is sent anyway, and never confirmed.
     let (mut s, _) = probe(MapProtocol::NatPmp);
-    let req = stun_step(&mut s, now);
-    s.handle_stun(
-        "11.0.0.10:3478".parse().unwrap(),
-        &stun_answer(&req, Some("11.0.0.11:3479")),
-    );
+    discover(&mut s, now);
     let mut deletes = 0;
     for _ in 0..10 {
         match s.poll(now) {
@@ -191,11 +185,7 @@ fn no_mapping_without_an_alternate_address_or_a_stun_answer() {
 #[test]
 fn cancel_during_the_proof_deletes_first() {
     let (mut s, now) = probe(MapProtocol::Pcp);
-    let req = stun_step(&mut s, now);
-    s.handle_stun(
-        "11.0.0.10:3478".parse().unwrap(),
-        &stun_answer(&req, Some("11.0.0.11:3479")),
-    );
+    discover(&mut s, now);
     let map = gateway_step(&mut s, now);
     // The PCP answer: the request with R set and an external address.
     let mut a = map.clone();
@@ -225,11 +215,7 @@ fn cancel_during_the_proof_deletes_first() {
     assert_eq!(s.proof().deletion, Deletion::Confirmed);
     // A PCP answer with another nonce is not ours.
     let (mut s, now) = probe(MapProtocol::Pcp);
-    let req = stun_step(&mut s, now);
-    s.handle_stun(
-        "11.0.0.10:3478".parse().unwrap(),
-        &stun_answer(&req, Some("11.0.0.11:3479")),
-    );
+    discover(&mut s, now);
     let mut map = gateway_step(&mut s, now);
     map[1] |= 0x80;
     map[24] ^= 1;
@@ -244,11 +230,7 @@ fn upnp_goes_through_soap_and_garbage_is_not_a_success() {
         service_type: "urn:schemas-upnp-org:service:WANIPConnection:1".into(),
     };
     let (mut s, now) = probe(proto);
-    let req = stun_step(&mut s, now);
-    s.handle_stun(
-        "11.0.0.10:3478".parse().unwrap(),
-        &stun_answer(&req, Some("11.0.0.11:3479")),
-    );
+    discover(&mut s, now);
     let Some(Step::Soap { request, .. }) = s.poll(now) else {
         panic!()
     };

@@ -201,15 +201,27 @@ pub(crate) fn result<'a>(list: &'a [PeerResult], peer: &str, family: Family) -> 
         .unwrap_or_else(|| panic!("{peer} toward {family:?} missing"))
 }
 
-/// The IPv6 allocation alone, over TCP (one connection, no private socket), with credentials.
-pub(crate) fn ipv6_only_over_tcp() -> AuditProbe {
+/// An audit over TCP (one connection, no private socket) with credentials: of the IPv6
+/// allocation alone when `ipv6_only`, its transaction ids from `seed`.
+fn audit_over_tcp(ipv6_only: bool, seed: u8) -> AuditProbe {
     let mut session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
     session.credentials = Some(creds());
-    let config = AuditConfig {
-        session,
-        ipv6_only: true,
-    };
-    AuditProbe::new(config, TransactionIdSource::new([19; 16]))
+    let config = AuditConfig { session, ipv6_only };
+    AuditProbe::new(config, TransactionIdSource::new([seed; 16]))
+}
+
+/// The IPv6 allocation alone, over TCP (one connection, no private socket), with credentials.
+pub(crate) fn ipv6_only_over_tcp() -> AuditProbe {
+    audit_over_tcp(true, 19)
+}
+
+/// The report of an audit over TCP with credentials (transaction ids from `seed`) that one
+/// connection to a [`coturn_default`] lab's IPv4 server made, and the lab, for a second.
+pub(crate) fn first_connection_over_tcp(seed: u8) -> (AuditReport, Lab) {
+    let mut p = audit_over_tcp(false, seed);
+    let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
+    drive(&mut p, |_, b| lab.answer(V4, b), never);
+    (p.take_output().unwrap(), lab)
 }
 
 /// `lab` answering a probe that has one connection: everything must leave on it, and it

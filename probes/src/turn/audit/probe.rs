@@ -538,11 +538,11 @@ impl Probe for AuditProbe {
     }
 
     fn take_output(&mut self) -> Option<AuditReport> {
-        if self.phase != Phase::Done || self.output_taken {
-            return None;
-        }
-        self.output_taken = true;
-        Some(self.report.clone())
+        crate::turn::take_report(
+            self.phase == Phase::Done,
+            &mut self.output_taken,
+            &self.report,
+        )
     }
 
     /// Over UDP the session's socket and, for the IPv6 allocation, the next one.

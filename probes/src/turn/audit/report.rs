@@ -536,28 +536,18 @@ mod tests {
         );
         assert_eq!(AuditKind::OpenRelay.to_string(), "open relay");
     }
-    use crate::machine::{LocalSocket, Probe};
+    use crate::machine::Probe;
     use crate::stun::{
         Class, MessageType, MessageWriter, Method, StunView, TransactionIdSource, attr,
     };
     use crate::turn::audit::candidates::{CHANNEL_CANDIDATES, IPV6_CHANNEL_CANDIDATES, candidates};
     use crate::turn::audit::lab::*;
-    use crate::turn::audit::probe::{AuditConfig, AuditProbe};
-    use crate::turn::session::SessionConfig;
-    use crate::turn::testkit::{creds, server};
+    use crate::turn::audit::probe::AuditProbe;
     use std::net::IpAddr;
 
     #[test]
     fn a_tcp_audit_adopts_the_ipv6_allocation_of_a_second_connection() {
-        let mut session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
-        session.credentials = Some(creds());
-        let mut p = AuditProbe::new(
-            AuditConfig::new(session),
-            TransactionIdSource::new([21; 16]),
-        );
-        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
-        drive(&mut p, |_, b| lab.answer(V4, b), never);
-        let mut merged = p.take_output().unwrap();
+        let (mut merged, mut lab) = first_connection_over_tcp(21);
         assert!(
             !merged
                 .findings
@@ -641,15 +631,7 @@ mod tests {
 
     #[test]
     fn the_ipv6_connection_is_wanted_only_after_a_clean_first_allocation_over_a_stream() {
-        let mut session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
-        session.credentials = Some(creds());
-        let mut p = AuditProbe::new(
-            AuditConfig::new(session),
-            TransactionIdSource::new([25; 16]),
-        );
-        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
-        drive(&mut p, |_, b| lab.answer(V4, b), never);
-        let mut r = p.take_output().unwrap();
+        let (mut r, _) = first_connection_over_tcp(25);
         assert!(r.wants_ipv6_connection());
         r.release = Release::Timeout;
         assert!(!r.wants_ipv6_connection(), "the first may still exist");
@@ -660,15 +642,7 @@ mod tests {
 
     #[test]
     fn a_failed_second_connection_says_so_in_the_untestable_reason() {
-        let mut session = SessionConfig::new(server(), Transport::Tcp, LocalSocket::Default);
-        session.credentials = Some(creds());
-        let mut p = AuditProbe::new(
-            AuditConfig::new(session),
-            TransactionIdSource::new([22; 16]),
-        );
-        let mut lab = Lab::new(coturn_default, Ipv6Relay::Grant);
-        drive(&mut p, |_, b| lab.answer(V4, b), never);
-        let mut r = p.take_output().unwrap();
+        let (mut r, _) = first_connection_over_tcp(22);
         r.ipv6_untestable("second connection refused");
         let v6 = ipv6_requests(&r);
         assert_eq!(v6.len(), ipv6_candidates() + IPV6_CHANNEL_CANDIDATES.len());
