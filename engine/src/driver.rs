@@ -351,18 +351,7 @@ where
             let t = b.ready_at(clock_now());
             wake = Some(wake.map_or(t, |w| w.min(t)));
         }
-        for t in [deadline_at.filter(|_| drain_until.is_none()), drain_until]
-            .into_iter()
-            .flatten()
-        {
-            wake = Some(wake.map_or(t, |w| w.min(t)));
-        }
-        let sleep = async {
-            match wake {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = crate::clock::sleep_until_first(wake, deadline_at, drain_until);
         let draining = drain_until.is_some();
         tokio::select! {
             r = readable(d.v4.as_ref()) => r?,

@@ -177,21 +177,10 @@ where
             run.output = probe.take_output();
             break;
         }
-        let mut wake = probe
+        let wake = probe
             .poll_timeout()
             .map(|t| t.max(now + Duration::from_millis(1)));
-        for t in [deadline_at.filter(|_| drain_until.is_none()), drain_until]
-            .into_iter()
-            .flatten()
-        {
-            wake = Some(wake.map_or(t, |w| w.min(t)));
-        }
-        let sleep = async {
-            match wake {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = crate::clock::sleep_until_first(wake, deadline_at, drain_until);
         let draining = drain_until.is_some();
         tokio::select! {
             Some((n, from, data)) = rx.recv() => {

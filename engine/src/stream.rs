@@ -357,19 +357,8 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
         if broken || probe.is_done() {
             break;
         }
-        let mut wake = probe.poll_timeout();
-        for t in [deadline_at.filter(|_| drain_until.is_none()), drain_until]
-            .into_iter()
-            .flatten()
-        {
-            wake = Some(wake.map_or(t, |w| w.min(t)));
-        }
-        let sleep = async {
-            match wake {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let wake = probe.poll_timeout();
+        let sleep = crate::clock::sleep_until_first(wake, deadline_at, drain_until);
         let draining = drain_until.is_some();
         tokio::select! {
             r = rd.read(&mut rbuf) => match r {
@@ -521,6 +510,17 @@ mod tests {
         "192.0.2.1:3478".parse().unwrap()
     }
 
+    /// `drive` of `probe` over `stream`, connected to the test server at `start`.
+    async fn drive_connected(
+        probe: Ticker,
+        stream: tokio::io::DuplexStream,
+        opts: StreamOptions,
+        cancel: Cancel,
+        start: Instant,
+    ) -> StreamRun<()> {
+        drive(probe, server(), stream, opts, cancel, start, connected()).await
+    }
+
     fn connected() -> StreamRun<()> {
         StreamRun {
             output: None,
@@ -545,16 +545,7 @@ mod tests {
             handle.cancel();
         });
         let t0 = now();
-        let run = drive(
-            probe,
-            server(),
-            stream,
-            StreamOptions::default(),
-            cancel,
-            t0,
-            connected(),
-        )
-        .await;
+        let run = drive_connected(probe, stream, StreamOptions::default(), cancel, t0).await;
         assert!(run.interrupted && !run.deadline_reached);
         assert_eq!(now() - t0, Duration::from_millis(333));
         assert_eq!(
@@ -575,16 +566,7 @@ mod tests {
             ..StreamOptions::default()
         };
         let t0 = now();
-        let run = drive(
-            probe,
-            server(),
-            stream,
-            opts,
-            Cancel::never(),
-            t0,
-            connected(),
-        )
-        .await;
+        let run = drive_connected(probe, stream, opts, Cancel::never(), t0).await;
         assert!(run.deadline_reached && !run.interrupted);
         assert_eq!(now() - t0, Duration::from_millis(750));
         let log = log.lock().unwrap().clone();
@@ -603,16 +585,8 @@ mod tests {
             drop(peer);
         });
         let t0 = now();
-        let run = drive(
-            probe,
-            server(),
-            stream,
-            StreamOptions::default(),
-            Cancel::never(),
-            t0,
-            connected(),
-        )
-        .await;
+        let run =
+            drive_connected(probe, stream, StreamOptions::default(), Cancel::never(), t0).await;
         assert_eq!(now() - t0, Duration::from_millis(40));
         assert_eq!(
             run.error.as_deref(),
