@@ -11,7 +11,7 @@ use crate::exit::Outcome;
 use crate::report::doc::{
     Bar, Block, Cell, Doc, FixItem, LaneStyle, Mark, PortLane, PortMark, Section, Tone, secs,
 };
-use crate::report::prom::Writer;
+use crate::report::prom::{Writer, flag};
 
 impl Report for CheckReport {
     const SCHEMA: &'static str = super::model::SCHEMA;
@@ -266,16 +266,7 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
     doc.push(Section::new("Relay RTT").block(Block::List(relay)));
     doc.push(Section::new("Why").block(Block::List(v.reasons.clone())));
     doc.push(
-        Section::new("Fixes").block(Block::Fixes(
-            r.fixes
-                .iter()
-                .map(|f| FixItem {
-                    title: f.title.clone(),
-                    commands: f.commands.clone(),
-                    caveat: f.caveat.clone(),
-                })
-                .collect(),
-        )),
+        Section::new("Fixes").block(Block::Fixes(r.fixes.iter().map(FixItem::from).collect())),
     );
     doc.push(Section::new("Notes").block(Block::List(r.notes.clone())));
     doc
@@ -366,20 +357,10 @@ fn netbird_sections(doc: &mut Doc, nb: &NetbirdSection) {
     peers.push(Block::Fixes(
         nb.peers
             .iter()
-            .filter_map(|p| {
-                p.fix.as_ref().map(|f| FixItem {
-                    title: format!("{}: {}", p.peer, f.title),
-                    commands: f.commands.clone(),
-                    caveat: f.caveat.clone(),
-                })
-            })
+            .filter_map(|p| p.fix.as_ref().map(|f| FixItem::about(&p.peer, f)))
             .collect(),
     ));
     doc.push(peers);
-}
-
-fn bool01(b: bool) -> f64 {
-    if b { 1.0 } else { 0.0 }
 }
 
 const STATES: [Status; 4] = [
@@ -414,7 +395,7 @@ pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
     w.sample(
         "stunmap_check_success",
         &p,
-        bool01(r.verdict.status == Status::Ok),
+        flag(r.verdict.status == Status::Ok),
     );
     w.family(
         "stunmap_check_status",
@@ -425,7 +406,7 @@ pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
         w.sample(
             "stunmap_check_status",
             &[("profile", profile), ("status", s.as_str())],
-            bool01(r.verdict.status == s),
+            flag(r.verdict.status == s),
         );
     }
     w.family(
@@ -437,7 +418,7 @@ pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
         w.sample(
             "stunmap_check_level",
             &[("profile", profile), ("level", name)],
-            bool01(r.verdict.level == l),
+            flag(r.verdict.level == l),
         );
     }
     w.family(
@@ -471,7 +452,7 @@ pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
         "gauge",
         "1 when the check was stopped early (signal or deadline): partial results.",
     );
-    w.sample("stunmap_check_interrupted", &p, bool01(run.partial()));
+    w.sample("stunmap_check_interrupted", &p, flag(run.partial()));
     services(w, r, profile);
     samples(w, r, profile);
     nat(w, r, profile);
@@ -492,7 +473,7 @@ fn netbird_metrics(w: &mut Writer, nb: &NetbirdSection, profile: &str) {
         w.sample(
             "stunmap_netbird_uri_disagreement",
             &[("profile", profile), ("uri", &u.uri), ("role", u.role)],
-            bool01(matches!(
+            flag(matches!(
                 u.agreement,
                 Agreement::NetbirdOnly | Agreement::StunmapOnly
             )),
@@ -522,15 +503,7 @@ fn netbird_metrics(w: &mut Writer, nb: &NetbirdSection, profile: &str) {
         "gauge",
         "Peers NetBird reports relayed or not connected, by most likely reason.",
     );
-    let mut counts: Vec<(&'static str, usize)> = Vec::new();
-    for p in &nb.peers {
-        let l = crate::report::netbird::reason_label(p.reason);
-        match counts.iter_mut().find(|(k, _)| *k == l) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((l, 1)),
-        }
-    }
-    for (l, n) in counts {
+    for (l, n) in crate::report::netbird::reason_counts(&nb.peers) {
         w.sample(
             "stunmap_netbird_peers_not_direct",
             &[("profile", profile), ("reason", l)],
@@ -555,7 +528,7 @@ fn services(w: &mut Writer, r: &CheckReport, profile: &str) {
                     ("kind", s.kind.as_str()),
                     ("state", st.as_str()),
                 ],
-                bool01(s.state == st),
+                flag(s.state == st),
             );
         }
     }
@@ -590,7 +563,7 @@ fn services(w: &mut Writer, r: &CheckReport, profile: &str) {
         w.sample(
             "stunmap_probe_success",
             &l,
-            bool01(matches!(row.state, Status::Ok | Status::Degraded)),
+            flag(matches!(row.state, Status::Ok | Status::Degraded)),
         );
     }
     if rows.iter().any(|(_, row)| row.rtt_seconds.is_some()) {

@@ -562,18 +562,7 @@ impl Report for AuditOutput {
                             if !f.peers.is_empty() {
                                 title.push_str(&format!(" (granted: {})", f.peers.join(", ")));
                             }
-                            let fix = f.fix();
-                            FixItem {
-                                title,
-                                commands: fix
-                                    .map(|x| {
-                                        std::iter::once(x.title.clone())
-                                            .chain(x.commands.iter().cloned())
-                                            .collect()
-                                    })
-                                    .unwrap_or_default(),
-                                caveat: fix.and_then(|x| x.caveat.clone()),
-                            }
+                            FixItem::problem(title, f.fix())
                         })
                         .collect(),
                 )),

@@ -294,18 +294,7 @@ impl Report for ControlOutput {
                             Severity::Medium => "degraded",
                             Severity::High | Severity::Critical => "blocked",
                         };
-                        let fix = p.fix.as_ref();
-                        FixItem {
-                            title: format!("[{sev}] {}", p.summary),
-                            commands: fix
-                                .map(|f| {
-                                    std::iter::once(f.title.clone())
-                                        .chain(f.commands.iter().cloned())
-                                        .collect()
-                                })
-                                .unwrap_or_default(),
-                            caveat: fix.and_then(|f| f.caveat.clone()),
-                        }
+                        FixItem::problem(format!("[{sev}] {}", p.summary), p.fix.as_ref())
                     })
                     .collect(),
             )),

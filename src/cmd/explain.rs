@@ -457,13 +457,7 @@ impl Report for ExplainReport {
             sec.push(Block::Fixes(
                 h.findings
                     .iter()
-                    .filter_map(|f| {
-                        f.fix.as_ref().map(|x| FixItem {
-                            title: format!("{}: {}", f.subject, x.title),
-                            commands: x.commands.clone(),
-                            caveat: x.caveat.clone(),
-                        })
-                    })
+                    .filter_map(|f| f.fix.as_ref().map(|x| FixItem::about(&f.subject, x)))
                     .collect(),
             ));
             doc.push(sec);

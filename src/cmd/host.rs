@@ -412,7 +412,6 @@ fn linux_command(src: Source, iface: &str) -> Option<(Vec<String>, bool)> {
     })
 }
 
-/// Run every tool of `list` at once and read each answer into `c`; the infos in list order.
 /// One tool to run for a source: the command as the report shows it, the program, its
 /// arguments, and whether stderr is part of the answer.
 struct Tool {
@@ -423,12 +422,14 @@ struct Tool {
     with_stderr: bool,
 }
 
+/// Run every tool of `list` at once and read each answer into `c`; the infos in list order.
+/// Returns a note for each answer that could not be read.
 fn run_all(
     c: &mut Collected,
     list: Vec<Tool>,
     infos: &mut Vec<SourceInfo>,
     stop: &AtomicBool,
-) -> Vec<(Source, String)> {
+) -> Vec<String> {
     let runs: Vec<(Source, String, ToolRun)> = std::thread::scope(|s| {
         let handles: Vec<_> = list
             .iter()
@@ -449,7 +450,7 @@ fn run_all(
             })
             .collect()
     });
-    let mut failed = Vec::new();
+    let mut unread = Vec::new();
     for (src, origin, run) in runs {
         let (read, note) = match run {
             ToolRun::Missing => (false, Some("not installed".to_owned())),
@@ -457,7 +458,10 @@ fn run_all(
             ToolRun::Output(bytes) => match c.add(src, &bytes) {
                 Ok(()) => (true, None),
                 Err(e) => {
-                    failed.push((src, e.to_string()));
+                    unread.push(format!(
+                        "the output of {} could not be read: {e}",
+                        src.name()
+                    ));
                     (false, Some(format!("unreadable output: {e}")))
                 }
             },
@@ -469,7 +473,7 @@ fn run_all(
             note,
         });
     }
-    failed
+    unread
 }
 
 fn read_live_linux(iface: &str, stop: &AtomicBool) -> Collection {
@@ -489,11 +493,7 @@ fn read_live_linux(iface: &str, stop: &AtomicBool) -> Collection {
             })
         })
         .collect();
-    let failed = run_all(&mut c, list, &mut infos, stop);
-    let mut notes: Vec<String> = failed
-        .into_iter()
-        .map(|(s, e)| format!("the output of {} could not be read: {e}", s.name()))
-        .collect();
+    let mut notes = run_all(&mut c, list, &mut infos, stop);
     match scan_processes(Path::new("/proc"), sources::MAX_PROCESSES) {
         Ok(procs) => {
             infos.push(SourceInfo {
@@ -617,11 +617,7 @@ fn read_live_windows(program: &Path, stop: &AtomicBool) -> Collection {
             })
         })
         .collect();
-    let failed = run_all(&mut c, list, &mut infos, stop);
-    let mut notes: Vec<String> = failed
-        .into_iter()
-        .map(|(s, e)| format!("the output of {} could not be read: {e}", s.name()))
-        .collect();
+    let mut notes = run_all(&mut c, list, &mut infos, stop);
     let missing = c.missing_filters();
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|s| s.name()).collect();
@@ -776,11 +772,7 @@ impl AppReport for HostReport {
             {
                 continue;
             }
-            fixes.push(FixItem {
-                title: f.title.clone(),
-                commands: f.commands.clone(),
-                caveat: f.caveat.clone(),
-            });
+            fixes.push(FixItem::from(f));
         }
         doc.push(Section::new("Fixes").block(Block::Fixes(fixes)));
         let mut src = Section::new("Sources");
@@ -815,7 +807,7 @@ impl AppReport for HostReport {
         w.sample(
             "stunmap_host_blocked",
             &[("interface", &self.report.interface)],
-            if self.report.blocked { 1.0 } else { 0.0 },
+            prom::flag(self.report.blocked),
         );
         w.family(
             "stunmap_host_findings",
@@ -941,18 +933,16 @@ mod tests {
                 .starts_with("Get-NetFirewallRule -PolicyStore ActiveStore")
         );
         assert!(notes.is_empty(), "{notes:?}");
-        let opts = Options {
-            interface: "wt0".into(),
-            subnet: Cidr::parse("100.64.0.0/10").unwrap_or_else(|| unreachable!()),
-            service_port: 8080,
-            wg_range: PortRange {
-                start: 49152,
-                end: 65535,
-            },
-            wg_port: 51820,
-            uplink: None,
-            flat_network: false,
-        };
+        // `stunmap host`'s defaults: wt0, 100.64.0.0/10, 8080, 49152-65535, 51820.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let args = <Cli as clap::Parser>::try_parse_from(["host"])
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .args;
+        let opts = plan(&args).unwrap_or_else(|e| unreachable!("{e}")).opts;
         let r = diagnose(&c.finish(), &opts);
         assert!(r.blocked);
         assert!(

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
 use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, duration, secs};
-use crate::report::prom::Writer;
+use crate::report::prom::{Writer, flag};
 use crate::target::{FamilyChoice, TargetSpec, resolve};
 
 const AFTER_HELP: &str = "\
@@ -435,10 +435,6 @@ fn family_label(f: Family) -> &'static str {
     }
 }
 
-fn bool01(b: bool) -> f64 {
-    if b { 1.0 } else { 0.0 }
-}
-
 const LEVELS: [Level; 6] = [
     Level::Direct,
     Level::DirectWithEim,
@@ -519,16 +515,7 @@ impl Report for NatOutput {
             }),
         );
         doc.push(
-            Section::new("Fixes").block(Block::Fixes(
-                v.fixes
-                    .iter()
-                    .map(|f| FixItem {
-                        title: f.title.clone(),
-                        commands: f.commands.clone(),
-                        caveat: f.caveat.clone(),
-                    })
-                    .collect(),
-            )),
+            Section::new("Fixes").block(Block::Fixes(v.fixes.iter().map(FixItem::from).collect())),
         );
         doc.push(Section::new("Notes").block(Block::List(self.notes.clone())));
         doc
@@ -579,7 +566,7 @@ impl Report for NatOutput {
             w.sample(
                 "stunmap_nat_verdict",
                 &[("level", &level_label(l))],
-                bool01(c.verdict.level == l),
+                flag(c.verdict.level == l),
             );
         }
         w.family(
@@ -645,7 +632,7 @@ impl Report for NatOutput {
             w.sample("stunmap_nat_rto_seconds", &l, t.rto.as_secs_f64());
             w.sample("stunmap_nat_family_seconds", &l, t.elapsed.as_secs_f64());
             w.sample("stunmap_nat_datagrams", &l, f64::from(t.datagrams));
-            w.sample("stunmap_nat_budget_reached", &l, bool01(t.budget_reached));
+            w.sample("stunmap_nat_budget_reached", &l, flag(t.budget_reached));
         }
         w.family(
             "stunmap_nat_duration_seconds",
@@ -668,7 +655,7 @@ impl Report for NatOutput {
             "gauge",
             "1 when the run was stopped early (signal or deadline): partial results.",
         );
-        w.sample("stunmap_nat_interrupted", &[], bool01(run.partial()));
+        w.sample("stunmap_nat_interrupted", &[], flag(run.partial()));
         true
     }
 }

@@ -26,7 +26,7 @@ use super::counters::{Abandoned, Held};
 use super::http::{Body, exposition, text};
 use crate::app::{Ctx, Stop};
 use crate::check::plan::CheckConfig;
-use crate::report::prom::{Format, Writer};
+use crate::report::prom::{Format, Writer, flag};
 
 /// A budget left after the queue shorter than this is not worth starting a check for.
 const MIN_BUDGET: Duration = Duration::from_millis(100);
@@ -264,11 +264,7 @@ pub(crate) async fn run(
     w.sample(
         "probe_success",
         &[],
-        if report.verdict.status == crate::check::model::Status::Ok {
-            1.0
-        } else {
-            0.0
-        },
+        flag(report.verdict.status == crate::check::model::Status::Ok),
     );
     w.family(
         "probe_duration_seconds",

@@ -235,11 +235,7 @@ pub(crate) fn run_facts(w: &mut Writer, command: &str, run: &crate::app::RunInfo
         "gauge",
         "1 when the run was stopped early (signal or deadline): partial results.",
     );
-    w.sample(
-        "stunmap_run_interrupted",
-        &l,
-        if run.partial() { 1.0 } else { 0.0 },
-    );
+    w.sample("stunmap_run_interrupted", &l, flag(run.partial()));
 }
 
 /// 1 for true, 0 for false.

@@ -1,6 +1,7 @@
 //! `stunmap sweep`'s report for people (its [`Doc`]) and for Prometheus (its metrics).
 
 use super::*;
+use crate::report::prom::flag;
 
 pub(super) fn outcome_mark(o: Outcome) -> Mark {
     match o {
@@ -468,11 +469,7 @@ pub(super) fn metrics(r: &SweepReport, run: &RunInfo, w: &mut Writer) {
             w.sample(
                 "stunmap_sweep_udp_answered",
                 &[("target", &target), ("port", &port)],
-                if u.state == UdpState::Answered {
-                    1.0
-                } else {
-                    0.0
-                },
+                flag(u.state == UdpState::Answered),
             );
         }
         if r.udp.iter().any(|u| u.rtt.is_some()) {
@@ -521,6 +518,6 @@ pub(super) fn metrics(r: &SweepReport, run: &RunInfo, w: &mut Writer) {
     w.sample(
         "stunmap_sweep_interrupted",
         &[("target", &target)],
-        if run.partial() { 1.0 } else { 0.0 },
+        flag(run.partial()),
     );
 }
