@@ -9,7 +9,6 @@
 //! to `cancel`; one with cleanup (a TURN allocation to release) keeps running for at most
 //! `drain`.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use probes::pair::session::Signalled;
 use tokio::sync::mpsc;
 
 use crate::driver::{Cancel, EngineError};
-use crate::udp::{RecvBuffers, UdpEndpoint, routed_source};
+use crate::udp::{UdpEndpoint, routed_source};
 
 /// Depth of the queue from the socket readers; a flood beyond it is dropped.
 const QUEUE: usize = 1024;
@@ -95,16 +94,8 @@ where
     if let Some(req) = probe.private_sockets() {
         let source_ip = routed_source(&req.toward).ok();
         for n in 0..req.count {
-            let ep = UdpEndpoint::ephemeral_for(&req.toward).map_err(|e| EngineError::Bind {
-                addr: crate::udp::wildcard_for(&req.toward),
-                source: e,
-            })?;
-            let mut local = ep.local_addr();
-            if let Some(ip) = source_ip {
-                local.set_ip(ip);
-            }
-            probe.handle_local_addr(LocalSocket::Private(n), local);
-            let ep = Arc::new(ep);
+            let bound = UdpEndpoint::ephemeral_for(&req.toward);
+            let ep = crate::driver::private_socket(&mut probe, n, &req.toward, source_ip, bound)?;
             readers.0.push(spawn_reader(ep.clone(), n, tx.clone()));
             sockets.push(ep);
         }
@@ -227,23 +218,12 @@ fn spawn_reader(
     tx: mpsc::Sender<(u8, SocketAddr, Vec<u8>)>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut bufs = RecvBuffers::default();
-        loop {
-            if ep.readable().await.is_err() {
-                return;
-            }
-            let count = match bufs.recv(&ep) {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => continue,
-            };
-            for (from, data) in bufs.datagrams(count) {
-                // A full queue drops the datagram: a flood cannot grow memory.
-                if tx.try_send((n, from, data.to_vec())).is_err() && tx.is_closed() {
-                    return;
-                }
-            }
-        }
+        crate::udp::read_all(&ep, |from, data| {
+            // A full queue drops the datagram (a flood cannot grow memory); a closed one ends
+            // the reader.
+            !(tx.try_send((n, from, data.to_vec())).is_err() && tx.is_closed())
+        })
+        .await;
     })
 }
 
