@@ -171,49 +171,21 @@ pub async fn tcp_sweep(
             let Some((port, c)) = pending.pop_front() else {
                 break;
             };
-            match c {
-                Connected::Open {
-                    time,
-                    tries,
-                    stream,
-                } => {
+            let (result, stream) = connect_result(port, c);
+            match (cfg.stun, stream.map(tokio::net::TcpStream::from_std)) {
+                (true, Some(Ok(stream))) => {
                     let addr = SocketAddr::new(ip, port);
-                    let open = TcpPortResult {
-                        port,
-                        state: TcpState::Open,
-                        connect_time: Some(time),
-                        stun: StunOverTcp::NotTried,
-                        tries,
-                        error: None,
-                    };
-                    match (cfg.stun, tokio::net::TcpStream::from_std(stream)) {
-                        (true, Ok(stream)) => {
-                            let tid = new_tid();
-                            let h = stun_set.spawn(stun_check(
-                                addr,
-                                stream,
-                                open.clone(),
-                                cfg.stun_timeout,
-                                tid,
-                            ));
-                            checking.insert(h.id(), open);
-                        }
-                        _ => on_result(open),
-                    }
+                    let tid = new_tid();
+                    let h = stun_set.spawn(stun_check(
+                        addr,
+                        stream,
+                        result.clone(),
+                        cfg.stun_timeout,
+                        tid,
+                    ));
+                    checking.insert(h.id(), result);
                 }
-                Connected::Closed {
-                    state,
-                    time,
-                    tries,
-                    error,
-                } => on_result(TcpPortResult {
-                    port,
-                    state,
-                    connect_time: time,
-                    stun: StunOverTcp::NotTried,
-                    tries,
-                    error,
-                }),
+                _ => on_result(result),
             }
         }
         if !channel_open && stun_set.is_empty() && pending.is_empty() {
@@ -246,8 +218,21 @@ pub async fn tcp_sweep(
         on_result(open);
     }
     for (port, c) in pending.drain(..) {
-        on_result(match c {
-            Connected::Open { time, tries, .. } => TcpPortResult {
+        on_result(connect_result(port, c).0);
+    }
+    true
+}
+
+/// What the connect to `port` found, before any STUN check, with the connection if it is
+/// open.
+fn connect_result(port: u16, c: Connected) -> (TcpPortResult, Option<std::net::TcpStream>) {
+    match c {
+        Connected::Open {
+            time,
+            tries,
+            stream,
+        } => (
+            TcpPortResult {
                 port,
                 state: TcpState::Open,
                 connect_time: Some(time),
@@ -255,12 +240,15 @@ pub async fn tcp_sweep(
                 tries,
                 error: None,
             },
-            Connected::Closed {
-                state,
-                time,
-                tries,
-                error,
-            } => TcpPortResult {
+            Some(stream),
+        ),
+        Connected::Closed {
+            state,
+            time,
+            tries,
+            error,
+        } => (
+            TcpPortResult {
                 port,
                 state,
                 connect_time: time,
@@ -268,9 +256,9 @@ pub async fn tcp_sweep(
                 tries,
                 error,
             },
-        });
+            None,
+        ),
     }
-    true
 }
 
 /// Collects a poll turn's outcomes and sends them as one message (one wake-up of the async
