@@ -11,7 +11,8 @@ use crate::exit::Outcome;
 use crate::report::doc::{
     Bar, Block, Cell, Doc, FixItem, LaneStyle, Mark, PortLane, PortMark, Section, Tone, secs,
 };
-use crate::report::prom::{Writer, flag};
+use crate::report::prom::{Writer, borrowed, flag};
+use crate::report::relay::{MEDIAN, P90, rtt_families};
 
 impl Report for CheckReport {
     const SCHEMA: &'static str = super::model::SCHEMA;
@@ -662,40 +663,25 @@ fn nat(w: &mut Writer, r: &CheckReport, profile: &str) {
 }
 
 fn relay(w: &mut Writer, r: &CheckReport, profile: &str) {
-    let labels_of = |x: &super::model::RelayRtt| -> [(&'static str, String); 4] {
-        [
-            ("profile", profile.to_string()),
-            ("service", x.service.clone()),
-            ("transport", x.transport.as_str().to_string()),
-            ("server", x.server.to_string()),
-        ]
-    };
-    type Pick = fn(&engine::stats::RttSummary) -> f64;
-    let rtt_families: [(&'static str, &str, Pick); 2] = [
-        (
-            "stunmap_relay_rtt_median_seconds",
-            "Median round-trip time through a TURN allocation (relay RTT).",
-            |s| s.median,
-        ),
-        (
-            "stunmap_relay_rtt_p90_seconds",
-            "90th percentile round-trip time through a TURN allocation.",
-            |s| s.p90,
-        ),
-    ];
-    for (name, help, pick) in rtt_families {
-        if r.relay_rtt.iter().all(|x| x.rtt.is_none()) {
-            break;
-        }
-        w.family(name, "gauge", help);
-        for x in &r.relay_rtt {
-            if let Some(s) = &x.rtt {
-                let l = labels_of(x);
-                let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                w.sample(name, &l, pick(s));
-            }
-        }
-    }
+    let labels: Vec<[(&'static str, String); 4]> = r
+        .relay_rtt
+        .iter()
+        .map(|x| {
+            [
+                ("profile", profile.to_string()),
+                ("service", x.service.clone()),
+                ("transport", x.transport.as_str().to_string()),
+                ("server", x.server.to_string()),
+            ]
+        })
+        .collect();
+    let relays: Vec<_> = r
+        .relay_rtt
+        .iter()
+        .zip(&labels)
+        .map(|(x, l)| (x.rtt.as_ref(), l.as_slice()))
+        .collect();
+    rtt_families(w, &[MEDIAN, P90], &relays);
     if r.relay_rtt.iter().any(|x| x.sent > 0) {
         w.family(
             "stunmap_relay_loss_ratio",
@@ -703,13 +689,11 @@ fn relay(w: &mut Writer, r: &CheckReport, profile: &str) {
             "Fraction of packets looped through the relay that did not come back.",
         );
     }
-    for x in &r.relay_rtt {
+    for (x, l) in r.relay_rtt.iter().zip(&labels) {
         if x.sent > 0 {
-            let l = labels_of(x);
-            let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
             w.sample(
                 "stunmap_relay_loss_ratio",
-                &l,
+                &borrowed(l),
                 f64::from(x.sent.saturating_sub(x.received)) / f64::from(x.sent),
             );
         }

@@ -238,6 +238,11 @@ pub(crate) fn run_facts(w: &mut Writer, command: &str, run: &crate::app::RunInfo
     w.sample("stunmap_run_interrupted", &l, flag(run.partial()));
 }
 
+/// Owned label pairs borrowed as [`Writer::sample`] takes them.
+pub(crate) fn borrowed<'a>(labels: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    labels.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 /// 1 for true, 0 for false.
 pub(crate) fn flag(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
