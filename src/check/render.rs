@@ -9,7 +9,8 @@ use super::model::{CheckReport, NetbirdSection, ProbeKind, Row, Status, Transpor
 use crate::app::{Report, RunInfo};
 use crate::exit::Outcome;
 use crate::report::doc::{
-    Bar, Block, Cell, Doc, FixItem, LaneStyle, Mark, PortLane, PortMark, Section, Tone, secs,
+    Bar, Block, Cell, Doc, FixItem, LaneStyle, Mark, PortLane, PortMark, Section, Tone, columns,
+    secs,
 };
 use crate::report::prom::{Writer, borrowed, flag};
 use crate::report::relay::{MEDIAN, P90, rtt_families};
@@ -176,9 +177,7 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
                 .collect(),
         ));
         sec.push(Block::Table {
-            header: ["check", "target", "state", "RTT", "detail"]
-                .map(String::from)
-                .to_vec(),
+            header: columns(["check", "target", "state", "RTT", "detail"]),
             rows: s
                 .checks
                 .iter()
@@ -283,9 +282,7 @@ fn netbird_sections(doc: &mut Doc, nb: &NetbirdSection) {
     }
     let mut sec = Section::new("NetBird: what this client was given").block(Block::Fields(fields));
     sec.push(Block::Table {
-        header: ["URI", "NetBird", "stunmap", "agreement"]
-            .map(String::from)
-            .to_vec(),
+        header: columns(["URI", "NetBird", "stunmap", "agreement"]),
         rows: nb
             .uris
             .iter()
@@ -334,14 +331,12 @@ fn netbird_sections(doc: &mut Doc, nb: &NetbirdSection) {
         "NetBird peers not connected directly"
     });
     peers.push(Block::Table {
-        header: [
+        header: columns([
             "peer",
             "connection",
             "ICE local/remote",
             "most likely reason",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ]),
         rows: nb
             .peers
             .iter()

@@ -34,7 +34,7 @@ use super::turn::{AuthArgs, MAX_TIMEOUT_MS, mark, parse_uri, server_addr};
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exec::turn::{no_result, session_config};
 use crate::exit::Outcome;
-use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, secs};
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, columns, secs};
 use crate::report::prom::{Writer, flag, run_facts};
 use crate::report::words;
 
@@ -360,9 +360,7 @@ fn peers_section(
             && Family::of_socket(&p.candidate.peer) != family
     };
     sec.push(Block::Table {
-        header: ["peer", "category", "encoding", "answer", "detail"]
-            .map(String::from)
-            .to_vec(),
+        header: columns(["peer", "category", "encoding", "answer", "detail"]),
         rows: group
             .iter()
             .filter(|p| !mismatch(p))
@@ -581,9 +579,7 @@ impl Report for AuditOutput {
         }
         doc.push(
             Section::new("Transports (unauthenticated Allocate)").block(Block::Table {
-                header: ["transport", "port", "answer", "detail"]
-                    .map(String::from)
-                    .to_vec(),
+                header: columns(["transport", "port", "answer", "detail"]),
                 rows: self
                     .transports
                     .iter()

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::common;
 use crate::app::{Command, Ctx, Flavor, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, duration};
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, columns, duration};
 use crate::report::words;
 
 const AFTER_HELP: &str = "\
@@ -240,7 +240,7 @@ fn endpoint_section(e: &EndpointReport) -> Section {
     Section::new(format!("{} {}:{}", e.role, e.name, e.port))
         .marked(status_mark(e.status))
         .block(Block::Table {
-            header: vec!["path".into(), "result".into()],
+            header: columns(["path", "result"]),
             rows,
         })
 }

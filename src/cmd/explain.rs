@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone};
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, columns};
 use crate::report::prom::{Writer, flag, run_facts};
 
 const HELP: &str = "\
@@ -421,7 +421,7 @@ impl Report for ExplainReport {
         }
         doc.push(
             Section::new("Routes").block(Block::Table {
-                header: ["state", "detail"].map(String::from).to_vec(),
+                header: columns(["state", "detail"]),
                 rows: self
                     .routes
                     .iter()
@@ -441,7 +441,7 @@ impl Report for ExplainReport {
         if let Some(h) = &self.host_firewall {
             let mut sec = Section::new("Host firewall (iptables.txt, nftables.txt)");
             sec.push(Block::Table {
-                header: ["state", "check", "decided by"].map(String::from).to_vec(),
+                header: columns(["state", "check", "decided by"]),
                 rows: h
                     .findings
                     .iter()

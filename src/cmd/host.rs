@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::common;
 use crate::app::{Command, Ctx, OutputArgs, Report as AppReport, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone};
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, columns};
 use crate::report::prom;
 
 fn after_help() -> String {
@@ -754,7 +754,7 @@ impl AppReport for HostReport {
                 })
                 .collect()
         };
-        let header = ["status", "finding", "detail"].map(String::from).to_vec();
+        let header = columns(["status", "finding", "detail"]);
         doc.push(Section::new("Host firewall").block(Block::Table {
             header: header.clone(),
             rows: rows(&firewall),
@@ -777,7 +777,7 @@ impl AppReport for HostReport {
         doc.push(Section::new("Fixes").block(Block::Fixes(fixes)));
         let mut src = Section::new("Sources");
         src.push(Block::Table {
-            header: ["source", "read", "from"].map(String::from).to_vec(),
+            header: columns(["source", "read", "from"]),
             rows: self
                 .sources
                 .iter()

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, duration, secs};
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, columns, duration, secs};
 use crate::report::prom::{Writer, flag};
 use crate::target::{FamilyChoice, TargetSpec, resolve};
 
@@ -496,7 +496,7 @@ impl Report for NatOutput {
         doc.push(Section::new("Why").block(Block::List(v.reasons.clone())));
         doc.push(
             Section::new("With a peer behind …").block(Block::Table {
-                header: vec!["peer".into(), "path".into()],
+                header: columns(["peer", "path"]),
                 rows: v
                     .peers
                     .iter()

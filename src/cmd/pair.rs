@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use super::common;
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-use crate::report::doc::{Block, Cell, Doc, Mark, Section, Tone, secs};
+use crate::report::doc::{Block, Cell, Doc, Mark, Section, Tone, columns, secs};
 use crate::report::prom::{Writer, flag, run_facts};
 use crate::target::{FamilyChoice, TargetSpec, resolve};
 
@@ -755,7 +755,7 @@ impl Report for LiveReport {
         if let Some(s) = &res.selected {
             let mut sec = Section::new("Selected pair");
             sec.push(Block::Table {
-                header: ["side", "kind", "address"].map(String::from).to_vec(),
+                header: columns(["side", "kind", "address"]),
                 rows: [s.a, s.b]
                     .iter()
                     .map(|e| {

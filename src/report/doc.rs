@@ -81,6 +81,11 @@ impl From<Mark> for Cell {
     }
 }
 
+/// A table's column names.
+pub(crate) fn columns<const N: usize>(names: [&str; N]) -> Vec<String> {
+    names.map(String::from).to_vec()
+}
+
 /// A fix: what to change, the commands, and a caveat.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct FixItem {

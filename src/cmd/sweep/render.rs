@@ -1,6 +1,7 @@
 //! `stunmap sweep`'s report for people (its [`Doc`]) and for Prometheus (its metrics).
 
 use super::*;
+use crate::report::doc::columns;
 use crate::report::prom::flag;
 
 pub(super) fn outcome_mark(o: Outcome) -> Mark {
@@ -257,7 +258,7 @@ pub(super) fn document(r: &SweepReport, run: &RunInfo) -> Doc {
             })
             .collect();
         doc.push(Section::new("UDP").block(Block::Table {
-            header: ["port", "state", "detail"].map(String::from).to_vec(),
+            header: columns(["port", "state", "detail"]),
             rows,
         }));
     }
@@ -265,9 +266,7 @@ pub(super) fn document(r: &SweepReport, run: &RunInfo) -> Doc {
         let mut s = Section::new(format!("TCP {}–{}", t.range_start, t.range_end));
         s.push(Block::Text(t.text.clone()));
         s.push(Block::Table {
-            header: ["ports", "state", "tried", "STUN answered"]
-                .map(String::from)
-                .to_vec(),
+            header: columns(["ports", "state", "tried", "STUN answered"]),
             rows: t
                 .ranges
                 .iter()
