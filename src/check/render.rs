@@ -383,13 +383,9 @@ const LEVELS: [(Level, &str); 6] = [
 pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
     let profile = r.profile.name.as_str();
     let p = [("profile", profile)];
-    w.family(
+    w.gauge(
         "stunmap_check_success",
-        "gauge",
         "1 when the check's verdict is ok (a direct P2P path is healthy), else 0.",
-    );
-    w.sample(
-        "stunmap_check_success",
         &p,
         flag(r.verdict.status == Status::Ok),
     );
@@ -417,38 +413,30 @@ pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
             flag(r.verdict.level == l),
         );
     }
-    w.family(
+    w.gauge(
         "stunmap_check_exit_code",
-        "gauge",
         "Exit code of the check (0 ok, 1 degraded, 2 blocked, 130 interrupted).",
-    );
-    w.sample(
-        "stunmap_check_exit_code",
         &p,
         f64::from(run.exit_code.code()),
     );
-    w.family(
+    w.gauge(
         "stunmap_check_duration_seconds",
-        "gauge",
         "How long the check ran.",
+        &p,
+        run.elapsed_seconds,
     );
-    w.sample("stunmap_check_duration_seconds", &p, run.elapsed_seconds);
-    w.family(
+    w.gauge(
         "stunmap_check_timestamp_seconds",
-        "gauge",
         "When the check started, seconds since the Unix epoch.",
-    );
-    w.sample(
-        "stunmap_check_timestamp_seconds",
         &p,
         run.started_unix_seconds,
     );
-    w.family(
+    w.gauge(
         "stunmap_check_interrupted",
-        "gauge",
         "1 when the check was stopped early (signal or deadline): partial results.",
+        &p,
+        flag(run.partial()),
     );
-    w.sample("stunmap_check_interrupted", &p, flag(run.partial()));
     services(w, r, profile);
     samples(w, r, profile);
     nat(w, r, profile);

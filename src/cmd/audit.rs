@@ -615,13 +615,9 @@ impl Report for AuditOutput {
         run_facts(w, "audit", run);
         let server = self.server.to_string();
         let l = [("server", server.as_str())];
-        w.family(
+        w.gauge(
             "stunmap_audit_relaying_tested",
-            "gauge",
             "1 when requests toward internal candidates were answered, so the findings cover relaying.",
-        );
-        w.sample(
-            "stunmap_audit_relaying_tested",
             &l,
             flag(self.not_tested.is_none()),
         );
@@ -672,19 +668,15 @@ impl Report for AuditOutput {
                     n as f64,
                 );
             }
-            w.family(
+            w.gauge(
                 "stunmap_audit_released",
-                "gauge",
                 "1 when neither allocation can be left on the server.",
+                &l,
+                flag(a.release_is_clean()),
             );
-            w.sample("stunmap_audit_released", &l, flag(a.release_is_clean()));
-            w.family(
+            w.gauge(
                 "stunmap_audit_open_relay",
-                "gauge",
                 "1 when the server allocated without credentials.",
-            );
-            w.sample(
-                "stunmap_audit_open_relay",
                 &l,
                 flag(a.unauthenticated == Unauthenticated::Allocated),
             );

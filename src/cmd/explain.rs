@@ -469,24 +469,16 @@ impl Report for ExplainReport {
     fn metrics(&self, run: &RunInfo, w: &mut Writer) -> bool {
         run_facts(w, "explain", run);
         crate::report::netbird::metrics(w, &self.peers);
-        w.family(
+        w.gauge(
             "stunmap_explain_route_conflicts",
-            "gauge",
             "Routes in the bundle that can break connectivity (overlaps with the tunnel).",
-        );
-        w.sample(
-            "stunmap_explain_route_conflicts",
             &[],
             self.routes.iter().filter(|r| r.concern).count() as f64,
         );
         if let Some(h) = &self.host_firewall {
-            w.family(
+            w.gauge(
                 "stunmap_explain_host_firewall_blocked",
-                "gauge",
                 "1 when the bundle's host firewall blocks tunnel traffic.",
-            );
-            w.sample(
-                "stunmap_explain_host_firewall_blocked",
                 &[],
                 flag(h.blocked),
             );

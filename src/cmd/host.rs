@@ -799,13 +799,9 @@ impl AppReport for HostReport {
     }
 
     fn metrics(&self, _run: &RunInfo, w: &mut prom::Writer) -> bool {
-        w.family(
+        w.gauge(
             "stunmap_host_blocked",
-            "gauge",
             "1 when a host firewall finding blocks new inbound VPN traffic",
-        );
-        w.sample(
-            "stunmap_host_blocked",
             &[("interface", &self.report.interface)],
             prom::flag(self.report.blocked),
         );

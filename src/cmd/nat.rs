@@ -569,23 +569,15 @@ impl Report for NatOutput {
                 flag(c.verdict.level == l),
             );
         }
-        w.family(
+        w.gauge(
             "stunmap_nat_verdict_seconds",
-            "gauge",
             "Time from the start of the run until the NAT verdict was in.",
-        );
-        w.sample(
-            "stunmap_nat_verdict_seconds",
             &[],
             self.timing.verdict_seconds,
         );
-        w.family(
+        w.gauge(
             "stunmap_nat_budget_seconds",
-            "gauge",
             "The run's budget: the verdict is in by then.",
-        );
-        w.sample(
-            "stunmap_nat_budget_seconds",
             &[],
             self.timing.settings.budget.as_secs_f64(),
         );
@@ -634,28 +626,24 @@ impl Report for NatOutput {
             w.sample("stunmap_nat_datagrams", &l, f64::from(t.datagrams));
             w.sample("stunmap_nat_budget_reached", &l, flag(t.budget_reached));
         }
-        w.family(
+        w.gauge(
             "stunmap_nat_duration_seconds",
-            "gauge",
             "How long the whole run took.",
+            &[],
+            run.elapsed_seconds,
         );
-        w.sample("stunmap_nat_duration_seconds", &[], run.elapsed_seconds);
-        w.family(
+        w.gauge(
             "stunmap_nat_exit_code",
-            "gauge",
             "Exit code of the run (0 direct, 1 degraded, 2 blocked, 130 interrupted).",
-        );
-        w.sample(
-            "stunmap_nat_exit_code",
             &[],
             f64::from(run.exit_code.code()),
         );
-        w.family(
+        w.gauge(
             "stunmap_nat_interrupted",
-            "gauge",
             "1 when the run was stopped early (signal or deadline): partial results.",
+            &[],
+            flag(run.partial()),
         );
-        w.sample("stunmap_nat_interrupted", &[], flag(run.partial()));
         true
     }
 }

@@ -827,12 +827,12 @@ impl Report for LiveReport {
             );
         }
         if let Some(t) = res.connect_seconds {
-            w.family(
+            w.gauge(
                 "stunmap_pair_connect_seconds",
-                "gauge",
                 "From the start of the connectivity checks to the first nomination.",
+                &room,
+                t,
             );
-            w.sample("stunmap_pair_connect_seconds", &room, t);
         }
         let rtts: Vec<(&str, &probes::pair::model::RttStats)> = [("a", &res.a), ("b", &res.b)]
             .into_iter()

@@ -105,22 +105,18 @@ pub(crate) fn exposition(
     started: f64,
     reflector: Option<&ServeStats>,
 ) {
-    w.family(
+    w.gauge(
         "stunmap_build_info",
-        "gauge",
         "stunmap's version, as a label; always 1.",
-    );
-    w.sample(
-        "stunmap_build_info",
         &[("version", env!("CARGO_PKG_VERSION"))],
         1.0,
     );
-    w.family(
+    w.gauge(
         "stunmap_start_time_seconds",
-        "gauge",
         "When this server started, seconds since the Unix epoch.",
+        &[],
+        started,
     );
-    w.sample("stunmap_start_time_seconds", &[], started);
     w.family(
         "stunmap_http_requests_total",
         "counter",
@@ -142,12 +138,12 @@ pub(crate) fn exposition(
         "HTTP connections accepted on the metrics address.",
     );
     w.sample("stunmap_http_connections_total", &[], load(&c.connections));
-    w.family(
+    w.gauge(
         "stunmap_http_connections",
-        "gauge",
         "HTTP connections open now (at most --metrics-max-connections).",
+        &[],
+        load(&c.connections_open),
     );
-    w.sample("stunmap_http_connections", &[], load(&c.connections_open));
     w.family(
         "stunmap_http_accept_errors_total",
         "counter",
@@ -213,18 +209,18 @@ pub(crate) fn exposition(
         "Checks that started running for /probe requests.",
     );
     w.sample("stunmap_probes_started_total", &[], load(&c.started));
-    w.family(
+    w.gauge(
         "stunmap_probes_running",
-        "gauge",
         "Checks running now (at most --probe-concurrency).",
+        &[],
+        load(&c.running),
     );
-    w.sample("stunmap_probes_running", &[], load(&c.running));
-    w.family(
+    w.gauge(
         "stunmap_probes_queued",
-        "gauge",
         "/probe requests waiting for a check slot now (at most --probe-queue).",
+        &[],
+        load(&c.queued),
     );
-    w.sample("stunmap_probes_queued", &[], load(&c.queued));
     w.family(
         "stunmap_probes_cancelled_total",
         "counter",

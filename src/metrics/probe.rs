@@ -256,32 +256,24 @@ pub(crate) async fn run(
     server.counters.finished(&name, result, took);
 
     let mut w = Writer::default();
-    w.family(
+    w.gauge(
         "probe_success",
-        "gauge",
         "1 when the check's verdict is ok, as blackbox_exporter's probe_success.",
-    );
-    w.sample(
-        "probe_success",
         &[],
         flag(report.verdict.status == crate::check::model::Status::Ok),
     );
-    w.family(
+    w.gauge(
         "probe_duration_seconds",
-        "gauge",
         "How long the probe took.",
+        &[],
+        took,
     );
-    w.sample("probe_duration_seconds", &[], took);
     if credentials != CredentialUse::NoCredentials {
-        w.family(
+        w.gauge(
             "stunmap_turn_credentials_withheld",
-            "gauge",
             "1 when the TURN checks ran without the configured credentials: the target is an address the module's profile does not publish (see --probe-credentials-for).",
-        );
-        w.sample(
-            "stunmap_turn_credentials_withheld",
             &[("profile", report.profile.name.as_str())],
-            if credentials.sends() { 0.0 } else { 1.0 },
+            flag(!credentials.sends()),
         );
     }
     crate::check::render::metrics(&mut w, &report, &info);

@@ -334,13 +334,9 @@ pub(crate) fn metrics(w: &mut Writer, p: &PathsSection, profile: &str) {
     if let Some(c) = &p.captive_portal
         && !matches!(c.portal, Portal::Unknown { .. })
     {
-        w.family(
+        w.gauge(
             "stunmap_captive_portal",
-            "gauge",
             "1 when a captive portal answered the plain HTTP request, 0 when the host answered itself.",
-        );
-        w.sample(
-            "stunmap_captive_portal",
             &[("profile", profile), ("url", &c.url)],
             flag(c.portal.detected()),
         );
@@ -410,13 +406,9 @@ pub(crate) fn metrics(w: &mut Writer, p: &PathsSection, profile: &str) {
     if let Some(g) = &p.gateway {
         let gw = g.gateway.to_string();
         if !matches!(g.double_nat, NatLayers::Unknown { .. }) {
-            w.family(
+            w.gauge(
                 "stunmap_double_nat",
-                "gauge",
                 "1 when a NAT sits beyond the gateway (carrier-grade NAT, a router behind a router).",
-            );
-            w.sample(
-                "stunmap_double_nat",
                 &[("profile", profile), ("gateway", &gw)],
                 flag(g.double_nat.is_double()),
             );
@@ -424,13 +416,9 @@ pub(crate) fn metrics(w: &mut Writer, p: &PathsSection, profile: &str) {
         if let Some(m) = &g.mapping
             && matches!(m.result, MapResult::Created { .. })
         {
-            w.family(
+            w.gauge(
                 "stunmap_port_mapping_proven",
-                "gauge",
                 "1 when a short-lived port mapping on the gateway let unsolicited traffic in.",
-            );
-            w.sample(
-                "stunmap_port_mapping_proven",
                 &[
                     ("profile", profile),
                     ("gateway", &gw),
@@ -438,13 +426,9 @@ pub(crate) fn metrics(w: &mut Writer, p: &PathsSection, profile: &str) {
                 ],
                 flag(matches!(m.verification, Verification::Reached { .. })),
             );
-            w.family(
+            w.gauge(
                 "stunmap_port_mapping_deleted",
-                "gauge",
                 "1 when the gateway confirmed the deletion of the test mapping.",
-            );
-            w.sample(
-                "stunmap_port_mapping_deleted",
                 &[
                     ("profile", profile),
                     ("gateway", &gw),

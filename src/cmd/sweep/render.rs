@@ -407,13 +407,9 @@ pub(super) fn metrics(r: &SweepReport, run: &RunInfo, w: &mut Writer) {
                 n as f64,
             );
         }
-        w.family(
+        w.gauge(
             "stunmap_sweep_tcp_range_ports",
-            "gauge",
             "Size of the swept TCP range (the sample is drawn from it).",
-        );
-        w.sample(
-            "stunmap_sweep_tcp_range_ports",
             &[("target", &target), ("range", &range)],
             f64::from(t.range_end) - f64::from(t.range_start) + 1.0,
         );
@@ -489,33 +485,21 @@ pub(super) fn metrics(r: &SweepReport, run: &RunInfo, w: &mut Writer) {
             }
         }
     }
-    w.family(
+    w.gauge(
         "stunmap_sweep_peak_rate_pps",
-        "gauge",
         "Highest send rate the sweep's pacing reached, packets per second.",
-    );
-    w.sample(
-        "stunmap_sweep_peak_rate_pps",
         &[("target", &target)],
         f64::from(r.pacing.peak_pps),
     );
-    w.family(
+    w.gauge(
         "stunmap_sweep_duration_seconds",
-        "gauge",
         "How long the sweep ran.",
-    );
-    w.sample(
-        "stunmap_sweep_duration_seconds",
         &[("target", &target)],
         run.elapsed_seconds,
     );
-    w.family(
+    w.gauge(
         "stunmap_sweep_interrupted",
-        "gauge",
         "1 when the sweep was stopped early (signal or deadline): partial results.",
-    );
-    w.sample(
-        "stunmap_sweep_interrupted",
         &[("target", &target)],
         flag(run.partial()),
     );
