@@ -8,10 +8,9 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use probes::PortRange;
@@ -328,56 +327,21 @@ fn run_tool(
     timeout: Duration,
     stop: &AtomicBool,
 ) -> ToolRun {
-    let child = Process::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return ToolRun::Missing,
-        Err(e) => return ToolRun::Failed(e.to_string()),
-    };
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return ToolRun::Failed("no output pipes".into());
-    };
-    // Read on threads so the deadline holds even if the child never closes its pipes.
-    let out = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        stdout
-            .take(MAX_SOURCE + 1)
-            .read_to_end(&mut buf)
-            .map(|_| buf)
-    });
-    let err = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.take(64 << 10).read_to_end(&mut buf);
-        buf
-    });
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if stop.load(Ordering::Relaxed) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return ToolRun::Failed("stopped".into());
-            }
-            Ok(None) if start.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return ToolRun::Failed(format!("did not finish within {} s", timeout.as_secs()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return ToolRun::Failed(e.to_string()),
+    use crate::tool::NotRan;
+    let ran = match crate::tool::run(program, args, MAX_SOURCE + 1, 64 << 10, timeout, stop) {
+        Ok(r) => r,
+        Err(NotRan::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return ToolRun::Missing;
         }
+        Err(NotRan::Spawn(e) | NotRan::Wait(e)) => return ToolRun::Failed(e.to_string()),
+        Err(NotRan::NoPipes) => return ToolRun::Failed("no output pipes".into()),
+        Err(NotRan::Stopped) => return ToolRun::Failed("stopped".into()),
+        Err(NotRan::TimedOut) => {
+            return ToolRun::Failed(format!("did not finish within {} s", timeout.as_secs()));
+        }
+        Err(NotRan::Read) => return ToolRun::Failed("reading its output failed".into()),
     };
-    let (Ok(Ok(mut bytes)), Ok(errors)) = (out.join(), err.join()) else {
-        return ToolRun::Failed("reading its output failed".into());
-    };
+    let (status, mut bytes, errors) = (ran.status, ran.stdout, ran.stderr);
     if bytes.len() as u64 > MAX_SOURCE {
         return ToolRun::Failed(format!("printed more than {} MiB", MAX_SOURCE >> 20));
     }
@@ -830,6 +794,7 @@ impl AppReport for HostReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn ranges() {
