@@ -186,6 +186,33 @@ pub(crate) fn private_socket<P: Probe + ?Sized>(
 mod cancel;
 pub use cancel::{Cancel, CancelHandle, cancel_on_signals};
 
+/// Why a run begins to stop.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stopping {
+    /// It was cancelled.
+    pub(crate) interrupted: bool,
+    /// Its deadline passed (and it was not cancelled).
+    pub(crate) deadline_reached: bool,
+}
+
+/// Whether a run begins to stop at `now`: cancelled, or past `deadline_at`.
+pub(crate) fn stopping(
+    cancel: &Cancel,
+    deadline_at: Option<Instant>,
+    now: Instant,
+) -> Option<Stopping> {
+    let timed_out = deadline_at.is_some_and(|t| now >= t);
+    if cancel.is_cancelled() || timed_out {
+        let interrupted = cancel.is_cancelled();
+        Some(Stopping {
+            interrupted,
+            deadline_reached: timed_out && !interrupted,
+        })
+    } else {
+        None
+    }
+}
+
 /// A datagram that arrived on a probe-private socket.
 struct PrivateDatagram {
     key: SlotKey,
@@ -314,14 +341,13 @@ where
 
     loop {
         let now = clock_now();
-        if drain_until.is_none() {
-            let timed_out = deadline_at.is_some_and(|t| now >= t);
-            if cancel.is_cancelled() || timed_out {
-                report.interrupted = cancel.is_cancelled();
-                report.deadline_reached = timed_out && !report.interrupted;
-                d.cancel_all(now);
-                drain_until = Some(now + limits.drain);
-            }
+        if drain_until.is_none()
+            && let Some(s) = stopping(&cancel, deadline_at, now)
+        {
+            report.interrupted = s.interrupted;
+            report.deadline_reached = s.deadline_reached;
+            d.cancel_all(now);
+            drain_until = Some(now + limits.drain);
         }
         if drain_until.is_some_and(|t| now >= t) {
             d.abandon_all();

@@ -114,17 +114,16 @@ where
     let mut inbox_open = true;
     loop {
         let now = clock_now();
-        if drain_until.is_none() {
-            let timed_out = deadline_at.is_some_and(|t| now >= t);
-            if cancel.is_cancelled() || timed_out {
-                run.interrupted = cancel.is_cancelled();
-                run.deadline_reached = timed_out && !run.interrupted;
-                drain_until = Some(now + drain);
-                if !probe.cancel(now) {
-                    forward_signals(&mut probe, &outbox, &mut run);
-                    run.output = probe.take_output();
-                    break;
-                }
+        if drain_until.is_none()
+            && let Some(s) = crate::driver::stopping(&cancel, deadline_at, now)
+        {
+            run.interrupted = s.interrupted;
+            run.deadline_reached = s.deadline_reached;
+            drain_until = Some(now + drain);
+            if !probe.cancel(now) {
+                forward_signals(&mut probe, &outbox, &mut run);
+                run.output = probe.take_output();
+                break;
             }
         }
         if drain_until.is_some_and(|t| now >= t) {

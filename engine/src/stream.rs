@@ -69,6 +69,20 @@ pub enum Security {
     },
 }
 
+/// The certificates of the PEM file at `path` (at least one), or why not.
+pub(crate) fn pem_certificates(
+    path: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no certificate in the file".into());
+    }
+    Ok(certs)
+}
+
 impl Security {
     /// TLS with the webpki roots plus, optionally, the certificates of a PEM file (a private
     /// CA, or a self-signed server certificate in a lab), using ring.
@@ -80,13 +94,7 @@ impl Security {
                 path: path.display().to_string(),
                 reason,
             };
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| err(e.to_string()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| err(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(err("no certificate in the file".into()));
-            }
+            let certs = pem_certificates(path).map_err(err)?;
             for c in certs {
                 roots.add(c).map_err(|e| err(e.to_string()))?;
             }
@@ -307,16 +315,15 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
     let mut broken = false;
     loop {
         let t_now = now();
-        if drain_until.is_none() {
-            let timed_out = deadline_at.is_some_and(|t| t_now >= t);
-            if cancel.is_cancelled() || timed_out {
-                run.interrupted = cancel.is_cancelled();
-                run.deadline_reached = timed_out && !run.interrupted;
-                if !probe.cancel(t_now) {
-                    break;
-                }
-                drain_until = Some(t_now + opts.drain);
+        if drain_until.is_none()
+            && let Some(s) = crate::driver::stopping(&cancel, deadline_at, t_now)
+        {
+            run.interrupted = s.interrupted;
+            run.deadline_reached = s.deadline_reached;
+            if !probe.cancel(t_now) {
+                break;
             }
+            drain_until = Some(t_now + opts.drain);
         }
         if drain_until.is_some_and(|t| t_now >= t) {
             break;
