@@ -57,8 +57,8 @@ pub enum TlsSetupError {
 
 /// A TLS acceptor from a PEM certificate chain and a PEM private key (ring).
 pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsSetupError> {
-    use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
     let cerr = |reason: String| TlsSetupError::Cert {
         path: cert.display().to_string(),
         reason,
