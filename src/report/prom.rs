@@ -152,6 +152,18 @@ impl Writer {
         self.sample(name, labels, value);
     }
 
+    /// Declare the counter `name` with its one sample (labelled `labels`).
+    pub(crate) fn counter(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        self.family(name, "counter", help);
+        self.sample(name, labels, value);
+    }
+
     /// Add a sample to the family `name` (declared untyped, without help, if it was not).
     pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
         debug_assert!(valid_name(name), "metric name {name:?}");
