@@ -19,6 +19,7 @@ mod rendezvous;
 mod report;
 mod serve;
 mod target;
+mod tool;
 
 /// Packet-level STUN/TURN/relay probe engine.
 #[derive(Debug, Parser)]

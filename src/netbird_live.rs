@@ -2,10 +2,8 @@
 //! under a timeout and an output cap. `stunmap check` calls [`read_live_status`] unless told not
 //! to (`--no-netbird`) or given a file (`--netbird-status`).
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use probes::netbird::status::{self, MAX_STATUS_BYTES, Status};
 
@@ -62,55 +60,34 @@ pub(crate) fn read_live_status() -> Live {
 
 /// Run `<binary> status --json` with a deadline; stdout is read up to the status cap.
 pub(crate) fn read_with(binary: &Path, timeout: Duration) -> Live {
-    let child = Command::new(binary)
-        .args(["status", "--json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => return Live::Failed(format!("{}: {e}", binary.display())),
-    };
-    let Some(stdout) = child.stdout.take() else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Live::Failed("no stdout".into());
-    };
-    // Read on a thread so the deadline holds even if the child never closes stdout.
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let r = stdout
-            .take(MAX_STATUS_BYTES as u64 + 1)
-            .read_to_end(&mut buf);
-        r.map(|_| buf)
-    });
-    let start = Instant::now();
-    let exit = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if start.elapsed() >= timeout => break None,
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Live::Failed(format!("waiting for netbird: {e}")),
+    use crate::tool::NotRan;
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let args = ["status", "--json"];
+    let ran = match crate::tool::run(
+        binary,
+        &args,
+        MAX_STATUS_BYTES as u64 + 1,
+        4096,
+        timeout,
+        &never,
+    ) {
+        Ok(r) => r,
+        Err(NotRan::Spawn(e)) => return Live::Failed(format!("{}: {e}", binary.display())),
+        Err(NotRan::NoPipes) => return Live::Failed("no stdout".into()),
+        Err(NotRan::Wait(e)) => return Live::Failed(format!("waiting for netbird: {e}")),
+        // `never` is never set.
+        Err(NotRan::TimedOut | NotRan::Stopped) => {
+            return Live::Failed(format!(
+                "`netbird status --json` did not finish within {} s",
+                timeout.as_secs()
+            ));
         }
+        Err(NotRan::Read) => return Live::Failed("reading netbird's output failed".into()),
     };
-    let Some(exit) = exit else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Live::Failed(format!(
-            "`netbird status --json` did not finish within {} s",
-            timeout.as_secs()
-        ));
-    };
-    let out = match reader.join() {
-        Ok(Ok(b)) => b,
-        _ => return Live::Failed("reading netbird's output failed".into()),
-    };
+    let (exit, out) = (ran.status, ran.stdout);
     if !exit.success() {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = (&mut e).take(4096).read_to_string(&mut err);
-        }
+        // Not UTF-8: nothing to quote.
+        let err = String::from_utf8(ran.stderr).unwrap_or_default();
         let first: String = err
             .lines()
             .next()
@@ -137,6 +114,7 @@ pub(crate) fn read_with(binary: &Path, timeout: Duration) -> Live {
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn script(name: &str, body: &str) -> PathBuf {
         use std::os::unix::fs::PermissionsExt as _;

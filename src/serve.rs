@@ -371,6 +371,35 @@ impl BatchCounts {
     }
 }
 
+/// The answer to one datagram `data` from `client` to the socket of `p`, written into
+/// `out`: the origin it leaves from and its destination, or `None` (counted as dropped or
+/// limited) when there is none to send. `now` is read only for an answer.
+fn answer(
+    p: &SocketPlan,
+    shared: &UdpShared,
+    client: SocketAddr,
+    data: &[u8],
+    now: impl FnOnce() -> std::time::Instant,
+    out: &mut Vec<u8>,
+    counts: &mut BatchCounts,
+) -> Option<(Origin, SocketAddr)> {
+    out.clear();
+    match respond(data, client, &p.server, shared.software.as_deref(), out) {
+        Action::Reply { from, to } => {
+            // Over the limit: no answer at all (never a smaller one).
+            if !shared.limiter.allow(client.ip(), now()) {
+                counts.limited += 1;
+                return None;
+            }
+            Some((from, to))
+        }
+        Action::Drop(_) => {
+            counts.dropped += 1;
+            None
+        }
+    }
+}
+
 /// The UDP worker threads; dropping this stops and joins them.
 #[cfg(target_os = "linux")]
 #[derive(Debug)]
@@ -461,29 +490,17 @@ fn udp_worker(
                         counts.dropped += 1;
                         continue;
                     };
-                    out.clear();
-                    match respond(
-                        data,
-                        client,
-                        &p.server,
-                        shared.software.as_deref(),
-                        &mut out,
-                    ) {
-                        Action::Reply { from, to } => {
-                            // Over the limit: no answer at all (never a smaller one).
-                            if !shared.limiter.allow(client.ip(), now) {
-                                counts.limited += 1;
-                                continue;
-                            }
-                            let k = p.reply_socket(from).unwrap_or(here);
-                            if let Some(b) = tx.get_mut(k) {
-                                let start = b.buffer().len();
-                                b.buffer().extend_from_slice(&out);
-                                b.commit(start, to);
-                                counts.answered += 1;
-                            }
-                        }
-                        Action::Drop(_) => counts.dropped += 1,
+                    let Some((from, to)) =
+                        answer(p, shared, client, data, || now, &mut out, &mut counts)
+                    else {
+                        continue;
+                    };
+                    let k = p.reply_socket(from).unwrap_or(here);
+                    if let Some(b) = tx.get_mut(k) {
+                        let start = b.buffer().len();
+                        b.buffer().extend_from_slice(&out);
+                        b.commit(start, to);
+                        counts.answered += 1;
                     }
                 }
                 for (b, s) in tx.iter_mut().zip(socks) {
@@ -618,27 +635,13 @@ fn udp_worker(
             counts.dropped += 1;
             continue;
         };
-        out.clear();
-        match respond(
-            data,
-            client,
-            &p.server,
-            shared.software.as_deref(),
-            &mut out,
-        ) {
-            Action::Reply { from, to } => {
-                // Over the limit: no answer at all (never a smaller one).
-                if !shared.limiter.allow(client.ip(), clock.now()) {
-                    counts.limited += 1;
-                } else {
-                    let k = p.reply_socket(from).unwrap_or(here);
-                    match socks.get(k).map(|s| s.send_to(&out, to)) {
-                        Some(Ok(_)) => counts.answered += 1,
-                        _ => counts.unsent += 1,
-                    }
-                }
+        let now = || clock.now();
+        if let Some((from, to)) = answer(p, shared, client, data, now, &mut out, &mut counts) {
+            let k = p.reply_socket(from).unwrap_or(here);
+            match socks.get(k).map(|s| s.send_to(&out, to)) {
+                Some(Ok(_)) => counts.answered += 1,
+                _ => counts.unsent += 1,
             }
-            Action::Drop(_) => counts.dropped += 1,
         }
         counts.flush(&shared.stats);
     }

@@ -171,11 +171,7 @@ pub fn raw_reflector(
     let mut answers = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         for ((h, iov), name) in rhdr.iter_mut().zip(riov.iter_mut()).zip(names.iter_mut()) {
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen =
-                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            crate::mmsg::aim_recv_header(h, iov, name);
         }
         // SAFETY: the headers point at live iovecs (into `inbuf`) and address slots.
         let r = unsafe {

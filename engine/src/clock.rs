@@ -20,6 +20,26 @@ pub fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// Sleep until the earliest of `wake`, `deadline_at` (while the run has not begun to drain)
+/// and `drain_until` (the end of the drain); forever when there is none of them.
+pub(crate) async fn sleep_until_first(
+    wake: Option<Instant>,
+    deadline_at: Option<Instant>,
+    drain_until: Option<Instant>,
+) {
+    let mut wake = wake;
+    for t in [deadline_at.filter(|_| drain_until.is_none()), drain_until]
+        .into_iter()
+        .flatten()
+    {
+        wake = Some(wake.map_or(t, |w| w.min(t)));
+    }
+    match wake {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A source of instants for code that runs on an OS thread instead of a tokio task.
 pub trait Clock: Send + Sync {
     /// The current instant.

@@ -17,8 +17,9 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::IpAddr;
 #[cfg(unix)]
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -30,8 +31,6 @@ use crate::driver::Cancel;
 
 #[cfg(windows)]
 mod win;
-#[cfg(windows)]
-pub use win::connect_many_blocking;
 
 /// Where [`connect_many_blocking`] delivers outcomes.
 pub trait ConnectSink {
@@ -289,6 +288,18 @@ pub(crate) enum Decided {
     Local { state: TcpState, error: LocalError },
 }
 
+impl Decided {
+    /// A connect that [`Finished::Closed`]: answered when the network said `how`, else this
+    /// host's `error`, else silence.
+    pub(crate) fn closed(state: TcpState, how: Option<Answer>, error: Option<LocalError>) -> Self {
+        match (how, error) {
+            (Some(how), error) => Decided::Answered { state, how, error },
+            (None, Some(error)) => Decided::Local { state, error },
+            (None, None) => Decided::Silent,
+        }
+    }
+}
+
 /// What [`Connector::start`] did.
 #[derive(Debug)]
 pub(crate) enum Started<C> {
@@ -298,6 +309,21 @@ pub(crate) enum Started<C> {
     Done(Decided),
     /// No socket could be had (out of descriptors): try again when one is free.
     NoSocket(LocalError),
+}
+
+impl<C> Started<C> {
+    /// The connect's socket could not be had (`e`): out of descriptors, it waits for one;
+    /// any other error is this host's.
+    pub(crate) fn without_socket(e: &io::Error) -> Self {
+        if out_of_descriptors(e) {
+            Started::NoSocket(local_error(e))
+        } else {
+            Started::Done(Decided::Local {
+                state: TcpState::Error,
+                error: local_error(e),
+            })
+        }
+    }
 }
 
 /// What a connect that [`Connector::wait`] reported ready has become.
@@ -316,6 +342,19 @@ pub(crate) enum Finished {
     },
     /// Woken, but the handshake is still in progress.
     Pending,
+}
+
+impl Finished {
+    /// A connect that failed with `e` after its SYN left (read by [`later_outcome`]).
+    pub(crate) fn failed(e: &io::Error, reset: bool) -> Self {
+        let (state, how, error) = later_outcome(e);
+        Finished::Closed {
+            state,
+            how,
+            error,
+            reset,
+        }
+    }
 }
 
 /// The network side of [`sweep`].
@@ -553,13 +592,14 @@ pub use errors::{errno_name, local_error};
 /// `window` connects in flight, paced and timed out by `pacer`; `sink` gets the outcomes as
 /// they finish and returns `false` to stop. Returns whether it was cancelled.
 ///
-/// Sockets are bound to a source port of their own and reused from port to port: after a
-/// refusal, a second `connect(2)` on the same socket returns the error and leaves the socket
-/// unconnected (and, bound explicitly, still holding its port), so the next port costs one
-/// more `connect` instead of `socket`, `getsockopt`, `close` and a search for a free ephemeral
-/// port. A timed-out connect is aborted with `connect(AF_UNSPEC)` and its socket reused too;
-/// an open connection is handed to the sink and its socket replaced.
-#[cfg(unix)]
+/// On Unix sockets are bound to a source port of their own and reused from port to port:
+/// after a refusal, a second `connect(2)` on the same socket returns the error and leaves the
+/// socket unconnected (and, bound explicitly, still holding its port), so the next port costs
+/// one more `connect` instead of `socket`, `getsockopt`, `close` and a search for a free
+/// ephemeral port. A timed-out connect is aborted with `connect(AF_UNSPEC)` and its socket
+/// reused too; an open connection is handed to the sink and its socket replaced. Windows
+/// gives each try a fresh socket (see `win`).
+#[cfg(any(unix, windows))]
 pub fn connect_many_blocking(
     ip: IpAddr,
     ports: &[u16],
@@ -569,11 +609,14 @@ pub fn connect_many_blocking(
     cancel: &Cancel,
     sink: &mut impl ConnectSink,
 ) -> bool {
+    #[cfg(unix)]
     let mut net = SocketConnector {
         ip,
         sockets: SocketPool::new(ip, window),
         pollfds: Vec::with_capacity(window),
     };
+    #[cfg(windows)]
+    let mut net = win::WinConnector::new(ip, window);
     sweep(&mut net, clock, ports, window, pacer, cancel, sink)
 }
 
@@ -645,11 +688,7 @@ impl Connector for SocketConnector {
                 reset,
             } => {
                 self.sockets.put_back(conn, reset);
-                match (how, error) {
-                    (Some(how), error) => Decided::Answered { state, how, error },
-                    (None, Some(error)) => Decided::Local { state, error },
-                    (None, None) => Decided::Silent,
-                }
+                Decided::closed(state, how, error)
             }
             // Expired on its last try: no answer in time.
             Finished::Pending => {
@@ -673,13 +712,7 @@ fn start_connect(
 ) -> Started<SweepSocket> {
     let mut socket = match sockets.take(port) {
         Ok(s) => s,
-        Err(e) if out_of_descriptors(&e) => return Started::NoSocket(local_error(&e)),
-        Err(e) => {
-            return Started::Done(Decided::Local {
-                state: TcpState::Error,
-                error: local_error(&e),
-            });
-        }
+        Err(e) => return Started::without_socket(&e),
     };
     let mut r = connect_raw(&socket.fd, addr);
     if socket.sport != 0
@@ -695,13 +728,7 @@ fn start_connect(
                 socket = SweepSocket { fd, sport: 0 };
                 r = connect_raw(&socket.fd, addr);
             }
-            Err(e) if out_of_descriptors(&e) => return Started::NoSocket(local_error(&e)),
-            Err(e) => {
-                return Started::Done(Decided::Local {
-                    state: TcpState::Error,
-                    error: local_error(&e),
-                });
-            }
+            Err(e) => return Started::without_socket(&e),
         }
     }
     match r {
@@ -761,15 +788,6 @@ pub(crate) fn later_outcome(e: &io::Error) -> (TcpState, Option<Answer>, Option<
 #[cfg(unix)]
 fn finish_connect(socket: &SweepSocket, to: SocketAddr) -> Finished {
     let addr: socket2::SockAddr = to.into();
-    let closed = |e: &io::Error, reset: bool| {
-        let (state, how, error) = later_outcome(e);
-        Finished::Closed {
-            state,
-            how,
-            error,
-            reset,
-        }
-    };
     match connect_raw(&socket.fd, &addr) {
         Ok(()) => Finished::Open,
         Err(e) => match e.raw_os_error() {
@@ -777,11 +795,11 @@ fn finish_connect(socket: &SweepSocket, to: SocketAddr) -> Finished {
             Some(libc::EALREADY | libc::EINPROGRESS) => {
                 // Woken by a soft error while the SYN is still being retried.
                 match socket2::SockRef::from(&socket.fd).take_error() {
-                    Ok(Some(e)) => closed(&e, false),
+                    Ok(Some(e)) => Finished::failed(&e, false),
                     _ => Finished::Pending,
                 }
             }
-            _ => closed(&e, true),
+            _ => Finished::failed(&e, true),
         },
     }
 }

@@ -157,8 +157,61 @@ pub enum EngineError {
     Io(#[from] io::Error),
 }
 
+impl EngineError {
+    /// For `map_err`: a socket could not be bound on `addr`.
+    pub(crate) fn bind_on(addr: SocketAddr) -> impl FnOnce(io::Error) -> Self {
+        move |source| EngineError::Bind { addr, source }
+    }
+}
+
+/// The private socket `n` of a probe whose private sockets go `toward` there, as `bound`:
+/// the probe is told its address (with the routed `source_ip` where there is one, as a
+/// wildcard-bound socket does not know its own).
+pub(crate) fn private_socket<P: Probe + ?Sized>(
+    probe: &mut P,
+    n: u8,
+    toward: &SocketAddr,
+    source_ip: Option<std::net::IpAddr>,
+    bound: io::Result<UdpEndpoint>,
+) -> Result<Arc<UdpEndpoint>, EngineError> {
+    let ep = bound.map_err(EngineError::bind_on(crate::udp::wildcard_for(toward)))?;
+    let mut local = ep.local_addr();
+    if let Some(ip) = source_ip {
+        local.set_ip(ip);
+    }
+    probe.handle_local_addr(LocalSocket::Private(n), local);
+    Ok(Arc::new(ep))
+}
+
 mod cancel;
 pub use cancel::{Cancel, CancelHandle, cancel_on_signals};
+
+/// Why a run begins to stop.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stopping {
+    /// It was cancelled.
+    pub(crate) interrupted: bool,
+    /// Its deadline passed (and it was not cancelled).
+    pub(crate) deadline_reached: bool,
+}
+
+/// Whether a run begins to stop at `now`: cancelled, or past `deadline_at`.
+pub(crate) fn stopping(
+    cancel: &Cancel,
+    deadline_at: Option<Instant>,
+    now: Instant,
+) -> Option<Stopping> {
+    let timed_out = deadline_at.is_some_and(|t| now >= t);
+    if cancel.is_cancelled() || timed_out {
+        let interrupted = cancel.is_cancelled();
+        Some(Stopping {
+            interrupted,
+            deadline_reached: timed_out && !interrupted,
+        })
+    } else {
+        None
+    }
+}
 
 /// A datagram that arrived on a probe-private socket.
 struct PrivateDatagram {
@@ -288,14 +341,13 @@ where
 
     loop {
         let now = clock_now();
-        if drain_until.is_none() {
-            let timed_out = deadline_at.is_some_and(|t| now >= t);
-            if cancel.is_cancelled() || timed_out {
-                report.interrupted = cancel.is_cancelled();
-                report.deadline_reached = timed_out && !report.interrupted;
-                d.cancel_all(now);
-                drain_until = Some(now + limits.drain);
-            }
+        if drain_until.is_none()
+            && let Some(s) = stopping(&cancel, deadline_at, now)
+        {
+            report.interrupted = s.interrupted;
+            report.deadline_reached = s.deadline_reached;
+            d.cancel_all(now);
+            drain_until = Some(now + limits.drain);
         }
         if drain_until.is_some_and(|t| now >= t) {
             d.abandon_all();
@@ -351,18 +403,7 @@ where
             let t = b.ready_at(clock_now());
             wake = Some(wake.map_or(t, |w| w.min(t)));
         }
-        for t in [deadline_at.filter(|_| drain_until.is_none()), drain_until]
-            .into_iter()
-            .flatten()
-        {
-            wake = Some(wake.map_or(t, |w| w.min(t)));
-        }
-        let sleep = async {
-            match wake {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = crate::clock::sleep_until_first(wake, deadline_at, drain_until);
         let draining = drain_until.is_some();
         tokio::select! {
             r = readable(d.v4.as_ref()) => r?,
@@ -450,17 +491,8 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
             let source_ip = routed_source(&req.toward).ok();
             for n in 0..req.count {
                 let first = self.take_port(req.toward.is_ipv4());
-                let ep =
-                    UdpEndpoint::bound_for(&req.toward, first).map_err(|e| EngineError::Bind {
-                        addr: crate::udp::wildcard_for(&req.toward),
-                        source: e,
-                    })?;
-                let mut local = ep.local_addr();
-                if let Some(ip) = source_ip {
-                    local.set_ip(ip);
-                }
-                slot.probe.handle_local_addr(LocalSocket::Private(n), local);
-                let ep = Arc::new(ep);
+                let bound = UdpEndpoint::bound_for(&req.toward, first);
+                let ep = private_socket(&mut slot.probe, n, &req.toward, source_ip, bound)?;
                 let task = spawn_private_reader(ep.clone(), key, n, self.private_tx.clone());
                 private.push((ep, task));
             }
@@ -774,12 +806,9 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
                 if self.v4.is_none() {
                     let first = self.take_port(true);
                     let any = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
-                    self.v4 = Some(UdpEndpoint::bound_for(&any, first).map_err(|e| {
-                        EngineError::Bind {
-                            addr: any,
-                            source: e,
-                        }
-                    })?);
+                    self.v4 = Some(
+                        UdpEndpoint::bound_for(&any, first).map_err(EngineError::bind_on(any))?,
+                    );
                 }
                 self.v4.as_ref()
             }
@@ -787,12 +816,9 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
                 if self.v6.is_none() {
                     let first = self.take_port(false);
                     let any = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
-                    self.v6 = Some(UdpEndpoint::bound_for(&any, first).map_err(|e| {
-                        EngineError::Bind {
-                            addr: any,
-                            source: e,
-                        }
-                    })?);
+                    self.v6 = Some(
+                        UdpEndpoint::bound_for(&any, first).map_err(EngineError::bind_on(any))?,
+                    );
                 }
                 self.v6.as_ref()
             }
@@ -919,25 +945,17 @@ fn spawn_private_reader(
     tx: mpsc::Sender<PrivateDatagram>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut bufs = RecvBuffers::default();
-        loop {
-            if ep.readable().await.is_err() {
-                return;
-            }
-            let n = match bufs.recv(&ep) {
-                Ok(n) => n,
-                Err(_) => continue,
-            };
-            for (from, data) in bufs.datagrams(n) {
-                // A full queue drops the datagram: a flood cannot grow memory.
-                let _ = tx.try_send(PrivateDatagram {
-                    key,
-                    socket: LocalSocket::Private(n_sock),
-                    from,
-                    data: data.to_vec(),
-                });
-            }
-        }
+        crate::udp::read_all(&ep, |from, data| {
+            // A full queue drops the datagram: a flood cannot grow memory.
+            let _ = tx.try_send(PrivateDatagram {
+                key,
+                socket: LocalSocket::Private(n_sock),
+                from,
+                data: data.to_vec(),
+            });
+            true
+        })
+        .await;
     })
 }
 

@@ -9,7 +9,6 @@
 //! to `cancel`; one with cleanup (a TURN allocation to release) keeps running for at most
 //! `drain`.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use probes::pair::session::Signalled;
 use tokio::sync::mpsc;
 
 use crate::driver::{Cancel, EngineError};
-use crate::udp::{RecvBuffers, UdpEndpoint, routed_source};
+use crate::udp::{UdpEndpoint, routed_source};
 
 /// Depth of the queue from the socket readers; a flood beyond it is dropped.
 const QUEUE: usize = 1024;
@@ -95,16 +94,8 @@ where
     if let Some(req) = probe.private_sockets() {
         let source_ip = routed_source(&req.toward).ok();
         for n in 0..req.count {
-            let ep = UdpEndpoint::ephemeral_for(&req.toward).map_err(|e| EngineError::Bind {
-                addr: crate::udp::wildcard_for(&req.toward),
-                source: e,
-            })?;
-            let mut local = ep.local_addr();
-            if let Some(ip) = source_ip {
-                local.set_ip(ip);
-            }
-            probe.handle_local_addr(LocalSocket::Private(n), local);
-            let ep = Arc::new(ep);
+            let bound = UdpEndpoint::ephemeral_for(&req.toward);
+            let ep = crate::driver::private_socket(&mut probe, n, &req.toward, source_ip, bound)?;
             readers.0.push(spawn_reader(ep.clone(), n, tx.clone()));
             sockets.push(ep);
         }
@@ -123,17 +114,16 @@ where
     let mut inbox_open = true;
     loop {
         let now = clock_now();
-        if drain_until.is_none() {
-            let timed_out = deadline_at.is_some_and(|t| now >= t);
-            if cancel.is_cancelled() || timed_out {
-                run.interrupted = cancel.is_cancelled();
-                run.deadline_reached = timed_out && !run.interrupted;
-                drain_until = Some(now + drain);
-                if !probe.cancel(now) {
-                    forward_signals(&mut probe, &outbox, &mut run);
-                    run.output = probe.take_output();
-                    break;
-                }
+        if drain_until.is_none()
+            && let Some(s) = crate::driver::stopping(&cancel, deadline_at, now)
+        {
+            run.interrupted = s.interrupted;
+            run.deadline_reached = s.deadline_reached;
+            drain_until = Some(now + drain);
+            if !probe.cancel(now) {
+                forward_signals(&mut probe, &outbox, &mut run);
+                run.output = probe.take_output();
+                break;
             }
         }
         if drain_until.is_some_and(|t| now >= t) {
@@ -177,21 +167,10 @@ where
             run.output = probe.take_output();
             break;
         }
-        let mut wake = probe
+        let wake = probe
             .poll_timeout()
             .map(|t| t.max(now + Duration::from_millis(1)));
-        for t in [deadline_at.filter(|_| drain_until.is_none()), drain_until]
-            .into_iter()
-            .flatten()
-        {
-            wake = Some(wake.map_or(t, |w| w.min(t)));
-        }
-        let sleep = async {
-            match wake {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let sleep = crate::clock::sleep_until_first(wake, deadline_at, drain_until);
         let draining = drain_until.is_some();
         tokio::select! {
             Some((n, from, data)) = rx.recv() => {
@@ -238,23 +217,12 @@ fn spawn_reader(
     tx: mpsc::Sender<(u8, SocketAddr, Vec<u8>)>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut bufs = RecvBuffers::default();
-        loop {
-            if ep.readable().await.is_err() {
-                return;
-            }
-            let count = match bufs.recv(&ep) {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => continue,
-            };
-            for (from, data) in bufs.datagrams(count) {
-                // A full queue drops the datagram: a flood cannot grow memory.
-                if tx.try_send((n, from, data.to_vec())).is_err() && tx.is_closed() {
-                    return;
-                }
-            }
-        }
+        crate::udp::read_all(&ep, |from, data| {
+            // A full queue drops the datagram (a flood cannot grow memory); a closed one ends
+            // the reader.
+            !(tx.try_send((n, from, data.to_vec())).is_err() && tx.is_closed())
+        })
+        .await;
     })
 }
 

@@ -115,6 +115,18 @@ pub fn recv_many(
 /// Datagrams per `recvmmsg`/`sendmmsg` call of [`RecvBatch`] and [`SendBatch`].
 pub const MMSG_BATCH: usize = 64;
 
+/// Point the `recvmmsg` header `h` at its one iovec and its address slot `name`.
+pub(crate) fn aim_recv_header(
+    h: &mut libc::mmsghdr,
+    iov: &mut libc::iovec,
+    name: &mut libc::sockaddr_storage,
+) {
+    h.msg_hdr.msg_iov = iov;
+    h.msg_hdr.msg_iovlen = 1;
+    h.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+    h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+}
+
 /// The socket address in a `sockaddr_storage` the kernel filled, if it is IPv4 or IPv6.
 pub(crate) fn socket_addr(
     storage: &libc::sockaddr_storage,
@@ -200,11 +212,7 @@ impl RecvBatch {
         {
             iov.iov_base = chunk.as_mut_ptr().cast();
             iov.iov_len = chunk.len();
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen =
-                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            aim_recv_header(h, iov, name);
         }
         // SAFETY: every header points at its own iovec (into `buf`) and address slot (into
         // `names`), all alive and unaliased for the call; the count is the arrays' length.

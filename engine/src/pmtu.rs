@@ -120,6 +120,18 @@ mod imp {
         }
     }
 
+    /// A `recvmsg` header for one buffer (`iov`) and room for control messages (`control`);
+    /// both must outlive the call it is used in.
+    fn recv_header(iov: &mut libc::iovec, control: &mut [u64]) -> libc::msghdr {
+        // SAFETY: a zeroed msghdr is valid; the pointers set below are the caller's to keep.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(control) as _;
+        msg
+    }
+
     /// One datagram read with its control messages: the fragment size of a reassembled one.
     fn recv(fd: i32, buf: &mut [u8], v4: bool) -> io::Result<(usize, Option<u16>)> {
         let mut iov = libc::iovec {
@@ -127,12 +139,7 @@ mod imp {
             iov_len: buf.len(),
         };
         let mut control = [0u64; 32];
-        // SAFETY: a zeroed msghdr is valid; the pointers set below outlive the call.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let mut msg = recv_header(&mut iov, &mut control);
         // SAFETY: msg is fully set up.
         let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
         if n < 0 {
@@ -167,12 +174,7 @@ mod imp {
             iov_len: data.len(),
         };
         let mut control = [0u64; 64];
-        // SAFETY: as in `recv`.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let mut msg = recv_header(&mut iov, &mut control);
         // SAFETY: msg is fully set up.
         let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
         if n < 0 {

@@ -223,6 +223,21 @@ async fn upnp(gw: Ipv4Addr, deadline: Instant, settle: &Cancel) -> (UpnpStatus, 
     (UpnpStatus::NoAnswer, ignored)
 }
 
+/// What a gateway's HTTP server sends until it closes the connection, cut once
+/// [`MAX_DESCRIPTION`] bytes are in.
+async fn read_answer(s: &mut TcpStream) -> Result<Vec<u8>, String> {
+    let mut resp = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 || resp.len() >= MAX_DESCRIPTION {
+            break;
+        }
+        resp.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+    }
+    Ok(resp)
+}
+
 /// GET the description; the body, or why not.
 async fn fetch(url: &upnp::HttpUrl, deadline: Instant) -> Result<Vec<u8>, String> {
     let work = async {
@@ -232,15 +247,7 @@ async fn fetch(url: &upnp::HttpUrl, deadline: Instant) -> Result<Vec<u8>, String
         s.write_all(upnp::http_get(url).as_bytes())
             .await
             .map_err(|e| e.to_string())?;
-        let mut resp = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
-            if n == 0 || resp.len() >= MAX_DESCRIPTION {
-                break;
-            }
-            resp.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
-        }
+        let resp = read_answer(&mut s).await?;
         upnp::http_body(&resp)
             .map(<[u8]>::to_vec)
             .map_err(|e| e.to_string())
@@ -295,16 +302,7 @@ async fn soap_exchange(
             .await
             .map_err(|e| format!("connect {to}: {e}"))?;
         s.write_all(request).await.map_err(|e| e.to_string())?;
-        let mut resp = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
-            if n == 0 || resp.len() >= MAX_DESCRIPTION {
-                break;
-            }
-            resp.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
-        }
-        Ok::<_, String>(resp)
+        read_answer(&mut s).await
     };
     tokio::time::timeout(timeout, work)
         .await

@@ -57,19 +57,13 @@ pub enum TlsSetupError {
 
 /// A TLS acceptor from a PEM certificate chain and a PEM private key (ring).
 pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsSetupError> {
+    use rustls::pki_types::PrivateKeyDer;
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let cerr = |reason: String| TlsSetupError::Cert {
         path: cert.display().to_string(),
         reason,
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| cerr(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| cerr(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(cerr("no certificate in the file".into()));
-    }
+    let certs = crate::stream::pem_certificates(cert).map_err(cerr)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsSetupError::Key {
         path: key.display().to_string(),
         reason: e.to_string(),

@@ -171,49 +171,21 @@ pub async fn tcp_sweep(
             let Some((port, c)) = pending.pop_front() else {
                 break;
             };
-            match c {
-                Connected::Open {
-                    time,
-                    tries,
-                    stream,
-                } => {
+            let (result, stream) = connect_result(port, c);
+            match (cfg.stun, stream.map(tokio::net::TcpStream::from_std)) {
+                (true, Some(Ok(stream))) => {
                     let addr = SocketAddr::new(ip, port);
-                    let open = TcpPortResult {
-                        port,
-                        state: TcpState::Open,
-                        connect_time: Some(time),
-                        stun: StunOverTcp::NotTried,
-                        tries,
-                        error: None,
-                    };
-                    match (cfg.stun, tokio::net::TcpStream::from_std(stream)) {
-                        (true, Ok(stream)) => {
-                            let tid = new_tid();
-                            let h = stun_set.spawn(stun_check(
-                                addr,
-                                stream,
-                                open.clone(),
-                                cfg.stun_timeout,
-                                tid,
-                            ));
-                            checking.insert(h.id(), open);
-                        }
-                        _ => on_result(open),
-                    }
+                    let tid = new_tid();
+                    let h = stun_set.spawn(stun_check(
+                        addr,
+                        stream,
+                        result.clone(),
+                        cfg.stun_timeout,
+                        tid,
+                    ));
+                    checking.insert(h.id(), result);
                 }
-                Connected::Closed {
-                    state,
-                    time,
-                    tries,
-                    error,
-                } => on_result(TcpPortResult {
-                    port,
-                    state,
-                    connect_time: time,
-                    stun: StunOverTcp::NotTried,
-                    tries,
-                    error,
-                }),
+                _ => on_result(result),
             }
         }
         if !channel_open && stun_set.is_empty() && pending.is_empty() {
@@ -246,8 +218,21 @@ pub async fn tcp_sweep(
         on_result(open);
     }
     for (port, c) in pending.drain(..) {
-        on_result(match c {
-            Connected::Open { time, tries, .. } => TcpPortResult {
+        on_result(connect_result(port, c).0);
+    }
+    true
+}
+
+/// What the connect to `port` found, before any STUN check, with the connection if it is
+/// open.
+fn connect_result(port: u16, c: Connected) -> (TcpPortResult, Option<std::net::TcpStream>) {
+    match c {
+        Connected::Open {
+            time,
+            tries,
+            stream,
+        } => (
+            TcpPortResult {
                 port,
                 state: TcpState::Open,
                 connect_time: Some(time),
@@ -255,12 +240,15 @@ pub async fn tcp_sweep(
                 tries,
                 error: None,
             },
-            Connected::Closed {
-                state,
-                time,
-                tries,
-                error,
-            } => TcpPortResult {
+            Some(stream),
+        ),
+        Connected::Closed {
+            state,
+            time,
+            tries,
+            error,
+        } => (
+            TcpPortResult {
                 port,
                 state,
                 connect_time: time,
@@ -268,9 +256,9 @@ pub async fn tcp_sweep(
                 tries,
                 error,
             },
-        });
+            None,
+        ),
     }
-    true
 }
 
 /// Collects a poll turn's outcomes and sends them as one message (one wake-up of the async
@@ -305,12 +293,7 @@ async fn stun_check(
 ) -> TcpPortResult {
     let _ = stream.set_nodelay(true);
     let config = BindingConfig {
-        retransmit: Retransmit {
-            rto: timeout,
-            rc: 1,
-            rm: 1,
-            deadline: Some(timeout),
-        },
+        retransmit: crate::tcp::one_transmission(timeout),
         ..BindingConfig::default()
     };
     let deadline = now() + timeout;
@@ -789,6 +772,32 @@ mod tests {
             .collect()
     }
 
+    fn ports_of(socks: &[std::net::UdpSocket]) -> Vec<u16> {
+        socks
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect()
+    }
+
+    /// The UDP probes of `ports` on 127.0.0.1 with the default settings.
+    async fn sweep_loopback(
+        ports: &[u16],
+        pacing: SharedPacing,
+        cancel: Cancel,
+        on_result: impl FnMut(UdpPortResult),
+    ) -> bool {
+        udp_sweep(
+            "127.0.0.1".parse().unwrap(),
+            ports,
+            UdpSweep::default(),
+            pacing,
+            cancel,
+            tids(),
+            on_result,
+        )
+        .await
+    }
+
     fn received(socks: &[std::net::UdpSocket]) -> usize {
         let mut buf = [0u8; 256];
         socks
@@ -814,13 +823,10 @@ mod tests {
         ];
         let mut got = Vec::new();
         let start = now();
-        let cancelled = udp_sweep(
-            "127.0.0.1".parse().unwrap(),
+        let cancelled = sweep_loopback(
             &ports,
-            UdpSweep::default(),
             paced(PacingConfig::fixed(1000, Duration::from_secs(1))),
             Cancel::never(),
-            tids(),
             |r| got.push((r, (now() - start).as_millis())),
         )
         .await;
@@ -856,18 +862,10 @@ mod tests {
         );
         let start = now();
         let mut at = None;
-        udp_sweep(
-            "127.0.0.1".parse().unwrap(),
-            &[quiet[0].local_addr().unwrap().port()],
-            UdpSweep::default(),
-            pacing.clone(),
-            Cancel::never(),
-            tids(),
-            |r| {
-                assert_eq!((r.state, r.tries), (UdpState::Silent, 3));
-                at = Some((now() - start).as_millis());
-            },
-        )
+        sweep_loopback(&ports_of(&quiet), pacing.clone(), Cancel::never(), |r| {
+            assert_eq!((r.state, r.tries), (UdpState::Silent, 3));
+            at = Some((now() - start).as_millis());
+        })
         .await;
         // 100 + 200 + 400 ms.
         assert_eq!(at, Some(700));
@@ -879,19 +877,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_udp_probes_keep_to_the_rate() {
         let quiet = silent_ports(40);
-        let ports: Vec<u16> = quiet
-            .iter()
-            .map(|s| s.local_addr().unwrap().port())
-            .collect();
+        let ports = ports_of(&quiet);
         let start = now();
         let mut results = 0;
-        udp_sweep(
-            "127.0.0.1".parse().unwrap(),
+        sweep_loopback(
             &ports,
-            UdpSweep::default(),
             paced(PacingConfig::fixed(10, Duration::from_secs(1))),
             Cancel::never(),
-            tids(),
             |r| {
                 assert_eq!(r.state, UdpState::Silent);
                 results += 1;
@@ -914,10 +906,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_cancel_ends_the_udp_probes_at_once_and_invents_no_silence() {
         let quiet = silent_ports(3);
-        let ports: Vec<u16> = quiet
-            .iter()
-            .map(|s| s.local_addr().unwrap().port())
-            .collect();
+        let ports = ports_of(&quiet);
         let (handle, cancel) = Cancel::new();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -925,13 +914,10 @@ mod tests {
         });
         let start = now();
         let mut got = Vec::new();
-        let cancelled = udp_sweep(
-            "127.0.0.1".parse().unwrap(),
+        let cancelled = sweep_loopback(
             &ports,
-            UdpSweep::default(),
             paced(PacingConfig::fixed(1000, Duration::from_secs(1))),
             cancel,
-            tids(),
             |r| got.push(r),
         )
         .await;

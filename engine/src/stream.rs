@@ -69,6 +69,20 @@ pub enum Security {
     },
 }
 
+/// The certificates of the PEM file at `path` (at least one), or why not.
+pub(crate) fn pem_certificates(
+    path: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no certificate in the file".into());
+    }
+    Ok(certs)
+}
+
 impl Security {
     /// TLS with the webpki roots plus, optionally, the certificates of a PEM file (a private
     /// CA, or a self-signed server certificate in a lab), using ring.
@@ -80,13 +94,7 @@ impl Security {
                 path: path.display().to_string(),
                 reason,
             };
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| err(e.to_string()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| err(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(err("no certificate in the file".into()));
-            }
+            let certs = pem_certificates(path).map_err(err)?;
             for c in certs {
                 roots.add(c).map_err(|e| err(e.to_string()))?;
             }
@@ -307,16 +315,15 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
     let mut broken = false;
     loop {
         let t_now = now();
-        if drain_until.is_none() {
-            let timed_out = deadline_at.is_some_and(|t| t_now >= t);
-            if cancel.is_cancelled() || timed_out {
-                run.interrupted = cancel.is_cancelled();
-                run.deadline_reached = timed_out && !run.interrupted;
-                if !probe.cancel(t_now) {
-                    break;
-                }
-                drain_until = Some(t_now + opts.drain);
+        if drain_until.is_none()
+            && let Some(s) = crate::driver::stopping(&cancel, deadline_at, t_now)
+        {
+            run.interrupted = s.interrupted;
+            run.deadline_reached = s.deadline_reached;
+            if !probe.cancel(t_now) {
+                break;
             }
+            drain_until = Some(t_now + opts.drain);
         }
         if drain_until.is_some_and(|t| t_now >= t) {
             break;
@@ -357,19 +364,8 @@ async fn drive<P: Probe, S: AsyncRead + AsyncWrite + Unpin>(
         if broken || probe.is_done() {
             break;
         }
-        let mut wake = probe.poll_timeout();
-        for t in [deadline_at.filter(|_| drain_until.is_none()), drain_until]
-            .into_iter()
-            .flatten()
-        {
-            wake = Some(wake.map_or(t, |w| w.min(t)));
-        }
-        let sleep = async {
-            match wake {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        let wake = probe.poll_timeout();
+        let sleep = crate::clock::sleep_until_first(wake, deadline_at, drain_until);
         let draining = drain_until.is_some();
         tokio::select! {
             r = rd.read(&mut rbuf) => match r {
@@ -521,6 +517,17 @@ mod tests {
         "192.0.2.1:3478".parse().unwrap()
     }
 
+    /// `drive` of `probe` over `stream`, connected to the test server at `start`.
+    async fn drive_connected(
+        probe: Ticker,
+        stream: tokio::io::DuplexStream,
+        opts: StreamOptions,
+        cancel: Cancel,
+        start: Instant,
+    ) -> StreamRun<()> {
+        drive(probe, server(), stream, opts, cancel, start, connected()).await
+    }
+
     fn connected() -> StreamRun<()> {
         StreamRun {
             output: None,
@@ -545,16 +552,7 @@ mod tests {
             handle.cancel();
         });
         let t0 = now();
-        let run = drive(
-            probe,
-            server(),
-            stream,
-            StreamOptions::default(),
-            cancel,
-            t0,
-            connected(),
-        )
-        .await;
+        let run = drive_connected(probe, stream, StreamOptions::default(), cancel, t0).await;
         assert!(run.interrupted && !run.deadline_reached);
         assert_eq!(now() - t0, Duration::from_millis(333));
         assert_eq!(
@@ -575,16 +573,7 @@ mod tests {
             ..StreamOptions::default()
         };
         let t0 = now();
-        let run = drive(
-            probe,
-            server(),
-            stream,
-            opts,
-            Cancel::never(),
-            t0,
-            connected(),
-        )
-        .await;
+        let run = drive_connected(probe, stream, opts, Cancel::never(), t0).await;
         assert!(run.deadline_reached && !run.interrupted);
         assert_eq!(now() - t0, Duration::from_millis(750));
         let log = log.lock().unwrap().clone();
@@ -603,16 +592,8 @@ mod tests {
             drop(peer);
         });
         let t0 = now();
-        let run = drive(
-            probe,
-            server(),
-            stream,
-            StreamOptions::default(),
-            Cancel::never(),
-            t0,
-            connected(),
-        )
-        .await;
+        let run =
+            drive_connected(probe, stream, StreamOptions::default(), Cancel::never(), t0).await;
         assert_eq!(now() - t0, Duration::from_millis(40));
         assert_eq!(
             run.error.as_deref(),

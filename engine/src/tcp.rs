@@ -136,14 +136,7 @@ pub async fn binding_over_tcp(
     let _ = stream.set_nodelay(true);
     let remaining = deadline.saturating_duration_since(now());
     let config = BindingConfig {
-        // Reliable transport: one transmission, RFC 8489 §6.2.2 (Ti = 39.5 s by default; our
-        // deadline is the caller's).
-        retransmit: Retransmit {
-            rto: remaining,
-            rc: 1,
-            rm: 1,
-            deadline: Some(remaining),
-        },
+        retransmit: one_transmission(remaining),
         software,
         ..BindingConfig::default()
     };
@@ -156,6 +149,17 @@ pub async fn binding_over_tcp(
     result.binding = Some(outcome);
     result.stream_error = err;
     result
+}
+
+/// The schedule over a reliable transport: one transmission, RFC 8489 §6.2.2, answered
+/// `within` (Ti = 39.5 s by default; the deadline is the caller's).
+pub(crate) fn one_transmission(within: Duration) -> Retransmit {
+    Retransmit {
+        rto: within,
+        rc: 1,
+        rm: 1,
+        deadline: Some(within),
+    }
 }
 
 /// One Binding transaction over an established stream: write the request, read and frame
@@ -271,15 +275,18 @@ mod tests {
 
     fn transaction(timeout: Duration) -> BindingTransaction {
         let config = BindingConfig {
-            retransmit: Retransmit {
-                rto: timeout,
-                rc: 1,
-                rm: 1,
-                deadline: Some(timeout),
-            },
+            retransmit: one_transmission(timeout),
             ..BindingConfig::default()
         };
         BindingTransaction::new(TransactionId([7; 12]), SERVER.parse().unwrap(), config)
+    }
+
+    /// `exchange` over `client` with one try answered `within`, by a deadline as far off.
+    async fn exchange_within(
+        client: tokio::io::DuplexStream,
+        within: Duration,
+    ) -> (BindingOutcome, Option<String>) {
+        exchange(client, transaction(within), now() + within).await
     }
 
     /// The server end of an in-memory stream: reads the request, waits `delay` on the
@@ -316,12 +323,7 @@ mod tests {
         let (client, end) = tokio::io::duplex(4096);
         let _server = server(end, Duration::from_millis(250), binding_success);
         let t0 = now();
-        let (outcome, error) = exchange(
-            client,
-            transaction(Duration::from_secs(2)),
-            t0 + Duration::from_secs(2),
-        )
-        .await;
+        let (outcome, error) = exchange_within(client, Duration::from_secs(2)).await;
         assert_eq!(error, None);
         assert!(matches!(outcome.status, BindingStatus::Success(_)));
         assert_eq!(outcome.rtt, Some(Duration::from_millis(250)));
@@ -333,12 +335,7 @@ mod tests {
         let (client, end) = tokio::io::duplex(4096);
         let _server = server(end, Duration::from_secs(60), |_| Vec::new());
         let t0 = now();
-        let (outcome, error) = exchange(
-            client,
-            transaction(Duration::from_secs(2)),
-            t0 + Duration::from_secs(2),
-        )
-        .await;
+        let (outcome, error) = exchange_within(client, Duration::from_secs(2)).await;
         assert_eq!(outcome.status, BindingStatus::Timeout);
         assert_eq!(error, None);
         assert_eq!(now() - t0, Duration::from_secs(2));
@@ -348,12 +345,7 @@ mod tests {
             binding_success(req)[..10].to_vec()
         });
         let t0 = now();
-        let (outcome, error) = exchange(
-            client,
-            transaction(Duration::from_millis(1500)),
-            t0 + Duration::from_millis(1500),
-        )
-        .await;
+        let (outcome, error) = exchange_within(client, Duration::from_millis(1500)).await;
         assert_eq!(outcome.status, BindingStatus::Timeout);
         assert_eq!(
             error.as_deref(),

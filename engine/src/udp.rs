@@ -235,6 +235,25 @@ impl RecvBuffers {
     }
 }
 
+/// Hand every datagram `ep` receives to `deliver`, batch by batch, until `deliver` returns
+/// false or the socket fails (a failed receive is passed over).
+pub(crate) async fn read_all(ep: &UdpEndpoint, mut deliver: impl FnMut(SocketAddr, &[u8]) -> bool) {
+    let mut bufs = RecvBuffers::default();
+    loop {
+        if ep.readable().await.is_err() {
+            return;
+        }
+        let Ok(n) = bufs.recv(ep) else {
+            continue;
+        };
+        for (from, data) in bufs.datagrams(n) {
+            if !deliver(from, data) {
+                return;
+            }
+        }
+    }
+}
+
 /// Most datagrams handed to one `sendmmsg` call.
 pub const SEND_MMSG: usize = 64;
 

@@ -9,9 +9,11 @@ use super::model::{CheckReport, NetbirdSection, ProbeKind, Row, Status, Transpor
 use crate::app::{Report, RunInfo};
 use crate::exit::Outcome;
 use crate::report::doc::{
-    Bar, Block, Cell, Doc, FixItem, LaneStyle, Mark, PortLane, PortMark, Section, Tone, secs,
+    Bar, Block, Cell, Doc, FixItem, LaneStyle, Mark, PortLane, PortMark, Section, Tone, columns,
+    secs,
 };
-use crate::report::prom::Writer;
+use crate::report::prom::{Writer, borrowed, flag};
+use crate::report::relay::{MEDIAN, P90, rtt_families};
 
 impl Report for CheckReport {
     const SCHEMA: &'static str = super::model::SCHEMA;
@@ -175,9 +177,7 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
                 .collect(),
         ));
         sec.push(Block::Table {
-            header: ["check", "target", "state", "RTT", "detail"]
-                .map(String::from)
-                .to_vec(),
+            header: columns(["check", "target", "state", "RTT", "detail"]),
             rows: s
                 .checks
                 .iter()
@@ -266,16 +266,7 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
     doc.push(Section::new("Relay RTT").block(Block::List(relay)));
     doc.push(Section::new("Why").block(Block::List(v.reasons.clone())));
     doc.push(
-        Section::new("Fixes").block(Block::Fixes(
-            r.fixes
-                .iter()
-                .map(|f| FixItem {
-                    title: f.title.clone(),
-                    commands: f.commands.clone(),
-                    caveat: f.caveat.clone(),
-                })
-                .collect(),
-        )),
+        Section::new("Fixes").block(Block::Fixes(r.fixes.iter().map(FixItem::from).collect())),
     );
     doc.push(Section::new("Notes").block(Block::List(r.notes.clone())));
     doc
@@ -291,9 +282,7 @@ fn netbird_sections(doc: &mut Doc, nb: &NetbirdSection) {
     }
     let mut sec = Section::new("NetBird: what this client was given").block(Block::Fields(fields));
     sec.push(Block::Table {
-        header: ["URI", "NetBird", "stunmap", "agreement"]
-            .map(String::from)
-            .to_vec(),
+        header: columns(["URI", "NetBird", "stunmap", "agreement"]),
         rows: nb
             .uris
             .iter()
@@ -342,14 +331,12 @@ fn netbird_sections(doc: &mut Doc, nb: &NetbirdSection) {
         "NetBird peers not connected directly"
     });
     peers.push(Block::Table {
-        header: [
+        header: columns([
             "peer",
             "connection",
             "ICE local/remote",
             "most likely reason",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ]),
         rows: nb
             .peers
             .iter()
@@ -366,20 +353,10 @@ fn netbird_sections(doc: &mut Doc, nb: &NetbirdSection) {
     peers.push(Block::Fixes(
         nb.peers
             .iter()
-            .filter_map(|p| {
-                p.fix.as_ref().map(|f| FixItem {
-                    title: format!("{}: {}", p.peer, f.title),
-                    commands: f.commands.clone(),
-                    caveat: f.caveat.clone(),
-                })
-            })
+            .filter_map(|p| p.fix.as_ref().map(|f| FixItem::about(&p.peer, f)))
             .collect(),
     ));
     doc.push(peers);
-}
-
-fn bool01(b: bool) -> f64 {
-    if b { 1.0 } else { 0.0 }
 }
 
 const STATES: [Status; 4] = [
@@ -406,15 +383,11 @@ const LEVELS: [(Level, &str); 6] = [
 pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
     let profile = r.profile.name.as_str();
     let p = [("profile", profile)];
-    w.family(
+    w.gauge(
         "stunmap_check_success",
-        "gauge",
         "1 when the check's verdict is ok (a direct P2P path is healthy), else 0.",
-    );
-    w.sample(
-        "stunmap_check_success",
         &p,
-        bool01(r.verdict.status == Status::Ok),
+        flag(r.verdict.status == Status::Ok),
     );
     w.family(
         "stunmap_check_status",
@@ -425,7 +398,7 @@ pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
         w.sample(
             "stunmap_check_status",
             &[("profile", profile), ("status", s.as_str())],
-            bool01(r.verdict.status == s),
+            flag(r.verdict.status == s),
         );
     }
     w.family(
@@ -437,41 +410,33 @@ pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
         w.sample(
             "stunmap_check_level",
             &[("profile", profile), ("level", name)],
-            bool01(r.verdict.level == l),
+            flag(r.verdict.level == l),
         );
     }
-    w.family(
+    w.gauge(
         "stunmap_check_exit_code",
-        "gauge",
         "Exit code of the check (0 ok, 1 degraded, 2 blocked, 130 interrupted).",
-    );
-    w.sample(
-        "stunmap_check_exit_code",
         &p,
         f64::from(run.exit_code.code()),
     );
-    w.family(
+    w.gauge(
         "stunmap_check_duration_seconds",
-        "gauge",
         "How long the check ran.",
+        &p,
+        run.elapsed_seconds,
     );
-    w.sample("stunmap_check_duration_seconds", &p, run.elapsed_seconds);
-    w.family(
+    w.gauge(
         "stunmap_check_timestamp_seconds",
-        "gauge",
         "When the check started, seconds since the Unix epoch.",
-    );
-    w.sample(
-        "stunmap_check_timestamp_seconds",
         &p,
         run.started_unix_seconds,
     );
-    w.family(
+    w.gauge(
         "stunmap_check_interrupted",
-        "gauge",
         "1 when the check was stopped early (signal or deadline): partial results.",
+        &p,
+        flag(run.partial()),
     );
-    w.sample("stunmap_check_interrupted", &p, bool01(run.partial()));
     services(w, r, profile);
     samples(w, r, profile);
     nat(w, r, profile);
@@ -492,7 +457,7 @@ fn netbird_metrics(w: &mut Writer, nb: &NetbirdSection, profile: &str) {
         w.sample(
             "stunmap_netbird_uri_disagreement",
             &[("profile", profile), ("uri", &u.uri), ("role", u.role)],
-            bool01(matches!(
+            flag(matches!(
                 u.agreement,
                 Agreement::NetbirdOnly | Agreement::StunmapOnly
             )),
@@ -522,15 +487,7 @@ fn netbird_metrics(w: &mut Writer, nb: &NetbirdSection, profile: &str) {
         "gauge",
         "Peers NetBird reports relayed or not connected, by most likely reason.",
     );
-    let mut counts: Vec<(&'static str, usize)> = Vec::new();
-    for p in &nb.peers {
-        let l = crate::report::netbird::reason_label(p.reason);
-        match counts.iter_mut().find(|(k, _)| *k == l) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((l, 1)),
-        }
-    }
-    for (l, n) in counts {
+    for (l, n) in crate::report::netbird::reason_counts(&nb.peers) {
         w.sample(
             "stunmap_netbird_peers_not_direct",
             &[("profile", profile), ("reason", l)],
@@ -555,7 +512,7 @@ fn services(w: &mut Writer, r: &CheckReport, profile: &str) {
                     ("kind", s.kind.as_str()),
                     ("state", st.as_str()),
                 ],
-                bool01(s.state == st),
+                flag(s.state == st),
             );
         }
     }
@@ -590,7 +547,7 @@ fn services(w: &mut Writer, r: &CheckReport, profile: &str) {
         w.sample(
             "stunmap_probe_success",
             &l,
-            bool01(matches!(row.state, Status::Ok | Status::Degraded)),
+            flag(matches!(row.state, Status::Ok | Status::Degraded)),
         );
     }
     if rows.iter().any(|(_, row)| row.rtt_seconds.is_some()) {
@@ -689,40 +646,25 @@ fn nat(w: &mut Writer, r: &CheckReport, profile: &str) {
 }
 
 fn relay(w: &mut Writer, r: &CheckReport, profile: &str) {
-    let labels_of = |x: &super::model::RelayRtt| -> [(&'static str, String); 4] {
-        [
-            ("profile", profile.to_string()),
-            ("service", x.service.clone()),
-            ("transport", x.transport.as_str().to_string()),
-            ("server", x.server.to_string()),
-        ]
-    };
-    type Pick = fn(&engine::stats::RttSummary) -> f64;
-    let rtt_families: [(&'static str, &str, Pick); 2] = [
-        (
-            "stunmap_relay_rtt_median_seconds",
-            "Median round-trip time through a TURN allocation (relay RTT).",
-            |s| s.median,
-        ),
-        (
-            "stunmap_relay_rtt_p90_seconds",
-            "90th percentile round-trip time through a TURN allocation.",
-            |s| s.p90,
-        ),
-    ];
-    for (name, help, pick) in rtt_families {
-        if r.relay_rtt.iter().all(|x| x.rtt.is_none()) {
-            break;
-        }
-        w.family(name, "gauge", help);
-        for x in &r.relay_rtt {
-            if let Some(s) = &x.rtt {
-                let l = labels_of(x);
-                let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                w.sample(name, &l, pick(s));
-            }
-        }
-    }
+    let labels: Vec<[(&'static str, String); 4]> = r
+        .relay_rtt
+        .iter()
+        .map(|x| {
+            [
+                ("profile", profile.to_string()),
+                ("service", x.service.clone()),
+                ("transport", x.transport.as_str().to_string()),
+                ("server", x.server.to_string()),
+            ]
+        })
+        .collect();
+    let relays: Vec<_> = r
+        .relay_rtt
+        .iter()
+        .zip(&labels)
+        .map(|(x, l)| (x.rtt.as_ref(), l.as_slice()))
+        .collect();
+    rtt_families(w, &[MEDIAN, P90], &relays);
     if r.relay_rtt.iter().any(|x| x.sent > 0) {
         w.family(
             "stunmap_relay_loss_ratio",
@@ -730,13 +672,11 @@ fn relay(w: &mut Writer, r: &CheckReport, profile: &str) {
             "Fraction of packets looped through the relay that did not come back.",
         );
     }
-    for x in &r.relay_rtt {
+    for (x, l) in r.relay_rtt.iter().zip(&labels) {
         if x.sent > 0 {
-            let l = labels_of(x);
-            let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
             w.sample(
                 "stunmap_relay_loss_ratio",
-                &l,
+                &borrowed(l),
                 f64::from(x.sent.saturating_sub(x.received)) / f64::from(x.sent),
             );
         }

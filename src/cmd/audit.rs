@@ -34,7 +34,7 @@ use super::turn::{AuthArgs, MAX_TIMEOUT_MS, mark, parse_uri, server_addr};
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exec::turn::{no_result, session_config};
 use crate::exit::Outcome;
-use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, secs};
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, columns, secs};
 use crate::report::prom::{Writer, flag, run_facts};
 use crate::report::words;
 
@@ -360,9 +360,7 @@ fn peers_section(
             && Family::of_socket(&p.candidate.peer) != family
     };
     sec.push(Block::Table {
-        header: ["peer", "category", "encoding", "answer", "detail"]
-            .map(String::from)
-            .to_vec(),
+        header: columns(["peer", "category", "encoding", "answer", "detail"]),
         rows: group
             .iter()
             .filter(|p| !mismatch(p))
@@ -562,18 +560,7 @@ impl Report for AuditOutput {
                             if !f.peers.is_empty() {
                                 title.push_str(&format!(" (granted: {})", f.peers.join(", ")));
                             }
-                            let fix = f.fix();
-                            FixItem {
-                                title,
-                                commands: fix
-                                    .map(|x| {
-                                        std::iter::once(x.title.clone())
-                                            .chain(x.commands.iter().cloned())
-                                            .collect()
-                                    })
-                                    .unwrap_or_default(),
-                                caveat: fix.and_then(|x| x.caveat.clone()),
-                            }
+                            FixItem::problem(title, f.fix())
                         })
                         .collect(),
                 )),
@@ -592,9 +579,7 @@ impl Report for AuditOutput {
         }
         doc.push(
             Section::new("Transports (unauthenticated Allocate)").block(Block::Table {
-                header: ["transport", "port", "answer", "detail"]
-                    .map(String::from)
-                    .to_vec(),
+                header: columns(["transport", "port", "answer", "detail"]),
                 rows: self
                     .transports
                     .iter()
@@ -630,13 +615,9 @@ impl Report for AuditOutput {
         run_facts(w, "audit", run);
         let server = self.server.to_string();
         let l = [("server", server.as_str())];
-        w.family(
+        w.gauge(
             "stunmap_audit_relaying_tested",
-            "gauge",
             "1 when requests toward internal candidates were answered, so the findings cover relaying.",
-        );
-        w.sample(
-            "stunmap_audit_relaying_tested",
             &l,
             flag(self.not_tested.is_none()),
         );
@@ -687,19 +668,15 @@ impl Report for AuditOutput {
                     n as f64,
                 );
             }
-            w.family(
+            w.gauge(
                 "stunmap_audit_released",
-                "gauge",
                 "1 when neither allocation can be left on the server.",
+                &l,
+                flag(a.release_is_clean()),
             );
-            w.sample("stunmap_audit_released", &l, flag(a.release_is_clean()));
-            w.family(
+            w.gauge(
                 "stunmap_audit_open_relay",
-                "gauge",
                 "1 when the server allocated without credentials.",
-            );
-            w.sample(
-                "stunmap_audit_open_relay",
                 &l,
                 flag(a.unauthenticated == Unauthenticated::Allocated),
             );

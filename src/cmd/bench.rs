@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-use crate::report::doc::{Block, Cell, Doc, Section};
+use crate::report::doc::{Block, Cell, Doc, Section, columns};
 use crate::serve::{ServeConfig, ServeStats, serve};
 
 /// Flags of `stunmap bench`.
@@ -389,9 +389,7 @@ impl Report for BenchReport {
         );
         doc.push(
             Section::new("Throughput").block(Block::Table {
-                header: ["path", "median tx/s", "vs raw", "lost"]
-                    .map(String::from)
-                    .to_vec(),
+                header: columns(["path", "median tx/s", "vs raw", "lost"]),
                 rows: r
                     .paths
                     .iter()
@@ -421,9 +419,7 @@ impl Report for BenchReport {
                 r.blast_size, r.rounds
             ))
             .block(Block::Table {
-                header: ["send path", "datagrams/s received", "received", "sent"]
-                    .map(String::from)
-                    .to_vec(),
+                header: columns(["send path", "datagrams/s received", "received", "sent"]),
                 rows: r
                     .blast
                     .iter()

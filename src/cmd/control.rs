@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::common;
 use crate::app::{Command, Ctx, Flavor, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, duration};
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, columns, duration};
 use crate::report::words;
 
 const AFTER_HELP: &str = "\
@@ -240,7 +240,7 @@ fn endpoint_section(e: &EndpointReport) -> Section {
     Section::new(format!("{} {}:{}", e.role, e.name, e.port))
         .marked(status_mark(e.status))
         .block(Block::Table {
-            header: vec!["path".into(), "result".into()],
+            header: columns(["path", "result"]),
             rows,
         })
 }
@@ -294,18 +294,7 @@ impl Report for ControlOutput {
                             Severity::Medium => "degraded",
                             Severity::High | Severity::Critical => "blocked",
                         };
-                        let fix = p.fix.as_ref();
-                        FixItem {
-                            title: format!("[{sev}] {}", p.summary),
-                            commands: fix
-                                .map(|f| {
-                                    std::iter::once(f.title.clone())
-                                        .chain(f.commands.iter().cloned())
-                                        .collect()
-                                })
-                                .unwrap_or_default(),
-                            caveat: fix.and_then(|f| f.caveat.clone()),
-                        }
+                        FixItem::problem(format!("[{sev}] {}", p.summary), p.fix.as_ref())
                     })
                     .collect(),
             )),

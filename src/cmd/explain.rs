@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone};
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, columns};
 use crate::report::prom::{Writer, flag, run_facts};
 
 const HELP: &str = "\
@@ -421,7 +421,7 @@ impl Report for ExplainReport {
         }
         doc.push(
             Section::new("Routes").block(Block::Table {
-                header: ["state", "detail"].map(String::from).to_vec(),
+                header: columns(["state", "detail"]),
                 rows: self
                     .routes
                     .iter()
@@ -441,7 +441,7 @@ impl Report for ExplainReport {
         if let Some(h) = &self.host_firewall {
             let mut sec = Section::new("Host firewall (iptables.txt, nftables.txt)");
             sec.push(Block::Table {
-                header: ["state", "check", "decided by"].map(String::from).to_vec(),
+                header: columns(["state", "check", "decided by"]),
                 rows: h
                     .findings
                     .iter()
@@ -457,13 +457,7 @@ impl Report for ExplainReport {
             sec.push(Block::Fixes(
                 h.findings
                     .iter()
-                    .filter_map(|f| {
-                        f.fix.as_ref().map(|x| FixItem {
-                            title: format!("{}: {}", f.subject, x.title),
-                            commands: x.commands.clone(),
-                            caveat: x.caveat.clone(),
-                        })
-                    })
+                    .filter_map(|f| f.fix.as_ref().map(|x| FixItem::about(&f.subject, x)))
                     .collect(),
             ));
             doc.push(sec);
@@ -475,24 +469,16 @@ impl Report for ExplainReport {
     fn metrics(&self, run: &RunInfo, w: &mut Writer) -> bool {
         run_facts(w, "explain", run);
         crate::report::netbird::metrics(w, &self.peers);
-        w.family(
+        w.gauge(
             "stunmap_explain_route_conflicts",
-            "gauge",
             "Routes in the bundle that can break connectivity (overlaps with the tunnel).",
-        );
-        w.sample(
-            "stunmap_explain_route_conflicts",
             &[],
             self.routes.iter().filter(|r| r.concern).count() as f64,
         );
         if let Some(h) = &self.host_firewall {
-            w.family(
+            w.gauge(
                 "stunmap_explain_host_firewall_blocked",
-                "gauge",
                 "1 when the bundle's host firewall blocks tunnel traffic.",
-            );
-            w.sample(
-                "stunmap_explain_host_firewall_blocked",
                 &[],
                 flag(h.blocked),
             );

@@ -8,10 +8,9 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use probes::PortRange;
@@ -24,7 +23,7 @@ use serde::Serialize;
 use super::common;
 use crate::app::{Command, Ctx, OutputArgs, Report as AppReport, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone};
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, columns};
 use crate::report::prom;
 
 fn after_help() -> String {
@@ -328,56 +327,21 @@ fn run_tool(
     timeout: Duration,
     stop: &AtomicBool,
 ) -> ToolRun {
-    let child = Process::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return ToolRun::Missing,
-        Err(e) => return ToolRun::Failed(e.to_string()),
-    };
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return ToolRun::Failed("no output pipes".into());
-    };
-    // Read on threads so the deadline holds even if the child never closes its pipes.
-    let out = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        stdout
-            .take(MAX_SOURCE + 1)
-            .read_to_end(&mut buf)
-            .map(|_| buf)
-    });
-    let err = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.take(64 << 10).read_to_end(&mut buf);
-        buf
-    });
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if stop.load(Ordering::Relaxed) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return ToolRun::Failed("stopped".into());
-            }
-            Ok(None) if start.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return ToolRun::Failed(format!("did not finish within {} s", timeout.as_secs()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return ToolRun::Failed(e.to_string()),
+    use crate::tool::NotRan;
+    let ran = match crate::tool::run(program, args, MAX_SOURCE + 1, 64 << 10, timeout, stop) {
+        Ok(r) => r,
+        Err(NotRan::Spawn(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return ToolRun::Missing;
         }
+        Err(NotRan::Spawn(e) | NotRan::Wait(e)) => return ToolRun::Failed(e.to_string()),
+        Err(NotRan::NoPipes) => return ToolRun::Failed("no output pipes".into()),
+        Err(NotRan::Stopped) => return ToolRun::Failed("stopped".into()),
+        Err(NotRan::TimedOut) => {
+            return ToolRun::Failed(format!("did not finish within {} s", timeout.as_secs()));
+        }
+        Err(NotRan::Read) => return ToolRun::Failed("reading its output failed".into()),
     };
-    let (Ok(Ok(mut bytes)), Ok(errors)) = (out.join(), err.join()) else {
-        return ToolRun::Failed("reading its output failed".into());
-    };
+    let (status, mut bytes, errors) = (ran.status, ran.stdout, ran.stderr);
     if bytes.len() as u64 > MAX_SOURCE {
         return ToolRun::Failed(format!("printed more than {} MiB", MAX_SOURCE >> 20));
     }
@@ -412,7 +376,6 @@ fn linux_command(src: Source, iface: &str) -> Option<(Vec<String>, bool)> {
     })
 }
 
-/// Run every tool of `list` at once and read each answer into `c`; the infos in list order.
 /// One tool to run for a source: the command as the report shows it, the program, its
 /// arguments, and whether stderr is part of the answer.
 struct Tool {
@@ -423,12 +386,14 @@ struct Tool {
     with_stderr: bool,
 }
 
+/// Run every tool of `list` at once and read each answer into `c`; the infos in list order.
+/// Returns a note for each answer that could not be read.
 fn run_all(
     c: &mut Collected,
     list: Vec<Tool>,
     infos: &mut Vec<SourceInfo>,
     stop: &AtomicBool,
-) -> Vec<(Source, String)> {
+) -> Vec<String> {
     let runs: Vec<(Source, String, ToolRun)> = std::thread::scope(|s| {
         let handles: Vec<_> = list
             .iter()
@@ -449,7 +414,7 @@ fn run_all(
             })
             .collect()
     });
-    let mut failed = Vec::new();
+    let mut unread = Vec::new();
     for (src, origin, run) in runs {
         let (read, note) = match run {
             ToolRun::Missing => (false, Some("not installed".to_owned())),
@@ -457,7 +422,10 @@ fn run_all(
             ToolRun::Output(bytes) => match c.add(src, &bytes) {
                 Ok(()) => (true, None),
                 Err(e) => {
-                    failed.push((src, e.to_string()));
+                    unread.push(format!(
+                        "the output of {} could not be read: {e}",
+                        src.name()
+                    ));
                     (false, Some(format!("unreadable output: {e}")))
                 }
             },
@@ -469,7 +437,7 @@ fn run_all(
             note,
         });
     }
-    failed
+    unread
 }
 
 fn read_live_linux(iface: &str, stop: &AtomicBool) -> Collection {
@@ -489,11 +457,7 @@ fn read_live_linux(iface: &str, stop: &AtomicBool) -> Collection {
             })
         })
         .collect();
-    let failed = run_all(&mut c, list, &mut infos, stop);
-    let mut notes: Vec<String> = failed
-        .into_iter()
-        .map(|(s, e)| format!("the output of {} could not be read: {e}", s.name()))
-        .collect();
+    let mut notes = run_all(&mut c, list, &mut infos, stop);
     match scan_processes(Path::new("/proc"), sources::MAX_PROCESSES) {
         Ok(procs) => {
             infos.push(SourceInfo {
@@ -617,11 +581,7 @@ fn read_live_windows(program: &Path, stop: &AtomicBool) -> Collection {
             })
         })
         .collect();
-    let failed = run_all(&mut c, list, &mut infos, stop);
-    let mut notes: Vec<String> = failed
-        .into_iter()
-        .map(|(s, e)| format!("the output of {} could not be read: {e}", s.name()))
-        .collect();
+    let mut notes = run_all(&mut c, list, &mut infos, stop);
     let missing = c.missing_filters();
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|s| s.name()).collect();
@@ -758,7 +718,7 @@ impl AppReport for HostReport {
                 })
                 .collect()
         };
-        let header = ["status", "finding", "detail"].map(String::from).to_vec();
+        let header = columns(["status", "finding", "detail"]);
         doc.push(Section::new("Host firewall").block(Block::Table {
             header: header.clone(),
             rows: rows(&firewall),
@@ -776,16 +736,12 @@ impl AppReport for HostReport {
             {
                 continue;
             }
-            fixes.push(FixItem {
-                title: f.title.clone(),
-                commands: f.commands.clone(),
-                caveat: f.caveat.clone(),
-            });
+            fixes.push(FixItem::from(f));
         }
         doc.push(Section::new("Fixes").block(Block::Fixes(fixes)));
         let mut src = Section::new("Sources");
         src.push(Block::Table {
-            header: ["source", "read", "from"].map(String::from).to_vec(),
+            header: columns(["source", "read", "from"]),
             rows: self
                 .sources
                 .iter()
@@ -807,15 +763,11 @@ impl AppReport for HostReport {
     }
 
     fn metrics(&self, _run: &RunInfo, w: &mut prom::Writer) -> bool {
-        w.family(
+        w.gauge(
             "stunmap_host_blocked",
-            "gauge",
             "1 when a host firewall finding blocks new inbound VPN traffic",
-        );
-        w.sample(
-            "stunmap_host_blocked",
             &[("interface", &self.report.interface)],
-            if self.report.blocked { 1.0 } else { 0.0 },
+            prom::flag(self.report.blocked),
         );
         w.family(
             "stunmap_host_findings",
@@ -842,6 +794,7 @@ impl AppReport for HostReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn ranges() {
@@ -941,18 +894,16 @@ mod tests {
                 .starts_with("Get-NetFirewallRule -PolicyStore ActiveStore")
         );
         assert!(notes.is_empty(), "{notes:?}");
-        let opts = Options {
-            interface: "wt0".into(),
-            subnet: Cidr::parse("100.64.0.0/10").unwrap_or_else(|| unreachable!()),
-            service_port: 8080,
-            wg_range: PortRange {
-                start: 49152,
-                end: 65535,
-            },
-            wg_port: 51820,
-            uplink: None,
-            flat_network: false,
-        };
+        // `stunmap host`'s defaults: wt0, 100.64.0.0/10, 8080, 49152-65535, 51820.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let args = <Cli as clap::Parser>::try_parse_from(["host"])
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .args;
+        let opts = plan(&args).unwrap_or_else(|e| unreachable!("{e}")).opts;
         let r = diagnose(&c.finish(), &opts);
         assert!(r.blocked);
         assert!(

@@ -17,8 +17,8 @@ use serde::Serialize;
 
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, duration, secs};
-use crate::report::prom::Writer;
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, columns, duration, secs};
+use crate::report::prom::{Writer, flag};
 use crate::target::{FamilyChoice, TargetSpec, resolve};
 
 const AFTER_HELP: &str = "\
@@ -435,10 +435,6 @@ fn family_label(f: Family) -> &'static str {
     }
 }
 
-fn bool01(b: bool) -> f64 {
-    if b { 1.0 } else { 0.0 }
-}
-
 const LEVELS: [Level; 6] = [
     Level::Direct,
     Level::DirectWithEim,
@@ -500,7 +496,7 @@ impl Report for NatOutput {
         doc.push(Section::new("Why").block(Block::List(v.reasons.clone())));
         doc.push(
             Section::new("With a peer behind …").block(Block::Table {
-                header: vec!["peer".into(), "path".into()],
+                header: columns(["peer", "path"]),
                 rows: v
                     .peers
                     .iter()
@@ -519,16 +515,7 @@ impl Report for NatOutput {
             }),
         );
         doc.push(
-            Section::new("Fixes").block(Block::Fixes(
-                v.fixes
-                    .iter()
-                    .map(|f| FixItem {
-                        title: f.title.clone(),
-                        commands: f.commands.clone(),
-                        caveat: f.caveat.clone(),
-                    })
-                    .collect(),
-            )),
+            Section::new("Fixes").block(Block::Fixes(v.fixes.iter().map(FixItem::from).collect())),
         );
         doc.push(Section::new("Notes").block(Block::List(self.notes.clone())));
         doc
@@ -579,26 +566,18 @@ impl Report for NatOutput {
             w.sample(
                 "stunmap_nat_verdict",
                 &[("level", &level_label(l))],
-                bool01(c.verdict.level == l),
+                flag(c.verdict.level == l),
             );
         }
-        w.family(
+        w.gauge(
             "stunmap_nat_verdict_seconds",
-            "gauge",
             "Time from the start of the run until the NAT verdict was in.",
-        );
-        w.sample(
-            "stunmap_nat_verdict_seconds",
             &[],
             self.timing.verdict_seconds,
         );
-        w.family(
+        w.gauge(
             "stunmap_nat_budget_seconds",
-            "gauge",
             "The run's budget: the verdict is in by then.",
-        );
-        w.sample(
-            "stunmap_nat_budget_seconds",
             &[],
             self.timing.settings.budget.as_secs_f64(),
         );
@@ -645,30 +624,26 @@ impl Report for NatOutput {
             w.sample("stunmap_nat_rto_seconds", &l, t.rto.as_secs_f64());
             w.sample("stunmap_nat_family_seconds", &l, t.elapsed.as_secs_f64());
             w.sample("stunmap_nat_datagrams", &l, f64::from(t.datagrams));
-            w.sample("stunmap_nat_budget_reached", &l, bool01(t.budget_reached));
+            w.sample("stunmap_nat_budget_reached", &l, flag(t.budget_reached));
         }
-        w.family(
+        w.gauge(
             "stunmap_nat_duration_seconds",
-            "gauge",
             "How long the whole run took.",
+            &[],
+            run.elapsed_seconds,
         );
-        w.sample("stunmap_nat_duration_seconds", &[], run.elapsed_seconds);
-        w.family(
+        w.gauge(
             "stunmap_nat_exit_code",
-            "gauge",
             "Exit code of the run (0 direct, 1 degraded, 2 blocked, 130 interrupted).",
-        );
-        w.sample(
-            "stunmap_nat_exit_code",
             &[],
             f64::from(run.exit_code.code()),
         );
-        w.family(
+        w.gauge(
             "stunmap_nat_interrupted",
-            "gauge",
             "1 when the run was stopped early (signal or deadline): partial results.",
+            &[],
+            flag(run.partial()),
         );
-        w.sample("stunmap_nat_interrupted", &[], bool01(run.partial()));
         true
     }
 }

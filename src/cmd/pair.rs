@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use super::common;
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-use crate::report::doc::{Block, Cell, Doc, Mark, Section, Tone, secs};
+use crate::report::doc::{Block, Cell, Doc, Mark, Section, Tone, columns, secs};
 use crate::report::prom::{Writer, flag, run_facts};
 use crate::target::{FamilyChoice, TargetSpec, resolve};
 
@@ -755,7 +755,7 @@ impl Report for LiveReport {
         if let Some(s) = &res.selected {
             let mut sec = Section::new("Selected pair");
             sec.push(Block::Table {
-                header: ["side", "kind", "address"].map(String::from).to_vec(),
+                header: columns(["side", "kind", "address"]),
                 rows: [s.a, s.b]
                     .iter()
                     .map(|e| {
@@ -827,12 +827,12 @@ impl Report for LiveReport {
             );
         }
         if let Some(t) = res.connect_seconds {
-            w.family(
+            w.gauge(
                 "stunmap_pair_connect_seconds",
-                "gauge",
                 "From the start of the connectivity checks to the first nomination.",
+                &room,
+                t,
             );
-            w.sample("stunmap_pair_connect_seconds", &room, t);
         }
         let rtts: Vec<(&str, &probes::pair::model::RttStats)> = [("a", &res.a), ("b", &res.b)]
             .into_iter()

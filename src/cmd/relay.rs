@@ -25,7 +25,8 @@ use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exec::turn::{no_result, session_config};
 use crate::exit::{Outcome, usage};
 use crate::report::doc::{Bar, Block, Doc, Section, Tone, secs};
-use crate::report::prom::{Writer, flag, run_facts};
+use crate::report::prom::{Writer, borrowed, flag, run_facts};
+use crate::report::relay::{JITTER, MAX, MEDIAN, MIN, P90, P99, rtt_families};
 use crate::report::words;
 
 /// Longest run allowed: permissions last 300 s (RFC 8656 §9) and the loop does not refresh
@@ -581,10 +582,6 @@ impl Report for RelayBench {
                 ]
             })
             .collect();
-        fn as_ref<'a>(l: &'a [(&'static str, String); 2]) -> [(&'static str, &'a str); 2] {
-            let [(k0, v0), (k1, v1)] = l;
-            [(*k0, v0.as_str()), (*k1, v1.as_str())]
-        }
         w.family(
             "stunmap_relay_measured",
             "gauge",
@@ -593,54 +590,17 @@ impl Report for RelayBench {
         for (t, l) in self.runs.iter().zip(&labels) {
             w.sample(
                 "stunmap_relay_measured",
-                &as_ref(l),
+                &borrowed(l),
                 flag(t.relay_rtt.is_some()),
             );
         }
-        type Pick = fn(&RttSummary) -> f64;
-        let families: [(&'static str, &str, Pick); 6] = [
-            (
-                "stunmap_relay_rtt_min_seconds",
-                "Minimum round-trip time through a TURN allocation.",
-                |s| s.min,
-            ),
-            (
-                "stunmap_relay_rtt_median_seconds",
-                "Median round-trip time through a TURN allocation (relay RTT).",
-                |s| s.median,
-            ),
-            (
-                "stunmap_relay_rtt_p90_seconds",
-                "90th percentile round-trip time through a TURN allocation.",
-                |s| s.p90,
-            ),
-            (
-                "stunmap_relay_rtt_p99_seconds",
-                "99th percentile round-trip time through a TURN allocation.",
-                |s| s.p99,
-            ),
-            (
-                "stunmap_relay_rtt_max_seconds",
-                "Maximum round-trip time through a TURN allocation.",
-                |s| s.max,
-            ),
-            (
-                "stunmap_relay_jitter_seconds",
-                "Mean difference of consecutive round-trip times through a TURN allocation.",
-                |s| s.jitter,
-            ),
-        ];
-        for (name, help, pick) in families {
-            if self.runs.iter().all(|t| t.relay_rtt.is_none()) {
-                break;
-            }
-            w.family(name, "gauge", help);
-            for (t, l) in self.runs.iter().zip(&labels) {
-                if let Some(s) = &t.relay_rtt {
-                    w.sample(name, &as_ref(l), pick(s));
-                }
-            }
-        }
+        let relays: Vec<_> = self
+            .runs
+            .iter()
+            .zip(&labels)
+            .map(|(t, l)| (t.relay_rtt.as_ref(), l.as_slice()))
+            .collect();
+        rtt_families(w, &[MIN, MEDIAN, P90, P99, MAX, JITTER], &relays);
         if self.runs.iter().any(|t| t.loss.is_some()) {
             w.family(
                 "stunmap_relay_loss_ratio",
@@ -649,7 +609,7 @@ impl Report for RelayBench {
             );
             for (t, l) in self.runs.iter().zip(&labels) {
                 if let Some(loss) = t.loss {
-                    w.sample("stunmap_relay_loss_ratio", &as_ref(l), loss);
+                    w.sample("stunmap_relay_loss_ratio", &borrowed(l), loss);
                 }
             }
         }
@@ -663,7 +623,7 @@ impl Report for RelayBench {
                 if let Some(d) = t.direct_rtt {
                     w.sample(
                         "stunmap_relay_direct_rtt_median_seconds",
-                        &as_ref(l),
+                        &borrowed(l),
                         d.median,
                     );
                 }
@@ -677,7 +637,7 @@ impl Report for RelayBench {
         for (t, l) in self.runs.iter().zip(&labels) {
             w.sample(
                 "stunmap_relay_released",
-                &as_ref(l),
+                &borrowed(l),
                 flag(t.result.as_ref().is_none_or(|r| r.release.is_clean())),
             );
         }

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-use crate::report::doc::{Block, Cell, Doc, Mark, Section, Tone, secs};
+use crate::report::doc::{Block, Cell, Doc, Mark, Section, Tone, columns, secs};
 use crate::report::prom::{Writer, flag, run_facts};
 use crate::report::words;
 use crate::target::{FamilyChoice, TargetSpec, resolve};
@@ -848,9 +848,7 @@ impl Report for StunReport {
             .collect();
         doc.push(
             Section::new("Targets that answered").block(Block::Table {
-                header: ["target", "state", "mapped", "rtt", "answered", "software"]
-                    .map(String::from)
-                    .to_vec(),
+                header: columns(["target", "state", "mapped", "rtt", "answered", "software"]),
                 rows: listed
                     .iter()
                     .map(|t| {

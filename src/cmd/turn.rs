@@ -430,23 +430,19 @@ impl Report for TurnReport {
                 flag(current == Some(s)),
             );
         }
-        w.family(
+        w.gauge(
             "stunmap_turn_released",
-            "gauge",
             "1 when no allocation can be left on the server (released, or none was made).",
-        );
-        w.sample(
-            "stunmap_turn_released",
             &l,
             flag(self.result.as_ref().is_none_or(|r| r.release.is_clean())),
         );
         if let Some(t) = self.result.as_ref().and_then(|r| r.allocate_rtt) {
-            w.family(
+            w.gauge(
                 "stunmap_turn_allocate_rtt_seconds",
-                "gauge",
                 "RTT of the final Allocate transaction.",
+                &l,
+                t.as_secs_f64(),
             );
-            w.sample("stunmap_turn_allocate_rtt_seconds", &l, t.as_secs_f64());
         }
         true
     }

@@ -105,22 +105,18 @@ pub(crate) fn exposition(
     started: f64,
     reflector: Option<&ServeStats>,
 ) {
-    w.family(
+    w.gauge(
         "stunmap_build_info",
-        "gauge",
         "stunmap's version, as a label; always 1.",
-    );
-    w.sample(
-        "stunmap_build_info",
         &[("version", env!("CARGO_PKG_VERSION"))],
         1.0,
     );
-    w.family(
+    w.gauge(
         "stunmap_start_time_seconds",
-        "gauge",
         "When this server started, seconds since the Unix epoch.",
+        &[],
+        started,
     );
-    w.sample("stunmap_start_time_seconds", &[], started);
     w.family(
         "stunmap_http_requests_total",
         "counter",
@@ -136,35 +132,27 @@ pub(crate) fn exposition(
             );
         }
     }
-    w.family(
+    w.counter(
         "stunmap_http_connections_total",
-        "counter",
         "HTTP connections accepted on the metrics address.",
+        &[],
+        load(&c.connections),
     );
-    w.sample("stunmap_http_connections_total", &[], load(&c.connections));
-    w.family(
+    w.gauge(
         "stunmap_http_connections",
-        "gauge",
         "HTTP connections open now (at most --metrics-max-connections).",
+        &[],
+        load(&c.connections_open),
     );
-    w.sample("stunmap_http_connections", &[], load(&c.connections_open));
-    w.family(
+    w.counter(
         "stunmap_http_accept_errors_total",
-        "counter",
         "Failed accepts on the metrics address (e.g. out of file descriptors); the server backs off and goes on.",
-    );
-    w.sample(
-        "stunmap_http_accept_errors_total",
         &[],
         load(&c.accept_errors),
     );
-    w.family(
+    w.counter(
         "stunmap_http_connection_errors_total",
-        "counter",
         "HTTP connections that ended in an error (malformed request, header timeout, reset).",
-    );
-    w.sample(
-        "stunmap_http_connection_errors_total",
         &[],
         load(&c.connection_errors),
     );
@@ -207,24 +195,24 @@ pub(crate) fn exposition(
             );
         }
     }
-    w.family(
+    w.counter(
         "stunmap_probes_started_total",
-        "counter",
         "Checks that started running for /probe requests.",
+        &[],
+        load(&c.started),
     );
-    w.sample("stunmap_probes_started_total", &[], load(&c.started));
-    w.family(
+    w.gauge(
         "stunmap_probes_running",
-        "gauge",
         "Checks running now (at most --probe-concurrency).",
+        &[],
+        load(&c.running),
     );
-    w.sample("stunmap_probes_running", &[], load(&c.running));
-    w.family(
+    w.gauge(
         "stunmap_probes_queued",
-        "gauge",
         "/probe requests waiting for a check slot now (at most --probe-queue).",
+        &[],
+        load(&c.queued),
     );
-    w.sample("stunmap_probes_queued", &[], load(&c.queued));
     w.family(
         "stunmap_probes_cancelled_total",
         "counter",
@@ -256,13 +244,9 @@ pub(crate) fn exposition(
         }
     }
     if let Some(s) = reflector {
-        w.family(
+        w.counter(
             "stunmap_reflector_requests_total",
-            "counter",
             "STUN Binding requests the reflector answered, by transport.",
-        );
-        w.sample(
-            "stunmap_reflector_requests_total",
             &[("transport", "udp")],
             load(&s.udp_requests),
         );
@@ -271,19 +255,15 @@ pub(crate) fn exposition(
             &[("transport", "tcp")],
             load(&s.tcp_requests),
         );
-        w.family(
+        w.counter(
             "stunmap_reflector_dropped_total",
-            "counter",
             "UDP datagrams the reflector dropped (not STUN, or not answerable).",
+            &[],
+            load(&s.udp_dropped),
         );
-        w.sample("stunmap_reflector_dropped_total", &[], load(&s.udp_dropped));
-        w.family(
+        w.counter(
             "stunmap_reflector_tcp_connections_total",
-            "counter",
             "TCP connections the reflector accepted.",
-        );
-        w.sample(
-            "stunmap_reflector_tcp_connections_total",
             &[],
             load(&s.tcp_connections),
         );

@@ -26,7 +26,7 @@ use super::counters::{Abandoned, Held};
 use super::http::{Body, exposition, text};
 use crate::app::{Ctx, Stop};
 use crate::check::plan::CheckConfig;
-use crate::report::prom::{Format, Writer};
+use crate::report::prom::{Format, Writer, flag};
 
 /// A budget left after the queue shorter than this is not worth starting a check for.
 const MIN_BUDGET: Duration = Duration::from_millis(100);
@@ -256,36 +256,24 @@ pub(crate) async fn run(
     server.counters.finished(&name, result, took);
 
     let mut w = Writer::default();
-    w.family(
+    w.gauge(
         "probe_success",
-        "gauge",
         "1 when the check's verdict is ok, as blackbox_exporter's probe_success.",
-    );
-    w.sample(
-        "probe_success",
         &[],
-        if report.verdict.status == crate::check::model::Status::Ok {
-            1.0
-        } else {
-            0.0
-        },
+        flag(report.verdict.status == crate::check::model::Status::Ok),
     );
-    w.family(
+    w.gauge(
         "probe_duration_seconds",
-        "gauge",
         "How long the probe took.",
+        &[],
+        took,
     );
-    w.sample("probe_duration_seconds", &[], took);
     if credentials != CredentialUse::NoCredentials {
-        w.family(
+        w.gauge(
             "stunmap_turn_credentials_withheld",
-            "gauge",
             "1 when the TURN checks ran without the configured credentials: the target is an address the module's profile does not publish (see --probe-credentials-for).",
-        );
-        w.sample(
-            "stunmap_turn_credentials_withheld",
             &[("profile", report.profile.name.as_str())],
-            if credentials.sends() { 0.0 } else { 1.0 },
+            flag(!credentials.sends()),
         );
     }
     crate::check::render::metrics(&mut w, &report, &info);

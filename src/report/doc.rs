@@ -10,6 +10,8 @@
 
 use std::fmt::Write as _;
 
+use probes::finding::Fix;
+
 /// Longest string a renderer prints, in characters.
 pub(crate) const MAX_TEXT: usize = 512;
 
@@ -79,6 +81,11 @@ impl From<Mark> for Cell {
     }
 }
 
+/// A table's column names.
+pub(crate) fn columns<const N: usize>(names: [&str; N]) -> Vec<String> {
+    names.map(String::from).to_vec()
+}
+
 /// A fix: what to change, the commands, and a caveat.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct FixItem {
@@ -88,6 +95,41 @@ pub(crate) struct FixItem {
     pub(crate) commands: Vec<String>,
     /// What to watch out for.
     pub(crate) caveat: Option<String>,
+}
+
+impl From<&Fix> for FixItem {
+    fn from(f: &Fix) -> Self {
+        FixItem {
+            title: f.title.clone(),
+            commands: f.commands.clone(),
+            caveat: f.caveat.clone(),
+        }
+    }
+}
+
+impl FixItem {
+    /// The fix `f` for one of several subjects: its title after the subject's name.
+    pub(crate) fn about(subject: impl std::fmt::Display, f: &Fix) -> Self {
+        FixItem {
+            title: format!("{subject}: {}", f.title),
+            ..FixItem::from(f)
+        }
+    }
+
+    /// A problem titled `title`, with its fix (if any) as the first of the commands.
+    pub(crate) fn problem(title: String, fix: Option<&Fix>) -> Self {
+        FixItem {
+            title,
+            commands: fix
+                .map(|f| {
+                    std::iter::once(f.title.clone())
+                        .chain(f.commands.iter().cloned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            caveat: fix.and_then(|f| f.caveat.clone()),
+        }
+    }
 }
 
 /// A bar of a bar chart (HTML only).

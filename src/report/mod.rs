@@ -8,4 +8,5 @@ pub(crate) mod human;
 pub(crate) mod netbird;
 pub(crate) mod paths;
 pub(crate) mod prom;
+pub(crate) mod relay;
 pub(crate) mod words;

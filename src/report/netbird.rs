@@ -132,7 +132,19 @@ pub(crate) fn metrics(w: &mut Writer, peers: &[PeerFinding]) {
         "gauge",
         "Peers NetBird reports relayed or not connected, by reason.",
     );
-    let mut counts: Vec<(&str, u32)> = Vec::new();
+    for (l, n) in reason_counts(peers) {
+        w.sample(
+            "stunmap_netbird_peers_not_direct",
+            &[("reason", l)],
+            n as f64,
+        );
+    }
+}
+
+/// How many of `peers` have each reason (by [`reason_label`]), in the order the reasons
+/// first appear.
+pub(crate) fn reason_counts(peers: &[PeerFinding]) -> Vec<(&'static str, usize)> {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
     for f in peers {
         let l = reason_label(f.reason);
         match counts.iter_mut().find(|(k, _)| *k == l) {
@@ -140,13 +152,7 @@ pub(crate) fn metrics(w: &mut Writer, peers: &[PeerFinding]) {
             None => counts.push((l, 1)),
         }
     }
-    for (l, n) in counts {
-        w.sample(
-            "stunmap_netbird_peers_not_direct",
-            &[("reason", l)],
-            f64::from(n),
-        );
-    }
+    counts
 }
 
 /// An HTML `<section>` with one table row per peer.

@@ -11,7 +11,7 @@ use probes::path::route::Egress;
 
 use crate::check::model::PathsSection;
 use crate::report::doc::{Block, Doc, Mark, Section, Tone};
-use crate::report::prom::Writer;
+use crate::report::prom::{Writer, flag};
 
 fn tone(s: Severity) -> Tone {
     match s {
@@ -302,10 +302,6 @@ pub(crate) fn sections(doc: &mut Doc, p: &PathsSection) {
     }
 }
 
-fn bool01(b: bool) -> f64 {
-    if b { 1.0 } else { 0.0 }
-}
-
 /// The path metrics.
 pub(crate) fn metrics(w: &mut Writer, p: &PathsSection, profile: &str) {
     if !p.routes.is_empty() {
@@ -331,22 +327,18 @@ pub(crate) fn metrics(w: &mut Writer, p: &PathsSection, profile: &str) {
                     ("interface", r.route_interface.as_deref().unwrap_or("")),
                     ("decision", decision),
                 ],
-                bool01(r.through_tunnel()),
+                flag(r.through_tunnel()),
             );
         }
     }
     if let Some(c) = &p.captive_portal
         && !matches!(c.portal, Portal::Unknown { .. })
     {
-        w.family(
+        w.gauge(
             "stunmap_captive_portal",
-            "gauge",
             "1 when a captive portal answered the plain HTTP request, 0 when the host answered itself.",
-        );
-        w.sample(
-            "stunmap_captive_portal",
             &[("profile", profile), ("url", &c.url)],
-            bool01(c.portal.detected()),
+            flag(c.portal.detected()),
         );
     }
     let measured: Vec<&PmtuReport> = p
@@ -355,45 +347,31 @@ pub(crate) fn metrics(w: &mut Writer, p: &PathsSection, profile: &str) {
         .filter(|r| r.largest_passed.is_some())
         .collect();
     if !measured.is_empty() {
-        w.family(
+        let per_server = |w: &mut Writer, name, help, value: fn(&PmtuReport) -> f64| {
+            w.family(name, "gauge", help);
+            for r in &measured {
+                let server = r.server.to_string();
+                w.sample(name, &[("profile", profile), ("server", &server)], value(r));
+            }
+        };
+        per_server(
+            w,
             "stunmap_path_mtu_bytes",
-            "gauge",
             "Largest IP packet that reached the STUN server and back with DF set.",
+            |r| f64::from(r.largest_passed.unwrap_or(0)),
         );
-        for r in &measured {
-            let server = r.server.to_string();
-            w.sample(
-                "stunmap_path_mtu_bytes",
-                &[("profile", profile), ("server", &server)],
-                f64::from(r.largest_passed.unwrap_or(0)),
-            );
-        }
-        w.family(
+        per_server(
+            w,
             "stunmap_path_mtu_black_hole",
-            "gauge",
             "1 when larger datagrams vanished without an ICMP error (a PMTU black hole).",
+            |r| flag(r.failure == Failure::BlackHole),
         );
-        for r in &measured {
-            let server = r.server.to_string();
-            w.sample(
-                "stunmap_path_mtu_black_hole",
-                &[("profile", profile), ("server", &server)],
-                bool01(r.failure == Failure::BlackHole),
-            );
-        }
-        w.family(
+        per_server(
+            w,
             "stunmap_path_wireguard_fits",
-            "gauge",
             "1 when WireGuard's outer packets (1340 bytes IPv4, 1360 IPv6, for NetBird's 1280-byte inner MTU) pass the path.",
+            |r| flag(r.wireguard_fits == Some(true)),
         );
-        for r in &measured {
-            let server = r.server.to_string();
-            w.sample(
-                "stunmap_path_wireguard_fits",
-                &[("profile", profile), ("server", &server)],
-                bool01(r.wireguard_fits == Some(true)),
-            );
-        }
     }
     if let Some(m) = &p.tcp_mss
         && let Some(mss) = m.mss
@@ -428,47 +406,35 @@ pub(crate) fn metrics(w: &mut Writer, p: &PathsSection, profile: &str) {
     if let Some(g) = &p.gateway {
         let gw = g.gateway.to_string();
         if !matches!(g.double_nat, NatLayers::Unknown { .. }) {
-            w.family(
+            w.gauge(
                 "stunmap_double_nat",
-                "gauge",
                 "1 when a NAT sits beyond the gateway (carrier-grade NAT, a router behind a router).",
-            );
-            w.sample(
-                "stunmap_double_nat",
                 &[("profile", profile), ("gateway", &gw)],
-                bool01(g.double_nat.is_double()),
+                flag(g.double_nat.is_double()),
             );
         }
         if let Some(m) = &g.mapping
             && matches!(m.result, MapResult::Created { .. })
         {
-            w.family(
+            w.gauge(
                 "stunmap_port_mapping_proven",
-                "gauge",
                 "1 when a short-lived port mapping on the gateway let unsolicited traffic in.",
-            );
-            w.sample(
-                "stunmap_port_mapping_proven",
                 &[
                     ("profile", profile),
                     ("gateway", &gw),
                     ("protocol", m.protocol),
                 ],
-                bool01(matches!(m.verification, Verification::Reached { .. })),
+                flag(matches!(m.verification, Verification::Reached { .. })),
             );
-            w.family(
+            w.gauge(
                 "stunmap_port_mapping_deleted",
-                "gauge",
                 "1 when the gateway confirmed the deletion of the test mapping.",
-            );
-            w.sample(
-                "stunmap_port_mapping_deleted",
                 &[
                     ("profile", profile),
                     ("gateway", &gw),
                     ("protocol", m.protocol),
                 ],
-                bool01(m.deletion == Deletion::Confirmed),
+                flag(m.deletion == Deletion::Confirmed),
             );
         }
     }

@@ -140,6 +140,30 @@ impl Writer {
         });
     }
 
+    /// Declare the gauge `name` with its one sample (labelled `labels`).
+    pub(crate) fn gauge(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        self.family(name, "gauge", help);
+        self.sample(name, labels, value);
+    }
+
+    /// Declare the counter `name` with its one sample (labelled `labels`).
+    pub(crate) fn counter(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        self.family(name, "counter", help);
+        self.sample(name, labels, value);
+    }
+
     /// Add a sample to the family `name` (declared untyped, without help, if it was not).
     pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
         debug_assert!(valid_name(name), "metric name {name:?}");
@@ -208,38 +232,35 @@ impl Collector for Families {
 /// code, how long it ran, when it started, and whether it was stopped early.
 pub(crate) fn run_facts(w: &mut Writer, command: &str, run: &crate::app::RunInfo) {
     let l = [("command", command)];
-    w.family(
+    w.gauge(
         "stunmap_run_exit_code",
-        "gauge",
         "Exit code of the run (0 ok, 1 degraded, 2 blocked, 130 interrupted).",
+        &l,
+        f64::from(run.exit_code.code()),
     );
-    w.sample("stunmap_run_exit_code", &l, f64::from(run.exit_code.code()));
-    w.family(
+    w.gauge(
         "stunmap_run_duration_seconds",
-        "gauge",
         "How long the run took.",
+        &l,
+        run.elapsed_seconds,
     );
-    w.sample("stunmap_run_duration_seconds", &l, run.elapsed_seconds);
-    w.family(
+    w.gauge(
         "stunmap_run_timestamp_seconds",
-        "gauge",
         "When the run started, seconds since the Unix epoch.",
-    );
-    w.sample(
-        "stunmap_run_timestamp_seconds",
         &l,
         run.started_unix_seconds,
     );
-    w.family(
+    w.gauge(
         "stunmap_run_interrupted",
-        "gauge",
         "1 when the run was stopped early (signal or deadline): partial results.",
-    );
-    w.sample(
-        "stunmap_run_interrupted",
         &l,
-        if run.partial() { 1.0 } else { 0.0 },
+        flag(run.partial()),
     );
+}
+
+/// Owned label pairs borrowed as [`Writer::sample`] takes them.
+pub(crate) fn borrowed<'a>(labels: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    labels.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 /// 1 for true, 0 for false.

@@ -116,11 +116,8 @@ impl Connector for SimNet<'_> {
         self.sockets += 1;
         match how {
             Finished::Closed {
-                state,
-                how: Some(how),
-                error,
-                ..
-            } => Decided::Answered { state, how, error },
+                state, how, error, ..
+            } => Decided::closed(state, how, error),
             _ => Decided::Silent,
         }
     }

@@ -13,42 +13,27 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::windows::io::AsRawSocket;
 use std::time::Duration;
 
-use probes::sweep::TcpState;
 use socket2::{Domain, Protocol, Socket, Type};
 use windows_sys::Win32::Networking::WinSock::{
     POLLWRNORM, SOCKET, SOCKET_ERROR, WSAPOLLFD, WSAPoll,
 };
 
-use super::{
-    ConnectPacer, ConnectSink, Connector, Decided, Finished, InFlight, Started, immediate_outcome,
-    later_outcome, local_error, out_of_descriptors, sweep,
-};
-use crate::clock::Clock;
-use crate::driver::Cancel;
-
-/// Connect to every port of `ports` on `ip` from the calling (blocking) thread, with at most
-/// `window` connects in flight, paced and timed out by `pacer`; `sink` gets the outcomes as
-/// they finish and returns `false` to stop. Returns whether it was cancelled.
-pub fn connect_many_blocking(
-    ip: IpAddr,
-    ports: &[u16],
-    window: usize,
-    pacer: &mut ConnectPacer,
-    clock: &impl Clock,
-    cancel: &Cancel,
-    sink: &mut impl ConnectSink,
-) -> bool {
-    let mut net = WinConnector {
-        ip,
-        pollfds: Vec::with_capacity(window),
-    };
-    sweep(&mut net, clock, ports, window, pacer, cancel, sink)
-}
+use super::{Connector, Decided, Finished, InFlight, Started, immediate_outcome};
 
 /// The real network on Windows: one-shot non-blocking sockets and `WSAPoll`.
-struct WinConnector {
+pub(super) struct WinConnector {
     ip: IpAddr,
     pollfds: Vec<WSAPOLLFD>,
+}
+
+impl WinConnector {
+    /// For connects to `ip`, at most `window` in flight.
+    pub(super) fn new(ip: IpAddr, window: usize) -> Self {
+        WinConnector {
+            ip,
+            pollfds: Vec::with_capacity(window),
+        }
+    }
 }
 
 fn new_socket(ip: IpAddr) -> io::Result<Socket> {
@@ -75,13 +60,7 @@ impl Connector for WinConnector {
     fn start(&mut self, port: u16) -> Started<Socket> {
         let s = match new_socket(self.ip) {
             Ok(s) => s,
-            Err(e) if out_of_descriptors(&e) => return Started::NoSocket(local_error(&e)),
-            Err(e) => {
-                return Started::Done(Decided::Local {
-                    state: TcpState::Error,
-                    error: local_error(&e),
-                });
-            }
+            Err(e) => return Started::without_socket(&e),
         };
         let addr: socket2::SockAddr = SocketAddr::new(self.ip, port).into();
         match s.connect(&addr) {
@@ -120,17 +99,8 @@ impl Connector for WinConnector {
     }
 
     fn finish(&mut self, f: &InFlight<Socket>) -> Finished {
-        let closed = |e: &io::Error| {
-            let (state, how, error) = later_outcome(e);
-            Finished::Closed {
-                state,
-                how,
-                error,
-                reset: true,
-            }
-        };
         match f.conn.take_error() {
-            Ok(Some(e)) | Err(e) => closed(&e),
+            Ok(Some(e)) | Err(e) => Finished::failed(&e, true),
             // Connected once the socket has a peer; otherwise still in progress.
             Ok(None) if f.conn.peer_addr().is_ok() => Finished::Open,
             Ok(None) => Finished::Pending,
@@ -143,11 +113,7 @@ impl Connector for WinConnector {
             // The socket is dropped (closed) in every other case.
             Finished::Closed {
                 state, how, error, ..
-            } => match (how, error) {
-                (Some(how), error) => Decided::Answered { state, how, error },
-                (None, Some(error)) => Decided::Local { state, error },
-                (None, None) => Decided::Silent,
-            },
+            } => Decided::closed(state, how, error),
             // Expired on its last try: no answer in time. Dropping the socket aborts the
             // connect.
             Finished::Pending => Decided::Silent,

@@ -1,6 +1,8 @@
 //! `stunmap sweep`'s report for people (its [`Doc`]) and for Prometheus (its metrics).
 
 use super::*;
+use crate::report::doc::columns;
+use crate::report::prom::flag;
 
 pub(super) fn outcome_mark(o: Outcome) -> Mark {
     match o {
@@ -256,7 +258,7 @@ pub(super) fn document(r: &SweepReport, run: &RunInfo) -> Doc {
             })
             .collect();
         doc.push(Section::new("UDP").block(Block::Table {
-            header: ["port", "state", "detail"].map(String::from).to_vec(),
+            header: columns(["port", "state", "detail"]),
             rows,
         }));
     }
@@ -264,9 +266,7 @@ pub(super) fn document(r: &SweepReport, run: &RunInfo) -> Doc {
         let mut s = Section::new(format!("TCP {}–{}", t.range_start, t.range_end));
         s.push(Block::Text(t.text.clone()));
         s.push(Block::Table {
-            header: ["ports", "state", "tried", "STUN answered"]
-                .map(String::from)
-                .to_vec(),
+            header: columns(["ports", "state", "tried", "STUN answered"]),
             rows: t
                 .ranges
                 .iter()
@@ -407,13 +407,9 @@ pub(super) fn metrics(r: &SweepReport, run: &RunInfo, w: &mut Writer) {
                 n as f64,
             );
         }
-        w.family(
+        w.gauge(
             "stunmap_sweep_tcp_range_ports",
-            "gauge",
             "Size of the swept TCP range (the sample is drawn from it).",
-        );
-        w.sample(
-            "stunmap_sweep_tcp_range_ports",
             &[("target", &target), ("range", &range)],
             f64::from(t.range_end) - f64::from(t.range_start) + 1.0,
         );
@@ -468,11 +464,7 @@ pub(super) fn metrics(r: &SweepReport, run: &RunInfo, w: &mut Writer) {
             w.sample(
                 "stunmap_sweep_udp_answered",
                 &[("target", &target), ("port", &port)],
-                if u.state == UdpState::Answered {
-                    1.0
-                } else {
-                    0.0
-                },
+                flag(u.state == UdpState::Answered),
             );
         }
         if r.udp.iter().any(|u| u.rtt.is_some()) {
@@ -493,34 +485,22 @@ pub(super) fn metrics(r: &SweepReport, run: &RunInfo, w: &mut Writer) {
             }
         }
     }
-    w.family(
+    w.gauge(
         "stunmap_sweep_peak_rate_pps",
-        "gauge",
         "Highest send rate the sweep's pacing reached, packets per second.",
-    );
-    w.sample(
-        "stunmap_sweep_peak_rate_pps",
         &[("target", &target)],
         f64::from(r.pacing.peak_pps),
     );
-    w.family(
+    w.gauge(
         "stunmap_sweep_duration_seconds",
-        "gauge",
         "How long the sweep ran.",
-    );
-    w.sample(
-        "stunmap_sweep_duration_seconds",
         &[("target", &target)],
         run.elapsed_seconds,
     );
-    w.family(
+    w.gauge(
         "stunmap_sweep_interrupted",
-        "gauge",
         "1 when the sweep was stopped early (signal or deadline): partial results.",
-    );
-    w.sample(
-        "stunmap_sweep_interrupted",
         &[("target", &target)],
-        if run.partial() { 1.0 } else { 0.0 },
+        flag(run.partial()),
     );
 }
