@@ -44,6 +44,16 @@ pub(crate) fn read_text(flag: &str, path: &Path, cap: u64) -> Result<String> {
     String::from_utf8(data).map_err(|_| usage(format!("{flag} {}: not UTF-8 text", path.display())))
 }
 
+/// `--subnet`: the WireGuard network as an address prefix (`100.64.0.0/10`).
+pub(crate) fn parse_subnet(s: &str) -> Result<probes::hostfw::Cidr> {
+    probes::hostfw::Cidr::parse(s).ok_or_else(|| {
+        usage(format!(
+            "--subnet: not an address prefix: {}",
+            crate::report::doc::quoted(s)
+        ))
+    })
+}
+
 /// `ADDR` or `ADDR:PORT` of a resolver (port 53).
 pub(crate) fn parse_dns_server(s: &str) -> Result<SocketAddr> {
     s.parse::<SocketAddr>()

@@ -256,12 +256,7 @@ struct Explain {
 
 /// The plan (pure).
 fn plan(args: &Args) -> anyhow::Result<Explain> {
-    let subnet = Cidr::parse(&args.subnet).ok_or_else(|| {
-        usage(format!(
-            "--subnet: not an address prefix: '{}'",
-            crate::report::doc::clean(&args.subnet)
-        ))
-    })?;
+    let subnet = super::common::parse_subnet(&args.subnet)?;
     Ok(Explain {
         bundle: args.bundle.clone(),
         subnet,

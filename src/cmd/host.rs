@@ -17,7 +17,7 @@ use probes::PortRange;
 use probes::finding::Status;
 use probes::hostfw::agents::Process as ProcInfo;
 use probes::hostfw::sources::{self, Collected, Source};
-use probes::hostfw::{Cidr, FindingKind, Options, Report, diagnose};
+use probes::hostfw::{FindingKind, Options, Report, diagnose};
 use serde::Serialize;
 
 use super::common;
@@ -111,12 +111,7 @@ fn valid_iface(s: &str) -> bool {
 }
 
 fn plan(args: &Args) -> anyhow::Result<HostPlan> {
-    let subnet = Cidr::parse(&args.subnet).ok_or_else(|| {
-        usage(format!(
-            "--subnet: not an address prefix: {}",
-            crate::report::doc::quoted(&args.subnet)
-        ))
-    })?;
+    let subnet = super::common::parse_subnet(&args.subnet)?;
     let wg_range = parse_range(&args.wg_ports).ok_or_else(|| {
         usage(format!(
             "--wg-ports: expected LO-HI within 1-65535, got {}",
