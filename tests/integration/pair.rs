@@ -740,11 +740,18 @@ fn interrupted_mid_run_releases_the_turn_allocations() {
         "{:?}",
         start.elapsed()
     );
-    for o in [&oa, &ob] {
-        assert_eq!(o.status.code(), Some(130), "{}", stderr(o));
+    for (i, o) in [&oa, &ob].into_iter().enumerate() {
         let v = json_of(o);
         validate(&v);
-        assert_eq!(v["interrupted"], true);
+        // A is interrupted first. B's own SIGINT follows, but on a loaded machine A's goodbye
+        // may reach B before it: B then ends on the peer's departure with the outcome of the
+        // pair it measured (docs/pair.md). Either way its allocation is released.
+        if i == 1 && v["abort"] == "peer-left" {
+            assert_ne!(o.status.code(), Some(130), "{}", stderr(o));
+        } else {
+            assert_eq!(o.status.code(), Some(130), "side {i}: {}", stderr(o));
+            assert_eq!(v["interrupted"], true, "{v:#}");
+        }
         let me = v["this_side"].as_str().unwrap().to_string();
         let t = &v[me.as_str()]["turn"];
         assert!(t["relayed"].is_string(), "{v:#}");
