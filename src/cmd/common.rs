@@ -1,5 +1,5 @@
 //! What several commands read the same way: files (with a size cap), resolvers, CA roots,
-//! proxies, environment variables.
+//! proxies, environment variables, the address-family flags.
 
 use std::io::Read as _;
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +42,24 @@ pub(crate) fn read_file(flag: &str, path: &Path, cap: u64) -> Result<Vec<u8>> {
 pub(crate) fn read_text(flag: &str, path: &Path, cap: u64) -> Result<String> {
     let data = read_file(flag, path, cap)?;
     String::from_utf8(data).map_err(|_| usage(format!("{flag} {}: not UTF-8 text", path.display())))
+}
+
+/// `-4` / `-6`: the address families a command probes.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub(crate) struct FamilyArgs {
+    /// Only IPv4 addresses.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub(crate) ipv4: bool,
+    /// Only IPv6 addresses.
+    #[arg(short = '6')]
+    pub(crate) ipv6: bool,
+}
+
+impl FamilyArgs {
+    /// The families chosen (both when neither flag is given).
+    pub(crate) fn choice(self) -> crate::target::FamilyChoice {
+        crate::target::FamilyChoice::from_flags(self.ipv4, self.ipv6)
+    }
 }
 
 /// `--subnet`: the WireGuard network as an address prefix (`100.64.0.0/10`).

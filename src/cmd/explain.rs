@@ -368,19 +368,11 @@ impl Report for ExplainReport {
             "interface {}, WireGuard port {} (from {})",
             self.interface, self.wireguard_port, self.wireguard_port_source
         ));
-        let read: Vec<&str> = self
-            .files
-            .iter()
-            .filter(|f| f.read)
-            .map(|f| f.name.as_str())
-            .collect();
-        doc.summary.push(format!(
-            "read: {}",
-            if read.is_empty() {
-                "nothing".into()
-            } else {
-                read.join(", ")
-            }
+        doc.summary.push(crate::report::doc::read_line(
+            self.files
+                .iter()
+                .filter(|f| f.read)
+                .map(|f| f.name.as_str()),
         ));
         if let Some(st) = &self.status {
             let mut fields = vec![

@@ -670,19 +670,8 @@ impl AppReport for HostReport {
             Status::Ok => Mark::new("ok", Tone::Good),
             Status::Skipped => Mark::new("nothing read", Tone::Neutral),
         });
-        let read: Vec<&str> = self
-            .sources
-            .iter()
-            .filter(|s| s.read)
-            .map(|s| s.name)
-            .collect();
-        doc.summary.push(format!(
-            "read: {}",
-            if read.is_empty() {
-                "nothing".to_owned()
-            } else {
-                read.join(", ")
-            }
+        doc.summary.push(crate::report::doc::read_line(
+            self.sources.iter().filter(|s| s.read).map(|s| s.name),
         ));
         doc.summary.extend(self.notes.iter().cloned());
 

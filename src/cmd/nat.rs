@@ -83,12 +83,8 @@ pub(crate) struct Args {
     /// LAN, concurrently with the STUN tests and within the budget).
     #[arg(long)]
     no_portmap: bool,
-    /// Only IPv4.
-    #[arg(short = '4', conflicts_with = "ipv6")]
-    ipv4: bool,
-    /// Only IPv6.
-    #[arg(short = '6')]
-    ipv6: bool,
+    #[command(flatten)]
+    family: super::common::FamilyArgs,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
@@ -142,7 +138,7 @@ pub(crate) fn plan(args: &Args) -> Result<Nat> {
     }
     Ok(Nat {
         specs,
-        family: FamilyChoice::from_flags(args.ipv4, args.ipv6),
+        family: args.family.choice(),
         timing,
         hairpin: args.hairpin,
         lifetime: args

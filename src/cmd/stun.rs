@@ -78,12 +78,8 @@ pub(crate) struct Args {
     /// measured; targets not reached by then are reported as not probed.
     #[arg(long, value_name = "SECS")]
     deadline: Option<f64>,
-    /// Only IPv4 addresses.
-    #[arg(short = '4', conflicts_with = "ipv6")]
-    ipv4: bool,
-    /// Only IPv6 addresses.
-    #[arg(short = '6')]
-    ipv6: bool,
+    #[command(flatten)]
+    family: super::common::FamilyArgs,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
@@ -123,7 +119,7 @@ fn plan(args: &Args) -> Result<Stun> {
         .collect::<Result<_>>()?;
     Ok(Stun {
         specs,
-        family: FamilyChoice::from_flags(args.ipv4, args.ipv6),
+        family: args.family.choice(),
         tcp: args.tcp,
         count: args.count,
         interval: Duration::from_millis(args.interval),

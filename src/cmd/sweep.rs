@@ -92,12 +92,8 @@ pub(crate) struct Args {
     /// compare TTL and IP ID of the answers to flag resets injected on the path.
     #[arg(long)]
     raw: bool,
-    /// Only IPv4.
-    #[arg(short = '4', conflicts_with = "ipv6")]
-    ipv4: bool,
-    /// Only IPv6.
-    #[arg(short = '6')]
-    ipv6: bool,
+    #[command(flatten)]
+    family: super::common::FamilyArgs,
     #[command(flatten)]
     output: OutputArgs,
     #[command(flatten)]
@@ -179,7 +175,7 @@ pub(crate) fn plan(args: &Args, seed: u64) -> Result<Plan> {
         return Err(usage(format!("{ip} {why}")));
     }
     if args.raw {
-        if matches!(args.host.parse::<IpAddr>(), Ok(IpAddr::V6(_))) || args.ipv6 {
+        if matches!(args.host.parse::<IpAddr>(), Ok(IpAddr::V6(_))) || args.family.ipv6 {
             return Err(usage("--raw supports IPv4 targets only"));
         }
         if !udp_ports.is_empty() && tcp_range.is_none() {
@@ -204,7 +200,7 @@ pub(crate) fn plan(args: &Args, seed: u64) -> Result<Plan> {
     };
     Ok(Plan {
         host: args.host.clone(),
-        family: FamilyChoice::from_flags(args.ipv4, args.ipv6),
+        family: args.family.choice(),
         mode: if args.raw { Mode::Raw } else { Mode::Connect },
         udp_ports,
         tcp_range,

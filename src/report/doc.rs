@@ -298,6 +298,16 @@ impl Doc {
     }
 }
 
+/// The summary line of a report that reads files or dumps: `read: a, b` (or `read: nothing`).
+pub(crate) fn read_line<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let read: Vec<&str> = names.into_iter().collect();
+    if read.is_empty() {
+        "read: nothing".into()
+    } else {
+        format!("read: {}", read.join(", "))
+    }
+}
+
 /// `s` in double quotes, made safe to print by [`clean`]: how a user's or a peer's value is
 /// echoed in an error message.
 pub(crate) fn quoted(s: &str) -> String {
