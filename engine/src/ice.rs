@@ -18,7 +18,7 @@ use probes::pair::session::Signalled;
 use tokio::sync::mpsc;
 
 use crate::driver::{Cancel, EngineError};
-use crate::udp::{UdpEndpoint, routed_source};
+use crate::udp::{RecvBuffers, UdpEndpoint, routed_source};
 
 /// Depth of the queue from the socket readers; a flood beyond it is dropped.
 const QUEUE: usize = 1024;
@@ -28,6 +28,8 @@ const STREAM_QUEUE: usize = 256;
 const STREAM: u8 = u8::MAX;
 /// TCP connect and each write on the stream.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Batches read straight from each private socket per loop turn (see [`take_arrived`]).
+const RECV_TURNS: usize = 8;
 
 /// How a signalled run ended.
 #[derive(Debug)]
@@ -110,6 +112,7 @@ where
     }
     drop(tx);
     let mut buf = Vec::with_capacity(2048);
+    let mut bufs = RecvBuffers::default();
     let mut drain_until: Option<Instant> = None;
     let mut inbox_open = true;
     loop {
@@ -131,6 +134,7 @@ where
             run.output = probe.take_output();
             break;
         }
+        take_arrived(&mut probe, &mut rx, &sockets, &mut bufs, &mut run);
         if probe.poll_timeout().is_some_and(|t| t <= now) {
             probe.handle_timeout(now);
         }
@@ -173,20 +177,7 @@ where
         let sleep = crate::clock::sleep_until_first(wake, deadline_at, drain_until);
         let draining = drain_until.is_some();
         tokio::select! {
-            Some((n, from, data)) = rx.recv() => {
-                run.datagrams_received += 1;
-                let socket = if n == STREAM {
-                    LocalSocket::Default
-                } else {
-                    LocalSocket::Private(n)
-                };
-                if probe
-                    .handle_input_on(clock_now(), socket, from, &data)
-                    .is_err()
-                {
-                    run.ignored += 1;
-                }
-            }
+            Some((n, from, data)) = rx.recv() => deliver(&mut probe, &mut run, n, from, &data),
             sig = inbox.recv(), if inbox_open => match sig {
                 Some(s) => probe.handle_signal(clock_now(), s),
                 None => inbox_open = false,
@@ -197,6 +188,58 @@ where
     }
     drop(readers);
     Ok(run)
+}
+
+/// One datagram (or stream chunk, `n == STREAM`) to the machine.
+fn deliver<P: Signalled>(
+    probe: &mut P,
+    run: &mut SignalledRun<P::Output>,
+    n: u8,
+    from: SocketAddr,
+    data: &[u8],
+) {
+    run.datagrams_received += 1;
+    let socket = if n == STREAM {
+        LocalSocket::Default
+    } else {
+        LocalSocket::Private(n)
+    };
+    if probe
+        .handle_input_on(clock_now(), socket, from, data)
+        .is_err()
+    {
+        run.ignored += 1;
+    }
+}
+
+/// Hand the machine everything that has already arrived before any of its timers fires: what
+/// the readers queued, then what still waits in the private sockets (a reader the scheduler
+/// has not run yet has not read it). A loop that wakes late on a loaded host must not judge an
+/// answer that came in time after the timeout it beat, as silence. Bounded per turn, so a
+/// flood cannot hold the loop.
+fn take_arrived<P: Signalled>(
+    probe: &mut P,
+    rx: &mut mpsc::Receiver<(u8, SocketAddr, Vec<u8>)>,
+    sockets: &[Arc<UdpEndpoint>],
+    bufs: &mut RecvBuffers,
+    run: &mut SignalledRun<P::Output>,
+) {
+    for _ in 0..QUEUE {
+        let Ok((n, from, data)) = rx.try_recv() else {
+            break;
+        };
+        deliver(probe, run, n, from, &data);
+    }
+    for (n, ep) in (0u8..).zip(sockets) {
+        for _ in 0..RECV_TURNS {
+            let Ok(k) = bufs.recv(ep) else {
+                break;
+            };
+            for (from, data) in bufs.datagrams(k) {
+                deliver(probe, run, n, from, data);
+            }
+        }
+    }
 }
 
 fn forward_signals<P: Signalled>(

@@ -263,3 +263,112 @@ async fn cancellation_drains_cleanup_for_at_most_the_drain_time() {
     assert!(run.interrupted);
     assert_eq!(start.elapsed(), Duration::from_secs(2));
 }
+
+/// Sends one datagram, gives up at 100 ms unless an answer came first.
+struct Patient {
+    dest: SocketAddr,
+    deadline: Option<Instant>,
+    answered: Option<bool>,
+}
+
+impl Probe for Patient {
+    type Output = bool;
+
+    fn handle_input(&mut self, _: Instant, _: SocketAddr, _: &[u8]) -> Result<(), Ignored> {
+        self.answered.get_or_insert(true);
+        Ok(())
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.deadline.is_some_and(|d| now >= d) {
+            self.answered.get_or_insert(false);
+        }
+    }
+
+    fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        if self.deadline.is_some() {
+            return None;
+        }
+        self.deadline = Some(now + Duration::from_millis(100));
+        buf.extend_from_slice(b"ping");
+        Some(Transmit {
+            destination: self.dest,
+            local: LocalSocket::Private(0),
+            transaction_id: TransactionId([0; 12]),
+            attempt: 0,
+        })
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline.filter(|_| self.answered.is_none())
+    }
+
+    fn is_done(&self) -> bool {
+        self.answered.is_some()
+    }
+
+    fn take_output(&mut self) -> Option<bool> {
+        self.answered
+    }
+
+    fn cancel(&mut self, _: Instant) -> bool {
+        false
+    }
+
+    fn private_sockets(&self) -> Option<PrivateSockets> {
+        Some(PrivateSockets {
+            count: 1,
+            toward: self.dest,
+        })
+    }
+}
+
+impl Signalled for Patient {
+    type In = u32;
+    type Out = u32;
+
+    fn handle_signal(&mut self, _: Instant, _: u32) {}
+
+    fn poll_signal(&mut self) -> Option<u32> {
+        None
+    }
+}
+
+/// A loop that wakes late (its thread was busy) finds both its timer due and an answer that
+/// arrived 50 ms before that timer: the answer counts, not the timeout. Real time and real
+/// loopback sockets (the lateness is a blocked thread); eight rounds, since without the rule
+/// which of the two the loop sees first is a coin toss.
+#[tokio::test]
+async fn an_answer_that_beat_the_timer_counts_after_a_late_wake() {
+    const ROUNDS: usize = 8;
+    let (sock, dest) = peer();
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        for _ in 0..ROUNDS {
+            let (n, from) = sock.recv_from(&mut buf).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            sock.send_to(&buf[..n], from).unwrap();
+        }
+    });
+    for round in 0..ROUNDS {
+        // Busy from 10 ms to 260 ms: the answer (at 50 ms) and the timer (at 100 ms) are both
+        // waiting when the loop runs again.
+        let blocker = tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            std::thread::sleep(Duration::from_millis(250));
+        });
+        let (_in_tx, in_rx) = mpsc::channel::<u32>(1);
+        let (out_tx, _out_rx) = mpsc::channel(1);
+        let probe = Patient {
+            dest,
+            deadline: None,
+            answered: None,
+        };
+        let run = run_signalled(probe, in_rx, out_tx, Cancel::never(), None, Duration::ZERO)
+            .await
+            .unwrap();
+        blocker.await.unwrap();
+        assert_eq!(run.output, Some(true), "round {round}: judged silent");
+    }
+    echo.join().unwrap();
+}
