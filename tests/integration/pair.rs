@@ -746,8 +746,14 @@ fn interrupted_mid_run_releases_the_turn_allocations() {
         // A is interrupted first. B's own SIGINT follows, but on a loaded machine A's goodbye
         // may reach B before it: B then ends on the peer's departure with the outcome of the
         // pair it measured (docs/pair.md). Either way its allocation is released.
+        // (B's own SIGINT may still land after that: exit 130 with `peer-left` kept.)
         if i == 1 && v["abort"] == "peer-left" {
-            assert_ne!(o.status.code(), Some(130), "{}", stderr(o));
+            let code = o.status.code();
+            assert!(
+                matches!(code, Some(0 | 1 | 2 | 130)),
+                "{code:?}: {}",
+                stderr(o)
+            );
         } else {
             assert_eq!(o.status.code(), Some(130), "side {i}: {}", stderr(o));
             assert_eq!(v["interrupted"], true, "{v:#}");

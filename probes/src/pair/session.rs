@@ -931,7 +931,9 @@ impl Signalled for PairSession {
                 if matches!(self.phase, Phase::Releasing) {
                     return;
                 }
-                if self.peer_report.is_none() {
+                // A peer that reported at its end and left is a normal end; one that left
+                // without a report, or after an interrupted one, cut the run short.
+                if self.peer_report.as_ref().is_none_or(|r| r.interrupted) {
                     self.abort.get_or_insert(Abort::PeerLeft);
                 }
                 self.send_report(now);

@@ -414,6 +414,56 @@ fn cancellation_reports_interrupted_at_once() {
     assert!(msg.is_some());
 }
 
+/// The peer interrupted mid-measurement sends its (interrupted) report and leaves: this side
+/// stops early too, and says the peer left, not that the run went to its end.
+#[test]
+fn a_peer_interrupted_while_measuring_ends_this_side_as_peer_left() {
+    let mut w = World::new(Site::Open, Site::Open);
+    let start = w.now;
+    while w.peers[1].session.phase != Phase::Measuring {
+        assert!(w.now - start < Duration::from_secs(30), "never measured");
+        w.step();
+    }
+    let now = w.now;
+    w.peers[0].session.cancel(now);
+    w.pump();
+    w.peers[1].session.handle_signal(now, Inbound::PeerLeft);
+    while !w.peers[1].session.is_done() {
+        assert!(w.now - start < Duration::from_secs(60), "did not end");
+        w.step();
+    }
+    let b = w.peers[1].session.take_output().unwrap();
+    assert_eq!(b.abort, Some(Abort::PeerLeft));
+    assert!(!b.local.interrupted);
+    assert!(b.peer.as_ref().is_some_and(|p| p.interrupted), "{b:?}");
+}
+
+/// A peer that finishes its measurement first, reports and leaves is a normal end.
+#[test]
+fn a_peer_that_reports_and_leaves_at_the_end_is_no_abort() {
+    let mut w = World::new(Site::Open, Site::Open);
+    let (a, b) = w.run(Duration::from_secs(30));
+    assert_eq!((a.abort, b.abort), (None, None));
+    let mut w = World::new(Site::Open, Site::Open);
+    let start = w.now;
+    while w.peers[1].session.phase != Phase::Measuring {
+        assert!(w.now - start < Duration::from_secs(30), "never measured");
+        w.step();
+    }
+    let mut report = w.peers[1].session.local_report();
+    report.interrupted = false;
+    let now = w.now;
+    w.peers[1]
+        .session
+        .handle_signal(now, Inbound::Peer(PeerMsg::Report(Box::new(report))));
+    w.peers[1].session.handle_signal(now, Inbound::PeerLeft);
+    while !w.peers[1].session.is_done() {
+        assert!(w.now - start < Duration::from_secs(60), "did not end");
+        w.step();
+    }
+    assert_eq!(w.peers[1].session.take_output().unwrap().abort, None);
+}
+
 #[test]
 fn hostile_datagrams_are_ignored() {
     let mut w = World::new(Site::Open, Site::Open);
