@@ -294,9 +294,9 @@ impl Lab {
             "{listening}relay-ip={PUBLIC_IP_1}\n\
              listening-port={port}\n{alt}min-port={min}\nmax-port={max}\n"
         );
-        let p = self.ns_name(Ns::Public);
+        let (p, r) = (self.ns_name(Ns::Public), self.ns_name(Ns::Router));
         let wait_for = format!("{PUBLIC_IP_1}:{port}");
-        self.ns.coturn(&p, &port.to_string(), &conf, &wait_for)
+        self.ns.coturn(&p, &port.to_string(), &conf, &wait_for, &r)
     }
 }
 

@@ -252,9 +252,9 @@ impl Lab2 {
              listening-port={TURN_PORT}\nalt-listening-port={alt}\nmin-port=49152\nmax-port=49400\n",
             alt = TURN_PORT + 1,
         );
-        let p = self.public();
+        let (p, r) = (self.public(), self.router(0));
         self.ns
-            .coturn(&p, "", &conf, &format!("{PUBLIC_2}:{TURN_PORT}"))
+            .coturn(&p, "", &conf, &format!("{PUBLIC_2}:{TURN_PORT}"), &r)
     }
 
     /// `stunmap serve` with only the rendezvous, on PUBLIC_1:RENDEZVOUS_PORT.

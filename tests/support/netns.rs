@@ -238,13 +238,15 @@ impl Netns {
     /// coturn in `ns` with the configuration lines `conf` plus what every lab's coturn has:
     /// long-term credentials `test:secret`, realm `lab`, FINGERPRINT, no TLS/DTLS/CLI, its
     /// database, pid and log files in the scratch directory (named after `tag`). Waits until
-    /// something listens on UDP `wait_for`.
+    /// something listens on UDP `wait_for` and a Binding request to it from namespace `asker`
+    /// is answered (coturn ignores one from its own addresses).
     pub fn coturn(
         &mut self,
         ns: &str,
         tag: &str,
         conf: &str,
         wait_for: &str,
+        asker: &str,
     ) -> Result<(), String> {
         let d = self.dir.to_string_lossy().into_owned();
         let verbose = if std::env::var_os("STUNMAP_LAB_VERBOSE_TURN").is_some() {
@@ -261,7 +263,40 @@ impl Netns {
         std::fs::write(&path, conf).map_err(|e| e.to_string())?;
         let path = path.to_string_lossy().into_owned();
         self.spawn(ns, "turnserver", &["turnserver", "-c", &path], &[])?;
-        self.wait_listener(ns, "-uln", wait_for, Duration::from_secs(20))
+        self.wait_listener(ns, "-uln", wait_for, Duration::from_secs(20))?;
+        self.wait_stun_answer(asker, wait_for);
+        Ok(())
+    }
+
+    /// Wait until a STUN Binding request to UDP `addr` (`ip:port`) from inside `ns` is
+    /// answered, up to 10 s. A listening socket is not yet a server that answers: right after
+    /// it binds, coturn answered its first requests later than a measured path's silence rule
+    /// waits (`pair_lab` saw a side's NAT read as UDP-blocked in about one run in three). Only
+    /// a readiness wait: without an answer the lab goes on and the test judges what it sees.
+    pub fn wait_stun_answer(&self, ns: &str, addr: &str) {
+        let Some((ip, port)) = addr.rsplit_once(':') else {
+            return;
+        };
+        // RFC 8489 §5: a 20-byte Binding request (type 0x0001, length 0, magic cookie, a
+        // random transaction id); the answer echoes the id.
+        let script = format!(
+            "import os,socket,sys,time\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(0.1)\n\
+             tid=os.urandom(12)\nreq=bytes([0,1,0,0,0x21,0x12,0xa4,0x42])+tid\n\
+             end=time.time()+10\n\
+             while time.time()<end:\n  s.sendto(req,('{ip}',{port}))\n  try:\n    d,_=s.recvfrom(2048)\n    if d[8:20]==tid: sys.exit(0)\n  except OSError: pass\n\
+             sys.exit(1)\n"
+        );
+        let answered = self
+            .exec_in(ns, &["python3", "-c", &script])
+            .is_ok_and(|o| o.status.success());
+        if !answered {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(
+                err,
+                "lab: no STUN answer from {addr} in {ns} within 10 s; going on"
+            );
+        }
     }
 }
 
