@@ -101,12 +101,7 @@ impl Probe for Toy {
         }
         self.sent = true;
         buf.extend_from_slice(b"toy");
-        Some(Transmit {
-            destination: self.dest,
-            local: LocalSocket::Private(0),
-            transaction_id: TransactionId([0; 12]),
-            attempt: 0,
-        })
+        Some(first_datagram(self.dest))
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -141,10 +136,7 @@ impl Probe for Toy {
     }
 
     fn private_sockets(&self) -> Option<PrivateSockets> {
-        Some(PrivateSockets {
-            count: 1,
-            toward: self.dest,
-        })
+        Some(one_socket(self.dest))
     }
 
     fn handle_local_addr(&mut self, _socket: LocalSocket, addr: SocketAddr) {
@@ -163,6 +155,24 @@ impl Signalled for Toy {
 
     fn poll_signal(&mut self) -> Option<u32> {
         (!self.out.is_empty()).then(|| self.out.remove(0))
+    }
+}
+
+/// The one datagram a toy sends, from its private socket 0 to `dest`.
+fn first_datagram(dest: SocketAddr) -> Transmit {
+    Transmit {
+        destination: dest,
+        local: LocalSocket::Private(0),
+        transaction_id: TransactionId([0; 12]),
+        attempt: 0,
+    }
+}
+
+/// One private socket toward `dest`.
+fn one_socket(dest: SocketAddr) -> PrivateSockets {
+    PrivateSockets {
+        count: 1,
+        toward: dest,
     }
 }
 
@@ -291,12 +301,7 @@ impl Probe for Patient {
         }
         self.deadline = Some(now + Duration::from_millis(100));
         buf.extend_from_slice(b"ping");
-        Some(Transmit {
-            destination: self.dest,
-            local: LocalSocket::Private(0),
-            transaction_id: TransactionId([0; 12]),
-            attempt: 0,
-        })
+        Some(first_datagram(self.dest))
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -316,10 +321,7 @@ impl Probe for Patient {
     }
 
     fn private_sockets(&self) -> Option<PrivateSockets> {
-        Some(PrivateSockets {
-            count: 1,
-            toward: self.dest,
-        })
+        Some(one_socket(self.dest))
     }
 }
 

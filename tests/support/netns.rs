@@ -52,6 +52,8 @@ pub struct Netns {
     prefix: String,
     dir: PathBuf,
     children: Vec<Child>,
+    /// The stderr file of the last process started.
+    last_err: Option<PathBuf>,
     namespaces: Vec<String>,
 }
 
@@ -75,6 +77,7 @@ impl Netns {
             prefix,
             dir,
             children: Vec::new(),
+            last_err: None,
             namespaces: Vec::new(),
         })
     }
@@ -143,16 +146,17 @@ impl Netns {
         env: &[(&str, &str)],
     ) -> Result<u32, String> {
         let n = self.children.len();
-        let file = |ext: &str| {
-            let path = self.dir.join(format!("{name}.{n}.{ext}"));
-            std::fs::File::create(&path).map_err(|e| format!("{path:?}: {e}"))
-        };
-        let (out, err) = (file("out")?, file("err")?);
+        let [out_path, err_path] =
+            ["out", "err"].map(|ext| self.dir.join(format!("{name}.{n}.{ext}")));
+        let create =
+            |path: &PathBuf| std::fs::File::create(path).map_err(|e| format!("{path:?}: {e}"));
+        let (out, err) = (create(&out_path)?, create(&err_path)?);
         let mut c = self.command(ns, cmd);
         c.envs(env.iter().copied()).stdout(out).stderr(err);
         let child = c.spawn().map_err(|e| format!("{cmd:?}: {e}"))?;
         let pid = child.id();
         self.children.push(child);
+        self.last_err = Some(err_path);
         Ok(pid)
     }
 
@@ -184,29 +188,22 @@ impl Netns {
         }
     }
 
-    /// The last started process's stderr (its end), and whether it has exited, for an error.
+    /// The end of the last started process's stderr, for an error.
     fn last_stderr(&self) -> String {
-        let Some(n) = self.children.len().checked_sub(1) else {
-            return String::new();
-        };
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return String::new();
-        };
-        let suffix = format!(".{n}.err");
-        let text = entries
-            .flatten()
-            .find(|e| e.file_name().to_string_lossy().ends_with(&suffix))
-            .and_then(|e| std::fs::read_to_string(e.path()).ok())
+        let text = self
+            .last_err
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
             .unwrap_or_default();
-        let tail: String = text
-            .chars()
-            .rev()
-            .take(400)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        format!("; last process's stderr: {:?}", tail.trim())
+        let text = text.trim();
+        let cut = text.len().saturating_sub(400);
+        let start = (cut..=text.len())
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(text.len());
+        format!(
+            "; last process's stderr: {:?}",
+            text.get(start..).unwrap_or_default()
+        )
     }
 
     /// `stunmap serve` (the binary `bin`) in `ns` as an RFC 5780 reflector: primary
