@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use probes::stun::TransactionId;
 use probes::stun::view::check_header;
-use probes::{Ignored, LocalSocket, Probe};
+use probes::{Ignored, LocalSocket, Probe, Received};
 use tokio::sync::mpsc;
 
 use crate::clock::now as clock_now;
@@ -722,7 +722,9 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
             self.counters.unmatched += 1;
             return;
         };
-        let result = slot.probe.handle_input_on(now, socket, from, data);
+        let result = slot
+            .probe
+            .handle_input_on(now, Received { socket, from, data });
         let queued = slot.queued;
         let c = &mut self.counters;
         match result {

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use probes::LocalSocket;
 use probes::pair::session::Signalled;
+use probes::{LocalSocket, Received};
 use tokio::sync::mpsc;
 
 use crate::driver::{Cancel, EngineError};
@@ -205,7 +205,7 @@ fn deliver<P: Signalled>(
         LocalSocket::Private(n)
     };
     if probe
-        .handle_input_on(clock_now(), socket, from, data)
+        .handle_input_on(clock_now(), Received { socket, from, data })
         .is_err()
     {
         run.ignored += 1;

@@ -15,7 +15,7 @@ use probes::pair::rendezvous::PeerMsg;
 use probes::pair::session::{Inbound, PairConfig, PairSession, Signalled, TurnConfig};
 use probes::turn::auth::{Credentials, Password};
 use probes::Transport;
-use probes::{LocalSocket, Probe};
+use probes::{LocalSocket, Probe, Received};
 
 fuzz_target!(|input: &[u8]| {
     let stun: SocketAddr = "192.0.2.10:3478".parse().unwrap();
@@ -54,16 +54,16 @@ fuzz_target!(|input: &[u8]| {
             6 => {
                 rest = after;
                 // Bytes on the TURN stream (empty: it closed).
-                let _ = s.handle_input_on(now, LocalSocket::Default, turn, chunk);
+                let _ = s.handle_input_on(now, Received { socket: LocalSocket::Default, from: turn, data: chunk });
             }
             0 => {
                 rest = after;
                 let from = [stun, peer, "192.0.2.99:1".parse().unwrap()][usize::from(op / 6 % 3)];
-                let _ = s.handle_input_on(now, LocalSocket::Private(0), from, chunk);
+                let _ = s.handle_input_on(now, Received { socket: LocalSocket::Private(0), from, data: chunk });
             }
             1 => {
                 rest = after;
-                let _ = s.handle_input_on(now, LocalSocket::Private(1), turn, chunk);
+                let _ = s.handle_input_on(now, Received { socket: LocalSocket::Private(1), from: turn, data: chunk });
             }
             2 => {
                 rest = after;

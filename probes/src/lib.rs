@@ -28,5 +28,5 @@ pub mod wire;
 
 pub mod serde_util;
 
-pub use machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
+pub use machine::{Ignored, LocalSocket, PrivateSockets, Probe, Received, Retransmit, Transmit};
 pub use net::{Family, PortRange, Transport};

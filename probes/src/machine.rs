@@ -35,6 +35,18 @@ pub struct Transmit {
     pub attempt: u8,
 }
 
+/// One datagram as it arrived: the local socket it landed on, who sent it, and its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received<'a> {
+    /// The local socket: [`LocalSocket::Default`] for the shared socket (where the engine routes
+    /// by declared transaction id), the probe's own number for a private one.
+    pub socket: LocalSocket,
+    /// The sender.
+    pub from: SocketAddr,
+    /// The datagram's bytes.
+    pub data: &'a [u8],
+}
+
 /// Why a probe did not take a datagram. The engine counts these; none is fatal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -77,19 +89,11 @@ pub trait Probe {
     /// A datagram arrived from `from` at time `now`.
     fn handle_input(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), Ignored>;
 
-    /// The same, told which local socket the datagram arrived on: [`LocalSocket::Default`] for
-    /// the shared socket (where the engine routes by declared transaction id), the probe's own
-    /// number for a private one. Probes that care where an answer landed (a reply that should
-    /// have gone elsewhere) override this; the default ignores the socket.
-    fn handle_input_on(
-        &mut self,
-        now: Instant,
-        socket: LocalSocket,
-        from: SocketAddr,
-        data: &[u8],
-    ) -> Result<(), Ignored> {
-        let _ = socket;
-        self.handle_input(now, from, data)
+    /// The same, told which local socket the datagram arrived on ([`Received::socket`]). Probes
+    /// that care where an answer landed (a reply that should have gone elsewhere) override
+    /// this; the default ignores the socket.
+    fn handle_input_on(&mut self, now: Instant, received: Received<'_>) -> Result<(), Ignored> {
+        self.handle_input(now, received.from, received.data)
     }
 
     /// The time from [`Probe::poll_timeout`] was reached (calling it early is harmless).

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Transmit};
+use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Received, Transmit};
 
 /// Wraps a probe so it transmits nothing before `start`.
 #[derive(Debug)]
@@ -32,14 +32,8 @@ impl<P: Probe> Probe for Delayed<P> {
         self.inner.handle_input(now, from, data)
     }
 
-    fn handle_input_on(
-        &mut self,
-        now: Instant,
-        socket: LocalSocket,
-        from: SocketAddr,
-        data: &[u8],
-    ) -> Result<(), Ignored> {
-        self.inner.handle_input_on(now, socket, from, data)
+    fn handle_input_on(&mut self, now: Instant, received: Received<'_>) -> Result<(), Ignored> {
+        self.inner.handle_input_on(now, received)
     }
 
     fn handle_timeout(&mut self, now: Instant) {

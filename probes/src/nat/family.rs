@@ -34,7 +34,7 @@ use super::multi::{MULTI_SOCKET, MultiMeasurements};
 use super::timing::{RttSource, Schedule, Timing};
 use super::transaction::{Request, Transaction};
 use crate::binding::{BindingConfig, BindingOutcome, SourceCheck};
-use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Transmit};
+use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Received, Transmit};
 use crate::pair::session::Signalled;
 use crate::stun::{Class, Method, StunView, TransactionId, TransactionIdSource};
 
@@ -348,14 +348,8 @@ impl Probe for FamilyRun {
     /// socket came in through another mapping, which says nothing about the filter of the
     /// test's own (a NAT that gives two of our sockets the same external port toward
     /// different servers routes a change-IP reply to whichever mapping matches it).
-    fn handle_input_on(
-        &mut self,
-        now: Instant,
-        socket: LocalSocket,
-        from: SocketAddr,
-        data: &[u8],
-    ) -> Result<(), Ignored> {
-        self.input(now, Some(socket), from, data)
+    fn handle_input_on(&mut self, now: Instant, received: Received<'_>) -> Result<(), Ignored> {
+        self.input(now, Some(received.socket), received.from, received.data)
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -698,7 +692,14 @@ mod tests {
         // external port): not evidence about the filtering socket's filter.
         let at = t + ms(1);
         assert_eq!(
-            probe.handle_input_on(at, MAPPING_SOCKET, other, &reply),
+            probe.handle_input_on(
+                at,
+                Received {
+                    socket: MAPPING_SOCKET,
+                    from: other,
+                    data: &reply
+                }
+            ),
             Err(Ignored::Unexpected)
         );
         assert_eq!(
@@ -707,7 +708,14 @@ mod tests {
             "no sample either"
         );
         assert_eq!(
-            probe.handle_input_on(at, FILTERING_SOCKET, other, &reply),
+            probe.handle_input_on(
+                at,
+                Received {
+                    socket: FILTERING_SOCKET,
+                    from: other,
+                    data: &reply
+                }
+            ),
             Ok(())
         );
         assert_eq!(probe.schedule().source(), RttSource::Udp);

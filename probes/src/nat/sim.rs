@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::machine::{LocalSocket, Probe};
+use crate::machine::{LocalSocket, Probe, Received};
 use crate::nat::family::TcpRtt;
 use crate::pair::session::Signalled;
 use crate::stun::attr::{self, ChangeRequest};
@@ -479,7 +479,14 @@ impl World {
             self.queue = later;
             for (_, from, internal, data) in due {
                 if let Some(socket) = self.routed(internal, &data) {
-                    let _ = probe.handle_input_on(now, socket, from, &data);
+                    let _ = probe.handle_input_on(
+                        now,
+                        Received {
+                            socket,
+                            from,
+                            data: &data,
+                        },
+                    );
                 }
             }
             if probe.is_done() {

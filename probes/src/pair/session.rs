@@ -46,7 +46,7 @@ use super::model::{
 use super::rendezvous::PeerMsg;
 use crate::Transport;
 use crate::binding::{BindingConfig, BindingStatus, BindingTransaction};
-use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
+use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Received, Retransmit, Transmit};
 use crate::stun::TransactionIdSource;
 use crate::stun::view::{StunView, check_header};
 use crate::stun::{Class, TransactionId};
@@ -72,8 +72,8 @@ pub trait Signalled: Probe {
     fn poll_signal(&mut self) -> Option<Self::Out>;
     /// A TCP server the engine connects to before the first transmit: datagrams with
     /// [`LocalSocket::Default`] are written to that stream (the machine frames them), and what
-    /// arrives is handed to `handle_input_on(now, LocalSocket::Default, server, bytes)` in
-    /// chunks, an empty chunk meaning the connection failed or closed.
+    /// arrives is handed to [`Probe::handle_input_on`] on [`LocalSocket::Default`] from `server`
+    /// in chunks, an empty chunk meaning the connection failed or closed.
     fn stream_to(&self) -> Option<SocketAddr> {
         None
     }
@@ -687,16 +687,18 @@ impl Probe for PairSession {
     type Output = SessionOutput;
 
     fn handle_input(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Result<(), Ignored> {
-        self.handle_input_on(now, LocalSocket::Private(ICE_SOCKET), from, data)
+        self.handle_input_on(
+            now,
+            Received {
+                socket: LocalSocket::Private(ICE_SOCKET),
+                from,
+                data,
+            },
+        )
     }
 
-    fn handle_input_on(
-        &mut self,
-        now: Instant,
-        socket: LocalSocket,
-        from: SocketAddr,
-        data: &[u8],
-    ) -> Result<(), Ignored> {
+    fn handle_input_on(&mut self, now: Instant, received: Received<'_>) -> Result<(), Ignored> {
+        let Received { socket, from, data } = received;
         if self.phase == Phase::Done {
             return Err(Ignored::Late);
         }

@@ -54,7 +54,7 @@ use std::time::{Duration, Instant};
 use crate::binding::{
     BindingConfig, BindingOutcome, BindingStatus, BindingTransaction, SourceCheck,
 };
-use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Retransmit, Transmit};
+use crate::machine::{Ignored, LocalSocket, PrivateSockets, Probe, Received, Retransmit, Transmit};
 use crate::stun::{StunView, TransactionIdSource};
 
 pub(crate) use judge::secs;
@@ -395,13 +395,8 @@ impl Probe for BindingLifetime {
         r
     }
 
-    fn handle_input_on(
-        &mut self,
-        now: Instant,
-        socket: LocalSocket,
-        from: SocketAddr,
-        data: &[u8],
-    ) -> Result<(), Ignored> {
+    fn handle_input_on(&mut self, now: Instant, received: Received<'_>) -> Result<(), Ignored> {
+        let Received { socket, from, data } = received;
         // A trigger's answer on the shared socket means the server ignored RESPONSE-PORT: it
         // says nothing about the idle mapping (see the module docs).
         if socket == LocalSocket::Default {

@@ -223,9 +223,14 @@ impl World {
             };
             if let Some(internal) = internal {
                 let n = peer.local.iter().position(|l| *l == internal).unwrap() as u8;
-                let _ = peer
-                    .session
-                    .handle_input_on(now, LocalSocket::Private(n), from, &data);
+                let _ = peer.session.handle_input_on(
+                    now,
+                    Received {
+                        socket: LocalSocket::Private(n),
+                        from,
+                        data: &data,
+                    },
+                );
             }
         }
     }
@@ -484,10 +489,27 @@ fn hostile_datagrams_are_ignored() {
         ],
     ];
     for j in &junk {
-        assert!(s.handle_input_on(now, ice, stranger, j).is_err());
         assert!(
-            s.handle_input_on(now, LocalSocket::Private(TURN_SOCKET), stranger, j)
-                .is_err()
+            s.handle_input_on(
+                now,
+                Received {
+                    socket: ice,
+                    from: stranger,
+                    data: j
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            s.handle_input_on(
+                now,
+                Received {
+                    socket: LocalSocket::Private(TURN_SOCKET),
+                    from: stranger,
+                    data: j
+                }
+            )
+            .is_err()
         );
     }
     // A Binding request without credentials: the agent refuses it.
@@ -500,7 +522,17 @@ fn hostile_datagrams_are_ignored() {
         fingerprint: true,
     }
     .encode(&mut req);
-    assert!(s.handle_input_on(now, ice, stranger, &req).is_err());
+    assert!(
+        s.handle_input_on(
+            now,
+            Received {
+                socket: ice,
+                from: stranger,
+                data: &req
+            }
+        )
+        .is_err()
+    );
     // The run still completes.
     let (a, b) = w.run(Duration::from_secs(30));
     assert_eq!(result(&a, &b).outcome, Outcome::Direct);
