@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::clock::now as clock_now;
 use crate::rate::{Rate, TokenBucket};
-use crate::udp::{RecvBuffers, UdpEndpoint, routed_source};
+use crate::udp::{RecvBuffers, UdpEndpoint};
 
 /// Limits of one run, all of them a network engineer's to set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -164,27 +164,11 @@ impl EngineError {
     }
 }
 
-/// The private socket `n` of a probe whose private sockets go `toward` there, as `bound`:
-/// the probe is told its address (with the routed `source_ip` where there is one, as a
-/// wildcard-bound socket does not know its own).
-pub(crate) fn private_socket<P: Probe + ?Sized>(
-    probe: &mut P,
-    n: u8,
-    toward: &SocketAddr,
-    source_ip: Option<std::net::IpAddr>,
-    bound: io::Result<UdpEndpoint>,
-) -> Result<Arc<UdpEndpoint>, EngineError> {
-    let ep = bound.map_err(EngineError::bind_on(crate::udp::wildcard_for(toward)))?;
-    let mut local = ep.local_addr();
-    if let Some(ip) = source_ip {
-        local.set_ip(ip);
-    }
-    probe.handle_local_addr(LocalSocket::Private(n), local);
-    Ok(Arc::new(ep))
-}
-
 mod cancel;
+mod private;
 pub use cancel::{Cancel, CancelHandle, cancel_on_signals};
+pub(crate) use private::private_socket;
+use private::{PRIVATE_QUEUE, PrivateDatagram};
 
 /// Why a run begins to stop.
 #[derive(Clone, Copy, Debug)]
@@ -211,14 +195,6 @@ pub(crate) fn stopping(
     } else {
         None
     }
-}
-
-/// A datagram that arrived on a probe-private socket.
-struct PrivateDatagram {
-    key: SlotKey,
-    socket: LocalSocket,
-    from: SocketAddr,
-    data: Vec<u8>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -271,9 +247,6 @@ enum SocketSel {
 const SEND_BATCH: usize = 64;
 /// Receive batches per socket per loop turn before timers and sends get a turn.
 const RECV_TURNS: usize = 8;
-/// Depth of the queue from private-socket readers; datagrams beyond it are dropped (and a
-/// flood cannot grow memory).
-const PRIVATE_QUEUE: usize = 1024;
 
 struct Driver<P: Probe, F> {
     slots: Vec<Option<Slot<P>>>,
@@ -289,6 +262,8 @@ struct Driver<P: Probe, F> {
     send_buf: Vec<u8>,
     pending: Vec<Pending>,
     private_tx: mpsc::Sender<PrivateDatagram>,
+    /// The live slots that have private sockets.
+    with_private: Vec<SlotKey>,
     counters: Counters,
     in_flight: usize,
     send_path: SendPath,
@@ -327,6 +302,7 @@ where
         send_buf: Vec::with_capacity(SEND_BATCH * 128),
         pending: Vec::with_capacity(SEND_BATCH),
         private_tx,
+        with_private: Vec::new(),
         counters: Counters::default(),
         in_flight: 0,
         send_path: limits.send_path,
@@ -357,6 +333,7 @@ where
         while let Ok(p) = private_rx.try_recv() {
             d.deliver_private(now, p);
         }
+        d.receive_private(now);
         d.fire_timers(now);
         d.serve_ready(now);
         if drain_until.is_none() {
@@ -486,18 +463,7 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
             cleaning_up: false,
             private: Box::new([]),
         };
-        if let Some(req) = slot.probe.private_sockets() {
-            let mut private = Vec::with_capacity(usize::from(req.count));
-            let source_ip = routed_source(&req.toward).ok();
-            for n in 0..req.count {
-                let first = self.take_port(req.toward.is_ipv4());
-                let bound = UdpEndpoint::bound_for(&req.toward, first);
-                let ep = private_socket(&mut slot.probe, n, &req.toward, source_ip, bound)?;
-                let task = spawn_private_reader(ep.clone(), key, n, self.private_tx.clone());
-                private.push((ep, task));
-            }
-            slot.private = private.into_boxed_slice();
-        }
+        self.open_private(key, &mut slot)?;
         if let Some(s) = self.slots.get_mut(index as usize) {
             *s = Some(slot);
         }
@@ -603,6 +569,9 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
         for tid in slot.first_tid.iter().chain(&slot.more_tids) {
             self.table.remove(tid);
         }
+        if !slot.private.is_empty() {
+            self.with_private.retain(|k| *k != key);
+        }
         self.free.push(key.index);
         self.in_flight -= 1;
         match slot.probe.take_output() {
@@ -631,6 +600,9 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
         };
         for tid in slot.first_tid.iter().chain(&slot.more_tids) {
             self.table.remove(tid);
+        }
+        if !slot.private.is_empty() {
+            self.with_private.retain(|k| *k != key);
         }
         self.free.push(key.index);
         self.in_flight -= 1;
@@ -789,11 +761,6 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
         result
     }
 
-    fn deliver_private(&mut self, now: Instant, p: PrivateDatagram) {
-        self.counters.datagrams_received += 1;
-        self.dispatch(now, p.key, p.socket, p.from, &p.data);
-    }
-
     /// Whether the next socket of this family gets the binding's source port (the first one
     /// does).
     fn take_port(&mut self, v4: bool) -> bool {
@@ -938,27 +905,6 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
             }
         }
     }
-}
-
-fn spawn_private_reader(
-    ep: Arc<UdpEndpoint>,
-    key: SlotKey,
-    n_sock: u8,
-    tx: mpsc::Sender<PrivateDatagram>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        crate::udp::read_all(&ep, |from, data| {
-            // A full queue drops the datagram: a flood cannot grow memory.
-            let _ = tx.try_send(PrivateDatagram {
-                key,
-                socket: LocalSocket::Private(n_sock),
-                from,
-                data: data.to_vec(),
-            });
-            true
-        })
-        .await;
-    })
 }
 
 fn is_icmp_error(e: &io::Error) -> bool {

@@ -231,14 +231,9 @@ fn take_arrived<P: Signalled>(
         deliver(probe, run, n, from, &data);
     }
     for (n, ep) in (0u8..).zip(sockets) {
-        for _ in 0..RECV_TURNS {
-            let Ok(k) = bufs.recv(ep) else {
-                break;
-            };
-            for (from, data) in bufs.datagrams(k) {
-                deliver(probe, run, n, from, data);
-            }
-        }
+        crate::udp::read_waiting(ep, bufs, RECV_TURNS, |from, data| {
+            deliver(probe, run, n, from, data);
+        });
     }
 }
 

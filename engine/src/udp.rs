@@ -254,6 +254,26 @@ pub(crate) async fn read_all(ep: &UdpEndpoint, mut deliver: impl FnMut(SocketAdd
     }
 }
 
+/// Hand what already waits in `ep` to `deliver`, in at most `turns` receive calls, without
+/// waiting. The loops call it before they fire timers: an answer that arrived before a timer
+/// was due then counts first, even when the loop woke late and the socket's reader task has
+/// not had a turn yet. A failed receive (nothing waiting) ends it.
+pub(crate) fn read_waiting(
+    ep: &UdpEndpoint,
+    bufs: &mut RecvBuffers,
+    turns: usize,
+    mut deliver: impl FnMut(SocketAddr, &[u8]),
+) {
+    for _ in 0..turns {
+        let Ok(n) = bufs.recv(ep) else {
+            return;
+        };
+        for (from, data) in bufs.datagrams(n) {
+            deliver(from, data);
+        }
+    }
+}
+
 /// Most datagrams handed to one `sendmmsg` call.
 pub const SEND_MMSG: usize = 64;
 

@@ -374,3 +374,35 @@ async fn an_answer_that_beat_the_timer_counts_after_a_late_wake() {
     }
     echo.join().unwrap();
 }
+
+/// The same late wake in the driver (`engine::run_one`), whose private sockets are read by
+/// reader tasks: an answer already in the socket when the loop runs again counts, although
+/// the reader task had no turn yet to queue it.
+#[tokio::test]
+async fn the_driver_counts_a_private_answer_that_beat_the_timer_after_a_late_wake() {
+    const ROUNDS: usize = 8;
+    let (sock, dest) = peer();
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        for _ in 0..ROUNDS {
+            let (n, from) = sock.recv_from(&mut buf).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            sock.send_to(&buf[..n], from).unwrap();
+        }
+    });
+    for round in 0..ROUNDS {
+        let blocker = tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            std::thread::sleep(Duration::from_millis(250));
+        });
+        let probe = Patient {
+            dest,
+            deadline: None,
+            answered: None,
+        };
+        let (output, _) = engine::run_one(probe, None, Cancel::never()).await.unwrap();
+        blocker.await.unwrap();
+        assert_eq!(output, Some(true), "round {round}: judged silent");
+    }
+    echo.join().unwrap();
+}
