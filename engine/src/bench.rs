@@ -25,11 +25,16 @@ pub struct RawResult {
 impl RawResult {
     /// Answered transactions per second.
     pub fn rate(&self) -> f64 {
-        if self.elapsed > 0.0 {
-            self.received as f64 / self.elapsed
-        } else {
-            0.0
-        }
+        per_second(self.received, self.elapsed)
+    }
+}
+
+/// `count` over `elapsed` seconds; 0 when no time passed.
+fn per_second(count: u64, elapsed: f64) -> f64 {
+    if elapsed > 0.0 {
+        count as f64 / elapsed
+    } else {
+        0.0
     }
 }
 
@@ -433,11 +438,7 @@ pub struct BlastResult {
 impl BlastResult {
     /// Received datagrams per second.
     pub fn rate(&self) -> f64 {
-        if self.elapsed > 0.0 {
-            self.received as f64 / self.elapsed
-        } else {
-            0.0
-        }
+        per_second(self.received, self.elapsed)
     }
 }
 
@@ -515,4 +516,27 @@ pub async fn blast(count: u64, size: usize, path: BlastPath) -> io::Result<Blast
         received: received.load(Ordering::Relaxed),
         elapsed: last.saturating_duration_since(start).as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_per_second_and_zero_without_elapsed_time() {
+        let raw = RawResult {
+            sent: 12,
+            received: 10,
+            elapsed: 2.0,
+        };
+        assert_eq!(raw.rate(), 5.0);
+        assert_eq!(RawResult::default().rate(), 0.0);
+        let blast = BlastResult {
+            path: BlastPath::PerPacket,
+            sent: 9,
+            received: 9,
+            elapsed: 0.0,
+        };
+        assert_eq!(blast.rate(), 0.0);
+    }
 }
