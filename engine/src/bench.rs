@@ -25,11 +25,16 @@ pub struct RawResult {
 impl RawResult {
     /// Answered transactions per second.
     pub fn rate(&self) -> f64 {
-        if self.elapsed > 0.0 {
-            self.received as f64 / self.elapsed
-        } else {
-            0.0
-        }
+        per_second(self.received, self.elapsed)
+    }
+}
+
+/// `count` over `elapsed` seconds; 0 when no time passed.
+fn per_second(count: u64, elapsed: f64) -> f64 {
+    if elapsed > 0.0 {
+        count as f64 / elapsed
+    } else {
+        0.0
     }
 }
 
@@ -146,7 +151,7 @@ pub fn raw_reflector(
     sock: &std::net::UdpSocket,
     stop: &std::sync::atomic::AtomicBool,
 ) -> io::Result<u64> {
-    use probes::stun::{MAGIC_COOKIE, MessageType};
+    use probes::stun::MessageType;
     use std::os::fd::AsRawFd;
     const SLOT: usize = 2048;
     const OUT: usize = 64;
@@ -166,8 +171,6 @@ pub fn raw_reflector(
         iov.iov_base = chunk.as_mut_ptr().cast();
         iov.iov_len = SLOT;
     }
-    let success = MessageType::BINDING_SUCCESS.to_u16().to_be_bytes();
-    let cookie = MAGIC_COOKIE.to_be_bytes();
     let mut answers = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         for ((h, iov), name) in rhdr.iter_mut().zip(riov.iter_mut()).zip(names.iter_mut()) {
@@ -218,43 +221,7 @@ pub fn raw_reflector(
             let Some(out) = outbuf.get_mut(k) else {
                 break;
             };
-            let port = (from.port() ^ 0x2112).to_be_bytes();
-            let n = match from {
-                SocketAddr::V4(a) => {
-                    let ip = u32::from(*a.ip()) ^ MAGIC_COOKIE;
-                    let mut m = [0u8; 32];
-                    m[..2].copy_from_slice(&success);
-                    m[2..4].copy_from_slice(&12u16.to_be_bytes());
-                    m[4..8].copy_from_slice(&cookie);
-                    m[8..20].copy_from_slice(tid.as_bytes());
-                    m[20..24].copy_from_slice(&[0x00, 0x20, 0x00, 0x08]);
-                    m[24..26].copy_from_slice(&[0x00, 0x01]);
-                    m[26..28].copy_from_slice(&port);
-                    m[28..32].copy_from_slice(&ip.to_be_bytes());
-                    out[..32].copy_from_slice(&m);
-                    32
-                }
-                SocketAddr::V6(a) => {
-                    let mut key = [0u8; 16];
-                    key[..4].copy_from_slice(&cookie);
-                    key[4..].copy_from_slice(tid.as_bytes());
-                    let mut ip = a.ip().octets();
-                    for (b, k) in ip.iter_mut().zip(key) {
-                        *b ^= k;
-                    }
-                    let mut m = [0u8; 44];
-                    m[..2].copy_from_slice(&success);
-                    m[2..4].copy_from_slice(&24u16.to_be_bytes());
-                    m[4..8].copy_from_slice(&cookie);
-                    m[8..20].copy_from_slice(tid.as_bytes());
-                    m[20..24].copy_from_slice(&[0x00, 0x20, 0x00, 0x14]);
-                    m[24..26].copy_from_slice(&[0x00, 0x02]);
-                    m[26..28].copy_from_slice(&port);
-                    m[28..44].copy_from_slice(&ip);
-                    out[..44].copy_from_slice(&m);
-                    44
-                }
-            };
+            let n = binding_success(&tid, from, out);
             let (Some(iov), Some(sh)) = (siov.get_mut(k), shdr.get_mut(k)) else {
                 break;
             };
@@ -275,6 +242,43 @@ pub fn raw_reflector(
         }
     }
     Ok(answers)
+}
+
+/// Write into `out` a Binding success response for `tid` whose only attribute is
+/// XOR-MAPPED-ADDRESS `from` (RFC 8489 §5, §14.2: the port XORed with the cookie's top half,
+/// an IPv4 address with the cookie, an IPv6 one with the cookie and the transaction id), by
+/// hand as the baseline does; returns its length (32 or 44 bytes).
+#[cfg(target_os = "linux")]
+fn binding_success(tid: &TransactionId, from: SocketAddr, out: &mut [u8; 64]) -> usize {
+    use probes::stun::{MAGIC_COOKIE, MessageType};
+    let cookie = MAGIC_COOKIE.to_be_bytes();
+    let mut key = [0u8; 16];
+    key[..4].copy_from_slice(&cookie);
+    key[4..].copy_from_slice(tid.as_bytes());
+    let (family, mut ip, ip_len) = match from {
+        SocketAddr::V4(a) => {
+            let mut ip = [0u8; 16];
+            ip[..4].copy_from_slice(&a.ip().octets());
+            (1, ip, 4)
+        }
+        SocketAddr::V6(a) => (2, a.ip().octets(), 16),
+    };
+    for (b, k) in ip.iter_mut().zip(key) {
+        *b ^= k;
+    }
+    let attr_len = 4 + ip_len as u16;
+    out[..2].copy_from_slice(&MessageType::BINDING_SUCCESS.to_u16().to_be_bytes());
+    out[2..4].copy_from_slice(&(4 + attr_len).to_be_bytes());
+    out[4..8].copy_from_slice(&cookie);
+    out[8..20].copy_from_slice(tid.as_bytes());
+    out[20..22].copy_from_slice(&probes::stun::attr::XOR_MAPPED_ADDRESS.to_be_bytes());
+    out[22..24].copy_from_slice(&attr_len.to_be_bytes());
+    out[24..26].copy_from_slice(&[0, family]);
+    out[26..28].copy_from_slice(&(from.port() ^ 0x2112).to_be_bytes());
+    for (o, b) in out[28..].iter_mut().zip(ip).take(ip_len) {
+        *o = b;
+    }
+    28 + ip_len
 }
 
 /// Send each datagram of `items`; how many the kernel took.
@@ -433,11 +437,7 @@ pub struct BlastResult {
 impl BlastResult {
     /// Received datagrams per second.
     pub fn rate(&self) -> f64 {
-        if self.elapsed > 0.0 {
-            self.received as f64 / self.elapsed
-        } else {
-            0.0
-        }
+        per_second(self.received, self.elapsed)
     }
 }
 
@@ -515,4 +515,44 @@ pub async fn blast(count: u64, size: usize, path: BlastPath) -> io::Result<Blast
         received: received.load(Ordering::Relaxed),
         elapsed: last.saturating_duration_since(start).as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_per_second_and_zero_without_elapsed_time() {
+        let raw = RawResult {
+            sent: 12,
+            received: 10,
+            elapsed: 2.0,
+        };
+        assert_eq!(raw.rate(), 5.0);
+        assert_eq!(RawResult::default().rate(), 0.0);
+        let blast = BlastResult {
+            path: BlastPath::PerPacket,
+            sent: 9,
+            received: 9,
+            elapsed: 0.0,
+        };
+        assert_eq!(blast.rate(), 0.0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_hand_written_answer_is_what_the_message_writer_writes() {
+        use probes::stun::{MessageType, MessageWriter, attr};
+        let tid = TransactionId([0x5a; 12]);
+        for from in ["192.0.2.7:40000", "[2001:db8::1:2]:3478"] {
+            let from: SocketAddr = from.parse().unwrap();
+            let mut want = Vec::new();
+            let mut w = MessageWriter::new(&mut want, MessageType::BINDING_SUCCESS, &tid);
+            w.xor_address(attr::XOR_MAPPED_ADDRESS, &from);
+            w.finish();
+            let mut out = [0u8; 64];
+            let n = binding_success(&tid, from, &mut out);
+            assert_eq!(&out[..n], &want[..], "{from}");
+        }
+    }
 }

@@ -151,16 +151,12 @@ mod imp {
             (libc::IPPROTO_IPV6, libc::IPV6_RECVFRAGSIZE)
         };
         let mut frag = None;
-        // SAFETY: walking the control messages the kernel wrote, with the libc macros.
+        // SAFETY: `recvmsg` filled `msg`; a fragment-size message carries an int.
         unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == level && (*c).cmsg_type == kind {
-                    let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>());
-                    frag = u16::try_from(v).ok();
-                }
-                c = libc::CMSG_NXTHDR(&msg, c);
-            }
+            each_control_message(&msg, level, kind, |data| {
+                let v = std::ptr::read_unaligned(data.cast::<i32>());
+                frag = u16::try_from(v).ok();
+            });
         }
         Ok((n as usize, frag))
     }
@@ -186,30 +182,49 @@ mod imp {
             (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
         };
         let mut out = None;
-        // SAFETY: the kernel wrote a sock_extended_err followed by the offender's address.
+        // SAFETY: `recvmsg` filled `msg`; the kernel wrote a sock_extended_err followed by the
+        // offender's address.
         unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == level && (*c).cmsg_type == kind {
-                    let ee_ptr = libc::CMSG_DATA(c).cast::<libc::sock_extended_err>();
-                    let ee = std::ptr::read_unaligned(ee_ptr);
-                    if ee.ee_errno == libc::EMSGSIZE as u32 {
-                        let mtu = u16::try_from(ee.ee_info).unwrap_or(0);
-                        out = Some(match ee.ee_origin {
-                            libc::SO_EE_ORIGIN_ICMP | libc::SO_EE_ORIGIN_ICMP6 => {
-                                let from = offender(ee_ptr.add(1).cast::<u8>(), v4);
-                                TooBig::Icmp { mtu, from }
-                            }
-                            _ => TooBig::Local {
-                                mtu: (mtu > 0).then_some(mtu),
-                            },
-                        });
-                    }
+            each_control_message(&msg, level, kind, |data| {
+                let ee_ptr = data.cast::<libc::sock_extended_err>();
+                let ee = std::ptr::read_unaligned(ee_ptr);
+                if ee.ee_errno == libc::EMSGSIZE as u32 {
+                    let mtu = u16::try_from(ee.ee_info).unwrap_or(0);
+                    out = Some(match ee.ee_origin {
+                        libc::SO_EE_ORIGIN_ICMP | libc::SO_EE_ORIGIN_ICMP6 => {
+                            let from = offender(ee_ptr.add(1).cast::<u8>(), v4);
+                            TooBig::Icmp { mtu, from }
+                        }
+                        _ => TooBig::Local {
+                            mtu: (mtu > 0).then_some(mtu),
+                        },
+                    });
                 }
-                c = libc::CMSG_NXTHDR(&msg, c);
-            }
+            });
         }
         Some(out)
+    }
+
+    /// Hand `each` the data of every control message of `level` and `kind` in `msg`, in order.
+    ///
+    /// # Safety
+    /// `msg` is a header `recvmsg` filled: its control buffer and length are the kernel's.
+    unsafe fn each_control_message(
+        msg: &libc::msghdr,
+        level: libc::c_int,
+        kind: libc::c_int,
+        mut each: impl FnMut(*const u8),
+    ) {
+        // SAFETY: the caller's promise; walking the messages with the libc macros.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == level && (*c).cmsg_type == kind {
+                    each(libc::CMSG_DATA(c));
+                }
+                c = libc::CMSG_NXTHDR(msg, c);
+            }
+        }
     }
 
     /// The address after a `sock_extended_err` (`SO_EE_OFFENDER`).

@@ -68,22 +68,27 @@ async fn until<F: std::future::Future>(at: Instant, settle: &Cancel, fut: F) -> 
 }
 
 /// Send `request` to the gateway's port 5351 with RFC 6886 §3.1's schedule (250 ms, doubling)
-/// until an answer `parse` accepts arrives, the deadline passes or `settle` fires.
-async fn exchange<T>(
+/// until an answer `status` accepts arrives (its status), the deadline passes or `settle`
+/// fires (no answer, or malformed when only unreadable ones came).
+async fn exchange(
     gw: Ipv4Addr,
     deadline: Instant,
     settle: &Cancel,
     request: impl Fn(IpAddr) -> Vec<u8>,
-    parse: impl Fn(&[u8]) -> Option<T>,
-) -> Result<Option<T>, ProtocolStatus> {
-    let sock = UdpSocket::bind("0.0.0.0:0")
-        .await
-        .map_err(|_| ProtocolStatus::NoAnswer)?;
+    status: impl Fn(&[u8]) -> Option<ProtocolStatus>,
+) -> ProtocolStatus {
+    let Ok(sock) = UdpSocket::bind("0.0.0.0:0").await else {
+        return ProtocolStatus::NoAnswer;
+    };
     // Connected: only the gateway's port 5351 is heard, and an ICMP port unreachable surfaces
     // as ECONNREFUSED.
-    sock.connect(SocketAddr::new(IpAddr::V4(gw), natpmp::PORT))
+    if sock
+        .connect(SocketAddr::new(IpAddr::V4(gw), natpmp::PORT))
         .await
-        .map_err(|_| ProtocolStatus::Unreachable)?;
+        .is_err()
+    {
+        return ProtocolStatus::Unreachable;
+    }
     let local = sock
         .local_addr()
         .map(|a| a.ip())
@@ -94,24 +99,24 @@ async fn exchange<T>(
     let mut malformed = false;
     loop {
         if let Err(e) = sock.send(&req).await {
-            return Err(status_of(&e));
+            return status_of(&e);
         }
         let resend = (Instant::now() + wait).min(deadline);
         loop {
             match until(resend, settle, sock.recv(&mut buf)).await {
                 None => break,
-                Some(Err(e)) => return Err(status_of(&e)),
-                Some(Ok(n)) => match parse(buf.get(..n).unwrap_or(&[])) {
-                    Some(t) => return Ok(Some(t)),
+                Some(Err(e)) => return status_of(&e),
+                Some(Ok(n)) => match status(buf.get(..n).unwrap_or(&[])) {
+                    Some(s) => return s,
                     None => malformed = true,
                 },
             }
         }
         if Instant::now() >= deadline || settle.is_cancelled() {
             return if malformed {
-                Err(ProtocolStatus::Malformed)
+                ProtocolStatus::Malformed
             } else {
-                Ok(None)
+                ProtocolStatus::NoAnswer
             };
         }
         wait *= 2;
@@ -127,35 +132,33 @@ fn status_of(e: &io::Error) -> ProtocolStatus {
 }
 
 async fn nat_pmp(gw: Ipv4Addr, deadline: Instant, settle: &Cancel) -> ProtocolStatus {
-    let r = exchange(
+    exchange(
         gw,
         deadline,
         settle,
         |_| NATPMP_EXTERNAL_REQUEST.to_vec(),
-        |b| natpmp::parse_external(b).ok(),
+        |b| {
+            natpmp::parse_external(b)
+                .ok()
+                .map(|r| PortMapping::nat_pmp_status(&r))
+        },
     )
-    .await;
-    match r {
-        Ok(Some(r)) => PortMapping::nat_pmp_status(&r),
-        Ok(None) => ProtocolStatus::NoAnswer,
-        Err(s) => s,
-    }
+    .await
 }
 
 async fn pcp(gw: Ipv4Addr, deadline: Instant, settle: &Cancel) -> ProtocolStatus {
-    let r = exchange(
+    exchange(
         gw,
         deadline,
         settle,
         |local| pcp::announce_request(local).to_vec(),
-        |b| pcp::parse_response(b).ok(),
+        |b| {
+            pcp::parse_response(b)
+                .ok()
+                .map(|r| PortMapping::pcp_status(&r))
+        },
     )
-    .await;
-    match r {
-        Ok(Some(r)) => PortMapping::pcp_status(&r),
-        Ok(None) => ProtocolStatus::NoAnswer,
-        Err(s) => s,
-    }
+    .await
 }
 
 /// SSDP search, then the description of the first answer from the gateway.

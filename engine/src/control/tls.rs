@@ -227,6 +227,28 @@ pub(crate) fn fail(step: Step, timeout: bool, reason: impl Into<String>) -> Path
     }
 }
 
+/// `io` given at most `limit`: its value, or `None` with the failure of `step` in `facts`
+/// (`silence` is the reason when the time ran out, else the error's words).
+async fn within<T>(
+    limit: std::time::Duration,
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+    step: Step,
+    silence: &str,
+    facts: &mut PathFacts,
+) -> Option<T> {
+    match tokio::time::timeout(limit, io).await {
+        Err(_) => {
+            facts.failure = Some(fail(step, true, silence));
+            None
+        }
+        Ok(Err(e)) => {
+            facts.failure = Some(fail(step, false, e.to_string()));
+            None
+        }
+        Ok(Ok(v)) => Some(v),
+    }
+}
+
 /// Connect (directly or through the proxy) and run the TLS handshake offering `alpn`. Fills
 /// `facts` as far as it gets; returns the stream when the handshake completed.
 pub(crate) async fn open(
@@ -248,20 +270,16 @@ pub(crate) async fn open(
     let tcp = match target {
         Target::Direct(addr) => {
             let start = crate::clock::now();
-            match tokio::time::timeout(timeouts.connect, crate::source::connect_tcp(*addr)).await {
-                Err(_) => {
-                    facts.failure = Some(fail(Step::Tcp, true, "no answer to SYN"));
-                    return None;
-                }
-                Ok(Err(e)) => {
-                    facts.failure = Some(fail(Step::Tcp, false, e.to_string()));
-                    return None;
-                }
-                Ok(Ok(s)) => {
-                    facts.connect_time = Some(crate::clock::now().saturating_duration_since(start));
-                    s
-                }
-            }
+            let s = within(
+                timeouts.connect,
+                crate::source::connect_tcp(*addr),
+                Step::Tcp,
+                "no answer to SYN",
+                facts,
+            )
+            .await?;
+            facts.connect_time = Some(crate::clock::now().saturating_duration_since(start));
+            s
         }
         Target::Proxy(proxy) => via_proxy(proxy, name, port, timeouts, facts).await?,
     };
@@ -282,17 +300,14 @@ pub(crate) async fn open(
     };
     let start = crate::clock::now();
     let handshake = TlsConnector::from(Arc::new(config)).connect(server_name, tcp);
-    let stream = match tokio::time::timeout(timeouts.tls, handshake).await {
-        Err(_) => {
-            facts.failure = Some(fail(Step::Tls, true, "handshake did not finish"));
-            return None;
-        }
-        Ok(Err(e)) => {
-            facts.failure = Some(fail(Step::Tls, false, e.to_string()));
-            return None;
-        }
-        Ok(Ok(s)) => s,
-    };
+    let stream = within(
+        timeouts.tls,
+        handshake,
+        Step::Tls,
+        "handshake did not finish",
+        facts,
+    )
+    .await?;
     let handshake_time = crate::clock::now().saturating_duration_since(start);
     let (_, conn) = stream.get_ref();
     let (public_roots, private_roots) = verifier.take().unwrap_or((
@@ -344,17 +359,14 @@ async fn via_proxy(
         }
         Err(last)
     };
-    let mut stream = match tokio::time::timeout(timeouts.connect, connect).await {
-        Err(_) => {
-            facts.failure = Some(fail(Step::ProxyConnect, true, "no answer from the proxy"));
-            return None;
-        }
-        Ok(Err(e)) => {
-            facts.failure = Some(fail(Step::ProxyConnect, false, e.to_string()));
-            return None;
-        }
-        Ok(Ok(s)) => s,
-    };
+    let mut stream = within(
+        timeouts.connect,
+        connect,
+        Step::ProxyConnect,
+        "no answer from the proxy",
+        facts,
+    )
+    .await?;
     facts.connect_time = Some(crate::clock::now().saturating_duration_since(start));
     let request = proxy.connect_request(name, port);
     let exchange = async {
@@ -370,17 +382,15 @@ async fn via_proxy(
             }
         }
     };
-    let head = match tokio::time::timeout(timeouts.tls, exchange).await {
-        Err(_) => {
-            facts.failure = Some(fail(Step::ProxyTunnel, true, "no answer to CONNECT"));
-            return None;
-        }
-        Ok(Err(e)) => {
-            facts.failure = Some(fail(Step::ProxyTunnel, false, e.to_string()));
-            return None;
-        }
-        Ok(Ok(buf)) => parse_head(&buf),
-    };
+    let buf = within(
+        timeouts.tls,
+        exchange,
+        Step::ProxyTunnel,
+        "no answer to CONNECT",
+        facts,
+    )
+    .await?;
+    let head = parse_head(&buf);
     match head {
         Ok(Some(h)) => {
             let verdict = connect_verdict(&h);

@@ -67,24 +67,25 @@ pub const WINDOWS: [Source; 8] = [
     Source::WindowsAntivirusProducts,
 ];
 
-/// Every source `--from DIR` looks for, in order.
-pub const SAVED: [Source; 15] = [
-    Source::Nft,
-    Source::Iptables,
-    Source::Ip6tables,
-    Source::Ufw,
-    Source::Firewalld,
-    Source::Processes,
-    Source::WindowsExport,
-    Source::WindowsRules,
-    Source::WindowsAddressFilters,
-    Source::WindowsPortFilters,
-    Source::WindowsApplicationFilters,
-    Source::WindowsInterfaceFilters,
-    Source::WindowsProfiles,
-    Source::WindowsFirewallProducts,
-    Source::WindowsAntivirusProducts,
-];
+/// Every source `--from DIR` looks for, in order: the Linux ones, the merged Windows export,
+/// then the Windows ones read live.
+// INVARIANT: evaluated at compile time: an index out of range fails the build, it cannot
+// panic at run time.
+#[allow(clippy::indexing_slicing)]
+pub const SAVED: [Source; LINUX.len() + 1 + WINDOWS.len()] = {
+    let mut out = [Source::WindowsExport; LINUX.len() + 1 + WINDOWS.len()];
+    let mut i = 0;
+    while i < LINUX.len() {
+        out[i] = LINUX[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < WINDOWS.len() {
+        out[LINUX.len() + 1 + j] = WINDOWS[j];
+        j += 1;
+    }
+    out
+};
 
 /// Processes read from one list, at most (a flood of processes cannot grow the report).
 pub const MAX_PROCESSES: usize = 65_536;
@@ -270,5 +271,20 @@ impl Collected {
             inputs.security_products = self.products;
         }
         inputs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_is_the_linux_sources_the_export_then_the_windows_sources_each_once() {
+        let (linux, rest) = SAVED.split_at(LINUX.len());
+        assert_eq!(linux, LINUX);
+        assert_eq!(rest.first(), Some(&Source::WindowsExport));
+        assert_eq!(rest.get(1..), Some(&WINDOWS[..]));
+        let files: std::collections::HashSet<&str> = SAVED.iter().map(|s| s.file()).collect();
+        assert_eq!(files.len(), SAVED.len());
     }
 }

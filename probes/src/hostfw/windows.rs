@@ -263,34 +263,55 @@ fn port_covers(spec: &str, r: PortRange) -> bool {
     }
 }
 
+/// A two-valued enum field, written as a name or a number: `Ok(true)` for one of `yes`,
+/// `Ok(false)` for one of `no`; `missing` and `other` are the errors for no value and for any
+/// other value.
+fn two_valued(
+    v: Option<&Value>,
+    yes: &[&str],
+    no: &[&str],
+    missing: &'static str,
+    other: &'static str,
+) -> Result<bool, &'static str> {
+    match text(v) {
+        Some(t) if yes.contains(&t.as_str()) => Ok(true),
+        Some(t) if no.contains(&t.as_str()) => Ok(false),
+        Some(_) => Err(other),
+        None => Err(missing),
+    }
+}
+
 /// `Enabled` (NetSecurity's `Enabled` enum: True 1, False 2), as text or number.
 pub(crate) fn enabled_of(v: Option<&Value>) -> Result<bool, &'static str> {
-    match text(v).as_deref() {
-        Some("True" | "true" | "1") => Ok(true),
-        Some("False" | "false" | "2") => Ok(false),
-        None => Err("missing Enabled"),
-        _ => Err("Enabled is not True/False"),
-    }
+    two_valued(
+        v,
+        &["True", "true", "1"],
+        &["False", "false", "2"],
+        "missing Enabled",
+        "Enabled is not True/False",
+    )
 }
 
 /// `Direction` (Inbound 1, Outbound 2): whether inbound.
 pub(crate) fn inbound_of(v: Option<&Value>) -> Result<bool, &'static str> {
-    match text(v).as_deref() {
-        Some("Inbound" | "1") => Ok(true),
-        Some("Outbound" | "2") => Ok(false),
-        None => Err("missing Direction"),
-        _ => Err("Direction is not Inbound/Outbound"),
-    }
+    two_valued(
+        v,
+        &["Inbound", "1"],
+        &["Outbound", "2"],
+        "missing Direction",
+        "Direction is not Inbound/Outbound",
+    )
 }
 
 /// `Action` (Allow 2, Block 4): whether it allows.
 pub(crate) fn allow_of(v: Option<&Value>) -> Result<bool, &'static str> {
-    match text(v).as_deref() {
-        Some("Allow" | "2") => Ok(true),
-        Some("Block" | "4") => Ok(false),
-        None => Err("missing Action"),
-        _ => Err("Action is not Allow/Block"),
-    }
+    two_valued(
+        v,
+        &["Allow", "2"],
+        &["Block", "4"],
+        "missing Action",
+        "Action is not Allow/Block",
+    )
 }
 
 /// `Profile`, a flags enum (Any 0, Domain 1, Private 2, Public 4), as Windows names it:
@@ -383,6 +404,28 @@ mod tests {
             end: 65535
         }));
         assert!(r[0].on_interface("Ethernet"));
+    }
+
+    #[test]
+    fn two_valued_fields_read_names_numbers_and_booleans() {
+        use serde_json::json;
+        assert_eq!(enabled_of(Some(&json!("True"))), Ok(true));
+        assert_eq!(enabled_of(Some(&json!(false))), Ok(false));
+        assert_eq!(enabled_of(Some(&json!(2))), Ok(false));
+        assert_eq!(inbound_of(Some(&json!(1))), Ok(true));
+        assert_eq!(inbound_of(Some(&json!("Outbound"))), Ok(false));
+        assert_eq!(allow_of(Some(&json!("2"))), Ok(true));
+        assert_eq!(allow_of(Some(&json!(4))), Ok(false));
+        assert_eq!(allow_of(None), Err("missing Action"));
+        assert_eq!(allow_of(Some(&json!([]))), Err("missing Action"));
+        assert_eq!(
+            inbound_of(Some(&json!("Both"))),
+            Err("Direction is not Inbound/Outbound")
+        );
+        assert_eq!(
+            allow_of(Some(&json!("allow"))),
+            Err("Action is not Allow/Block")
+        );
     }
 
     #[test]

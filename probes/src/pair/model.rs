@@ -322,6 +322,23 @@ pub struct SideReport {
 }
 
 impl SideReport {
+    /// A report of `role` with nothing measured: no NAT class, candidates, checks, RTT or
+    /// TURN, not interrupted.
+    pub fn empty(role: Role) -> Self {
+        Self {
+            role,
+            nat: None,
+            public_address: None,
+            candidates: Vec::new(),
+            nominated: None,
+            connect_ms: None,
+            checks: Vec::new(),
+            rtt: None,
+            turn: None,
+            interrupted: false,
+        }
+    }
+
     /// Check a received report.
     pub fn validate(&self) -> Result<(), Invalid> {
         if self.candidates.len() > MAX_CANDIDATES {

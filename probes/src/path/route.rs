@@ -333,6 +333,15 @@ impl DestinationPath {
     }
 }
 
+/// The destinations of `paths`, comma-separated.
+fn destinations(paths: &[&DestinationPath]) -> String {
+    paths
+        .iter()
+        .map(|p| p.dest.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What the route section concludes: its severity and, when the probes went through a tunnel,
 /// the fix.
 pub fn finding(paths: &[DestinationPath]) -> Option<(Severity, String, Option<Fix>)> {
@@ -347,11 +356,7 @@ pub fn finding(paths: &[DestinationPath]) -> Option<(Severity, String, Option<Fi
             Severity::High,
             format!(
                 "probes to {} went through the VPN tunnel {tunnel}: the STUN/TURN results describe the tunnel, not this network",
-                through
-                    .iter()
-                    .map(|p| p.dest.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                destinations(&through)
             ),
             Some(Fix {
                 title: format!(
@@ -376,11 +381,7 @@ pub fn finding(paths: &[DestinationPath]) -> Option<(Severity, String, Option<Fi
             Severity::Info,
             format!(
                 "the route to {} goes into the VPN tunnel {tunnel}; the probes left by {via} instead",
-                avoided
-                    .iter()
-                    .map(|p| p.dest.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                destinations(&avoided)
             ),
             None,
         ));

@@ -17,16 +17,9 @@ fn cand(kind: CandidateKind, a: &str) -> WireCandidate {
 
 fn report(role: Role, cands: Vec<WireCandidate>) -> SideReport {
     SideReport {
-        role,
         nat: Some(NatType::PORT_RESTRICTED_CONE),
-        public_address: None,
         candidates: cands,
-        nominated: None,
-        connect_ms: None,
-        checks: Vec::new(),
-        rtt: None,
-        turn: None,
-        interrupted: false,
+        ..SideReport::empty(role)
     }
 }
 
