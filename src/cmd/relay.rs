@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::Result;
 use engine::stats::{RttSummary, summarize};
 use engine::stream::Security;
-use engine::tcp::ConnectOutcome;
 use probes::Transport;
 use probes::finding::Status;
 use probes::turn::allocate::AllocateStatus;
@@ -22,7 +21,7 @@ use serde::Serialize;
 
 use super::turn::{AuthArgs, MAX_TIMEOUT_MS, connection_fields, mark, parse_uri, server_addr};
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
-use crate::exec::turn::{no_result, session_config};
+use crate::exec::turn::{Connection, no_result, session_config};
 use crate::exit::{Outcome, usage};
 use crate::report::doc::{Bar, Block, Doc, Section, Tone, secs};
 use crate::report::prom::{Writer, borrowed, flag, run_facts};
@@ -197,12 +196,8 @@ struct TransportRun {
     /// back), blocked (no allocation), skipped (not probed: the run stopped first).
     status: Status,
     server: Option<SocketAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    connect: Option<ConnectOutcome>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_error: Option<String>,
+    #[serde(flatten)]
+    connection: Connection,
     /// Why nothing was measured, when nothing was.
     #[serde(skip_serializing_if = "Option::is_none")]
     not_measured: Option<String>,
@@ -224,9 +219,7 @@ impl TransportRun {
             transport: uri.transport,
             status: Status::Skipped,
             server: None,
-            connect: None,
-            tls: None,
-            stream_error: None,
+            connection: Connection::default(),
             not_measured: None,
             relay_rtt: None,
             direct_rtt: None,
@@ -270,6 +263,7 @@ impl TransportRun {
                     other => format!("allocation {other}"),
                 },
                 None => self
+                    .connection
                     .stream_error
                     .clone()
                     .unwrap_or_else(|| "no result".into()),
@@ -350,9 +344,7 @@ impl Command for Relay {
             if r.output.is_none() {
                 run.not_measured = Some(no_result(&r));
             }
-            run.connect = r.connect;
-            run.tls = r.tls;
-            run.stream_error = r.stream_error;
+            run.connection = r.connection;
             run.result = r.output;
             run.conclude();
             if ctx.wants_events() {
@@ -527,11 +519,7 @@ impl Report for RelayBench {
                 "server".to_string(),
                 t.server.map_or_else(|| "-".into(), |s| s.to_string()),
             )];
-            fields.extend(connection_fields(
-                t.connect.as_ref(),
-                t.tls.as_deref(),
-                t.stream_error.as_deref(),
-            ));
+            fields.extend(connection_fields(&t.connection));
             if let Some(why) = &t.not_measured {
                 fields.push(("not measured".into(), why.clone()));
             }

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use engine::stream::Security;
-use engine::tcp::ConnectOutcome;
 use probes::Transport;
 use probes::finding::Status;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
@@ -21,7 +20,7 @@ use serde::Serialize;
 
 use super::common;
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
-use crate::exec::turn::{TurnRun, no_result, session_config};
+use crate::exec::turn::{Connection, TurnRun, no_result, session_config};
 use crate::exit::{Outcome, usage};
 use crate::report::doc::{Doc, Mark, Section, Tone, duration};
 use crate::report::prom::{Writer, flag, run_facts};
@@ -203,12 +202,8 @@ pub(crate) struct TurnReport {
     /// credentials), degraded (refused, or the release not confirmed), blocked (no answer),
     /// skipped (stopped before an answer).
     status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    connect: Option<ConnectOutcome>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_error: Option<String>,
+    #[serde(flatten)]
+    connection: Connection,
     result: Option<AllocateReport>,
     /// Why there is no result, in words.
     #[serde(skip)]
@@ -240,9 +235,7 @@ impl Command for Turn {
             transport,
             status: status(run.output.as_ref()),
             no_result: run.output.is_none().then(|| no_result(&run)),
-            stream_error: run.stream_error,
-            connect: run.connect,
-            tls: run.tls,
+            connection: run.connection,
             result: run.output,
         })
     }
@@ -350,21 +343,17 @@ pub(crate) fn allocation_fields(res: &AllocateReport) -> Vec<(String, String)> {
     f
 }
 
-/// Connection lines of a TURN run over TCP/TLS.
-pub(crate) fn connection_fields(
-    connect: Option<&ConnectOutcome>,
-    tls: Option<&str>,
-    stream_error: Option<&str>,
-) -> Vec<(String, String)> {
+/// Connection lines of a TURN run over TCP/TLS (none over UDP).
+pub(crate) fn connection_fields(c: &Connection) -> Vec<(String, String)> {
     let mut f = Vec::new();
-    if let Some(c) = connect {
+    if let Some(c) = &c.connect {
         f.push(("connect".into(), words::connect(c)));
     }
-    if let Some(t) = tls {
-        f.push(("tls".into(), t.to_string()));
+    if let Some(t) = &c.tls {
+        f.push(("tls".into(), t.clone()));
     }
-    if let Some(e) = stream_error {
-        f.push(("stream".into(), e.to_string()));
+    if let Some(e) = &c.stream_error {
+        f.push(("stream".into(), e.clone()));
     }
     f
 }
@@ -393,11 +382,7 @@ impl Report for TurnReport {
             run.exit_code.code()
         ));
         let mut sec = Section::new("Allocation");
-        sec.push(Block::Fields(connection_fields(
-            self.connect.as_ref(),
-            self.tls.as_deref(),
-            self.stream_error.as_deref(),
-        )));
+        sec.push(Block::Fields(connection_fields(&self.connection)));
         if let Some(res) = &self.result {
             sec.push(Block::Fields(allocation_fields(res)));
         }
@@ -471,9 +456,7 @@ mod tests {
             server,
             transport: Transport::Udp,
             status: Status::Ok,
-            connect: None,
-            tls: None,
-            stream_error: None,
+            connection: Connection::default(),
             no_result: None,
             result: Some(AllocateReport {
                 server,
