@@ -424,6 +424,22 @@ impl Row {
         }
     }
 
+    /// A row of `probe` over `transport` to `host` that was not run, and why: skipped.
+    pub(crate) fn not_run(
+        probe: ProbeKind,
+        transport: impl Into<Option<Transport>>,
+        host: impl Into<String>,
+        why: NotRun,
+    ) -> Row {
+        Row::new(
+            probe,
+            transport,
+            host,
+            Status::Skipped,
+            RowOutcome::NotRun { why },
+        )
+    }
+
     /// With its port.
     pub(crate) fn port(mut self, port: Option<u16>) -> Row {
         self.port = port;
