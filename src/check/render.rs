@@ -617,31 +617,10 @@ fn samples(w: &mut Writer, r: &CheckReport, profile: &str) {
 
 fn nat(w: &mut Writer, r: &CheckReport, profile: &str) {
     let Some(n) = &r.nat else { return };
-    w.family(
-        "stunmap_nat_info",
-        "gauge",
-        "NAT behaviour per address family (RFC 4787 mapping and filtering), as labels; always 1.",
-    );
+    crate::report::nat::info_family(w);
     for f in [&n.ipv4, &n.ipv6].into_iter().flatten() {
-        let family = match f.family {
-            Family::Ipv4 => "ipv4",
-            Family::Ipv6 => "ipv6",
-        };
-        let nat_type = f.nat_type.short();
-        w.sample(
-            "stunmap_nat_info",
-            &[
-                ("profile", profile),
-                ("family", family),
-                ("nat_type", &nat_type),
-                ("mapping", f.mapping.map(|m| m.short()).unwrap_or("unknown")),
-                (
-                    "filtering",
-                    f.filtering.map(|x| x.short()).unwrap_or("unknown"),
-                ),
-            ],
-            1.0,
-        );
+        let family = crate::report::nat::family_label(f.family);
+        crate::report::nat::info_sample(w, &[("profile", profile), ("family", family)], f);
     }
 }
 

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
 use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, columns, duration, secs};
+use crate::report::nat::family_label;
 use crate::report::prom::{Writer, flag};
 use crate::target::{FamilyChoice, TargetSpec, resolve};
 
@@ -424,13 +425,6 @@ fn family_timing(m: &Measurements, family: Family) -> Option<&RunTiming> {
     f.and_then(|f| f.timing.as_ref())
 }
 
-fn family_label(f: Family) -> &'static str {
-    match f {
-        Family::Ipv4 => "ipv4",
-        Family::Ipv6 => "ipv6",
-    }
-}
-
 const LEVELS: [Level; 6] = [
     Level::Direct,
     Level::DirectWithEim,
@@ -519,13 +513,8 @@ impl Report for NatOutput {
 
     fn metrics(&self, run: &RunInfo, w: &mut Writer) -> bool {
         let c = &self.classification;
-        w.family(
-            "stunmap_nat_info",
-            "gauge",
-            "NAT behaviour per address family (RFC 4787 mapping and filtering), as labels; always 1.",
-        );
+        crate::report::nat::info_family(w);
         for f in [&c.ipv4, &c.ipv6].into_iter().flatten() {
-            let nat_type = f.nat_type.short();
             let udp = match f.udp {
                 probes::nat::UdpStatus::Open => "open",
                 probes::nat::UdpStatus::PortsRestricted { .. } => "ports-restricted",
@@ -537,20 +526,14 @@ impl Report for NatOutput {
                 probes::nat::NatPresence::Present => "present",
                 probes::nat::NatPresence::Unknown => "unknown",
             };
-            w.sample(
-                "stunmap_nat_info",
+            crate::report::nat::info_sample(
+                w,
                 &[
                     ("family", family_label(f.family)),
                     ("nat", nat),
                     ("udp", udp),
-                    ("nat_type", &nat_type),
-                    ("mapping", f.mapping.map(|m| m.short()).unwrap_or("unknown")),
-                    (
-                        "filtering",
-                        f.filtering.map(|x| x.short()).unwrap_or("unknown"),
-                    ),
                 ],
-                1.0,
+                f,
             );
         }
         w.family(
