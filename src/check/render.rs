@@ -32,21 +32,6 @@ impl Report for CheckReport {
     }
 }
 
-/// The tone of a state.
-pub(crate) fn tone(s: Status) -> Tone {
-    match s {
-        Status::Ok => Tone::Good,
-        Status::Degraded | Status::Uncertain => Tone::Warn,
-        Status::Blocked => Tone::Bad,
-        Status::Skipped => Tone::Neutral,
-    }
-}
-
-/// A state as a mark.
-pub(crate) fn mark(s: Status) -> Mark {
-    Mark::new(s.as_str(), tone(s))
-}
-
 /// "stun udp/3478", "dns", "tcp-sample tcp".
 fn what(r: &Row) -> String {
     if r.probe == ProbeKind::Dns {
@@ -90,7 +75,7 @@ fn port_map(r: &CheckReport) -> Block {
             let port = row.port?;
             Some(PortMark {
                 port,
-                mark: mark(row.state),
+                mark: Mark::of(row.state),
                 label: format!("{} {port}", row.probe.as_str()),
                 title: format!(
                     "{} {} {}:{port} {}: {}",
@@ -153,7 +138,7 @@ fn port_map(r: &CheckReport) -> Block {
 fn document(r: &CheckReport, run: &RunInfo) -> Doc {
     let v = &r.verdict;
     let mut doc = Doc::new("stunmap check", v.headline.clone());
-    doc.mark = Some(mark(v.status));
+    doc.mark = Some(Mark::of(v.status));
     doc.summary.push(format!(
         "profile {} ({}), {:.1} s, exit {}",
         r.profile.name,
@@ -163,7 +148,7 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
     ));
     doc.push(Section::new("Port map").block(port_map(r)));
     for s in &r.services {
-        let mut sec = Section::new(s.name.clone()).marked(mark(s.state));
+        let mut sec = Section::new(s.name.clone()).marked(Mark::of(s.state));
         sec.push(Block::Bars(
             s.checks
                 .iter()
@@ -171,7 +156,7 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
                     c.rtt_seconds.map(|x| Bar {
                         label: format!("{} {}", what(c), target(c)),
                         seconds: x,
-                        tone: tone(c.state),
+                        tone: Tone::of(c.state),
                     })
                 })
                 .collect(),
@@ -185,7 +170,7 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
                     vec![
                         Cell::from(what(c)),
                         Cell::from(target(c)),
-                        Cell::from(mark(c.state)),
+                        Cell::from(Mark::of(c.state)),
                         Cell::from(c.rtt_seconds.map(secs).unwrap_or_default()),
                         Cell::from(c.detail.clone()),
                     ]

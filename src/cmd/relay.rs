@@ -383,15 +383,6 @@ fn signed_secs(v: f64) -> String {
     }
 }
 
-fn tone(s: Status) -> Tone {
-    match s {
-        Status::Ok => Tone::Good,
-        Status::Degraded | Status::Uncertain => Tone::Warn,
-        Status::Blocked => Tone::Bad,
-        Status::Skipped => Tone::Neutral,
-    }
-}
-
 impl RelayBench {
     fn measured(&self) -> usize {
         self.runs.iter().filter(|r| r.relay_rtt.is_some()).count()
@@ -501,7 +492,7 @@ impl Report for RelayBench {
                         t.relay_rtt.map(|s| Bar {
                             label: format!("{} relay", t.transport),
                             seconds: s.median,
-                            tone: tone(t.status),
+                            tone: Tone::of(t.status),
                         })
                     })
                     .chain(self.runs.iter().filter_map(|t| {

@@ -257,19 +257,13 @@ fn status(result: Option<&AllocateReport>) -> Status {
     }
 }
 
-/// The mark of a status.
+/// The mark of a TURN-style run's status: a skipped run reads "not probed".
 pub(crate) fn mark(s: Status) -> Mark {
-    let tone = match s {
-        Status::Ok => Tone::Good,
-        Status::Degraded | Status::Uncertain => Tone::Warn,
-        Status::Blocked => Tone::Bad,
-        Status::Skipped => Tone::Neutral,
-    };
     let word = match s {
         Status::Skipped => "not probed",
         other => other.as_str(),
     };
-    Mark::new(word, tone)
+    Mark::new(word, Tone::of(s))
 }
 
 fn headline(r: &TurnReport) -> String {
