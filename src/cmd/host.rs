@@ -597,7 +597,9 @@ fn read_live_windows(program: &Path, stop: &AtomicBool) -> Collection {
     (c, infos, notes)
 }
 
-fn status_mark(s: Status) -> Mark {
+/// The mark of a host firewall finding: a degraded one is advisory, a skipped one
+/// informational.
+pub(crate) fn status_mark(s: Status) -> Mark {
     match s {
         Status::Ok => Mark::new("ok", Tone::Good),
         Status::Skipped => Mark::new("info", Tone::Neutral),
