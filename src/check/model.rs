@@ -282,18 +282,12 @@ pub(crate) enum RowOutcome {
 
 impl fmt::Display for RowOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |a: &[IpAddr]| {
-            a.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
         match self {
             RowOutcome::Resolved {
                 addresses,
                 overridden: true,
-            } => write!(f, "{} (--resolve)", list(addresses)),
-            RowOutcome::Resolved { addresses, .. } => f.write_str(&list(addresses)),
+            } => write!(f, "{} (--resolve)", words::addresses(addresses)),
+            RowOutcome::Resolved { addresses, .. } => f.write_str(&words::addresses(addresses)),
             RowOutcome::Unresolved { name, a, aaaa } => {
                 let (ra, raaaa) = (words::lookup_failure(a), words::lookup_failure(aaaa));
                 if ra == raaaa {
