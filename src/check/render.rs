@@ -448,37 +448,7 @@ fn netbird_metrics(w: &mut Writer, nb: &NetbirdSection, profile: &str) {
             )),
         );
     }
-    w.family(
-        "stunmap_netbird_peer_not_direct_info",
-        "gauge",
-        "A peer NetBird reports relayed or not connected, with the most likely reason; always 1.",
-    );
-    for p in &nb.peers {
-        let (local, remote) = (p.link.ice_local.to_string(), p.link.ice_remote.to_string());
-        w.sample(
-            "stunmap_netbird_peer_not_direct_info",
-            &[
-                ("profile", profile),
-                ("peer", &p.peer),
-                ("reason", crate::report::netbird::reason_label(p.reason)),
-                ("ice_local", &local),
-                ("ice_remote", &remote),
-            ],
-            1.0,
-        );
-    }
-    w.family(
-        "stunmap_netbird_peers_not_direct",
-        "gauge",
-        "Peers NetBird reports relayed or not connected, by most likely reason.",
-    );
-    for (l, n) in crate::report::netbird::reason_counts(&nb.peers) {
-        w.sample(
-            "stunmap_netbird_peers_not_direct",
-            &[("profile", profile), ("reason", l)],
-            n as f64,
-        );
-    }
+    crate::report::netbird::metrics(w, &nb.peers, &[("profile", profile)]);
 }
 
 fn services(w: &mut Writer, r: &CheckReport, profile: &str) {

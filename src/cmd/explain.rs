@@ -444,7 +444,7 @@ impl Report for ExplainReport {
 
     fn metrics(&self, run: &RunInfo, w: &mut Writer) -> bool {
         run_facts(w, "explain", run);
-        crate::report::netbird::metrics(w, &self.peers);
+        crate::report::netbird::metrics(w, &self.peers, &[]);
         w.gauge(
             "stunmap_explain_route_conflicts",
             "Routes in the bundle that can break connectivity (overlaps with the tunnel).",
