@@ -1,6 +1,5 @@
 //! `stunmap check`'s report for people (its [`Doc`]) and for Prometheus (its metrics).
 
-use probes::Family;
 use probes::nat::verdict::Level;
 
 use probes::netbird::Agreement;
@@ -53,13 +52,6 @@ fn target(r: &Row) -> String {
     match r.address {
         Some(a) if a.to_string() != r.host => format!("{} {a}", r.host),
         _ => r.host.clone(),
-    }
-}
-
-fn family_name(f: Family) -> &'static str {
-    match f {
-        Family::Ipv4 => "IPv4",
-        Family::Ipv6 => "IPv6",
     }
 }
 
@@ -209,7 +201,7 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
             if let Some(fl) = f.filtering {
                 line.push_str(&format!(", filtering {}", fl.short()));
             }
-            fields.push((family_name(f.family).to_string(), line));
+            fields.push((f.family.to_string(), line));
         }
         doc.push(
             Section::new("NAT")

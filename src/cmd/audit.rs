@@ -295,13 +295,6 @@ impl AuditOutput {
     }
 }
 
-fn family_name(f: Family) -> &'static str {
-    match f {
-        Family::Ipv4 => "IPv4",
-        Family::Ipv6 => "IPv6",
-    }
-}
-
 fn candidates(n: usize) -> String {
     if n == 1 {
         "1 candidate".into()
@@ -341,10 +334,7 @@ fn peers_section(
     if group.iter().all(|p| p.outcome == PeerOutcome::NotTried) {
         return None;
     }
-    let mut sec = Section::new(format!(
-        "{kind} toward the {} allocation",
-        family_name(family)
-    ));
+    let mut sec = Section::new(format!("{kind} toward the {family} allocation"));
     if let Some(PeerOutcome::Untestable { reason }) = group.first().map(|p| &p.outcome)
         && group
             .iter()
