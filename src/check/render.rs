@@ -11,8 +11,8 @@ use crate::report::doc::{
     Bar, Block, Cell, Doc, FixItem, LaneStyle, Mark, PortLane, PortMark, Section, Tone, columns,
     secs,
 };
-use crate::report::prom::{Writer, borrowed, flag};
-use crate::report::relay::{MEDIAN, P90, rtt_families};
+use crate::report::prom::{Writer, flag};
+use crate::report::relay::{MEDIAN, P90, loss_family, loss_ratio, rtt_families};
 
 impl Report for CheckReport {
     const SCHEMA: &'static str = super::model::SCHEMA;
@@ -591,22 +591,13 @@ fn relay(w: &mut Writer, r: &CheckReport, profile: &str) {
         .map(|(x, l)| (x.rtt.as_ref(), l.as_slice()))
         .collect();
     rtt_families(w, &[MEDIAN, P90], &relays);
-    if r.relay_rtt.iter().any(|x| x.sent > 0) {
-        w.family(
-            "stunmap_relay_loss_ratio",
-            "gauge",
-            "Fraction of packets looped through the relay that did not come back.",
-        );
-    }
-    for (x, l) in r.relay_rtt.iter().zip(&labels) {
-        if x.sent > 0 {
-            w.sample(
-                "stunmap_relay_loss_ratio",
-                &borrowed(l),
-                f64::from(x.sent.saturating_sub(x.received)) / f64::from(x.sent),
-            );
-        }
-    }
+    let losses: Vec<_> = r
+        .relay_rtt
+        .iter()
+        .zip(&labels)
+        .map(|(x, l)| (loss_ratio(x.sent, x.received), l.as_slice()))
+        .collect();
+    loss_family(w, &losses);
 }
 
 #[cfg(test)]

@@ -25,7 +25,9 @@ use crate::exec::turn::{Connection, no_result, session_config};
 use crate::exit::{Outcome, usage};
 use crate::report::doc::{Bar, Block, Doc, Section, Tone, secs};
 use crate::report::prom::{Writer, borrowed, flag, run_facts};
-use crate::report::relay::{JITTER, MAX, MEDIAN, MIN, P90, P99, rtt_families};
+use crate::report::relay::{
+    JITTER, MAX, MEDIAN, MIN, P90, P99, loss_family, loss_ratio, rtt_families,
+};
 use crate::report::words;
 
 /// Longest run allowed: permissions last 300 s (RFC 8656 §9) and the loop does not refresh
@@ -234,10 +236,7 @@ impl TransportRun {
         if let Some(res) = &self.result {
             self.relay_rtt = summarize(&res.samples());
             self.direct_rtt = summarize(&res.direct);
-            if res.sent > 0 {
-                self.loss =
-                    Some(f64::from(res.sent - res.received.min(res.sent)) / f64::from(res.sent));
-            }
+            self.loss = loss_ratio(res.sent, res.received);
             if let (Some(r), Some(d)) = (&self.relay_rtt, &self.direct_rtt) {
                 self.overhead_median = Some(r.median - d.median);
             }
@@ -580,18 +579,13 @@ impl Report for RelayBench {
             .map(|(t, l)| (t.relay_rtt.as_ref(), l.as_slice()))
             .collect();
         rtt_families(w, &[MIN, MEDIAN, P90, P99, MAX, JITTER], &relays);
-        if self.runs.iter().any(|t| t.loss.is_some()) {
-            w.family(
-                "stunmap_relay_loss_ratio",
-                "gauge",
-                "Fraction of packets looped through the relay that did not come back.",
-            );
-            for (t, l) in self.runs.iter().zip(&labels) {
-                if let Some(loss) = t.loss {
-                    w.sample("stunmap_relay_loss_ratio", &borrowed(l), loss);
-                }
-            }
-        }
+        let losses: Vec<_> = self
+            .runs
+            .iter()
+            .zip(&labels)
+            .map(|(t, l)| (t.loss, l.as_slice()))
+            .collect();
+        loss_family(w, &losses);
         if self.runs.iter().any(|t| t.direct_rtt.is_some()) {
             w.family(
                 "stunmap_relay_direct_rtt_median_seconds",
