@@ -180,7 +180,10 @@ fn in_range(name: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<()> {
     }
 }
 
-fn load_secret(file: Option<&PathBuf>) -> Result<RoomSecret> {
+/// The room secret: the first line of `file` (`--pair-secret-file`, read up to
+/// [`MAX_SECRET_FILE`]), else [`SECRET_ENV`]. Without either the usage error starts with
+/// `missing` ("no room secret").
+pub(crate) fn load_secret(file: Option<&PathBuf>, missing: &str) -> Result<RoomSecret> {
     let text = match file {
         Some(f) => common::read_text("--pair-secret-file", f, MAX_SECRET_FILE)?
             .lines()
@@ -189,7 +192,7 @@ fn load_secret(file: Option<&PathBuf>) -> Result<RoomSecret> {
             .to_string(),
         None => std::env::var(SECRET_ENV).map_err(|_| {
             usage(format!(
-                "no room secret: set {SECRET_ENV} or give --pair-secret-file"
+                "{missing}: set {SECRET_ENV} or give --pair-secret-file"
             ))
         })?,
     };
@@ -250,7 +253,7 @@ fn plan(args: &Args) -> Result<Live> {
         }
         (None, _) => None,
     };
-    let secret = load_secret(args.pair_secret_file.as_ref())?;
+    let secret = load_secret(args.pair_secret_file.as_ref(), "no room secret")?;
     let security = if args.tls {
         let name = args.tls_name.clone().unwrap_or_else(|| rv.host.clone());
         Security::tls(&name, args.auth.ca_file.as_deref()).map_err(|e| usage(e.to_string()))?
