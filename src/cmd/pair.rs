@@ -169,9 +169,6 @@ impl std::fmt::Debug for Live {
     }
 }
 
-/// The largest room secret file read.
-const MAX_SECRET_FILE: u64 = 64 << 10;
-
 fn in_range(name: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<()> {
     if (lo..=hi).contains(&v) {
         Ok(())
@@ -181,15 +178,11 @@ fn in_range(name: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<()> {
 }
 
 /// The room secret: the first line of `file` (`--pair-secret-file`, read up to
-/// [`MAX_SECRET_FILE`]), else [`SECRET_ENV`]. Without either the usage error starts with
+/// [`common::MAX_SECRET_FILE`]), else [`SECRET_ENV`]. Without either the usage error starts with
 /// `missing` ("no room secret").
 pub(crate) fn load_secret(file: Option<&PathBuf>, missing: &str) -> Result<RoomSecret> {
     let text = match file {
-        Some(f) => common::read_text("--pair-secret-file", f, MAX_SECRET_FILE)?
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string(),
+        Some(f) => common::read_first_line("--pair-secret-file", f, common::MAX_SECRET_FILE)?,
         None => std::env::var(SECRET_ENV).map_err(|_| {
             usage(format!(
                 "{missing}: set {SECRET_ENV} or give --pair-secret-file"

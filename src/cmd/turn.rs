@@ -6,7 +6,7 @@
 //! `STUNMAP_TURN_PASSWORD` / `STUNMAP_TURN_SECRET` or from files, and appear in no output.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -18,7 +18,7 @@ use probes::turn::auth::{Credentials, Password, SharedSecret};
 use probes::turn::uri::{TurnUri, UriHost};
 use serde::Serialize;
 
-use super::common;
+use super::common::{self, MAX_SECRET_FILE};
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exec::turn::{Connection, TurnRun, no_result, session_config};
 use crate::exit::{Outcome, usage};
@@ -32,8 +32,6 @@ pub(crate) const PASSWORD_ENV: &str = "STUNMAP_TURN_PASSWORD";
 /// Environment variable holding the TURN REST shared secret.
 pub(crate) const SECRET_ENV: &str = "STUNMAP_TURN_SECRET";
 
-/// The largest password or secret file read.
-const MAX_SECRET_FILE: u64 = 64 << 10;
 /// The longest request timeout accepted, milliseconds.
 pub(crate) const MAX_TIMEOUT_MS: u64 = 60_000;
 
@@ -61,20 +59,16 @@ pub(crate) struct AuthArgs {
     pub(crate) ca_file: Option<PathBuf>,
 }
 
-fn first_line(flag: &str, path: &Path) -> Result<String> {
-    let text = common::read_text(flag, path, MAX_SECRET_FILE)?;
-    Ok(text.lines().next().unwrap_or("").to_string())
-}
-
 impl AuthArgs {
     /// The credentials the flags and environment describe (`None`: probe without).
     pub(crate) fn credentials(&self) -> Result<Option<Credentials>> {
+        let line = |flag: &str, f: &PathBuf| common::read_first_line(flag, f, MAX_SECRET_FILE);
         let secret = match &self.secret_file {
-            Some(f) => Some(first_line("--secret-file", f)?),
+            Some(f) => Some(line("--secret-file", f)?),
             None => common::env(SECRET_ENV),
         };
         let password = match &self.password_file {
-            Some(f) => Some(first_line("--password-file", f)?),
+            Some(f) => Some(line("--password-file", f)?),
             None => common::env(PASSWORD_ENV),
         };
         let Some(user) = &self.user else {
