@@ -299,19 +299,6 @@ enum ToolRun {
     Output(Vec<u8>),
 }
 
-/// The first line of a tool's error output, printable and short.
-fn first_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect()
-}
-
 /// Run `program args` with a deadline, stdout read up to [`MAX_SOURCE`]; killed when `stop` is
 /// set. With `with_stderr`, a failing exit is an answer too (firewall-cmd says "no zone" that
 /// way) and stderr is appended to the output.
@@ -347,7 +334,10 @@ fn run_tool(
     if status.success() {
         ToolRun::Output(bytes)
     } else {
-        ToolRun::Failed(format!("exited with {status}: {}", first_line(&errors)))
+        ToolRun::Failed(format!(
+            "exited with {status}: {}",
+            crate::tool::first_line(&errors)
+        ))
     }
 }
 
