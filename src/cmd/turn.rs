@@ -470,6 +470,20 @@ mod tests {
     }
 
     #[test]
+    fn the_connection_facts_stand_at_the_top_of_the_json() {
+        let mut r = report(AllocateStatus::Allocated, Release::Released);
+        r.connection.tls = Some("TLSv1.3".into());
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["tls"], "TLSv1.3");
+        // Unset facts are left out, and there is no nested object.
+        assert!(
+            v.get("connect").is_none() && v.get("stream_error").is_none(),
+            "{v}"
+        );
+        assert!(v.get("connection").is_none(), "{v}");
+    }
+
+    #[test]
     fn statuses_follow_what_was_measured() {
         let r = report(AllocateStatus::Allocated, Release::Released);
         assert_eq!(status(r.result.as_ref()), Status::Ok);
