@@ -1,7 +1,5 @@
 //! `stunmap check`'s report for people (its [`Doc`]) and for Prometheus (its metrics).
 
-use probes::nat::verdict::Level;
-
 use probes::netbird::Agreement;
 
 use super::model::{CheckReport, NetbirdSection, ProbeKind, Row, Status, Transport};
@@ -343,19 +341,6 @@ const STATES: [Status; 4] = [
     Status::Skipped,
 ];
 
-/// Every level with its label value (the JSON report's spelling).
-const LEVELS: [(Level, &str); 6] = [
-    (Level::Direct, "direct"),
-    (Level::DirectWithEim, "direct-with-eim"),
-    (
-        Level::DirectWithPermissivePeers,
-        "direct-with-permissive-peers",
-    ),
-    (Level::Unknown, "unknown"),
-    (Level::RelayOnly, "relay-only"),
-    (Level::Blocked, "blocked"),
-];
-
 /// The check's metrics.
 pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
     let profile = r.profile.name.as_str();
@@ -383,7 +368,7 @@ pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
         "gauge",
         "The path prospect behind the verdict (relay-only: no direct path, only a relay): one series per level, 1 for the current one.",
     );
-    for (l, name) in LEVELS {
+    for (l, name) in crate::report::nat::LEVELS {
         w.sample(
             "stunmap_check_level",
             &[("profile", profile), ("level", name)],
@@ -598,16 +583,4 @@ fn relay(w: &mut Writer, r: &CheckReport, profile: &str) {
         .map(|(x, l)| (loss_ratio(x.sent, x.received), l.as_slice()))
         .collect();
     loss_family(w, &losses);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn level_labels_are_the_json_spelling() {
-        for (l, name) in LEVELS {
-            assert_eq!(serde_json::to_value(l).unwrap(), name);
-        }
-    }
 }

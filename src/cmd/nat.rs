@@ -425,23 +425,6 @@ fn family_timing(m: &Measurements, family: Family) -> Option<&RunTiming> {
     f.and_then(|f| f.timing.as_ref())
 }
 
-const LEVELS: [Level; 6] = [
-    Level::Direct,
-    Level::DirectWithEim,
-    Level::DirectWithPermissivePeers,
-    Level::Unknown,
-    Level::RelayOnly,
-    Level::Blocked,
-];
-
-/// A level as its metric label ("direct-with-eim", the JSON name).
-fn level_label(l: Level) -> String {
-    serde_json::to_value(l)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 fn rtt_source_label(s: RttSource) -> &'static str {
     match s {
         RttSource::Udp => "udp",
@@ -541,10 +524,10 @@ impl Report for NatOutput {
             "gauge",
             "The P2P-vs-relay verdict: one series per level, 1 for the current one.",
         );
-        for l in LEVELS {
+        for (l, name) in crate::report::nat::LEVELS {
             w.sample(
                 "stunmap_nat_verdict",
-                &[("level", &level_label(l))],
+                &[("level", name)],
                 flag(c.verdict.level == l),
             );
         }

@@ -1,13 +1,27 @@
-//! The NAT behaviour metric that `stunmap nat` and `stunmap check` both write:
-//! `stunmap_nat_info`, one series per address family tested, its RFC 4787 mapping and
-//! filtering as labels.
+//! The NAT metrics that `stunmap nat` and `stunmap check` both write: `stunmap_nat_info`, one
+//! series per address family tested with its RFC 4787 mapping and filtering as labels, and the
+//! verdict levels' label values.
 
 use probes::Family;
-use probes::nat::NatReport;
+use probes::nat::{Level, NatReport};
 
 use crate::report::prom::Writer;
 
 const INFO: &str = "stunmap_nat_info";
+
+/// Every verdict level with its label value (the JSON reports' spelling), for the one series
+/// per level of `stunmap_nat_verdict` and `stunmap_check_level`.
+pub(crate) const LEVELS: [(Level, &str); 6] = [
+    (Level::Direct, "direct"),
+    (Level::DirectWithEim, "direct-with-eim"),
+    (
+        Level::DirectWithPermissivePeers,
+        "direct-with-permissive-peers",
+    ),
+    (Level::Unknown, "unknown"),
+    (Level::RelayOnly, "relay-only"),
+    (Level::Blocked, "blocked"),
+];
 
 /// The `family` label of a metric: "ipv4", "ipv6".
 pub(crate) fn family_label(f: Family) -> &'static str {
@@ -40,4 +54,16 @@ pub(crate) fn info_sample(w: &mut Writer, head: &[(&str, &str)], f: &NatReport) 
         ),
     ]);
     w.sample(INFO, &labels, 1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_labels_are_the_json_spelling() {
+        for (l, name) in LEVELS {
+            assert_eq!(serde_json::to_value(l).unwrap(), name);
+        }
+    }
 }
