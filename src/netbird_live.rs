@@ -86,18 +86,9 @@ pub(crate) fn read_with(binary: &Path, timeout: Duration) -> Live {
     };
     let (exit, out) = (ran.status, ran.stdout);
     if !exit.success() {
-        // Not UTF-8: nothing to quote.
-        let err = String::from_utf8(ran.stderr).unwrap_or_default();
-        let first: String = err
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect();
         return Live::Failed(format!(
-            "`netbird status --json` exited with {exit}: {first}"
+            "`netbird status --json` exited with {exit}: {}",
+            crate::tool::first_line(&ran.stderr)
         ));
     }
     match status::parse(&out) {

@@ -51,26 +51,10 @@ impl RendezvousArgs {
         if !(4..=10_000).contains(&self.rendezvous_max_connections) {
             return Err(usage("--rendezvous-max-connections must be 4 to 10000"));
         }
-        let text = match &self.pair_secret_file {
-            Some(f) => std::fs::read_to_string(f)
-                .map_err(|e| {
-                    usage(format!(
-                        "cannot read the pair secret file {}: {e}",
-                        f.display()
-                    ))
-                })?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string(),
-            None => std::env::var(crate::cmd::pair::SECRET_ENV).map_err(|_| {
-                usage(format!(
-                    "--rendezvous needs a room secret: set {} or give --pair-secret-file",
-                    crate::cmd::pair::SECRET_ENV
-                ))
-            })?,
-        };
-        let secret = RoomSecret::new(text.into_bytes()).map_err(|e| usage(e.to_string()))?;
+        let secret = crate::cmd::pair::load_secret(
+            self.pair_secret_file.as_ref(),
+            "--rendezvous needs a room secret",
+        )?;
         let tls = match (&self.cert, &self.key) {
             (Some(c), Some(k)) => {
                 Some(engine::rendezvous::tls_acceptor(c, k).map_err(|e| usage(e.to_string()))?)

@@ -37,6 +37,20 @@ pub(crate) enum NotRan {
     Read,
 }
 
+/// The first line of a tool's error output that says something, printable and short (200
+/// characters).
+pub(crate) fn first_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect()
+}
+
 /// Run `program args` for at most `timeout` (and until `stop` is set), reading up to
 /// `stdout_cap` bytes of its output and `stderr_cap` of its error output.
 pub(crate) fn run(

@@ -282,18 +282,12 @@ pub(crate) enum RowOutcome {
 
 impl fmt::Display for RowOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |a: &[IpAddr]| {
-            a.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
         match self {
             RowOutcome::Resolved {
                 addresses,
                 overridden: true,
-            } => write!(f, "{} (--resolve)", list(addresses)),
-            RowOutcome::Resolved { addresses, .. } => f.write_str(&list(addresses)),
+            } => write!(f, "{} (--resolve)", words::addresses(addresses)),
+            RowOutcome::Resolved { addresses, .. } => f.write_str(&words::addresses(addresses)),
             RowOutcome::Unresolved { name, a, aaaa } => {
                 let (ra, raaaa) = (words::lookup_failure(a), words::lookup_failure(aaaa));
                 if ra == raaaa {
@@ -422,6 +416,22 @@ impl Row {
             detail: outcome.to_string(),
             outcome,
         }
+    }
+
+    /// A row of `probe` over `transport` to `host` that was not run, and why: skipped.
+    pub(crate) fn not_run(
+        probe: ProbeKind,
+        transport: impl Into<Option<Transport>>,
+        host: impl Into<String>,
+        why: NotRun,
+    ) -> Row {
+        Row::new(
+            probe,
+            transport,
+            host,
+            Status::Skipped,
+            RowOutcome::NotRun { why },
+        )
     }
 
     /// With its port.

@@ -554,15 +554,12 @@ fn control(cfg: &CheckConfig, plan: &mut Plan) {
                 Host::Ip(ip) => hosts.push(ip.to_string()),
                 Host::Wildcard(_) if role == Role::Relay && !cfg.relays.is_empty() => {}
                 Host::Wildcard(_) => {
-                    let row = Row::new(
+                    let row = Row::not_run(
                         ProbeKind::Websocket,
                         Transport::Tls,
                         h.to_string(),
-                        Status::Skipped,
-                        RowOutcome::NotRun {
-                            why: NotRun::Wildcard {
-                                pattern: h.to_string(),
-                            },
+                        NotRun::Wildcard {
+                            pattern: h.to_string(),
                         },
                     )
                     .port(s.tcp.first().map(|r| r.start));
@@ -611,14 +608,11 @@ fn stun(cfg: &CheckConfig, reach: &Reach, plan: &mut Plan) {
         for h in &s.hosts {
             let addrs = reach.probe_addresses(h, &mut plan.notes);
             if addrs.is_empty() && !matches!(h, Host::Wildcard(_)) {
-                let row = Row::new(
+                let row = Row::not_run(
                     ProbeKind::Stun,
                     Transport::Udp,
                     h.to_string(),
-                    Status::Skipped,
-                    RowOutcome::NotRun {
-                        why: reach.not_probed(h),
-                    },
+                    reach.not_probed(h),
                 );
                 plan.rows.push((i, row));
             }
@@ -646,14 +640,11 @@ fn turn(cfg: &CheckConfig, reach: &Reach, plan: &mut Plan) {
         for h in &s.hosts {
             let addrs = reach.probe_addresses(h, &mut plan.notes);
             if addrs.is_empty() {
-                let row = Row::new(
+                let row = Row::not_run(
                     ProbeKind::Turn,
                     Transport::Udp,
                     h.to_string(),
-                    Status::Skipped,
-                    RowOutcome::NotRun {
-                        why: reach.not_probed(h),
-                    },
+                    reach.not_probed(h),
                 );
                 plan.rows.push((i, row));
                 continue;

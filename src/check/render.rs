@@ -1,8 +1,5 @@
 //! `stunmap check`'s report for people (its [`Doc`]) and for Prometheus (its metrics).
 
-use probes::Family;
-use probes::nat::verdict::Level;
-
 use probes::netbird::Agreement;
 
 use super::model::{CheckReport, NetbirdSection, ProbeKind, Row, Status, Transport};
@@ -12,8 +9,8 @@ use crate::report::doc::{
     Bar, Block, Cell, Doc, FixItem, LaneStyle, Mark, PortLane, PortMark, Section, Tone, columns,
     secs,
 };
-use crate::report::prom::{Writer, borrowed, flag};
-use crate::report::relay::{MEDIAN, P90, rtt_families};
+use crate::report::prom::{Writer, flag};
+use crate::report::relay::{MEDIAN, P90, loss_family, loss_ratio, rtt_families};
 
 impl Report for CheckReport {
     const SCHEMA: &'static str = super::model::SCHEMA;
@@ -30,21 +27,6 @@ impl Report for CheckReport {
         metrics(w, self, run);
         true
     }
-}
-
-/// The tone of a state.
-pub(crate) fn tone(s: Status) -> Tone {
-    match s {
-        Status::Ok => Tone::Good,
-        Status::Degraded | Status::Uncertain => Tone::Warn,
-        Status::Blocked => Tone::Bad,
-        Status::Skipped => Tone::Neutral,
-    }
-}
-
-/// A state as a mark.
-pub(crate) fn mark(s: Status) -> Mark {
-    Mark::new(s.as_str(), tone(s))
 }
 
 /// "stun udp/3478", "dns", "tcp-sample tcp".
@@ -71,13 +53,6 @@ fn target(r: &Row) -> String {
     }
 }
 
-fn family_name(f: Family) -> &'static str {
-    match f {
-        Family::Ipv4 => "IPv4",
-        Family::Ipv6 => "IPv6",
-    }
-}
-
 fn port_map(r: &CheckReport) -> Block {
     let mut lanes = Vec::new();
     let udp: Vec<PortMark> = r
@@ -90,7 +65,7 @@ fn port_map(r: &CheckReport) -> Block {
             let port = row.port?;
             Some(PortMark {
                 port,
-                mark: mark(row.state),
+                mark: Mark::of(row.state),
                 label: format!("{} {port}", row.probe.as_str()),
                 title: format!(
                     "{} {} {}:{port} {}: {}",
@@ -153,7 +128,7 @@ fn port_map(r: &CheckReport) -> Block {
 fn document(r: &CheckReport, run: &RunInfo) -> Doc {
     let v = &r.verdict;
     let mut doc = Doc::new("stunmap check", v.headline.clone());
-    doc.mark = Some(mark(v.status));
+    doc.mark = Some(Mark::of(v.status));
     doc.summary.push(format!(
         "profile {} ({}), {:.1} s, exit {}",
         r.profile.name,
@@ -163,7 +138,7 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
     ));
     doc.push(Section::new("Port map").block(port_map(r)));
     for s in &r.services {
-        let mut sec = Section::new(s.name.clone()).marked(mark(s.state));
+        let mut sec = Section::new(s.name.clone()).marked(Mark::of(s.state));
         sec.push(Block::Bars(
             s.checks
                 .iter()
@@ -171,7 +146,7 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
                     c.rtt_seconds.map(|x| Bar {
                         label: format!("{} {}", what(c), target(c)),
                         seconds: x,
-                        tone: tone(c.state),
+                        tone: Tone::of(c.state),
                     })
                 })
                 .collect(),
@@ -185,7 +160,7 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
                     vec![
                         Cell::from(what(c)),
                         Cell::from(target(c)),
-                        Cell::from(mark(c.state)),
+                        Cell::from(Mark::of(c.state)),
                         Cell::from(c.rtt_seconds.map(secs).unwrap_or_default()),
                         Cell::from(c.detail.clone()),
                     ]
@@ -224,7 +199,7 @@ fn document(r: &CheckReport, run: &RunInfo) -> Doc {
             if let Some(fl) = f.filtering {
                 line.push_str(&format!(", filtering {}", fl.short()));
             }
-            fields.push((family_name(f.family).to_string(), line));
+            fields.push((f.family.to_string(), line));
         }
         doc.push(
             Section::new("NAT")
@@ -366,19 +341,6 @@ const STATES: [Status; 4] = [
     Status::Skipped,
 ];
 
-/// Every level with its label value (the JSON report's spelling).
-const LEVELS: [(Level, &str); 6] = [
-    (Level::Direct, "direct"),
-    (Level::DirectWithEim, "direct-with-eim"),
-    (
-        Level::DirectWithPermissivePeers,
-        "direct-with-permissive-peers",
-    ),
-    (Level::Unknown, "unknown"),
-    (Level::RelayOnly, "relay-only"),
-    (Level::Blocked, "blocked"),
-];
-
 /// The check's metrics.
 pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
     let profile = r.profile.name.as_str();
@@ -406,7 +368,7 @@ pub(crate) fn metrics(w: &mut Writer, r: &CheckReport, run: &RunInfo) {
         "gauge",
         "The path prospect behind the verdict (relay-only: no direct path, only a relay): one series per level, 1 for the current one.",
     );
-    for (l, name) in LEVELS {
+    for (l, name) in crate::report::nat::LEVELS {
         w.sample(
             "stunmap_check_level",
             &[("profile", profile), ("level", name)],
@@ -463,37 +425,7 @@ fn netbird_metrics(w: &mut Writer, nb: &NetbirdSection, profile: &str) {
             )),
         );
     }
-    w.family(
-        "stunmap_netbird_peer_not_direct_info",
-        "gauge",
-        "A peer NetBird reports relayed or not connected, with the most likely reason; always 1.",
-    );
-    for p in &nb.peers {
-        let (local, remote) = (p.link.ice_local.to_string(), p.link.ice_remote.to_string());
-        w.sample(
-            "stunmap_netbird_peer_not_direct_info",
-            &[
-                ("profile", profile),
-                ("peer", &p.peer),
-                ("reason", crate::report::netbird::reason_label(p.reason)),
-                ("ice_local", &local),
-                ("ice_remote", &remote),
-            ],
-            1.0,
-        );
-    }
-    w.family(
-        "stunmap_netbird_peers_not_direct",
-        "gauge",
-        "Peers NetBird reports relayed or not connected, by most likely reason.",
-    );
-    for (l, n) in crate::report::netbird::reason_counts(&nb.peers) {
-        w.sample(
-            "stunmap_netbird_peers_not_direct",
-            &[("profile", profile), ("reason", l)],
-            n as f64,
-        );
-    }
+    crate::report::netbird::metrics(w, &nb.peers, &[("profile", profile)]);
 }
 
 fn services(w: &mut Writer, r: &CheckReport, profile: &str) {
@@ -617,31 +549,10 @@ fn samples(w: &mut Writer, r: &CheckReport, profile: &str) {
 
 fn nat(w: &mut Writer, r: &CheckReport, profile: &str) {
     let Some(n) = &r.nat else { return };
-    w.family(
-        "stunmap_nat_info",
-        "gauge",
-        "NAT behaviour per address family (RFC 4787 mapping and filtering), as labels; always 1.",
-    );
+    crate::report::nat::info_family(w);
     for f in [&n.ipv4, &n.ipv6].into_iter().flatten() {
-        let family = match f.family {
-            Family::Ipv4 => "ipv4",
-            Family::Ipv6 => "ipv6",
-        };
-        let nat_type = f.nat_type.short();
-        w.sample(
-            "stunmap_nat_info",
-            &[
-                ("profile", profile),
-                ("family", family),
-                ("nat_type", &nat_type),
-                ("mapping", f.mapping.map(|m| m.short()).unwrap_or("unknown")),
-                (
-                    "filtering",
-                    f.filtering.map(|x| x.short()).unwrap_or("unknown"),
-                ),
-            ],
-            1.0,
-        );
+        let family = crate::report::nat::family_label(f.family);
+        crate::report::nat::info_sample(w, &[("profile", profile), ("family", family)], f);
     }
 }
 
@@ -665,32 +576,11 @@ fn relay(w: &mut Writer, r: &CheckReport, profile: &str) {
         .map(|(x, l)| (x.rtt.as_ref(), l.as_slice()))
         .collect();
     rtt_families(w, &[MEDIAN, P90], &relays);
-    if r.relay_rtt.iter().any(|x| x.sent > 0) {
-        w.family(
-            "stunmap_relay_loss_ratio",
-            "gauge",
-            "Fraction of packets looped through the relay that did not come back.",
-        );
-    }
-    for (x, l) in r.relay_rtt.iter().zip(&labels) {
-        if x.sent > 0 {
-            w.sample(
-                "stunmap_relay_loss_ratio",
-                &borrowed(l),
-                f64::from(x.sent.saturating_sub(x.received)) / f64::from(x.sent),
-            );
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn level_labels_are_the_json_spelling() {
-        for (l, name) in LEVELS {
-            assert_eq!(serde_json::to_value(l).unwrap(), name);
-        }
-    }
+    let losses: Vec<_> = r
+        .relay_rtt
+        .iter()
+        .zip(&labels)
+        .map(|(x, l)| (loss_ratio(x.sent, x.received), l.as_slice()))
+        .collect();
+    loss_family(w, &losses);
 }

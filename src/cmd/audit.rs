@@ -185,7 +185,7 @@ impl Command for Audit {
             ctx.cancel.clone(),
         )
         .await?;
-        let mut stream_error = first.stream_error.clone();
+        let mut stream_error = first.connection.stream_error.clone();
         let no_audit = first.output.is_none().then(|| no_result(&first));
         let mut audit = first.output;
         // Over TCP/TLS the IPv6 allocation needs a connection of its own (docs/audit.md,
@@ -206,7 +206,7 @@ impl Command for Audit {
                 ctx.cancel.clone(),
             )
             .await?;
-            if let Some(e) = &second.stream_error {
+            if let Some(e) = &second.connection.stream_error {
                 stream_error.get_or_insert(format!("IPv6 allocation's connection: {e}"));
             }
             match second.output {
@@ -232,6 +232,7 @@ impl Command for Audit {
                 crate::exec::turn::run(probe, addr, t.transport, t.security, ctx.cancel.clone())
                     .await?;
             let error = r
+                .connection
                 .stream_error
                 .clone()
                 .or_else(|| r.output.is_none().then(|| no_result(&r)));
@@ -294,13 +295,6 @@ impl AuditOutput {
     }
 }
 
-fn family_name(f: Family) -> &'static str {
-    match f {
-        Family::Ipv4 => "IPv4",
-        Family::Ipv6 => "IPv6",
-    }
-}
-
 fn candidates(n: usize) -> String {
     if n == 1 {
         "1 candidate".into()
@@ -340,10 +334,7 @@ fn peers_section(
     if group.iter().all(|p| p.outcome == PeerOutcome::NotTried) {
         return None;
     }
-    let mut sec = Section::new(format!(
-        "{kind} toward the {} allocation",
-        family_name(family)
-    ));
+    let mut sec = Section::new(format!("{kind} toward the {family} allocation"));
     if let Some(PeerOutcome::Untestable { reason }) = group.first().map(|p| &p.outcome)
         && group
             .iter()

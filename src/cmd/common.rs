@@ -1,5 +1,5 @@
-//! What several commands read the same way: files (with a size cap), resolvers, CA roots,
-//! proxies, environment variables, the address-family flags.
+//! What several commands read the same way: files (with a size cap), secrets from their files,
+//! resolvers, CA roots, proxies, environment variables, the address-family flags.
 
 use std::io::Read as _;
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +42,17 @@ pub(crate) fn read_file(flag: &str, path: &Path, cap: u64) -> Result<Vec<u8>> {
 pub(crate) fn read_text(flag: &str, path: &Path, cap: u64) -> Result<String> {
     let data = read_file(flag, path, cap)?;
     String::from_utf8(data).map_err(|_| usage(format!("{flag} {}: not UTF-8 text", path.display())))
+}
+
+/// The largest password or secret file read (TURN passwords and REST secrets, the pair room
+/// secret).
+pub(crate) const MAX_SECRET_FILE: u64 = 64 << 10;
+
+/// The first line of the text file `path` ([`read_text`]): how a secret is read from its
+/// file flag, so it shows in no process list.
+pub(crate) fn read_first_line(flag: &str, path: &Path, cap: u64) -> Result<String> {
+    let text = read_text(flag, path, cap)?;
+    Ok(text.lines().next().unwrap_or("").to_string())
 }
 
 /// `-4` / `-6`: the address families a command probes.

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::common;
 use crate::app::{Command, Ctx, Flavor, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
-use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, columns, duration};
+use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, columns, duration};
 use crate::report::words;
 
 const AFTER_HELP: &str = "\
@@ -185,16 +185,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     crate::app::run(Control(config), &args.output, &args.files, "endpoints")
 }
 
-fn status_mark(s: Status) -> Mark {
-    match s {
-        Status::Ok => Mark::new("ok", Tone::Good),
-        Status::Skipped => Mark::new("skipped", Tone::Neutral),
-        Status::Uncertain => Mark::new("uncertain", Tone::Warn),
-        Status::Degraded => Mark::new("degraded", Tone::Warn),
-        Status::Blocked => Mark::new("blocked", Tone::Bad),
-    }
-}
-
 fn endpoint_section(e: &EndpointReport) -> Section {
     let mut rows: Vec<Vec<Cell>> = vec![vec![
         "dns".into(),
@@ -238,7 +228,7 @@ fn endpoint_section(e: &EndpointReport) -> Section {
         ]);
     }
     Section::new(format!("{} {}:{}", e.role, e.name, e.port))
-        .marked(status_mark(e.status))
+        .marked(Mark::of(e.status))
         .block(Block::Table {
             header: columns(["path", "result"]),
             rows,
@@ -271,7 +261,7 @@ impl Report for ControlOutput {
             Status::Blocked => "Control plane blocked".to_string(),
         };
         let mut doc = Doc::new("stunmap control", headline);
-        doc.mark = Some(status_mark(r.status));
+        doc.mark = Some(Mark::of(r.status));
         if !names.is_empty() {
             doc.summary.push(names.join(", "));
         }

@@ -5,7 +5,6 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use probes::finding::Status as FindingStatus;
 use probes::hostfw::{self, Cidr, Options};
 use probes::netbird::bundle::{self, Bundle};
 use probes::netbird::log::{self as nblog, IceHistory};
@@ -296,16 +295,6 @@ fn connected(c: bool) -> &'static str {
     if c { "connected" } else { "disconnected" }
 }
 
-fn firewall_mark(s: FindingStatus) -> Mark {
-    match s {
-        FindingStatus::Ok => Mark::new("ok", Tone::Good),
-        FindingStatus::Blocked => Mark::new("blocked", Tone::Bad),
-        FindingStatus::Uncertain => Mark::new("uncertain", Tone::Warn),
-        FindingStatus::Degraded => Mark::new("advisory", Tone::Warn),
-        FindingStatus::Skipped => Mark::new("info", Tone::Neutral),
-    }
-}
-
 impl ExplainReport {
     fn headline(&self) -> String {
         if !self.problems {
@@ -434,7 +423,7 @@ impl Report for ExplainReport {
                     .iter()
                     .map(|f| {
                         vec![
-                            Cell::from(firewall_mark(f.status)),
+                            Cell::from(super::host::status_mark(f.status)),
                             Cell::from(f.subject.clone()),
                             Cell::from(f.deciding.clone().unwrap_or_default()),
                         ]
@@ -455,7 +444,7 @@ impl Report for ExplainReport {
 
     fn metrics(&self, run: &RunInfo, w: &mut Writer) -> bool {
         run_facts(w, "explain", run);
-        crate::report::netbird::metrics(w, &self.peers);
+        crate::report::netbird::metrics(w, &self.peers, &[]);
         w.gauge(
             "stunmap_explain_route_conflicts",
             "Routes in the bundle that can break connectivity (overlaps with the tunnel).",

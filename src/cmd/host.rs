@@ -299,19 +299,6 @@ enum ToolRun {
     Output(Vec<u8>),
 }
 
-/// The first line of a tool's error output, printable and short.
-fn first_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect()
-}
-
 /// Run `program args` with a deadline, stdout read up to [`MAX_SOURCE`]; killed when `stop` is
 /// set. With `with_stderr`, a failing exit is an answer too (firewall-cmd says "no zone" that
 /// way) and stderr is appended to the output.
@@ -347,7 +334,10 @@ fn run_tool(
     if status.success() {
         ToolRun::Output(bytes)
     } else {
-        ToolRun::Failed(format!("exited with {status}: {}", first_line(&errors)))
+        ToolRun::Failed(format!(
+            "exited with {status}: {}",
+            crate::tool::first_line(&errors)
+        ))
     }
 }
 
@@ -597,7 +587,9 @@ fn read_live_windows(program: &Path, stop: &AtomicBool) -> Collection {
     (c, infos, notes)
 }
 
-fn status_mark(s: Status) -> Mark {
+/// The mark of a host firewall finding: a degraded one is advisory, a skipped one
+/// informational.
+pub(crate) fn status_mark(s: Status) -> Mark {
     match s {
         Status::Ok => Mark::new("ok", Tone::Good),
         Status::Skipped => Mark::new("info", Tone::Neutral),

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
 use crate::exit::{Outcome, usage};
 use crate::report::doc::{Block, Cell, Doc, FixItem, Mark, Section, Tone, columns, duration, secs};
+use crate::report::nat::family_label;
 use crate::report::prom::{Writer, flag};
 use crate::target::{FamilyChoice, TargetSpec, resolve};
 
@@ -424,30 +425,6 @@ fn family_timing(m: &Measurements, family: Family) -> Option<&RunTiming> {
     f.and_then(|f| f.timing.as_ref())
 }
 
-fn family_label(f: Family) -> &'static str {
-    match f {
-        Family::Ipv4 => "ipv4",
-        Family::Ipv6 => "ipv6",
-    }
-}
-
-const LEVELS: [Level; 6] = [
-    Level::Direct,
-    Level::DirectWithEim,
-    Level::DirectWithPermissivePeers,
-    Level::Unknown,
-    Level::RelayOnly,
-    Level::Blocked,
-];
-
-/// A level as its metric label ("direct-with-eim", the JSON name).
-fn level_label(l: Level) -> String {
-    serde_json::to_value(l)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 fn rtt_source_label(s: RttSource) -> &'static str {
     match s {
         RttSource::Udp => "udp",
@@ -519,13 +496,8 @@ impl Report for NatOutput {
 
     fn metrics(&self, run: &RunInfo, w: &mut Writer) -> bool {
         let c = &self.classification;
-        w.family(
-            "stunmap_nat_info",
-            "gauge",
-            "NAT behaviour per address family (RFC 4787 mapping and filtering), as labels; always 1.",
-        );
+        crate::report::nat::info_family(w);
         for f in [&c.ipv4, &c.ipv6].into_iter().flatten() {
-            let nat_type = f.nat_type.short();
             let udp = match f.udp {
                 probes::nat::UdpStatus::Open => "open",
                 probes::nat::UdpStatus::PortsRestricted { .. } => "ports-restricted",
@@ -537,20 +509,14 @@ impl Report for NatOutput {
                 probes::nat::NatPresence::Present => "present",
                 probes::nat::NatPresence::Unknown => "unknown",
             };
-            w.sample(
-                "stunmap_nat_info",
+            crate::report::nat::info_sample(
+                w,
                 &[
                     ("family", family_label(f.family)),
                     ("nat", nat),
                     ("udp", udp),
-                    ("nat_type", &nat_type),
-                    ("mapping", f.mapping.map(|m| m.short()).unwrap_or("unknown")),
-                    (
-                        "filtering",
-                        f.filtering.map(|x| x.short()).unwrap_or("unknown"),
-                    ),
                 ],
-                1.0,
+                f,
             );
         }
         w.family(
@@ -558,10 +524,10 @@ impl Report for NatOutput {
             "gauge",
             "The P2P-vs-relay verdict: one series per level, 1 for the current one.",
         );
-        for l in LEVELS {
+        for (l, name) in crate::report::nat::LEVELS {
             w.sample(
                 "stunmap_nat_verdict",
-                &[("level", &level_label(l))],
+                &[("level", name)],
                 flag(c.verdict.level == l),
             );
         }

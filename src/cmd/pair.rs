@@ -131,46 +131,42 @@ struct NatSummary {
     public_address: Option<SocketAddr>,
 }
 
-/// What the run needs once the names are resolved.
-struct Plan {
-    rendezvous: SocketAddr,
+/// What a live run takes from its flags as they are, before and after the names are resolved.
+struct Session {
     security: Security,
     room: String,
     secret: RoomSecret,
-    stun: Vec<SocketAddr>,
-    turn: Option<TurnConfig>,
     duration: Duration,
     wait: Duration,
     timeout: Duration,
     rto: Duration,
+}
+
+/// What the run needs once the names are resolved.
+struct Plan {
+    rendezvous: SocketAddr,
+    stun: Vec<SocketAddr>,
+    turn: Option<TurnConfig>,
+    session: Session,
 }
 
 /// A planned live run (pure: flags, the secret and credentials; the names are resolved when
 /// it runs).
 struct Live {
     rendezvous: TargetSpec,
-    security: Security,
-    room: String,
-    secret: RoomSecret,
     stun: Vec<TargetSpec>,
     turn: Option<(probes::turn::uri::TurnUri, probes::turn::auth::Credentials)>,
-    duration: Duration,
-    wait: Duration,
-    timeout: Duration,
-    rto: Duration,
+    session: Session,
 }
 
 impl std::fmt::Debug for Live {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Live")
             .field("rendezvous", &self.rendezvous)
-            .field("room", &self.room)
+            .field("room", &self.session.room)
             .finish_non_exhaustive()
     }
 }
-
-/// The largest room secret file read.
-const MAX_SECRET_FILE: u64 = 64 << 10;
 
 fn in_range(name: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<()> {
     if (lo..=hi).contains(&v) {
@@ -180,16 +176,15 @@ fn in_range(name: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<()> {
     }
 }
 
-fn load_secret(file: Option<&PathBuf>) -> Result<RoomSecret> {
+/// The room secret: the first line of `file` (`--pair-secret-file`, read up to
+/// [`common::MAX_SECRET_FILE`]), else [`SECRET_ENV`]. Without either the usage error starts with
+/// `missing` ("no room secret").
+pub(crate) fn load_secret(file: Option<&PathBuf>, missing: &str) -> Result<RoomSecret> {
     let text = match file {
-        Some(f) => common::read_text("--pair-secret-file", f, MAX_SECRET_FILE)?
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string(),
+        Some(f) => common::read_first_line("--pair-secret-file", f, common::MAX_SECRET_FILE)?,
         None => std::env::var(SECRET_ENV).map_err(|_| {
             usage(format!(
-                "no room secret: set {SECRET_ENV} or give --pair-secret-file"
+                "{missing}: set {SECRET_ENV} or give --pair-secret-file"
             ))
         })?,
     };
@@ -250,7 +245,7 @@ fn plan(args: &Args) -> Result<Live> {
         }
         (None, _) => None,
     };
-    let secret = load_secret(args.pair_secret_file.as_ref())?;
+    let secret = load_secret(args.pair_secret_file.as_ref(), "no room secret")?;
     let security = if args.tls {
         let name = args.tls_name.clone().unwrap_or_else(|| rv.host.clone());
         Security::tls(&name, args.auth.ca_file.as_deref()).map_err(|e| usage(e.to_string()))?
@@ -259,15 +254,17 @@ fn plan(args: &Args) -> Result<Live> {
     };
     Ok(Live {
         rendezvous: rv,
-        security,
-        room,
-        secret,
         stun,
         turn,
-        duration: Duration::from_secs(args.duration),
-        wait: Duration::from_secs(args.wait),
-        timeout: Duration::from_secs(args.timeout),
-        rto: Duration::from_millis(args.rto),
+        session: Session {
+            security,
+            room,
+            secret,
+            duration: Duration::from_secs(args.duration),
+            wait: Duration::from_secs(args.wait),
+            timeout: Duration::from_secs(args.timeout),
+            rto: Duration::from_millis(args.rto),
+        },
     })
 }
 
@@ -298,15 +295,9 @@ impl Command for Live {
         };
         let plan = Plan {
             rendezvous: SocketAddr::new(rv_ip, self.rendezvous.ports.0),
-            security: self.security,
-            room: self.room,
-            secret: self.secret,
             stun,
             turn,
-            duration: self.duration,
-            wait: self.wait,
-            timeout: self.timeout,
-            rto: self.rto,
+            session: self.session,
         };
         live(plan, &ctx).await
     }
@@ -398,7 +389,7 @@ async fn live(plan: Plan, ctx: &Ctx) -> Result<LiveReport> {
     let cancel = ctx.cancel.clone();
     let (nat_tx, nat_rx) = watch::channel::<Option<NatSummary>>(None);
     let nat = {
-        let (servers, rto, cancel) = (plan.stun.clone(), plan.rto, cancel.clone());
+        let (servers, rto, cancel) = (plan.stun.clone(), plan.session.rto, cancel.clone());
         async move {
             let s = discover(servers, rto, cancel).await;
             let _ = nat_tx.send(Some(s));
@@ -458,7 +449,7 @@ fn interrupted_report(plan: &Plan, role: Role, nat: Option<NatSummary>) -> LiveR
     fill_nat(&mut local, nat);
     LiveReport {
         mode: "live",
-        room: plan.room.clone(),
+        room: plan.session.room.clone(),
         this_side: Side::of(role),
         abort: Some(Abort::Interrupted),
         result: PairResult::merge(&local, None, &[]),
@@ -471,8 +462,9 @@ async fn run_pair(
     mut nat_rx: watch::Receiver<Option<NatSummary>>,
     cancel: &Cancel,
 ) -> Result<LiveReport> {
+    let s = &plan.session;
     let joined = tokio::select! {
-        r = Client::join(plan.rendezvous, &plan.security, &plan.secret, &plan.room, ClientTimeouts::default()) => Some(r),
+        r = Client::join(plan.rendezvous, &s.security, &s.secret, &s.room, ClientTimeouts::default()) => Some(r),
         _ = cancel.cancelled() => None,
     };
     let Some(joined) = joined else {
@@ -487,7 +479,7 @@ async fn run_pair(
     };
     // Wait for the other peer.
     let waited = tokio::select! {
-        r = tokio::time::timeout(plan.wait, async {
+        r = tokio::time::timeout(plan.session.wait, async {
             loop {
                 match client.recv().await {
                     Ok(ClientEvent::PeerJoined) => return Ok(()),
@@ -508,8 +500,8 @@ async fn run_pair(
             client.bye().await;
             return Err(anyhow!(
                 "the peer did not join room {} within {} s",
-                plan.room,
-                plan.wait.as_secs()
+                plan.session.room,
+                plan.session.wait.as_secs()
             ));
         }
         Some(Ok(Err(e))) => return Err(client_error(e)),
@@ -530,9 +522,9 @@ async fn run_pair(
     let mut rng = rand::rng();
     cfg.tie_breaker = rng.next_u64();
     rng.fill_bytes(&mut cfg.seed);
-    cfg.duration = plan.duration;
-    cfg.connect_timeout = plan.timeout;
-    cfg.retransmit.rto = plan.rto;
+    cfg.duration = plan.session.duration;
+    cfg.connect_timeout = plan.session.timeout;
+    cfg.retransmit.rto = plan.session.rto;
     let deadline = cfg.gather_timeout
         + cfg.offer_timeout
         + cfg.connect_timeout
@@ -615,7 +607,7 @@ async fn run_pair(
     let result = PairResult::merge(&local, peer.as_ref(), &peer_offer);
     Ok(LiveReport {
         mode: "live",
-        room: plan.room.clone(),
+        room: plan.session.room.clone(),
         this_side: Side::of(role),
         abort,
         result,

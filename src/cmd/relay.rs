@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::Result;
 use engine::stats::{RttSummary, summarize};
 use engine::stream::Security;
-use engine::tcp::ConnectOutcome;
 use probes::Transport;
 use probes::finding::Status;
 use probes::turn::allocate::AllocateStatus;
@@ -22,11 +21,13 @@ use serde::Serialize;
 
 use super::turn::{AuthArgs, MAX_TIMEOUT_MS, connection_fields, mark, parse_uri, server_addr};
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
-use crate::exec::turn::{no_result, session_config};
+use crate::exec::turn::{Connection, no_result, session_config};
 use crate::exit::{Outcome, usage};
 use crate::report::doc::{Bar, Block, Doc, Section, Tone, secs};
 use crate::report::prom::{Writer, borrowed, flag, run_facts};
-use crate::report::relay::{JITTER, MAX, MEDIAN, MIN, P90, P99, rtt_families};
+use crate::report::relay::{
+    JITTER, MAX, MEDIAN, MIN, P90, P99, loss_family, loss_ratio, rtt_families,
+};
 use crate::report::words;
 
 /// Longest run allowed: permissions last 300 s (RFC 8656 §9) and the loop does not refresh
@@ -197,12 +198,8 @@ struct TransportRun {
     /// back), blocked (no allocation), skipped (not probed: the run stopped first).
     status: Status,
     server: Option<SocketAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    connect: Option<ConnectOutcome>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_error: Option<String>,
+    #[serde(flatten)]
+    connection: Connection,
     /// Why nothing was measured, when nothing was.
     #[serde(skip_serializing_if = "Option::is_none")]
     not_measured: Option<String>,
@@ -224,9 +221,7 @@ impl TransportRun {
             transport: uri.transport,
             status: Status::Skipped,
             server: None,
-            connect: None,
-            tls: None,
-            stream_error: None,
+            connection: Connection::default(),
             not_measured: None,
             relay_rtt: None,
             direct_rtt: None,
@@ -241,10 +236,7 @@ impl TransportRun {
         if let Some(res) = &self.result {
             self.relay_rtt = summarize(&res.samples());
             self.direct_rtt = summarize(&res.direct);
-            if res.sent > 0 {
-                self.loss =
-                    Some(f64::from(res.sent - res.received.min(res.sent)) / f64::from(res.sent));
-            }
+            self.loss = loss_ratio(res.sent, res.received);
             if let (Some(r), Some(d)) = (&self.relay_rtt, &self.direct_rtt) {
                 self.overhead_median = Some(r.median - d.median);
             }
@@ -270,6 +262,7 @@ impl TransportRun {
                     other => format!("allocation {other}"),
                 },
                 None => self
+                    .connection
                     .stream_error
                     .clone()
                     .unwrap_or_else(|| "no result".into()),
@@ -350,9 +343,7 @@ impl Command for Relay {
             if r.output.is_none() {
                 run.not_measured = Some(no_result(&r));
             }
-            run.connect = r.connect;
-            run.tls = r.tls;
-            run.stream_error = r.stream_error;
+            run.connection = r.connection;
             run.result = r.output;
             run.conclude();
             if ctx.wants_events() {
@@ -388,15 +379,6 @@ fn signed_secs(v: f64) -> String {
         format!("-{}", secs(-v))
     } else {
         secs(v)
-    }
-}
-
-fn tone(s: Status) -> Tone {
-    match s {
-        Status::Ok => Tone::Good,
-        Status::Degraded | Status::Uncertain => Tone::Warn,
-        Status::Blocked => Tone::Bad,
-        Status::Skipped => Tone::Neutral,
     }
 }
 
@@ -509,7 +491,7 @@ impl Report for RelayBench {
                         t.relay_rtt.map(|s| Bar {
                             label: format!("{} relay", t.transport),
                             seconds: s.median,
-                            tone: tone(t.status),
+                            tone: Tone::of(t.status),
                         })
                     })
                     .chain(self.runs.iter().filter_map(|t| {
@@ -527,11 +509,7 @@ impl Report for RelayBench {
                 "server".to_string(),
                 t.server.map_or_else(|| "-".into(), |s| s.to_string()),
             )];
-            fields.extend(connection_fields(
-                t.connect.as_ref(),
-                t.tls.as_deref(),
-                t.stream_error.as_deref(),
-            ));
+            fields.extend(connection_fields(&t.connection));
             if let Some(why) = &t.not_measured {
                 fields.push(("not measured".into(), why.clone()));
             }
@@ -601,18 +579,13 @@ impl Report for RelayBench {
             .map(|(t, l)| (t.relay_rtt.as_ref(), l.as_slice()))
             .collect();
         rtt_families(w, &[MIN, MEDIAN, P90, P99, MAX, JITTER], &relays);
-        if self.runs.iter().any(|t| t.loss.is_some()) {
-            w.family(
-                "stunmap_relay_loss_ratio",
-                "gauge",
-                "Fraction of packets looped through the relay that did not come back.",
-            );
-            for (t, l) in self.runs.iter().zip(&labels) {
-                if let Some(loss) = t.loss {
-                    w.sample("stunmap_relay_loss_ratio", &borrowed(l), loss);
-                }
-            }
-        }
+        let losses: Vec<_> = self
+            .runs
+            .iter()
+            .zip(&labels)
+            .map(|(t, l)| (t.loss, l.as_slice()))
+            .collect();
+        loss_family(w, &losses);
         if self.runs.iter().any(|t| t.direct_rtt.is_some()) {
             w.family(
                 "stunmap_relay_direct_rtt_median_seconds",

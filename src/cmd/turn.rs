@@ -6,12 +6,11 @@
 //! `STUNMAP_TURN_PASSWORD` / `STUNMAP_TURN_SECRET` or from files, and appear in no output.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use engine::stream::Security;
-use engine::tcp::ConnectOutcome;
 use probes::Transport;
 use probes::finding::Status;
 use probes::turn::allocate::{AllocateConfig, AllocateProbe, AllocateReport, AllocateStatus};
@@ -19,9 +18,9 @@ use probes::turn::auth::{Credentials, Password, SharedSecret};
 use probes::turn::uri::{TurnUri, UriHost};
 use serde::Serialize;
 
-use super::common;
+use super::common::{self, MAX_SECRET_FILE};
 use crate::app::{Command, Ctx, OutputArgs, Report, ReportFiles, RunInfo};
-use crate::exec::turn::{TurnRun, no_result, session_config};
+use crate::exec::turn::{Connection, TurnRun, no_result, session_config};
 use crate::exit::{Outcome, usage};
 use crate::report::doc::{Doc, Mark, Section, Tone, duration};
 use crate::report::prom::{Writer, flag, run_facts};
@@ -33,8 +32,6 @@ pub(crate) const PASSWORD_ENV: &str = "STUNMAP_TURN_PASSWORD";
 /// Environment variable holding the TURN REST shared secret.
 pub(crate) const SECRET_ENV: &str = "STUNMAP_TURN_SECRET";
 
-/// The largest password or secret file read.
-const MAX_SECRET_FILE: u64 = 64 << 10;
 /// The longest request timeout accepted, milliseconds.
 pub(crate) const MAX_TIMEOUT_MS: u64 = 60_000;
 
@@ -62,20 +59,16 @@ pub(crate) struct AuthArgs {
     pub(crate) ca_file: Option<PathBuf>,
 }
 
-fn first_line(flag: &str, path: &Path) -> Result<String> {
-    let text = common::read_text(flag, path, MAX_SECRET_FILE)?;
-    Ok(text.lines().next().unwrap_or("").to_string())
-}
-
 impl AuthArgs {
     /// The credentials the flags and environment describe (`None`: probe without).
     pub(crate) fn credentials(&self) -> Result<Option<Credentials>> {
+        let line = |flag: &str, f: &PathBuf| common::read_first_line(flag, f, MAX_SECRET_FILE);
         let secret = match &self.secret_file {
-            Some(f) => Some(first_line("--secret-file", f)?),
+            Some(f) => Some(line("--secret-file", f)?),
             None => common::env(SECRET_ENV),
         };
         let password = match &self.password_file {
-            Some(f) => Some(first_line("--password-file", f)?),
+            Some(f) => Some(line("--password-file", f)?),
             None => common::env(PASSWORD_ENV),
         };
         let Some(user) = &self.user else {
@@ -203,12 +196,8 @@ pub(crate) struct TurnReport {
     /// credentials), degraded (refused, or the release not confirmed), blocked (no answer),
     /// skipped (stopped before an answer).
     status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    connect: Option<ConnectOutcome>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_error: Option<String>,
+    #[serde(flatten)]
+    connection: Connection,
     result: Option<AllocateReport>,
     /// Why there is no result, in words.
     #[serde(skip)]
@@ -240,9 +229,7 @@ impl Command for Turn {
             transport,
             status: status(run.output.as_ref()),
             no_result: run.output.is_none().then(|| no_result(&run)),
-            stream_error: run.stream_error,
-            connect: run.connect,
-            tls: run.tls,
+            connection: run.connection,
             result: run.output,
         })
     }
@@ -264,19 +251,13 @@ fn status(result: Option<&AllocateReport>) -> Status {
     }
 }
 
-/// The mark of a status.
+/// The mark of a TURN-style run's status: a skipped run reads "not probed".
 pub(crate) fn mark(s: Status) -> Mark {
-    let tone = match s {
-        Status::Ok => Tone::Good,
-        Status::Degraded | Status::Uncertain => Tone::Warn,
-        Status::Blocked => Tone::Bad,
-        Status::Skipped => Tone::Neutral,
-    };
     let word = match s {
         Status::Skipped => "not probed",
         other => other.as_str(),
     };
-    Mark::new(word, tone)
+    Mark::new(word, Tone::of(s))
 }
 
 fn headline(r: &TurnReport) -> String {
@@ -350,21 +331,17 @@ pub(crate) fn allocation_fields(res: &AllocateReport) -> Vec<(String, String)> {
     f
 }
 
-/// Connection lines of a TURN run over TCP/TLS.
-pub(crate) fn connection_fields(
-    connect: Option<&ConnectOutcome>,
-    tls: Option<&str>,
-    stream_error: Option<&str>,
-) -> Vec<(String, String)> {
+/// Connection lines of a TURN run over TCP/TLS (none over UDP).
+pub(crate) fn connection_fields(c: &Connection) -> Vec<(String, String)> {
     let mut f = Vec::new();
-    if let Some(c) = connect {
+    if let Some(c) = &c.connect {
         f.push(("connect".into(), words::connect(c)));
     }
-    if let Some(t) = tls {
-        f.push(("tls".into(), t.to_string()));
+    if let Some(t) = &c.tls {
+        f.push(("tls".into(), t.clone()));
     }
-    if let Some(e) = stream_error {
-        f.push(("stream".into(), e.to_string()));
+    if let Some(e) = &c.stream_error {
+        f.push(("stream".into(), e.clone()));
     }
     f
 }
@@ -393,11 +370,7 @@ impl Report for TurnReport {
             run.exit_code.code()
         ));
         let mut sec = Section::new("Allocation");
-        sec.push(Block::Fields(connection_fields(
-            self.connect.as_ref(),
-            self.tls.as_deref(),
-            self.stream_error.as_deref(),
-        )));
+        sec.push(Block::Fields(connection_fields(&self.connection)));
         if let Some(res) = &self.result {
             sec.push(Block::Fields(allocation_fields(res)));
         }
@@ -471,9 +444,7 @@ mod tests {
             server,
             transport: Transport::Udp,
             status: Status::Ok,
-            connect: None,
-            tls: None,
-            stream_error: None,
+            connection: Connection::default(),
             no_result: None,
             result: Some(AllocateReport {
                 server,
@@ -496,6 +467,20 @@ mod tests {
                 cancelled: false,
             }),
         }
+    }
+
+    #[test]
+    fn the_connection_facts_stand_at_the_top_of_the_json() {
+        let mut r = report(AllocateStatus::Allocated, Release::Released);
+        r.connection.tls = Some("TLSv1.3".into());
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["tls"], "TLSv1.3");
+        // Unset facts are left out, and there is no nested object.
+        assert!(
+            v.get("connect").is_none() && v.get("stream_error").is_none(),
+            "{v}"
+        );
+        assert!(v.get("connection").is_none(), "{v}");
     }
 
     #[test]

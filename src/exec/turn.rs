@@ -11,6 +11,7 @@ use engine::{Cancel, EngineError};
 use probes::turn::auth::Credentials;
 use probes::turn::session::SessionConfig;
 use probes::{Probe, Transport};
+use serde::Serialize;
 
 /// The session for `transport` with every request bounded by `timeout`
 /// ([`SessionConfig::bounded`]) and the given credentials.
@@ -30,11 +31,22 @@ pub(crate) fn session_config(
 pub(crate) struct TurnRun<O> {
     /// The probe's output (`None`: it could not finish, e.g. no connection).
     pub(crate) output: Option<O>,
+    /// How its connection went.
+    pub(crate) connection: Connection,
+}
+
+/// How a TURN-style run's connection went: all `None` over UDP. The reports that carry it
+/// flatten it, so its fields stand in their JSON as in `TurnRun`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct Connection {
     /// How the connection went (TCP and TLS only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) connect: Option<ConnectOutcome>,
     /// TLS version and cipher suite (TLS only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls: Option<String>,
     /// Why the stream ended early (TCP and TLS only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) stream_error: Option<String>,
 }
 
@@ -53,27 +65,27 @@ pub(crate) async fn run<P: Probe>(
         let r = run_stream(probe, server, security, StreamOptions::default(), cancel).await;
         return Ok(TurnRun {
             output: r.output,
-            connect: Some(r.connect),
-            tls: r.tls,
-            stream_error: r.error,
+            connection: Connection {
+                connect: Some(r.connect),
+                tls: r.tls,
+                stream_error: r.error,
+            },
         });
     }
     let (output, _) = engine::run_one(probe, None, cancel).await?;
     Ok(TurnRun {
         output,
-        connect: None,
-        tls: None,
-        stream_error: None,
+        connection: Connection::default(),
     })
 }
 
 /// Why a stream run has no result, in words: the stream's error, else how the connection
 /// went.
 pub(crate) fn no_result(run: &TurnRun<impl Sized>) -> String {
-    if let Some(e) = &run.stream_error {
+    if let Some(e) = &run.connection.stream_error {
         return e.clone();
     }
-    match &run.connect {
+    match &run.connection.connect {
         Some(ConnectOutcome::Connected { .. }) | None => "no result".into(),
         Some(c) => crate::report::words::connect(c),
     }

@@ -78,16 +78,12 @@ pub(crate) struct Policy {
     pub(crate) limits: Limits,
 }
 
-fn first_line(flag: &str, path: &std::path::Path) -> Result<String> {
-    let text = crate::cmd::common::read_text(flag, path, MAX_SECRET_FILE)?;
-    Ok(text.lines().next().unwrap_or("").trim().to_string())
-}
-
 /// A secret from its file flag or, without one, its environment variable (never a flag
 /// value, so it shows in no process list).
 fn secret(flag: &str, file: Option<&PathBuf>, env: &str) -> Result<Option<String>> {
     match file {
-        Some(f) => first_line(flag, f).map(Some),
+        Some(f) => crate::cmd::common::read_first_line(flag, f, MAX_SECRET_FILE)
+            .map(|l| Some(l.trim().to_string())),
         None => Ok(std::env::var(env).ok().filter(|v| !v.trim().is_empty())),
     }
 }

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use probes::finding::Fix;
+use probes::finding::{Fix, Status};
 
 /// Longest string a renderer prints, in characters.
 pub(crate) const MAX_TEXT: usize = 512;
@@ -28,6 +28,19 @@ pub(crate) enum Tone {
     Neutral,
 }
 
+impl Tone {
+    /// The tone of a status: ok good, degraded and uncertain warn, blocked bad, skipped
+    /// neutral.
+    pub(crate) fn of(s: Status) -> Tone {
+        match s {
+            Status::Ok => Tone::Good,
+            Status::Degraded | Status::Uncertain => Tone::Warn,
+            Status::Blocked => Tone::Bad,
+            Status::Skipped => Tone::Neutral,
+        }
+    }
+}
+
 /// A state word with its tone ("ok", "blocked" …).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Mark {
@@ -43,6 +56,11 @@ impl Mark {
             word: word.into(),
             tone,
         }
+    }
+
+    /// A status in its own word ("ok", "skipped" …) and [`Tone::of`] it.
+    pub(crate) fn of(s: Status) -> Mark {
+        Mark::new(s.as_str(), Tone::of(s))
     }
 
     /// The word as a terminal shows it: problems in capitals, so they stand out in a table.

@@ -5,6 +5,7 @@
 pub(crate) mod doc;
 pub(crate) mod html;
 pub(crate) mod human;
+pub(crate) mod nat;
 pub(crate) mod netbird;
 pub(crate) mod paths;
 pub(crate) mod prom;

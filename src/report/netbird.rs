@@ -103,12 +103,13 @@ fn prom_label(v: &str) -> String {
 }
 
 /// Prometheus series: one `stunmap_netbird_peer_not_direct_info` per peer with its reason, and
-/// the count per reason.
-pub(crate) fn metrics(w: &mut Writer, peers: &[PeerFinding]) {
+/// the count per reason; every series starts with the caller's labels (`head`: check's
+/// profile).
+pub(crate) fn metrics(w: &mut Writer, peers: &[PeerFinding], head: &[(&str, &str)]) {
     w.family(
         "stunmap_netbird_peer_not_direct_info",
         "gauge",
-        "A peer NetBird reports relayed or not connected, with the most likely reason.",
+        "A peer NetBird reports relayed or not connected, with the most likely reason; always 1.",
     );
     for f in peers {
         let (peer, local, remote) = (
@@ -116,28 +117,24 @@ pub(crate) fn metrics(w: &mut Writer, peers: &[PeerFinding]) {
             prom_label(&f.link.ice_local.to_string()),
             prom_label(&f.link.ice_remote.to_string()),
         );
-        w.sample(
-            "stunmap_netbird_peer_not_direct_info",
-            &[
-                ("peer", peer.as_str()),
-                ("reason", reason_label(f.reason)),
-                ("ice_local", local.as_str()),
-                ("ice_remote", remote.as_str()),
-            ],
-            1.0,
-        );
+        let mut labels = head.to_vec();
+        labels.extend([
+            ("peer", peer.as_str()),
+            ("reason", reason_label(f.reason)),
+            ("ice_local", local.as_str()),
+            ("ice_remote", remote.as_str()),
+        ]);
+        w.sample("stunmap_netbird_peer_not_direct_info", &labels, 1.0);
     }
     w.family(
         "stunmap_netbird_peers_not_direct",
         "gauge",
-        "Peers NetBird reports relayed or not connected, by reason.",
+        "Peers NetBird reports relayed or not connected, by most likely reason.",
     );
     for (l, n) in reason_counts(peers) {
-        w.sample(
-            "stunmap_netbird_peers_not_direct",
-            &[("reason", l)],
-            n as f64,
-        );
+        let mut labels = head.to_vec();
+        labels.push(("reason", l));
+        w.sample("stunmap_netbird_peers_not_direct", &labels, n as f64);
     }
 }
 
@@ -213,8 +210,25 @@ mod tests {
 
     fn prom(peers: &[PeerFinding]) -> String {
         let mut w = Writer::default();
-        metrics(&mut w, peers);
+        metrics(&mut w, peers, &[]);
         w.finish()
+    }
+
+    #[test]
+    fn the_callers_labels_come_first() {
+        let mut w = Writer::default();
+        metrics(&mut w, &findings(), &[("profile", "p")]);
+        let p = w.finish();
+        assert!(
+            p.contains("stunmap_netbird_peer_not_direct_info{profile=\"p\",peer=\"office-gw.netbird.cloud\",reason=\"no_local_srflx\""),
+            "{p}"
+        );
+        assert!(
+            p.contains(
+                "stunmap_netbird_peers_not_direct{profile=\"p\",reason=\"no_local_srflx\"} 1"
+            ),
+            "{p}"
+        );
     }
 
     #[test]

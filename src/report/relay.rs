@@ -1,5 +1,5 @@
-//! The relay round-trip metrics that `stunmap relay` and `stunmap check` both write: one
-//! gauge family per statistic of the RTTs measured through TURN allocations.
+//! The relay metrics that `stunmap relay` and `stunmap check` both write: one gauge family
+//! per statistic of the RTTs measured through TURN allocations, and the loss.
 
 use engine::stats::RttSummary;
 
@@ -42,6 +42,33 @@ pub(crate) const JITTER: RttFamily = (
 /// One relay's series: what was measured through it, if anything, and its labels.
 pub(crate) type RelaySeries<'a> = (Option<&'a RttSummary>, &'a [(&'static str, String)]);
 
+/// The fraction of `sent` packets looped through a relay that did not come back; `None` when
+/// none was sent.
+pub(crate) fn loss_ratio(sent: u32, received: u32) -> Option<f64> {
+    (sent > 0).then(|| f64::from(sent.saturating_sub(received)) / f64::from(sent))
+}
+
+/// One relay's loss ([`loss_ratio`]), if it has one, and its labels.
+pub(crate) type LossSeries<'a> = (Option<f64>, &'a [(&'static str, String)]);
+
+/// `stunmap_relay_loss_ratio`, a sample per relay with a loss; none at all when no relay has
+/// one.
+pub(crate) fn loss_family(w: &mut Writer, relays: &[LossSeries<'_>]) {
+    if relays.iter().all(|(loss, _)| loss.is_none()) {
+        return;
+    }
+    w.family(
+        "stunmap_relay_loss_ratio",
+        "gauge",
+        "Fraction of packets looped through the relay that did not come back.",
+    );
+    for (loss, labels) in relays {
+        if let Some(l) = loss {
+            w.sample("stunmap_relay_loss_ratio", &borrowed(labels), *l);
+        }
+    }
+}
+
 /// Each of `families` with a sample per measured relay; none at all when no relay was
 /// measured.
 pub(crate) fn rtt_families(w: &mut Writer, families: &[RttFamily], relays: &[RelaySeries<'_>]) {
@@ -55,5 +82,33 @@ pub(crate) fn rtt_families(w: &mut Writer, families: &[RttFamily], relays: &[Rel
                 w.sample(name, &borrowed(labels), pick(s));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_is_of_what_was_sent() {
+        assert_eq!(loss_ratio(0, 0), None);
+        assert_eq!(loss_ratio(10, 7), Some(0.3));
+        // More answers than packets (duplicates) is no loss, not a negative one.
+        assert_eq!(loss_ratio(5, 9), Some(0.0));
+    }
+
+    #[test]
+    fn no_loss_family_without_a_loss() {
+        let labels = [("transport", "udp".to_string())];
+        let mut w = Writer::default();
+        loss_family(&mut w, &[(None, &labels)]);
+        assert_eq!(w.finish(), "");
+        let mut w = Writer::default();
+        loss_family(&mut w, &[(None, &labels), (Some(0.25), &labels)]);
+        let text = w.finish();
+        assert!(
+            text.contains("stunmap_relay_loss_ratio{transport=\"udp\"} 0.25"),
+            "{text}"
+        );
     }
 }

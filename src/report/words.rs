@@ -25,23 +25,25 @@ pub(crate) fn rcode(r: Rcode) -> String {
     }
 }
 
+/// Addresses separated by spaces ("192.0.2.1 2001:db8::1").
+pub(crate) fn addresses(a: &[std::net::IpAddr]) -> String {
+    a.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// One lookup: the addresses and the time, or how it failed.
 pub(crate) fn lookup(l: &Lookup) -> String {
-    let list = |a: &[std::net::IpAddr]| {
-        a.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     match l {
-        Lookup::Resolved { addresses, time } => {
-            format!("{} ({})", list(addresses), duration(*time))
+        Lookup::Resolved { addresses: a, time } => {
+            format!("{} ({})", addresses(a), duration(*time))
         }
         Lookup::NoRecords { time } => format!("no records ({})", duration(*time)),
         Lookup::Failed { rcode: r, time } => format!("{} ({})", rcode(*r), duration(*time)),
         Lookup::Timeout => "timeout".into(),
         Lookup::Overridden { addresses } if addresses.is_empty() => "-".into(),
-        Lookup::Overridden { addresses } => format!("{} (--resolve)", list(addresses)),
+        Lookup::Overridden { addresses: a } => format!("{} (--resolve)", addresses(a)),
         Lookup::Error { message } => format!("error: {message}"),
     }
 }
