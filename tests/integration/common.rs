@@ -46,34 +46,57 @@ pub(crate) fn validate(schema_file: &str, v: &serde_json::Value) {
     );
 }
 
-/// A port free for UDP and TCP on `ip` right now (the small race with other processes is
-/// acceptable on a test machine).
-pub(crate) fn free_port(ip: &str) -> u16 {
-    for _ in 0..100 {
-        let u = UdpSocket::bind((ip, 0)).unwrap();
-        let port = u.local_addr().unwrap().port();
-        if TcpListener::bind((ip, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port on {ip}");
+/// The lowest port handed out; the highest is just under Linux's default ephemeral range.
+const FIRST_TEST_PORT: u16 = 10_000;
+const LAST_TEST_PORT: u16 = 32_767;
+
+/// The first of the next `count` candidate ports of this process: a per-process start (the
+/// pid) and one counter, so no two calls in this process hand out the same port. `None` when
+/// the block would wrap past the last test port (the caller draws again).
+fn next_test_ports(count: u16) -> Option<u16> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+    let span = u32::from(LAST_TEST_PORT - FIRST_TEST_PORT) + 1;
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(97) % span,
+        std::sync::atomic::Ordering::SeqCst,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    let n = NEXT.fetch_add(u32::from(count), std::sync::atomic::Ordering::SeqCst) % span;
+    (n + u32::from(count) <= span).then(|| FIRST_TEST_PORT + n as u16)
 }
 
-/// `count` consecutive free ports on `ip`.
+/// Whether `port` is free for UDP and TCP on every address in `ips`.
+fn free_on(ips: &[&str], port: u16) -> bool {
+    ips.iter()
+        .all(|ip| UdpSocket::bind((*ip, port)).is_ok() && TcpListener::bind((*ip, port)).is_ok())
+}
+
+/// A port free for UDP and TCP on `ip` right now, and on 127.0.0.1 and 127.0.0.2 for an IPv4
+/// loopback address (an RFC 5780 server binds its ports on both of its addresses). Ports come
+/// from below the kernel's ephemeral range, so a socket another test binds to port 0 cannot
+/// take one between this check and the server's bind, and each is handed out once per
+/// process.
+pub(crate) fn free_port(ip: &str) -> u16 {
+    let both = ["127.0.0.1", "127.0.0.2"];
+    let ips: Vec<&str> = if both.contains(&ip) {
+        both.to_vec()
+    } else {
+        vec![ip]
+    };
+    free_block(&ips, 1).unwrap_or_else(|| panic!("no free port on {ip}"))
+}
+
+/// The first of `count` consecutive ports free on every address in `ips`.
+fn free_block(ips: &[&str], count: u16) -> Option<u16> {
+    (0..1_000)
+        .filter_map(|_| next_test_ports(count))
+        .find(|&base| (base..base + count).all(|p| free_on(ips, p)))
+}
+
+/// `count` consecutive free ports on `ip` (drawn like [`free_port`]).
 pub(crate) fn free_port_range(ip: &str, count: u16) -> u16 {
-    'outer: for _ in 0..200 {
-        let base = free_port(ip);
-        if base.checked_add(count).is_none() {
-            continue;
-        }
-        for p in base..base + count {
-            if UdpSocket::bind((ip, p)).is_err() || TcpListener::bind((ip, p)).is_err() {
-                continue 'outer;
-            }
-        }
-        return base;
-    }
-    panic!("no free range of {count} ports");
+    free_block(&[ip], count).unwrap_or_else(|| panic!("no free range of {count} ports"))
 }
 
 /// A child process killed on drop.
