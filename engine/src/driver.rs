@@ -559,13 +559,13 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
         }
     }
 
-    fn finish(&mut self, key: SlotKey) {
-        let Some(cell) = self.slots.get_mut(key.index as usize) else {
-            return;
-        };
-        let Some(mut slot) = cell.take_if(|s| s.generation == key.generation) else {
-            return;
-        };
+    /// Take the slot of `key` out of the run: its transaction ids, its private sockets' entry
+    /// and its place in flight go with it. `None` if it is gone already.
+    fn take_slot(&mut self, key: SlotKey) -> Option<Slot<P>> {
+        let slot = self
+            .slots
+            .get_mut(key.index as usize)?
+            .take_if(|s| s.generation == key.generation)?;
         for tid in slot.first_tid.iter().chain(&slot.more_tids) {
             self.table.remove(tid);
         }
@@ -574,6 +574,13 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
         }
         self.free.push(key.index);
         self.in_flight -= 1;
+        Some(slot)
+    }
+
+    fn finish(&mut self, key: SlotKey) {
+        let Some(mut slot) = self.take_slot(key) else {
+            return;
+        };
         match slot.probe.take_output() {
             Some(output) => {
                 self.counters.probes_finished += 1;
@@ -592,20 +599,9 @@ impl<P: Probe, F: FnMut(Event<P::Output>)> Driver<P, F> {
     }
 
     fn abandon(&mut self, key: SlotKey) {
-        let Some(cell) = self.slots.get_mut(key.index as usize) else {
+        let Some(slot) = self.take_slot(key) else {
             return;
         };
-        let Some(slot) = cell.take_if(|s| s.generation == key.generation) else {
-            return;
-        };
-        for tid in slot.first_tid.iter().chain(&slot.more_tids) {
-            self.table.remove(tid);
-        }
-        if !slot.private.is_empty() {
-            self.with_private.retain(|k| *k != key);
-        }
-        self.free.push(key.index);
-        self.in_flight -= 1;
         self.counters.probes_abandoned += 1;
         (self.on_event)(Event::Abandoned {
             probe: slot.input_index,

@@ -405,21 +405,6 @@ async fn live(plan: Plan, ctx: &Ctx) -> Result<LiveReport> {
     Ok(report)
 }
 
-fn empty_report(role: Role) -> SideReport {
-    SideReport {
-        role,
-        nat: None,
-        public_address: None,
-        candidates: Vec::new(),
-        nominated: None,
-        connect_ms: None,
-        checks: Vec::new(),
-        rtt: None,
-        turn: None,
-        interrupted: false,
-    }
-}
-
 async fn wait_nat(
     rx: &mut watch::Receiver<Option<NatSummary>>,
     cancel: &Cancel,
@@ -444,7 +429,7 @@ fn fill_nat(r: &mut SideReport, nat: Option<NatSummary>) {
 }
 
 fn interrupted_report(plan: &Plan, role: Role, nat: Option<NatSummary>) -> LiveReport {
-    let mut local = empty_report(role);
+    let mut local = SideReport::empty(role);
     local.interrupted = true;
     fill_nat(&mut local, nat);
     LiveReport {

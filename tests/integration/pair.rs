@@ -485,21 +485,13 @@ fn hostile_peer(mut raw: Raw) {
     let f = raw.conn.signal(PeerMsg::Offer(offer)).unwrap();
     raw.tcp.write_all(&f).unwrap();
     let report = SideReport {
-        role: Role::Controlling,
-        nat: None,
-        public_address: None,
-        candidates: Vec::new(),
-        nominated: None,
-        connect_ms: None,
-        checks: Vec::new(),
-        rtt: None,
         turn: Some(TurnSummary {
             server: "192.0.2.1:3478".parse().unwrap(),
             relayed: None,
             error: Some(format!("\u{1b}]0;pwned\u{7}\u{1b}[2J{}", "A".repeat(150))),
             released: Some(true),
         }),
-        interrupted: false,
+        ..SideReport::empty(Role::Controlling)
     };
     let f = raw.conn.signal(PeerMsg::Report(Box::new(report))).unwrap();
     raw.tcp.write_all(&f).unwrap();
