@@ -416,9 +416,11 @@ fn netbird_metrics(w: &mut Writer, nb: &NetbirdSection, profile: &str) {
         "1 when NetBird's own availability of a URI and stunmap's measurement of it disagree.",
     );
     for u in &nb.uris {
+        // The URI is the status file's text: capped and escaped like every peer string.
+        let uri = crate::report::doc::clean(&u.uri);
         w.sample(
             "stunmap_netbird_uri_disagreement",
-            &[("profile", profile), ("uri", &u.uri), ("role", u.role)],
+            &[("profile", profile), ("uri", &uri), ("role", u.role)],
             flag(matches!(
                 u.agreement,
                 Agreement::NetbirdOnly | Agreement::StunmapOnly
@@ -583,4 +585,52 @@ fn relay(w: &mut Writer, r: &CheckReport, profile: &str) {
         .map(|(x, l)| (loss_ratio(x.sent, x.received), l.as_slice()))
         .collect();
     loss_family(w, &losses);
+}
+
+#[cfg(test)]
+mod tests {
+    use probes::netbird::{MeasuredState, UriComparison};
+
+    use super::*;
+    use crate::check::model::NetbirdSource;
+
+    /// A URI from the status file reaches the exposition capped and with its control
+    /// characters escaped, like the per-peer series.
+    #[test]
+    fn a_hostile_uri_label_is_cleaned() {
+        let uri = format!("stun:a\u{1b}[2J\u{202e}{}", "x".repeat(2_000));
+        let nb = NetbirdSection {
+            source: NetbirdSource::Stdin,
+            daemon_version: None,
+            wireguard_port: None,
+            uris: vec![UriComparison {
+                uri: uri.clone(),
+                role: "stun",
+                netbird_ok: true,
+                netbird_error: None,
+                measured: MeasuredState::Failed,
+                measured_detail: None,
+                agreement: Agreement::NetbirdOnly,
+                note: None,
+            }],
+            peers: Vec::new(),
+            notes: Vec::new(),
+        };
+        let mut w = Writer::default();
+        netbird_metrics(&mut w, &nb, "p");
+        let text = w.finish();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("stunmap_netbird_uri_disagreement{"))
+            .expect("the series");
+        assert!(line.ends_with(" 1") || line.ends_with(" 1.0"), "{line}");
+        assert!(
+            !line.contains('\u{1b}') && !line.contains('\u{202e}'),
+            "{line}"
+        );
+        assert!(line.contains(r"\\u{1b}[2J\\u{202e}"), "{line}");
+        assert!(line.contains("more characters)"), "{line}");
+        assert!(line.len() < 700, "{} bytes", line.len());
+        assert!(!text.contains(&uri));
+    }
 }
