@@ -336,12 +336,13 @@ impl Signalled for Patient {
     }
 }
 
-/// A loop that wakes late (its thread was busy) finds both its timer due and an answer that
-/// arrived 50 ms before that timer: the answer counts, not the timeout. Real time and real
-/// loopback sockets (the lateness is a blocked thread); eight rounds, since without the rule
-/// which of the two the loop sees first is a coin toss.
-#[tokio::test]
-async fn an_answer_that_beat_the_timer_counts_after_a_late_wake() {
+/// Eight rounds of a late wake. The echo answers each request 50 ms after it, and the
+/// runtime's thread is busy from 10 ms to 260 ms, so the answer (at 50 ms) and `Patient`'s
+/// timer (at 100 ms) are both waiting when the loop runs again. `run` drives one `Patient` and
+/// returns its output, which must be the answer. Real time and real loopback sockets (the
+/// lateness is a blocked thread); eight rounds, since without the rule which of the two the
+/// loop sees first is a coin toss.
+async fn late_wake_rounds<Fut: Future<Output = Option<bool>>>(run: impl Fn(Patient) -> Fut) {
     const ROUNDS: usize = 8;
     let (sock, dest) = peer();
     let echo = std::thread::spawn(move || {
@@ -353,26 +354,35 @@ async fn an_answer_that_beat_the_timer_counts_after_a_late_wake() {
         }
     });
     for round in 0..ROUNDS {
-        // Busy from 10 ms to 260 ms: the answer (at 50 ms) and the timer (at 100 ms) are both
-        // waiting when the loop runs again.
         let blocker = tokio::spawn(async {
             tokio::time::sleep(Duration::from_millis(10)).await;
             std::thread::sleep(Duration::from_millis(250));
         });
-        let (_in_tx, in_rx) = mpsc::channel::<u32>(1);
-        let (out_tx, _out_rx) = mpsc::channel(1);
-        let probe = Patient {
+        let output = run(Patient {
             dest,
             deadline: None,
             answered: None,
-        };
-        let run = run_signalled(probe, in_rx, out_tx, Cancel::never(), None, Duration::ZERO)
-            .await
-            .unwrap();
+        })
+        .await;
         blocker.await.unwrap();
-        assert_eq!(run.output, Some(true), "round {round}: judged silent");
+        assert_eq!(output, Some(true), "round {round}: judged silent");
     }
     echo.join().unwrap();
+}
+
+/// A signalled loop that wakes late finds both its timer due and an answer that arrived
+/// before it: the answer counts, not the timeout.
+#[tokio::test]
+async fn an_answer_that_beat_the_timer_counts_after_a_late_wake() {
+    late_wake_rounds(|probe| async move {
+        let (_in_tx, in_rx) = mpsc::channel::<u32>(1);
+        let (out_tx, _out_rx) = mpsc::channel(1);
+        run_signalled(probe, in_rx, out_tx, Cancel::never(), None, Duration::ZERO)
+            .await
+            .unwrap()
+            .output
+    })
+    .await;
 }
 
 /// The same late wake in the driver (`engine::run_one`), whose private sockets are read by
@@ -380,29 +390,11 @@ async fn an_answer_that_beat_the_timer_counts_after_a_late_wake() {
 /// the reader task had no turn yet to queue it.
 #[tokio::test]
 async fn the_driver_counts_a_private_answer_that_beat_the_timer_after_a_late_wake() {
-    const ROUNDS: usize = 8;
-    let (sock, dest) = peer();
-    let echo = std::thread::spawn(move || {
-        let mut buf = [0u8; 64];
-        for _ in 0..ROUNDS {
-            let (n, from) = sock.recv_from(&mut buf).unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-            sock.send_to(&buf[..n], from).unwrap();
-        }
-    });
-    for round in 0..ROUNDS {
-        let blocker = tokio::spawn(async {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            std::thread::sleep(Duration::from_millis(250));
-        });
-        let probe = Patient {
-            dest,
-            deadline: None,
-            answered: None,
-        };
-        let (output, _) = engine::run_one(probe, None, Cancel::never()).await.unwrap();
-        blocker.await.unwrap();
-        assert_eq!(output, Some(true), "round {round}: judged silent");
-    }
-    echo.join().unwrap();
+    late_wake_rounds(|probe| async move {
+        engine::run_one(probe, None, Cancel::never())
+            .await
+            .unwrap()
+            .0
+    })
+    .await;
 }

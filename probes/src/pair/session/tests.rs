@@ -488,29 +488,14 @@ fn hostile_datagrams_are_ignored() {
             0, 1, 0, 4, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
         ],
     ];
+    let mut refused = |socket: LocalSocket, data: &[u8]| {
+        let from = stranger;
+        s.handle_input_on(now, Received { socket, from, data })
+            .is_err()
+    };
     for j in &junk {
-        assert!(
-            s.handle_input_on(
-                now,
-                Received {
-                    socket: ice,
-                    from: stranger,
-                    data: j
-                }
-            )
-            .is_err()
-        );
-        assert!(
-            s.handle_input_on(
-                now,
-                Received {
-                    socket: LocalSocket::Private(TURN_SOCKET),
-                    from: stranger,
-                    data: j
-                }
-            )
-            .is_err()
-        );
+        assert!(refused(ice, j));
+        assert!(refused(LocalSocket::Private(TURN_SOCKET), j));
     }
     // A Binding request without credentials: the agent refuses it.
     let mut req = Vec::new();
@@ -522,17 +507,7 @@ fn hostile_datagrams_are_ignored() {
         fingerprint: true,
     }
     .encode(&mut req);
-    assert!(
-        s.handle_input_on(
-            now,
-            Received {
-                socket: ice,
-                from: stranger,
-                data: &req
-            }
-        )
-        .is_err()
-    );
+    assert!(refused(ice, &req));
     // The run still completes.
     let (a, b) = w.run(Duration::from_secs(30));
     assert_eq!(result(&a, &b).outcome, Outcome::Direct);
